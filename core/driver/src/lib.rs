@@ -1,0 +1,1 @@
+//! IO driver for the tunnel engine (see ARCHITECTURE.md).

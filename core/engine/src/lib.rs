@@ -1,0 +1,1 @@
+//! Sans-IO tunnel engine (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! History store (see ARCHITECTURE.md).

@@ -1,0 +1,180 @@
+//! The question the policy answers and the answer it gives.
+//!
+//! These types are the contract between the policy engine and its callers (the tunnel engine,
+//! the command line, the bindings). They carry owned strings only where an answer leaves the
+//! engine; a [`Query`] borrows, because it is built once per packet-path decision.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// How the name in a query was learned. It sets how certain the name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// The app asked DNS for this name.
+    DnsQuestion,
+    /// The address was seen in a DNS answer for this name (possibly shared with other names).
+    DnsAnswer,
+    /// The TLS ClientHello named the server (SNI).
+    TlsSni,
+    /// The QUIC Initial's ClientHello named the server.
+    QuicSni,
+    /// The HTTP request's Host header.
+    HttpHost,
+    /// A person typed it (e.g. `embargo check NAME`).
+    User,
+}
+
+/// Transport of a connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// One question to the policy: may this app reach this endpoint?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query<'a> {
+    /// Opaque app id (Android package, executable path, `uid:N`); `None` when unknown.
+    pub app: Option<&'a str>,
+    /// The host name, lowercase without trailing dot, when one is known.
+    pub name: Option<&'a str>,
+    /// How `name` was learned; ignored when `name` is `None`.
+    pub name_source: NameSource,
+    /// How many distinct names the DNS answers mapped this address to (1 = unambiguous).
+    /// Only meaningful with [`NameSource::DnsAnswer`].
+    pub names_sharing_address: u32,
+    /// The destination address, when the query is about a connection.
+    pub addr: Option<IpAddr>,
+    pub port: u16,
+    pub protocol: Protocol,
+    /// The DNS record type asked, for `$dnstype` rules (e.g. 1 = A, 28 = AAAA, 65 = HTTPS).
+    pub dns_type: Option<u16>,
+}
+
+impl<'a> Query<'a> {
+    /// A query about a host name alone (as `embargo check NAME` asks).
+    pub fn name(name: &'a str) -> Self {
+        Query {
+            app: None,
+            name: Some(name),
+            name_source: NameSource::User,
+            names_sharing_address: 1,
+            addr: None,
+            port: 0,
+            protocol: Protocol::Tcp,
+            dns_type: None,
+        }
+    }
+
+    /// A query about an address alone.
+    pub fn addr(addr: IpAddr) -> Self {
+        Query {
+            app: None,
+            name: None,
+            name_source: NameSource::User,
+            names_sharing_address: 1,
+            addr: Some(addr),
+            port: 0,
+            protocol: Protocol::Tcp,
+            dns_type: None,
+        }
+    }
+
+    pub fn with_app(mut self, app: &'a str) -> Self {
+        self.app = Some(app);
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    Block,
+}
+
+/// How sure Embargo is that the endpoint is who it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Certainty {
+    /// Nothing identifies the endpoint beyond its address.
+    Unknown,
+    /// Inferred: a name from a DNS answer that several names share, or a database range.
+    Inferred,
+    /// Stated by the app itself: DNS question, SNI, HTTP Host, or a single-name DNS answer.
+    Certain,
+}
+
+/// Where a rule came from: list name (file name or `builtin`), 1-based line, and the rule text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRef {
+    pub list: String,
+    pub line: u32,
+    pub rule: String,
+}
+
+/// Why a decision went the way it did. Exactly one reason per decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// No rule matched.
+    NoMatch,
+    /// Blocking is off for this app.
+    AppBlockingOff,
+    /// The global allowlist allowed it.
+    Allowlisted { entry: String },
+    /// A per-app override (allow or block) for this app.
+    AppOverride { entry: String },
+    /// The endpoint belongs to the app's own owner (first-party exception).
+    FirstParty { owner: String },
+    /// A name rule in a list (`@@` exceptions included, with `exception: true`).
+    NameRule { rule: RuleRef, exception: bool },
+    /// An address or CIDR rule.
+    AddressRule { rule: RuleRef },
+    /// A block by network owner (ASN or owner name).
+    OwnerRule { rule: RuleRef },
+    /// A block by country.
+    CountryRule { rule: RuleRef },
+}
+
+/// Which data set said who owns an endpoint or where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttributionSource {
+    /// A tracker list that names the owner of a domain (DuckDuckGo, Disconnect, built-in).
+    List { list: String },
+    /// An IP database (ip-location-db, iptoasn), by file name.
+    Database { database: String },
+}
+
+/// One fact about an endpoint (its owner, or its country) and who said so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    /// Owner display name (e.g. "ByteDance") or ISO 3166 country code (e.g. "CN").
+    pub value: String,
+    /// The autonomous system number, when the fact came from an ASN database.
+    pub asn: Option<u32>,
+    pub source: AttributionSource,
+    pub certainty: Certainty,
+}
+
+/// The answer to a [`Query`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reason: Reason,
+    pub owner: Option<Attribution>,
+    pub country: Option<Attribution>,
+    /// How sure the name/address attribution behind this decision is.
+    pub certainty: Certainty,
+}
+
+impl Decision {
+    pub fn is_block(&self) -> bool {
+        self.verdict == Verdict::Block
+    }
+}

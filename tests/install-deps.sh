@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian package and tool the test suites need. Idempotent: skips what is present.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+want() { have "$1" || need+=("$2"); }
+want ip iproute2
+want curl curl
+want dig dnsutils
+want dnsmasq dnsmasq-base
+want nginx nginx-light
+want iperf3 iperf3
+want openssl openssl
+want sqlite3 sqlite3
+want python3 python3
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "install-deps: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Keep package installs from starting system services on the host; the tests start their own.
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

@@ -5,8 +5,13 @@
 //! decision is a pure function of a [`Query`] and the loaded rules.
 
 pub mod decision;
+pub mod rules;
 
 pub use decision::{
     Attribution, AttributionSource, Certainty, Decision, NameSource, Protocol, Query, Reason,
     RuleRef, Verdict,
+};
+pub use rules::{
+    Action, AppOwner, DnsTypeFilter, DomainOwner, IpNet, LoadError, LoadReport, NamePattern,
+    NameRule, Rule, SkipReason,
 };

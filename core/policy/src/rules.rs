@@ -1,0 +1,180 @@
+//! The parsed form of every rule source: what a list *says*, before it is compiled into a
+//! matcher. Parsers (`crate::parse`) produce these; the compiler (`crate::compile`) consumes them.
+//!
+//! Owner and country facts are kept apart from block rules: a tracker list that says "this
+//! domain belongs to ByteDance" is attribution, not a decision.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::RuleRef;
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Block,
+    /// An exception (`@@` in AdBlock syntax, an allowlist entry).
+    Allow,
+}
+
+/// Which names a name rule covers. Names are lowercase ASCII (IDNA already applied), no
+/// trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum NamePattern {
+    /// Exactly this name (hosts files, plain lists in exact mode).
+    Exact(String),
+    /// This name and every name below it (`||name^`, `*.name` lists, hagezi lists,
+    /// dnsmasq `address=/name/`, unbound `local-zone`).
+    Subtree(String),
+    /// A glob over the whole name where `*` matches any run of characters (AdBlock `*`),
+    /// with `|` anchors already resolved into `anchored_start` / `anchored_end`.
+    Glob {
+        pattern: String,
+        anchored_start: bool,
+        anchored_end: bool,
+    },
+    /// `/regex/` rules; compiled with a size limit so that cost is bounded.
+    Regex(String),
+}
+
+/// A DNS-record-type filter (`$dnstype=A|~AAAA`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DnsTypeFilter {
+    /// Types the rule applies to; empty = all types not excluded.
+    pub include: Vec<u16>,
+    /// Types the rule never applies to.
+    pub exclude: Vec<u16>,
+}
+
+/// A rule over host names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameRule {
+    pub pattern: NamePattern,
+    pub action: Action,
+    /// `$important`: wins over exceptions that are not themselves important.
+    pub important: bool,
+    pub dnstype: Option<DnsTypeFilter>,
+    /// `$denyallow=a.com|b.com`: the rule does not apply to these names and their subdomains.
+    pub denyallow: Vec<String>,
+    /// `$badfilter`: this rule disables the identical rule without `$badfilter`.
+    pub badfilter: bool,
+    pub source: RuleRef,
+}
+
+/// An IP network (an address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// Who owns a domain, as a tracker list says (DuckDuckGo `trackers[].owner`,
+/// Disconnect organisations, the built-in list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainOwner {
+    /// The domain; the fact covers its subdomains too.
+    pub domain: String,
+    /// Stable owner key (e.g. "ByteDance Ltd.").
+    pub owner: String,
+    /// Name to show (e.g. "ByteDance").
+    pub display_name: String,
+    pub source: RuleRef,
+}
+
+/// Which owner an app belongs to (DuckDuckGo `packageNames`), for the first-party exception.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppOwner {
+    pub app: String,
+    pub owner: String,
+    pub source: RuleRef,
+}
+
+/// One statement of a rule source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Rule {
+    Name(NameRule),
+    Address {
+        net: IpNet,
+        action: Action,
+        source: RuleRef,
+    },
+    /// Block (or allow) every address an AS announces (`AS45090`).
+    Asn {
+        asn: u32,
+        action: Action,
+        source: RuleRef,
+    },
+    /// Block (or allow) every endpoint whose owner has this name (matched case-insensitively
+    /// against list owners and AS organisation names).
+    OwnerName {
+        owner: String,
+        action: Action,
+        source: RuleRef,
+    },
+    /// Block (or allow) every address located in this ISO 3166-1 alpha-2 country.
+    Country {
+        code: [u8; 2],
+        action: Action,
+        source: RuleRef,
+    },
+    DomainOwner(DomainOwner),
+    AppOwner(AppOwner),
+}
+
+/// Why a line was skipped rather than accepted (counted per reason in a [`LoadReport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A modifier Embargo does not implement: the whole rule is ignored, as the syntax says.
+    UnsupportedModifier,
+    /// A cosmetic or URL rule that cannot apply to DNS or connections.
+    NotApplicable,
+    /// A regex over the size/complexity budget.
+    RegexTooCostly,
+    /// Local names such as `localhost`, `0.0.0.0`, `broadcasthost` in hosts files.
+    LocalName,
+    /// A syntactically valid entry that is inert here (e.g. DDG `default: ignore`).
+    Inert,
+}
+
+/// A problem that names where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadError {
+    pub list: String,
+    /// 1-based line; 0 when the problem is the whole file (binary, not JSON, too large).
+    pub line: u32,
+    /// The field or token at fault, when there is one.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.list)?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// What loading one rule source did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub list: String,
+    pub accepted: u64,
+    /// Skipped lines per reason.
+    pub skipped: std::collections::BTreeMap<SkipReason, u64>,
+    /// The first errors, with file and line (capped; `error_count` has the total).
+    pub errors: Vec<LoadError>,
+    pub error_count: u64,
+}

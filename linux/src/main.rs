@@ -1,6 +1,9 @@
 //! `embargo`: the Linux shell of Embargo (see README.md for every command).
 
 mod commands;
+// Used by `embargo run` (the driver's app_owner hook); unused until it is wired.
+#[allow(dead_code)]
+mod procfs;
 
 use std::process::ExitCode;
 

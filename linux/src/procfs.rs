@@ -1,0 +1,508 @@
+//! App identity from `/proc`: which process (executable path) and uid own a flow.
+//!
+//! The kernel lists every socket of a network namespace in `/proc/net/{tcp,tcp6,udp,udp6}`
+//! with its addresses, owning uid and inode; every process lists its open descriptors in
+//! `/proc/PID/fd`, where a socket reads `socket:[INODE]`. Joining the two names the program.
+//!
+//! Two things shape this module:
+//! - **Namespaces.** `/proc/net` shows the sockets of the *reader's* network namespace. The
+//!   apps Embargo protects usually live in another one (`embargo run --netns NAME`), while
+//!   Embargo itself stays in the host namespace. A dedicated worker thread therefore enters the
+//!   protected namespace once (`setns` changes only the calling thread) and reads
+//!   `/proc/thread-self/net/*`, which follows the thread's namespace, not the process's.
+//! - **Cost.** A lookup reads four tables and may walk every process's descriptors: a few
+//!   milliseconds on a busy machine. It runs once per flow, off the packet path (OpenSnitch's
+//!   users saw whole programs freeze when decisions waited for it), and answers are cached for
+//!   [`CACHE_TTL`].
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use embargo_policy::Protocol;
+
+/// How long an answer stays cached. A flow's owner cannot change while its socket lives;
+/// the TTL only bounds how long a reused 4-tuple keeps a stale owner, and 30 s is shorter than
+/// TCP's TIME-WAIT plus a typical reconnect, so reuse by another program is rare within it.
+pub const CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Upper bound on cached answers: about 100 bytes each, so at most a few hundred KiB.
+pub const CACHE_CAPACITY: usize = 4096;
+
+/// One row of `/proc/net/{tcp,udp}[6]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketEntry {
+    /// Local address; v4-mapped IPv6 addresses are turned into IPv4.
+    pub local: SocketAddr,
+    /// Remote address (unspecified, port 0, for unconnected sockets).
+    pub remote: SocketAddr,
+    pub uid: u32,
+    pub inode: u64,
+}
+
+/// Who owns a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    /// Executable of the process holding the socket, when one was found.
+    pub exe: Option<PathBuf>,
+    pub pid: Option<u32>,
+}
+
+impl Owner {
+    /// The app id Embargo uses everywhere (policy, history): the executable path, or `uid:N`
+    /// when no process could be found (the socket closed, or it belongs to another user whose
+    /// `/proc` entries we may not read).
+    pub fn app_id(&self) -> String {
+        match &self.exe {
+            Some(exe) => exe.to_string_lossy().into_owned(),
+            None => format!("uid:{}", self.uid),
+        }
+    }
+}
+
+/// Parses one `/proc/net/{tcp,udp}[6]` table. Lines that do not parse are skipped: the format
+/// is the kernel's, and a future column must not make every lookup fail.
+pub fn parse_table(text: &str) -> Vec<SocketEntry> {
+    text.lines().skip(1).filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<SocketEntry> {
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+    let mut fields = line.split_whitespace();
+    let _sl = fields.next()?;
+    let local = parse_hex_socket_addr(fields.next()?)?;
+    let remote = parse_hex_socket_addr(fields.next()?)?;
+    let mut rest = fields.skip(4); // st, tx:rx, tr:when, retrnsmt
+    let uid = rest.next()?.parse().ok()?;
+    let _timeout = rest.next()?;
+    let inode = rest.next()?.parse().ok()?;
+    Some(SocketEntry {
+        local,
+        remote,
+        uid,
+        inode,
+    })
+}
+
+/// `0100007F:0050` or a 32-digit IPv6 form. The kernel prints each 32-bit word of the address
+/// as the hex of that word in host byte order, so the bytes come back with `to_ne_bytes`.
+fn parse_hex_socket_addr(text: &str) -> Option<SocketAddr> {
+    let (addr, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(
+            u32::from_str_radix(addr, 16).ok()?.to_ne_bytes(),
+        )),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
+                let word = addr.get(i * 8..i * 8 + 8)?;
+                chunk.copy_from_slice(&u32::from_str_radix(word, 16).ok()?.to_ne_bytes());
+            }
+            canonical(IpAddr::V6(Ipv6Addr::from(bytes)))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// A dual-stack socket talking IPv4 shows `::ffff:a.b.c.d`; the tunnel sees plain IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+fn canonical_sa(sa: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical(sa.ip()), sa.port())
+}
+
+/// Picks the socket of a flow `src -> dst` (as the app sent it) from table rows.
+///
+/// TCP: the exact 4-tuple. UDP: a connected socket with the exact 4-tuple wins; otherwise an
+/// unconnected socket bound to `src`'s port on `src`'s address or the wildcard (how `dig` and
+/// most resolvers send).
+pub fn find_socket(
+    entries: &[SocketEntry],
+    protocol: Protocol,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Option<SocketEntry> {
+    let (src, dst) = (canonical_sa(src), canonical_sa(dst));
+    if let Some(e) = entries.iter().find(|e| e.local == src && e.remote == dst) {
+        return Some(*e);
+    }
+    if protocol != Protocol::Udp {
+        return None;
+    }
+    entries
+        .iter()
+        .filter(|e| e.local.port() == src.port() && e.remote.port() == 0)
+        .filter(|e| e.local.ip() == src.ip() || e.local.ip().is_unspecified())
+        // a socket bound to the exact address is more specific than a wildcard one
+        .max_by_key(|e| e.local.ip() == src.ip())
+        .copied()
+}
+
+/// Which `/proc/net/*` tables can hold a flow of this protocol. Both families are read: an
+/// IPv4 flow can belong to a dual-stack IPv6 socket.
+fn tables(protocol: Protocol) -> &'static [&'static str] {
+    match protocol {
+        Protocol::Tcp => &["tcp", "tcp6"],
+        Protocol::Udp => &["udp", "udp6"],
+        Protocol::Icmp => &[],
+    }
+}
+
+/// Finds the process holding socket `inode`: scans `/proc/PID/fd/*` for `socket:[inode]`.
+///
+/// Processes whose network namespace differs from `netns_ino` (when given) are skipped
+/// without opening their descriptor table: the socket lives in that namespace, so its owner's
+/// descriptors are only worth reading there (a socket *can* be passed to a process in another
+/// namespace; the second, unfiltered pass finds those).
+pub fn find_process(
+    proc_root: &Path,
+    inode: u64,
+    netns_ino: Option<u64>,
+) -> Option<(u32, PathBuf)> {
+    let target = format!("socket:[{inode}]");
+    let pids: Vec<u32> = std::fs::read_dir(proc_root)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // Processes in the socket's namespace first; the rest only if none of those holds it.
+    let (first, rest): (Vec<u32>, Vec<u32>) = pids.into_iter().partition(|pid| {
+        netns_ino.is_none_or(|ino| {
+            std::fs::metadata(proc_root.join(format!("{pid}/ns/net"))).is_ok_and(|m| m.ino() == ino)
+        })
+    });
+    for pid in first.into_iter().chain(rest) {
+        let dir = proc_root.join(pid.to_string());
+        if holds_socket(&dir, &target) {
+            let exe = std::fs::read_link(dir.join("exe")).ok()?;
+            return Some((pid, strip_deleted(exe)));
+        }
+    }
+    None
+}
+
+fn holds_socket(pid_dir: &Path, target: &str) -> bool {
+    let Ok(fds) = std::fs::read_dir(pid_dir.join("fd")) else {
+        return false; // exited, or not ours to read
+    };
+    fds.filter_map(Result::ok)
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target))
+}
+
+/// The kernel appends ` (deleted)` to the link of an executable replaced on disk (an upgrade
+/// while it runs); the app is still the same program.
+fn strip_deleted(exe: PathBuf) -> PathBuf {
+    match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(s) => PathBuf::from(s),
+        None => exe,
+    }
+}
+
+/// Reads the socket tables of the calling thread's network namespace.
+fn read_tables(net_dir: &Path, protocol: Protocol) -> Vec<SocketEntry> {
+    let mut all = Vec::new();
+    for table in tables(protocol) {
+        if let Ok(text) = std::fs::read_to_string(net_dir.join(table)) {
+            all.extend(parse_table(&text));
+        }
+    }
+    all
+}
+
+/// One lookup, in the calling thread's namespace.
+fn lookup_here(
+    protocol: Protocol,
+    src: SocketAddr,
+    dst: SocketAddr,
+    netns_ino: Option<u64>,
+) -> Option<Owner> {
+    let entries = read_tables(Path::new("/proc/thread-self/net"), protocol);
+    let entry = find_socket(&entries, protocol, src, dst)?;
+    let found = find_process(Path::new("/proc"), entry.inode, netns_ino);
+    Some(Owner {
+        uid: entry.uid,
+        pid: found.as_ref().map(|(pid, _)| *pid),
+        exe: found.map(|(_, exe)| exe),
+    })
+}
+
+/// A flow as the app sent it: protocol, source, destination.
+type FlowKey = (Protocol, SocketAddr, SocketAddr);
+
+type Request = (
+    Protocol,
+    SocketAddr,
+    SocketAddr,
+    mpsc::Sender<Option<Owner>>,
+);
+
+/// Finds the owners of flows in one network namespace, with a cache.
+///
+/// Cheap to share (`&self` methods, internally locked). When built for another namespace, a
+/// worker thread lives inside it and serves the lookups; it ends when this value is dropped.
+pub struct AppResolver {
+    worker: Option<Mutex<mpsc::Sender<Request>>>,
+    netns_ino: Option<u64>,
+    cache: Mutex<HashMap<FlowKey, (Instant, Option<Owner>)>>,
+}
+
+impl AppResolver {
+    /// Looks up flows in the caller's own network namespace.
+    pub fn current() -> Self {
+        AppResolver {
+            worker: None,
+            netns_ino: std::fs::metadata("/proc/self/ns/net").ok().map(|m| m.ino()),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Looks up flows in the namespace at `netns` (e.g. `/run/netns/NAME`, or
+    /// `/proc/PID/ns/net`). Fails when the namespace cannot be entered (needs CAP_SYS_ADMIN).
+    pub fn in_netns(netns: &Path) -> io::Result<Self> {
+        let file = File::open(netns)?;
+        let netns_ino = file.metadata()?.ino();
+        let (tx, rx) = mpsc::channel::<Request>();
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        thread::Builder::new()
+            .name("embargo-procfs".into())
+            .spawn(move || {
+                // SAFETY-free FFI: setns on a valid descriptor; affects only this thread.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                let entered = if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                };
+                let ok = entered.is_ok();
+                let _ = ready_tx.send(entered);
+                if !ok {
+                    return;
+                }
+                for (protocol, src, dst, reply) in rx {
+                    let _ = reply.send(lookup_here(protocol, src, dst, Some(netns_ino)));
+                }
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("procfs worker ended before entering the namespace"))??;
+        Ok(AppResolver {
+            worker: Some(Mutex::new(tx)),
+            netns_ino: Some(netns_ino),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The owner of the flow `src -> dst` (addresses as the app sent them), or `None` when no
+    /// socket matches (it closed already, or the protocol has no table, like ICMP).
+    pub fn owner(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<Owner> {
+        let key = (protocol, canonical_sa(src), canonical_sa(dst));
+        let now = Instant::now();
+        if let Ok(cache) = self.cache.lock() {
+            if let Some((at, owner)) = cache.get(&key) {
+                if now.duration_since(*at) < CACHE_TTL {
+                    return owner.clone();
+                }
+            }
+        }
+        let owner = match &self.worker {
+            None => lookup_here(protocol, src, dst, self.netns_ino),
+            Some(worker) => {
+                let (reply_tx, reply_rx) = mpsc::channel();
+                let sent = worker
+                    .lock()
+                    .ok()
+                    .and_then(|w| w.send((protocol, src, dst, reply_tx)).ok());
+                sent.and_then(|()| reply_rx.recv().ok()).flatten()
+            }
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.retain(|_, (at, _)| now.duration_since(*at) < CACHE_TTL);
+                if cache.len() >= CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            // A miss is cached too, but only when the socket was not found at all would a
+            // retry help; keep misses briefly by storing them with an aged timestamp.
+            let at = if owner.is_some() {
+                now
+            } else {
+                now.checked_sub(CACHE_TTL - Duration::from_secs(2))
+                    .unwrap_or(now)
+            };
+            cache.insert(key, (at, owner.clone()));
+        }
+        owner
+    }
+
+    /// [`Self::owner`] as the app id string (executable path, or `uid:N`).
+    pub fn app_id(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
+        self.owner(protocol, src, dst).map(|o| o.app_id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+
+    const TCP_SAMPLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 39 1 000000008e457253 100 0 0 10 0
+   1: 020200C0:85D6 507100CB:01BB 01 00000000:00000000 03:00001130 00000000  1000        0 4242 3 000000002694fed6
+";
+
+    #[test]
+    fn parses_ipv4_rows_in_host_byte_order() {
+        let rows = parse_table(TCP_SAMPLE);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].local, "127.0.0.1:80".parse().unwrap());
+        assert_eq!(rows[1].local, "192.0.2.2:34262".parse().unwrap());
+        assert_eq!(rows[1].remote, "203.0.113.80:443".parse().unwrap());
+        assert_eq!(rows[1].uid, 1000);
+        assert_eq!(rows[1].inode, 4242);
+    }
+
+    #[test]
+    fn parses_ipv6_and_maps_v4_mapped_to_ipv4() {
+        let text = "header\n   0: 0000000000000000FFFF00000100007F:0050 00000000000000000000000001000000:1F90 01 0:0 0:0 0 7 0 99 1\n";
+        let rows = parse_table(text);
+        assert_eq!(rows[0].local, "127.0.0.1:80".parse().unwrap());
+        assert_eq!(rows[0].remote, "[::1]:8080".parse().unwrap());
+        assert_eq!(rows[0].uid, 7);
+        assert_eq!(rows[0].inode, 99);
+    }
+
+    #[test]
+    fn skips_garbage_lines() {
+        assert!(parse_table("header\nnot a row\n 0: zz:zz\n").is_empty());
+    }
+
+    #[test]
+    fn udp_prefers_connected_then_exact_bound_then_wildcard() {
+        let row = |local: &str, remote: &str, inode| SocketEntry {
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            uid: 0,
+            inode,
+        };
+        let src: SocketAddr = "10.0.0.2:5353".parse().unwrap();
+        let dst: SocketAddr = "10.0.0.1:53".parse().unwrap();
+        let wild = row("0.0.0.0:5353", "0.0.0.0:0", 1);
+        let bound = row("10.0.0.2:5353", "0.0.0.0:0", 2);
+        let connected = row("10.0.0.2:5353", "10.0.0.1:53", 3);
+        let pick =
+            |rows: &[SocketEntry]| find_socket(rows, Protocol::Udp, src, dst).map(|e| e.inode);
+        assert_eq!(pick(&[wild]), Some(1));
+        assert_eq!(pick(&[wild, bound]), Some(2));
+        assert_eq!(pick(&[wild, bound, connected]), Some(3));
+        // TCP never falls back to a listening/unconnected socket
+        assert_eq!(find_socket(&[wild], Protocol::Tcp, src, dst), None);
+    }
+
+    fn me() -> PathBuf {
+        std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn finds_own_process_for_a_real_tcp_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let resolver = AppResolver::current();
+        let owner = resolver
+            .owner(
+                Protocol::Tcp,
+                client.local_addr().unwrap(),
+                client.peer_addr().unwrap(),
+            )
+            .expect("socket found");
+        assert_eq!(owner.uid, unsafe { libc::geteuid() });
+        assert_eq!(owner.pid, Some(std::process::id()));
+        assert_eq!(owner.exe.as_deref(), Some(me().as_path()));
+        assert_eq!(owner.app_id(), me().to_string_lossy());
+    }
+
+    #[test]
+    fn finds_own_process_for_an_ipv6_dual_stack_socket_talking_ipv4() {
+        // A v6 socket connecting to a v4-mapped address shows in tcp6 as ::ffff:127.0.0.1.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let Ok(client) = TcpStream::connect(format!("[::ffff:127.0.0.1]:{port}")) else {
+            eprintln!("SKIP: no IPv6 loopback here");
+            return;
+        };
+        let resolver = AppResolver::current();
+        let owner = resolver.owner(
+            Protocol::Tcp,
+            client.local_addr().unwrap(),
+            client.peer_addr().unwrap(),
+        );
+        assert_eq!(owner.and_then(|o| o.exe), Some(me()));
+    }
+
+    #[test]
+    fn finds_own_process_for_an_unconnected_udp_socket() {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let dst: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        socket.send_to(b"x", dst).unwrap();
+        let src = SocketAddr::new(
+            "127.0.0.1".parse().unwrap(),
+            socket.local_addr().unwrap().port(),
+        );
+        let owner = AppResolver::current().owner(Protocol::Udp, src, dst);
+        assert_eq!(owner.and_then(|o| o.exe), Some(me()));
+    }
+
+    #[test]
+    fn unknown_flow_has_no_owner() {
+        let src: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let dst: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        assert_eq!(AppResolver::current().owner(Protocol::Tcp, src, dst), None);
+        assert_eq!(AppResolver::current().owner(Protocol::Icmp, src, dst), None);
+    }
+
+    #[test]
+    fn worker_thread_in_a_namespace_finds_the_socket() {
+        // Entering our own namespace exercises the worker path without needing `ip netns`.
+        let resolver = match AppResolver::in_netns(Path::new("/proc/self/ns/net")) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("SKIP: cannot setns here ({e})");
+                return;
+            }
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let id = resolver.app_id(
+            Protocol::Tcp,
+            client.local_addr().unwrap(),
+            client.peer_addr().unwrap(),
+        );
+        assert_eq!(id, Some(me().to_string_lossy().into_owned()));
+    }
+
+    #[test]
+    fn deleted_suffix_is_stripped() {
+        assert_eq!(
+            strip_deleted(PathBuf::from("/usr/bin/x (deleted)")),
+            PathBuf::from("/usr/bin/x")
+        );
+    }
+}

@@ -1,1 +1,15 @@
-//! Sans-IO tunnel engine (see ARCHITECTURE.md).
+//! Embargo's sans-IO tunnel engine: raw IP packets, upstream socket events and the time go in;
+//! packets for the tunnel, commands for the driver and decision events come out.
+//!
+//! # Architecture
+//!
+//! TODO: filled in below as the engine lands.
+
+pub mod api;
+pub mod budget;
+pub mod config;
+mod engine;
+
+pub use api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
+pub use config::{DnsBlockAnswer, EngineConfig};
+pub use engine::Engine;

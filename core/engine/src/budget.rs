@@ -1,0 +1,113 @@
+//! The memory budget, written down and asserted.
+//!
+//! iOS gives a packet tunnel extension 50 MiB in total (15 MiB before iOS 15). The engine takes
+//! at most [`ENGINE_BUDGET`] of it with the default configuration, leaving the rest to the
+//! policy's rule tables, the driver and the Swift side. Every allocation that grows with traffic
+//! is bounded by a configured count times a fixed size:
+//!
+//! - TCP flows: one smoltcp socket each, with fixed ring buffers chosen at creation. smoltcp
+//!   cannot resize a socket's buffers, so "grow only for flows that move data" is approximated
+//!   by two tiers: the first `LARGE_SLOTS` concurrent flows get 64 KiB rings (a window large
+//!   enough for multi-Gbit/s over a sub-millisecond tunnel RTT), later ones small rings until a
+//!   large slot frees up. 64 KiB x 2 x 300 flows would already be 37 MiB (shadowsocks-rust).
+//! - UDP flows: a small NAT entry, no buffer (datagrams pass straight through).
+//! - Inspection: the first bytes of a connection held until its name is known, up to
+//!   `INSPECT_MAX` per flow and `INSPECT_TOTAL` for all flows together.
+//! - DNS: pending questions (`max_pending_dns` x [`DNS_PENDING_BYTES`]) and the answer cache
+//!   (`dns_cache_entries` x [`DNS_CACHE_ENTRY_BYTES`]).
+//! - Queues to the driver are bounded by [`MAX_QUEUED_PACKETS`] packets of MTU size.
+
+/// Receive/send ring of an ordinary TCP flow. 2 KiB holds a typical ClientHello's first segment
+/// and keeps 4,096 flows near 23 MiB.
+pub const SMALL_RX: usize = 2048;
+/// See [`SMALL_RX`].
+pub const SMALL_TX: usize = 2048;
+/// Rings of a flow holding a large slot: a 64 KiB window is what smoltcp needs for Gbit/s
+/// (6.5 Gbit/s measured with 64 KiB buffers, mvm PR #1661).
+pub const LARGE_RX: usize = 64 * 1024;
+/// See [`LARGE_RX`].
+pub const LARGE_TX: usize = 64 * 1024;
+/// Concurrent flows with large rings: a phone rarely has more than a few dozen busy flows.
+pub const LARGE_SLOTS: usize = 48;
+/// Default flow cap (TCP + UDP).
+pub const DEFAULT_MAX_FLOWS: usize = 4096;
+/// Bytes read from one connection to find its SNI/Host. A ClientHello with post-quantum key
+/// shares is about 1.8 KB; 8 KiB leaves room for ECH and large extensions.
+pub const INSPECT_MAX: usize = 8 * 1024;
+/// All inspection buffers together (flows beyond it decide by address at once).
+pub const INSPECT_TOTAL: usize = 1024 * 1024;
+/// Packets queued for the tunnel before the oldest are dropped (the driver drains every batch).
+pub const MAX_QUEUED_PACKETS: usize = 1024;
+/// Fixed cost of one TCP flow besides its rings: smoltcp socket (~700 B incl. assembler and
+/// timers), the engine's flow record, two hash-map entries, with slack. Checked against
+/// `size_of` in tests.
+pub const TCP_FLOW_OVERHEAD: usize = 1536;
+/// Cost of one UDP flow record with its hash-map entries.
+pub const UDP_FLOW_OVERHEAD: usize = 384;
+/// One pending DNS question (record + the question bytes kept for the cache key).
+pub const DNS_PENDING_BYTES: usize = 640;
+/// One cached DNS answer (bounded answer bytes + key).
+pub const DNS_CACHE_ENTRY_BYTES: usize = 1024;
+/// What the engine may use with the default configuration: 40 MiB of iOS's 50 MiB.
+pub const ENGINE_BUDGET: usize = 40 * 1024 * 1024;
+/// The iOS packet-tunnel cap since iOS 15.
+pub const IOS_EXTENSION_CAP: usize = 50 * 1024 * 1024;
+
+/// The inputs of the worst case (all from [`crate::EngineConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetInputs {
+    pub max_flows: usize,
+    pub small_rx: usize,
+    pub small_tx: usize,
+    pub large_rx: usize,
+    pub large_tx: usize,
+    pub large_slots: usize,
+    pub mtu: usize,
+    pub max_pending_dns: usize,
+    pub dns_cache_entries: usize,
+}
+
+/// Worst-case bytes the engine holds: every flow a TCP flow, every large slot taken, the
+/// inspection pool full, every queue full.
+pub const fn worst_case_bytes(b: BudgetInputs) -> usize {
+    let small = b.small_rx + b.small_tx;
+    let large = b.large_rx + b.large_tx;
+    let large_slots = if b.large_slots < b.max_flows {
+        b.large_slots
+    } else {
+        b.max_flows
+    };
+    let flows = b.max_flows * (small + TCP_FLOW_OVERHEAD) + large_slots * (large - small);
+    // Packets for the tunnel plus the command queue's datagrams (both bounded by MTU each).
+    let queues = 2 * MAX_QUEUED_PACKETS * (b.mtu + 64);
+    let dns = b.max_pending_dns * DNS_PENDING_BYTES + b.dns_cache_entries * DNS_CACHE_ENTRY_BYTES;
+    flows + INSPECT_TOTAL + queues + dns
+}
+
+/// The defaults as budget inputs.
+pub const DEFAULT_INPUTS: BudgetInputs = BudgetInputs {
+    max_flows: DEFAULT_MAX_FLOWS,
+    small_rx: SMALL_RX,
+    small_tx: SMALL_TX,
+    large_rx: LARGE_RX,
+    large_tx: LARGE_TX,
+    large_slots: LARGE_SLOTS,
+    mtu: 1500,
+    max_pending_dns: 1024,
+    dns_cache_entries: 1024,
+};
+
+// The default configuration fits the budget; a change that breaks this does not compile.
+const _: () = assert!(worst_case_bytes(DEFAULT_INPUTS) <= ENGINE_BUDGET);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_budget_fits_ios() {
+        let bytes = worst_case_bytes(DEFAULT_INPUTS);
+        assert!(bytes <= ENGINE_BUDGET, "{bytes}");
+        assert!(bytes <= IOS_EXTENSION_CAP);
+    }
+}

@@ -1,0 +1,107 @@
+//! Engine configuration: upstream resolver, block actions, limits and timeouts.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::time::Duration;
+
+/// How a blocked DNS question is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnsBlockAnswer {
+    /// A: 0.0.0.0, AAAA: ::, other types (HTTPS/SVCB...) NOERROR with no data, TTL
+    /// [`EngineConfig::dns_block_ttl`]. The default: apps treat it as an answer and do not
+    /// retry in a storm (PCAPdroid, RethinkDNS), and connecting to 0.0.0.0 fails locally.
+    #[default]
+    Unspecified,
+    /// NXDOMAIN (NetGuard, DuckDuckGo): honest, but some apps retry it quickly.
+    NxDomain,
+}
+
+/// Everything the engine needs to know up front. [`EngineConfig::default`] fits the iOS budget
+/// (see [`crate::budget`]).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// MTU of the tunnel (IP packet size). 1500 on most tunnels; larger is faster.
+    pub mtu: usize,
+    /// The resolver allowed DNS questions are forwarded to (IPv4).
+    pub dns_upstream_v4: SocketAddr,
+    /// Optional IPv6 resolver; questions that arrived over IPv6 use it when set.
+    pub dns_upstream_v6: Option<SocketAddr>,
+    /// Answer style for blocked names.
+    pub dns_block_answer: DnsBlockAnswer,
+    /// TTL of block answers: short, so unblocking takes effect soon; not zero, so apps do not
+    /// hammer (5 s, like RethinkDNS and Blokada).
+    pub dns_block_ttl: u32,
+    /// Maximum flows (TCP + UDP) in the table; the oldest idle one is evicted beyond it.
+    pub max_flows: usize,
+    /// TCP buffer sizes for ordinary flows (receive = from the app, send = to the app).
+    pub tcp_small_rx: usize,
+    pub tcp_small_tx: usize,
+    /// TCP buffer sizes for flows that got one of the `tcp_large_slots` big-buffer slots
+    /// (handed out first come while free; throughput needs the window).
+    pub tcp_large_rx: usize,
+    pub tcp_large_tx: usize,
+    pub tcp_large_slots: usize,
+    /// Bytes of the first app data read to find an SNI/Host before deciding by address.
+    pub inspect_max_bytes: usize,
+    /// Time to wait for the first bytes (ClientHello/Host) before deciding by address.
+    pub inspect_timeout: Duration,
+    /// Time to wait for [`crate::Engine::app_resolved`] before deciding with the app unknown.
+    pub app_wait: Duration,
+    /// Whether the driver can resolve apps; when false no `ResolveApp` command is sent.
+    pub resolve_apps: bool,
+    /// How long an app answer is cached by (protocol, source address, source port).
+    pub app_cache_ttl: Duration,
+    /// Upstream connect timeout (driver-independent guard): the app gets an RST after it.
+    pub connect_timeout: Duration,
+    /// Idle timeouts.
+    pub tcp_idle_timeout: Duration,
+    pub udp_idle_timeout: Duration,
+    /// DNS questions waiting for upstream are dropped after this.
+    pub dns_timeout: Duration,
+    /// Maximum DNS questions waiting for the upstream at once.
+    pub max_pending_dns: usize,
+    /// Entries in the DNS answer cache.
+    pub dns_cache_entries: usize,
+    /// Refuse TCP/UDP port 853 (DNS over TLS) so apps fall back to plain DNS.
+    pub block_dot: bool,
+    /// Refuse connections to known DNS-over-HTTPS endpoints (by name or address).
+    pub block_doh: bool,
+    /// Seed for TCP initial sequence numbers and DNS transaction ids (give real randomness).
+    pub random_seed: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            mtu: 1500,
+            dns_upstream_v4: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(9, 9, 9, 9), 53)),
+            dns_upstream_v6: Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::new(0x2620, 0xfe, 0, 0, 0, 0, 0, 9),
+                53,
+                0,
+                0,
+            ))),
+            dns_block_answer: DnsBlockAnswer::Unspecified,
+            dns_block_ttl: 5,
+            max_flows: crate::budget::DEFAULT_MAX_FLOWS,
+            tcp_small_rx: crate::budget::SMALL_RX,
+            tcp_small_tx: crate::budget::SMALL_TX,
+            tcp_large_rx: crate::budget::LARGE_RX,
+            tcp_large_tx: crate::budget::LARGE_TX,
+            tcp_large_slots: crate::budget::LARGE_SLOTS,
+            inspect_max_bytes: crate::budget::INSPECT_MAX,
+            inspect_timeout: Duration::from_millis(1500),
+            app_wait: Duration::from_millis(20),
+            resolve_apps: false,
+            app_cache_ttl: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(15),
+            tcp_idle_timeout: Duration::from_secs(7200),
+            udp_idle_timeout: Duration::from_secs(60),
+            dns_timeout: Duration::from_secs(5),
+            max_pending_dns: 1024,
+            dns_cache_entries: 1024,
+            block_dot: true,
+            block_doh: false,
+            random_seed: 0x0123_4567_89ab_cdef,
+        }
+    }
+}

@@ -1,1 +1,382 @@
-//! IO driver for the tunnel engine (see ARCHITECTURE.md).
+//! Embargo's IO driver: one event loop (mio, one thread) over the tunnel and the host sockets.
+//!
+//! The engine ([`embargo_engine::Engine`]) owns every protocol decision and no IO; this crate
+//! owns every descriptor and no protocol logic. The loop:
+//! - reads tunnel packets in batches (until `EAGAIN` or [`DriverConfig::batch`]) into the engine;
+//! - executes the engine's commands: non-blocking TCP connects, one UDP socket per flow, each
+//!   passed to [`Hooks::protect`] before it connects;
+//! - moves TCP payload with one copy each way (stack buffer -> socket, socket -> stack buffer),
+//!   reading a socket only as far as the engine has room (backpressure reaches the server as a
+//!   closed TCP window instead of as memory);
+//! - writes the engine's packets to the tunnel;
+//! - sleeps in `epoll_wait` until IO or the engine's next deadline: no tick, so an idle tunnel
+//!   costs zero wake-ups.
+//!
+//! App identity ([`Hooks::app_owner`]) is asked on a worker thread, never on the packet path.
+
+mod event_loop;
+mod owner;
+pub mod sockets;
+pub mod tunnel;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use embargo_engine::{Engine, Event};
+use embargo_policy::Protocol;
+
+pub use tunnel::PacketSink;
+
+/// A platform hook failed (e.g. `VpnService.protect` returned false).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookError {
+    message: String,
+}
+
+impl HookError {
+    /// An error with a message for the log.
+    pub fn new(message: impl Into<String>) -> Self {
+        HookError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HookError {}
+
+/// What the platform provides to the loop.
+pub trait Hooks: Send + Sync {
+    /// Keeps `fd`'s traffic out of the tunnel. Called on every upstream socket before it
+    /// connects (Android: `VpnService.protect`; Linux: `SO_MARK` plus an `ip rule`).
+    fn protect(&self, fd: RawFd) -> Result<(), HookError>;
+
+    /// Which app owns the flow `src -> dst`, if the platform can tell. Called on a worker
+    /// thread (it may be slow: /proc walks, binder calls), once per question the engine asks.
+    fn app_owner(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
+        let _ = (protocol, src, dst);
+        None
+    }
+
+    /// An event for the history or the user interface. Called on the loop's thread: it must
+    /// not block (queue it).
+    fn on_event(&self, event: &Event) {
+        let _ = event;
+    }
+}
+
+/// Hooks that protect nothing and know no apps: for sockets that bypass the tunnel anyway
+/// (the tunnel lives in another network namespace) and for tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn protect(&self, _fd: RawFd) -> Result<(), HookError> {
+        Ok(())
+    }
+}
+
+/// Linux protection: mark every upstream socket with `SO_MARK` so that an `ip rule` routes
+/// it around the tunnel. A mark of 0 protects nothing (network-namespace mode needs none).
+#[derive(Debug, Clone, Copy)]
+pub struct FwmarkProtect(pub u32);
+
+impl FwmarkProtect {
+    /// Sets the mark on one socket.
+    pub fn protect_fd(&self, fd: RawFd) -> Result<(), HookError> {
+        if self.0 == 0 {
+            return Ok(());
+        }
+        let mark: libc::c_int = self.0 as libc::c_int;
+        // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid pointer.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_MARK,
+                (&mark as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(HookError::new(format!(
+                "SO_MARK {}: {} (needs CAP_NET_ADMIN)",
+                self.0,
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Tuning of the loop.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverConfig {
+    /// Tunnel packets read per pass before the engine's output is flushed. 64 packets (~96 KiB
+    /// at MTU 1500) amortise the poll and the flush without letting one direction starve the
+    /// other.
+    pub batch: usize,
+    /// Bytes read from one TCP socket per `read` call (the one copy into the stack).
+    pub socket_read: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            batch: 64,
+            socket_read: 64 * 1024,
+        }
+    }
+}
+
+/// Where the loop gets tunnel packets from.
+pub enum Tunnel {
+    /// A TUN descriptor (Linux tun, Android's VpnService fd, iOS utun): raw IP packets.
+    Fd(OwnedFd),
+    /// No descriptor (a platform that passes packets by API): packets come in through
+    /// [`DriverHandle::push_packet`] and go out through the sink.
+    Packets(PacketSink),
+}
+
+/// Counters of the loop itself (the engine keeps its own, in [`Stats::engine`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Returns from `epoll_wait` (each one is a wake-up of the loop thread).
+    pub wakeups: u64,
+    /// Packets read from / written to the tunnel.
+    pub tun_packets_in: u64,
+    pub tun_packets_out: u64,
+    /// Tunnel packets the loop could not write (device queue full or error).
+    pub tun_write_drops: u64,
+    /// Upstream sockets open now, and opened in total.
+    pub sockets_open: usize,
+    pub sockets_opened: u64,
+    /// Upstream sockets that could not be opened or connected.
+    pub connect_failures: u64,
+    /// UDP datagrams dropped because the host socket would block or failed.
+    pub udp_send_drops: u64,
+    /// Bytes relayed from apps to servers and back.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// A snapshot of the loop's and the engine's counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    /// The loop's counters.
+    pub driver: DriverStats,
+    /// The engine's counters.
+    pub engine: embargo_engine::Stats,
+}
+
+type EngineOp = Box<dyn FnOnce(&mut Engine) + Send>;
+
+/// Messages from handles to the loop.
+enum Control {
+    WithEngine(EngineOp),
+}
+
+struct Shared {
+    stop: AtomicBool,
+    stats: Mutex<Stats>,
+    waker: mio::Waker,
+    control: Mutex<Sender<Control>>,
+    packets: tunnel::PacketQueue,
+}
+
+/// Controls a running loop from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct DriverHandle {
+    shared: Arc<Shared>,
+}
+
+impl DriverHandle {
+    /// Asks the loop to stop; [`start`]'s join handle returns once it has.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = self.shared.waker.wake();
+    }
+
+    /// Runs `op` on the engine between two batches (e.g. swapping the policy: the engine is
+    /// single-threaded, so changes go through the loop).
+    pub fn with_engine(&self, op: impl FnOnce(&mut Engine) + Send + 'static) {
+        let sent = match self.shared.control.lock() {
+            Ok(tx) => tx.send(Control::WithEngine(Box::new(op))).is_ok(),
+            Err(_) => false,
+        };
+        if sent {
+            let _ = self.shared.waker.wake();
+        }
+    }
+
+    /// Replaces the policy the engine decides with.
+    pub fn set_policy(&self, policy: Arc<dyn embargo_engine::Decide>) {
+        self.with_engine(move |engine| engine.set_policy(policy));
+    }
+
+    /// The counters as of the end of the loop's last pass.
+    pub fn stats(&self) -> Stats {
+        match self.shared.stats.lock() {
+            Ok(s) => *s,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// Packet-interface mode: hands one packet from the apps to the loop. Returns `false`
+    /// when the inbound queue is full (the packet is dropped, as a full TUN queue would).
+    pub fn push_packet(&self, packet: &[u8]) -> bool {
+        let (ok, was_empty) = self.shared.packets.push(packet);
+        // One wake per burst: the loop drains the whole queue when it runs.
+        if ok && was_empty {
+            let _ = self.shared.waker.wake();
+        }
+        ok
+    }
+}
+
+/// Starts the loop on its own thread. The engine moves into the loop; reach it through the
+/// handle. The join handle yields the error that ended the loop, if any.
+pub fn start(
+    tunnel: Tunnel,
+    engine: Engine,
+    hooks: Arc<dyn Hooks>,
+    config: DriverConfig,
+) -> std::io::Result<(DriverHandle, JoinHandle<std::io::Result<()>>)> {
+    let (handle, event_loop) = event_loop::EventLoop::new(tunnel, engine, hooks, config)?;
+    let thread = std::thread::Builder::new()
+        .name("embargo-driver".into())
+        .spawn(move || event_loop.run())?;
+    Ok((handle, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+    use std::time::{Duration, Instant};
+
+    use embargo_engine::EngineConfig;
+    use embargo_policy::{Certainty, Decision, Query, Reason, Verdict};
+
+    fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors socketpair writes.
+        let rc =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        // SAFETY: socketpair returned two fresh descriptors we now own.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn engine() -> Engine {
+        let policy: Arc<dyn embargo_engine::Decide> = Arc::new(|_q: &Query<'_>| Decision {
+            verdict: Verdict::Allow,
+            reason: Reason::NoMatch,
+            owner: None,
+            country: None,
+            certainty: Certainty::Unknown,
+        });
+        Engine::new(EngineConfig::default(), policy, Instant::now())
+    }
+
+    fn wait_for(handle: &DriverHandle, what: impl Fn(&Stats) -> bool) -> Stats {
+        for _ in 0..500 {
+            let s = handle.stats();
+            if what(&s) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        handle.stats()
+    }
+
+    #[test]
+    fn tunnel_packets_reach_the_engine_and_stop_ends_the_loop() {
+        let (tun, app) = seqpacket_pair();
+        let app = tunnel::TunFd::new(app).unwrap();
+        let (handle, thread) = start(
+            Tunnel::Fd(tun),
+            engine(),
+            Arc::new(NoHooks),
+            DriverConfig::default(),
+        )
+        .unwrap();
+        for _ in 0..200 {
+            assert!(app.write(&[0x45; 40]).unwrap());
+        }
+        let s = wait_for(&handle, |s| s.driver.tun_packets_in == 200);
+        assert_eq!(s.driver.tun_packets_in, 200);
+        assert_eq!(s.engine.packets_in, 200);
+        handle.stop();
+        thread.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn idle_loop_does_not_wake_up() {
+        let (tun, _app) = seqpacket_pair();
+        let (handle, thread) = start(
+            Tunnel::Fd(tun),
+            engine(),
+            Arc::new(NoHooks),
+            DriverConfig::default(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // No packet, no socket, no deadline: the loop must still be in its first epoll_wait.
+        assert_eq!(handle.stats().driver.wakeups, 0);
+        handle.stop();
+        thread.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn packet_interface_mode_takes_pushed_packets() {
+        let (handle, thread) = start(
+            Tunnel::Packets(Box::new(|_p: &[u8]| {})),
+            engine(),
+            Arc::new(NoHooks),
+            DriverConfig::default(),
+        )
+        .unwrap();
+        for _ in 0..100 {
+            assert!(handle.push_packet(&[0x60; 48]));
+        }
+        let s = wait_for(&handle, |s| s.driver.tun_packets_in == 100);
+        assert_eq!(s.engine.packets_in, 100);
+        handle.stop();
+        thread.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn fwmark_zero_is_a_no_op_and_nonzero_marks() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        use std::os::fd::AsRawFd;
+        FwmarkProtect(0).protect_fd(sock.as_raw_fd()).unwrap();
+        // Marking needs CAP_NET_ADMIN: only check the outcome when we have it.
+        if let Ok(()) = FwmarkProtect(42).protect_fd(sock.as_raw_fd()) {
+            let mut mark: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into `mark`.
+            let rc = unsafe {
+                libc::getsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_MARK,
+                    (&mut mark as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            assert_eq!(mark, 42);
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! The loop itself. One thread, one `mio::Poll`, edge-triggered readiness.
+//!
+//! Readiness is edge-triggered, so every source that is not read to `WouldBlock` (batch bound
+//! reached, or the engine had no room) is remembered and pumped again without sleeping, or, for
+//! flows the engine has no room for, after the next tunnel packets (the app's ACKs are what
+//! open the engine's window).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use embargo_engine::{Command, Engine, FlowId, UpstreamEvent};
+use mio::net::{TcpStream, UdpSocket};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::owner::OwnerResolver;
+use crate::sockets::{bind_udp, connect_tcp, connect_udp};
+use crate::tunnel::{PacketQueue, TunFd, MAX_PACKET};
+use crate::{
+    Control, DriverConfig, DriverHandle, DriverStats, Hooks, PacketSink, Shared, Stats, Tunnel,
+};
+
+const TUN: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// Upper bound on read calls per socket per pass, so one busy flow cannot starve the tunnel.
+const READS_PER_PASS: usize = 16;
+
+/// Readiness events taken per `epoll_wait`.
+const EVENTS_CAP: usize = 1024;
+
+/// The socket token of `flow` (`v6` only matters for the shared DNS flow, which may have one
+/// socket per family). Flow ids are never reused, so neither are tokens.
+fn token_of(flow: FlowId, v6: bool) -> Token {
+    if flow == FlowId::DNS {
+        Token(2 + v6 as usize)
+    } else {
+        Token(2 + 2 * flow.0 as usize)
+    }
+}
+
+enum Socket {
+    Tcp(TcpFlow),
+    Udp { socket: UdpSocket, connected: bool },
+}
+
+struct TcpFlow {
+    stream: TcpStream,
+    connecting: bool,
+    /// The engine has app bytes we could not write yet (the socket would block).
+    want_write: bool,
+    /// The app sent FIN: shut the write half once the engine has nothing left.
+    shutdown_pending: bool,
+    write_shut: bool,
+    /// EOF or error seen: reading is over.
+    read_done: bool,
+}
+
+struct Upstream {
+    flow: FlowId,
+    socket: Socket,
+}
+
+enum TunSide {
+    Fd(TunFd),
+    Packets {
+        sink: PacketSink,
+        queue: PacketQueue,
+    },
+}
+
+pub(crate) struct EventLoop {
+    poll: Poll,
+    engine: Engine,
+    hooks: Arc<dyn Hooks>,
+    config: DriverConfig,
+    shared: Arc<Shared>,
+    control: Receiver<Control>,
+    owner: Option<OwnerResolver<FlowId>>,
+    tun: TunSide,
+    sockets: HashMap<Token, Upstream>,
+    /// Sources with unread data left by a bounded pass: pumped again before sleeping.
+    again: HashSet<Token>,
+    tun_again: bool,
+    /// Flows whose socket has data but the engine had no room.
+    stalled: HashSet<Token>,
+    counters: DriverStats,
+    tun_buf: Vec<u8>,
+    out_buf: Vec<u8>,
+    udp_buf: Vec<u8>,
+    inbound: Vec<Vec<u8>>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        tunnel: Tunnel,
+        engine: Engine,
+        hooks: Arc<dyn Hooks>,
+        config: DriverConfig,
+    ) -> io::Result<(DriverHandle, EventLoop)> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (control_tx, control_rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            stats: Mutex::new(Stats::default()),
+            waker,
+            control: Mutex::new(control_tx),
+            packets: PacketQueue::default(),
+        });
+        let tun = match tunnel {
+            Tunnel::Fd(fd) => {
+                let tun = TunFd::new(fd)?;
+                poll.registry().register(
+                    &mut SourceFd(&tun.as_raw_fd()),
+                    TUN,
+                    Interest::READABLE,
+                )?;
+                TunSide::Fd(tun)
+            }
+            Tunnel::Packets(sink) => TunSide::Packets {
+                sink,
+                queue: shared.packets.clone(),
+            },
+        };
+        let owner = if engine.config().resolve_apps {
+            let s = shared.clone();
+            Some(OwnerResolver::start(
+                hooks.clone(),
+                Box::new(move || {
+                    let _ = s.waker.wake();
+                }),
+            )?)
+        } else {
+            None
+        };
+        let handle = DriverHandle {
+            shared: shared.clone(),
+        };
+        let mtu_buf = engine.config().mtu.clamp(1280, MAX_PACKET);
+        let event_loop = EventLoop {
+            poll,
+            engine,
+            hooks,
+            config,
+            shared,
+            control: control_rx,
+            owner,
+            tun,
+            sockets: HashMap::new(),
+            again: HashSet::new(),
+            tun_again: false,
+            stalled: HashSet::new(),
+            counters: DriverStats::default(),
+            tun_buf: vec![0; MAX_PACKET],
+            out_buf: vec![0; mtu_buf.max(MAX_PACKET)],
+            udp_buf: vec![0; MAX_PACKET],
+            inbound: Vec::new(),
+        };
+        Ok((handle, event_loop))
+    }
+
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAP);
+        let result = loop {
+            let timeout = self.sleep_for();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break Err(e);
+            }
+            self.counters.wakeups += 1;
+            if self.shared.stop.load(Ordering::SeqCst) {
+                break Ok(());
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    TUN => self.tun_again = true,
+                    WAKER => {}
+                    token => {
+                        if event.is_writable() || event.is_error() {
+                            self.on_writable(now, token);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.again.insert(token);
+                        }
+                    }
+                }
+            }
+            if let Err(e) = self.pass(now) {
+                break Err(e);
+            }
+            self.publish_stats();
+        };
+        self.publish_stats();
+        result
+    }
+
+    /// How long to sleep: not at all when work is left over, else until the engine's deadline
+    /// (forever when it has none: an idle tunnel costs no wake-ups).
+    fn sleep_for(&self) -> Option<Duration> {
+        if self.tun_again || !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.engine
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    fn pass(&mut self, now: Instant) -> io::Result<()> {
+        self.take_control(now);
+        self.read_tunnel(now)?;
+        self.flush(now)?;
+        // The app's ACKs just went in: flows the engine had no room for may move now.
+        if !self.stalled.is_empty() {
+            let stalled: Vec<Token> = self.stalled.drain().collect();
+            self.again.extend(stalled);
+        }
+        let ready: Vec<Token> = self.again.drain().collect();
+        for token in ready {
+            self.pump_read(now, token);
+        }
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+        }
+        self.flush(now)
+    }
+
+    fn take_control(&mut self, now: Instant) {
+        while let Ok(msg) = self.control.try_recv() {
+            match msg {
+                Control::WithEngine(op) => op(&mut self.engine),
+            }
+        }
+        if let Some(owner) = &self.owner {
+            while let Some((flow, app)) = owner.try_answer() {
+                self.engine.app_resolved(now, flow, app);
+            }
+        }
+    }
+
+    /// Reads up to one batch of tunnel packets into the engine.
+    fn read_tunnel(&mut self, now: Instant) -> io::Result<()> {
+        match &self.tun {
+            TunSide::Fd(tun) => {
+                if !self.tun_again {
+                    return Ok(());
+                }
+                self.tun_again = false;
+                for _ in 0..self.config.batch {
+                    match tun.read(&mut self.tun_buf)? {
+                        Some(n) => {
+                            self.counters.tun_packets_in += 1;
+                            self.engine.handle_tun_packet(now, &self.tun_buf[..n]);
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                // Batch bound reached: more may be queued, and no new edge will say so.
+                self.tun_again = true;
+            }
+            TunSide::Packets { queue, .. } => {
+                self.inbound.clear();
+                queue.take(self.config.batch, &mut self.inbound);
+                self.tun_again = self.inbound.len() == self.config.batch;
+                for packet in &self.inbound {
+                    self.counters.tun_packets_in += 1;
+                    self.engine.handle_tun_packet(now, packet);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains the engine: packets to the tunnel, commands, events. Commands may produce more
+    /// packets (a refused connect becomes an RST), hence the outer loop.
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
+        loop {
+            let mut progressed = false;
+            while let Some(cmd) = self.engine.poll_command() {
+                progressed = true;
+                self.execute(now, cmd);
+            }
+            while let Some(n) = self.engine.poll_tun_packet(&mut self.out_buf) {
+                progressed = true;
+                match &mut self.tun {
+                    TunSide::Fd(tun) => match tun.write(&self.out_buf[..n]) {
+                        Ok(true) => self.counters.tun_packets_out += 1,
+                        Ok(false) => self.counters.tun_write_drops += 1,
+                        Err(e) if e.raw_os_error() == Some(libc::EIO) => return Err(e),
+                        Err(e) => {
+                            // e.g. EINVAL for a packet the kernel refuses: drop that packet only
+                            log::debug!("tun write: {e}");
+                            self.counters.tun_write_drops += 1;
+                        }
+                    },
+                    TunSide::Packets { sink, .. } => {
+                        self.counters.tun_packets_out += 1;
+                        sink(&self.out_buf[..n]);
+                    }
+                }
+            }
+            while let Some(event) = self.engine.poll_event() {
+                self.hooks.on_event(&event);
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn execute(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Connect { flow, dst } => self.connect(now, flow, dst),
+            Command::AppDataReady { flow } => self.pump_write(now, token_of(flow, false)),
+            Command::SendDatagram { flow, dst, data } => self.send_datagram(flow, dst, &data),
+            Command::Shutdown { flow } => {
+                let token = token_of(flow, false);
+                if let Some(Upstream {
+                    socket: Socket::Tcp(tcp),
+                    ..
+                }) = self.sockets.get_mut(&token)
+                {
+                    tcp.shutdown_pending = true;
+                }
+                self.pump_write(now, token);
+            }
+            Command::Close { flow } => {
+                self.close(token_of(flow, false));
+                if flow == FlowId::DNS {
+                    self.close(token_of(flow, true));
+                }
+            }
+            Command::ResolveApp {
+                flow,
+                protocol,
+                src,
+                dst,
+            } => match &self.owner {
+                Some(owner) => owner.ask(flow, protocol, src, dst),
+                None => self.engine.app_resolved(now, flow, None),
+            },
+        }
+    }
+
+    fn connect(&mut self, now: Instant, flow: FlowId, dst: SocketAddr) {
+        let token = token_of(flow, false);
+        let opened = connect_tcp(dst, self.hooks.as_ref()).and_then(|mut stream| {
+            self.poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .map_err(crate::sockets::OpenError::Io)?;
+            Ok(stream)
+        });
+        match opened {
+            Ok(stream) => {
+                self.counters.sockets_opened += 1;
+                self.sockets.insert(
+                    token,
+                    Upstream {
+                        flow,
+                        socket: Socket::Tcp(TcpFlow {
+                            stream,
+                            connecting: true,
+                            want_write: false,
+                            shutdown_pending: false,
+                            write_shut: false,
+                            read_done: false,
+                        }),
+                    },
+                );
+            }
+            Err(e) => {
+                log::debug!("{flow} connect {dst}: {e}");
+                self.counters.connect_failures += 1;
+                self.engine
+                    .handle_upstream(now, UpstreamEvent::ConnectFailed { flow });
+            }
+        }
+    }
+
+    fn send_datagram(&mut self, flow: FlowId, dst: SocketAddr, data: &[u8]) {
+        let token = token_of(flow, dst.is_ipv6());
+        if !self.sockets.contains_key(&token) {
+            let opened = if flow == FlowId::DNS {
+                bind_udp(dst, self.hooks.as_ref()).map(|s| (s, false))
+            } else {
+                connect_udp(dst, self.hooks.as_ref()).map(|s| (s, true))
+            };
+            let (mut socket, connected) = match opened {
+                Ok(s) => s,
+                Err(e) => {
+                    log::debug!("{flow} udp {dst}: {e}");
+                    self.counters.udp_send_drops += 1;
+                    return;
+                }
+            };
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut socket, token, Interest::READABLE)
+            {
+                log::debug!("{flow} register: {e}");
+                self.counters.udp_send_drops += 1;
+                return;
+            }
+            self.counters.sockets_opened += 1;
+            self.sockets.insert(
+                token,
+                Upstream {
+                    flow,
+                    socket: Socket::Udp { socket, connected },
+                },
+            );
+        }
+        if let Some(Upstream {
+            socket: Socket::Udp { socket, connected },
+            ..
+        }) = self.sockets.get(&token)
+        {
+            let sent = if *connected {
+                socket.send(data)
+            } else {
+                socket.send_to(data, dst)
+            };
+            match sent {
+                Ok(_) => self.counters.bytes_up += data.len() as u64,
+                Err(e) => {
+                    log::trace!("{flow} udp send: {e}");
+                    self.counters.udp_send_drops += 1;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut up) = self.sockets.remove(&token) {
+            let registry = self.poll.registry();
+            let _ = match &mut up.socket {
+                Socket::Tcp(tcp) => registry.deregister(&mut tcp.stream),
+                Socket::Udp { socket, .. } => registry.deregister(socket),
+            };
+        }
+        self.again.remove(&token);
+        self.stalled.remove(&token);
+    }
+
+    /// A socket became writable: a connect finished, or there is room for the app's bytes.
+    fn on_writable(&mut self, now: Instant, token: Token) {
+        let Some(Upstream {
+            flow,
+            socket: Socket::Tcp(tcp),
+        }) = self.sockets.get_mut(&token)
+        else {
+            return;
+        };
+        let flow = *flow;
+        if tcp.connecting {
+            let failed = match tcp.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => match tcp.stream.peer_addr() {
+                    Ok(_) => None,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return, // not yet
+                    Err(e) => Some(e),
+                },
+            };
+            if let Some(e) = failed {
+                log::debug!("{flow} connect failed: {e}");
+                self.counters.connect_failures += 1;
+                self.close(token);
+                self.engine
+                    .handle_upstream(now, UpstreamEvent::ConnectFailed { flow });
+                return;
+            }
+            tcp.connecting = false;
+            self.engine
+                .handle_upstream(now, UpstreamEvent::Connected { flow });
+            // Data the server sent with its handshake is picked up by the readable edge.
+            self.pump_write(now, token);
+        } else if tcp.want_write || tcp.shutdown_pending {
+            self.pump_write(now, token);
+        }
+    }
+
+    /// Moves the app's bytes from the engine to the socket until the engine has none left or
+    /// the socket would block; then, if the app has finished, shuts the write half.
+    fn pump_write(&mut self, now: Instant, token: Token) {
+        let Some(Upstream {
+            flow,
+            socket: Socket::Tcp(tcp),
+        }) = self.sockets.get_mut(&token)
+        else {
+            return;
+        };
+        let flow = *flow;
+        if tcp.connecting || tcp.write_shut {
+            // AppDataReady before the connect completes: remembered, pumped on Connected.
+            tcp.want_write = true;
+            return;
+        }
+        tcp.want_write = false;
+        let stream = &tcp.stream;
+        loop {
+            match self
+                .engine
+                .read_app_data(now, flow, |buf| (&*stream).write(buf))
+            {
+                None => break,
+                Some(Ok(0)) => {
+                    tcp.want_write = true;
+                    return;
+                }
+                Some(Ok(n)) => self.counters.bytes_up += n as u64,
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tcp.want_write = true;
+                    return;
+                }
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => {
+                    log::debug!("{flow} write: {e}");
+                    self.close(token);
+                    self.engine
+                        .handle_upstream(now, UpstreamEvent::Reset { flow });
+                    return;
+                }
+            }
+        }
+        if tcp.shutdown_pending {
+            tcp.shutdown_pending = false;
+            tcp.write_shut = true;
+            let _ = tcp.stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Moves bytes from a socket into the engine, as far as the engine has room.
+    fn pump_read(&mut self, now: Instant, token: Token) {
+        let Some(up) = self.sockets.get_mut(&token) else {
+            return;
+        };
+        let flow = up.flow;
+        match &mut up.socket {
+            Socket::Tcp(tcp) => {
+                if tcp.connecting || tcp.read_done {
+                    return;
+                }
+                let stream = &tcp.stream;
+                for _ in 0..READS_PER_PASS {
+                    match self
+                        .engine
+                        .recv_upstream_with(now, flow, |buf| (&*stream).read(buf))
+                    {
+                        None => {
+                            self.stalled.insert(token);
+                            return;
+                        }
+                        Some(Ok(0)) => {
+                            tcp.read_done = true;
+                            self.engine
+                                .handle_upstream(now, UpstreamEvent::Closed { flow });
+                            return;
+                        }
+                        Some(Ok(n)) => self.counters.bytes_down += n as u64,
+                        Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Some(Err(e)) => {
+                            log::debug!("{flow} read: {e}");
+                            self.close(token);
+                            self.engine
+                                .handle_upstream(now, UpstreamEvent::Reset { flow });
+                            return;
+                        }
+                    }
+                }
+                self.again.insert(token);
+            }
+            Socket::Udp { socket, .. } => {
+                for _ in 0..READS_PER_PASS {
+                    match socket.recv_from(&mut self.udp_buf) {
+                        Ok((n, from)) => {
+                            self.counters.bytes_down += n as u64;
+                            self.engine.handle_upstream(
+                                now,
+                                UpstreamEvent::Datagram {
+                                    flow,
+                                    from,
+                                    data: &self.udp_buf[..n],
+                                },
+                            );
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            // ICMP errors (port unreachable) surface here; the flow idles out.
+                            log::trace!("{flow} udp recv: {e}");
+                            return;
+                        }
+                    }
+                }
+                self.again.insert(token);
+            }
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        self.counters.sockets_open = self.sockets.len();
+        let snapshot = Stats {
+            driver: self.counters,
+            engine: self.engine.stats(),
+        };
+        match self.shared.stats.lock() {
+            Ok(mut s) => *s = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+    }
+}

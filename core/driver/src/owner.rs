@@ -1,0 +1,141 @@
+//! App identity off the packet path: a worker thread asks the platform's `app_owner` hook
+//! (a /proc walk on Linux, a binder call on Android: both slow) and sends the answer back to
+//! the loop through a channel, waking it with a `mio::Waker`. Answers are cached.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use embargo_policy::Protocol;
+
+use crate::Hooks;
+
+/// How long an answer stays cached. Android peers cache `getConnectionOwnerUid` for 300 s;
+/// a flow tuple is reused only when a source port is, so a minute is plenty and keeps stale
+/// answers rare.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Bound on cached answers (a few hundred bytes each): past it the cache starts over.
+const CACHE_CAP: usize = 4096;
+
+type Key = (Protocol, SocketAddr, SocketAddr);
+
+/// One question to the worker.
+struct Ask<F> {
+    flow: F,
+    key: Key,
+}
+
+/// The loop's end of the worker: send questions, take answers.
+pub struct OwnerResolver<F> {
+    asks: Option<Sender<Ask<F>>>,
+    answers: Receiver<(F, Option<String>)>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl<F: Send + 'static> OwnerResolver<F> {
+    /// Starts the worker. `wake` is called after each answer so the loop picks it up.
+    pub fn start(hooks: Arc<dyn Hooks>, wake: Box<dyn Fn() + Send>) -> std::io::Result<Self> {
+        let (ask_tx, ask_rx) = mpsc::channel::<Ask<F>>();
+        let (ans_tx, ans_rx) = mpsc::channel();
+        let worker = std::thread::Builder::new()
+            .name("embargo-app-owner".into())
+            .spawn(move || {
+                let mut cache: HashMap<Key, (Option<String>, Instant)> = HashMap::new();
+                while let Ok(ask) = ask_rx.recv() {
+                    let now = Instant::now();
+                    let answer = match cache.get(&ask.key) {
+                        Some((app, at)) if now.duration_since(*at) < CACHE_TTL => app.clone(),
+                        _ => {
+                            let (proto, src, dst) = ask.key;
+                            let app = hooks.app_owner(proto, src, dst);
+                            if cache.len() >= CACHE_CAP {
+                                cache.clear();
+                            }
+                            cache.insert(ask.key, (app.clone(), now));
+                            app
+                        }
+                    };
+                    if ans_tx.send((ask.flow, answer)).is_err() {
+                        break;
+                    }
+                    wake();
+                }
+            })?;
+        Ok(OwnerResolver {
+            asks: Some(ask_tx),
+            answers: ans_rx,
+            worker: Some(worker),
+        })
+    }
+
+    /// Queues a question; never blocks.
+    pub fn ask(&self, flow: F, proto: Protocol, src: SocketAddr, dst: SocketAddr) {
+        if let Some(tx) = &self.asks {
+            // The worker only stops when we drop the sender: a send error cannot happen
+            // while `self` lives, and losing one answer only leaves a flow unattributed.
+            let _ = tx.send(Ask {
+                flow,
+                key: (proto, src, dst),
+            });
+        }
+    }
+
+    /// Takes one answer, if any arrived.
+    pub fn try_answer(&self) -> Option<(F, Option<String>)> {
+        self.answers.try_recv().ok()
+    }
+}
+
+impl<F> Drop for OwnerResolver<F> {
+    fn drop(&mut self) {
+        self.asks = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HookError;
+    use std::os::fd::RawFd;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting(AtomicUsize);
+    impl Hooks for Counting {
+        fn protect(&self, _fd: RawFd) -> Result<(), HookError> {
+            Ok(())
+        }
+        fn app_owner(&self, _p: Protocol, src: SocketAddr, _d: SocketAddr) -> Option<String> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Some(format!("app-{}", src.port()))
+        }
+    }
+
+    #[test]
+    fn answers_come_back_and_repeats_hit_the_cache() {
+        let hooks = Arc::new(Counting(AtomicUsize::new(0)));
+        let (wake_tx, wake_rx) = mpsc::channel();
+        let r: OwnerResolver<u32> = OwnerResolver::start(
+            hooks.clone(),
+            Box::new(move || {
+                let _ = wake_tx.send(());
+            }),
+        )
+        .unwrap();
+        let src: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let dst: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        r.ask(1, Protocol::Tcp, src, dst);
+        r.ask(2, Protocol::Tcp, src, dst);
+        wake_rx.recv().unwrap();
+        wake_rx.recv().unwrap();
+        assert_eq!(r.try_answer(), Some((1, Some("app-4000".into()))));
+        assert_eq!(r.try_answer(), Some((2, Some("app-4000".into()))));
+        assert_eq!(hooks.0.load(Ordering::SeqCst), 1);
+    }
+}

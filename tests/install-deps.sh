@@ -13,6 +13,11 @@ want iperf3 iperf3
 want openssl openssl
 want sqlite3 sqlite3
 want python3 python3
+want chromium chromium
+want iptables iptables
+want ss iproute2
+want nstat iproute2
+python3 -c 'import pytest' 2>/dev/null || need+=(python3-pytest)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

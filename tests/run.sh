@@ -11,3 +11,17 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+
+echo "== real-network suite (tests/netns)"
+# Builds the `embargo` binary the suite drives (debug: shares the build of `cargo test`).
+cargo build -p embargo-linux
+export EMBARGO_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/embargo"
+set +e
+python3 -m pytest -q -rs tests/netns
+rc=$?
+set -e
+# pytest exits 5 when it collected no test: that is a broken suite here, not a pass.
+if [ "$rc" -ne 0 ]; then
+    echo "tests/netns failed (pytest exit $rc)"
+    exit "$rc"
+fi

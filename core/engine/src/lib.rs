@@ -8,7 +8,9 @@
 pub mod api;
 pub mod budget;
 pub mod config;
+pub mod dns;
 mod engine;
+pub mod inspect;
 
 pub use api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
 pub use config::{DnsBlockAnswer, EngineConfig};

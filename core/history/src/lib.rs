@@ -1,1 +1,79 @@
-//! History store (see ARCHITECTURE.md).
+//! Embargo's history: a record of every blocked (and, unless turned off, allowed) connection,
+//! kept on the device in SQLite.
+//!
+//! This crate is a leaf: it does not depend on the engine. Shells convert engine events into
+//! [`Event`] and hand them to a [`Recorder`]; the UI reads through [`History`].
+//!
+//! # Usage
+//!
+//! ```no_run
+//! use embargo_history::{Config, Decision, Event, History, Protocol, Query};
+//!
+//! let history = History::open(Config::new("/data/embargo/history.db"))?;
+//! // Created, Opened { from_version, to_version }, or RecoveredFromCorruption { moved_to, .. }:
+//! // in the last case tell the user their old history was damaged and set aside.
+//! println!("{:?}", history.open_outcome());
+//!
+//! // On the packet path: never blocks, never fails.
+//! let recorder = history.recorder();
+//! let mut event = Event::new(1_795_951_000_000, Protocol::Dns, Decision::Block);
+//! event.app = Some("com.zhiliaoapp.musically".into());
+//! event.name = Some("log-va.tiktokv.com".into());
+//! event.owner = Some("ByteDance".into());
+//! recorder.record(event);
+//!
+//! // In the UI: newest blocks of one app, page by page.
+//! let mut q = Query { app: Some("com.zhiliaoapp.musically".into()),
+//!                     decision: Some(Decision::Block), ..Query::default() };
+//! let page = history.query(&q)?;
+//! q.after = page.next; // next page
+//! # Ok::<(), embargo_history::HistoryError>(())
+//! ```
+//!
+//! - **Coalescing**: events with the same (app, name — or address when there is no name —,
+//!   decision) within `Config::coalesce_window` (60 s) of a row's first event add to that
+//!   row's `count` and move its `last_seen`; a chatty app cannot flood the disk. Zero turns it
+//!   off.
+//! - **Never blocking**: `record` is a `try_send` into a bounded queue
+//!   (`Config::queue_capacity`); a writer thread commits batches (≤ 4,096 events or 100 ms,
+//!   one transaction each). When the queue is full the event is counted as dropped; the count
+//!   is stored and shown in [`Stats::dropped`].
+//! - **Faults**: a failed commit (disk full, read-only) keeps the events in memory, retries with
+//!   back-off, and reports [`Health::Failing`] on [`Recorder::health_events`]; writing resumes
+//!   by itself. A damaged file is renamed `<name>.corrupt-<UTC stamp>` and a fresh one created
+//!   ([`OpenOutcome::RecoveredFromCorruption`]). WAL with `synchronous=NORMAL`: a killed
+//!   process loses at most the batch not yet committed (≤ 100 ms); a power cut may lose the
+//!   last commits but never corrupts the file.
+//! - **Queries**: time range, app, name prefix or substring, owner, country, decision; newest
+//!   first; keyset pages ([`Page::next`]). [`History::hide`] persists "hide this app/name"
+//!   filters (`Query::include_hidden` shows them). [`History::aggregate`] counts per day, app,
+//!   owner and country from a daily table kept on insert.
+//! - **Retention**: rows older than `Config::retention` (30 days) and, with
+//!   `Config::max_bytes`, the oldest rows beyond the size cap are deleted 5,000 per
+//!   transaction between batches, and free pages returned (`auto_vacuum=INCREMENTAL`).
+//! - **Export**: [`History::export`] streams a query's rows as CSV, JSON or NDJSON.
+//! - **Privacy**: the file (and its `-wal`/`-shm`) is created 0600; the schema holds host
+//!   names, addresses and ports, never payload bytes or URLs.
+
+mod aggregate;
+mod config;
+mod error;
+mod export;
+mod history;
+pub mod migrations;
+mod model;
+mod open;
+mod query;
+mod time;
+mod writer;
+
+pub use aggregate::{AggregateQuery, AggregateRow, Dimension};
+pub use config::Config;
+pub use error::{HistoryError, WriteFault, WriteFaultKind};
+pub use export::{Format, CSV_HEADER};
+pub use history::{Hidden, History, Stats};
+pub use model::{Certainty, Decision, Event, Millis, Protocol, Record, UnknownCode};
+pub use open::{OpenOutcome, FILE_MODE};
+pub use query::{Cursor, Page, Query, MAX_PAGE};
+pub use time::{date_string, day_of, now_ms, DAY_MS};
+pub use writer::{Health, Recorded, RetentionReport, WriterCounters};

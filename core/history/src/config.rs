@@ -1,0 +1,61 @@
+//! Settings of a history store.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the store is opened and how its writer behaves. `Config::new(path)` gives the defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Database file. Its directory must exist; the file is created owner-only (0600).
+    pub path: PathBuf,
+    /// Rows whose `last_seen` is older than this are deleted. Default 30 days: the peers keep 3
+    /// to 7 days, and users asked for longer to see trends per company.
+    pub retention: Duration,
+    /// Size cap on the live data (pages in use, not free pages). Oldest rows go first.
+    pub max_bytes: Option<u64>,
+    /// Events with the same (app, name or address, decision) within this window of the row's
+    /// first event coalesce into one row. Zero turns coalescing off. Default 60 s: a chatty app
+    /// polling every second costs 1,440 rows a day instead of 86,400, and a row still places an
+    /// event within a minute.
+    pub coalesce_window: Duration,
+    /// Record allowed connections too (default on): users want to see what got through.
+    pub record_allowed: bool,
+    /// Capacity of the queue between `record()` and the writer thread. Default 65,536 events:
+    /// about a second of a heavy burst; `record()` never waits, so beyond it events are counted
+    /// as dropped (and the count is stored).
+    pub queue_capacity: usize,
+    /// Most events committed in one transaction. Default 4,096: large enough that the per-commit
+    /// cost (a WAL frame write, no fsync with synchronous=NORMAL) is amortised, small enough that
+    /// a batch commits in a few milliseconds.
+    pub batch_max: usize,
+    /// Longest an event waits in a batch before it is committed. Default 100 ms, so a crash
+    /// loses at most ~0.1 s of events (the issue allows one second).
+    pub flush_interval: Duration,
+    /// Rows deleted per retention transaction. Default 5,000: a few milliseconds per batch, so
+    /// inserts interleave and nobody sees a pause.
+    pub retention_batch: usize,
+    /// How often the writer checks retention. Default 10 minutes.
+    pub retention_interval: Duration,
+    /// Events kept in memory while writes fail (disk full, read-only), retried with back-off.
+    /// Beyond it they are counted as dropped. Default 100,000.
+    pub retry_capacity: usize,
+}
+
+impl Config {
+    /// Defaults for the database at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Config {
+            path: path.into(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_bytes: None,
+            coalesce_window: Duration::from_secs(60),
+            record_allowed: true,
+            queue_capacity: 65_536,
+            batch_max: 4_096,
+            flush_interval: Duration::from_millis(100),
+            retention_batch: 5_000,
+            retention_interval: Duration::from_secs(600),
+            retry_capacity: 100_000,
+        }
+    }
+}

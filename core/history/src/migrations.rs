@@ -1,0 +1,163 @@
+//! Numbered schema migrations, applied in order inside one transaction each.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. A migration is never edited
+//! once released: a change to the schema is a new entry at the end of [`MIGRATIONS`], and
+//! `tests::upgrades_from_v1_keep_data` builds each older version by hand and opens it.
+//!
+//! Version history:
+//! 1. `records` and its indexes.
+//! 2. `hidden` ("hide this name/app" filters), `counters` (events dropped when the queue was
+//!    full), and `daily` (per day, app, owner and country counts, maintained on insert so that
+//!    aggregates over 30 days of 10 million rows read thousands of rows, not millions);
+//!    `daily` is back-filled from the existing `records`.
+
+use rusqlite::Connection;
+
+use crate::error::HistoryError;
+
+/// One schema step. `sql` runs as a batch inside a transaction.
+pub struct Migration {
+    /// Version the database has after this step.
+    pub version: i64,
+    /// What this step adds, for logs.
+    pub summary: &'static str,
+    /// The DDL and data changes.
+    pub sql: &'static str,
+}
+
+/// Every migration, oldest first. `MIGRATIONS[i].version == i + 1`.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        summary: "records and their indexes",
+        sql: V1,
+    },
+    Migration {
+        version: 2,
+        summary: "hidden filters, counters, daily aggregates",
+        sql: V2,
+    },
+];
+
+/// Newest schema version this build writes.
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Times are milliseconds since the Unix epoch; enums are the integer codes of `model.rs`.
+/// Indexes (rowid `id` is implicitly the last column of each, so `ORDER BY last_seen DESC,
+/// id DESC` reads an index in order without sorting):
+/// - `records_by_time (last_seen)`: newest first with no filter, time ranges, retention by age.
+/// - `records_by_app (app, decision, last_seen)`: the main screen, "newest blocks of TikTok".
+/// - `records_by_owner (owner, last_seen)`: "everything that went to ByteDance".
+/// - `records_by_name (name)`: name prefix search as a range scan.
+///
+/// Country has no index: a handful of countries cover most rows, so a country filter is not
+/// selective and the time index plus a filter is as fast.
+const V1: &str = "
+CREATE TABLE records (
+    id INTEGER PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1,
+    app TEXT,
+    name TEXT,
+    addr TEXT,
+    port INTEGER NOT NULL,
+    protocol INTEGER NOT NULL,
+    decision INTEGER NOT NULL,
+    rule TEXT,
+    list TEXT,
+    line INTEGER,
+    owner TEXT,
+    owner_source TEXT,
+    country TEXT,
+    country_source TEXT,
+    certainty INTEGER NOT NULL
+);
+CREATE INDEX records_by_time ON records (last_seen);
+CREATE INDEX records_by_app ON records (app, decision, last_seen);
+CREATE INDEX records_by_owner ON records (owner, last_seen);
+CREATE INDEX records_by_name ON records (name);
+";
+
+/// `daily` uses '' rather than NULL for a missing app/owner/country because NULLs are never
+/// equal in a primary key, which would defeat the upsert.
+const V2: &str = "
+CREATE TABLE hidden (
+    kind INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE daily (
+    day INTEGER NOT NULL,
+    app TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    country TEXT NOT NULL,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    allowed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, app, owner, country)
+) WITHOUT ROWID;
+INSERT INTO daily (day, app, owner, country, blocked, allowed)
+    SELECT last_seen / 86400000, ifnull(app, ''), ifnull(owner, ''), ifnull(country, ''),
+           sum(CASE WHEN decision = 1 THEN count ELSE 0 END),
+           sum(CASE WHEN decision = 0 THEN count ELSE 0 END)
+    FROM records GROUP BY 1, 2, 3, 4;
+";
+
+/// Brings `conn` to [`CURRENT_VERSION`]. Returns the version found before.
+pub fn migrate(
+    conn: &mut Connection,
+    path_for_errors: &std::path::Path,
+) -> Result<i64, HistoryError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(HistoryError::sqlite("reading the schema version"))?;
+    if found > CURRENT_VERSION {
+        return Err(HistoryError::TooNew {
+            path: path_for_errors.to_path_buf(),
+            found,
+            supported: CURRENT_VERSION,
+        });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+        let context = format!(
+            "migrating to version {} ({})",
+            migration.version, migration.summary
+        );
+        let tx = conn
+            .transaction()
+            .map_err(HistoryError::sqlite(context.clone()))?;
+        tx.execute_batch(migration.sql)
+            .map_err(HistoryError::sqlite(context.clone()))?;
+        tx.pragma_update(None, "user_version", migration.version)
+            .map_err(HistoryError::sqlite(context.clone()))?;
+        tx.commit().map_err(HistoryError::sqlite(context))?;
+        log::info!("history: schema now at version {}", migration.version);
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_numbered_in_order() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1);
+        }
+    }
+
+    #[test]
+    fn newer_database_is_refused_with_a_clear_error() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", CURRENT_VERSION + 1)
+            .unwrap();
+        let err = migrate(&mut conn, std::path::Path::new("x.db")).unwrap_err();
+        assert!(err.to_string().contains("supports up to"), "{err}");
+    }
+}

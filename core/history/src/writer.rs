@@ -1,0 +1,687 @@
+//! The writer thread and its handle, [`Recorder`].
+//!
+//! `Recorder::record` is called on the packet path: it only does a `try_send` into a bounded
+//! queue and never waits. One writer thread owns a SQLite connection and commits what it
+//! receives in batches, one transaction per batch (up to `Config::batch_max` events or
+//! `Config::flush_interval` after the first event of the batch). Between batches it runs one
+//! retention step at a time, so deleting old rows never stalls inserts for long.
+//!
+//! When a commit fails (disk full, read-only, ...) the writer keeps the events in memory (up to
+//! `Config::retry_capacity`), reports [`Health::Failing`] to subscribers, and retries with
+//! back-off; when the commit goes through again it reports [`Health::Healthy`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection};
+
+use crate::config::Config;
+use crate::error::{HistoryError, WriteFault};
+use crate::model::{Decision, Event, Millis};
+use crate::time::{day_of, now_ms, DAY_MS};
+
+/// Name of the stored counter of events dropped because the queue was full.
+pub(crate) const DROPPED_COUNTER: &str = "dropped_events";
+
+/// Longest back-off between retries of a failing write. Five seconds keeps a full disk from
+/// costing battery while still resuming within seconds of space returning.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// First back-off after a failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Pages returned to the file system per retention step (8 MB at 4 KiB pages).
+const VACUUM_PAGES_PER_STEP: u32 = 2_000;
+/// Coalescing keys remembered before old ones are pruned. Bounded memory: at ~100 bytes a key
+/// this is under 1 MB.
+const COALESCE_KEYS_MAX: usize = 8_192;
+
+/// State of the writer, for the shell to show ("history paused: storage full").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Commits go through.
+    Healthy,
+    /// The last commit failed; events are held in memory and retried.
+    Failing {
+        /// Why.
+        fault: WriteFault,
+        /// When the failures started.
+        since_ms: Millis,
+    },
+}
+
+/// What `record` did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Queued for the writer.
+    Queued,
+    /// Not recorded on purpose (an allowed connection while `record_allowed` is off).
+    Skipped,
+    /// The queue was full or the writer gone: counted in the dropped counter.
+    Dropped,
+}
+
+/// Counters of the writer since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterCounters {
+    /// Events committed to the database.
+    pub committed: u64,
+    /// Events dropped (queue full, retry buffer full, or writer gone).
+    pub dropped: u64,
+}
+
+/// Rows removed by a retention run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionReport {
+    /// Rows older than the retention age.
+    pub deleted_by_age: u64,
+    /// Rows removed to get under the size cap.
+    pub deleted_by_size: u64,
+}
+
+/// Events are boxed so a queue slot is two words: std's bounded channel allocates every slot up
+/// front, and 65,536 slots of a 232-byte `Event` would be 15 MB on a phone.
+pub(crate) enum Msg {
+    Event(Box<Event>),
+    Flush(Sender<Result<(), WriteFault>>),
+    Retention(Sender<Result<RetentionReport, WriteFault>>),
+    Shutdown,
+}
+
+pub(crate) struct Shared {
+    committed: AtomicU64,
+    dropped_total: AtomicU64,
+    /// Dropped events not yet added to the stored counter.
+    dropped_unsaved: AtomicU64,
+    health: Mutex<Health>,
+    subscribers: Mutex<Vec<Sender<Health>>>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            committed: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
+            dropped_unsaved: AtomicU64::new(0),
+            health: Mutex::new(Health::Healthy),
+            subscribers: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn count_drop(&self, n: u64) {
+        self.dropped_total.fetch_add(n, Ordering::Relaxed);
+        self.dropped_unsaved.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        match self.health.lock() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_health(&self, new: Health) {
+        let mut guard = match self.health.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let changed = match (&*guard, &new) {
+            (Health::Healthy, Health::Healthy) => false,
+            (Health::Failing { fault: a, .. }, Health::Failing { fault: b, .. }) => {
+                a.kind != b.kind
+            }
+            _ => true,
+        };
+        if !changed {
+            return;
+        }
+        *guard = new.clone();
+        drop(guard);
+        match &new {
+            Health::Healthy => log::info!("history: writes resumed"),
+            Health::Failing { fault, .. } => log::warn!("{fault}"),
+        }
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.retain(|s| s.send(new.clone()).is_ok());
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> Receiver<Health> {
+        let (tx, rx) = mpsc::channel();
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.push(tx);
+        }
+        rx
+    }
+
+    pub(crate) fn counters(&self) -> WriterCounters {
+        WriterCounters {
+            committed: self.committed.load(Ordering::Relaxed),
+            dropped: self.dropped_total.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn dropped_unsaved(&self) -> u64 {
+        self.dropped_unsaved.load(Ordering::Relaxed)
+    }
+}
+
+/// Cloneable, thread-safe handle to the writer. Cheap to clone; give one to each packet thread.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    record_allowed: bool,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("counters", &self.shared.counters())
+            .field("health", &self.shared.health())
+            .finish()
+    }
+}
+
+impl Recorder {
+    /// Hands an event to the writer. Never blocks and never fails: when the queue is full the
+    /// event is counted as dropped, and that count is stored with the next commit.
+    pub fn record(&self, event: Event) -> Recorded {
+        if event.decision == Decision::Allow && !self.record_allowed {
+            return Recorded::Skipped;
+        }
+        match self.tx.try_send(Msg::Event(Box::new(event))) {
+            Ok(()) => Recorded::Queued,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.shared.count_drop(1);
+                Recorded::Dropped
+            }
+        }
+    }
+
+    /// Waits until every event recorded before this call is committed. Returns the write fault
+    /// if the writer is failing (the events stay queued in memory and are retried).
+    pub fn flush(&self) -> Result<(), HistoryError> {
+        let (reply, answer) = mpsc::channel();
+        self.tx
+            .send(Msg::Flush(reply))
+            .map_err(|_| HistoryError::Closed)?;
+        match answer.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(fault)) => Err(HistoryError::Write(fault)),
+            Err(_) => Err(HistoryError::Closed),
+        }
+    }
+
+    /// Current state of the writer.
+    pub fn health(&self) -> Health {
+        self.shared.health()
+    }
+
+    /// A channel that receives every change of [`Health`] (failing, and healthy again).
+    pub fn health_events(&self) -> Receiver<Health> {
+        self.shared.subscribe()
+    }
+
+    /// Events committed and dropped since the store was opened.
+    pub fn counters(&self) -> WriterCounters {
+        self.shared.counters()
+    }
+
+    pub(crate) fn run_retention(&self) -> Result<RetentionReport, HistoryError> {
+        let (reply, answer) = mpsc::channel();
+        self.tx
+            .send(Msg::Retention(reply))
+            .map_err(|_| HistoryError::Closed)?;
+        match answer.recv() {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(fault)) => Err(HistoryError::Write(fault)),
+            Err(_) => Err(HistoryError::Closed),
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let _ = self.tx.send(Msg::Shutdown);
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+/// Starts the writer thread on `conn` (already migrated).
+pub(crate) fn spawn(
+    conn: Connection,
+    config: &Config,
+) -> Result<(Recorder, std::thread::JoinHandle<()>), HistoryError> {
+    let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
+    let shared = Arc::new(Shared::new());
+    let writer = Writer {
+        conn,
+        config: config.clone(),
+        shared: shared.clone(),
+        pending: Vec::new(),
+        coalesce: HashMap::new(),
+        retry_at: None,
+        backoff: FIRST_BACKOFF,
+        retention_due: Instant::now(),
+        retention_active: false,
+        disconnected: false,
+    };
+    let handle = std::thread::Builder::new()
+        .name("embargo-history-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(HistoryError::io("starting the history writer thread"))?;
+    Ok((
+        Recorder {
+            tx,
+            shared,
+            record_allowed: config.record_allowed,
+        },
+        handle,
+    ))
+}
+
+/// Coalescing key: (app, name or else address, decision). Port and protocol are not part of
+/// it: a blocked name is the same story whether the app asked DNS or tried TCP and UDP.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    app: Option<String>,
+    name: Option<String>,
+    addr: Option<IpAddr>,
+    decision: Decision,
+}
+
+impl Key {
+    fn of(e: &Event) -> Key {
+        Key {
+            app: e.app.clone(),
+            name: e.name.clone(),
+            addr: if e.name.is_none() { e.addr } else { None },
+            decision: e.decision,
+        }
+    }
+}
+
+/// Row that later events of the same key may coalesce into.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: i64,
+    first_seen: Millis,
+}
+
+struct Writer {
+    conn: Connection,
+    config: Config,
+    shared: Arc<Shared>,
+    /// Events received and not yet committed (includes a failed batch being retried).
+    pending: Vec<Event>,
+    /// Invariant: every slot names a committed row of its key, or a row id not in use. It is
+    /// cleared when a transaction rolls back or retention deletes rows, since either can make a
+    /// remembered id refer to nothing or, after reuse, to another key's row.
+    coalesce: HashMap<Key, Slot>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    retention_due: Instant,
+    retention_active: bool,
+    /// Every `Recorder` is gone: commit what is left and stop.
+    disconnected: bool,
+}
+
+enum Control {
+    Flush(Sender<Result<(), WriteFault>>),
+    Retention(Sender<Result<RetentionReport, WriteFault>>),
+    Shutdown,
+}
+
+const INSERT_SQL: &str = "INSERT INTO records (first_seen, last_seen, count, app, name, addr, \
+    port, protocol, decision, rule, list, line, owner, owner_source, country, country_source, \
+    certainty) VALUES (?1, ?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+const UPDATE_SQL: &str = "UPDATE records SET count = count + 1, last_seen = max(last_seen, ?1), \
+    addr = ?2, port = ?3, protocol = ?4, rule = ?5, list = ?6, line = ?7, owner = ?8, \
+    owner_source = ?9, country = ?10, country_source = ?11, certainty = ?12 WHERE id = ?13";
+
+const DAILY_SQL: &str = "INSERT INTO daily (day, app, owner, country, blocked, allowed) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (day, app, owner, country) DO UPDATE SET \
+    blocked = blocked + excluded.blocked, allowed = allowed + excluded.allowed";
+
+pub(crate) const COUNTER_ADD_SQL: &str = "INSERT INTO counters (name, value) VALUES (?1, ?2) \
+    ON CONFLICT (name) DO UPDATE SET value = value + excluded.value";
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let control = self.gather(&rx);
+            match control {
+                Some(Control::Flush(reply)) => {
+                    let _ = reply.send(self.commit_pending());
+                }
+                Some(Control::Retention(reply)) => {
+                    let result = self.commit_pending().and_then(|()| self.retention_full());
+                    let _ = reply.send(result);
+                }
+                Some(Control::Shutdown) => {
+                    let _ = self.commit_pending();
+                    self.finish();
+                    return;
+                }
+                None => {}
+            }
+            let retry_due = self.retry_at.is_none_or(|t| Instant::now() >= t);
+            if !self.pending.is_empty() && retry_due {
+                let _ = self.commit_pending();
+            }
+            if self.disconnected {
+                let _ = self.commit_pending();
+                self.finish();
+                return;
+            }
+            if self.pending.is_empty() && self.retry_at.is_none() {
+                self.retention_tick();
+            }
+        }
+    }
+
+    /// How long to sleep waiting for the first event of a batch.
+    fn idle_timeout(&self) -> Duration {
+        let now = Instant::now();
+        if self.retention_active {
+            return Duration::ZERO;
+        }
+        let mut wake = self.retention_due;
+        if let Some(retry) = self.retry_at {
+            wake = wake.min(retry);
+        }
+        wake.saturating_duration_since(now)
+    }
+
+    /// Receives events until a batch is full, the flush interval has passed since the first
+    /// one, or a control message arrives.
+    fn gather(&mut self, rx: &Receiver<Msg>) -> Option<Control> {
+        let mut msg = match rx.recv_timeout(self.idle_timeout()) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => return None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.disconnected = true;
+                return None;
+            }
+        };
+        let started = Instant::now();
+        loop {
+            match msg {
+                Msg::Event(e) => self.accept(*e),
+                Msg::Flush(reply) => return Some(Control::Flush(reply)),
+                Msg::Retention(reply) => return Some(Control::Retention(reply)),
+                Msg::Shutdown => return Some(Control::Shutdown),
+            }
+            // While failing, the batch size is not a reason to wake: retries follow back-off.
+            if self.retry_at.is_none() && self.pending.len() >= self.config.batch_max {
+                return None;
+            }
+            let remaining = self.config.flush_interval.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                return None;
+            }
+            msg = match rx.recv_timeout(remaining) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.disconnected = true;
+                    return None;
+                }
+            };
+        }
+    }
+
+    fn accept(&mut self, event: Event) {
+        if self.pending.len() >= self.config.retry_capacity.max(self.config.batch_max) {
+            self.shared.count_drop(1);
+        } else {
+            self.pending.push(event);
+        }
+    }
+
+    /// Commits every pending event (and the unsaved dropped count) in one transaction.
+    fn commit_pending(&mut self) -> Result<(), WriteFault> {
+        let drops = self.shared.dropped_unsaved.swap(0, Ordering::Relaxed);
+        if self.pending.is_empty() && drops == 0 {
+            return Ok(());
+        }
+        match self.write(drops) {
+            Ok(()) => {
+                self.shared
+                    .committed
+                    .fetch_add(self.pending.len() as u64, Ordering::Relaxed);
+                if let Some(newest) = self.pending.iter().map(|e| e.time_ms).max() {
+                    self.prune_coalesce(newest);
+                }
+                self.pending.clear();
+                self.retry_at = None;
+                self.backoff = FIRST_BACKOFF;
+                self.shared.set_health(Health::Healthy);
+                Ok(())
+            }
+            Err(err) => {
+                self.shared
+                    .dropped_unsaved
+                    .fetch_add(drops, Ordering::Relaxed);
+                // The rolled-back transaction may have put ids in the map that do not exist.
+                self.coalesce.clear();
+                let fault = WriteFault::from_sqlite(&err);
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                let since_ms = match self.shared.health() {
+                    Health::Failing { since_ms, .. } => since_ms,
+                    Health::Healthy => now_ms(),
+                };
+                self.shared.set_health(Health::Failing {
+                    fault: fault.clone(),
+                    since_ms,
+                });
+                Err(fault)
+            }
+        }
+    }
+
+    fn write(&mut self, drops: u64) -> rusqlite::Result<()> {
+        let window = self.config.coalesce_window.as_millis() as Millis;
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(INSERT_SQL)?;
+            let mut update = tx.prepare_cached(UPDATE_SQL)?;
+            let mut daily: HashMap<(i64, &str, &str, &str), (i64, i64)> = HashMap::new();
+            for e in &self.pending {
+                let addr = e.addr.map(|a| a.to_string());
+                let mut coalesced = false;
+                let key = if window > 0 { Some(Key::of(e)) } else { None };
+                if let Some(slot) = key.as_ref().and_then(|k| self.coalesce.get(k)) {
+                    let age = e.time_ms - slot.first_seen;
+                    if (0..window).contains(&age) {
+                        let changed = update.execute(params![
+                            e.time_ms,
+                            addr,
+                            e.port,
+                            e.protocol.code(),
+                            e.rule,
+                            e.list,
+                            e.line,
+                            e.owner,
+                            e.owner_source,
+                            e.country,
+                            e.country_source,
+                            e.certainty.code(),
+                            slot.id,
+                        ])?;
+                        coalesced = changed == 1;
+                    }
+                }
+                if !coalesced {
+                    insert.execute(params![
+                        e.time_ms,
+                        e.app,
+                        e.name,
+                        addr,
+                        e.port,
+                        e.protocol.code(),
+                        e.decision.code(),
+                        e.rule,
+                        e.list,
+                        e.line,
+                        e.owner,
+                        e.owner_source,
+                        e.country,
+                        e.country_source,
+                        e.certainty.code(),
+                    ])?;
+                    if let Some(key) = key {
+                        let id = tx.last_insert_rowid();
+                        self.coalesce.insert(
+                            key,
+                            Slot {
+                                id,
+                                first_seen: e.time_ms,
+                            },
+                        );
+                    }
+                }
+                let cell = daily
+                    .entry((
+                        day_of(e.time_ms),
+                        e.app.as_deref().unwrap_or(""),
+                        e.owner.as_deref().unwrap_or(""),
+                        e.country.as_deref().unwrap_or(""),
+                    ))
+                    .or_default();
+                match e.decision {
+                    Decision::Block => cell.0 += 1,
+                    Decision::Allow => cell.1 += 1,
+                }
+            }
+            let mut upsert = tx.prepare_cached(DAILY_SQL)?;
+            for ((day, app, owner, country), (blocked, allowed)) in daily {
+                upsert.execute(params![day, app, owner, country, blocked, allowed])?;
+            }
+            if drops > 0 {
+                tx.execute(COUNTER_ADD_SQL, params![DROPPED_COUNTER, drops as i64])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Forgets keys whose window has passed; bounded memory even with many distinct keys.
+    fn prune_coalesce(&mut self, newest: Millis) {
+        if self.coalesce.len() <= COALESCE_KEYS_MAX / 2 {
+            return;
+        }
+        let window = self.config.coalesce_window.as_millis() as Millis;
+        self.coalesce
+            .retain(|_, slot| newest - slot.first_seen < window);
+        if self.coalesce.len() > COALESCE_KEYS_MAX {
+            self.coalesce.clear();
+        }
+    }
+
+    fn retention_tick(&mut self) {
+        if !self.retention_active && Instant::now() >= self.retention_due {
+            self.retention_active = true;
+            self.retention_due = Instant::now() + self.config.retention_interval;
+        }
+        if !self.retention_active {
+            return;
+        }
+        match self.retention_step() {
+            Ok((report, vacuumed)) => {
+                if report.deleted_by_age + report.deleted_by_size + vacuumed == 0 {
+                    self.retention_active = false;
+                }
+            }
+            Err(err) => {
+                log::warn!("history: retention step failed: {err}");
+                self.retention_active = false;
+            }
+        }
+    }
+
+    fn retention_full(&mut self) -> Result<RetentionReport, WriteFault> {
+        let mut total = RetentionReport::default();
+        loop {
+            let (report, vacuumed) = self
+                .retention_step()
+                .map_err(|e| WriteFault::from_sqlite(&e))?;
+            total.deleted_by_age += report.deleted_by_age;
+            total.deleted_by_size += report.deleted_by_size;
+            if report.deleted_by_age + report.deleted_by_size + vacuumed == 0 {
+                self.retention_active = false;
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One bounded step: at most `retention_batch` rows deleted (by age first, then by size),
+    /// then at most `VACUUM_PAGES_PER_STEP` free pages returned. Returns the rows deleted and
+    /// pages vacuumed; zero for both means retention is done.
+    fn retention_step(&mut self) -> rusqlite::Result<(RetentionReport, u64)> {
+        let batch = self.config.retention_batch.max(1) as i64;
+        let cutoff = now_ms().saturating_sub(self.config.retention.as_millis() as Millis);
+        let mut report = RetentionReport {
+            deleted_by_age: self.conn.execute(
+                "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE last_seen < ?1 \
+                 ORDER BY last_seen LIMIT ?2)",
+                params![cutoff, batch],
+            )? as u64,
+            deleted_by_size: 0,
+        };
+        if report.deleted_by_age < batch as u64 {
+            // Whole days before the cutoff's day; the cutoff's own day stays until tomorrow.
+            self.conn
+                .execute("DELETE FROM daily WHERE day < ?1", params![cutoff / DAY_MS])?;
+        }
+        if report.deleted_by_age == 0 {
+            if let Some(max) = self.config.max_bytes {
+                if live_bytes(&self.conn)? > max {
+                    report.deleted_by_size = self.conn.execute(
+                        "DELETE FROM records WHERE id IN (SELECT id FROM records \
+                         ORDER BY last_seen LIMIT ?1)",
+                        params![batch],
+                    )? as u64;
+                }
+            }
+        }
+        if report.deleted_by_age + report.deleted_by_size > 0 {
+            self.coalesce.clear();
+        }
+        let vacuumed = incremental_vacuum(&self.conn, VACUUM_PAGES_PER_STEP)?;
+        Ok((report, vacuumed))
+    }
+
+    fn finish(&mut self) {
+        if let Err(err) = self.conn.execute_batch("PRAGMA optimize;") {
+            log::debug!("history: PRAGMA optimize failed: {err}");
+        }
+    }
+}
+
+/// Bytes in pages that hold data (free pages excluded), the measure the size cap applies to.
+pub(crate) fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size) as u64)
+}
+
+/// Returns up to `pages` free pages to the file system; the count actually freed.
+fn incremental_vacuum(conn: &Connection, pages: u32) -> rusqlite::Result<u64> {
+    let before: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    if before == 0 {
+        return Ok(0);
+    }
+    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    drop(rows);
+    let after: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    Ok((before - after).max(0) as u64)
+}

@@ -5,6 +5,7 @@
 //! decision is a pure function of a [`Query`] and the loaded rules.
 
 pub mod decision;
+pub mod parse;
 pub mod rules;
 
 pub use decision::{

@@ -1,0 +1,388 @@
+//! `embargo run`: bring up a TUN device, route a network namespace (or the whole machine)
+//! through it, and drive the tunnel engine until Ctrl-C/SIGTERM; then put routing and DNS back.
+//!
+//! Three modes:
+//! - `--netns NAME`: the TUN device is created here, in the host namespace, opened, then moved
+//!   into NAME (created if missing), where it becomes the only default route (IPv4 and IPv6) and
+//!   the resolver. Embargo's sockets stay in the host namespace, so they bypass the tunnel with
+//!   no marks or rules.
+//! - whole machine (no `--netns`): the TUN device is the default route of every packet that
+//!   does not carry our fwmark (policy routing, wg-quick style; the main table is not edited).
+//! - `--tun NAME --fwmark N --no-routes`: attach to an existing TUN device and only mark our
+//!   sockets (the launch command of ../shared/bench/run.sh).
+//!
+//! Every change is written to a state file before it is made; a start after a crash reverts
+//! what the killed instance left.
+
+use std::fs;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use embargo_driver::{DriverConfig, FwmarkProtect, HookError, Hooks, Tunnel};
+use embargo_engine::{Decide, Engine, EngineConfig, Event};
+use embargo_policy::parse::{parse_bytes, Format};
+use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query, RuleSetBuilder};
+
+use crate::procfs::AppResolver;
+use crate::routes::{self, Changes};
+use crate::{netns, tun};
+
+/// Default fwmark (and routing table) of whole-machine mode: an arbitrary value unlikely to be
+/// used by other software ("emb" in a 16-bit number).
+const DEFAULT_FWMARK: u32 = 51871;
+
+/// Arguments of `embargo run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Protect only this network namespace (created if missing; removed on exit if created).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// TUN device name. With --no-routes: an existing device to attach to.
+    #[arg(long, value_name = "NAME")]
+    pub tun: Option<String>,
+    /// Mark for Embargo's own sockets (SO_MARK), so routing rules keep them out of the tunnel.
+    #[arg(long, value_name = "N")]
+    pub fwmark: Option<u32>,
+    /// Touch no routes, rules or DNS: only attach to --tun and mark sockets.
+    #[arg(long)]
+    pub no_routes: bool,
+    /// Rule files (Adblock/hosts/domain lists and Embargo rules) instead of the built-in default.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// Same as --rules (a blocklist file).
+    #[arg(long = "list", value_name = "FILE")]
+    pub lists: Vec<PathBuf>,
+    /// Resolver that allowed DNS questions go to (default: the host's first nameserver).
+    #[arg(long, value_name = "ADDR")]
+    pub dns_upstream: Option<String>,
+    /// Where the history database and the crash-recovery state live.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/embargo")]
+    pub state_dir: PathBuf,
+    /// MTU of the TUN device.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: u32,
+}
+
+/// The Linux hooks: SO_MARK protection, app identity from /proc, events to the history.
+struct LinuxHooks {
+    mark: FwmarkProtect,
+    apps: Option<AppResolver>,
+}
+
+impl Hooks for LinuxHooks {
+    fn protect(&self, fd: RawFd) -> Result<(), HookError> {
+        self.mark.protect_fd(fd)
+    }
+
+    fn app_owner(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
+        self.apps.as_ref()?.app_id(protocol, src, dst)
+    }
+
+    fn on_event(&self, event: &Event) {
+        if let Event::Decision(d) = event {
+            if d.decision.is_block() {
+                log::info!(
+                    "blocked {} {}:{} ({:?})",
+                    d.name.as_deref().unwrap_or("-"),
+                    d.addr,
+                    d.port,
+                    d.app
+                );
+            }
+        }
+    }
+}
+
+/// Runs `embargo run` until a signal; exits non-zero when setup or the loop failed.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let mode = Mode::of(&args)?;
+    let policy = load_policy(&args)?;
+    fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("create state dir {}", args.state_dir.display()))?;
+
+    let mut changes = match &mode {
+        Mode::Attach { .. } => None,
+        _ => Some(Changes::recover_and_start(&state_file(
+            &args.state_dir,
+            &mode,
+        ))?),
+    };
+    let result = run_with(&args, &mode, policy, changes.as_mut());
+    if let Some(changes) = changes.as_mut() {
+        changes.revert_all();
+    }
+    result
+}
+
+enum Mode {
+    Netns(String),
+    Machine,
+    Attach { tun: String },
+}
+
+impl Mode {
+    fn of(args: &RunArgs) -> Result<Mode> {
+        if args.no_routes {
+            if args.netns.is_some() {
+                bail!("--no-routes and --netns exclude each other");
+            }
+            let Some(tun) = args.tun.clone() else {
+                bail!("--no-routes needs --tun NAME (an existing TUN device)");
+            };
+            return Ok(Mode::Attach { tun });
+        }
+        Ok(match &args.netns {
+            Some(name) => {
+                if name.is_empty() || name.contains('/') || name.len() > 64 {
+                    bail!("invalid namespace name {name:?}");
+                }
+                Mode::Netns(name.clone())
+            }
+            None => Mode::Machine,
+        })
+    }
+}
+
+fn state_file(dir: &Path, mode: &Mode) -> PathBuf {
+    match mode {
+        Mode::Netns(name) => dir.join(format!("run-netns-{name}.json")),
+        _ => dir.join("run-machine.json"),
+    }
+}
+
+fn run_with(
+    args: &RunArgs,
+    mode: &Mode,
+    policy: Arc<dyn Decide>,
+    changes: Option<&mut Changes>,
+) -> Result<ExitCode> {
+    let mtu = args.mtu.clamp(1280, 65535);
+    let (fd, tun_name, fwmark) = match mode {
+        Mode::Attach { tun } => {
+            let (fd, name) = tun::open(tun)?;
+            (fd, name, args.fwmark.unwrap_or(0))
+        }
+        Mode::Netns(ns) => {
+            let changes = changes.context("netns mode keeps a state file")?;
+            // A kernel-chosen name ("emb%d") never collides with another instance's device.
+            let (fd, name) = tun::open(args.tun.as_deref().unwrap_or("emb%d"))?;
+            netns::protect(ns, &name, mtu, changes)?;
+            (fd, name, args.fwmark.unwrap_or(0))
+        }
+        Mode::Machine => {
+            let changes = changes.context("machine mode keeps a state file")?;
+            let (fd, name) = tun::open(args.tun.as_deref().unwrap_or("embargo0"))?;
+            let mark = args.fwmark.unwrap_or(DEFAULT_FWMARK);
+            if mark == 0 {
+                bail!("whole-machine mode needs a non-zero --fwmark");
+            }
+            routes::ip(&["addr", "replace", netns::TUN_V4, "dev", &name])?;
+            routes::ip(&[
+                "-6",
+                "addr",
+                "replace",
+                netns::TUN_V6,
+                "dev",
+                &name,
+                "nodad",
+            ])?;
+            routes::ip(&["link", "set", &name, "mtu", &mtu.to_string(), "up"])?;
+            routes::route_machine(&name, mark, changes)?;
+            (fd, name, mark)
+        }
+    };
+
+    let dns = dns_upstream(args, mode)?;
+    let mut config = EngineConfig {
+        mtu: mtu as usize,
+        dns_upstream_v4: dns,
+        dns_upstream_v6: Some(dns),
+        random_seed: random_seed(),
+        ..EngineConfig::default()
+    };
+    let apps = match mode {
+        Mode::Netns(ns) => AppResolver::in_netns(&Path::new("/run/netns").join(ns))
+            .map_err(|e| log::warn!("app identity off: cannot enter namespace {ns}: {e}"))
+            .ok(),
+        _ => Some(AppResolver::current()),
+    };
+    config.resolve_apps = apps.is_some();
+    let hooks = Arc::new(LinuxHooks {
+        mark: FwmarkProtect(fwmark),
+        apps,
+    });
+    let engine = Engine::new(config, policy, Instant::now());
+    let (handle, thread) =
+        embargo_driver::start(Tunnel::Fd(fd), engine, hooks, DriverConfig::default())
+            .context("start the driver loop")?;
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("install signal handlers")?;
+    let stopper = handle.clone();
+    let signal_handle = signals.handle();
+    let signal_thread = std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            stopper.stop();
+        }
+    });
+
+    match mode {
+        Mode::Netns(ns) => eprintln!(
+            "embargo: protecting network namespace {ns} (device {tun_name}, DNS via {dns}).\n\
+             Try it:  sudo ip netns exec {ns} curl -sI https://example.com\n\
+             Stop with Ctrl-C; routes and DNS are restored on exit."
+        ),
+        Mode::Machine => eprintln!(
+            "embargo: protecting this machine (device {tun_name}, fwmark {fwmark}, DNS via {dns}). \
+             Stop with Ctrl-C; routing is restored on exit."
+        ),
+        Mode::Attach { .. } => eprintln!(
+            "embargo: attached to {tun_name} (fwmark {fwmark}, DNS via {dns}); routes untouched."
+        ),
+    }
+
+    let outcome = thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("driver thread panicked"))?;
+    signal_handle.close();
+    let _ = signal_thread.join();
+    let stats = handle.stats();
+    eprintln!(
+        "embargo: stopped: {} packets in, {} out, {} upstream sockets, {} connect failures, {} flows blocked",
+        stats.driver.tun_packets_in,
+        stats.driver.tun_packets_out,
+        stats.driver.sockets_opened,
+        stats.driver.connect_failures,
+        stats.engine.flows_blocked
+    );
+    outcome.context("driver loop")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The engine's view of the active policy: every decision reads the handle, so a policy
+/// stored into it (lists updated, an app paused) applies to the next decision.
+struct HandlePolicy(Arc<PolicyHandle>);
+
+impl Decide for HandlePolicy {
+    fn decide(&self, query: &Query<'_>) -> Decision {
+        self.0.load().decide(query)
+    }
+}
+
+/// The policy: rule files when given (with the built-in IP databases), else the built-in
+/// default.
+fn load_policy(args: &RunArgs) -> Result<Arc<dyn Decide>> {
+    let files: Vec<&PathBuf> = args.rules.iter().chain(&args.lists).collect();
+    let builtin = Policy::builtin();
+    let policy = if files.is_empty() {
+        builtin
+    } else {
+        let mut sets = Vec::new();
+        for path in files {
+            let bytes = fs::read(path).with_context(|| format!("read rules {}", path.display()))?;
+            let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("rules");
+            let head = &bytes[..bytes.len().min(8192)];
+            let Some(format) = Format::detect(file_name, head) else {
+                bail!("{}: unknown list format (name it *.rules for Embargo rules, or use a hosts/domains/AdBlock list)", path.display());
+            };
+            let mut builder = RuleSetBuilder::new();
+            let report = parse_bytes(format, file_name, &bytes, &mut |rule| builder.add(rule));
+            eprintln!(
+                "embargo: {}: {} rules ({})",
+                path.display(),
+                builder.len(),
+                format.name()
+            );
+            log::debug!("{}: {report:?}", path.display());
+            sets.push(Arc::new(builder.build()));
+        }
+        builtin.with_rules(sets)
+    };
+    Ok(Arc::new(HandlePolicy(Arc::new(PolicyHandle::new(
+        Arc::new(policy),
+    )))))
+}
+
+/// `--dns-upstream`, else the host's first usable nameserver.
+fn dns_upstream(args: &RunArgs, mode: &Mode) -> Result<SocketAddr> {
+    if let Some(text) = &args.dns_upstream {
+        return parse_dns_addr(text)
+            .with_context(|| format!("--dns-upstream {text:?}: expected ADDR or ADDR:PORT"));
+    }
+    let candidates = ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"];
+    for path in candidates {
+        let Ok(text) = fs::read_to_string(path) else {
+            continue;
+        };
+        for addr in nameservers(&text) {
+            // In whole-machine mode a loopback resolver (systemd-resolved) would send its own
+            // queries back through the tunnel to us: a loop. Take its upstream instead.
+            if addr.is_loopback() && matches!(mode, Mode::Machine) {
+                continue;
+            }
+            return Ok(SocketAddr::new(addr, 53));
+        }
+    }
+    bail!("no usable nameserver in /etc/resolv.conf: give --dns-upstream ADDR")
+}
+
+fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
+                .and_then(|a| a.split('%').next())
+                .and_then(|a| a.parse().ok())
+        })
+        .collect()
+}
+
+fn parse_dns_addr(text: &str) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(|a| SocketAddr::new(a, 53)))
+}
+
+/// Seed for the engine's sequence numbers and DNS ids: from the kernel's random pool.
+fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    u64::from_ne_bytes(bytes) ^ (std::process::id() as u64) << 32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_nameservers_and_dns_addresses() {
+        let text = "# x\nsearch lan\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nnameserver 10.0.0.1\n";
+        let got = nameservers(text);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2], "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            parse_dns_addr("10.200.2.1"),
+            Some("10.200.2.1:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_dns_addr("[::1]:5353"),
+            Some("[::1]:5353".parse().unwrap())
+        );
+        assert_eq!(parse_dns_addr("nope"), None);
+    }
+}

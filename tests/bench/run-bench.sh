@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# tests/bench/run-bench.sh: one batch of the shared netns benchmark (../shared/bench) with
+# the kernel path, the C TUN passthrough (the ceiling for any TUN program) and Embargo, then
+# the comparison table, Embargo's targets (issue 3) against the passthrough of the same batch,
+# and Embargo's idle wake-ups. Needs root, the bench's Debian packages and gcc.
+#
+#   sudo tests/bench/run-bench.sh            # results in $BENCH_OUT (default /tmp/embargo-bench)
+#
+# Env: BENCH_OUT, BENCH_RUNS (raw runs, default /tmp/embargo-bench-runs), BATCH,
+#      ONLY="kernel passthrough embargo embargo-blocking" (subset), IDLE_SECS (10),
+#      CARGO_TARGET_DIR (where the release build goes; default <repo>/target).
+# The shared bench directory is read-only: everything it writes goes to BENCH_OUT/BENCH_RUNS.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+BENCH=${BENCH_DIR:-$REPO/../shared/bench}
+[[ -x $BENCH/run.sh ]] || { echo "bench not found at $BENCH (expected ../shared/bench beside the repo)" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || { echo "run-bench.sh needs root (network namespaces, TUN devices)" >&2; exit 2; }
+export BENCH_OUT=${BENCH_OUT:-/tmp/embargo-bench}
+export BENCH_RUNS=${BENCH_RUNS:-/tmp/embargo-bench-runs}
+export BATCH=${BATCH:-embargo-$(date +%Y%m%d-%H%M)}
+ONLY=${ONLY:-"kernel passthrough embargo"}
+IDLE_SECS=${IDLE_SECS:-10}
+mkdir -p "$BENCH_OUT" "$BENCH_RUNS"
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+log() { echo "[run-bench $(date +%T)] $*" >&2; }
+
+for tool in iperf3 nginx dnsmasq dnsperf wrk curl dig jq gcc python3 ip; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install iproute2 iperf3 nginx-light dnsmasq-base dnsperf wrk curl dnsutils jq procps gcc python3" >&2; exit 2; }
+done
+
+# ---- release build of embargo
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+log "building embargo (release) into $TARGET"
+(cd "$REPO" && CARGO_TARGET_DIR=$TARGET cargo build --release -p embargo-linux --quiet)
+BIN=$TARGET/release/embargo
+STATE=$BENCH_OUT/embargo-state
+mkdir -p "$STATE"
+
+# Rules for the blocking variant: block the bench's tracker names only (dnsperf then gets half
+# its answers from Embargo itself). The default run uses the built-in rules, which block none
+# of the bench's names, so every DNS query is forwarded (the issue's "DNS qps, forwarded").
+BLOCK_RULES=$BENCH_OUT/bench-block.txt
+printf '||tracker.test^\n' > "$BLOCK_RULES"
+
+LAUNCH_COMMON="$BIN run --tun tun0 --fwmark 42 --no-routes --dns-upstream 10.200.2.1 --state-dir $STATE"
+
+# ---- the batch
+want kernel && "$BENCH/run.sh" kernel none
+want passthrough && "$BENCH/run.sh" passthrough "$BENCH/passthrough/launch.sh"
+want embargo && "$BENCH/run.sh" embargo "$LAUNCH_COMMON"
+want embargo-blocking && "$BENCH/run.sh" embargo-blocking "$LAUNCH_COMMON --rules $BLOCK_RULES"
+
+# ---- idle wake-ups: Embargo protecting an idle namespace, context switches of all its threads
+idle_wakeups() {
+  local ns=embench-idle-$$ pid t0 t1 s=0
+  RUST_LOG=warn "$BIN" run --netns "$ns" --dns-upstream 127.0.0.1 --state-dir "$STATE" \
+    > "$BENCH_OUT/idle.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 50); do ip netns list | grep -qw "$ns" && break; sleep 0.1; done
+  sleep 2   # let setup settle
+  ctx() { cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s+=$2} END {print s+0}'; }
+  t0=$(ctx); sleep "$IDLE_SECS"; t1=$(ctx)
+  kill -TERM "$pid"; wait "$pid" || true
+  ip netns list | grep -qw "$ns" && { echo "WARNING: namespace $ns left behind" >&2; ip netns del "$ns"; }
+  awk -v a="$t0" -v b="$t1" -v s="$IDLE_SECS" 'BEGIN {printf "%.2f", (b-a)/s}'
+}
+IDLE="n/a"
+want embargo && { log "idle wake-ups over ${IDLE_SECS}s"; IDLE=$(idle_wakeups); }
+
+"$BENCH/netns.sh" down || true
+
+# ---- tables
+OUTFILE=$BENCH_OUT/embargo-$BATCH.md
+{
+  echo "# Embargo bench, batch $BATCH ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, kernel $(uname -r))"
+  echo
+  echo "Command: \`sudo tests/bench/run-bench.sh\` (ONLY=\"$ONLY\"); Embargo launched as:"
+  echo "\`$LAUNCH_COMMON\`"
+  echo
+  python3 "$BENCH/lib/bench.py" compare "$BENCH_OUT/results.jsonl" "$BATCH"
+  echo
+  python3 - "$BENCH_OUT/results.jsonl" "$BATCH" "$IDLE" <<'PY'
+import json, sys
+path, batch, idle = sys.argv[1], sys.argv[2], sys.argv[3]
+by = {}
+for line in open(path):
+    if line.strip():
+        r = json.loads(line)
+        if r["batch"] == batch:
+            by[r["name"]] = r["metrics"]
+e, p = by.get("embargo"), by.get("passthrough")
+print("## Targets (issue 3): Embargo vs the passthrough of the same batch\n")
+print("| metric | passthrough | embargo | target | met |")
+print("|---|---:|---:|---|---|")
+def row(label, key, target, ok):
+    pv = p.get(key) if p else None
+    ev = e.get(key) if e else None
+    met = "?" if pv is None or ev is None else ("yes" if ok(ev, pv) else "NO")
+    f = lambda v: "-" if v is None else (f"{v:,.3f}" if isinstance(v, float) and v < 10 else (f"{v:,.0f}" if isinstance(v, (int, float)) else str(v)))
+    print(f"| {label} | {f(pv)} | {f(ev)} | {target} | {met} |")
+row("TCP 1 stream down, Mbit/s", "tcp1_down", ">= 0.75x", lambda e, p: e >= 0.75 * p)
+row("TCP 1 stream up, Mbit/s", "tcp1_up", ">= 0.75x", lambda e, p: e >= 0.75 * p)
+row("wrk -c1000 req/s", "wrk1000_rps", ">= 0.75x", lambda e, p: e >= 0.75 * p)
+row("wrk -c1000 errors", "wrk1000_errors", "0", lambda e, p: e == 0)
+row("DNS qps (forwarded)", "dns_qps", ">= 0.9x", lambda e, p: e >= 0.9 * p)
+row("HTTP small time_total p50, ms", "http_total_p50", "<= +0.1 ms", lambda e, p: e <= p + 0.1)
+row("CPU s/GB, TCP 1 stream down", "tun_cpu_s_per_gb_tcp1_down", "<= 1.5x", lambda e, p: e <= 1.5 * p)
+row("peak RSS, MiB", "tun_rss_mb", "<= 20", lambda e, p: e <= 20)
+print(f"| idle wake-ups per second | - | {idle} | 0 | {'yes' if idle not in ('n/a',) and float(idle) == 0 else ('?' if idle == 'n/a' else 'NO')} |")
+PY
+} > "$OUTFILE"
+cat "$OUTFILE"
+log "written to $OUTFILE (raw runs in $BENCH_RUNS, per-run tables in $BENCH_OUT/results.md)"

@@ -13,6 +13,12 @@ pub struct Config {
     pub retention: Duration,
     /// Size cap on the live data (pages in use, not free pages). Oldest rows go first.
     pub max_bytes: Option<u64>,
+    /// Hard ceiling on the file (SQLite `max_page_count`): beyond it writes fail exactly like
+    /// a full disk (`SQLITE_FULL`), the writer reports [`crate::Health::Failing`] and keeps
+    /// retrying, and retention frees space. `None` (default): only the disk limits the file.
+    /// Useful to give the history a fixed budget on a small device, and it makes the disk-full
+    /// path testable without root.
+    pub hard_max_bytes: Option<u64>,
     /// Events with the same (app, name or address, decision) within this window of the row's
     /// first event coalesce into one row. Zero turns coalescing off. Default 60 s: a chatty app
     /// polling every second costs 1,440 rows a day instead of 86,400, and a row still places an
@@ -48,6 +54,7 @@ impl Config {
             path: path.into(),
             retention: Duration::from_secs(30 * 24 * 3600),
             max_bytes: None,
+            hard_max_bytes: None,
             coalesce_window: Duration::from_secs(60),
             record_allowed: true,
             queue_capacity: 65_536,

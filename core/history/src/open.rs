@@ -57,6 +57,15 @@ fn prepare_file(path: &Path) -> Result<bool, HistoryError> {
     {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Say "read-only file system" or "permission denied" in plain words rather than
+            // SQLite's "unable to open database file".
+            fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(HistoryError::io(format!(
+                    "{} is not writable",
+                    path.display()
+                )))?;
             for file in std::iter::once(path.to_path_buf()).chain(companions(path)) {
                 if let Ok(meta) = fs::metadata(&file) {
                     if meta.permissions().mode() & 0o077 != 0 {
@@ -86,7 +95,10 @@ fn companions(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
 /// A crash of the process loses nothing committed (the OS has the pages); a power loss can lose
 /// the last commits, never corrupt the file. For a history that is the right trade: fsync per
 /// batch would cost battery for records the user can afford to lose.
-pub(crate) fn connect(path: &Path) -> Result<Connection, HistoryError> {
+pub(crate) fn connect(
+    path: &Path,
+    hard_max_bytes: Option<u64>,
+) -> Result<Connection, HistoryError> {
     let context = format!("opening {}", path.display());
     let conn = Connection::open_with_flags(
         path,
@@ -100,14 +112,25 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, HistoryError> {
          PRAGMA journal_size_limit = 16777216;
          PRAGMA cache_size = -8000;",
     )
-    .map_err(HistoryError::sqlite(context))?;
+    .map_err(HistoryError::sqlite(context.clone()))?;
+    if let Some(max) = hard_max_bytes {
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(HistoryError::sqlite(context.clone()))?;
+        let pages = (max / page_size.max(512) as u64).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(HistoryError::sqlite(context))?;
+    }
     Ok(conn)
 }
 
 /// Reads the schema (which fails on a damaged header or schema page), sets up a new file, and
 /// migrates. Returns the connection and the version found.
-fn open_and_migrate(path: &Path) -> Result<(Connection, i64), HistoryError> {
-    let mut conn = connect(path)?;
+fn open_and_migrate(
+    path: &Path,
+    hard_max_bytes: Option<u64>,
+) -> Result<(Connection, i64), HistoryError> {
+    let mut conn = connect(path, hard_max_bytes)?;
     let context = format!("reading {}", path.display());
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
@@ -128,9 +151,12 @@ fn open_and_migrate(path: &Path) -> Result<(Connection, i64), HistoryError> {
 }
 
 /// Opens (creating, upgrading or recovering) the database at `path`.
-pub(crate) fn open(path: &Path) -> Result<(Connection, OpenOutcome), HistoryError> {
+pub(crate) fn open(
+    path: &Path,
+    hard_max_bytes: Option<u64>,
+) -> Result<(Connection, OpenOutcome), HistoryError> {
     let created = prepare_file(path)?;
-    match open_and_migrate(path) {
+    match open_and_migrate(path, hard_max_bytes) {
         Ok((conn, found)) => {
             let outcome = if created {
                 OpenOutcome::Created
@@ -150,7 +176,7 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, OpenOutcome), HistoryErro
                 moved_to.display()
             );
             prepare_file(path)?;
-            let (conn, _) = open_and_migrate(path)?;
+            let (conn, _) = open_and_migrate(path, hard_max_bytes)?;
             Ok((
                 conn,
                 OpenOutcome::RecoveredFromCorruption {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection};
 
 use crate::config::Config;
-use crate::error::{HistoryError, WriteFault};
+use crate::error::{HistoryError, WriteFault, WriteFaultKind};
 use crate::model::{Decision, Event, Millis};
 use crate::time::{day_of, now_ms, DAY_MS};
 
@@ -269,6 +269,7 @@ pub(crate) fn spawn(
         retention_due: Instant::now(),
         retention_active: false,
         disconnected: false,
+        reconnect: false,
     };
     let handle = std::thread::Builder::new()
         .name("embargo-history-writer".into())
@@ -328,6 +329,8 @@ struct Writer {
     retention_active: bool,
     /// Every `Recorder` is gone: commit what is left and stop.
     disconnected: bool,
+    /// Open a new connection before the next write (after a read-only fault).
+    reconnect: bool,
 }
 
 enum Control {
@@ -360,7 +363,13 @@ impl Writer {
                     let _ = reply.send(self.commit_pending());
                 }
                 Some(Control::Retention(reply)) => {
-                    let result = self.commit_pending().and_then(|()| self.retention_full());
+                    // Retention runs even when commits fail: on a full disk it is what frees
+                    // the space for them.
+                    let committed = self.commit_pending();
+                    let result = self.retention_full();
+                    if committed.is_err() {
+                        let _ = self.commit_pending();
+                    }
                     let _ = reply.send(result);
                 }
                 Some(Control::Shutdown) => {
@@ -379,7 +388,11 @@ impl Writer {
                 self.finish();
                 return;
             }
-            if self.pending.is_empty() && self.retry_at.is_none() {
+            let disk_full = matches!(
+                self.shared.health(),
+                Health::Failing { ref fault, .. } if fault.kind == WriteFaultKind::DiskFull
+            );
+            if (self.pending.is_empty() && self.retry_at.is_none()) || disk_full {
                 self.retention_tick();
             }
         }
@@ -471,11 +484,18 @@ impl Writer {
                 // The rolled-back transaction may have put ids in the map that do not exist.
                 self.coalesce.clear();
                 let fault = WriteFault::from_sqlite(&err);
+                self.reconnect = fault.kind == WriteFaultKind::ReadOnly;
                 self.retry_at = Some(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 let since_ms = match self.shared.health() {
                     Health::Failing { since_ms, .. } => since_ms,
-                    Health::Healthy => now_ms(),
+                    Health::Healthy => {
+                        if fault.kind == WriteFaultKind::DiskFull {
+                            // Old rows may be due for deletion: free what retention allows now.
+                            self.retention_due = Instant::now();
+                        }
+                        now_ms()
+                    }
                 };
                 self.shared.set_health(Health::Failing {
                     fault: fault.clone(),
@@ -487,6 +507,22 @@ impl Writer {
     }
 
     fn write(&mut self, drops: u64) -> rusqlite::Result<()> {
+        if self.reconnect {
+            // A connection that met a read-only file stays read-only; a new one sees the file
+            // as it is now (e.g. the file system was remounted read-write).
+            match crate::open::connect(&self.config.path, self.config.hard_max_bytes) {
+                Ok(conn) => {
+                    self.conn = conn;
+                    self.reconnect = false;
+                }
+                Err(HistoryError::Sqlite { source, .. }) => return Err(source),
+                Err(other) => {
+                    return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                        std::io::Error::other(other.to_string()),
+                    )))
+                }
+            }
+        }
         let window = self.config.coalesce_window.as_millis() as Millis;
         let tx = self.conn.transaction()?;
         {

@@ -1,0 +1,163 @@
+//! Per-app settings a person chooses: blocking on or off per app, per-app overrides, the defaults
+//! for new and for system apps, and the global allowlist.
+//!
+//! Shells persist [`AppRules`] as JSON (serde); the policy only reads it. An app is an opaque id:
+//! an Android package, a Linux executable path or `uid:N`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::Action;
+
+/// What an override or allowlist entry is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Target {
+    /// A name and all its subdomains (lowercase, no trailing dot).
+    Name(String),
+    /// An owner, matched case-insensitively as a word-prefix of the owner or AS organisation
+    /// (`"Tencent"` matches "Shenzhen Tencent Computer Systems Company Limited").
+    Owner(String),
+    /// An autonomous system number.
+    Asn(u32),
+    /// An ISO 3166-1 alpha-2 country code (uppercase).
+    Country(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Name(n) => write!(f, "name {n}"),
+            Target::Owner(o) => write!(f, "owner {o}"),
+            Target::Asn(a) => write!(f, "AS{a}"),
+            Target::Country(c) => write!(f, "country {c}"),
+        }
+    }
+}
+
+/// One per-app override: allow or block a target for this app alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    pub target: Target,
+    pub action: Action,
+}
+
+/// Settings for one app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSettings {
+    /// Blocking on or off for this app; `None` = the default for its kind (new or system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<bool>,
+    /// A system app (its default is [`AppRules::system_app_blocking`]).
+    #[serde(default)]
+    pub system: bool,
+    /// Overrides for this app alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
+}
+
+/// Everything a person decided about apps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRules {
+    /// Settings per app id.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSettings>,
+    /// Blocking for apps with no settings (and for traffic whose app is unknown).
+    #[serde(default = "yes")]
+    pub new_app_blocking: bool,
+    /// Blocking for system apps without their own setting. Off by default: blocking the system's
+    /// own services breaks updates and connectivity checks more often than it stops tracking.
+    #[serde(default)]
+    pub system_app_blocking: bool,
+    /// Allowed for every app, over every list (but not over a per-app block override).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowlist: Vec<Target>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for AppRules {
+    fn default() -> Self {
+        AppRules {
+            apps: BTreeMap::new(),
+            new_app_blocking: true,
+            system_app_blocking: false,
+            allowlist: Vec::new(),
+        }
+    }
+}
+
+impl AppRules {
+    /// Whether blocking applies to this app (unknown app = a new app).
+    pub fn blocking_enabled(&self, app: Option<&str>) -> bool {
+        match app.and_then(|a| self.apps.get(a)) {
+            Some(s) => s.blocking.unwrap_or(if s.system {
+                self.system_app_blocking
+            } else {
+                self.new_app_blocking
+            }),
+            None => self.new_app_blocking,
+        }
+    }
+
+    /// The settings of one app, if it has any.
+    pub fn app(&self, app: &str) -> Option<&AppSettings> {
+        self.apps.get(app)
+    }
+
+    /// The settings of one app, created with defaults if missing.
+    pub fn app_mut(&mut self, app: &str) -> &mut AppSettings {
+        self.apps.entry(app.to_owned()).or_default()
+    }
+
+    /// Sets blocking on or off for one app.
+    pub fn set_blocking(&mut self, app: &str, on: bool) {
+        self.app_mut(app).blocking = Some(on);
+    }
+
+    /// Adds a per-app override.
+    pub fn add_override(&mut self, app: &str, target: Target, action: Action) {
+        self.app_mut(app)
+            .overrides
+            .push(Override { target, action });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_for_new_and_system_apps() {
+        let mut rules = AppRules::default();
+        assert!(rules.blocking_enabled(None));
+        assert!(rules.blocking_enabled(Some("com.example")));
+        rules.app_mut("android").system = true;
+        assert!(!rules.blocking_enabled(Some("android")));
+        rules.system_app_blocking = true;
+        assert!(rules.blocking_enabled(Some("android")));
+        rules.set_blocking("android", false);
+        assert!(!rules.blocking_enabled(Some("android")));
+        rules.new_app_blocking = false;
+        assert!(!rules.blocking_enabled(Some("com.other")));
+    }
+
+    #[test]
+    fn json_roundtrip() {
+        let mut rules = AppRules::default();
+        rules.add_override(
+            "com.zhiliaoapp.musically",
+            Target::Owner("ByteDance".into()),
+            Action::Allow,
+        );
+        rules.allowlist.push(Target::Name("example.org".into()));
+        let json = serde_json::to_string(&rules).unwrap();
+        let back: AppRules = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, rules);
+        let empty: AppRules = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, AppRules::default());
+    }
+}

@@ -1,0 +1,558 @@
+//! The decision: rule sets + IP databases + per-app rules -> allow or block, with one reason.
+//!
+//! [`Policy::decide`] is the single place where precedence is written; its doc comment lists the
+//! order and says why, and `tests` checks each step against the one below it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::apps::{AppRules, Target};
+use crate::decision::{
+    Attribution, AttributionSource, Certainty, Decision, NameSource, Query, Reason, RuleRef,
+    Verdict,
+};
+use crate::ipdb::{AsnInfo, CountryInfo, IpDb};
+use crate::rules::Action;
+use crate::ruleset::{owner_matches, MetaRule, NameHitRef, NameMatch, OwnerFact, RuleSet};
+
+/// Everything needed to decide: compiled rule sets, IP databases and the person's app rules.
+///
+/// Immutable once built; share it as `Arc<Policy>` (see [`crate::PolicyHandle`] for replacing
+/// it while traffic flows). `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Vec<Arc<RuleSet>>,
+    ipdb: Arc<IpDb>,
+    apps: Arc<AppRules>,
+}
+
+/// The owner of an endpoint, before it becomes an [`Attribution`].
+#[derive(Debug, Clone, Copy)]
+enum OwnerRef<'p> {
+    /// A list says so (by name); `set` is the rule set that holds the fact.
+    List {
+        fact: &'p OwnerFact,
+        set: &'p RuleSet,
+    },
+    /// An ASN database says so (by address).
+    Asn(AsnInfo<'p>),
+}
+
+/// What is known about the endpoint of a query.
+struct Facts<'p, 'q> {
+    name: Option<&'q str>,
+    name_certainty: Certainty,
+    owner: Option<OwnerRef<'p>>,
+    asn: Option<AsnInfo<'p>>,
+    country: Option<CountryInfo<'p>>,
+}
+
+/// Where a name rule came from: which rule set, which hit.
+type SetHit = (usize, NameHitRef);
+
+impl Policy {
+    /// A policy over these rule sets (asked in order), IP databases and app rules.
+    pub fn new(rules: Vec<Arc<RuleSet>>, ipdb: impl Into<Arc<IpDb>>, apps: AppRules) -> Policy {
+        Policy {
+            rules,
+            ipdb: ipdb.into(),
+            apps: Arc::new(apps),
+        }
+    }
+
+    /// The built-in default: Embargo's own list of ByteDance, Tencent and Alibaba data
+    /// endpoints and networks, with the bundled IP databases, and default app rules. Needs no
+    /// file or download. Built once per process and shared.
+    pub fn builtin() -> Policy {
+        let (rules, ipdb) = crate::builtin::shared();
+        Policy::new(vec![rules], ipdb, AppRules::default())
+    }
+
+    /// The same rules and databases with other app rules (cheap: shares everything else).
+    pub fn with_apps(&self, apps: AppRules) -> Policy {
+        Policy {
+            rules: self.rules.clone(),
+            ipdb: self.ipdb.clone(),
+            apps: Arc::new(apps),
+        }
+    }
+
+    /// The same app rules and databases with other rule sets.
+    pub fn with_rules(&self, rules: Vec<Arc<RuleSet>>) -> Policy {
+        Policy {
+            rules,
+            ipdb: self.ipdb.clone(),
+            apps: self.apps.clone(),
+        }
+    }
+
+    /// The rule sets, in the order they are asked.
+    pub fn rules(&self) -> &[Arc<RuleSet>] {
+        &self.rules
+    }
+
+    /// The IP databases.
+    pub fn ipdb(&self) -> &Arc<IpDb> {
+        &self.ipdb
+    }
+
+    /// The app rules.
+    pub fn apps(&self) -> &AppRules {
+        &self.apps
+    }
+
+    /// Who owns the endpoint and where it is, each with its source and certainty. A name given
+    /// here counts as stated by the user ([`Certainty::Certain`]); the address facts come from
+    /// databases ([`Certainty::Inferred`]).
+    pub fn attribute(
+        &self,
+        name: Option<&str>,
+        addr: Option<IpAddr>,
+    ) -> (Option<Attribution>, Option<Attribution>) {
+        let mut q = match (name, addr) {
+            (Some(n), _) => Query::name(n),
+            (None, Some(a)) => Query::addr(a),
+            (None, None) => return (None, None),
+        };
+        q.addr = addr;
+        let lowered;
+        let name = match q.name {
+            Some(n) if needs_normalizing(n) => {
+                lowered = normalize(n);
+                Some(lowered.as_str())
+            }
+            other => other,
+        };
+        let facts = self.facts(&q, name);
+        (self.owner_attribution(&facts), country_attribution(&facts))
+    }
+
+    /// Decides one query. Precedence, first match wins:
+    ///
+    /// 1. **App blocking off** -> allow. The person turned Embargo off for this app; nothing
+    ///    else may second-guess that.
+    /// 2. **Per-app override** (allow or block a name, ASN, owner or country for this app) ->
+    ///    as it says. It is the most specific statement a person can make, so it beats every
+    ///    list and the global allowlist. Among overrides the most specific target wins
+    ///    (name, then ASN, then owner, then country) and allow beats block on the same target.
+    /// 3. **Global allowlist** -> allow. The person's word beats any list, including
+    ///    `$important` rules (those are a list author's priority, not the user's).
+    /// 4. **First party** (the app's owner, from app-owner facts, owns the endpoint) -> allow.
+    ///    Blocking an app from its own servers breaks it and protects nothing (DuckDuckGo's
+    ///    packageNames rule). Per-app block overrides (step 2) still apply.
+    /// 5. **`$important` name rules**: an important exception allows, else an important block
+    ///    blocks (AdGuard semantics: important beats plain exceptions; an important exception
+    ///    beats an important block).
+    /// 6. **Name rules**: an exception (`@@`) allows, else a block blocks. Across lists:
+    ///    an exception in any list beats a block in any list.
+    /// 7. **Address rules** (IP/CIDR, most specific network wins; allow on an identical network).
+    /// 8. **Owner rules**: ASN rules, then owner-name rules (list owner or AS organisation);
+    ///    allow before block.
+    /// 9. **Country rules**: allow before block.
+    /// 10. No rule -> allow ([`Reason::NoMatch`]).
+    ///
+    /// Steps 6-9 go from the most specific evidence (a name the app used) to the least (where
+    /// a database places an address), so an exception for a name is not undone by a block of
+    /// the network it is hosted on, and an allowed address is not undone by its country.
+    pub fn decide(&self, q: &Query) -> Decision {
+        let lowered;
+        let name = match q.name {
+            Some(n) if needs_normalizing(n) => {
+                lowered = normalize(n);
+                Some(lowered.as_str())
+            }
+            other => other,
+        };
+        let facts = self.facts(q, name);
+
+        // 1. App blocking off.
+        if !self.apps.blocking_enabled(q.app) {
+            return self.finish(&facts, Verdict::Allow, Reason::AppBlockingOff, None);
+        }
+        // 2. Per-app override.
+        if let Some((target, action)) = self.app_override(q.app, &facts) {
+            let verdict = verdict_of(action);
+            let entry = format!("{} {target}", action_word(action));
+            let certainty = self.target_certainty(target, &facts);
+            return self.finish(
+                &facts,
+                verdict,
+                Reason::AppOverride { entry },
+                Some(certainty),
+            );
+        }
+        // 3. Global allowlist.
+        if let Some(target) = self
+            .apps
+            .allowlist
+            .iter()
+            .find(|t| self.target_matches(t, &facts))
+        {
+            let certainty = self.target_certainty(target, &facts);
+            let entry = target.to_string();
+            return self.finish(
+                &facts,
+                Verdict::Allow,
+                Reason::Allowlisted { entry },
+                Some(certainty),
+            );
+        }
+        // 4. First party.
+        if let Some(owner) = self.first_party(q.app, &facts) {
+            let certainty = self.owner_certainty(&facts);
+            return self.finish(
+                &facts,
+                Verdict::Allow,
+                Reason::FirstParty { owner },
+                Some(certainty),
+            );
+        }
+        // 5 and 6. Name rules.
+        if let Some(name) = facts.name {
+            let m = self.match_name(name, q.dns_type);
+            let ordered = [
+                (m.important_allow, Verdict::Allow),
+                (m.important_block, Verdict::Block),
+                (m.allow, Verdict::Allow),
+                (m.block, Verdict::Block),
+            ];
+            for (hit, verdict) in ordered {
+                if let Some((set, hit)) = hit {
+                    let rule_set = &self.rules[set];
+                    let hit = rule_set.resolve_hit(name, hit);
+                    let reason = Reason::NameRule {
+                        rule: RuleRef {
+                            list: rule_set.list_name(hit.list).to_owned(),
+                            line: hit.line,
+                            rule: hit.rule,
+                        },
+                        exception: hit.allow,
+                    };
+                    return self.finish(&facts, verdict, reason, Some(facts.name_certainty));
+                }
+            }
+        }
+        // 7. Address rules.
+        if let Some(addr) = q.addr {
+            if let Some((set, rule)) = self.first_rule(|s| s.match_addr(addr)) {
+                let reason = Reason::AddressRule {
+                    rule: rule_ref(set, rule),
+                };
+                return self.finish(
+                    &facts,
+                    verdict_of_rule(rule),
+                    reason,
+                    Some(Certainty::Certain),
+                );
+            }
+        }
+        // 8. Owner rules: ASN, then owner name.
+        if let Some(asn) = facts.asn {
+            if let Some((set, rule)) = self.first_rule(|s| s.match_asn(asn.asn)) {
+                let reason = Reason::OwnerRule {
+                    rule: rule_ref(set, rule),
+                };
+                return self.finish(
+                    &facts,
+                    verdict_of_rule(rule),
+                    reason,
+                    Some(Certainty::Inferred),
+                );
+            }
+        }
+        if let Some((set, rule)) = self.owner_rule(&facts) {
+            let reason = Reason::OwnerRule {
+                rule: rule_ref(set, rule),
+            };
+            let certainty = self.owner_certainty(&facts);
+            return self.finish(&facts, verdict_of_rule(rule), reason, Some(certainty));
+        }
+        // 9. Country rules.
+        if let Some(country) = facts.country {
+            if let Some((set, rule)) = self.first_rule(|s| s.match_country(country.code)) {
+                let reason = Reason::CountryRule {
+                    rule: rule_ref(set, rule),
+                };
+                return self.finish(
+                    &facts,
+                    verdict_of_rule(rule),
+                    reason,
+                    Some(Certainty::Inferred),
+                );
+            }
+        }
+        // 10. Nothing matched.
+        self.finish(&facts, Verdict::Allow, Reason::NoMatch, None)
+    }
+
+    /// Name rules from every set: for each class, the first set's strongest hit.
+    fn match_name(&self, name: &str, dns_type: Option<u16>) -> SetNameMatch {
+        let mut out = SetNameMatch::default();
+        for (i, set) in self.rules.iter().enumerate() {
+            let mut m = NameMatch::default();
+            set.match_name(name, dns_type, &mut m);
+            out.important_allow = out.important_allow.or(m.important_allow.map(|h| (i, h)));
+            out.important_block = out.important_block.or(m.important_block.map(|h| (i, h)));
+            out.allow = out.allow.or(m.allow.map(|h| (i, h)));
+            out.block = out.block.or(m.block.map(|h| (i, h)));
+        }
+        out
+    }
+
+    /// The first allow rule any set gives, else the first block rule.
+    fn first_rule<'s>(
+        &'s self,
+        f: impl Fn(&'s RuleSet) -> Option<&'s MetaRule>,
+    ) -> Option<(&'s RuleSet, &'s MetaRule)> {
+        let mut block = None;
+        for set in &self.rules {
+            if let Some(rule) = f(set) {
+                if rule.allow {
+                    return Some((set, rule));
+                }
+                block = block.or(Some((&**set, rule)));
+            }
+        }
+        block
+    }
+
+    fn owner_rule(&self, facts: &Facts<'_, '_>) -> Option<(&RuleSet, &MetaRule)> {
+        if !self.rules.iter().any(|s| s.has_owner_rules()) {
+            return None;
+        }
+        let mut candidates: [Option<&str>; 3] = [None; 3];
+        if let Some(OwnerRef::List { fact, .. }) = facts.owner {
+            candidates[0] = Some(&fact.owner);
+            candidates[1] = Some(&fact.display_name);
+        }
+        if let Some(asn) = facts.asn {
+            candidates[2] = Some(asn.org);
+        }
+        self.first_rule(|s| {
+            candidates
+                .iter()
+                .flatten()
+                .filter_map(|o| s.match_owner(o))
+                .min_by_key(|r| !r.allow)
+        })
+    }
+
+    fn facts<'p, 'q>(&'p self, q: &Query<'_>, name: Option<&'q str>) -> Facts<'p, 'q> {
+        let name_certainty = match (name, q.name_source) {
+            (None, _) => Certainty::Unknown,
+            (Some(_), NameSource::DnsAnswer) if q.names_sharing_address > 1 => Certainty::Inferred,
+            (Some(_), _) => Certainty::Certain,
+        };
+        let asn = q.addr.and_then(|a| self.ipdb.lookup_asn(a));
+        let country = q.addr.and_then(|a| self.ipdb.lookup_country(a));
+        let list_owner = name.and_then(|n| {
+            self.rules.iter().find_map(|s| {
+                s.owner_of_name(n)
+                    .map(|fact| OwnerRef::List { fact, set: s })
+            })
+        });
+        Facts {
+            name,
+            name_certainty,
+            owner: list_owner.or(asn.map(OwnerRef::Asn)),
+            asn,
+            country,
+        }
+    }
+
+    fn owner_certainty(&self, facts: &Facts<'_, '_>) -> Certainty {
+        match facts.owner {
+            Some(OwnerRef::List { .. }) => facts.name_certainty,
+            Some(OwnerRef::Asn(_)) => Certainty::Inferred,
+            None => Certainty::Unknown,
+        }
+    }
+
+    fn owner_attribution(&self, facts: &Facts<'_, '_>) -> Option<Attribution> {
+        let certainty = self.owner_certainty(facts);
+        match facts.owner? {
+            OwnerRef::List { fact, set } => Some(Attribution {
+                value: fact.display_name.clone(),
+                asn: None,
+                source: AttributionSource::List {
+                    list: set.list_name(fact.list).to_owned(),
+                },
+                certainty,
+            }),
+            OwnerRef::Asn(info) => Some(Attribution {
+                value: info.org.to_owned(),
+                asn: Some(info.asn),
+                source: AttributionSource::Database {
+                    database: info.database.to_owned(),
+                },
+                certainty,
+            }),
+        }
+    }
+
+    fn finish(
+        &self,
+        facts: &Facts<'_, '_>,
+        verdict: Verdict,
+        reason: Reason,
+        certainty: Option<Certainty>,
+    ) -> Decision {
+        let owner = self.owner_attribution(facts);
+        let certainty = certainty.unwrap_or(match &owner {
+            Some(o) => o.certainty,
+            None => facts.name_certainty,
+        });
+        Decision {
+            verdict,
+            reason,
+            owner,
+            country: country_attribution(facts),
+            certainty,
+        }
+    }
+
+    fn app_override<'a>(
+        &'a self,
+        app: Option<&str>,
+        facts: &Facts<'_, '_>,
+    ) -> Option<(&'a Target, Action)> {
+        let settings = self.apps.app(app?)?;
+        settings
+            .overrides
+            .iter()
+            .filter(|o| self.target_matches(&o.target, facts))
+            .min_by_key(|o| (target_rank(&o.target), o.action != Action::Allow))
+            .map(|o| (&o.target, o.action))
+    }
+
+    fn target_matches(&self, target: &Target, facts: &Facts<'_, '_>) -> bool {
+        match target {
+            Target::Name(domain) => facts
+                .name
+                .is_some_and(|n| crate::ruleset::in_subtree(n, &normalize(domain))),
+            Target::Asn(asn) => facts.asn.is_some_and(|a| a.asn == *asn),
+            Target::Owner(owner) => {
+                let owner = owner.trim();
+                let list = match facts.owner {
+                    Some(OwnerRef::List { fact, .. }) => {
+                        owner_matches(owner, &fact.owner)
+                            || owner_matches(owner, &fact.display_name)
+                    }
+                    _ => false,
+                };
+                list || facts.asn.is_some_and(|a| owner_matches(owner, a.org))
+            }
+            Target::Country(code) => facts
+                .country
+                .is_some_and(|c| c.code_str().eq_ignore_ascii_case(code.trim())),
+        }
+    }
+
+    fn target_certainty(&self, target: &Target, facts: &Facts<'_, '_>) -> Certainty {
+        match target {
+            Target::Name(_) => facts.name_certainty,
+            Target::Owner(_) => self.owner_certainty(facts),
+            Target::Asn(_) | Target::Country(_) => Certainty::Inferred,
+        }
+    }
+
+    /// The app's owner, when it also owns the endpoint. Owners match when equal ignoring case,
+    /// or when the app owner's first word names the AS organisation ("ByteDance Ltd." and
+    /// "Bytedance Inc."): list owners and registry names are spelled differently.
+    fn first_party(&self, app: Option<&str>, facts: &Facts<'_, '_>) -> Option<String> {
+        let app = app?;
+        let endpoint = facts.owner?;
+        let app_owner = self.rules.iter().find_map(|s| s.owner_of_app(app))?;
+        let same = match endpoint {
+            OwnerRef::List { fact, .. } => {
+                fact.owner.eq_ignore_ascii_case(&app_owner.owner)
+                    || fact.display_name.eq_ignore_ascii_case(&app_owner.owner)
+                    || first_word(&app_owner.owner).is_some_and(|w| owner_matches(w, &fact.owner))
+            }
+            OwnerRef::Asn(info) => {
+                first_word(&app_owner.owner).is_some_and(|w| owner_matches(w, info.org))
+            }
+        };
+        same.then(|| app_owner.owner.clone())
+    }
+}
+
+/// Name hits across sets.
+#[derive(Default)]
+struct SetNameMatch {
+    important_allow: Option<SetHit>,
+    important_block: Option<SetHit>,
+    allow: Option<SetHit>,
+    block: Option<SetHit>,
+}
+
+fn country_attribution(facts: &Facts<'_, '_>) -> Option<Attribution> {
+    facts.country.map(|c| Attribution {
+        value: c.code_str().to_owned(),
+        asn: None,
+        source: AttributionSource::Database {
+            database: c.database.to_owned(),
+        },
+        certainty: Certainty::Inferred,
+    })
+}
+
+fn rule_ref(set: &RuleSet, rule: &MetaRule) -> RuleRef {
+    RuleRef {
+        list: set.list_name(rule.list).to_owned(),
+        line: rule.line,
+        rule: rule.rule.clone(),
+    }
+}
+
+fn verdict_of(action: Action) -> Verdict {
+    match action {
+        Action::Allow => Verdict::Allow,
+        Action::Block => Verdict::Block,
+    }
+}
+
+fn verdict_of_rule(rule: &MetaRule) -> Verdict {
+    if rule.allow {
+        Verdict::Allow
+    } else {
+        Verdict::Block
+    }
+}
+
+fn action_word(action: Action) -> &'static str {
+    match action {
+        Action::Allow => "allow",
+        Action::Block => "block",
+    }
+}
+
+/// Override specificity: lower is more specific.
+fn target_rank(target: &Target) -> u8 {
+    match target {
+        Target::Name(_) => 0,
+        Target::Asn(_) => 1,
+        Target::Owner(_) => 2,
+        Target::Country(_) => 3,
+    }
+}
+
+/// The first alphanumeric word of an owner name, at least 3 characters ("ByteDance Ltd." ->
+/// "ByteDance"); shorter words are too ambiguous to match organisations by.
+fn first_word(owner: &str) -> Option<&str> {
+    owner
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| !w.is_empty())
+        .filter(|w| w.len() >= 3)
+}
+
+fn needs_normalizing(name: &str) -> bool {
+    name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests;

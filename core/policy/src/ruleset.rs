@@ -1,0 +1,1453 @@
+//! The compiled, immutable rule set and its builder.
+//!
+//! A [`RuleSet`] is always a view over the bytes of a compiled file (see [`crate::format`]),
+//! owned or memory-mapped: building one writes the file in memory and opens it, so there is one
+//! code path for fresh and loaded rules.
+//!
+//! Names are stored reversed (`com.example.ads` -> `sda.elpmaxe.moc`) in an FST (the `fst` crate):
+//! every rule that can apply to a name is keyed by a suffix of the name ending at a label
+//! boundary, and reversed suffixes are prefixes of the reversed name, so one walk over the name's
+//! bytes from the end visits every candidate rule. The FST shares both the common prefixes of
+//! reversed names (TLDs, registrable domains) and their common suffixes (`www.`, `ads.`), which is
+//! how a million names fit in a few bytes each, and it is read in place without parsing.
+//!
+//! Each FST value packs one rule (list, line, action, `$important`, exact-or-subtree) into a
+//! `u64`. Names with several rules, or with `$dnstype` / `$denyallow`, point into a side table in
+//! the metadata section instead. Globs and regexes are rare (AdBlock lists); they live in the
+//! metadata and are checked only when a literal prefilter (globs) or the combined regex set says
+//! they may apply.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use fst::raw::{Fst, Output};
+use serde::{Deserialize, Serialize};
+
+use crate::format::{self, CompiledError, SectionId};
+use crate::rules::{Action, DnsTypeFilter, IpNet, NamePattern, Rule};
+
+/// Anything that holds the bytes of a compiled file: `Vec<u8>`, a memory map, a static slice.
+pub trait Backing: AsRef<[u8]> + Send + Sync + 'static {}
+impl<T: AsRef<[u8]> + Send + Sync + 'static> Backing for T {}
+
+/// Packed FST value layout (see the module doc).
+const LINE_MASK: u64 = 0xffff_ffff;
+const LIST_SHIFT: u32 = 32;
+const FLAG_ALLOW: u64 = 1 << 48;
+const FLAG_IMPORTANT: u64 = 1 << 49;
+const FLAG_EXACT: u64 = 1 << 50;
+const FLAG_MULTI: u64 = 1 << 63;
+
+/// Regexes are compiled with this size limit so that a hostile list cannot make matching (or
+/// compiling) expensive: 1 MiB of compiled program is far beyond any real DNS regex.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// No rule in an address table interval.
+const NO_RULE: u32 = u32::MAX;
+
+/// A window onto part of the backing bytes (one section).
+#[derive(Clone)]
+struct Section {
+    data: Arc<dyn Backing>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for Section {
+    #[inline]
+    fn as_ref(&self) -> &[u8] {
+        (*self.data)
+            .as_ref()
+            .get(self.start..self.end)
+            .unwrap_or(&[])
+    }
+}
+
+/// One name rule as the side table stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct NameEntry {
+    pub list: u16,
+    pub line: u32,
+    pub allow: bool,
+    pub important: bool,
+    /// Exact name only (else the name and its subdomains).
+    pub exact: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnstype: Option<DnsTypeFilter>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denyallow: Vec<String>,
+    /// The rule as written, kept only when it carries a note (`# source: ...`): the built-in
+    /// list's sources are worth showing, and such rules are few.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl NameEntry {
+    fn packed(&self) -> Option<u64> {
+        if self.dnstype.is_some() || !self.denyallow.is_empty() || self.text.is_some() {
+            return None;
+        }
+        let mut v = u64::from(self.line) | (u64::from(self.list) << LIST_SHIFT);
+        if self.allow {
+            v |= FLAG_ALLOW;
+        }
+        if self.important {
+            v |= FLAG_IMPORTANT;
+        }
+        if self.exact {
+            v |= FLAG_EXACT;
+        }
+        Some(v)
+    }
+
+    fn unpack(v: u64) -> NameEntry {
+        NameEntry {
+            list: ((v >> LIST_SHIFT) & 0xffff) as u16,
+            line: (v & LINE_MASK) as u32,
+            allow: v & FLAG_ALLOW != 0,
+            important: v & FLAG_IMPORTANT != 0,
+            exact: v & FLAG_EXACT != 0,
+            dnstype: None,
+            denyallow: Vec::new(),
+            text: None,
+        }
+    }
+
+    /// Whether `$dnstype` and `$denyallow` let this rule apply to the query.
+    fn applies(&self, name: &str, dns_type: Option<u16>) -> bool {
+        if let Some(filter) = &self.dnstype {
+            match dns_type {
+                Some(t) => {
+                    if filter.exclude.contains(&t)
+                        || (!filter.include.is_empty() && !filter.include.contains(&t))
+                    {
+                        return false;
+                    }
+                }
+                // Not a DNS query (a connection): only exclusion-only filters still apply.
+                None => {
+                    if !filter.include.is_empty() {
+                        return false;
+                    }
+                }
+            }
+        }
+        !self
+            .denyallow
+            .iter()
+            .any(|d| crate::ruleset::in_subtree(name, d))
+    }
+}
+
+/// A glob or regex rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PatternEntry {
+    pattern: NamePattern,
+    entry: NameEntry,
+    rule: String,
+}
+
+/// A rule whose value is stored once in the metadata (address, ASN, owner, country).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MetaRule {
+    pub list: u16,
+    pub line: u32,
+    pub allow: bool,
+    /// The rule as written (`1.2.3.0/24`, `AS45090`, `owner: Tencent`, `country: CN`).
+    pub rule: String,
+}
+
+/// A domain-owner fact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OwnerFact {
+    pub owner: String,
+    pub display_name: String,
+    pub list: u16,
+    pub line: u32,
+}
+
+/// An app-owner fact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AppOwnerFact {
+    pub app: String,
+    pub owner: String,
+    pub list: u16,
+    pub line: u32,
+}
+
+/// Everything small: decoded once at load.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Meta {
+    lists: Vec<String>,
+    name_keys: u64,
+    multi: Vec<Vec<NameEntry>>,
+    patterns: Vec<PatternEntry>,
+    addr_rules: Vec<MetaRule>,
+    /// Sorted by ASN.
+    asn_rules: Vec<(u32, MetaRule)>,
+    /// Owner names lowercased.
+    owner_rules: Vec<(String, MetaRule)>,
+    country_rules: Vec<([u8; 2], MetaRule)>,
+    domain_owners: Vec<OwnerFact>,
+    app_owners: Vec<AppOwnerFact>,
+}
+
+/// What a name matched in one rule set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NameHit {
+    pub list: u16,
+    pub line: u32,
+    pub allow: bool,
+    pub important: bool,
+    /// The text of the rule (rebuilt for indexed names; as written for globs and regexes).
+    pub rule: String,
+}
+
+/// The strongest rules of each class that matched a name.
+#[derive(Debug, Default)]
+pub(crate) struct NameMatch {
+    pub important_allow: Option<NameHitRef>,
+    pub important_block: Option<NameHitRef>,
+    pub allow: Option<NameHitRef>,
+    pub block: Option<NameHitRef>,
+}
+
+/// A cheap reference to a hit, turned into a [`NameHit`] only for the rule that decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameHitRef {
+    /// An indexed name: the entry and where the matched suffix starts in the query name.
+    Indexed {
+        value: u64,
+        entry_index: u32,
+        suffix_start: u16,
+    },
+    /// Pattern `i` of the metadata.
+    Pattern(u32),
+}
+
+impl NameMatch {
+    fn offer(&mut self, entry: &NameEntry, hit: NameHitRef) {
+        let slot = match (entry.important, entry.allow) {
+            (true, true) => &mut self.important_allow,
+            (true, false) => &mut self.important_block,
+            (false, true) => &mut self.allow,
+            (false, false) => &mut self.block,
+        };
+        // The walk goes from the shortest suffix to the full name: later = more specific,
+        // which is the better rule to show.
+        *slot = Some(hit);
+    }
+}
+
+/// A compiled, immutable rule set: names, addresses, ASNs, owners, countries and owner facts.
+///
+/// Cheap to share (`Arc<RuleSet>`); `Send + Sync`; backed by owned bytes or a memory map.
+pub struct RuleSet {
+    data: Arc<dyn Backing>,
+    names: Fst<Section>,
+    owners: Fst<Section>,
+    v4: Section,
+    v6: Section,
+    meta: Meta,
+    regexes: Option<regex::RegexSet>,
+    /// Indices into `meta.patterns` of the regexes in `regexes`, in order.
+    regex_patterns: Vec<u32>,
+    /// Indices of glob patterns with their required literal.
+    globs: Vec<(u32, String)>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("bytes", &self.as_bytes().len())
+            .field("lists", &self.meta.lists)
+            .field("name_keys", &self.meta.name_keys)
+            .finish()
+    }
+}
+
+impl RuleSet {
+    /// An empty rule set (matches nothing).
+    pub fn empty() -> RuleSet {
+        RuleSetBuilder::new().build()
+    }
+
+    /// Opens compiled bytes that the caller owns.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<RuleSet, CompiledError> {
+        RuleSet::from_backing(Arc::new(bytes))
+    }
+
+    /// Opens compiled bytes from any backing (e.g. `memmap2::Mmap`). Validates the header, the
+    /// checksum and every section's bounds; the name index is then used in place.
+    pub fn from_backing(data: Arc<dyn Backing>) -> Result<RuleSet, CompiledError> {
+        let layout = format::validate((*data).as_ref())?;
+        let section = |id: SectionId| {
+            let (start, end) = layout.range(id);
+            Section {
+                data: data.clone(),
+                start,
+                end,
+            }
+        };
+        let names = Fst::new(section(SectionId::Names)).map_err(|e| CompiledError::BadSection {
+            section: "names",
+            message: e.to_string(),
+        })?;
+        let owners =
+            Fst::new(section(SectionId::Owners)).map_err(|e| CompiledError::BadSection {
+                section: "owners",
+                message: e.to_string(),
+            })?;
+        let v4 = section(SectionId::V4);
+        if v4.as_ref().len() % 8 != 0 {
+            return Err(CompiledError::BadSection {
+                section: "v4",
+                message: "length is not a multiple of 8".into(),
+            });
+        }
+        let v6 = section(SectionId::V6);
+        if v6.as_ref().len() % 20 != 0 {
+            return Err(CompiledError::BadSection {
+                section: "v6",
+                message: "length is not a multiple of 20".into(),
+            });
+        }
+        let meta: Meta =
+            serde_json::from_slice(section(SectionId::Meta).as_ref()).map_err(|e| {
+                CompiledError::BadSection {
+                    section: "meta",
+                    message: e.to_string(),
+                }
+            })?;
+        let mut regex_sources = Vec::new();
+        let mut regex_patterns = Vec::new();
+        let mut globs = Vec::new();
+        for (i, p) in meta.patterns.iter().enumerate() {
+            match &p.pattern {
+                NamePattern::Regex(r) => {
+                    regex_sources.push(r.clone());
+                    regex_patterns.push(i as u32);
+                }
+                NamePattern::Glob { pattern, .. } => {
+                    globs.push((i as u32, longest_literal(pattern).to_owned()));
+                }
+                _ => {}
+            }
+        }
+        let regexes = if regex_sources.is_empty() {
+            None
+        } else {
+            Some(
+                regex::RegexSetBuilder::new(&regex_sources)
+                    .size_limit(REGEX_SIZE_LIMIT * 4)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT * 4)
+                    .build()
+                    .map_err(|e| CompiledError::BadSection {
+                        section: "meta",
+                        message: format!("regex rules: {e}"),
+                    })?,
+            )
+        };
+        Ok(RuleSet {
+            data,
+            names,
+            owners,
+            v4,
+            v6,
+            meta,
+            regexes,
+            regex_patterns,
+            globs,
+        })
+    }
+
+    /// The compiled bytes (write them to a file to load them later).
+    pub fn as_bytes(&self) -> &[u8] {
+        (*self.data).as_ref()
+    }
+
+    /// Names of the lists compiled into this set, in list-index order.
+    pub fn lists(&self) -> &[String] {
+        &self.meta.lists
+    }
+
+    /// Number of distinct indexed names (exact and subtree keys).
+    pub fn name_count(&self) -> u64 {
+        self.meta.name_keys
+    }
+
+    /// Counts of the other rule kinds: (patterns, address rules, ASN rules, owner rules,
+    /// country rules, domain-owner facts, app-owner facts).
+    pub fn counts(&self) -> [usize; 7] {
+        [
+            self.meta.patterns.len(),
+            self.meta.addr_rules.len(),
+            self.meta.asn_rules.len(),
+            self.meta.owner_rules.len(),
+            self.meta.country_rules.len(),
+            self.meta.domain_owners.len(),
+            self.meta.app_owners.len(),
+        ]
+    }
+
+    pub(crate) fn list_name(&self, list: u16) -> &str {
+        self.meta.lists.get(list as usize).map_or("?", |s| s)
+    }
+
+    /// Walks the reversed name through the FST and reports each rule keyed by a suffix that
+    /// ends at a label boundary.
+    #[inline]
+    fn walk(&self, fst: &Fst<Section>, name: &[u8], mut found: impl FnMut(usize, u64)) {
+        let mut node = fst.root();
+        let mut out = Output::zero();
+        for i in (0..name.len()).rev() {
+            let Some(t) = node.find_input(name[i]) else {
+                return;
+            };
+            let t = node.transition(t);
+            out = out.cat(t.out);
+            node = fst.node(t.addr);
+            if node.is_final() && (i == 0 || name[i - 1] == b'.') {
+                found(i, out.cat(node.final_output()).value());
+            }
+        }
+    }
+
+    /// Every name rule that applies to `name` (lowercase, no trailing dot), strongest per class.
+    pub(crate) fn match_name(&self, name: &str, dns_type: Option<u16>, m: &mut NameMatch) {
+        let bytes = name.as_bytes();
+        self.walk(&self.names, bytes, |start, value| {
+            let full = start == 0;
+            if value & FLAG_MULTI == 0 {
+                if value & FLAG_EXACT != 0 && !full {
+                    return;
+                }
+                let entry = NameEntry::unpack(value);
+                m.offer(
+                    &entry,
+                    NameHitRef::Indexed {
+                        value,
+                        entry_index: u32::MAX,
+                        suffix_start: start as u16,
+                    },
+                );
+            } else {
+                let idx = (value & LINE_MASK) as usize;
+                let Some(entries) = self.meta.multi.get(idx) else {
+                    return;
+                };
+                for (j, e) in entries.iter().enumerate() {
+                    if (e.exact && !full) || !e.applies(name, dns_type) {
+                        continue;
+                    }
+                    m.offer(
+                        e,
+                        NameHitRef::Indexed {
+                            value,
+                            entry_index: j as u32,
+                            suffix_start: start as u16,
+                        },
+                    );
+                }
+            }
+        });
+        for (i, literal) in &self.globs {
+            if !name.contains(literal.as_str()) {
+                continue;
+            }
+            let Some(p) = self.meta.patterns.get(*i as usize) else {
+                continue;
+            };
+            if let NamePattern::Glob {
+                pattern,
+                anchored_start,
+                anchored_end,
+            } = &p.pattern
+            {
+                if glob_match(pattern, *anchored_start, *anchored_end, name)
+                    && p.entry.applies(name, dns_type)
+                {
+                    m.offer(&p.entry, NameHitRef::Pattern(*i));
+                }
+            }
+        }
+        if let Some(set) = &self.regexes {
+            for k in set.matches(name).iter() {
+                let Some(&i) = self.regex_patterns.get(k) else {
+                    continue;
+                };
+                if let Some(p) = self.meta.patterns.get(i as usize) {
+                    if p.entry.applies(name, dns_type) {
+                        m.offer(&p.entry, NameHitRef::Pattern(i));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns a hit reference into the rule it names.
+    pub(crate) fn resolve_hit(&self, name: &str, hit: NameHitRef) -> NameHit {
+        match hit {
+            NameHitRef::Indexed {
+                value,
+                entry_index,
+                suffix_start,
+            } => {
+                let entry = if value & FLAG_MULTI == 0 {
+                    NameEntry::unpack(value)
+                } else {
+                    self.meta
+                        .multi
+                        .get((value & LINE_MASK) as usize)
+                        .and_then(|v| v.get(entry_index as usize))
+                        .cloned()
+                        .unwrap_or_else(|| NameEntry::unpack(0))
+                };
+                let suffix = name.get(suffix_start as usize..).unwrap_or(name);
+                NameHit {
+                    list: entry.list,
+                    line: entry.line,
+                    allow: entry.allow,
+                    important: entry.important,
+                    rule: match entry.text {
+                        Some(text) => text,
+                        None => name_rule_text(suffix, &entry),
+                    },
+                }
+            }
+            NameHitRef::Pattern(i) => match self.meta.patterns.get(i as usize) {
+                Some(p) => NameHit {
+                    list: p.entry.list,
+                    line: p.entry.line,
+                    allow: p.entry.allow,
+                    important: p.entry.important,
+                    rule: p.rule.clone(),
+                },
+                None => NameHit {
+                    list: 0,
+                    line: 0,
+                    allow: false,
+                    important: false,
+                    rule: String::new(),
+                },
+            },
+        }
+    }
+
+    /// The most specific address rule covering `addr`.
+    pub(crate) fn match_addr(&self, addr: IpAddr) -> Option<&MetaRule> {
+        let idx = match addr {
+            IpAddr::V4(a) => lookup_v4(self.v4.as_ref(), u32::from(a)),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => lookup_v4(self.v4.as_ref(), u32::from(v4)),
+                None => lookup_v6(self.v6.as_ref(), u128::from(a)),
+            },
+        }?;
+        self.meta.addr_rules.get(idx as usize)
+    }
+
+    /// The rule for this AS number, if any.
+    pub(crate) fn match_asn(&self, asn: u32) -> Option<&MetaRule> {
+        let rules = &self.meta.asn_rules;
+        let i = rules.partition_point(|(a, _)| *a < asn);
+        rules.get(i).filter(|(a, _)| *a == asn).map(|(_, r)| r)
+    }
+
+    /// Owner-name rules matching an owner or AS organisation (allow rules first).
+    pub(crate) fn match_owner(&self, owner: &str) -> Option<&MetaRule> {
+        let mut best: Option<&MetaRule> = None;
+        for (name, rule) in &self.meta.owner_rules {
+            if owner_matches(name, owner) && best.is_none_or(|b| rule.allow && !b.allow) {
+                best = Some(rule);
+            }
+        }
+        best
+    }
+
+    /// The country rule for this code, if any.
+    pub(crate) fn match_country(&self, code: [u8; 2]) -> Option<&MetaRule> {
+        self.meta
+            .country_rules
+            .iter()
+            .find(|(c, r)| *c == code && r.allow)
+            .or_else(|| self.meta.country_rules.iter().find(|(c, _)| *c == code))
+            .map(|(_, r)| r)
+    }
+
+    /// The most specific domain-owner fact for a name.
+    pub(crate) fn owner_of_name(&self, name: &str) -> Option<&OwnerFact> {
+        let mut best = None;
+        self.walk(&self.owners, name.as_bytes(), |_, value| best = Some(value));
+        self.meta.domain_owners.get(best? as usize)
+    }
+
+    /// The owner an app belongs to (first match).
+    pub(crate) fn owner_of_app(&self, app: &str) -> Option<&AppOwnerFact> {
+        self.meta.app_owners.iter().find(|f| f.app == app)
+    }
+
+    /// Whether this set has any owner-name rule (skips AS org matching when not).
+    pub(crate) fn has_owner_rules(&self) -> bool {
+        !self.meta.owner_rules.is_empty()
+    }
+}
+
+/// Whether `name` is `domain` or below it.
+pub(crate) fn in_subtree(name: &str, domain: &str) -> bool {
+    name.len() >= domain.len()
+        && name.ends_with(domain)
+        && (name.len() == domain.len() || name.as_bytes()[name.len() - domain.len() - 1] == b'.')
+}
+
+/// Whether an owner rule `needle` (lowercase) names `owner`: case-insensitive, at word
+/// boundaries, so `tencent` matches "Shenzhen Tencent Computer Systems" and `bytedance` matches
+/// "Bytedance Inc." but `ali` does not match "Alibaba".
+pub(crate) fn owner_matches(needle: &str, owner: &str) -> bool {
+    let n = needle.as_bytes();
+    let o = owner.as_bytes();
+    if n.is_empty() || n.len() > o.len() {
+        return false;
+    }
+    (0..=o.len() - n.len()).any(|i| {
+        (i == 0 || !o[i - 1].is_ascii_alphanumeric())
+            && o[i..i + n.len()].eq_ignore_ascii_case(n)
+            && o.get(i + n.len())
+                .is_none_or(|c| !c.is_ascii_alphanumeric())
+    })
+}
+
+/// The rule text shown for an indexed name, in the Embargo native syntax.
+fn name_rule_text(name: &str, e: &NameEntry) -> String {
+    let mut s = String::with_capacity(name.len() + 16);
+    if e.allow {
+        s.push_str("@@");
+    }
+    if e.exact {
+        s.push('=');
+    }
+    s.push_str(name);
+    if e.important {
+        s.push_str(" $important");
+    }
+    s
+}
+
+fn lookup_v4(table: &[u8], key: u32) -> Option<u32> {
+    let n = table.len() / 8;
+    // Largest i with start[i] <= key.
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if format::read_u32(table, mid * 4) <= key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let i = lo.checked_sub(1)?;
+    let v = format::read_u32(table, n * 4 + i * 4);
+    (v != NO_RULE).then_some(v)
+}
+
+fn lookup_v6(table: &[u8], key: u128) -> Option<u32> {
+    let n = table.len() / 20;
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if format::read_u128_be(table, mid * 16) <= key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let i = lo.checked_sub(1)?;
+    let v = format::read_u32(table, n * 16 + i * 4);
+    (v != NO_RULE).then_some(v)
+}
+
+/// The longest run of non-`*` characters: a name must contain it for the glob to match.
+fn longest_literal(pattern: &str) -> &str {
+    pattern
+        .split('*')
+        .max_by_key(|s| s.len())
+        .unwrap_or_default()
+}
+
+/// Glob match where `*` matches any run of characters; unanchored ends match anywhere.
+/// Linear-time two-pointer algorithm with single backtrack point (cost O(len(name) * pieces)).
+pub(crate) fn glob_match(
+    pattern: &str,
+    anchored_start: bool,
+    anchored_end: bool,
+    name: &str,
+) -> bool {
+    let mut p = String::with_capacity(pattern.len() + 2);
+    if !anchored_start {
+        p.push('*');
+    }
+    p.push_str(pattern);
+    if !anchored_end {
+        p.push('*');
+    }
+    let (p, n) = (p.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// What building found worth reporting (rules dropped, with reasons).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildReport {
+    /// Rules removed by a matching `$badfilter`.
+    pub badfiltered: u64,
+    /// Regex rules refused (invalid or over the size budget), with the reason.
+    pub rejected: Vec<(String, String)>,
+    /// Duplicate rules merged.
+    pub duplicates: u64,
+}
+
+/// Collects rules, then compiles them into a [`RuleSet`].
+#[derive(Debug, Default)]
+pub struct RuleSetBuilder {
+    rules: Vec<Rule>,
+}
+
+impl RuleSetBuilder {
+    /// An empty builder.
+    pub fn new() -> RuleSetBuilder {
+        RuleSetBuilder::default()
+    }
+
+    /// Adds one rule (parsers call this for every rule they produce).
+    pub fn add(&mut self, rule: Rule) {
+        self.rules.push(rule);
+    }
+
+    /// Rules added so far.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether no rule was added.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Compiles the rules. Rules that cannot be compiled (a regex over budget) are dropped;
+    /// use [`RuleSetBuilder::build_with_report`] to see them.
+    pub fn build(self) -> RuleSet {
+        self.build_with_report().0
+    }
+
+    /// Compiles the rules and reports what was dropped.
+    pub fn build_with_report(self) -> (RuleSet, BuildReport) {
+        let (bytes, report) = self.compile();
+        match RuleSet::from_bytes(bytes) {
+            Ok(set) => (set, report),
+            // Invariant: `compile` writes a file that `from_bytes` accepts (tested); if that were
+            // ever broken, an empty set is the safe answer rather than a panic on the packet path.
+            Err(err) => {
+                log::error!("freshly compiled rule set failed to open: {err}");
+                let empty = Compiler::default().finish();
+                (
+                    RuleSet::from_bytes(empty).unwrap_or_else(|_| unreachable_empty()),
+                    report,
+                )
+            }
+        }
+    }
+
+    /// Compiles the rules into the bytes of a compiled file.
+    pub fn compile(self) -> (Vec<u8>, BuildReport) {
+        let mut c = Compiler::default();
+        let mut report = BuildReport::default();
+        // `$badfilter` disables the identical rule without it, across every list (AdGuard).
+        let bad: HashSet<BadKey> = self
+            .rules
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Name(n) if n.badfilter => Some(BadKey::of(n)),
+                _ => None,
+            })
+            .collect();
+        for rule in self.rules {
+            match rule {
+                Rule::Name(n) => {
+                    if n.badfilter {
+                        continue;
+                    }
+                    if !bad.is_empty() && bad.contains(&BadKey::of(&n)) {
+                        report.badfiltered += 1;
+                        continue;
+                    }
+                    let list = c.list(&n.source.list);
+                    let entry = NameEntry {
+                        list,
+                        line: n.source.line,
+                        allow: n.action == Action::Allow,
+                        important: n.important,
+                        exact: matches!(n.pattern, NamePattern::Exact(_)),
+                        dnstype: n.dnstype,
+                        denyallow: n.denyallow.iter().map(|d| normalize(d)).collect(),
+                        text: n.source.rule.contains('#').then(|| n.source.rule.clone()),
+                    };
+                    match n.pattern {
+                        NamePattern::Exact(name) | NamePattern::Subtree(name) => {
+                            let key = reversed(&normalize(&name));
+                            if key.is_empty() {
+                                continue;
+                            }
+                            c.names.push((key, entry));
+                        }
+                        NamePattern::Regex(r) => {
+                            match regex::RegexBuilder::new(&r)
+                                .size_limit(REGEX_SIZE_LIMIT)
+                                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                                .build()
+                            {
+                                Ok(_) => c.meta.patterns.push(PatternEntry {
+                                    pattern: NamePattern::Regex(r),
+                                    entry,
+                                    rule: n.source.rule,
+                                }),
+                                Err(e) => report.rejected.push((n.source.rule, e.to_string())),
+                            }
+                        }
+                        glob @ NamePattern::Glob { .. } => c.meta.patterns.push(PatternEntry {
+                            pattern: glob,
+                            entry,
+                            rule: n.source.rule,
+                        }),
+                    }
+                }
+                Rule::Address {
+                    net,
+                    action,
+                    source,
+                } => {
+                    let rule = c.meta_rule(&source, action);
+                    c.addresses.push((net, rule));
+                }
+                Rule::Asn {
+                    asn,
+                    action,
+                    source,
+                } => {
+                    let rule = c.meta_rule(&source, action);
+                    c.meta.asn_rules.push((asn, rule));
+                }
+                Rule::OwnerName {
+                    owner,
+                    action,
+                    source,
+                } => {
+                    let rule = c.meta_rule(&source, action);
+                    c.meta
+                        .owner_rules
+                        .push((owner.trim().to_ascii_lowercase(), rule));
+                }
+                Rule::Country {
+                    code,
+                    action,
+                    source,
+                } => {
+                    let rule = c.meta_rule(&source, action);
+                    c.meta.country_rules.push((
+                        [code[0].to_ascii_uppercase(), code[1].to_ascii_uppercase()],
+                        rule,
+                    ));
+                }
+                Rule::DomainOwner(d) => {
+                    let list = c.list(&d.source.list);
+                    let key = reversed(&normalize(&d.domain));
+                    if key.is_empty() {
+                        continue;
+                    }
+                    let idx = c.meta.domain_owners.len() as u64;
+                    c.meta.domain_owners.push(OwnerFact {
+                        owner: d.owner,
+                        display_name: d.display_name,
+                        list,
+                        line: d.source.line,
+                    });
+                    c.owner_keys.push((key, idx));
+                }
+                Rule::AppOwner(a) => {
+                    let list = c.list(&a.source.list);
+                    c.meta.app_owners.push(AppOwnerFact {
+                        app: a.app,
+                        owner: a.owner,
+                        list,
+                        line: a.source.line,
+                    });
+                }
+            }
+        }
+        report.duplicates = c.duplicates_hint;
+        let bytes = c.finish_with(&mut report);
+        (bytes, report)
+    }
+}
+
+/// Never reached: an empty compiled file always opens (tested by `empty_set_opens`).
+fn unreachable_empty() -> RuleSet {
+    panic!("invariant broken: the empty compiled rule set does not open")
+}
+
+/// Identity of a rule for `$badfilter`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BadKey {
+    pattern: NamePattern,
+    allow: bool,
+    important: bool,
+    dnstype: Option<DnsTypeFilter>,
+    denyallow: Vec<String>,
+}
+
+impl BadKey {
+    fn of(n: &crate::rules::NameRule) -> BadKey {
+        BadKey {
+            pattern: n.pattern.clone(),
+            allow: n.action == Action::Allow,
+            important: n.important,
+            dnstype: n.dnstype.clone(),
+            denyallow: n.denyallow.clone(),
+        }
+    }
+}
+
+/// Lowercases and strips a trailing dot (contract: names arrive normalised; be lenient).
+fn normalize(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn reversed(name: &str) -> Vec<u8> {
+    name.bytes().rev().collect()
+}
+
+#[derive(Default)]
+struct Compiler {
+    meta: Meta,
+    list_index: HashMap<String, u16>,
+    names: Vec<(Vec<u8>, NameEntry)>,
+    owner_keys: Vec<(Vec<u8>, u64)>,
+    addresses: Vec<(IpNet, MetaRule)>,
+    duplicates_hint: u64,
+}
+
+impl Compiler {
+    fn list(&mut self, name: &str) -> u16 {
+        if let Some(&i) = self.list_index.get(name) {
+            return i;
+        }
+        // More than 65,535 lists in one set is not a real configuration: fold the rest into the
+        // last index rather than failing.
+        let i = self.meta.lists.len().min(u16::MAX as usize) as u16;
+        if (i as usize) == self.meta.lists.len() {
+            self.meta.lists.push(name.to_owned());
+        }
+        self.list_index.insert(name.to_owned(), i);
+        i
+    }
+
+    fn meta_rule(&mut self, source: &crate::decision::RuleRef, action: Action) -> MetaRule {
+        MetaRule {
+            list: self.list(&source.list),
+            line: source.line,
+            allow: action == Action::Allow,
+            rule: source.rule.clone(),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.finish_with(&mut BuildReport::default())
+    }
+
+    fn finish_with(mut self, report: &mut BuildReport) -> Vec<u8> {
+        // Names: sort by key, group rules of the same key.
+        self.names
+            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.line.cmp(&b.1.line)));
+        let mut names_fst = fst::raw::Builder::memory();
+        let mut i = 0;
+        let mut keys = 0u64;
+        while i < self.names.len() {
+            let mut j = i + 1;
+            while j < self.names.len() && self.names[j].0 == self.names[i].0 {
+                j += 1;
+            }
+            let mut group: Vec<NameEntry> = Vec::with_capacity(j - i);
+            for (_, e) in &self.names[i..j] {
+                let dup = group.iter().any(|g| {
+                    g.allow == e.allow
+                        && g.important == e.important
+                        && g.exact == e.exact
+                        && g.dnstype == e.dnstype
+                        && g.denyallow == e.denyallow
+                        && g.text == e.text
+                });
+                if dup {
+                    report.duplicates += 1;
+                } else {
+                    group.push(e.clone());
+                }
+            }
+            let value = match (group.len(), group[0].packed()) {
+                (1, Some(v)) => v,
+                _ => {
+                    let idx = self.meta.multi.len() as u64;
+                    self.meta.multi.push(group);
+                    FLAG_MULTI | idx
+                }
+            };
+            // Keys are sorted and distinct, so insert cannot fail.
+            if let Err(e) = names_fst.insert(&self.names[i].0, value) {
+                log::error!("fst insert: {e}");
+            }
+            keys += 1;
+            i = j;
+        }
+        self.meta.name_keys = keys;
+        let names_bytes = names_fst.into_inner().unwrap_or_default();
+
+        // Owner facts: the first fact for a domain wins (lists loaded first take precedence).
+        self.owner_keys
+            .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        self.owner_keys.dedup_by(|b, a| a.0 == b.0);
+        let mut owners_fst = fst::raw::Builder::memory();
+        for (k, v) in &self.owner_keys {
+            if let Err(e) = owners_fst.insert(k, *v) {
+                log::error!("fst insert: {e}");
+            }
+        }
+        let owners_bytes = owners_fst.into_inner().unwrap_or_default();
+
+        // Addresses: flatten nested CIDRs into disjoint intervals, most specific wins.
+        let mut v4: Vec<(u128, u128, u32)> = Vec::new();
+        let mut v6: Vec<(u128, u128, u32)> = Vec::new();
+        for (net, rule) in std::mem::take(&mut self.addresses) {
+            let idx = self.meta.addr_rules.len() as u32;
+            self.meta.addr_rules.push(rule);
+            match net.addr {
+                IpAddr::V4(a) => {
+                    let len = net.prefix_len.min(32) as u32;
+                    let mask: u32 = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                    let start = u32::from(a) & mask;
+                    v4.push((start as u128, (start | !mask) as u128, idx));
+                }
+                IpAddr::V6(a) => {
+                    let len = net.prefix_len.min(128) as u32;
+                    let mask: u128 = if len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - len)
+                    };
+                    let start = u128::from(a) & mask;
+                    v6.push((start, start | !mask, idx));
+                }
+            }
+        }
+        let v4_points = flatten(v4, &self.meta.addr_rules, u32::MAX as u128);
+        let v6_points = flatten(v6, &self.meta.addr_rules, u128::MAX);
+        let mut v4_bytes = Vec::with_capacity(v4_points.len() * 8);
+        for (s, _) in &v4_points {
+            v4_bytes.extend_from_slice(&(*s as u32).to_le_bytes());
+        }
+        for (_, v) in &v4_points {
+            v4_bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut v6_bytes = Vec::with_capacity(v6_points.len() * 20);
+        for (s, _) in &v6_points {
+            v6_bytes.extend_from_slice(&s.to_be_bytes());
+        }
+        for (_, v) in &v6_points {
+            v6_bytes.extend_from_slice(&v.to_le_bytes());
+        }
+
+        self.meta.asn_rules.sort_by_key(|(a, r)| (*a, !r.allow));
+        self.meta.asn_rules.dedup_by_key(|(a, _)| *a);
+        // serde_json cannot fail on these plain types.
+        let meta_bytes = serde_json::to_vec(&self.meta).unwrap_or_default();
+        format::write(&[
+            (SectionId::Names, names_bytes),
+            (SectionId::Owners, owners_bytes),
+            (SectionId::V4, v4_bytes),
+            (SectionId::V6, v6_bytes),
+            (SectionId::Meta, meta_bytes),
+        ])
+    }
+}
+
+/// Flattens nested CIDR ranges into sorted interval starts with the most specific rule each
+/// (or [`NO_RULE`]). CIDRs are either nested or disjoint, so a stack sweep in (start, wider
+/// first) order gives the answer in O(n log n). For an identical network, an allow rule wins.
+fn flatten(mut ranges: Vec<(u128, u128, u32)>, rules: &[MetaRule], max: u128) -> Vec<(u128, u32)> {
+    let allow = |i: u32| rules.get(i as usize).is_some_and(|r| r.allow);
+    ranges.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(b.1.cmp(&a.1))
+            .then(allow(b.2).cmp(&allow(a.2)))
+    });
+    ranges.dedup_by(|b, a| a.0 == b.0 && a.1 == b.1);
+    let mut out: Vec<(u128, u32)> = Vec::new();
+    let mut stack: Vec<(u128, u32)> = Vec::new();
+    for (start, end, idx) in ranges {
+        pop_ended(Some(start), max, &mut stack, &mut out);
+        emit_point(start, idx, &mut out);
+        stack.push((end, idx));
+    }
+    pop_ended(None, max, &mut stack, &mut out);
+    out
+}
+
+/// Closes every open range that ends before `limit` (all of them when `None`): after a range
+/// ends, its parent's rule (or none) applies again.
+fn pop_ended(
+    limit: Option<u128>,
+    max: u128,
+    stack: &mut Vec<(u128, u32)>,
+    out: &mut Vec<(u128, u32)>,
+) {
+    while let Some(&(end, _)) = stack.last() {
+        if limit.is_some_and(|s| end >= s) {
+            break;
+        }
+        stack.pop();
+        if end < max {
+            let parent = stack.last().map_or(NO_RULE, |&(_, v)| v);
+            emit_point(end + 1, parent, out);
+        }
+    }
+}
+
+/// Appends "from `pos` on, rule `val`", merging with the last point when they coincide.
+fn emit_point(pos: u128, val: u32, out: &mut Vec<(u128, u32)>) {
+    if let Some(last) = out.last_mut() {
+        if last.0 == pos {
+            last.1 = val;
+            // Merge with the previous interval if it now carries the same value.
+            let n = out.len();
+            if n >= 2 && out[n - 2].1 == val {
+                out.pop();
+            }
+            return;
+        }
+        if last.1 == val {
+            return;
+        }
+    }
+    out.push((pos, val));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::RuleRef;
+    use crate::rules::NameRule;
+
+    fn src(line: u32) -> RuleRef {
+        RuleRef {
+            list: "t".into(),
+            line,
+            rule: format!("rule{line}"),
+        }
+    }
+
+    fn name_rule(pattern: NamePattern, action: Action, line: u32) -> Rule {
+        Rule::Name(NameRule {
+            pattern,
+            action,
+            important: false,
+            dnstype: None,
+            denyallow: vec![],
+            badfilter: false,
+            source: src(line),
+        })
+    }
+
+    fn matched(set: &RuleSet, name: &str) -> (Option<NameHit>, Option<NameHit>) {
+        let mut m = NameMatch::default();
+        set.match_name(name, None, &mut m);
+        (
+            m.block.map(|h| set.resolve_hit(name, h)),
+            m.allow.map(|h| set.resolve_hit(name, h)),
+        )
+    }
+
+    #[test]
+    fn empty_set_opens() {
+        let set = RuleSet::empty();
+        assert_eq!(set.name_count(), 0);
+        assert_eq!(matched(&set, "example.org"), (None, None));
+    }
+
+    #[test]
+    fn exact_and_subtree() {
+        let mut b = RuleSetBuilder::new();
+        b.add(name_rule(
+            NamePattern::Subtree("tiktokv.com".into()),
+            Action::Block,
+            1,
+        ));
+        b.add(name_rule(
+            NamePattern::Exact("ads.example.org".into()),
+            Action::Block,
+            2,
+        ));
+        let set = b.build();
+        assert_eq!(matched(&set, "log.tiktokv.com").0.unwrap().line, 1);
+        assert_eq!(matched(&set, "tiktokv.com").0.unwrap().rule, "tiktokv.com");
+        assert!(matched(&set, "xtiktokv.com").0.is_none());
+        assert!(matched(&set, "com").0.is_none());
+        assert_eq!(
+            matched(&set, "ads.example.org").0.unwrap().rule,
+            "=ads.example.org"
+        );
+        assert!(matched(&set, "x.ads.example.org").0.is_none());
+        assert!(matched(&set, "example.org").0.is_none());
+    }
+
+    #[test]
+    fn most_specific_rule_is_reported_and_exceptions_are_separate() {
+        let mut b = RuleSetBuilder::new();
+        b.add(name_rule(
+            NamePattern::Subtree("example.com".into()),
+            Action::Block,
+            1,
+        ));
+        b.add(name_rule(
+            NamePattern::Subtree("a.example.com".into()),
+            Action::Block,
+            2,
+        ));
+        b.add(name_rule(
+            NamePattern::Subtree("a.example.com".into()),
+            Action::Allow,
+            3,
+        ));
+        let set = b.build();
+        let (block, allow) = matched(&set, "x.a.example.com");
+        assert_eq!(block.unwrap().line, 2);
+        assert_eq!(allow.unwrap().rule, "@@a.example.com");
+    }
+
+    #[test]
+    fn badfilter_removes_identical_rule() {
+        let mut b = RuleSetBuilder::new();
+        b.add(name_rule(
+            NamePattern::Subtree("example.com".into()),
+            Action::Block,
+            1,
+        ));
+        let mut bad = NameRule {
+            pattern: NamePattern::Subtree("example.com".into()),
+            action: Action::Block,
+            important: false,
+            dnstype: None,
+            denyallow: vec![],
+            badfilter: true,
+            source: src(2),
+        };
+        b.add(Rule::Name(bad.clone()));
+        bad.pattern = NamePattern::Subtree("other.com".into());
+        bad.badfilter = false;
+        bad.important = true;
+        b.add(Rule::Name(bad));
+        let (set, report) = b.build_with_report();
+        assert_eq!(report.badfiltered, 1);
+        assert!(matched(&set, "example.com").0.is_none());
+        let mut m = NameMatch::default();
+        set.match_name("other.com", None, &mut m);
+        assert!(m.important_block.is_some());
+    }
+
+    #[test]
+    fn dnstype_and_denyallow() {
+        let mut b = RuleSetBuilder::new();
+        b.add(Rule::Name(NameRule {
+            pattern: NamePattern::Subtree("example.com".into()),
+            action: Action::Block,
+            important: false,
+            dnstype: Some(DnsTypeFilter {
+                include: vec![28],
+                exclude: vec![],
+            }),
+            denyallow: vec!["ok.example.com".into()],
+            badfilter: false,
+            source: src(1),
+        }));
+        let set = b.build();
+        let check = |name: &str, t: Option<u16>| {
+            let mut m = NameMatch::default();
+            set.match_name(name, t, &mut m);
+            m.block.is_some()
+        };
+        assert!(check("x.example.com", Some(28)));
+        assert!(!check("x.example.com", Some(1)));
+        assert!(!check("x.example.com", None));
+        assert!(!check("a.ok.example.com", Some(28)));
+    }
+
+    #[test]
+    fn globs_and_regexes() {
+        let mut b = RuleSetBuilder::new();
+        b.add(name_rule(
+            NamePattern::Glob {
+                pattern: "ad*.example.*".into(),
+                anchored_start: true,
+                anchored_end: true,
+            },
+            Action::Block,
+            1,
+        ));
+        b.add(name_rule(
+            NamePattern::Regex(r"^track[0-9]+\.".into()),
+            Action::Block,
+            2,
+        ));
+        b.add(name_rule(
+            NamePattern::Regex("a{99999}{99999}".into()),
+            Action::Block,
+            3,
+        ));
+        let (set, report) = b.build_with_report();
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(matched(&set, "ads1.example.net").0.unwrap().line, 1);
+        assert!(matched(&set, "x.ads1.example.net").0.is_none());
+        assert_eq!(matched(&set, "track12.foo.com").0.unwrap().line, 2);
+        assert!(matched(&set, "tracker.foo.com").0.is_none());
+    }
+
+    #[test]
+    fn glob_matcher() {
+        assert!(glob_match("a*c", true, true, "abbbc"));
+        assert!(!glob_match("a*c", true, true, "abbbcd"));
+        assert!(glob_match("a*c", true, false, "abbbcd"));
+        assert!(glob_match("b*d", false, false, "abcde"));
+        assert!(!glob_match("b*d", true, false, "abcde"));
+    }
+
+    fn addr_rule(net: &str, len: u8, action: Action, line: u32) -> Rule {
+        Rule::Address {
+            net: IpNet {
+                addr: net.parse().unwrap(),
+                prefix_len: len,
+            },
+            action,
+            source: src(line),
+        }
+    }
+
+    #[test]
+    fn nested_cidrs_most_specific_wins() {
+        let mut b = RuleSetBuilder::new();
+        b.add(addr_rule("10.0.0.0", 8, Action::Block, 1));
+        b.add(addr_rule("10.1.0.0", 16, Action::Allow, 2));
+        b.add(addr_rule("10.1.2.3", 32, Action::Block, 3));
+        b.add(addr_rule("255.255.255.0", 24, Action::Block, 4));
+        b.add(addr_rule("2400:3200::", 32, Action::Block, 5));
+        b.add(addr_rule("2400:3200:1::", 48, Action::Allow, 6));
+        let set = b.build();
+        let line = |a: &str| set.match_addr(a.parse().unwrap()).map(|r| r.line);
+        assert_eq!(line("10.0.0.1"), Some(1));
+        assert_eq!(line("10.1.0.1"), Some(2));
+        assert_eq!(line("10.1.2.3"), Some(3));
+        assert_eq!(line("10.1.2.4"), Some(2));
+        assert_eq!(line("10.2.0.0"), Some(1));
+        assert_eq!(line("11.0.0.0"), None);
+        assert_eq!(line("9.255.255.255"), None);
+        assert_eq!(line("255.255.255.255"), Some(4));
+        assert_eq!(line("::ffff:10.0.0.1"), Some(1));
+        assert_eq!(line("2400:3200::1"), Some(5));
+        assert_eq!(line("2400:3200:1::1"), Some(6));
+        assert_eq!(line("2400:3201::"), None);
+    }
+
+    #[test]
+    fn owner_facts_and_rules() {
+        let mut b = RuleSetBuilder::new();
+        b.add(Rule::DomainOwner(crate::rules::DomainOwner {
+            domain: "tiktokv.com".into(),
+            owner: "ByteDance Ltd.".into(),
+            display_name: "ByteDance".into(),
+            source: src(1),
+        }));
+        b.add(Rule::Asn {
+            asn: 45090,
+            action: Action::Block,
+            source: src(2),
+        });
+        b.add(Rule::OwnerName {
+            owner: "Tencent".into(),
+            action: Action::Block,
+            source: src(3),
+        });
+        let set = b.build();
+        assert_eq!(
+            set.owner_of_name("mon.tiktokv.com").unwrap().display_name,
+            "ByteDance"
+        );
+        assert!(set.owner_of_name("tiktokv.com.evil").is_none());
+        assert_eq!(set.match_asn(45090).unwrap().line, 2);
+        assert!(set.match_asn(45091).is_none());
+        assert!(set
+            .match_owner("Shenzhen Tencent Computer Systems")
+            .is_some());
+        assert!(set.match_owner("Tencentish").is_none());
+    }
+
+    #[test]
+    fn owner_word_matching() {
+        assert!(owner_matches("bytedance", "Bytedance Inc."));
+        assert!(owner_matches(
+            "alibaba",
+            "Hangzhou Alibaba Advertising Co.,Ltd."
+        ));
+        assert!(!owner_matches("ali", "Hangzhou Alibaba Advertising"));
+        assert!(!owner_matches("", "x"));
+    }
+
+    #[test]
+    fn compiled_bytes_roundtrip_and_corruption() {
+        let mut b = RuleSetBuilder::new();
+        b.add(name_rule(
+            NamePattern::Subtree("tiktokv.com".into()),
+            Action::Block,
+            1,
+        ));
+        b.add(addr_rule("10.0.0.0", 8, Action::Block, 2));
+        let set = b.build();
+        let bytes = set.as_bytes().to_vec();
+        let again = RuleSet::from_bytes(bytes.clone()).unwrap();
+        assert!(matched(&again, "a.tiktokv.com").0.is_some());
+        for len in [0, 7, 31, 32, 100, bytes.len() - 1] {
+            assert!(RuleSet::from_bytes(bytes[..len].to_vec()).is_err());
+        }
+        let mut flipped = bytes.clone();
+        let mid = bytes.len() / 2;
+        flipped[mid] ^= 0x10;
+        let err = RuleSet::from_bytes(flipped).unwrap_err();
+        assert!(
+            matches!(err, CompiledError::ChecksumMismatch { .. }),
+            "{err}"
+        );
+    }
+}

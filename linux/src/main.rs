@@ -1,6 +1,11 @@
 //! `embargo`: the Linux shell of Embargo (see README.md for every command).
 
 mod commands;
+mod control;
+mod state;
+mod netns;
+mod routes;
+mod tun;
 // Used by `embargo run` (the driver's app_owner hook); unused until it is wired.
 #[allow(dead_code)]
 mod procfs;
@@ -27,6 +32,16 @@ enum Command {
     /// Manage rule lists (add, update, remove, show, compile).
     #[command(subcommand)]
     Lists(commands::lists::ListsCommand),
+    /// Protect a network namespace (--netns) or the whole machine through a TUN device.
+    Run(commands::run::RunArgs),
+    /// Whether an instance runs, what it has done, and what is stored.
+    Status(commands::status::StatusArgs),
+    /// Apps seen, with blocking on or off; `apps block|allow|pause APP`.
+    Apps(commands::apps::AppsArgs),
+    /// What apps tried to reach, newest first (filters; --json, --export csv|json|ndjson).
+    History(commands::history::HistoryArgs),
+    /// Blocked and allowed counts per app, owner, country or day.
+    Stats(commands::stats::StatsArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +49,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => commands::check::run(args),
         Command::Lists(cmd) => commands::lists::run(cmd),
+        Command::Run(args) => commands::run::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::Apps(args) => commands::apps::run(args),
+        Command::History(args) => commands::history::run(args),
+        Command::Stats(args) => commands::stats::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,3 +3,9 @@
 pub mod check;
 pub mod compile;
 pub mod lists;
+pub mod run;
+pub mod apps;
+pub mod history;
+pub mod output;
+pub mod stats;
+pub mod status;

@@ -1,0 +1,263 @@
+//! `embargo apps`: the apps seen, with blocking on or off, and `apps block|allow|pause APP`.
+//!
+//! An app is its executable path (`/usr/bin/curl`) or `uid:N` when no process was found.
+//! `block` turns blocking on for the app, `allow` turns it off (its traffic passes every list),
+//! `pause` turns it off for a while ([`DEFAULT_PAUSE`] unless `--for` says otherwise).
+//! Changes go to the state directory first and then to a running instance (control socket), so
+//! they work with or without one and survive restarts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::output::{self, cell, Common, Table, Tone};
+use crate::control::{self, Client};
+use crate::state::{now_ms, Pause, StateDir, DEFAULT_PAUSE};
+
+#[derive(clap::Args)]
+pub struct AppsArgs {
+    #[command(subcommand)]
+    pub action: Option<AppsAction>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(clap::Subcommand)]
+pub enum AppsAction {
+    /// Turn blocking on for APP (the lists apply to it).
+    Block(AppArg),
+    /// Turn blocking off for APP (nothing it sends is blocked).
+    Allow(AppArg),
+    /// Turn blocking off for APP for a while (default 15 minutes), then back on.
+    Pause {
+        #[command(flatten)]
+        app: AppArg,
+        /// How long: 90s, 15m, 2h, 1d (a bare number is minutes).
+        #[arg(long = "for", value_parser = output::parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct AppArg {
+    /// Executable path, a command name found in PATH, or `uid:N`.
+    pub app: String,
+}
+
+/// One line of `embargo apps`.
+#[derive(Debug, Serialize)]
+struct AppLine {
+    app: String,
+    blocking: bool,
+    /// Blocking comes back on at this time (ms since the epoch) when paused.
+    paused_until_ms: Option<i64>,
+    /// Whether the setting is the app's own or the default for new apps.
+    explicit: bool,
+    allowed: u64,
+    blocked: u64,
+    last_seen_ms: Option<i64>,
+}
+
+pub fn run(args: AppsArgs) -> Result<ExitCode> {
+    let state = args.common.state();
+    match args.action {
+        None => list(&state, args.common.json),
+        Some(AppsAction::Block(a)) => {
+            change(&state, &a.app, Change::Blocking(true), args.common.json)
+        }
+        Some(AppsAction::Allow(a)) => {
+            change(&state, &a.app, Change::Blocking(false), args.common.json)
+        }
+        Some(AppsAction::Pause { app, duration }) => change(
+            &state,
+            &app.app,
+            Change::Pause(duration.unwrap_or(DEFAULT_PAUSE)),
+            args.common.json,
+        ),
+    }
+}
+
+/// The app id for what the user typed: an existing path is made canonical (as
+/// `/proc/PID/exe` shows it), a bare command name is looked up in PATH, anything else
+/// (`uid:N`, a path that no longer exists) is taken as it is.
+pub fn resolve_app(text: &str) -> String {
+    if text.starts_with("uid:") {
+        return text.to_owned();
+    }
+    let path = Path::new(text);
+    let candidate: Option<PathBuf> = if text.contains('/') {
+        Some(path.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(text))
+                .find(|p| p.is_file())
+        })
+    };
+    candidate
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| text.to_owned())
+}
+
+enum Change {
+    Blocking(bool),
+    Pause(std::time::Duration),
+}
+
+fn change(state: &StateDir, typed: &str, change: Change, json: bool) -> Result<ExitCode> {
+    let app = resolve_app(typed);
+    let mut rules = state.load_app_rules()?;
+    let now = now_ms();
+    let mut pauses = state.load_pauses(now)?;
+    let message = match change {
+        Change::Blocking(on) => {
+            rules.set_blocking(&app, on);
+            pauses.remove(&app);
+            format!("blocking {} for {app}", if on { "on" } else { "off" })
+        }
+        Change::Pause(d) => {
+            let until_ms = now + d.as_millis() as i64;
+            pauses.insert(app.clone(), Pause { until_ms });
+            format!(
+                "blocking paused for {app} until {} UTC",
+                output::time(until_ms)
+            )
+        }
+    };
+    state.save_app_rules(&rules)?;
+    state.save_pauses(&pauses)?;
+    let live = control::notify_reload(state).context("tell the running instance")?;
+    if json {
+        output::print_json(&serde_json::json!({
+            "app": app,
+            "blocking": state.effective_app_rules(now)?.blocking_enabled(Some(&app)),
+            "paused_until_ms": pauses.get(&app).map(|p| p.until_ms),
+            "applied_to_running_instance": live,
+        }))?;
+    } else {
+        let applied = if live {
+            "applied to the running instance"
+        } else {
+            "saved; no instance runs"
+        };
+        println!("{message} ({applied})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(state: &StateDir, json: bool) -> Result<ExitCode> {
+    let now = now_ms();
+    let stored = state.load_app_rules()?;
+    let effective = state.effective_app_rules(now)?;
+    let pauses = state.load_pauses(now)?;
+    let mut lines: BTreeMap<String, AppLine> = BTreeMap::new();
+    let line = |app: &str| -> AppLine {
+        AppLine {
+            app: app.to_owned(),
+            blocking: effective.blocking_enabled(Some(app)),
+            paused_until_ms: pauses.get(app).map(|p| p.until_ms),
+            explicit: stored.app(app).is_some_and(|s| s.blocking.is_some()),
+            allowed: 0,
+            blocked: 0,
+            last_seen_ms: None,
+        }
+    };
+    for app in stored.apps.keys().chain(pauses.keys()) {
+        lines.insert(app.clone(), line(app));
+    }
+    // What the history counted (all it keeps), then what a running instance saw since it
+    // started, which is newer than anything the history may not have committed yet.
+    for (app, allowed, blocked) in history_counts(state)? {
+        let l = lines.entry(app.clone()).or_insert_with(|| line(&app));
+        l.allowed = allowed;
+        l.blocked = blocked;
+    }
+    if let Some(client) = Client::connect(state) {
+        for seen in client.apps()? {
+            let l = lines
+                .entry(seen.app.clone())
+                .or_insert_with(|| line(&seen.app));
+            l.allowed = l.allowed.max(seen.allowed);
+            l.blocked = l.blocked.max(seen.blocked);
+            l.last_seen_ms = Some(seen.last_seen_ms);
+        }
+    }
+    let lines: Vec<AppLine> = lines.into_values().collect();
+    if json {
+        output::print_json(&lines)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if lines.is_empty() {
+        println!("no apps seen yet (and none with settings)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new(vec!["APP", "BLOCKING", "ALLOWED", "BLOCKED", "LAST SEEN"]);
+    for l in &lines {
+        let blocking = match (l.blocking, l.paused_until_ms) {
+            (_, Some(until)) => (
+                format!("paused to {}", &output::time(until)[11..16]),
+                Tone::Dim,
+            ),
+            (true, _) => ("on".to_owned(), Tone::Good),
+            (false, _) => ("off".to_owned(), Tone::Bad),
+        };
+        let blocking = if l.explicit || l.paused_until_ms.is_some() {
+            blocking
+        } else {
+            (format!("{} (default)", blocking.0), blocking.1)
+        };
+        t.row(vec![
+            cell(&l.app),
+            blocking,
+            cell(l.allowed.to_string()),
+            (
+                l.blocked.to_string(),
+                if l.blocked > 0 {
+                    Tone::Bad
+                } else {
+                    Tone::Plain
+                },
+            ),
+            cell(
+                l.last_seen_ms
+                    .map(output::time)
+                    .unwrap_or_else(|| "-".into()),
+            ),
+        ]);
+    }
+    t.print();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// (app, allowed, blocked) per app from the history's daily counts; nothing when there is no
+/// history yet.
+fn history_counts(state: &StateDir) -> Result<Vec<(String, u64, u64)>> {
+    let Some(history) = super::history::open_existing(state)? else {
+        return Ok(Vec::new());
+    };
+    let rows = history.aggregate(&embargo_history::AggregateQuery {
+        group_by: vec![embargo_history::Dimension::App],
+        ..Default::default()
+    })?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.app?, r.allowed, r.blocked)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_command_names_and_keeps_uids() {
+        assert_eq!(resolve_app("uid:1000"), "uid:1000");
+        let sh = resolve_app("sh");
+        assert!(sh.starts_with('/'), "{sh}");
+        assert_eq!(resolve_app("/no/such/program"), "/no/such/program");
+    }
+}

@@ -1,0 +1,322 @@
+//! The state directory (`--state-dir`, default `/var/lib/embargo`): what Embargo keeps between
+//! runs, and what the management commands read and change whether or not an instance runs.
+//!
+//! ```text
+//! /var/lib/embargo/            mode 0700: history and app choices are private
+//!   apps.json                  per-app settings (embargo_policy::AppRules, serde JSON)
+//!   pauses.json                apps whose blocking is paused, and until when
+//!   lists.json                 the rule lists added with `embargo lists add`
+//!   lists/NAME                 downloaded copies of URL lists
+//!   history.sqlite             the history (embargo_history)
+//!   control.sock               a running instance's control socket (mode 0600)
+//! ```
+//!
+//! Every file is written whole to a temporary name and renamed over the old one, so a reader
+//! (a running instance reloading, a second command) sees the old or the new file, never half.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use embargo_policy::AppRules;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Where state lives unless `--state-dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/embargo";
+
+/// How long `embargo apps pause APP` allows an app when `--for` is not given: long enough to
+/// finish what broke (a login, a payment), short enough that nobody forgets blocking is off.
+pub const DEFAULT_PAUSE: Duration = Duration::from_secs(15 * 60);
+
+/// Milliseconds since the Unix epoch, as the history stores times.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One app whose blocking is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// When blocking comes back on (ms since the epoch).
+    pub until_ms: i64,
+}
+
+/// How one list is fetched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum ListSource {
+    /// A file on this machine, read where it is on every load.
+    File(PathBuf),
+    /// A URL, downloaded into `lists/NAME` by `add` and `update`.
+    Url(String),
+}
+
+/// What the last load of a list found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListCounts {
+    pub accepted: u64,
+    pub skipped: u64,
+    pub errors: u64,
+    /// Bytes of the copy that was loaded.
+    pub bytes: u64,
+}
+
+/// One list added by `embargo lists add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    /// Unique short name (the file name by default); rules from it are attributed to it.
+    pub name: String,
+    pub source: ListSource,
+    /// `--format` name (embargo_policy's `Format::from_name`); `None` = detected on load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    pub added_ms: i64,
+    /// When the copy was last read (file) or downloaded (URL).
+    #[serde(default)]
+    pub updated_ms: i64,
+    #[serde(default)]
+    pub counts: ListCounts,
+}
+
+/// `lists.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListsConfig {
+    #[serde(default)]
+    pub lists: Vec<ListEntry>,
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// A state directory at `root` (not created until something is written).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory (owner-only) if missing.
+    pub fn create(&self) -> Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .with_context(|| format!("create state directory {}", self.root.display()))
+    }
+
+    /// The control socket of a running instance.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+
+    /// The history database.
+    pub fn history_db(&self) -> PathBuf {
+        self.root.join("history.sqlite")
+    }
+
+    pub fn apps_file(&self) -> PathBuf {
+        self.root.join("apps.json")
+    }
+
+    pub fn pauses_file(&self) -> PathBuf {
+        self.root.join("pauses.json")
+    }
+
+    pub fn lists_file(&self) -> PathBuf {
+        self.root.join("lists.json")
+    }
+
+    /// Where downloaded copies of URL lists live.
+    pub fn lists_dir(&self) -> PathBuf {
+        self.root.join("lists")
+    }
+
+    /// The file a list's rules are read from: the file itself, or the downloaded copy.
+    pub fn list_path(&self, entry: &ListEntry) -> PathBuf {
+        match &entry.source {
+            ListSource::File(path) => path.clone(),
+            ListSource::Url(_) => self.lists_dir().join(&entry.name),
+        }
+    }
+
+    /// The per-app settings as stored (no pauses applied).
+    pub fn load_app_rules(&self) -> Result<AppRules> {
+        read_json_or_default(&self.apps_file())
+    }
+
+    pub fn save_app_rules(&self, rules: &AppRules) -> Result<()> {
+        self.write_json(&self.apps_file(), rules)
+    }
+
+    /// Pauses still running at `now_ms` (expired ones are dropped).
+    pub fn load_pauses(&self, now_ms: i64) -> Result<BTreeMap<String, Pause>> {
+        let mut pauses: BTreeMap<String, Pause> = read_json_or_default(&self.pauses_file())?;
+        pauses.retain(|_, p| p.until_ms > now_ms);
+        Ok(pauses)
+    }
+
+    pub fn save_pauses(&self, pauses: &BTreeMap<String, Pause>) -> Result<()> {
+        self.write_json(&self.pauses_file(), pauses)
+    }
+
+    /// The per-app settings a running instance must enforce at `now_ms`: the stored settings
+    /// with blocking off for every app whose pause runs. `embargo run` builds its policy from
+    /// this, and again on every control-socket reload and when a pause ends
+    /// ([`Self::next_pause_end`]).
+    pub fn effective_app_rules(&self, now_ms: i64) -> Result<AppRules> {
+        let mut rules = self.load_app_rules()?;
+        for app in self.load_pauses(now_ms)?.keys() {
+            rules.set_blocking(app, false);
+        }
+        Ok(rules)
+    }
+
+    /// When the next pause ends (ms since the epoch), if any runs.
+    pub fn next_pause_end(&self, now_ms: i64) -> Option<i64> {
+        self.load_pauses(now_ms)
+            .ok()?
+            .values()
+            .map(|p| p.until_ms)
+            .min()
+    }
+
+    pub fn load_lists(&self) -> Result<ListsConfig> {
+        read_json_or_default(&self.lists_file())
+    }
+
+    pub fn save_lists(&self, lists: &ListsConfig) -> Result<()> {
+        self.write_json(&self.lists_file(), lists)
+    }
+
+    /// Writes `value` as pretty JSON to `path` atomically (temporary file, fsync, rename),
+    /// owner-only.
+    fn write_json<T: Serialize + ?Sized>(&self, path: &Path, value: &T) -> Result<()> {
+        self.create()?;
+        let mut text = serde_json::to_vec_pretty(value)?;
+        text.push(b'\n');
+        write_atomic(path, &text)
+    }
+}
+
+/// Writes `bytes` to `path` via a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("write {}", path.display()))
+}
+
+fn read_json_or_default<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not valid JSON for this file", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tmp() -> (tempdir::Dir, StateDir) {
+        let dir = tempdir::Dir::new();
+        let state = StateDir::new(dir.path().join("state"));
+        (dir, state)
+    }
+
+    /// A tiny self-cleaning temporary directory (no extra crate for two tests).
+    mod tempdir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "embargo-state-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn missing_files_read_as_defaults_and_nothing_is_created() {
+        let (_d, state) = tmp();
+        assert_eq!(state.load_app_rules().unwrap(), AppRules::default());
+        assert_eq!(state.load_lists().unwrap(), ListsConfig::default());
+        assert!(!state.root().exists());
+    }
+
+    #[test]
+    fn app_rules_round_trip_owner_only() {
+        let (_d, state) = tmp();
+        let mut rules = AppRules::default();
+        rules.set_blocking("/usr/bin/curl", false);
+        state.save_app_rules(&rules).unwrap();
+        assert_eq!(state.load_app_rules().unwrap(), rules);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(state.root()), 0o700);
+        assert_eq!(mode(&state.apps_file()), 0o600);
+    }
+
+    #[test]
+    fn pauses_turn_blocking_off_until_they_end() {
+        let (_d, state) = tmp();
+        let mut pauses = BTreeMap::new();
+        pauses.insert("/bin/a".to_string(), Pause { until_ms: 2_000 });
+        pauses.insert("/bin/b".to_string(), Pause { until_ms: 5_000 });
+        state.save_pauses(&pauses).unwrap();
+        let at = |t| state.effective_app_rules(t).unwrap();
+        assert!(!at(1_000).blocking_enabled(Some("/bin/a")));
+        assert!(at(3_000).blocking_enabled(Some("/bin/a")));
+        assert!(!at(3_000).blocking_enabled(Some("/bin/b")));
+        assert_eq!(state.next_pause_end(1_000), Some(2_000));
+        assert_eq!(state.next_pause_end(6_000), None);
+    }
+
+    #[test]
+    fn corrupt_file_names_the_file() {
+        let (_d, state) = tmp();
+        state.create().unwrap();
+        fs::write(state.lists_file(), b"{not json").unwrap();
+        let err = format!("{:#}", state.load_lists().unwrap_err());
+        assert!(err.contains("lists.json"), "{err}");
+    }
+}

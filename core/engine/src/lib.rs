@@ -8,9 +8,13 @@
 pub mod api;
 pub mod budget;
 pub mod config;
+mod device;
 pub mod dns;
+mod dnswire;
 mod engine;
 pub mod inspect;
+mod names;
+mod packet;
 
 pub use api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
 pub use config::{DnsBlockAnswer, EngineConfig};

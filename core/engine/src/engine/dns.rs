@@ -1,0 +1,249 @@
+//! DNS: every query to port 53 (UDP or TCP, whatever the address) is decided here. Blocked
+//! names are answered locally (nothing leaves); allowed ones are answered from the cache or
+//! forwarded on the shared [`FlowId::DNS`] upstream flow with a fresh random transaction id;
+//! answers feed the name table (address -> names) that attributes later connections.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use embargo_policy::{NameSource, Protocol};
+
+use super::Engine;
+use crate::api::{Command, DropReason, Event, FlowId};
+use crate::dnswire::{self, parse_answer, parse_query};
+use crate::packet;
+
+/// A forwarded question waiting for its upstream answer.
+pub(crate) struct PendingDns {
+    /// The app's transaction id (restored in the answer).
+    pub client_id: u16,
+    /// The app's address and the resolver address it asked (the answer comes from there).
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// Set when the question came over TCP (the answer goes into that flow).
+    pub tcp: Option<FlowId>,
+    pub name: String,
+    pub qtype: u16,
+    pub deadline: Instant,
+    pub app: Option<String>,
+}
+
+impl Engine {
+    /// One DNS query from the app (UDP payload, or one message of a TCP stream).
+    pub(crate) fn dns_query(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        query: &[u8],
+        tcp: Option<FlowId>,
+    ) {
+        self.dns_expire();
+        let Some(q) = parse_query(query) else {
+            return self.drop_packet(DropReason::Malformed);
+        };
+        let app = self.cached_app(Protocol::Udp, src).flatten();
+        let flow = tcp.unwrap_or(FlowId::DNS);
+        let (decision, event) = self.evaluate(
+            flow,
+            app.as_deref(),
+            Some((q.name.as_str(), NameSource::DnsQuestion)),
+            dst,
+            if tcp.is_some() {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            },
+            Some(q.qtype),
+        );
+        self.record(event, &decision);
+        if decision.is_block() {
+            self.stats.dns_blocked += 1;
+            let mut answer = std::mem::take(&mut self.scratch);
+            dnswire::block_answer(
+                &mut answer,
+                query,
+                &q,
+                self.config.dns_block_answer,
+                self.config.dns_block_ttl,
+            );
+            self.dns_reply(src, dst, tcp, &answer);
+            self.scratch = answer;
+            return;
+        }
+        if let Some(cached) = self.cache.get(self.now, &q.name, q.qtype) {
+            let mut answer = cached.to_vec();
+            answer[..2].copy_from_slice(&q.id.to_be_bytes());
+            self.stats.dns_cached += 1;
+            self.dns_answered_event(&answer, true);
+            self.dns_reply(src, dst, tcp, &answer);
+            return;
+        }
+        if self.pending_dns.len() >= self.config.max_pending_dns {
+            // The upstream is not answering fast enough; the app will retry.
+            return self.drop_packet(DropReason::TableFull);
+        }
+        let mut id = 0;
+        for _ in 0..16 {
+            id = (self.next_random() >> 48) as u16;
+            if !self.pending_dns.contains_key(&id) {
+                break;
+            }
+        }
+        if self.pending_dns.contains_key(&id) {
+            return self.drop_packet(DropReason::TableFull);
+        }
+        let upstream = match (dst, self.config.dns_upstream_v6) {
+            (SocketAddr::V6(_), Some(v6)) => v6,
+            _ => self.config.dns_upstream_v4,
+        };
+        let mut data = query.to_vec();
+        data[..2].copy_from_slice(&id.to_be_bytes());
+        let deadline = self.now + self.config.dns_timeout;
+        self.pending_dns.insert(
+            id,
+            PendingDns {
+                client_id: q.id,
+                src,
+                dst,
+                tcp,
+                name: q.name,
+                qtype: q.qtype,
+                deadline,
+                app,
+            },
+        );
+        self.pending_dns_order.push_back((deadline, id));
+        self.stats.dns_forwarded += 1;
+        self.commands.push_back(Command::SendDatagram {
+            flow: FlowId::DNS,
+            dst: upstream,
+            data,
+        });
+    }
+
+    fn dns_reply(&mut self, src: SocketAddr, dst: SocketAddr, tcp: Option<FlowId>, answer: &[u8]) {
+        match tcp {
+            Some(flow) => self.tcp_dns_reply(flow, answer),
+            None => self.emit_packet(|b| packet::build_udp(b, dst, src, answer)),
+        }
+    }
+
+    fn dns_answered_event(&mut self, answer: &[u8], from_cache: bool) {
+        if let Some(info) = parse_answer(answer) {
+            self.push_event(Event::DnsAnswered {
+                time: self.now,
+                name: info.name,
+                dns_type: info.qtype,
+                addrs: info.addrs.into_iter().map(|(a, _)| a).collect(),
+                cnames: info.cnames,
+                from_cache,
+            });
+        }
+    }
+
+    /// An answer from the upstream resolver.
+    pub(crate) fn dns_upstream_answer(&mut self, from: SocketAddr, data: &[u8]) {
+        let expected =
+            from == self.config.dns_upstream_v4 || Some(from) == self.config.dns_upstream_v6;
+        let Some(info) = parse_answer(data).filter(|_| expected) else {
+            self.stats.dns_bad_answers += 1;
+            return;
+        };
+        let Some(pending) = self.pending_dns.get(&info.id) else {
+            self.stats.dns_bad_answers += 1;
+            return;
+        };
+        if pending.name != info.name || pending.qtype != info.qtype {
+            // Not the answer to our question (spoofed or confused): keep waiting.
+            self.stats.dns_bad_answers += 1;
+            return;
+        }
+        let Some(pending) = self.pending_dns.remove(&info.id) else {
+            return;
+        };
+        // CNAME cloaking: an allowed name whose chain leads to a blocked one is blocked.
+        for cname in &info.cnames {
+            let (decision, event) = self.evaluate(
+                pending.tcp.unwrap_or(FlowId::DNS),
+                pending.app.as_deref(),
+                Some((cname.as_str(), NameSource::DnsAnswer)),
+                pending.dst,
+                Protocol::Udp,
+                Some(pending.qtype),
+            );
+            if decision.is_block() {
+                self.record(event, &decision);
+                self.stats.dns_blocked += 1;
+                // Rebuild the app's question to answer it the blocked way.
+                let mut query = data[..12].to_vec();
+                query[2] &= 0x01; // keep RD only: a query's flags
+                query[3] = 0;
+                query.extend_from_slice(&data[12..]);
+                if let Some(mut q) = parse_query(&query) {
+                    q.id = pending.client_id;
+                    query[..2].copy_from_slice(&pending.client_id.to_be_bytes());
+                    let mut answer = Vec::new();
+                    dnswire::block_answer(
+                        &mut answer,
+                        &query,
+                        &q,
+                        self.config.dns_block_answer,
+                        self.config.dns_block_ttl,
+                    );
+                    self.dns_reply(pending.src, pending.dst, pending.tcp, &answer);
+                }
+                return;
+            }
+        }
+        for (addr, ttl) in &info.addrs {
+            self.names.learn(self.now, *addr, &pending.name, *ttl);
+        }
+        if info.rcode == 0 || info.rcode == 3 {
+            // NOERROR and NXDOMAIN are worth caching; SERVFAIL and REFUSED are not.
+            let ttl = if info.addrs.is_empty() && info.cnames.is_empty() {
+                30
+            } else {
+                info.min_ttl
+            };
+            self.cache
+                .insert(self.now, &pending.name, pending.qtype, data, ttl);
+        }
+        self.push_event(Event::DnsAnswered {
+            time: self.now,
+            name: info.name,
+            dns_type: info.qtype,
+            addrs: info.addrs.into_iter().map(|(a, _)| a).collect(),
+            cnames: info.cnames,
+            from_cache: false,
+        });
+        let mut answer = std::mem::take(&mut self.scratch);
+        answer.clear();
+        answer.extend_from_slice(data);
+        answer[..2].copy_from_slice(&pending.client_id.to_be_bytes());
+        self.dns_reply(pending.src, pending.dst, pending.tcp, &answer);
+        self.scratch = answer;
+    }
+
+    /// Forget questions the upstream never answered.
+    pub(crate) fn dns_expire(&mut self) {
+        while let Some(&(deadline, id)) = self.pending_dns_order.front() {
+            if deadline > self.now {
+                break;
+            }
+            self.pending_dns_order.pop_front();
+            if self
+                .pending_dns
+                .get(&id)
+                .is_some_and(|p| p.deadline == deadline)
+            {
+                self.pending_dns.remove(&id);
+            }
+        }
+        // Entries answered early leave stale order entries; keep the queue bounded.
+        if self.pending_dns_order.len() > 2 * self.pending_dns.len() + 64 {
+            let pending = &self.pending_dns;
+            self.pending_dns_order
+                .retain(|(d, id)| pending.get(id).is_some_and(|p| p.deadline == *d));
+        }
+    }
+}

@@ -1,0 +1,737 @@
+//! The engine: the one public state machine, its flow table and timers.
+//!
+//! Split by concern: [`tcp`] (smoltcp-terminated connections, inspection, relay), [`udp`] (NAT,
+//! QUIC sniffing, block actions), [`dns`] (questions to port 53, upstream answers, TCP DNS).
+
+mod dns;
+mod tcp;
+mod udp;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use embargo_policy::{Certainty, Decision, NameSource, Protocol, Query, Reason, RuleRef, Verdict};
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+use crate::api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
+use crate::budget;
+use crate::config::EngineConfig;
+use crate::device::QueueDevice;
+use crate::names::{AnswerCache, NameTable};
+use crate::packet::{self, Parsed};
+
+use self::dns::PendingDns;
+use self::tcp::TcpFlow;
+use self::udp::UdpFlow;
+
+/// The interface's own (dummy) addresses: the gateway of the any-IP default routes. Nothing is
+/// ever sent to them; they only make smoltcp accept packets for every destination.
+const OWN_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 254);
+const OWN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xe3b, 0, 0, 0, 0, 0, 1);
+
+/// Flows active within this long get a second chance when the table is full.
+const RECENTLY_ACTIVE: Duration = Duration::from_secs(10);
+/// Events kept for a driver that does not drain them (oldest dropped beyond).
+const MAX_QUEUED_EVENTS: usize = 4096;
+/// App answers cached at most.
+const MAX_APP_CACHE: usize = 4096;
+
+/// Known DNS-over-HTTPS endpoints refused when [`EngineConfig::block_doh`] is set: the public
+/// resolvers browsers and Android fall back to (PCAPdroid blocks the same kind of list).
+const DOH_NAMES: &[&str] = &[
+    "dns.google",
+    "dns.google.com",
+    "cloudflare-dns.com",
+    "mozilla.cloudflare-dns.com",
+    "chrome.cloudflare-dns.com",
+    "one.one.one.one",
+    "1dot1dot1dot1.cloudflare-dns.com",
+    "dns.quad9.net",
+    "dns9.quad9.net",
+    "dns10.quad9.net",
+    "dns11.quad9.net",
+    "doh.opendns.com",
+    "dns.adguard.com",
+    "dns.adguard-dns.com",
+    "doh.cleanbrowsing.org",
+    "dns.nextdns.io",
+    "doh.mullvad.net",
+    "dns.alidns.com",
+    "doh.pub",
+    "dns.twnic.tw",
+];
+
+/// Whether the engine's own DoT/DoH rules refuse this endpoint (name or port).
+fn engine_rule(config: &EngineConfig, name: Option<&str>, port: u16) -> Option<&'static str> {
+    if config.block_dot && port == 853 {
+        return Some("port 853 (DNS over TLS)");
+    }
+    if config.block_doh {
+        if let Some(n) = name {
+            if DOH_NAMES.contains(&n) {
+                return Some("known DNS-over-HTTPS endpoint");
+            }
+        }
+    }
+    None
+}
+
+/// Per-flow record shared by TCP and UDP.
+pub(crate) struct Flow {
+    pub id: FlowId,
+    pub protocol: Protocol,
+    /// The app's address and the destination it asked for.
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub app: Option<String>,
+    /// The app answer is still awaited (until `app_deadline`).
+    pub app_pending: bool,
+    pub last_active: Instant,
+    pub bytes_from_app: u64,
+    pub bytes_to_app: u64,
+    /// The time this flow's entry in the timer heap is for (older entries are stale).
+    pub timer_at: Option<Instant>,
+    /// An upstream socket exists at the driver (Connect or SendDatagram was sent).
+    pub upstream_open: bool,
+    pub kind: FlowKind,
+}
+
+pub(crate) enum FlowKind {
+    Tcp(TcpFlow),
+    Udp(UdpFlow),
+}
+
+/// The sans-IO tunnel engine. See the crate documentation for the architecture and the driver
+/// loop that runs it.
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) policy: Arc<dyn Decide>,
+    epoch: Instant,
+    pub(crate) now: Instant,
+    pub(crate) iface: Interface,
+    pub(crate) device: QueueDevice,
+    /// Sockets smoltcp polls.
+    pub(crate) sockets: SocketSet<'static>,
+    /// Sockets holding a paused SYN-ACK (waiting for the app id or the upstream connect). Kept
+    /// apart because a paused socket reports "poll now" forever, which would make the driver
+    /// spin; they only ever see ingress.
+    pub(crate) parked: SocketSet<'static>,
+    pub(crate) flows: HashMap<FlowId, Flow>,
+    pub(crate) tcp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
+    pub(crate) udp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
+    next_flow: u64,
+    pub(crate) commands: VecDeque<Command>,
+    events: VecDeque<Event>,
+    events_dropped: u64,
+    timers: BinaryHeap<Reverse<(Instant, FlowId)>>,
+    /// Second-chance eviction order (may hold ids of removed flows; compacted lazily).
+    lru: VecDeque<FlowId>,
+    /// Flows touched since the last service pass.
+    pub(crate) dirty: Vec<FlowId>,
+    pub(crate) needs_egress: bool,
+    /// smoltcp's next deadline after the last poll.
+    smol_deadline: Option<Instant>,
+    pub(crate) names: NameTable,
+    pub(crate) cache: AnswerCache,
+    pub(crate) pending_dns: HashMap<u16, PendingDns>,
+    pub(crate) pending_dns_order: VecDeque<(Instant, u16)>,
+    app_cache: HashMap<(Protocol, SocketAddr), (Option<String>, Instant)>,
+    rng: u64,
+    pub(crate) large_in_use: usize,
+    pub(crate) small_in_use: usize,
+    /// Bytes held by inspection buffers and QUIC sniffers.
+    pub(crate) inspect_bytes: usize,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) stats: Stats,
+}
+
+impl Engine {
+    /// A new engine. `now` is the driver's clock at start (later `now`s must not go back).
+    pub fn new(config: EngineConfig, policy: Arc<dyn Decide>, now: Instant) -> Self {
+        let mut device = QueueDevice::new(config.mtu, budget::MAX_QUEUED_PACKETS);
+        let mut iface_config = Config::new(HardwareAddress::Ip);
+        iface_config.random_seed = config.random_seed;
+        let mut iface = Interface::new(iface_config, &mut device, smoltcp::time::Instant::ZERO);
+        iface.update_ip_addrs(|addrs| {
+            // Capacity is at least 2 with the default features; a failed push would only
+            // lose one family, which the routes below would then also lack.
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(OWN_V4), 32));
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(OWN_V6), 128));
+        });
+        let _ = iface.routes_mut().add_default_ipv4_route(OWN_V4);
+        let _ = iface.routes_mut().add_default_ipv6_route(OWN_V6);
+        iface.set_any_ip(true);
+        let rng = config.random_seed | 1;
+        let cache = AnswerCache::new(config.dns_cache_entries);
+        let worst = budget::worst_case_bytes(budget::BudgetInputs {
+            max_flows: config.max_flows,
+            small_rx: config.tcp_small_rx,
+            small_tx: config.tcp_small_tx,
+            large_rx: config.tcp_large_rx,
+            large_tx: config.tcp_large_tx,
+            large_slots: config.tcp_large_slots,
+            mtu: config.mtu,
+            max_pending_dns: config.max_pending_dns,
+            dns_cache_entries: config.dns_cache_entries,
+        });
+        if worst > budget::IOS_EXTENSION_CAP {
+            log::warn!("engine config worst case {worst} bytes exceeds the iOS extension cap");
+        }
+        Engine {
+            config,
+            policy,
+            epoch: now,
+            now,
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            parked: SocketSet::new(Vec::new()),
+            flows: HashMap::new(),
+            tcp_keys: HashMap::new(),
+            udp_keys: HashMap::new(),
+            next_flow: 1,
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            events_dropped: 0,
+            timers: BinaryHeap::new(),
+            lru: VecDeque::new(),
+            dirty: Vec::new(),
+            needs_egress: false,
+            smol_deadline: None,
+            names: NameTable::default(),
+            cache,
+            pending_dns: HashMap::new(),
+            pending_dns_order: VecDeque::new(),
+            app_cache: HashMap::new(),
+            rng,
+            large_in_use: 0,
+            small_in_use: 0,
+            inspect_bytes: 0,
+            scratch: Vec::with_capacity(2048),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Replace the policy; later decisions use it (flows already decided keep their verdict).
+    pub fn set_policy(&mut self, policy: Arc<dyn Decide>) {
+        self.policy = policy;
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub(crate) fn smol_now(&self) -> smoltcp::time::Instant {
+        let micros = self.now.saturating_duration_since(self.epoch).as_micros();
+        smoltcp::time::Instant::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
+    fn instant_of_smol(&self, t: smoltcp::time::Instant) -> Instant {
+        self.epoch + Duration::from_micros(u64::try_from(t.total_micros()).unwrap_or(0))
+    }
+
+    fn advance(&mut self, now: Instant) {
+        // Time never goes back, whatever the driver passes.
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// One raw IP packet the app sent into the tunnel. Never panics; bad packets are counted.
+    pub fn handle_tun_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.advance(now);
+        self.stats.packets_in += 1;
+        let parsed = match packet::parse(packet) {
+            Ok(p) => p,
+            Err(reason) => return self.drop_packet(reason),
+        };
+        match parsed.proto {
+            packet::PROTO_TCP => self.on_tcp(packet, &parsed),
+            packet::PROTO_UDP => self.on_udp(packet, &parsed),
+            // ICMP echo is left unanswered rather than faked (a fake reply would tell the user
+            // a blocked host is up); other ICMP from the app has no flow to belong to.
+            _ => self.drop_packet(DropReason::Icmp),
+        }
+    }
+
+    pub(crate) fn drop_packet(&mut self, reason: DropReason) {
+        self.stats.dropped[reason as usize] += 1;
+    }
+
+    /// Something happened on a host socket.
+    pub fn handle_upstream(&mut self, now: Instant, event: UpstreamEvent<'_>) {
+        self.advance(now);
+        match event {
+            UpstreamEvent::Connected { flow } => self.tcp_connected(flow),
+            UpstreamEvent::ConnectFailed { flow } | UpstreamEvent::Reset { flow } => {
+                self.tcp_upstream_reset(flow)
+            }
+            UpstreamEvent::Closed { flow } => self.tcp_upstream_closed(flow),
+            UpstreamEvent::Datagram { flow, from, data } => {
+                if flow == FlowId::DNS {
+                    self.dns_upstream_answer(from, data);
+                } else {
+                    self.udp_upstream_datagram(flow, data);
+                }
+            }
+        }
+    }
+
+    /// The driver's answer to [`Command::ResolveApp`] (`None`: the owner could not be found).
+    pub fn app_resolved(&mut self, now: Instant, flow: FlowId, app: Option<String>) {
+        self.advance(now);
+        let Some(f) = self.flows.get_mut(&flow) else {
+            return;
+        };
+        let key = (f.protocol, f.src);
+        f.app.clone_from(&app);
+        let was_pending = std::mem::replace(&mut f.app_pending, false);
+        if self.app_cache.len() >= MAX_APP_CACHE {
+            let now = self.now;
+            self.app_cache.retain(|_, (_, e)| *e > now);
+            if self.app_cache.len() >= MAX_APP_CACHE {
+                self.app_cache.clear();
+            }
+        }
+        self.app_cache
+            .insert(key, (app, self.now + self.config.app_cache_ttl));
+        if was_pending {
+            self.continue_after_app(flow);
+        }
+    }
+
+    fn continue_after_app(&mut self, flow: FlowId) {
+        let Some(f) = self.flows.get(&flow) else {
+            return;
+        };
+        match f.kind {
+            FlowKind::Tcp(_) => self.tcp_after_app(flow),
+            FlowKind::Udp(_) => self.udp_try_decide(flow),
+        }
+    }
+
+    /// The cached app of a source, if any; `None` outer = not cached.
+    pub(crate) fn cached_app(&self, protocol: Protocol, src: SocketAddr) -> Option<Option<String>> {
+        let (app, expires) = self.app_cache.get(&(protocol, src))?;
+        (*expires > self.now).then(|| app.clone())
+    }
+
+    /// Run timers (retransmissions, inspection and connect deadlines, idle expiry). Call when
+    /// [`Engine::poll_timeout`] has passed; calling early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > self.now {
+                break;
+            }
+            self.timers.pop();
+            let current = self.flows.get(&id).and_then(|f| f.timer_at);
+            if current != Some(at) {
+                continue; // stale entry
+            }
+            if let Some(f) = self.flows.get_mut(&id) {
+                f.timer_at = None;
+            }
+            self.flow_timer(id);
+        }
+        self.dns_expire();
+        // smoltcp's own timers (retransmissions, delayed ACKs, TIME-WAIT) run in egress; and
+        // timer-driven state changes are picked up by servicing every TCP flow.
+        self.needs_egress = true;
+        let all: Vec<FlowId> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| matches!(f.kind, FlowKind::Tcp(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        self.dirty.extend(all);
+        self.pump();
+    }
+
+    /// Schedule (or re-schedule) the flow's timer at its next due time.
+    pub(crate) fn schedule(&mut self, id: FlowId) {
+        let Some(due) = self.flows.get(&id).map(|f| self.flow_due(f)) else {
+            return;
+        };
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        if f.timer_at.is_some_and(|t| t <= due) {
+            return; // an earlier entry exists and will re-schedule when it fires
+        }
+        f.timer_at = Some(due);
+        self.timers.push(Reverse((due, id)));
+    }
+
+    fn flow_due(&self, f: &Flow) -> Instant {
+        let idle = match f.kind {
+            FlowKind::Tcp(_) => self.config.tcp_idle_timeout,
+            FlowKind::Udp(_) => self.config.udp_idle_timeout,
+        };
+        let mut due = f.last_active + idle;
+        let phase = match &f.kind {
+            FlowKind::Tcp(t) => t.deadline,
+            FlowKind::Udp(u) => u.deadline,
+        };
+        if let Some(p) = phase {
+            due = due.min(p);
+        }
+        due
+    }
+
+    fn flow_timer(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get(&id) else { return };
+        let now = self.now;
+        let idle = match f.kind {
+            FlowKind::Tcp(_) => self.config.tcp_idle_timeout,
+            FlowKind::Udp(_) => self.config.udp_idle_timeout,
+        };
+        if f.last_active + idle <= now {
+            self.stats.flows_timed_out += 1;
+            self.kill_flow(id);
+            return;
+        }
+        let phase_due = match &f.kind {
+            FlowKind::Tcp(t) => t.deadline.is_some_and(|d| d <= now),
+            FlowKind::Udp(u) => u.deadline.is_some_and(|d| d <= now),
+        };
+        if phase_due {
+            match f.kind {
+                FlowKind::Tcp(_) => self.tcp_deadline(id),
+                FlowKind::Udp(_) => self.udp_deadline(id),
+            }
+        }
+        self.schedule(id);
+    }
+
+    /// End a flow now from the engine's side (timeout, eviction): RST to the app for TCP, Close
+    /// to the driver.
+    pub(crate) fn kill_flow(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get(&id) else { return };
+        match f.kind {
+            FlowKind::Tcp(_) => self.tcp_abort(id),
+            FlowKind::Udp(_) => self.remove_flow(id),
+        }
+    }
+
+    /// The next deadline, `None` when nothing is scheduled: the driver then sleeps until IO
+    /// (no wake-ups while idle). Takes `&mut self` because pending work is flushed first.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.pump();
+        let flows = self.timers.peek().map(|Reverse((t, _))| *t);
+        let dns = self.pending_dns_order.front().map(|(t, _)| *t);
+        [flows, dns, self.smol_deadline].into_iter().flatten().min()
+    }
+
+    /// Next packet for the tunnel (to the app): written into `buf`, returns its length. A packet
+    /// longer than `buf` is dropped (size `buf` to the MTU).
+    pub fn poll_tun_packet(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.pump();
+        loop {
+            let p = self.device.tx.packets.pop_front()?;
+            let n = p.len();
+            let fits = n <= buf.len();
+            if fits {
+                buf[..n].copy_from_slice(&p);
+            }
+            self.device.tx.recycle(p);
+            if fits {
+                self.stats.packets_out += 1;
+                return Some(n);
+            }
+        }
+    }
+
+    /// Next packet for the tunnel, handed to `write` without an intermediate copy (for drivers
+    /// that write each packet straight to the TUN fd). Returns `write`'s result.
+    pub fn poll_tun_packet_with<R>(&mut self, write: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.pump();
+        let p = self.device.tx.packets.pop_front()?;
+        let r = write(&p);
+        self.device.tx.recycle(p);
+        self.stats.packets_out += 1;
+        Some(r)
+    }
+
+    /// Next command for the driver.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.pump();
+        self.commands.pop_front()
+    }
+
+    /// Next event for the history.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.pump();
+        self.events.pop_front()
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.tcp_flows = self.tcp_keys.len();
+        s.udp_flows = self.udp_keys.len();
+        s.sockets = self.sockets.iter().count() + self.parked.iter().count();
+        s.memory_bytes = self.memory_bytes();
+        s
+    }
+
+    /// The engine's own accounting of what it holds (see [`crate::budget`]).
+    fn memory_bytes(&self) -> usize {
+        let small = self.config.tcp_small_rx + self.config.tcp_small_tx;
+        let large = self.config.tcp_large_rx + self.config.tcp_large_tx;
+        self.small_in_use * (small + budget::TCP_FLOW_OVERHEAD)
+            + self.large_in_use * (large + budget::TCP_FLOW_OVERHEAD)
+            + self.udp_keys.len() * budget::UDP_FLOW_OVERHEAD
+            + self.inspect_bytes
+            + self.device.memory()
+            + self.pending_dns.len() * budget::DNS_PENDING_BYTES
+            + self.cache.len() * budget::DNS_CACHE_ENTRY_BYTES
+            + self.names.len() * 200
+    }
+
+    /// Flush deferred work: service touched flows, run smoltcp egress, collect its deadline.
+    pub(crate) fn pump(&mut self) {
+        for _ in 0..3 {
+            if self.dirty.is_empty() && !self.needs_egress {
+                break;
+            }
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            for id in dirty.drain(..) {
+                self.service_tcp(id);
+            }
+            // Give the allocation back for reuse.
+            if self.dirty.is_empty() {
+                self.dirty = dirty;
+            }
+            if self.needs_egress {
+                self.needs_egress = false;
+                let now = self.smol_now();
+                self.iface
+                    .poll_egress(now, &mut self.device, &mut self.sockets);
+            }
+        }
+        let now = self.smol_now();
+        self.smol_deadline = self
+            .iface
+            .poll_at(now, &self.sockets)
+            .map(|t| self.instant_of_smol(t));
+    }
+
+    pub(crate) fn next_flow_id(&mut self) -> FlowId {
+        let id = FlowId(self.next_flow);
+        self.next_flow += 1;
+        id
+    }
+
+    pub(crate) fn next_random(&mut self) -> u64 {
+        // xorshift64*: enough to make DNS ids unguessable off-path when seeded randomly.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Make room for one more flow: evict the oldest idle flow when the table is full. Returns
+    /// false when nothing could be evicted.
+    pub(crate) fn make_room(&mut self) -> bool {
+        if self.flows.len() < self.config.max_flows {
+            return true;
+        }
+        let now = self.now;
+        let mut budget = self.lru.len();
+        while budget > 0 {
+            budget -= 1;
+            let Some(id) = self.lru.pop_front() else {
+                break;
+            };
+            let Some(f) = self.flows.get(&id) else {
+                continue;
+            };
+            if f.last_active + RECENTLY_ACTIVE > now && budget > 0 {
+                self.lru.push_back(id);
+                continue;
+            }
+            self.stats.flows_evicted += 1;
+            self.kill_flow(id);
+            if self.flows.len() < self.config.max_flows {
+                return true;
+            }
+        }
+        self.flows.len() < self.config.max_flows
+    }
+
+    /// Register a new flow in the table.
+    pub(crate) fn insert_flow(&mut self, flow: Flow) {
+        let id = flow.id;
+        match flow.kind {
+            FlowKind::Tcp(_) => {
+                self.tcp_keys.insert((flow.src, flow.dst), id);
+            }
+            FlowKind::Udp(_) => {
+                self.udp_keys.insert((flow.src, flow.dst), id);
+            }
+        }
+        self.flows.insert(id, flow);
+        self.stats.flows_created += 1;
+        self.lru.push_back(id);
+        if self.lru.len() > 2 * self.flows.len() + 64 {
+            let flows = &self.flows;
+            self.lru.retain(|id| flows.contains_key(id));
+        }
+        self.schedule(id);
+    }
+
+    /// Forget a flow: free its socket and buffers, tell the driver, record the end.
+    pub(crate) fn remove_flow(&mut self, id: FlowId) {
+        let Some(f) = self.flows.remove(&id) else {
+            return;
+        };
+        match &f.kind {
+            FlowKind::Tcp(t) => {
+                self.tcp_keys.remove(&(f.src, f.dst));
+                if t.parked {
+                    self.parked.remove(t.handle);
+                } else {
+                    self.sockets.remove(t.handle);
+                }
+                if t.large {
+                    self.large_in_use -= 1;
+                } else {
+                    self.small_in_use -= 1;
+                }
+                self.inspect_bytes -= t.inspect.capacity();
+            }
+            FlowKind::Udp(u) => {
+                self.udp_keys.remove(&(f.src, f.dst));
+                self.inspect_bytes -= u.held_bytes();
+            }
+        }
+        if f.upstream_open {
+            self.commands.push_back(Command::Close { flow: id });
+        }
+        if f.upstream_open || f.bytes_from_app > 0 {
+            self.push_event(Event::FlowClosed {
+                time: self.now,
+                flow: id,
+                protocol: f.protocol,
+                bytes_from_app: f.bytes_from_app,
+                bytes_to_app: f.bytes_to_app,
+            });
+        }
+    }
+
+    pub(crate) fn push_event(&mut self, event: Event) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+            self.events_dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    /// Ask the policy (after the engine's own DoT/DoH rules) without recording anything.
+    /// `name` is what the flow itself said (SNI, Host, DNS question); without it the name
+    /// table's answer for the address is used. DNS questions (`dns_type` set) are about the
+    /// name only: the resolver address is not part of the query.
+    pub(crate) fn evaluate(
+        &self,
+        flow: FlowId,
+        app: Option<&str>,
+        name: Option<(&str, NameSource)>,
+        dst: SocketAddr,
+        protocol: Protocol,
+        dns_type: Option<u16>,
+    ) -> (Decision, DecisionEvent) {
+        let (name, source, sharing) = match name {
+            Some((n, s)) => (Some(n), s, 1),
+            None => match self.names.lookup(self.now, dst.ip()) {
+                Some((n, count)) => (Some(n), NameSource::DnsAnswer, count),
+                None => (None, NameSource::DnsAnswer, 0),
+            },
+        };
+        let query = Query {
+            app,
+            name,
+            name_source: source,
+            names_sharing_address: sharing.max(1),
+            addr: dns_type.is_none().then_some(dst.ip()),
+            port: dst.port(),
+            protocol,
+            dns_type,
+        };
+        let port = if dns_type.is_some() { 0 } else { dst.port() };
+        let decision = match engine_rule(&self.config, name, port) {
+            Some(rule) => Decision {
+                verdict: Verdict::Block,
+                reason: Reason::AddressRule {
+                    rule: RuleRef {
+                        list: "engine".into(),
+                        line: 0,
+                        rule: rule.into(),
+                    },
+                },
+                owner: None,
+                country: None,
+                certainty: Certainty::Certain,
+            },
+            None => self.policy.decide(&query),
+        };
+        let event = DecisionEvent {
+            time: self.now,
+            flow,
+            app: app.map(str::to_owned),
+            name: name.map(str::to_owned),
+            name_source: source,
+            names_sharing_address: sharing,
+            addr: dst.ip(),
+            port: dst.port(),
+            protocol,
+            dns_type,
+            decision: decision.clone(),
+        };
+        (decision, event)
+    }
+
+    /// Record a final decision as an event.
+    pub(crate) fn record(&mut self, event: DecisionEvent, decision: &Decision) {
+        if decision.is_block() {
+            self.stats.flows_blocked += 1;
+        }
+        self.push_event(Event::Decision(Box::new(event)));
+    }
+
+    /// Queue a hand-built packet for the tunnel.
+    pub(crate) fn emit_packet(&mut self, build: impl FnOnce(&mut Vec<u8>)) {
+        let mut b = self.device.tx.buffer();
+        build(&mut b);
+        self.device.tx.push(b);
+    }
+
+    /// The hand-built RST answering segment `p` (no socket involved).
+    pub(crate) fn send_rst_for(&mut self, p: &Parsed) {
+        self.stats.rst_sent += 1;
+        self.emit_packet(|b| packet::build_rst(b, p));
+    }
+
+    /// Dropped-event count (events not drained in time).
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_is_send() {
+        fn is_send<T: Send>() {}
+        is_send::<Engine>();
+    }
+}

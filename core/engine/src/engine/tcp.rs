@@ -1,0 +1,749 @@
+//! TCP: smoltcp-terminated connections.
+//!
+//! Two modes, chosen per SYN after the address check:
+//! - **connect first** (ports other than the inspected ones): the socket listens with its
+//!   SYN-ACK paused, the driver connects upstream, and only a successful connect releases the
+//!   SYN-ACK; a refused connect becomes an RST to the app, as if the server had refused it.
+//! - **inspect first** (ports 80, 443, 8080, 8443): the engine completes the app's handshake
+//!   itself (it must ACK the SYN to receive the ClientHello), reads the first bytes up to
+//!   [`crate::EngineConfig::inspect_max_bytes`] or [`crate::EngineConfig::inspect_timeout`],
+//!   decides with the SNI/Host, and only then asks for the upstream connection. A blocked flow
+//!   gets an RST and the driver never hears of it. The bytes read are replayed first by
+//!   [`Engine::read_app_data`].
+//!
+//! A SYN whose address is already blocked is answered with a hand-built RST and no socket.
+//! Retransmitted SYNs find their flow by 4-tuple and go to the same socket. Finished, reset and
+//! blocked flows are removed at once (no TIME-WAIT in smoltcp's socket set).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use embargo_policy::{NameSource, Protocol};
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::wire::IpListenEndpoint;
+
+use super::{Engine, Flow, FlowKind};
+use crate::api::{Command, DropReason, FlowId};
+use crate::inspect::{http, tls, Sniff};
+use crate::packet::{self, Parsed, TCP_ACK, TCP_RST, TCP_SYN};
+
+/// Ports whose first bytes are read before deciding (TLS and HTTP, where apps speak first).
+const INSPECT_PORTS: [u16; 4] = [80, 443, 8080, 8443];
+/// Largest DNS-over-TCP message accepted from an app (queries are tiny).
+const MAX_TCP_DNS_QUERY: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// SYN-ACK paused until the app answer (or `app_wait`).
+    AwaitApp,
+    /// Handshake done locally; reading the first bytes.
+    Inspecting,
+    /// Upstream connect requested.
+    Connecting,
+    /// Both sides connected; bytes flow through the driver.
+    Relaying,
+    /// DNS over TCP answered by the engine itself.
+    Dns,
+}
+
+pub(crate) struct TcpFlow {
+    pub handle: SocketHandle,
+    /// The socket is in `Engine::parked` (SYN-ACK paused) rather than `Engine::sockets`.
+    pub parked: bool,
+    pub large: bool,
+    pub phase: Phase,
+    /// The app's initial sequence number (for hand-built RSTs while the SYN-ACK is held).
+    pub app_isn: u32,
+    /// First bytes read for inspection (replayed upstream), or the DNS-over-TCP stream buffer.
+    pub inspect: Vec<u8>,
+    pub replay_pos: usize,
+    /// Deadline of the current phase (app wait, inspection, connect).
+    pub deadline: Option<Instant>,
+    /// An `AppDataReady` is outstanding (reset when the driver drains everything).
+    pub data_notified: bool,
+    pub shutdown_sent: bool,
+}
+
+fn listen_endpoint(dst: SocketAddr) -> IpListenEndpoint {
+    IpListenEndpoint {
+        addr: Some(dst.ip().into()),
+        port: dst.port(),
+    }
+}
+
+impl Engine {
+    fn tcp_mode(&self, dst: SocketAddr) -> Phase {
+        if dst.port() == 53 {
+            Phase::Dns
+        } else if INSPECT_PORTS.contains(&dst.port()) {
+            Phase::Inspecting
+        } else {
+            Phase::Connecting
+        }
+    }
+
+    fn set_of(&mut self, parked: bool) -> &mut SocketSet<'static> {
+        if parked {
+            &mut self.parked
+        } else {
+            &mut self.sockets
+        }
+    }
+
+    pub(crate) fn on_tcp(&mut self, packet: &[u8], p: &Parsed) {
+        let key = (p.src_sock(), p.dst_sock());
+        if let Some(&id) = self.tcp_keys.get(&key) {
+            self.tcp_ingest(id, packet, p);
+            return;
+        }
+        if p.tcp_flags & TCP_RST != 0 {
+            return self.drop_packet(DropReason::NoFlow);
+        }
+        if p.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+            // Not a new connection and no flow: what a closed port answers.
+            self.drop_packet(DropReason::NoFlow);
+            self.send_rst_for(p);
+            return;
+        }
+        let (src, dst) = key;
+        let cached = self.cached_app(Protocol::Tcp, src);
+        let await_app = cached.is_none() && self.config.resolve_apps;
+        let app = cached.flatten();
+        let id = self.next_flow_id();
+        let mut mode = Phase::AwaitApp;
+        if !await_app {
+            // Decide by address before allocating anything.
+            mode = self.tcp_mode(dst);
+            let record = mode == Phase::Connecting;
+            let (decision, event) =
+                self.evaluate(id, app.as_deref(), None, dst, Protocol::Tcp, None);
+            if decision.is_block() || record {
+                self.record(event, &decision);
+            }
+            if decision.is_block() {
+                self.send_rst_for(p);
+                return;
+            }
+        }
+        if !self.make_room() {
+            self.drop_packet(DropReason::TableFull);
+            self.send_rst_for(p);
+            return;
+        }
+        let large = self.large_in_use < self.config.tcp_large_slots;
+        let (rx, tx) = if large {
+            (self.config.tcp_large_rx, self.config.tcp_large_tx)
+        } else {
+            (self.config.tcp_small_rx, self.config.tcp_small_tx)
+        };
+        let mut sock = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; rx]),
+            tcp::SocketBuffer::new(vec![0; tx]),
+        );
+        // The engine relays whole writes of the other side: Nagle would only add latency.
+        sock.set_nagle_enabled(false);
+        if sock.listen(listen_endpoint(dst)).is_err() {
+            return self.drop_packet(DropReason::Malformed);
+        }
+        let parked = matches!(mode, Phase::AwaitApp | Phase::Connecting);
+        sock.pause_synack(parked);
+        let handle = self.set_of(parked).add(sock);
+        if large {
+            self.large_in_use += 1;
+        } else {
+            self.small_in_use += 1;
+        }
+        let now = self.now;
+        let deadline = match mode {
+            Phase::AwaitApp => Some(now + self.config.app_wait),
+            Phase::Inspecting => Some(now + self.config.inspect_timeout),
+            Phase::Connecting => Some(now + self.config.connect_timeout),
+            Phase::Relaying | Phase::Dns => None,
+        };
+        self.insert_flow(Flow {
+            id,
+            protocol: Protocol::Tcp,
+            src,
+            dst,
+            app,
+            app_pending: await_app,
+            last_active: now,
+            bytes_from_app: 0,
+            bytes_to_app: 0,
+            timer_at: None,
+            upstream_open: mode == Phase::Connecting,
+            kind: FlowKind::Tcp(TcpFlow {
+                handle,
+                parked,
+                large,
+                phase: mode,
+                app_isn: p.tcp_seq,
+                inspect: Vec::new(),
+                replay_pos: 0,
+                deadline,
+                data_notified: false,
+                shutdown_sent: false,
+            }),
+        });
+        if await_app {
+            self.commands.push_back(Command::ResolveApp {
+                flow: id,
+                protocol: Protocol::Tcp,
+                src,
+                dst,
+            });
+        }
+        if mode == Phase::Connecting {
+            self.commands.push_back(Command::Connect { flow: id, dst });
+        }
+        self.tcp_ingest(id, packet, p);
+        // The SYN must have bound the new socket to this app's 4-tuple.
+        let bound = self.flows.get(&id).is_some_and(|f| match &f.kind {
+            FlowKind::Tcp(t) => {
+                let set = if t.parked {
+                    &self.parked
+                } else {
+                    &self.sockets
+                };
+                set.get::<tcp::Socket>(t.handle)
+                    .remote_endpoint()
+                    .map(SocketAddr::from)
+                    == Some(src)
+            }
+            FlowKind::Udp(_) => false,
+        });
+        if !bound {
+            self.drop_packet(DropReason::Malformed);
+            self.remove_flow(id);
+        }
+    }
+
+    /// Feed one segment of a known flow to smoltcp.
+    fn tcp_ingest(&mut self, id: FlowId, packet: &[u8], p: &Parsed) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let FlowKind::Tcp(t) = &f.kind else { return };
+        f.last_active = self.now;
+        let parked = t.parked;
+        if p.has_ipv6_extensions() {
+            packet::strip_ipv6_extensions(&mut self.scratch, packet, p);
+            self.device.set_rx(&self.scratch);
+        } else {
+            self.device.set_rx(&packet[..p.end]);
+        }
+        let now = self.smol_now();
+        let set = if parked {
+            &mut self.parked
+        } else {
+            &mut self.sockets
+        };
+        self.iface.poll_ingress_single(now, &mut self.device, set);
+        self.device.clear_rx();
+        self.dirty.push(id);
+        self.needs_egress = true;
+    }
+
+    /// Move a parked socket into the polled set and release its SYN-ACK.
+    fn unpark(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let FlowKind::Tcp(t) = &mut f.kind else {
+            return;
+        };
+        if !t.parked {
+            return;
+        }
+        let sock = self.parked.remove(t.handle);
+        t.handle = self.sockets.add(sock);
+        t.parked = false;
+        self.sockets
+            .get_mut::<tcp::Socket>(t.handle)
+            .pause_synack(false);
+        self.needs_egress = true;
+        self.dirty.push(id);
+    }
+
+    /// The app answer arrived (or `app_wait` passed) for a flow holding its SYN-ACK.
+    pub(crate) fn tcp_after_app(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get(&id) else { return };
+        let FlowKind::Tcp(t) = &f.kind else { return };
+        if t.phase != Phase::AwaitApp {
+            return;
+        }
+        let (app, dst) = (f.app.clone(), f.dst);
+        let mode = self.tcp_mode(dst);
+        let (decision, event) = self.evaluate(id, app.as_deref(), None, dst, Protocol::Tcp, None);
+        if decision.is_block() || mode == Phase::Connecting {
+            self.record(event, &decision);
+        }
+        if decision.is_block() {
+            return self.tcp_abort(id);
+        }
+        let now = self.now;
+        let deadline = match mode {
+            Phase::Inspecting => Some(now + self.config.inspect_timeout),
+            Phase::Connecting => Some(now + self.config.connect_timeout),
+            _ => None,
+        };
+        if let Some(f) = self.flows.get_mut(&id) {
+            if let FlowKind::Tcp(t) = &mut f.kind {
+                t.phase = mode;
+                t.deadline = deadline;
+            }
+            if mode == Phase::Connecting {
+                f.upstream_open = true;
+                self.commands.push_back(Command::Connect { flow: id, dst });
+            }
+        }
+        if mode != Phase::Connecting {
+            self.unpark(id);
+        }
+        self.schedule(id);
+    }
+
+    pub(crate) fn tcp_connected(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let FlowKind::Tcp(t) = &mut f.kind else {
+            return;
+        };
+        if t.phase != Phase::Connecting {
+            return;
+        }
+        t.phase = Phase::Relaying;
+        t.deadline = None;
+        f.last_active = self.now;
+        self.unpark(id);
+        self.dirty.push(id);
+        self.needs_egress = true;
+    }
+
+    pub(crate) fn tcp_upstream_reset(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        if !matches!(f.kind, FlowKind::Tcp(_)) {
+            return;
+        }
+        // The driver already dropped its socket.
+        f.upstream_open = false;
+        self.tcp_abort(id);
+    }
+
+    pub(crate) fn tcp_upstream_closed(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let FlowKind::Tcp(t) = &mut f.kind else {
+            return;
+        };
+        if t.phase != Phase::Relaying {
+            f.upstream_open = false;
+            return self.tcp_abort(id);
+        }
+        // FIN to the app after the bytes already queued.
+        self.sockets.get_mut::<tcp::Socket>(t.handle).close();
+        self.dirty.push(id);
+        self.needs_egress = true;
+    }
+
+    pub(crate) fn tcp_deadline(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let FlowKind::Tcp(t) = &mut f.kind else {
+            return;
+        };
+        t.deadline = None;
+        match t.phase {
+            Phase::AwaitApp => {
+                f.app_pending = false;
+                self.tcp_after_app(id);
+            }
+            // No name in time: decide by address.
+            Phase::Inspecting => self.tcp_inspection_done(id, None),
+            Phase::Connecting => {
+                self.stats.flows_timed_out += 1;
+                self.tcp_abort(id);
+            }
+            Phase::Relaying | Phase::Dns => {}
+        }
+    }
+
+    /// Reset the app's side now and forget the flow (blocked after inspection, upstream reset,
+    /// timeout, eviction). The RST leaves immediately; the socket does not linger.
+    pub(crate) fn tcp_abort(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get(&id) else { return };
+        let FlowKind::Tcp(t) = &f.kind else { return };
+        if t.parked {
+            // SYN-RECEIVED with the SYN-ACK never sent: the RST acknowledges the app's SYN.
+            let (src, dst, isn) = (f.src, f.dst, t.app_isn);
+            self.stats.rst_sent += 1;
+            self.emit_packet(|b| {
+                packet::write_rst(b, dst, src, 0, isn.wrapping_add(1), TCP_RST | TCP_ACK)
+            });
+        } else {
+            // Let smoltcp write the RST with its own sequence numbers, polling only this socket.
+            let handle = t.handle;
+            let sock = self.sockets.remove(handle);
+            let mut single = SocketSet::new(Vec::with_capacity(1));
+            let h = single.add(sock);
+            single.get_mut::<tcp::Socket>(h).abort();
+            let now = self.smol_now();
+            self.iface.poll_egress(now, &mut self.device, &mut single);
+            let sock = single.remove(h);
+            // Put it back so remove_flow finds it under the same handle.
+            let back = self.sockets.add(sock);
+            if let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) {
+                t.handle = back;
+            }
+            self.stats.rst_sent += 1;
+        }
+        self.remove_flow(id);
+    }
+
+    /// The inspection finished with `name` (or none): decide, then connect or reset.
+    fn tcp_inspection_done(&mut self, id: FlowId, name: Option<(String, NameSource)>) {
+        let Some(f) = self.flows.get(&id) else { return };
+        let (app, dst) = (f.app.clone(), f.dst);
+        let (decision, event) = self.evaluate(
+            id,
+            app.as_deref(),
+            name.as_ref().map(|(n, s)| (n.as_str(), *s)),
+            dst,
+            Protocol::Tcp,
+            None,
+        );
+        self.record(event, &decision);
+        if decision.is_block() {
+            return self.tcp_abort(id);
+        }
+        let connect_deadline = self.now + self.config.connect_timeout;
+        if let Some(f) = self.flows.get_mut(&id) {
+            if let FlowKind::Tcp(t) = &mut f.kind {
+                t.phase = Phase::Connecting;
+                t.deadline = Some(connect_deadline);
+            }
+            f.upstream_open = true;
+        }
+        self.commands.push_back(Command::Connect { flow: id, dst });
+        self.schedule(id);
+    }
+
+    /// Look at a flow after smoltcp or the driver touched it.
+    pub(crate) fn service_tcp(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let FlowKind::Tcp(t) = &mut f.kind else {
+            return;
+        };
+        let sock = if t.parked {
+            self.parked.get_mut::<tcp::Socket>(t.handle)
+        } else {
+            self.sockets.get_mut::<tcp::Socket>(t.handle)
+        };
+        let state = sock.state();
+        // The app reset (back to LISTEN from SYN-RECEIVED, or CLOSED).
+        if matches!(state, tcp::State::Listen | tcp::State::Closed) {
+            self.remove_flow(id);
+            return;
+        }
+        match t.phase {
+            Phase::AwaitApp | Phase::Connecting => {}
+            Phase::Inspecting => {
+                let cap = self.config.inspect_max_bytes;
+                let before = t.inspect.capacity();
+                while t.inspect.len() < cap && sock.recv_queue() > 0 {
+                    let room = cap - t.inspect.len();
+                    let inspect = &mut t.inspect;
+                    let got = sock.recv(|buf| {
+                        let n = buf.len().min(room);
+                        inspect.extend_from_slice(&buf[..n]);
+                        (n, n)
+                    });
+                    if !matches!(got, Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+                self.inspect_bytes = self.inspect_bytes + t.inspect.capacity() - before;
+                let app_done = fin_received(state);
+                if t.inspect.is_empty() && !app_done {
+                    return;
+                }
+                let over =
+                    t.inspect.len() >= cap || self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                let found = sniff(&t.inspect);
+                match found {
+                    Sniff::NeedMore if !app_done && !over => {}
+                    Sniff::Done(Some(name)) => self.tcp_inspection_done(id, Some(name)),
+                    _ => self.tcp_inspection_done(id, None),
+                }
+            }
+            Phase::Relaying => {
+                let replay_left = t.replay_pos < t.inspect.len();
+                let queued = sock.recv_queue() > 0;
+                if matches!(state, tcp::State::TimeWait) && !queued && !replay_left {
+                    self.remove_flow(id);
+                    return;
+                }
+                if (queued || replay_left) && !t.data_notified {
+                    t.data_notified = true;
+                    self.commands.push_back(Command::AppDataReady { flow: id });
+                } else if !queued && !replay_left && !t.shutdown_sent && fin_received(state) {
+                    t.shutdown_sent = true;
+                    self.commands.push_back(Command::Shutdown { flow: id });
+                }
+            }
+            Phase::Dns => self.tcp_dns_service(id),
+        }
+    }
+
+    /// DNS over TCP: read length-prefixed queries and answer each (locally or via upstream).
+    fn tcp_dns_service(&mut self, id: FlowId) {
+        let mut queries: Vec<Vec<u8>> = Vec::new();
+        let (src, dst, finished) = {
+            let Some(f) = self.flows.get_mut(&id) else {
+                return;
+            };
+            let FlowKind::Tcp(t) = &mut f.kind else {
+                return;
+            };
+            let sock = self.sockets.get_mut::<tcp::Socket>(t.handle);
+            let before = t.inspect.capacity();
+            while sock.recv_queue() > 0 && t.inspect.len() < MAX_TCP_DNS_QUERY + 2 {
+                let room = MAX_TCP_DNS_QUERY + 2 - t.inspect.len();
+                let inspect = &mut t.inspect;
+                let _ = sock.recv(|buf| {
+                    let n = buf.len().min(room);
+                    inspect.extend_from_slice(&buf[..n]);
+                    (n, ())
+                });
+            }
+            loop {
+                if t.inspect.len() < 2 {
+                    break;
+                }
+                let len = usize::from(u16::from_be_bytes([t.inspect[0], t.inspect[1]]));
+                if t.inspect.len() < 2 + len {
+                    break;
+                }
+                queries.push(t.inspect[2..2 + len].to_vec());
+                t.inspect.drain(..2 + len);
+            }
+            self.inspect_bytes = self.inspect_bytes + t.inspect.capacity() - before;
+            f.bytes_from_app += queries.iter().map(|q| q.len() as u64 + 2).sum::<u64>();
+            let stuck = t.inspect.len() >= MAX_TCP_DNS_QUERY + 2;
+            if fin_received(sock.state()) || stuck {
+                // The app is done asking (or sent garbage): finish after the answers.
+                sock.close();
+            }
+            (
+                f.src,
+                f.dst,
+                matches!(sock.state(), tcp::State::TimeWait | tcp::State::Closed),
+            )
+        };
+        for q in queries {
+            self.dns_query(src, dst, &q, Some(id));
+        }
+        if finished {
+            self.remove_flow(id);
+        }
+    }
+
+    /// Write one DNS answer (length-prefixed) to a DNS-over-TCP flow.
+    pub(crate) fn tcp_dns_reply(&mut self, id: FlowId, answer: &[u8]) {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let FlowKind::Tcp(t) = &f.kind else { return };
+        if t.parked {
+            return;
+        }
+        let sock = self.sockets.get_mut::<tcp::Socket>(t.handle);
+        let Ok(len) = u16::try_from(answer.len()) else {
+            return;
+        };
+        if sock.send_capacity() - sock.send_queue() < answer.len() + 2 {
+            return; // no room: the app will time out and retry, as after a lost answer
+        }
+        let _ = sock.send_slice(&len.to_be_bytes());
+        let _ = sock.send_slice(answer);
+        f.bytes_to_app += answer.len() as u64 + 2;
+        self.needs_egress = true;
+        self.dirty.push(id);
+    }
+
+    fn relaying_socket(
+        flows: &mut HashMap<FlowId, Flow>,
+        flow: FlowId,
+    ) -> Option<(&mut Flow, SocketHandle)> {
+        let f = flows.get_mut(&flow)?;
+        let FlowKind::Tcp(t) = &f.kind else {
+            return None;
+        };
+        if t.phase != Phase::Relaying || t.parked {
+            return None;
+        }
+        let h = t.handle;
+        Some((f, h))
+    }
+
+    /// How many bytes from the server the engine can take for `flow` right now (what the driver
+    /// should read from the host socket at most). 0 for unknown flows.
+    pub fn upstream_window(&self, flow: FlowId) -> usize {
+        let Some(f) = self.flows.get(&flow) else {
+            return 0;
+        };
+        let FlowKind::Tcp(t) = &f.kind else { return 0 };
+        if t.phase != Phase::Relaying || t.parked {
+            return 0;
+        }
+        let sock = self.sockets.get::<tcp::Socket>(t.handle);
+        if !sock.may_send() {
+            return 0;
+        }
+        sock.send_capacity() - sock.send_queue()
+    }
+
+    /// Bytes the server sent on `flow`; returns how many were taken (at most
+    /// [`Engine::upstream_window`]). Prefer [`Engine::recv_upstream_with`], which lets the driver
+    /// read straight into the stack's buffer.
+    pub fn write_upstream_data(&mut self, now: Instant, flow: FlowId, data: &[u8]) -> usize {
+        self.recv_upstream_with(now, flow, |buf| {
+            let n = buf.len().min(data.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            Ok::<usize, ()>(n)
+        })
+        .and_then(Result::ok)
+        .unwrap_or(0)
+    }
+
+    /// Zero-copy variant of [`Engine::write_upstream_data`]: `read` is called with the free
+    /// part of the flow's send buffer (e.g. `|buf| socket.read(buf)`) and returns how many bytes
+    /// it filled. Returns `read`'s result, or `None` when the flow is unknown or has no room
+    /// (then `read` is not called). Call again while it returns `Some(Ok(n))` with `n > 0`: the
+    /// free space may wrap around the ring.
+    pub fn recv_upstream_with<F, E>(
+        &mut self,
+        now: Instant,
+        flow: FlowId,
+        read: F,
+    ) -> Option<Result<usize, E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        if now > self.now {
+            self.now = now;
+        }
+        let t_now = self.now;
+        let (f, h) = Self::relaying_socket(&mut self.flows, flow)?;
+        let sock = self.sockets.get_mut::<tcp::Socket>(h);
+        if !sock.may_send() || sock.send_capacity() == sock.send_queue() {
+            return None;
+        }
+        let r = sock
+            .send(|buf| {
+                let r = read(buf);
+                let n = match &r {
+                    Ok(n) => (*n).min(buf.len()),
+                    Err(_) => 0,
+                };
+                (n, r.map(|m| m.min(buf.len())))
+            })
+            .ok()?;
+        if let Ok(n) = &r {
+            f.bytes_to_app += *n as u64;
+            f.last_active = t_now;
+        }
+        self.needs_egress = true;
+        Some(r)
+    }
+
+    /// Bytes the app sent on `flow`, for the upstream socket: `write` is called with the next
+    /// contiguous bytes (e.g. `|buf| socket.write(buf)`) and returns how many it took; the rest
+    /// stays in the engine (and its window closes: backpressure to the app). Returns `write`'s
+    /// result, or `None` when nothing is waiting. Call until it returns `None`, `Some(Ok(0))` or
+    /// an error. The inspected first bytes come first.
+    pub fn read_app_data<F, E>(
+        &mut self,
+        now: Instant,
+        flow: FlowId,
+        write: F,
+    ) -> Option<Result<usize, E>>
+    where
+        F: FnOnce(&[u8]) -> Result<usize, E>,
+    {
+        if now > self.now {
+            self.now = now;
+        }
+        let t_now = self.now;
+        let (f, h) = Self::relaying_socket(&mut self.flows, flow)?;
+        f.last_active = t_now;
+        let FlowKind::Tcp(t) = &mut f.kind else {
+            return None;
+        };
+        if t.replay_pos < t.inspect.len() {
+            let rest = &t.inspect[t.replay_pos..];
+            let r = write(rest);
+            if let Ok(n) = &r {
+                let n = (*n).min(rest.len());
+                t.replay_pos += n;
+                f.bytes_from_app += n as u64;
+                if t.replay_pos >= t.inspect.len() {
+                    self.inspect_bytes -= t.inspect.capacity();
+                    t.inspect = Vec::new();
+                    t.replay_pos = 0;
+                }
+            }
+            return Some(r);
+        }
+        let sock = self.sockets.get_mut::<tcp::Socket>(h);
+        if sock.recv_queue() == 0 {
+            t.data_notified = false;
+            self.dirty.push(flow);
+            return None;
+        }
+        let r = sock
+            .recv(|buf| {
+                let r = write(buf);
+                let n = match &r {
+                    Ok(n) => (*n).min(buf.len()),
+                    Err(_) => 0,
+                };
+                (n, r.map(|m| m.min(buf.len())))
+            })
+            .ok()?;
+        if let Ok(n) = &r {
+            f.bytes_from_app += *n as u64;
+        }
+        // The window opened: tell the app soon.
+        self.needs_egress = true;
+        self.dirty.push(flow);
+        Some(r)
+    }
+}
+
+/// Whether the app sent its FIN (the receive half is finished).
+fn fin_received(state: tcp::State) -> bool {
+    matches!(
+        state,
+        tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+    )
+}
+
+/// Run the inspectors on the first bytes of a flow.
+fn sniff(buf: &[u8]) -> Sniff<Option<(String, NameSource)>> {
+    match buf.first() {
+        None => Sniff::NeedMore,
+        // A TLS handshake record.
+        Some(0x16) => tls::client_hello_sni(buf).map(|n| n.map(|n| (n, NameSource::TlsSni))),
+        Some(_) => http::request(buf).map(|r| r.host.map(|h| (h, NameSource::HttpHost))),
+    }
+}

@@ -1,0 +1,278 @@
+//! DNS and UDP through the engine, no IO, fake clock.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::*;
+use embargo_engine::{Command, Event, FlowId, UpstreamEvent};
+use embargo_policy::NameSource;
+use smoltcp::wire::TcpControl;
+
+fn upstream_query(cmds: &[Command]) -> (SocketAddr, Vec<u8>) {
+    match cmds {
+        [Command::SendDatagram { flow, dst, data }] => {
+            assert_eq!(*flow, FlowId::DNS);
+            (*dst, data.clone())
+        }
+        other => panic!("expected one forwarded query, got {other:?}"),
+    }
+}
+
+#[test]
+fn blocked_dns_is_answered_locally_v4_and_v6() {
+    let mut h = Harness::new();
+    for (app, resolver, qtype) in [
+        ("10.0.0.2:5353", "8.8.8.8:53", 1u16),
+        ("[fd00::2]:5353", "[2001:4860:4860::8888]:53", 28),
+        ("10.0.0.2:5354", "192.0.2.53:53", 65),
+    ] {
+        let (app, resolver): (SocketAddr, SocketAddr) =
+            (app.parse().unwrap(), resolver.parse().unwrap());
+        h.send(&udp(
+            app,
+            resolver,
+            &dns_query(0xabcd, "ads.blocked.example", qtype),
+        ));
+        assert!(h.commands().is_empty(), "nothing leaves for a blocked name");
+        let out = h.out();
+        let Out::Udp(d) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!((d.src, d.dst), (resolver, app));
+        let msg = hickory_proto::op::Message::from_vec(&d.payload).unwrap();
+        assert_eq!(msg.metadata.id, 0xabcd);
+        match qtype {
+            1 => assert_eq!(
+                msg.answers[0].data.ip_addr(),
+                Some(IpAddr::from([0, 0, 0, 0]))
+            ),
+            28 => assert_eq!(msg.answers[0].data.ip_addr(), Some("::".parse().unwrap())),
+            _ => assert!(msg.answers.is_empty(), "HTTPS/SVCB: no data"),
+        }
+    }
+    assert_eq!(h.engine.stats().dns_blocked, 3);
+}
+
+#[test]
+fn allowed_dns_is_forwarded_learned_and_cached() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:5353".parse().unwrap();
+    let resolver: SocketAddr = "8.8.8.8:53".parse().unwrap();
+    let query = dns_query(0x1111, "www.example.com", 1);
+    h.send(&udp(app, resolver, &query));
+    let (upstream, sent) = upstream_query(&h.commands());
+    assert_eq!(upstream, h.engine.config().dns_upstream_v4);
+    assert_eq!(&sent[2..], &query[2..]);
+    let addr: IpAddr = "198.51.100.10".parse().unwrap();
+    let answer = dns_answer(&sent, &[addr]);
+    // A spoofed answer from elsewhere is ignored.
+    h.upstream(UpstreamEvent::Datagram {
+        flow: FlowId::DNS,
+        from: "192.0.2.1:53".parse().unwrap(),
+        data: &answer,
+    });
+    assert!(h.out().is_empty());
+    h.upstream(UpstreamEvent::Datagram {
+        flow: FlowId::DNS,
+        from: upstream,
+        data: &answer,
+    });
+    let out = h.out();
+    let Out::Udp(d) = &out[0] else { panic!() };
+    assert_eq!((d.src, d.dst), (resolver, app));
+    assert_eq!(&d.payload[..2], &[0x11, 0x11], "the app's id is restored");
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::DnsAnswered { name, .. } if name == "www.example.com")));
+    // A later connection to the address is attributed to the name.
+    let c = AppConn::new("10.0.0.2:41000", "198.51.100.10:22");
+    h.send(&c.syn());
+    let events = h.events();
+    let d = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Decision(d) if d.port == 22 => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(d.name.as_deref(), Some("www.example.com"));
+    assert_eq!(d.name_source, NameSource::DnsAnswer);
+    assert_eq!(d.names_sharing_address, 1);
+    h.commands();
+    // Repeats are served from the cache.
+    h.send(&udp(
+        app,
+        resolver,
+        &dns_query(0x2222, "www.example.com", 1),
+    ));
+    assert!(h.commands().is_empty());
+    let out = h.out();
+    let Out::Udp(d) = &out[0] else { panic!() };
+    assert_eq!(&d.payload[..2], &[0x22, 0x22]);
+    assert_eq!(h.engine.stats().dns_cached, 1);
+}
+
+#[test]
+fn allowed_dns_over_ipv6_uses_the_v6_upstream() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "[fd00::2]:5353".parse().unwrap();
+    let resolver: SocketAddr = "[fd00::53]:53".parse().unwrap();
+    h.send(&udp(app, resolver, &dns_query(7, "v6.example.net", 28)));
+    let (upstream, sent) = upstream_query(&h.commands());
+    assert_eq!(Some(upstream), h.engine.config().dns_upstream_v6);
+    let answer = dns_answer(&sent, &["2001:db8::10".parse().unwrap()]);
+    h.upstream(UpstreamEvent::Datagram {
+        flow: FlowId::DNS,
+        from: upstream,
+        data: &answer,
+    });
+    let out = h.out();
+    let Out::Udp(d) = &out[0] else { panic!() };
+    assert_eq!(
+        (d.src, d.dst, &d.payload[..2]),
+        (resolver, app, &[0u8, 7][..])
+    );
+}
+
+#[test]
+fn dns_over_tcp_is_answered_by_the_engine() {
+    let mut h = Harness::new();
+    let mut app = AppConn::new("10.0.0.2:41001", "8.8.8.8:53");
+    h.send(&app.syn());
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    let q = dns_query(0x3333, "tcp.blocked.example", 1);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    h.send(&app.data(&framed));
+    assert!(h.commands().is_empty());
+    let segs = h.segs();
+    let data: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(
+        usize::from(u16::from_be_bytes([data[0], data[1]])),
+        data.len() - 2
+    );
+    let msg = hickory_proto::op::Message::from_vec(&data[2..]).unwrap();
+    assert_eq!(msg.metadata.id, 0x3333);
+    // Allowed over TCP: forwarded over the shared UDP upstream, answered into the stream.
+    h.send(&app.ack_all(&segs));
+    let q = dns_query(0x4444, "tcp.example.org", 1);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    h.send(&app.data(&framed));
+    let (upstream, sent) = upstream_query(&h.commands());
+    h.upstream(UpstreamEvent::Datagram {
+        flow: FlowId::DNS,
+        from: upstream,
+        data: &dns_answer(&sent, &["192.0.2.44".parse().unwrap()]),
+    });
+    let segs = h.segs();
+    let data: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(&data[2..4], &[0x44, 0x44]);
+    h.send(&app.ack_all(&segs));
+    h.send(&app.fin());
+    let segs = h.segs();
+    assert!(segs.iter().any(|s| s.fin));
+    h.send(&app.ack_all(&segs));
+    assert!(h.segs().is_empty());
+    assert_eq!(h.engine.stats().sockets, 0);
+    let _ = TcpControl::None;
+}
+
+#[test]
+fn udp_is_relayed_with_nat_and_expires() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+    let server: SocketAddr = "198.51.100.20:3478".parse().unwrap();
+    h.send(&udp(app, server, b"ping"));
+    let cmds = h.commands();
+    let [Command::SendDatagram { flow, dst, data }] = cmds.as_slice() else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!((*dst, data.as_slice()), (server, &b"ping"[..]));
+    let flow = *flow;
+    h.upstream(UpstreamEvent::Datagram {
+        flow,
+        from: server,
+        data: b"pong",
+    });
+    let out = h.out();
+    let Out::Udp(d) = &out[0] else { panic!() };
+    assert_eq!(
+        (d.src, d.dst, d.payload.as_slice()),
+        (server, app, &b"pong"[..])
+    );
+    h.send(&udp(app, server, b"again"));
+    assert_eq!(h.commands().len(), 1);
+    assert_eq!(h.engine.stats().udp_flows, 1);
+    h.advance(h.engine.config().udp_idle_timeout + Duration::from_secs(1));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    assert_eq!(h.engine.stats().udp_flows, 0);
+    assert_eq!(h.engine.poll_timeout(), None);
+}
+
+#[test]
+fn blocked_udp_gets_icmp_prohibited_v4_and_v6() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:6001".parse().unwrap();
+    let server: SocketAddr = format!("{BLOCKED_ADDR}:9999").parse().unwrap();
+    h.send(&udp(app, server, b"x"));
+    h.send(&udp(app, server, b"y"));
+    assert!(h.commands().is_empty());
+    let out = h.out();
+    assert_eq!(out.len(), 2);
+    assert!(
+        matches!(
+            out[0],
+            Out::Icmp {
+                kind: 3,
+                code: 13,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        h.events().len(),
+        1,
+        "one decision per flow, not per datagram"
+    );
+}
+
+#[test]
+fn quic_initial_without_readable_sni_is_decided_by_address_after_the_wait() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:6002".parse().unwrap();
+    let server: SocketAddr = "198.51.100.30:443".parse().unwrap();
+    h.send(&udp(app, server, b"\xc0not really quic"));
+    let cmds = h.commands();
+    // Not a QUIC Initial: decided at once by address and relayed.
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+}
+
+#[test]
+fn malformed_packets_are_counted_never_panic() {
+    let mut h = Harness::new();
+    let good = udp(
+        "10.0.0.2:6003".parse().unwrap(),
+        "198.51.100.20:1".parse().unwrap(),
+        b"abc",
+    );
+    for cut in 0..good.len() {
+        h.send(&good[..cut]);
+    }
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    h.send(&bad);
+    let s = h.engine.stats();
+    let total: u64 = s.dropped.iter().sum();
+    assert_eq!(total, good.len() as u64 + 1, "{s:?}");
+    assert_eq!(
+        s.dropped[embargo_engine::DropReason::BadChecksum as usize],
+        1
+    );
+}

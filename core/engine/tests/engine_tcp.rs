@@ -1,0 +1,315 @@
+//! TCP through the engine, no IO, fake clock: inspection, relay, closes, resets, timeouts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use embargo_engine::{Command, Event, FlowId, UpstreamEvent};
+use embargo_policy::NameSource;
+
+fn decisions(events: &[Event]) -> Vec<&embargo_engine::DecisionEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Decision(d) => Some(&**d),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Handshake to an inspected port; returns the app endpoint ready to send data.
+fn handshake(h: &mut Harness, dst: &str) -> AppConn {
+    let mut app = AppConn::new("10.0.0.2:40000", dst);
+    h.send(&app.syn());
+    let segs = h.segs();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    let ack = app.on_synack(&segs[0]);
+    h.send(&ack);
+    assert!(h.segs().is_empty());
+    app
+}
+
+fn connect_flow(h: &mut Harness) -> (FlowId, std::net::SocketAddr) {
+    let cmds = h.commands();
+    match cmds.as_slice() {
+        [Command::Connect { flow, dst }] => (*flow, *dst),
+        other => panic!("expected one Connect, got {other:?}"),
+    }
+}
+
+#[test]
+fn blocked_sni_gets_rst_and_zero_upstream_commands() {
+    let mut h = Harness::new();
+    let mut app = handshake(&mut h, "93.184.216.34:443");
+    let c = h.commands();
+    assert!(
+        c.is_empty(),
+        "nothing upstream during the local handshake: {c:?}"
+    );
+    h.send(&app.data(&client_hello(BLOCKED_NAME)));
+    let segs = h.segs();
+    assert!(segs.iter().any(|s| s.rst), "{segs:?}");
+    assert!(
+        h.commands().is_empty(),
+        "a blocked flow must never reach the driver"
+    );
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!(d.len(), 1);
+    assert!(d[0].decision.is_block());
+    assert_eq!(d[0].name.as_deref(), Some(BLOCKED_NAME));
+    assert_eq!(d[0].name_source, NameSource::TlsSni);
+    let stats = h.engine.stats();
+    assert_eq!((stats.tcp_flows, stats.sockets), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn allowed_sni_connects_then_replays_then_relays_both_ways() {
+    let mut h = Harness::new();
+    let mut app = handshake(&mut h, "93.184.216.34:443");
+    let hello = client_hello("allowed.example");
+    // The ClientHello split across two segments.
+    h.send(&app.data(&hello[..20]));
+    assert!(h.commands().is_empty());
+    h.send(&app.data(&hello[20..]));
+    let (flow, dst) = connect_flow(&mut h);
+    assert_eq!(dst, "93.184.216.34:443".parse().unwrap());
+    let events = h.events();
+    assert_eq!(
+        decisions(&events)[0].name.as_deref(),
+        Some("allowed.example")
+    );
+    // Nothing is replayed before the upstream connects.
+    assert!(h
+        .engine
+        .read_app_data(h.now, flow, |b: &[u8]| Ok::<_, ()>(b.len()))
+        .is_none());
+    h.upstream(UpstreamEvent::Connected { flow });
+    let cmds = h.commands();
+    assert_eq!(cmds, vec![Command::AppDataReady { flow }]);
+    assert_eq!(h.read_app(flow), hello);
+    // Server -> app.
+    assert!(h.engine.upstream_window(flow) > 0);
+    assert_eq!(
+        h.engine.write_upstream_data(h.now, flow, b"server hello"),
+        12
+    );
+    let segs = h.segs();
+    let data: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(data, b"server hello");
+    h.send(&app.ack_all(&segs));
+    // App -> server after the replay.
+    h.send(&app.data(b"GET / HTTP/1.1\r\n"));
+    assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
+    assert_eq!(h.read_app(flow), b"GET / HTTP/1.1\r\n");
+}
+
+#[test]
+fn http_host_is_inspected() {
+    let mut h = Harness::new();
+    let mut app = handshake(&mut h, "93.184.216.34:80");
+    h.send(&app.data(b"GET / HTTP/1.1\r\nHost: www.blocked.example\r\n\r\n"));
+    assert!(h.segs().iter().any(|s| s.rst));
+    assert!(h.commands().is_empty());
+    let events = h.events();
+    assert_eq!(decisions(&events)[0].name_source, NameSource::HttpHost);
+}
+
+#[test]
+fn syn_to_blocked_address_gets_rst_without_a_socket() {
+    let mut h = Harness::new();
+    let app = AppConn::new("10.0.0.2:40001", &format!("{BLOCKED_ADDR}:443"));
+    h.send(&app.syn());
+    let segs = h.segs();
+    assert_eq!(segs.len(), 1);
+    assert!(segs[0].rst && segs[0].ack == Some(app.seq + 1));
+    assert!(h.commands().is_empty());
+    let s = h.engine.stats();
+    assert_eq!((s.sockets, s.tcp_flows, s.flows_created), (0, 0, 0));
+}
+
+#[test]
+fn duplicate_syns_make_one_flow() {
+    let mut h = Harness::new();
+    // Connect-first port: the SYN-ACK waits for the upstream.
+    let mut app = AppConn::new("10.0.0.2:40002", "198.51.100.7:22");
+    h.send(&app.syn());
+    h.send(&app.syn());
+    h.send(&app.syn());
+    assert!(
+        h.segs().is_empty(),
+        "SYN-ACK is paused until the upstream connects"
+    );
+    let (flow, _) = connect_flow(&mut h);
+    let s = h.engine.stats();
+    assert_eq!((s.tcp_flows, s.sockets), (1, 1), "{s:?}");
+    h.upstream(UpstreamEvent::Connected { flow });
+    let segs = h.segs();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    h.send(&app.on_synack(&segs[0]));
+    // Inspected port: duplicates after the SYN-ACK are answered, not re-created.
+    let app2 = AppConn::new("10.0.0.2:40003", "198.51.100.7:443");
+    h.send(&app2.syn());
+    h.send(&app2.syn());
+    let s = h.engine.stats();
+    assert_eq!((s.tcp_flows, s.sockets), (2, 2), "{s:?}");
+    assert!(h.segs().iter().all(|s| s.syn));
+}
+
+#[test]
+fn refused_upstream_resets_the_app() {
+    let mut h = Harness::new();
+    let app = AppConn::new("10.0.0.2:40004", "198.51.100.7:25");
+    h.send(&app.syn());
+    let (flow, _) = connect_flow(&mut h);
+    h.upstream(UpstreamEvent::ConnectFailed { flow });
+    let segs = h.segs();
+    assert_eq!(segs.len(), 1);
+    assert!(segs[0].rst && segs[0].ack == Some(app.seq + 1), "{segs:?}");
+    assert_eq!(h.engine.stats().sockets, 0);
+}
+
+/// An established relayed flow on a connect-first port.
+fn relayed(h: &mut Harness, port: u16) -> (AppConn, FlowId) {
+    let mut app = AppConn::new("10.0.0.2:40010", &format!("198.51.100.7:{port}"));
+    h.send(&app.syn());
+    let (flow, _) = connect_flow(h);
+    h.upstream(UpstreamEvent::Connected { flow });
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    (app, flow)
+}
+
+#[test]
+fn app_closes_first() {
+    let mut h = Harness::new();
+    let (mut app, flow) = relayed(&mut h, 5000);
+    h.send(&app.data(b"bye"));
+    h.send(&app.fin());
+    assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
+    assert_eq!(h.read_app(flow), b"bye");
+    assert_eq!(h.commands(), vec![Command::Shutdown { flow }]);
+    h.upstream(UpstreamEvent::Closed { flow });
+    let segs = h.segs();
+    assert!(segs.iter().any(|s| s.fin), "{segs:?}");
+    h.send(&app.ack_all(&segs));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    assert_eq!(h.engine.stats().sockets, 0, "no TIME-WAIT left behind");
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::FlowClosed {
+            bytes_from_app: 3,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn server_closes_first() {
+    let mut h = Harness::new();
+    let (mut app, flow) = relayed(&mut h, 5001);
+    assert_eq!(h.engine.write_upstream_data(h.now, flow, b"data"), 4);
+    h.upstream(UpstreamEvent::Closed { flow });
+    let segs = h.segs();
+    let payload: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(payload, b"data");
+    assert!(segs.iter().any(|s| s.fin));
+    h.send(&app.ack_all(&segs));
+    h.send(&app.fin());
+    let segs = h.segs();
+    assert!(segs.iter().all(|s| !s.rst));
+    assert!(h.commands().contains(&Command::Close { flow }));
+    assert_eq!(h.engine.stats().sockets, 0, "no TIME-WAIT left behind");
+}
+
+#[test]
+fn app_reset_closes_upstream() {
+    let mut h = Harness::new();
+    let (app, flow) = relayed(&mut h, 5002);
+    h.send(&app.rst());
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    assert_eq!(h.engine.stats().sockets, 0);
+}
+
+#[test]
+fn upstream_reset_resets_the_app() {
+    let mut h = Harness::new();
+    let (_app, flow) = relayed(&mut h, 5003);
+    h.upstream(UpstreamEvent::Reset { flow });
+    let segs = h.segs();
+    assert!(segs.iter().any(|s| s.rst), "{segs:?}");
+    assert_eq!(h.engine.stats().sockets, 0);
+    // The driver already dropped its socket: no Close for it.
+    assert!(h.commands().is_empty());
+}
+
+#[test]
+fn inspection_times_out_to_an_address_decision() {
+    let mut h = Harness::new();
+    let _app = handshake(&mut h, "93.184.216.34:443");
+    let deadline = h.engine.poll_timeout().expect("inspection deadline");
+    assert!(deadline <= h.now + h.engine.config().inspect_timeout);
+    h.advance(h.engine.config().inspect_timeout);
+    let (flow, _) = connect_flow(&mut h);
+    assert!(flow.0 > 0);
+}
+
+#[test]
+fn connect_timeout_resets_and_idle_engine_sleeps() {
+    let mut h = Harness::new();
+    assert_eq!(h.engine.poll_timeout(), None, "no flows: no wake-ups");
+    let app = AppConn::new("10.0.0.2:40020", "198.51.100.7:5004");
+    h.send(&app.syn());
+    let (flow, _) = connect_flow(&mut h);
+    h.advance(h.engine.config().connect_timeout + Duration::from_millis(1));
+    let segs = h.segs();
+    assert!(segs.iter().any(|s| s.rst));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    assert_eq!(
+        h.engine.poll_timeout(),
+        None,
+        "all timers gone with the flow"
+    );
+}
+
+#[test]
+fn idle_relayed_flow_expires() {
+    let mut h = Harness::new();
+    let (_app, flow) = relayed(&mut h, 5005);
+    h.commands();
+    h.advance(h.engine.config().tcp_idle_timeout + Duration::from_secs(1));
+    assert!(h.commands().contains(&Command::Close { flow }));
+    assert_eq!(h.engine.stats().flows_timed_out, 1);
+}
+
+#[test]
+fn segment_without_flow_gets_rst() {
+    let mut h = Harness::new();
+    let app = AppConn::new("10.0.0.2:40030", "198.51.100.7:80");
+    let p = common::tcp(
+        app.src,
+        app.dst,
+        5,
+        Some(77),
+        smoltcp::wire::TcpControl::None,
+        b"x",
+    );
+    h.send(&p);
+    let segs = h.segs();
+    assert!(segs[0].rst && segs[0].seq == 77);
+}
+
+#[test]
+fn ipv6_flow_inspected_and_relayed() {
+    let mut h = Harness::new();
+    let mut app = AppConn::new("[fd00::2]:40000", "[2001:db8::80]:443");
+    h.send(&app.syn());
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    h.send(&app.data(&client_hello("v6.example")));
+    let (flow, _) = connect_flow(&mut h);
+    h.upstream(UpstreamEvent::Connected { flow });
+    h.commands();
+    assert_eq!(h.read_app(flow), client_hello("v6.example"));
+}

@@ -206,7 +206,7 @@ impl EventLoop {
 
     /// How long to sleep: not at all when work is left over, else until the engine's deadline
     /// (forever when it has none: an idle tunnel costs no wake-ups).
-    fn sleep_for(&self) -> Option<Duration> {
+    fn sleep_for(&mut self) -> Option<Duration> {
         if self.tun_again || !self.again.is_empty() {
             return Some(Duration::ZERO);
         }

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use embargo_driver::{DriverConfig, FwmarkProtect, HookError, Hooks, Tunnel};
-use embargo_engine::{Decide, Engine, EngineConfig, Event};
+use embargo_engine::{Decide, DecisionEvent, Engine, EngineConfig, Event, FlowId};
 use embargo_policy::parse::{parse_bytes, Format};
 use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query, RuleSetBuilder};
 
@@ -72,6 +72,87 @@ pub struct RunArgs {
 struct LinuxHooks {
     mark: FwmarkProtect,
     apps: Option<AppResolver>,
+    /// `Recorder::record` (the type is not re-exported by embargo-history yet).
+    history: Option<Box<dyn Fn(embargo_history::Event) + Send + Sync>>,
+    clock: WallClock,
+}
+
+/// Converts the engine's monotonic instants into wall-clock milliseconds for the history.
+#[derive(Clone, Copy)]
+struct WallClock {
+    instant: Instant,
+    unix_ms: i64,
+}
+
+impl WallClock {
+    fn now() -> WallClock {
+        WallClock {
+            instant: Instant::now(),
+            unix_ms: embargo_history::now_ms(),
+        }
+    }
+
+    fn ms(&self, at: Instant) -> i64 {
+        match at.checked_duration_since(self.instant) {
+            Some(d) => self.unix_ms + d.as_millis() as i64,
+            None => self.unix_ms - self.instant.duration_since(at).as_millis() as i64,
+        }
+    }
+}
+
+/// One engine decision as a history row.
+fn history_event(d: &DecisionEvent, clock: &WallClock) -> embargo_history::Event {
+    use embargo_history as h;
+    use embargo_policy::{AttributionSource, Certainty, Reason};
+    let protocol = if d.flow == FlowId::DNS || d.dns_type.is_some() {
+        h::Protocol::Dns
+    } else {
+        match d.protocol {
+            Protocol::Tcp => h::Protocol::Tcp,
+            Protocol::Udp => h::Protocol::Udp,
+            Protocol::Icmp => h::Protocol::Icmp,
+        }
+    };
+    let decision = if d.decision.is_block() {
+        h::Decision::Block
+    } else {
+        h::Decision::Allow
+    };
+    let mut e = h::Event::new(clock.ms(d.time), protocol, decision);
+    e.app = d.app.clone();
+    e.name = d.name.clone();
+    e.addr = (protocol != h::Protocol::Dns).then_some(d.addr);
+    e.port = d.port;
+    let rule = match &d.decision.reason {
+        Reason::NameRule { rule, .. }
+        | Reason::AddressRule { rule }
+        | Reason::OwnerRule { rule }
+        | Reason::CountryRule { rule } => Some(rule),
+        _ => None,
+    };
+    if let Some(rule) = rule {
+        e.rule = Some(rule.rule.clone());
+        e.list = Some(rule.list.clone());
+        e.line = Some(rule.line);
+    }
+    let source = |s: &AttributionSource| match s {
+        AttributionSource::List { list } => list.clone(),
+        AttributionSource::Database { database } => database.clone(),
+    };
+    if let Some(owner) = &d.decision.owner {
+        e.owner = Some(owner.value.clone());
+        e.owner_source = Some(source(&owner.source));
+    }
+    if let Some(country) = &d.decision.country {
+        e.country = Some(country.value.clone());
+        e.country_source = Some(source(&country.source));
+    }
+    e.certainty = match d.decision.certainty {
+        Certainty::Unknown => h::Certainty::Unknown,
+        Certainty::Inferred => h::Certainty::Inferred,
+        Certainty::Certain => h::Certainty::Certain,
+    };
+    e
 }
 
 impl Hooks for LinuxHooks {
@@ -93,6 +174,10 @@ impl Hooks for LinuxHooks {
                     d.port,
                     d.app
                 );
+            }
+            if let Some(history) = &self.history {
+                // A queue push: never blocks; a full queue is counted by the history.
+                history(history_event(d, &self.clock));
             }
         }
     }
@@ -212,9 +297,25 @@ fn run_with(
         _ => Some(AppResolver::current()),
     };
     config.resolve_apps = apps.is_some();
+    let history_path = args.state_dir.join("history.db");
+    let history = match embargo_history::History::open(embargo_history::Config::new(&history_path))
+    {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("embargo: history off: {}: {e}", history_path.display());
+            None
+        }
+    };
     let hooks = Arc::new(LinuxHooks {
         mark: FwmarkProtect(fwmark),
         apps,
+        history: history.as_ref().map(|h| {
+            let recorder = h.recorder();
+            Box::new(move |e| {
+                recorder.record(e);
+            }) as Box<dyn Fn(embargo_history::Event) + Send + Sync>
+        }),
+        clock: WallClock::now(),
     });
     let engine = Engine::new(config, policy, Instant::now());
     let (handle, thread) =
@@ -264,6 +365,11 @@ fn run_with(
         stats.driver.connect_failures,
         stats.engine.flows_blocked
     );
+    if let Some(history) = &history {
+        if let Err(e) = history.recorder().flush() {
+            eprintln!("embargo: history flush: {e}");
+        }
+    }
     outcome.context("driver loop")?;
     Ok(ExitCode::SUCCESS)
 }

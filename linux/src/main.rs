@@ -1,7 +1,11 @@
 //! `embargo`: the Linux shell of Embargo (see README.md for every command).
 
 mod commands;
+// The control socket server and its run-time handler are used by `embargo run`.
+#[allow(dead_code)]
 mod control;
+#[allow(dead_code)]
+mod runtime;
 mod state;
 mod netns;
 mod routes;

@@ -7,7 +7,7 @@
 //!   pauses.json                apps whose blocking is paused, and until when
 //!   lists.json                 the rule lists added with `embargo lists add`
 //!   lists/NAME                 downloaded copies of URL lists
-//!   history.sqlite             the history (embargo_history)
+//!   history.db                 the history (embargo_history)
 //!   control.sock               a running instance's control socket (mode 0600)
 //! ```
 //!
@@ -123,7 +123,7 @@ impl StateDir {
 
     /// The history database.
     pub fn history_db(&self) -> PathBuf {
-        self.root.join("history.sqlite")
+        self.root.join("history.db")
     }
 
     pub fn apps_file(&self) -> PathBuf {

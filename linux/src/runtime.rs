@@ -1,0 +1,297 @@
+//! The management side of a running `embargo run`, ready to plug in: builds the policy from
+//! the state directory (lists added with `embargo lists add`, per-app settings and pauses),
+//! swaps it in atomically on every control-socket reload, and answers status and apps-seen.
+//!
+//! `embargo run` wires it in a few lines:
+//!
+//! ```ignore
+//! let state = StateDir::new(&args.state_dir);
+//! let base = Arc::new(with_ip_databases(&Policy::builtin() /* or --rules */, &args.asn_db)?);
+//! let handle = Arc::new(PolicyHandle::new(base.clone()));
+//! let control = Arc::new(RunControl::new(state.clone(), handle.clone(), base, "netns phone"));
+//! control.reload()?;                                  // apps.json, pauses.json, lists.json
+//! control::Server::bind(&state)?.spawn(control.clone())?;
+//! // in Hooks::on_event, per decision:  control.live().record(d.app.as_deref(), blocked)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use embargo_policy::parse::{parse_bytes, Format};
+use embargo_policy::{IpDb, Policy, PolicyHandle, RuleSetBuilder};
+
+use crate::control::{AppSeen, Handler, Live, ReloadReport, Status};
+use crate::state::{now_ms, StateDir};
+
+/// A source of extra counters for `embargo status` (driver and engine statistics).
+pub type Counters = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
+
+/// The control-socket handler of a running instance.
+pub struct RunControl {
+    state: StateDir,
+    handle: Arc<PolicyHandle>,
+    /// Rules from the command line (or the built-in default) and the IP databases: what every
+    /// rebuilt policy starts from.
+    base: Arc<Policy>,
+    live: Arc<Live>,
+    mode: String,
+    counters: Mutex<Option<Counters>>,
+}
+
+impl RunControl {
+    /// `mode` says what is protected (`netns phone`, `tun tun0`), for `embargo status`.
+    pub fn new(
+        state: StateDir,
+        handle: Arc<PolicyHandle>,
+        base: Arc<Policy>,
+        mode: impl Into<String>,
+    ) -> Self {
+        RunControl {
+            state,
+            handle,
+            base,
+            live: Arc::new(Live::default()),
+            mode: mode.into(),
+            counters: Mutex::new(None),
+        }
+    }
+
+    /// Where decisions are counted for `status` and `apps`.
+    pub fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live)
+    }
+
+    /// Adds extra counters to `embargo status` (e.g. from `DriverHandle::stats`).
+    pub fn set_counters(&self, counters: Counters) {
+        if let Ok(mut c) = self.counters.lock() {
+            *c = Some(counters);
+        }
+    }
+
+    /// The policy the state directory asks for now: base rules plus every list of
+    /// `lists.json`, with the effective per-app settings. A list that fails to load is left
+    /// out and named in the report; the rest still apply.
+    pub fn build_policy(&self) -> Result<(Policy, ReloadReport)> {
+        let mut report = ReloadReport::default();
+        let mut sets = self.base.rules().to_vec();
+        for entry in self.state.load_lists()?.lists {
+            let path = self.state.list_path(&entry);
+            let loaded = (|| -> Result<_> {
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+                let format = match &entry.format {
+                    Some(f) => Format::from_name(f),
+                    None => Format::detect(&entry.name, &bytes[..bytes.len().min(16 * 1024)]),
+                }
+                .with_context(|| format!("{}: unknown format", entry.name))?;
+                let mut builder = RuleSetBuilder::new();
+                parse_bytes(format, &entry.name, &bytes, &mut |rule| builder.add(rule));
+                Ok(builder.build())
+            })();
+            match loaded {
+                Ok(set) => sets.push(Arc::new(set)),
+                Err(e) => report
+                    .notes
+                    .push(format!("list {} left out: {e:#}", entry.name)),
+            }
+        }
+        report.rules = sets
+            .iter()
+            .map(|s| s.name_count() + s.counts().iter().sum::<usize>() as u64)
+            .sum();
+        let apps = self.state.effective_app_rules(now_ms())?;
+        report.apps_with_settings = apps.apps.len() as u64;
+        let policy = Policy::new(sets, Arc::clone(self.base.ipdb()), apps);
+        Ok((policy, report))
+    }
+}
+
+impl Handler for RunControl {
+    fn status(&self) -> Status {
+        let (allowed, blocked) = self.live.totals();
+        let counters = self
+            .counters
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|f| f()))
+            .unwrap_or_default();
+        Status {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_ms: self.live.started_ms,
+            mode: self.mode.clone(),
+            state_dir: self.state.root().display().to_string(),
+            allowed,
+            blocked,
+            apps_seen: self.live.apps().len() as u64,
+            counters,
+        }
+    }
+
+    fn apps_seen(&self) -> Vec<AppSeen> {
+        self.live.apps()
+    }
+
+    fn reload(&self) -> std::result::Result<ReloadReport, String> {
+        let (policy, report) = self.build_policy().map_err(|e| format!("{e:#}"))?;
+        self.handle.store(Arc::new(policy));
+        Ok(report)
+    }
+}
+
+/// `base` with IP databases loaded from `files` (ip-location-db `start,end,asn,org` or
+/// `start,end,CC` CSVs, iptoasn TSV; plain or gzip) asked first, then base's own.
+pub fn with_ip_databases(base: &Policy, files: &[PathBuf]) -> Result<Policy> {
+    if files.is_empty() {
+        return Ok(base.clone_shallow());
+    }
+    let mut db = IpDb::new();
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| file.display().to_string());
+        let report = db.load_bytes(&name, None, &bytes);
+        if report.accepted == 0 {
+            let first = report
+                .errors
+                .first()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            anyhow::bail!("{}: no usable row ({first})", file.display());
+        }
+    }
+    db.extend_from(base.ipdb());
+    Ok(Policy::new(base.rules().to_vec(), db, base.apps().clone()))
+}
+
+/// A cheap copy of a policy (shares rule sets and databases).
+trait CloneShallow {
+    fn clone_shallow(&self) -> Policy;
+}
+
+impl CloneShallow for Policy {
+    fn clone_shallow(&self) -> Policy {
+        self.with_apps(self.apps().clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::Handler;
+    use crate::state::{ListCounts, ListEntry, ListSource, ListsConfig, Pause};
+    use embargo_policy::{Query, Verdict};
+
+    fn temp() -> (PathBuf, StateDir) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "embargo-runtime-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (dir.clone(), StateDir::new(dir.join("state")))
+    }
+
+    fn verdict(handle: &PolicyHandle, app: &str, name: &str) -> Verdict {
+        handle
+            .load()
+            .decide(&Query::name(name).with_app(app))
+            .verdict
+    }
+
+    #[test]
+    fn reload_applies_lists_and_app_settings_atomically() {
+        let (dir, state) = temp();
+        let list = dir.join("test.rules");
+        std::fs::write(&list, "tracker.test\n").unwrap();
+        state
+            .save_lists(&ListsConfig {
+                lists: vec![ListEntry {
+                    name: "test.rules".into(),
+                    source: ListSource::File(list),
+                    format: Some("embargo".into()),
+                    added_ms: 0,
+                    updated_ms: 0,
+                    counts: ListCounts::default(),
+                }],
+            })
+            .unwrap();
+        let base = Arc::new(Policy::new(vec![], IpDb::new(), Default::default()));
+        let handle = Arc::new(PolicyHandle::new(base.clone()));
+        let control = RunControl::new(state.clone(), handle.clone(), base, "test");
+        assert_eq!(
+            verdict(&handle, "/bin/a", "pixel.tracker.test"),
+            Verdict::Allow
+        );
+        let report = control.reload().unwrap();
+        assert!(report.rules >= 1, "{report:?}");
+        assert_eq!(
+            verdict(&handle, "/bin/a", "pixel.tracker.test"),
+            Verdict::Block
+        );
+
+        // blocking off for one app, paused for another
+        let mut rules = state.load_app_rules().unwrap();
+        rules.set_blocking("/bin/b", false);
+        state.save_app_rules(&rules).unwrap();
+        let mut pauses = BTreeMap::new();
+        pauses.insert(
+            "/bin/c".to_string(),
+            Pause {
+                until_ms: now_ms() + 60_000,
+            },
+        );
+        state.save_pauses(&pauses).unwrap();
+        control.reload().unwrap();
+        assert_eq!(
+            verdict(&handle, "/bin/a", "pixel.tracker.test"),
+            Verdict::Block
+        );
+        assert_eq!(
+            verdict(&handle, "/bin/b", "pixel.tracker.test"),
+            Verdict::Allow
+        );
+        assert_eq!(
+            verdict(&handle, "/bin/c", "pixel.tracker.test"),
+            Verdict::Allow
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn asn_database_fixture_makes_an_asn_rule_match() {
+        let (dir, _state) = temp();
+        let db = dir.join("asn.csv");
+        std::fs::write(
+            &db,
+            "10.231.66.0,10.231.66.255,45090,\"Shenzhen Tencent Computer Systems Company Limited\"\n",
+        )
+        .unwrap();
+        let mut builder = RuleSetBuilder::new();
+        parse_bytes(Format::Embargo, "t.rules", b"AS45090\n", &mut |r| {
+            builder.add(r)
+        });
+        let base = Policy::new(
+            vec![Arc::new(builder.build())],
+            IpDb::new(),
+            Default::default(),
+        );
+        let policy = with_ip_databases(&base, &[db]).unwrap();
+        let d = policy.decide(&Query::addr("10.231.66.1".parse().unwrap()));
+        assert_eq!(d.verdict, Verdict::Block, "{d:?}");
+        assert!(
+            policy
+                .decide(&Query::addr("10.231.67.1".parse().unwrap()))
+                .verdict
+                == Verdict::Allow
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -184,6 +184,13 @@ impl IpDb {
         loader.finish(self)
     }
 
+    /// Appends another database's tables after this one's (they answer only what this one does
+    /// not know). Copies the tables.
+    pub fn extend_from(&mut self, other: &IpDb) {
+        self.asn.extend(other.asn.iter().cloned());
+        self.country.extend(other.country.iter().cloned());
+    }
+
     /// Who announces this address, by the first ASN database that knows.
     #[inline]
     pub fn lookup_asn(&self, addr: IpAddr) -> Option<AsnInfo<'_>> {

@@ -808,7 +808,7 @@ impl RuleSetBuilder {
                         exact: matches!(n.pattern, NamePattern::Exact(_)),
                         dnstype: n.dnstype,
                         denyallow: n.denyallow.iter().map(|d| normalize(d)).collect(),
-                        text: n.source.rule.contains('#').then(|| n.source.rule.clone()),
+                        text: n.source.rule.contains('#').then(|| tidy(&n.source.rule)),
                     };
                     match n.pattern {
                         NamePattern::Exact(name) | NamePattern::Subtree(name) => {
@@ -935,6 +935,11 @@ impl BadKey {
     }
 }
 
+/// A rule's text for display: runs of whitespace (column padding in lists) become one space.
+fn tidy(rule: &str) -> String {
+    rule.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Lowercases and strips a trailing dot (contract: names arrive normalised; be lenient).
 fn normalize(name: &str) -> String {
     name.trim().trim_end_matches('.').to_ascii_lowercase()
@@ -974,7 +979,7 @@ impl Compiler {
             list: self.list(&source.list),
             line: source.line,
             allow: action == Action::Allow,
-            rule: source.rule.clone(),
+            rule: tidy(&source.rule),
         }
     }
 

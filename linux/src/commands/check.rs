@@ -1,14 +1,360 @@
 //! `embargo check`: one decision per name or address, with reason, owner and country.
+//!
+//! With no `--list` and no `--rules`, the built-in default decides. IP databases given with
+//! `--asn-db` / `--country-db` are asked first; the bundled ones answer what they do not know.
+//! Load reports go to stderr; decisions to stdout (aligned text, or one JSON object per line
+//! with `--json`).
 
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use embargo_policy::parse::{parse_list, Format};
+use embargo_policy::{
+    AppRules, Attribution, AttributionSource, Decision, IpDb, IpDbFormat, LoadReport, Policy,
+    Query, Reason, RuleSet, RuleSetBuilder, Verdict,
+};
+
+/// How many bytes of a list are read to guess its format.
+const DETECT_HEAD: usize = 8192;
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
+    /// A rule list to decide with (repeatable); its format is detected unless --format is given.
+    #[arg(long = "list", value_name = "FILE")]
+    pub lists: Vec<PathBuf>,
+    /// The syntax of every --list: hosts, hosts-subtree, domains, domains-subtree, adblock,
+    /// dnsmasq, unbound, wildcard, ddg-app, ddg-web, disconnect, embargo.
+    #[arg(long, value_name = "FMT")]
+    pub format: Option<String>,
+    /// An IP-to-ASN database (ip-location-db `start,end,asn,org` CSV or iptoasn TSV, optionally
+    /// .gz); repeatable, asked in order before the bundled one.
+    #[arg(long = "asn-db", value_name = "FILE")]
+    pub asn_dbs: Vec<PathBuf>,
+    /// An IP-to-country database (ip-location-db `start,end,CC` CSV, optionally .gz);
+    /// repeatable, asked in order before the bundled one.
+    #[arg(long = "country-db", value_name = "FILE")]
+    pub country_dbs: Vec<PathBuf>,
+    /// A compiled rule set written by `embargo lists compile` (repeatable; memory-mapped).
+    #[arg(long = "rules", value_name = "COMPILED")]
+    pub rules: Vec<PathBuf>,
+    /// Decide as this app (Android package, executable path, uid:N) would be decided.
+    #[arg(long, value_name = "ID")]
+    pub app: Option<String>,
+    /// One JSON object per target, one per line.
+    #[arg(long)]
+    pub json: bool,
     /// Names or addresses to check.
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
 }
 
-pub fn run(_args: CheckArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("embargo check: not built yet")
+pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    let format = parse_format(args.format.as_deref())?;
+    let mut load_errors = 0u64;
+
+    let mut rule_sets: Vec<Arc<RuleSet>> = Vec::new();
+    for path in &args.rules {
+        rule_sets.push(Arc::new(open_compiled(path)?));
+    }
+    if !args.lists.is_empty() {
+        let (set, reports) = compile_lists(&args.lists, format)?;
+        for report in &reports {
+            load_errors += report.error_count;
+            print_report(report);
+        }
+        rule_sets.push(Arc::new(set));
+    }
+    let builtin = Policy::builtin();
+    if rule_sets.is_empty() {
+        rule_sets = builtin.rules().to_vec();
+    }
+
+    let ipdb = if args.asn_dbs.is_empty() && args.country_dbs.is_empty() {
+        builtin.ipdb().clone()
+    } else {
+        let mut db = IpDb::new();
+        for (paths, kind) in [(&args.asn_dbs, "ASN"), (&args.country_dbs, "country")] {
+            for path in paths {
+                let report = load_ipdb(&mut db, path, kind)?;
+                load_errors += report.error_count;
+                print_report(&report);
+            }
+        }
+        db.extend_from(builtin.ipdb());
+        Arc::new(db)
+    };
+
+    let policy = Policy::new(rule_sets, ipdb, AppRules::default());
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut rows = Vec::with_capacity(args.targets.len());
+    for target in &args.targets {
+        let decision = decide(&policy, target, args.app.as_deref())?;
+        if args.json {
+            let line = serde_json::json!({
+                "target": target,
+                "verdict": decision.verdict,
+                "reason": decision.reason,
+                "owner": decision.owner,
+                "country": decision.country,
+                "certainty": decision.certainty,
+                "app": args.app,
+            });
+            writeln!(out, "{line}")?;
+        } else {
+            rows.push(text_row(target, &decision));
+        }
+    }
+    if !args.json {
+        write_table(&mut out, &rows)?;
+    }
+    out.flush()?;
+    if load_errors > 0 {
+        eprintln!("embargo check: {load_errors} error(s) while loading (listed above)");
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The decision for one target: an IP address, or a host name.
+fn decide(policy: &Policy, target: &str, app: Option<&str>) -> Result<Decision> {
+    let trimmed = target.trim();
+    let bare = trimmed.trim_start_matches('[').trim_end_matches(']');
+    let mut query = if let Ok(addr) = bare.parse::<IpAddr>() {
+        Query::addr(addr)
+    } else {
+        if trimmed.is_empty() || trimmed.len() > 253 || trimmed.contains(char::is_whitespace) {
+            bail!("{target:?}: not a host name or an IP address");
+        }
+        Query::name(trimmed)
+    };
+    if let Some(app) = app {
+        query = query.with_app(app);
+    }
+    Ok(policy.decide(&query))
+}
+
+pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>> {
+    match name {
+        None => Ok(None),
+        Some(n) => match Format::from_name(n) {
+            Some(f) => Ok(Some(f)),
+            None => bail!(
+                "--format {n}: unknown format; use one of hosts, hosts-subtree, domains, \
+                 domains-subtree, adblock, dnsmasq, unbound, wildcard, ddg-app, ddg-web, \
+                 disconnect, embargo"
+            ),
+        },
+    }
+}
+
+/// Parses every list into one rule set (streaming: memory stays bounded by the parser).
+pub(crate) fn compile_lists(
+    paths: &[PathBuf],
+    format: Option<Format>,
+) -> Result<(RuleSet, Vec<LoadReport>)> {
+    let mut builder = RuleSetBuilder::new();
+    let mut reports = Vec::with_capacity(paths.len());
+    for path in paths {
+        let format = match format {
+            Some(f) => f,
+            None => detect_format(path)?,
+        };
+        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let report = parse_list(
+            format,
+            &list_name(path),
+            BufReader::with_capacity(1 << 16, file),
+            &mut |rule| builder.add(rule),
+        );
+        reports.push(report);
+    }
+    let (set, build) = builder.build_with_report();
+    if build.badfiltered > 0 {
+        eprintln!("{} rule(s) disabled by $badfilter", build.badfiltered);
+    }
+    for (rule, why) in &build.rejected {
+        eprintln!("rule refused: {rule}: {why}");
+    }
+    Ok((set, reports))
+}
+
+fn detect_format(path: &Path) -> Result<Format> {
+    let mut head = Vec::with_capacity(DETECT_HEAD);
+    File::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .take(DETECT_HEAD as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    match Format::detect(&list_name(path), &head) {
+        Some(f) => Ok(f),
+        None => bail!(
+            "{}: cannot tell the list's format; pass --format (hosts, domains, adblock, ...)",
+            path.display()
+        ),
+    }
+}
+
+/// The name rules from this file are attributed to: its file name.
+pub(crate) fn list_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Memory-maps a compiled rule set and opens it in place.
+pub(crate) fn open_compiled(path: &Path) -> Result<RuleSet> {
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    // SAFETY: the map is read-only; Embargo writes compiled files to a temporary name and
+    // renames them into place, so a mapped file is never modified while in use. (A third party
+    // truncating it would raise SIGBUS; that is the documented cost of memory maps.)
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("{}: cannot map", path.display()))?;
+    RuleSet::from_backing(Arc::new(map)).with_context(|| format!("{}", path.display()))
+}
+
+fn load_ipdb(db: &mut IpDb, path: &Path, kind: &str) -> Result<LoadReport> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("{}: cannot read {kind} database", path.display()))?;
+    let name = list_name(path);
+    let format = match kind {
+        // Country files have three fields; iptoasn (tabs) is detected either way.
+        "country" => {
+            let tsv = bytes.iter().take(4096).any(|&b| b == b'\t');
+            (!tsv && !bytes.starts_with(&[0x1f, 0x8b])).then_some(IpDbFormat::CountryCsv)
+        }
+        _ => None,
+    };
+    let report = db.load_bytes(&name, format, &bytes);
+    if report.accepted == 0 {
+        bail!(
+            "{}: no usable {kind} ranges{}",
+            path.display(),
+            report
+                .errors
+                .first()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(report)
+}
+
+/// One load report on stderr: counts, then the first errors with file:line.
+pub(crate) fn print_report(report: &LoadReport) {
+    let mut line = format!("{}: {} accepted", report.list, report.accepted);
+    for (reason, n) in &report.skipped {
+        let reason = serde_json::to_value(reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{reason:?}"));
+        line.push_str(&format!(", {n} skipped ({reason})"));
+    }
+    if report.error_count > 0 {
+        line.push_str(&format!(", {} error(s)", report.error_count));
+    }
+    eprintln!("{line}");
+    for err in &report.errors {
+        eprintln!("  error: {err}");
+    }
+    if report.error_count > report.errors.len() as u64 {
+        eprintln!(
+            "  ... and {} more",
+            report.error_count - report.errors.len() as u64
+        );
+    }
+}
+
+fn text_row(target: &str, d: &Decision) -> [String; 6] {
+    let verdict = match d.verdict {
+        Verdict::Allow => "allow",
+        Verdict::Block => "block",
+    };
+    let reason = match &d.reason {
+        Reason::NoMatch => "no rule".to_owned(),
+        Reason::AppBlockingOff => "blocking off for this app".to_owned(),
+        Reason::Allowlisted { entry } => format!("allowlist: {entry}"),
+        Reason::AppOverride { entry } => format!("app override: {entry}"),
+        Reason::FirstParty { owner } => format!("first party ({owner})"),
+        Reason::NameRule { rule, exception } => format!(
+            "{} {} ({}:{})",
+            if *exception { "exception" } else { "name" },
+            rule.rule,
+            rule.list,
+            rule.line
+        ),
+        Reason::AddressRule { rule } => {
+            format!("address {} ({}:{})", rule.rule, rule.list, rule.line)
+        }
+        Reason::OwnerRule { rule } => format!("owner {} ({}:{})", rule.rule, rule.list, rule.line),
+        Reason::CountryRule { rule } => {
+            format!("country {} ({}:{})", rule.rule, rule.list, rule.line)
+        }
+    };
+    let certainty = serde_json::to_value(d.certainty)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    [
+        target.to_owned(),
+        verdict.to_owned(),
+        attribution_text(d.owner.as_ref()),
+        attribution_text(d.country.as_ref()),
+        certainty,
+        reason,
+    ]
+}
+
+fn attribution_text(a: Option<&Attribution>) -> String {
+    let Some(a) = a else {
+        return "-".to_owned();
+    };
+    let source = match &a.source {
+        AttributionSource::List { list } => list,
+        AttributionSource::Database { database } => database,
+    };
+    match a.asn {
+        Some(asn) => format!("{} (AS{asn}, {source})", a.value),
+        None => format!("{} ({source})", a.value),
+    }
+}
+
+fn write_table(out: &mut impl Write, rows: &[[String; 6]]) -> Result<()> {
+    const HEADER: [&str; 6] = [
+        "TARGET",
+        "VERDICT",
+        "OWNER",
+        "COUNTRY",
+        "CERTAINTY",
+        "REASON",
+    ];
+    let mut widths = HEADER.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: [&str; 6]| -> std::io::Result<()> {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                let pad = widths[i] - cell.chars().count() + 2;
+                s.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(HEADER)?;
+    for row in rows {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]])?;
+    }
+    Ok(())
 }

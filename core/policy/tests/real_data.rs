@@ -1,0 +1,297 @@
+//! The decision engine on the real data in ../shared/data: lists through the real parser and the
+//! real compiled (and memory-mapped) matcher, IP databases head and full files.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use embargo_policy::parse::{parse_bytes, Format};
+use embargo_policy::{
+    AppRules, CompiledError, IpDb, IpDbFormat, LoadReport, Policy, Query, Reason, RuleSet,
+    RuleSetBuilder, Verdict,
+};
+
+fn data(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel)
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn compile(rel: &str, format: Format) -> (RuleSet, LoadReport) {
+    let bytes = read(rel);
+    let mut builder = RuleSetBuilder::new();
+    let name = rel.rsplit('/').next().unwrap();
+    let report = parse_bytes(format, name, &bytes, &mut |r| builder.add(r));
+    (builder.build(), report)
+}
+
+/// Opens the compiled bytes from a real memory map of a real file.
+fn via_mmap(set: &RuleSet) -> RuleSet {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("set.embargo");
+    std::fs::write(&path, set.as_bytes()).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    RuleSet::from_backing(Arc::new(map)).unwrap()
+}
+
+fn policy(set: RuleSet) -> Policy {
+    Policy::new(vec![Arc::new(set)], IpDb::new(), AppRules::default())
+}
+
+const DOH: &str = "blocklists/doh-vpn-proxy-bypass-2022";
+
+#[test]
+fn doh_six_syntaxes_decide_alike() {
+    let sources = [
+        ("adblock", Format::AdBlock),
+        ("wildcard", Format::Wildcard),
+        ("dnsmasq", Format::Dnsmasq),
+        ("unbound", Format::Unbound),
+        ("hosts", Format::HostsSubtree),
+        ("domains", Format::Domains { subdomains: true }),
+    ];
+    let policies: Vec<(&str, Policy)> = sources
+        .iter()
+        .map(|(name, format)| {
+            let (set, report) = compile(&format!("{DOH}/{name}.doh-vpn-proxy-bypass.txt"), *format);
+            assert_eq!(report.error_count, 0, "{name}: {:?}", report.errors);
+            (*name, policy(via_mmap(&set)))
+        })
+        .collect();
+    let domains =
+        String::from_utf8(read(&format!("{DOH}/domains.doh-vpn-proxy-bypass.txt"))).unwrap();
+    let names: Vec<&str> = domains
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(names.len() > 1200, "{}", names.len());
+    let mut checked = 0;
+    let mut blocked = 0;
+    for name in &names {
+        let parent = name.split_once('.').map(|(_, p)| p.to_owned());
+        let candidates = [
+            name.to_string(),
+            format!("x1.{name}"),
+            format!("a.b-c.{name}"),
+            format!("not{name}"),
+        ]
+        .into_iter()
+        .chain(parent);
+        for candidate in candidates {
+            let verdicts: Vec<(&str, Verdict)> = policies
+                .iter()
+                .map(|(n, p)| (*n, p.decide(&Query::name(&candidate)).verdict))
+                .collect();
+            assert!(
+                verdicts.iter().all(|(_, v)| *v == verdicts[0].1),
+                "{candidate}: {verdicts:?}"
+            );
+            checked += 1;
+            blocked += (verdicts[0].1 == Verdict::Block) as usize;
+        }
+        // Every listed name and its subdomains are blocked.
+        assert!(
+            policies[0].1.decide(&Query::name(name)).is_block(),
+            "{name}"
+        );
+    }
+    assert!(
+        checked > 5 * 1200 && blocked > 3 * 1200,
+        "{checked} {blocked}"
+    );
+}
+
+#[test]
+fn stevenblack_full_list_decisions() {
+    let (set, report) = compile("blocklists/stevenblack-hosts.txt", Format::Hosts);
+    assert_eq!(report.error_count, 0, "{:?}", report.errors);
+    assert!(set.name_count() > 85_000, "{}", set.name_count());
+    let p = policy(via_mmap(&set));
+    let text = String::from_utf8(read("blocklists/stevenblack-hosts.txt")).unwrap();
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate() {
+        let Some(name) = line.strip_prefix("0.0.0.0 ") else {
+            continue;
+        };
+        let name = name.split_whitespace().next().unwrap();
+        if name == "0.0.0.0" {
+            continue;
+        }
+        let d = p.decide(&Query::name(name));
+        assert!(d.is_block(), "{name}");
+        if n % 997 == 0 {
+            match &d.reason {
+                Reason::NameRule { rule, exception } => {
+                    assert!(!exception);
+                    assert_eq!(rule.list, "stevenblack-hosts.txt");
+                    assert_eq!(rule.line as usize, i + 1, "{name}");
+                }
+                other => panic!("{other:?}"),
+            }
+            // Hosts entries are exact: a subdomain is not blocked by this entry.
+            let sub = format!("zz-not-listed.{name}");
+            let d = p.decide(&Query::name(&sub));
+            if let Reason::NameRule { rule, .. } = &d.reason {
+                assert_ne!(rule.rule, format!("={name}"));
+            }
+        }
+        n += 1;
+    }
+    assert!(n > 85_000);
+    assert!(!p.decide(&Query::name("example.org")).is_block());
+}
+
+#[test]
+fn hagezi_native_lists_and_ddg() {
+    for (rel, min) in [
+        ("blocklists/native.tiktok.txt", 370),
+        ("blocklists/native.huawei.txt", 150),
+        ("blocklists/native.xiaomi.txt", 450),
+    ] {
+        let bytes = read(rel);
+        let format = Format::detect(rel, &bytes).unwrap();
+        let (set, report) = compile(rel, format);
+        assert_eq!(report.error_count, 0, "{rel}: {:?}", report.errors);
+        assert!(set.name_count() >= min, "{rel}: {}", set.name_count());
+        let p = policy(set);
+        // hagezi's lists mean subdomains too.
+        let first = String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .unwrap()
+            .trim()
+            .to_owned();
+        assert!(
+            p.decide(&Query::name(&format!("sub.{first}"))).is_block(),
+            "{rel}: {first}"
+        );
+    }
+    let (set, report) = compile("blocklists/ddg-app-android-tds.json", Format::DdgApp);
+    assert_eq!(report.error_count, 0, "{:?}", report.errors);
+    let p = policy(set);
+    // Whatever DDG blocks, the decision names an owner from the DDG list.
+    let d = p.decide(&Query::name("graph.facebook.com"));
+    if d.is_block() {
+        let owner = d.owner.expect("ddg trackers carry their owner");
+        assert!(
+            owner.value.contains("Facebook") || owner.value.contains("Meta"),
+            "{owner:?}"
+        );
+    }
+}
+
+#[test]
+fn compiled_file_corruption_is_an_error_not_a_panic() {
+    let (set, _) = compile(
+        "blocklists/native.tiktok.txt",
+        Format::Domains { subdomains: true },
+    );
+    let bytes = set.as_bytes().to_vec();
+    for len in (0..bytes.len()).step_by(97) {
+        let err = RuleSet::from_bytes(bytes[..len].to_vec()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CompiledError::Truncated { .. } | CompiledError::BadMagic
+            ),
+            "{len}: {err}"
+        );
+    }
+    for i in (0..bytes.len()).step_by(13) {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x04;
+        assert!(RuleSet::from_bytes(bad).is_err(), "flip at {i}");
+    }
+}
+
+fn load_ipdb(rel: &str, format: Option<IpDbFormat>) -> (IpDb, LoadReport) {
+    let mut db = IpDb::new();
+    let report = db.load_bytes(rel.rsplit('/').next().unwrap(), format, &read(rel));
+    assert_eq!(report.error_count, 0, "{rel}: {:?}", report.errors);
+    (db, report)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn ipdb_head_files() {
+    let (db, r) = load_ipdb("ipdb/asn-ipv4.head20000.csv", None);
+    assert_eq!(r.accepted, 20_000);
+    let a = db.lookup_asn(ip("1.0.0.1")).unwrap();
+    assert_eq!((a.asn, a.org), (13335, "Cloudflare, Inc."));
+    let (db, r) = load_ipdb("ipdb/asn-ipv4.chinese-cloud-subset.csv", None);
+    assert_eq!(r.accepted, 916);
+    assert_eq!(db.lookup_asn(ip("1.12.0.1")).unwrap().asn, 45090);
+    let (db, r) = load_ipdb("ipdb/asn-ipv6.chinese-cloud-subset.csv", None);
+    assert_eq!(r.accepted, 178);
+    assert_eq!(db.lookup_asn(ip("2400:3200::1")).unwrap().asn, 37963);
+    let (db, _) = load_ipdb("ipdb/geo-whois-asn-country-ipv4.head20000.csv", None);
+    assert_eq!(db.lookup_country(ip("1.0.1.1")).unwrap().code_str(), "CN");
+    let (db, _) = load_ipdb("ipdb/geo-whois-asn-country-ipv6.head5000.csv", None);
+    assert_eq!(
+        db.lookup_country(ip("2001:200::1")).unwrap().code_str(),
+        "AU"
+    );
+    let (db, r) = load_ipdb("ipdb/ip2asn-v4.asn-db-excerpt.tsv", None);
+    assert!(r.accepted > 1_000);
+    assert_eq!(db.lookup_asn(ip("8.8.8.8")).unwrap().asn, 15169);
+    assert_eq!(db.lookup_country(ip("8.8.8.8")).unwrap().code_str(), "US");
+}
+
+#[test]
+fn ipdb_full_files_and_owner_vs_country() {
+    let mut db = IpDb::new();
+    for (rel, rows) in [
+        ("ipdb/full/asn-ipv4.csv.gz", 411_961),
+        ("ipdb/full/asn-ipv6.csv.gz", 0),
+        ("ipdb/full/geo-whois-asn-country-ipv4.csv.gz", 334_373),
+        ("ipdb/full/geo-whois-asn-country-ipv6.csv.gz", 216_295),
+        ("ipdb/full/asn-country-ipv4.csv.gz", 0),
+    ] {
+        let report = db.load_bytes(rel.rsplit('/').next().unwrap(), None, &read(rel));
+        assert_eq!(report.error_count, 0, "{rel}: {:?}", report.errors);
+        if rows > 0 {
+            assert_eq!(report.accepted, rows, "{rel}");
+        }
+    }
+    let a = db.lookup_asn(ip("1.12.0.1")).unwrap();
+    assert_eq!(a.asn, 45090);
+    assert_eq!(a.database, "asn-ipv4.csv.gz");
+    assert_eq!(db.lookup_asn(ip("8.8.8.8")).unwrap().asn, 15169);
+    // Owner and country are separate facts, each from its own database.
+    let c = db.lookup_country(ip("1.12.0.1")).unwrap();
+    assert_eq!(
+        (c.code_str(), c.database),
+        ("CN", "geo-whois-asn-country-ipv4.csv.gz")
+    );
+    // Both country databases are kept and can be asked.
+    assert_eq!(db.lookup_countries(ip("8.8.8.8")).count(), 2);
+    assert!(db.lookup_asn(ip("2400:3200::1")).is_some());
+}
+
+#[test]
+fn builtin_policy_with_app_rules() {
+    let p = Policy::builtin();
+    let d = p.decide(&Query::name("log.tiktokv.com").with_app("com.example.game"));
+    assert!(d.is_block());
+    // The TikTok app reaching its own owner's servers: first-party exception.
+    let d = p.decide(&Query::name("log.tiktokv.com").with_app("com.zhiliaoapp.musically"));
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert!(
+        matches!(d.reason, Reason::FirstParty { .. }),
+        "{:?}",
+        d.reason
+    );
+    let (owner, country) = p.attribute(None, Some(ip("1.12.0.1")));
+    assert_eq!(owner.unwrap().asn, Some(45090));
+    assert_eq!(country.unwrap().value, "CN");
+}

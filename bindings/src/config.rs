@@ -1,0 +1,146 @@
+//! The configuration an app gives [`crate::Embargo::new`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::EmbargoError;
+
+/// How Embargo runs. Every field has a default, so Kotlin and Swift can write
+/// `EmbargoConfig()` and change only what they need.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EmbargoConfig {
+    /// The resolver allowed DNS questions go to: `"ip:port"` or `"ip"` (port 53).
+    /// Default Quad9 (`9.9.9.9:53`): no logging, and it does not itself block, so what
+    /// Embargo blocks is what the user chose.
+    #[uniffi(default = "9.9.9.9:53")]
+    pub dns_upstream: String,
+    /// An IPv6 resolver for questions that arrive over IPv6; `None` sends them to
+    /// `dns_upstream`.
+    #[uniffi(default = None)]
+    pub dns_upstream_v6: Option<String>,
+    /// MTU of the tunnel the app configured (Android `Builder.setMtu`).
+    #[uniffi(default = 1500)]
+    pub mtu: u32,
+    /// Answer blocked names with NXDOMAIN instead of the unspecified address (0.0.0.0 / ::),
+    /// which apps retry less eagerly.
+    #[uniffi(default = false)]
+    pub nxdomain_for_blocked: bool,
+    /// Include Embargo's built-in list (ByteDance, Tencent, Alibaba data endpoints and
+    /// networks) before the lists the app adds.
+    #[uniffi(default = true)]
+    pub use_builtin_rules: bool,
+    /// Record allowed connections in the history, not only blocked ones.
+    #[uniffi(default = true)]
+    pub record_allowed: bool,
+    /// Days of history kept.
+    #[uniffi(default = 30)]
+    pub history_retention_days: u32,
+    /// Cap on the history's size in bytes; `None` = no cap beyond retention.
+    #[uniffi(default = None)]
+    pub history_max_bytes: Option<u64>,
+    /// Live events kept for the app when it does not read them; the oldest go first.
+    #[uniffi(default = 1024)]
+    pub event_queue_capacity: u32,
+    /// Refuse DNS over TLS (port 853) so apps fall back to plain DNS Embargo can see.
+    #[uniffi(default = true)]
+    pub block_dns_over_tls: bool,
+}
+
+impl Default for EmbargoConfig {
+    fn default() -> Self {
+        EmbargoConfig {
+            dns_upstream: "9.9.9.9:53".into(),
+            dns_upstream_v6: None,
+            mtu: 1500,
+            nxdomain_for_blocked: false,
+            use_builtin_rules: true,
+            record_allowed: true,
+            history_retention_days: 30,
+            history_max_bytes: None,
+            event_queue_capacity: 1024,
+            block_dns_over_tls: true,
+        }
+    }
+}
+
+/// `"ip:port"`, `"[v6]:port"` or a bare address (port 53).
+fn parse_resolver(text: &str) -> Result<SocketAddr, EmbargoError> {
+    let t = text.trim();
+    if let Ok(sa) = t.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    t.trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| EmbargoError::InvalidInput(format!("not a resolver address: {text:?}")))
+}
+
+impl EmbargoConfig {
+    /// Checks the values before anything is created.
+    pub(crate) fn validate(&self) -> Result<(), EmbargoError> {
+        parse_resolver(&self.dns_upstream)?;
+        if let Some(v6) = &self.dns_upstream_v6 {
+            parse_resolver(v6)?;
+        }
+        if !(576..=65535).contains(&self.mtu) {
+            return Err(EmbargoError::InvalidInput(format!(
+                "MTU {} is not between 576 and 65535",
+                self.mtu
+            )));
+        }
+        if self.history_retention_days == 0 {
+            return Err(EmbargoError::InvalidInput(
+                "history retention must be at least one day".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The engine's configuration.
+    pub(crate) fn engine(&self, resolve_apps: bool) -> Result<embargo_engine::EngineConfig, EmbargoError> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut c = embargo_engine::EngineConfig {
+            mtu: self.mtu as usize,
+            dns_upstream_v4: parse_resolver(&self.dns_upstream)?,
+            dns_upstream_v6: match &self.dns_upstream_v6 {
+                Some(v6) => Some(parse_resolver(v6)?),
+                None => None,
+            },
+            resolve_apps,
+            block_dot: self.block_dns_over_tls,
+            ..Default::default()
+        };
+        if self.nxdomain_for_blocked {
+            c.dns_block_answer = embargo_engine::DnsBlockAnswer::NxDomain;
+        }
+        // Initial sequence numbers and DNS ids must not be guessable: std's RandomState is
+        // seeded from the OS's randomness.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(embargo_history::now_ms() as u64);
+        c.random_seed = h.finish();
+        Ok(c)
+    }
+
+    /// The history store's configuration for the database at `path`.
+    pub(crate) fn history(&self, path: std::path::PathBuf) -> embargo_history::Config {
+        let mut c = embargo_history::Config::new(path);
+        c.retention = Duration::from_secs(u64::from(self.history_retention_days) * 24 * 3600);
+        c.max_bytes = self.history_max_bytes;
+        c.record_allowed = self.record_allowed;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolvers_parse_with_and_without_port() {
+        assert_eq!(parse_resolver("1.1.1.1").unwrap().port(), 53);
+        assert_eq!(parse_resolver("1.1.1.1:5353").unwrap().port(), 5353);
+        assert_eq!(parse_resolver("[2620:fe::9]:53").unwrap().port(), 53);
+        assert!(parse_resolver("dns.example").is_err());
+        assert!(EmbargoConfig::default().validate().is_ok());
+    }
+}

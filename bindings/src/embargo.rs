@@ -1,0 +1,682 @@
+//! The [`Embargo`] object: one per app process, owning the rules, the history, the live event
+//! queue and (while running) the tunnel.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use embargo_driver::{DriverConfig, DriverHandle, Tunnel};
+use embargo_history::History;
+use embargo_policy::{Action, Query};
+
+use crate::config::EmbargoConfig;
+use crate::error::{guard, lock};
+use crate::events::{EventBus, LiveEvent, TunnelState};
+use crate::history::{
+    AggregateQuery, AggregateRow, ExportFormat, HiddenEntry, HistoryPage, HistoryQuery,
+    HistoryStats,
+};
+use crate::hooks::{DriverHooks, PacketSink, PlatformHooks};
+use crate::records::{RuleTarget, Verdict};
+use crate::rules::{
+    read_list_file, AppDefaults, AppSettings, CheckResult, ListFormat, ListInfo, LoadReport,
+    RulesStore,
+};
+use crate::EmbargoError;
+
+/// Counters and state of the tunnel, for a status screen.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TunnelStatus {
+    /// Running, stopped, or failed.
+    pub state: TunnelState,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// When it started (ms since the Unix epoch), while running.
+    pub started_at_ms: Option<i64>,
+    /// Packets read from the tunnel.
+    pub packets_in: u64,
+    /// Packets written to the tunnel.
+    pub packets_out: u64,
+    /// Payload bytes relayed from apps to servers.
+    pub bytes_up: u64,
+    /// Payload bytes relayed from servers to apps.
+    pub bytes_down: u64,
+    /// TCP connections open now.
+    pub tcp_flows: u64,
+    /// UDP flows open now.
+    pub udp_flows: u64,
+    /// Connections blocked since start.
+    pub flows_blocked: u64,
+    /// DNS questions blocked since start.
+    pub dns_blocked: u64,
+    /// DNS questions forwarded since start.
+    pub dns_forwarded: u64,
+    /// Memory the engine accounts for (bytes).
+    pub memory_bytes: u64,
+    /// Live events dropped because the app did not read them in time.
+    pub events_dropped: u64,
+}
+
+/// A running tunnel.
+struct Running {
+    handle: DriverHandle,
+    /// Joins the driver thread and reports how it ended.
+    watcher: JoinHandle<()>,
+    started_at_ms: i64,
+}
+
+/// Tunnel state shared with the watcher thread.
+#[derive(Default)]
+struct TunnelShared {
+    state: Option<TunnelState>,
+    error: Option<String>,
+}
+
+/// Embargo: rules, history, live events and the tunnel, behind one object.
+///
+/// Create one per process with [`Embargo::new`]; every method may be called from any thread.
+/// Every method returns an [`EmbargoError`] instead of panicking (a panic inside becomes
+/// [`EmbargoError::Internal`]).
+#[derive(uniffi::Object)]
+pub struct Embargo {
+    config: EmbargoConfig,
+    storage_dir: PathBuf,
+    rules: Mutex<RulesStore>,
+    history: History,
+    bus: Arc<EventBus>,
+    running: Mutex<Option<Running>>,
+    shared: Arc<Mutex<TunnelShared>>,
+}
+
+impl Embargo {
+    fn spawn(
+        &self,
+        tunnel: Tunnel,
+        hooks: Arc<dyn PlatformHooks>,
+    ) -> Result<(), EmbargoError> {
+        let mut running = lock(&self.running);
+        if let Some(r) = running.as_ref() {
+            if !r.watcher.is_finished() {
+                return Err(EmbargoError::State("the tunnel is already running".into()));
+            }
+        }
+        if let Some(old) = running.take() {
+            let _ = old.watcher.join();
+        }
+        let policy = lock(&self.rules).handle();
+        let decide: Arc<dyn embargo_engine::Decide> =
+            Arc::new(move |q: &Query<'_>| policy.load().decide(q));
+        let engine =
+            embargo_engine::Engine::new(self.config.engine(true)?, decide, Instant::now());
+        let driver_hooks = Arc::new(DriverHooks {
+            platform: hooks,
+            record: {
+                let recorder = self.history.recorder();
+                Box::new(move |e| {
+                    recorder.record(e);
+                })
+            },
+            bus: self.bus.clone(),
+        });
+        let (handle, thread) =
+            embargo_driver::start(tunnel, engine, driver_hooks, DriverConfig::default())
+                .map_err(|e| EmbargoError::Tunnel(format!("cannot start: {e}")))?;
+        {
+            let mut s = lock(&self.shared);
+            s.state = Some(TunnelState::Running);
+            s.error = None;
+        }
+        self.bus.push(LiveEvent::StateChanged {
+            state: TunnelState::Running,
+            message: None,
+        });
+        let shared = self.shared.clone();
+        let bus = self.bus.clone();
+        let watcher = std::thread::Builder::new()
+            .name("embargo-watch".into())
+            .spawn(move || {
+                let (state, message) = match thread.join() {
+                    Ok(Ok(())) => (TunnelState::Stopped, None),
+                    Ok(Err(e)) => (TunnelState::Failed, Some(format!("tunnel failed: {e}"))),
+                    Err(p) => (
+                        TunnelState::Failed,
+                        Some(format!(
+                            "tunnel crashed: {}",
+                            crate::error::panic_message(p.as_ref())
+                        )),
+                    ),
+                };
+                if let Some(m) = &message {
+                    log::error!("{m}");
+                }
+                {
+                    let mut s = lock(&shared);
+                    s.state = Some(state);
+                    s.error = message.clone();
+                }
+                bus.push(LiveEvent::StateChanged { state, message });
+            })
+            .map_err(|e| EmbargoError::Tunnel(format!("cannot start the watcher: {e}")))?;
+        *running = Some(Running {
+            handle,
+            watcher,
+            started_at_ms: embargo_history::now_ms(),
+        });
+        Ok(())
+    }
+
+    fn with_rules<T>(
+        &self,
+        f: impl FnOnce(&mut RulesStore) -> Result<T, EmbargoError>,
+    ) -> Result<T, EmbargoError> {
+        guard(|| f(&mut lock(&self.rules)))
+    }
+
+    fn stop_inner(&self) -> Result<(), EmbargoError> {
+        let taken = lock(&self.running).take();
+        if let Some(r) = taken {
+            r.handle.stop();
+            r.watcher
+                .join()
+                .map_err(|_| EmbargoError::Internal("the tunnel watcher panicked".into()))?;
+        }
+        Ok(())
+    }
+}
+
+#[uniffi::export]
+impl Embargo {
+    /// Opens Embargo with its state in `storage_dir` (created if missing): the rules
+    /// (`rules.json`, `lists/`) and the history (`history.db`). Lists are compiled now, so
+    /// this can take a moment with large lists: call it off the main thread.
+    #[uniffi::constructor]
+    pub fn new(config: EmbargoConfig, storage_dir: String) -> Result<Arc<Self>, EmbargoError> {
+        guard(|| {
+            config.validate()?;
+            let dir = PathBuf::from(&storage_dir);
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                EmbargoError::Storage(format!("cannot create {storage_dir}: {e}"))
+            })?;
+            let rules = RulesStore::open(&dir, config.use_builtin_rules)?;
+            let history = History::open(config.history(dir.join("history.db")))?;
+            if let embargo_history::OpenOutcome::RecoveredFromCorruption { .. } =
+                history.open_outcome()
+            {
+                log::warn!("history was damaged and set aside: {:?}", history.open_outcome());
+            }
+            let bus = Arc::new(EventBus::new(config.event_queue_capacity as usize));
+            Ok(Arc::new(Embargo {
+                config,
+                storage_dir: dir,
+                rules: Mutex::new(rules),
+                history,
+                bus,
+                running: Mutex::new(None),
+                shared: Arc::new(Mutex::new(TunnelShared::default())),
+            }))
+        })
+    }
+
+    /// The storage directory given to [`Embargo::new`].
+    pub fn storage_dir(&self) -> String {
+        self.storage_dir.display().to_string()
+    }
+
+    // ---------------------------------------------------------------- tunnel
+
+    /// Starts inspecting the tunnel whose descriptor is `tun_fd` (Android:
+    /// `ParcelFileDescriptor.detachFd()`; iOS: the utun descriptor; Linux: an opened TUN).
+    /// Embargo takes ownership of the descriptor and closes it on [`Embargo::stop`]. Packets
+    /// never cross the FFI boundary.
+    pub fn start(&self, tun_fd: i32, hooks: Arc<dyn PlatformHooks>) -> Result<(), EmbargoError> {
+        guard(|| {
+            // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
+            if tun_fd < 0 || unsafe { libc::fcntl(tun_fd, libc::F_GETFD) } < 0 {
+                return Err(EmbargoError::InvalidInput(format!(
+                    "{tun_fd} is not an open file descriptor"
+                )));
+            }
+            // SAFETY: the descriptor is open (checked above) and the caller hands us
+            // ownership (documented); it is closed exactly once, when the driver drops it.
+            let fd = unsafe { OwnedFd::from_raw_fd(tun_fd) };
+            self.spawn(Tunnel::Fd(fd), hooks)
+        })
+    }
+
+    /// Starts in packet-interface mode, for platforms that give no descriptor: the app passes
+    /// packets from the apps with [`Embargo::push_packet`], and Embargo writes packets for the
+    /// apps to `sink`.
+    pub fn start_with_packets(
+        &self,
+        sink: Arc<dyn PacketSink>,
+        hooks: Arc<dyn PlatformHooks>,
+    ) -> Result<(), EmbargoError> {
+        guard(|| {
+            let bus = self.bus.clone();
+            let write = move |packet: &[u8]| {
+                if let Err(e) = sink.write_packet(packet.to_vec()) {
+                    log::warn!("packet sink failed: {e}");
+                    bus.push(LiveEvent::Error {
+                        message: format!("packet sink failed: {e}"),
+                    });
+                }
+            };
+            self.spawn(Tunnel::Packets(Box::new(write)), hooks)
+        })
+    }
+
+    /// Packet-interface mode: one IP packet from the apps. `false` when the queue is full and
+    /// the packet was dropped (as a full TUN queue drops it).
+    pub fn push_packet(&self, packet: Vec<u8>) -> Result<bool, EmbargoError> {
+        guard(|| {
+            let running = lock(&self.running);
+            let r = running
+                .as_ref()
+                .ok_or_else(|| EmbargoError::State("the tunnel is not running".into()))?;
+            Ok(r.handle.push_packet(&packet))
+        })
+    }
+
+    /// Stops the tunnel and waits until it has stopped (and closed the descriptor). Does
+    /// nothing when it is not running.
+    pub fn stop(&self) -> Result<(), EmbargoError> {
+        guard(|| self.stop_inner())
+    }
+
+    /// State and counters of the tunnel.
+    pub fn status(&self) -> Result<TunnelStatus, EmbargoError> {
+        guard(|| {
+            let (state, error) = {
+                let s = lock(&self.shared);
+                (s.state.unwrap_or(TunnelState::Stopped), s.error.clone())
+            };
+            let running = lock(&self.running);
+            let (stats, started) = match running.as_ref() {
+                Some(r) if state == TunnelState::Running => {
+                    (r.handle.stats(), Some(r.started_at_ms))
+                }
+                _ => (embargo_driver::Stats::default(), None),
+            };
+            Ok(TunnelStatus {
+                state,
+                error,
+                started_at_ms: started,
+                packets_in: stats.driver.tun_packets_in,
+                packets_out: stats.driver.tun_packets_out,
+                bytes_up: stats.driver.bytes_up,
+                bytes_down: stats.driver.bytes_down,
+                tcp_flows: stats.engine.tcp_flows as u64,
+                udp_flows: stats.engine.udp_flows as u64,
+                flows_blocked: stats.engine.flows_blocked,
+                dns_blocked: stats.engine.dns_blocked,
+                dns_forwarded: stats.engine.dns_forwarded,
+                memory_bytes: stats.engine.memory_bytes as u64,
+                events_dropped: self.bus.dropped(),
+            })
+        })
+    }
+
+    // ---------------------------------------------------------------- live events
+
+    /// Waits for the next live event (a Kotlin `suspend fun`, a Swift `async` function).
+    /// Returns `None` after [`Embargo::close`]. Cancelling the wait loses no event.
+    pub async fn next_event(&self) -> Option<LiveEvent> {
+        self.bus.next().await
+    }
+
+    /// The next live event if one is waiting, without waiting.
+    pub fn try_next_event(&self) -> Option<LiveEvent> {
+        self.bus.try_next()
+    }
+
+    /// Stops the tunnel, ends every [`Embargo::next_event`] wait and flushes the history.
+    /// The object stays usable for rules and history.
+    pub fn close(&self) -> Result<(), EmbargoError> {
+        guard(|| {
+            let stopped = self.stop_inner();
+            self.bus.close();
+            self.history.flush()?;
+            stopped
+        })
+    }
+
+    // ---------------------------------------------------------------- lists
+
+    /// Adds a list from its bytes, or replaces the list of that name. `format` `None` guesses
+    /// it from the name and the first bytes. The report counts accepted and skipped lines and
+    /// gives the first errors with line numbers; lines in error are left out, the rest applies.
+    pub fn set_list(
+        &self,
+        name: String,
+        format: Option<ListFormat>,
+        bytes: Vec<u8>,
+    ) -> Result<LoadReport, EmbargoError> {
+        self.with_rules(|r| r.set_list(&name, format, bytes))
+    }
+
+    /// [`Embargo::set_list`] from a file (e.g. a download in the app's cache).
+    pub fn set_list_from_file(
+        &self,
+        name: String,
+        format: Option<ListFormat>,
+        path: String,
+    ) -> Result<LoadReport, EmbargoError> {
+        self.with_rules(|r| {
+            let bytes = read_list_file(&path)?;
+            r.set_list(&name, format, bytes)
+        })
+    }
+
+    /// Removes a list; `false` when there was no list of that name.
+    pub fn remove_list(&self, name: String) -> Result<bool, EmbargoError> {
+        self.with_rules(|r| r.remove_list(&name))
+    }
+
+    /// Turns a list on or off, keeping it.
+    pub fn set_list_enabled(&self, name: String, enabled: bool) -> Result<(), EmbargoError> {
+        self.with_rules(|r| r.set_list_enabled(&name, enabled))
+    }
+
+    /// The lists added, in the order they are asked.
+    pub fn lists(&self) -> Result<Vec<ListInfo>, EmbargoError> {
+        self.with_rules(|r| Ok(r.lists()))
+    }
+
+    // ---------------------------------------------------------------- apps
+
+    /// Turns blocking on or off for one app.
+    pub fn set_app_blocking(&self, app: String, enabled: bool) -> Result<(), EmbargoError> {
+        self.with_rules(|r| {
+            r.edit_apps(|a| {
+                a.set_blocking(&nonempty_app(&app)?, enabled);
+                Ok(())
+            })
+        })
+    }
+
+    /// Forgets an app's own blocking setting: it gets the default for its kind again.
+    pub fn reset_app_blocking(&self, app: String) -> Result<(), EmbargoError> {
+        self.with_rules(|r| {
+            r.edit_apps(|a| {
+                if let Some(s) = a.apps.get_mut(&app) {
+                    s.blocking = None;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Marks an app as a system app (it then gets the system-app default).
+    pub fn set_system_app(&self, app: String, system: bool) -> Result<(), EmbargoError> {
+        self.with_rules(|r| {
+            r.edit_apps(|a| {
+                a.app_mut(&nonempty_app(&app)?).system = system;
+                Ok(())
+            })
+        })
+    }
+
+    /// Allows or blocks a target for one app alone (replacing an override of the same
+    /// target). Overrides beat every list and the global allowlist.
+    pub fn set_app_override(
+        &self,
+        app: String,
+        target: RuleTarget,
+        verdict: Verdict,
+    ) -> Result<(), EmbargoError> {
+        self.with_rules(|r| {
+            let target = target.to_core()?;
+            r.edit_apps(|a| {
+                let s = a.app_mut(&nonempty_app(&app)?);
+                s.overrides.retain(|o| o.target != target);
+                let action = match verdict {
+                    Verdict::Allow => Action::Allow,
+                    Verdict::Block => Action::Block,
+                };
+                s.overrides.push(embargo_policy::Override { target, action });
+                Ok(())
+            })
+        })
+    }
+
+    /// Removes one app's override of `target`; `false` when it had none.
+    pub fn remove_app_override(
+        &self,
+        app: String,
+        target: RuleTarget,
+    ) -> Result<bool, EmbargoError> {
+        self.with_rules(|r| {
+            let target = target.to_core()?;
+            let mut removed = false;
+            r.edit_apps(|a| {
+                if let Some(s) = a.apps.get_mut(&app) {
+                    let before = s.overrides.len();
+                    s.overrides.retain(|o| o.target != target);
+                    removed = s.overrides.len() != before;
+                }
+                Ok(())
+            })?;
+            Ok(removed)
+        })
+    }
+
+    /// The settings of one app (defaults when it has none).
+    pub fn app_settings(&self, app: String) -> Result<AppSettings, EmbargoError> {
+        self.with_rules(|r| Ok(r.app_settings(&app)))
+    }
+
+    /// Every app with its own settings.
+    pub fn apps(&self) -> Result<Vec<AppSettings>, EmbargoError> {
+        self.with_rules(|r| {
+            let ids: Vec<String> = r.apps().apps.keys().cloned().collect();
+            Ok(ids.iter().map(|id| r.app_settings(id)).collect())
+        })
+    }
+
+    /// Defaults for new apps and system apps.
+    pub fn app_defaults(&self) -> Result<AppDefaults, EmbargoError> {
+        self.with_rules(|r| {
+            Ok(AppDefaults {
+                new_app_blocking: r.apps().new_app_blocking,
+                system_app_blocking: r.apps().system_app_blocking,
+            })
+        })
+    }
+
+    /// Sets the defaults for new apps and system apps.
+    pub fn set_app_defaults(&self, defaults: AppDefaults) -> Result<(), EmbargoError> {
+        self.with_rules(|r| {
+            r.edit_apps(|a| {
+                a.new_app_blocking = defaults.new_app_blocking;
+                a.system_app_blocking = defaults.system_app_blocking;
+                Ok(())
+            })
+        })
+    }
+
+    // ---------------------------------------------------------------- allowlist
+
+    /// The global allowlist (allowed for every app, over every list).
+    pub fn allowlist(&self) -> Result<Vec<RuleTarget>, EmbargoError> {
+        self.with_rules(|r| Ok(r.apps().allowlist.iter().map(RuleTarget::from_core).collect()))
+    }
+
+    /// Adds a target to the global allowlist (no duplicate).
+    pub fn allow(&self, target: RuleTarget) -> Result<(), EmbargoError> {
+        self.with_rules(|r| {
+            let t = target.to_core()?;
+            r.edit_apps(|a| {
+                if !a.allowlist.contains(&t) {
+                    a.allowlist.push(t);
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Removes a target from the global allowlist; `false` when it was not there.
+    pub fn unallow(&self, target: RuleTarget) -> Result<bool, EmbargoError> {
+        self.with_rules(|r| {
+            let t = target.to_core()?;
+            let mut removed = false;
+            r.edit_apps(|a| {
+                let before = a.allowlist.len();
+                a.allowlist.retain(|x| *x != t);
+                removed = a.allowlist.len() != before;
+                Ok(())
+            })?;
+            Ok(removed)
+        })
+    }
+
+    // ---------------------------------------------------------------- check
+
+    /// What would happen to a host name or an IP address (for `app`, or for an unknown app),
+    /// and why: verdict, the step and list line that decided, owner and country with their
+    /// sources, and how sure the attribution is.
+    pub fn check(&self, target: String, app: Option<String>) -> Result<CheckResult, EmbargoError> {
+        self.with_rules(|r| r.check(&target, app.as_deref()))
+    }
+
+    // ---------------------------------------------------------------- history
+
+    /// One page of history, newest first. Pass the page's `next` as `after` for the next one.
+    pub fn history(&self, query: HistoryQuery) -> Result<HistoryPage, EmbargoError> {
+        guard(|| {
+            let page = self.history.query(&query.to_core()?)?;
+            Ok(HistoryPage {
+                records: page.records.into_iter().map(Into::into).collect(),
+                next: page.next.map(|c| crate::history::HistoryCursor {
+                    last_seen_ms: c.last_seen_ms,
+                    id: c.id,
+                }),
+            })
+        })
+    }
+
+    /// Blocked and allowed counts per day, app, owner or country.
+    pub fn aggregate(&self, query: AggregateQuery) -> Result<Vec<AggregateRow>, EmbargoError> {
+        guard(|| {
+            Ok(self
+                .history
+                .aggregate(&query.to_core())?
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        })
+    }
+
+    /// Hides an app's or a name's rows from history queries (kept; `include_hidden` shows them).
+    pub fn hide(&self, entry: HiddenEntry) -> Result<(), EmbargoError> {
+        guard(|| Ok(self.history.hide(&entry.to_core())?))
+    }
+
+    /// Shows them again; `false` when they were not hidden.
+    pub fn unhide(&self, entry: HiddenEntry) -> Result<bool, EmbargoError> {
+        guard(|| Ok(self.history.unhide(&entry.to_core())?))
+    }
+
+    /// Everything hidden.
+    pub fn hidden(&self) -> Result<Vec<HiddenEntry>, EmbargoError> {
+        guard(|| {
+            Ok(self
+                .history
+                .hidden()?
+                .into_iter()
+                .map(HiddenEntry::from_core)
+                .collect())
+        })
+    }
+
+    /// Writes the rows of `query` (all pages; `limit` is the page size used while streaming)
+    /// to the file at `path` (created or truncated). Returns the number of rows written.
+    pub fn export_history(
+        &self,
+        query: HistoryQuery,
+        format: ExportFormat,
+        path: String,
+    ) -> Result<u64, EmbargoError> {
+        guard(|| {
+            let q = query.to_core()?;
+            let file = std::fs::File::create(&path)
+                .map_err(|e| EmbargoError::Storage(format!("cannot create {path}: {e}")))?;
+            let mut out = std::io::BufWriter::new(file);
+            let rows = self.history.export(&q, format.to_core(), &mut out)?;
+            std::io::Write::flush(&mut out)
+                .map_err(|e| EmbargoError::Storage(format!("cannot write {path}: {e}")))?;
+            Ok(rows)
+        })
+    }
+
+    /// [`Embargo::export_history`] into memory (for sharing a small export directly).
+    pub fn export_history_bytes(
+        &self,
+        query: HistoryQuery,
+        format: ExportFormat,
+    ) -> Result<Vec<u8>, EmbargoError> {
+        guard(|| {
+            let q = query.to_core()?;
+            let mut out = Vec::new();
+            self.history.export(&q, format.to_core(), &mut out)?;
+            Ok(out)
+        })
+    }
+
+    /// Size and state of the history store.
+    pub fn history_stats(&self) -> Result<HistoryStats, EmbargoError> {
+        guard(|| Ok(self.history.stats()?.into()))
+    }
+
+    /// Commits every queued history event now (they are otherwise committed within 100 ms).
+    pub fn flush_history(&self) -> Result<(), EmbargoError> {
+        guard(|| Ok(self.history.flush()?))
+    }
+
+    // ---------------------------------------------------------------- diagnostics
+
+    /// Calls each platform hook once (`app_owner` for a sample flow, `protect` on a fresh UDP
+    /// socket) and reports the first failure, so an app can test its integration at setup.
+    pub fn check_hooks(&self, hooks: Arc<dyn PlatformHooks>) -> Result<(), EmbargoError> {
+        guard(|| {
+            hooks
+                .app_owner(
+                    crate::records::Protocol::Tcp,
+                    "127.0.0.1:40000".into(),
+                    "127.0.0.1:443".into(),
+                )
+                .map_err(|e| EmbargoError::Hook(format!("app_owner: {e}")))?;
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0")
+                .map_err(|e| EmbargoError::Hook(format!("cannot open a test socket: {e}")))?;
+            use std::os::fd::AsRawFd;
+            hooks
+                .protect(sock.as_raw_fd())
+                .map_err(|e| EmbargoError::Hook(format!("protect: {e}")))
+        })
+    }
+
+    /// Diagnostics: panics inside the API on purpose. The caller must get
+    /// [`EmbargoError::Internal`] and the process must keep running; the bindings' test
+    /// suites call it to prove that no panic crosses the boundary.
+    pub fn debug_panic(&self) -> Result<(), EmbargoError> {
+        guard(|| {
+            let _held = lock(&self.rules);
+            panic!("debug_panic: a deliberate panic inside the Embargo API")
+        })
+    }
+}
+
+impl Drop for Embargo {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+fn nonempty_app(app: &str) -> Result<String, EmbargoError> {
+    let a = app.trim();
+    if a.is_empty() {
+        return Err(EmbargoError::InvalidInput("empty app id".into()));
+    }
+    Ok(a.to_owned())
+}

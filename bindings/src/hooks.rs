@@ -1,0 +1,257 @@
+//! Foreign traits the app implements (platform hooks, packet sink, log sink), and the adapter
+//! that plugs them into the driver.
+//!
+//! Every foreign method returns `Result<_, HookError>`: an exception thrown in Kotlin or Swift
+//! arrives as an error here (via `From<UnexpectedUniFFICallbackError>`), is logged and shown as
+//! a [`LiveEvent::Error`], and never unwinds through the packet path.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use embargo_engine::{Event, FlowId};
+
+use crate::events::{ConnectionEvent, EventBus, LiveEvent};
+use crate::records::Protocol;
+use crate::rules::explain;
+use crate::HookError;
+
+/// What the platform does for the tunnel. Android: `VpnService.protect` and
+/// `ConnectivityManager.getConnectionOwnerUid` + the package name; iOS: protect is a no-op
+/// (the extension's sockets bypass the tunnel) and the owner is unknown.
+#[uniffi::export(foreign)]
+pub trait PlatformHooks: Send + Sync {
+    /// Keeps socket `fd` out of the tunnel (called before every upstream connect).
+    fn protect(&self, fd: i32) -> Result<(), HookError>;
+    /// Which app owns the flow `src -> dst` (`"ip:port"` text, IPv6 in brackets), if the
+    /// platform can tell. Called on a worker thread, never on the packet path.
+    fn app_owner(
+        &self,
+        protocol: Protocol,
+        src: String,
+        dst: String,
+    ) -> Result<Option<String>, HookError>;
+}
+
+/// Receives packets for the apps in packet-interface mode (platforms with no descriptor).
+#[uniffi::export(foreign)]
+pub trait PacketSink: Send + Sync {
+    /// Writes one IP packet towards the apps.
+    fn write_packet(&self, packet: Vec<u8>) -> Result<(), HookError>;
+}
+
+/// Level of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, uniffi::Enum)]
+pub enum LogLevel {
+    /// Something failed.
+    Error,
+    /// Something is off.
+    Warn,
+    /// Normal operation worth noting.
+    Info,
+    /// Detail for debugging.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl From<log::Level> for LogLevel {
+    fn from(l: log::Level) -> Self {
+        match l {
+            log::Level::Error => LogLevel::Error,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Trace => LogLevel::Trace,
+        }
+    }
+}
+
+impl From<LogLevel> for log::LevelFilter {
+    fn from(l: LogLevel) -> Self {
+        match l {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// Receives the core's log lines (Android: Logcat; iOS: os_log).
+#[uniffi::export(foreign)]
+pub trait LogSink: Send + Sync {
+    /// One log line: level, module path (e.g. `embargo_driver`), text.
+    fn log(&self, level: LogLevel, target: String, message: String) -> Result<(), HookError>;
+}
+
+/// The current sink; the `log` facade allows one logger per process, so the logger installed
+/// once forwards to whatever sink is set now.
+static SINK: RwLock<Option<Arc<dyn LogSink>>> = RwLock::new(None);
+static INSTALLED: OnceLock<bool> = OnceLock::new();
+
+struct Forwarder;
+
+impl log::Log for Forwarder {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let sink = match SINK.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if let Some(sink) = sink {
+            // A failing sink has nowhere to report to; logging its failure would recurse.
+            let _ = sink.log(
+                record.level().into(),
+                record.target().to_owned(),
+                record.args().to_string(),
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Sets where log lines go and the most detailed level sent. Replaces an earlier sink.
+/// Returns `false` when another logger was installed in this process before (then the lines
+/// go there, not to this sink).
+pub(crate) fn set_log_sink(sink: Arc<dyn LogSink>, level: LogLevel) -> bool {
+    match SINK.write() {
+        Ok(mut s) => *s = Some(sink),
+        Err(poisoned) => *poisoned.into_inner() = Some(sink),
+    }
+    let installed = *INSTALLED.get_or_init(|| log::set_logger(&Forwarder).is_ok());
+    if installed {
+        log::set_max_level(level.into());
+    }
+    installed
+}
+
+/// The driver's hooks: the app's platform hooks plus history recording and live events.
+pub(crate) struct DriverHooks {
+    pub(crate) platform: Arc<dyn PlatformHooks>,
+    /// `Recorder::record` of the history (the recorder type is not nameable outside its
+    /// crate, so it is held as a closure).
+    pub(crate) record: Box<dyn Fn(embargo_history::Event) + Send + Sync>,
+    pub(crate) bus: Arc<EventBus>,
+}
+
+impl embargo_driver::Hooks for DriverHooks {
+    fn protect(&self, fd: RawFd) -> Result<(), embargo_driver::HookError> {
+        self.platform.protect(fd).map_err(|e| {
+            let message = format!("protect({fd}) failed: {e}");
+            self.bus.push(LiveEvent::Error {
+                message: message.clone(),
+            });
+            embargo_driver::HookError::new(message)
+        })
+    }
+
+    fn app_owner(
+        &self,
+        protocol: embargo_policy::Protocol,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Option<String> {
+        match self
+            .platform
+            .app_owner(protocol.into(), src.to_string(), dst.to_string())
+        {
+            Ok(app) => app,
+            Err(e) => {
+                log::warn!("app_owner({src} -> {dst}) failed: {e}");
+                self.bus.push(LiveEvent::Error {
+                    message: format!("app owner lookup failed: {e}"),
+                });
+                None
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event) {
+        let Event::Decision(d) = event else {
+            return;
+        };
+        let time_ms = embargo_history::now_ms();
+        let protocol = if d.flow == FlowId::DNS || d.dns_type.is_some() {
+            Protocol::Dns
+        } else {
+            d.protocol.into()
+        };
+        (self.record)(history_event(time_ms, protocol, d));
+        let target = d.name.clone().unwrap_or_else(|| d.addr.to_string());
+        self.bus.push(LiveEvent::Decision {
+            event: ConnectionEvent {
+                time_ms,
+                app: d.app.clone(),
+                name: d.name.clone(),
+                addr: d.addr.to_string(),
+                port: d.port,
+                protocol,
+                decision: explain(target, d.app.as_deref(), &d.decision),
+            },
+        });
+    }
+}
+
+/// The history row for one engine decision.
+fn history_event(
+    time_ms: i64,
+    protocol: Protocol,
+    d: &embargo_engine::DecisionEvent,
+) -> embargo_history::Event {
+    use embargo_policy::{AttributionSource, Reason};
+    let mut e = embargo_history::Event::new(
+        time_ms,
+        protocol.into(),
+        crate::records::Verdict::from(d.decision.verdict).into(),
+    );
+    e.app = d.app.clone();
+    e.name = d.name.clone();
+    // A DNS question's "address" is the resolver the app asked, not an endpoint.
+    if protocol != Protocol::Dns {
+        e.addr = Some(d.addr);
+        e.port = d.port;
+    }
+    let rule = match &d.decision.reason {
+        Reason::NameRule { rule, .. }
+        | Reason::AddressRule { rule }
+        | Reason::OwnerRule { rule }
+        | Reason::CountryRule { rule } => Some(rule.clone()),
+        _ => None,
+    };
+    if let Some(r) = rule {
+        e.rule = Some(r.rule);
+        e.list = Some(r.list);
+        e.line = Some(r.line);
+    } else {
+        match &d.decision.reason {
+            Reason::Allowlisted { entry } => e.rule = Some(format!("allowlist: {entry}")),
+            Reason::AppOverride { entry } => e.rule = Some(format!("app override: {entry}")),
+            Reason::FirstParty { owner } => e.rule = Some(format!("first party: {owner}")),
+            Reason::AppBlockingOff => e.rule = Some("blocking off for this app".into()),
+            _ => {}
+        }
+    }
+    let source = |s: &AttributionSource| match s {
+        AttributionSource::List { list } => list.clone(),
+        AttributionSource::Database { database } => database.clone(),
+    };
+    if let Some(o) = &d.decision.owner {
+        e.owner = Some(o.value.clone());
+        e.owner_source = Some(source(&o.source));
+    }
+    if let Some(c) = &d.decision.country {
+        e.country = Some(c.value.clone());
+        e.country_source = Some(source(&c.source));
+    }
+    e.certainty = crate::records::history_certainty(d.decision.certainty);
+    e
+}

@@ -277,6 +277,13 @@ impl CryptoReassembler {
         Ok(())
     }
 
+    /// Stores the CRYPTO frames of a decrypted Initial payload. Returns false when the payload
+    /// holds a frame not allowed in Initial packets, is malformed, or overflows the bounds.
+    /// (Public so that fuzzing reaches the frame parser past the AEAD check.)
+    pub fn push_frames(&mut self, plaintext: &[u8]) -> bool {
+        read_frames(plaintext, self).is_ok()
+    }
+
     /// The bytes received contiguously from offset 0.
     pub fn contiguous(&self) -> &[u8] {
         match self.ranges.first() {

@@ -1,18 +1,13 @@
 //! `embargo`: the Linux shell of Embargo (see README.md for every command).
 
 mod commands;
-// The control socket server and its run-time handler are used by `embargo run`.
-#[allow(dead_code)]
 mod control;
-#[allow(dead_code)]
+mod netns;
+mod procfs;
+mod routes;
 mod runtime;
 mod state;
-mod netns;
-mod routes;
 mod tun;
-// Used by `embargo run` (the driver's app_owner hook); unused until it is wired.
-#[allow(dead_code)]
-mod procfs;
 
 use std::process::ExitCode;
 

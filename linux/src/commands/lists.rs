@@ -403,16 +403,6 @@ fn progress(name: &str, done: u64, total: Option<u64>) -> String {
     }
 }
 
-/// The rule files of every list, with their formats, for `embargo run` to load.
-pub fn list_files(state: &StateDir) -> Result<Vec<(std::path::PathBuf, Option<String>)>> {
-    Ok(state
-        .load_lists()?
-        .lists
-        .iter()
-        .map(|l| (state.list_path(l), l.format.clone()))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,7 +508,7 @@ mod tests {
         let lists = state.load_lists().unwrap().lists;
         assert_eq!(lists.len(), 1);
         assert_eq!(
-            list_files(&state).unwrap()[0].0,
+            state.list_path(&lists[0]),
             std::fs::canonicalize(&file).unwrap()
         );
         let _ = std::fs::remove_dir_all(dir);

@@ -1,11 +1,11 @@
 //! One module per subcommand; each exposes `*Args` (clap) and `run`.
 
+pub mod apps;
 pub mod check;
 pub mod compile;
-pub mod lists;
-pub mod run;
-pub mod apps;
 pub mod history;
+pub mod lists;
 pub mod output;
+pub mod run;
 pub mod stats;
 pub mod status;

@@ -60,10 +60,6 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// Renders the table; the last column is not padded (no trailing blanks).
     pub fn render(&self, colour: bool) -> String {
         let cols = self.header.len();

@@ -30,6 +30,8 @@ use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query, RuleSetBui
 
 use crate::procfs::AppResolver;
 use crate::routes::{self, Changes};
+use crate::runtime::{with_ip_databases, RunControl};
+use crate::state::StateDir;
 use crate::{netns, tun};
 
 /// Default fwmark (and routing table) of whole-machine mode: an arbitrary value unlikely to be
@@ -63,6 +65,14 @@ pub struct RunArgs {
     /// Where the history database and the crash-recovery state live.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/embargo")]
     pub state_dir: PathBuf,
+    /// IP-to-ASN databases (ip-location-db `start,end,asn,org` CSV or iptoasn TSV, .gz ok),
+    /// asked before the bundled ones (repeatable).
+    #[arg(long = "asn-db", value_name = "FILE")]
+    pub asn_dbs: Vec<PathBuf>,
+    /// IP-to-country databases (ip-location-db `start,end,CC` CSV, .gz ok), asked before the
+    /// bundled ones (repeatable).
+    #[arg(long = "country-db", value_name = "FILE")]
+    pub country_dbs: Vec<PathBuf>,
     /// MTU of the TUN device.
     #[arg(long, default_value_t = 1500)]
     pub mtu: u32,
@@ -75,6 +85,8 @@ struct LinuxHooks {
     /// `Recorder::record` (the type is not re-exported by embargo-history yet).
     history: Option<Box<dyn Fn(embargo_history::Event) + Send + Sync>>,
     clock: WallClock,
+    /// Counts decisions per app for `embargo status` / `embargo apps` (control socket).
+    live: Arc<crate::control::Live>,
 }
 
 /// Converts the engine's monotonic instants into wall-clock milliseconds for the history.
@@ -166,6 +178,7 @@ impl Hooks for LinuxHooks {
 
     fn on_event(&self, event: &Event) {
         if let Event::Decision(d) = event {
+            self.live.record(d.app.as_deref(), d.decision.is_block());
             if d.decision.is_block() {
                 log::info!(
                     "blocked {} {}:{} ({:?})",
@@ -186,7 +199,7 @@ impl Hooks for LinuxHooks {
 /// Runs `embargo run` until a signal; exits non-zero when setup or the loop failed.
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mode = Mode::of(&args)?;
-    let policy = load_policy(&args)?;
+    let (policy, control) = load_policy(&args, &mode)?;
     fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("create state dir {}", args.state_dir.display()))?;
 
@@ -197,7 +210,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             &mode,
         ))?),
     };
-    let result = run_with(&args, &mode, policy, changes.as_mut());
+    let result = run_with(&args, &mode, policy, control, changes.as_mut());
     if let Some(changes) = changes.as_mut() {
         changes.revert_all();
     }
@@ -244,6 +257,7 @@ fn run_with(
     args: &RunArgs,
     mode: &Mode,
     policy: Arc<dyn Decide>,
+    control: Arc<RunControl>,
     changes: Option<&mut Changes>,
 ) -> Result<ExitCode> {
     let mtu = args.mtu.clamp(1280, 65535);
@@ -316,11 +330,34 @@ fn run_with(
             }) as Box<dyn Fn(embargo_history::Event) + Send + Sync>
         }),
         clock: WallClock::now(),
+        live: control.live(),
     });
+    // The control socket (embargo status/apps/lists talk to it); without it Embargo still runs.
+    let _control_server = match crate::control::Server::bind(&StateDir::new(&args.state_dir)) {
+        Ok(server) => Some(server.spawn(control.clone())?),
+        Err(e) => {
+            eprintln!("embargo: control socket off: {e:#}");
+            None
+        }
+    };
     let engine = Engine::new(config, policy, Instant::now());
     let (handle, thread) =
         embargo_driver::start(Tunnel::Fd(fd), engine, hooks, DriverConfig::default())
             .context("start the driver loop")?;
+    let stats_handle = handle.clone();
+    control.set_counters(Box::new(move || {
+        let s = stats_handle.stats();
+        std::collections::BTreeMap::from([
+            ("tun packets in".to_owned(), s.driver.tun_packets_in),
+            ("tun packets out".to_owned(), s.driver.tun_packets_out),
+            (
+                "upstream sockets opened".to_owned(),
+                s.driver.sockets_opened,
+            ),
+            ("connect failures".to_owned(), s.driver.connect_failures),
+            ("flows blocked".to_owned(), s.engine.flows_blocked),
+        ])
+    }));
 
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -386,7 +423,7 @@ impl Decide for HandlePolicy {
 
 /// The policy: rule files when given (with the built-in IP databases), else the built-in
 /// default.
-fn load_policy(args: &RunArgs) -> Result<Arc<dyn Decide>> {
+fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunControl>)> {
     let files: Vec<&PathBuf> = args.rules.iter().chain(&args.lists).collect();
     let builtin = Policy::builtin();
     let policy = if files.is_empty() {
@@ -413,9 +450,31 @@ fn load_policy(args: &RunArgs) -> Result<Arc<dyn Decide>> {
         }
         builtin.with_rules(sets)
     };
-    Ok(Arc::new(HandlePolicy(Arc::new(PolicyHandle::new(
-        Arc::new(policy),
-    )))))
+    let dbs: Vec<PathBuf> = args
+        .asn_dbs
+        .iter()
+        .chain(&args.country_dbs)
+        .cloned()
+        .collect();
+    let base = Arc::new(with_ip_databases(&policy, &dbs)?);
+    let handle = Arc::new(PolicyHandle::new(base.clone()));
+    let what = match mode {
+        Mode::Netns(ns) => format!("netns {ns}"),
+        Mode::Machine => "this machine".to_owned(),
+        Mode::Attach { tun } => format!("tun {tun}"),
+    };
+    // Lists added with `embargo lists add` and per-app settings from the state directory.
+    let control = Arc::new(RunControl::new(
+        StateDir::new(&args.state_dir),
+        handle.clone(),
+        base,
+        what,
+    ));
+    let report = crate::control::Handler::reload(&*control).map_err(anyhow::Error::msg)?;
+    for note in &report.notes {
+        eprintln!("embargo: {note}");
+    }
+    Ok((Arc::new(HandlePolicy(handle)), control))
 }
 
 /// `--dns-upstream`, else the host's first usable nameserver.

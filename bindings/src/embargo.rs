@@ -347,21 +347,23 @@ impl Embargo {
     /// Adds a list from its bytes, or replaces the list of that name. `format` `None` guesses
     /// it from the name and the first bytes. The report counts accepted and skipped lines and
     /// gives the first errors with line numbers; lines in error are left out, the rest applies.
+    #[uniffi::method(default(format = None))]
     pub fn set_list(
         &self,
         name: String,
-        format: Option<ListFormat>,
         bytes: Vec<u8>,
+        format: Option<ListFormat>,
     ) -> Result<LoadReport, EmbargoError> {
         self.with_rules(|r| r.set_list(&name, format, bytes))
     }
 
     /// [`Embargo::set_list`] from a file (e.g. a download in the app's cache).
+    #[uniffi::method(default(format = None))]
     pub fn set_list_from_file(
         &self,
         name: String,
-        format: Option<ListFormat>,
         path: String,
+        format: Option<ListFormat>,
     ) -> Result<LoadReport, EmbargoError> {
         self.with_rules(|r| {
             let bytes = read_list_file(&path)?;
@@ -536,6 +538,7 @@ impl Embargo {
     /// What would happen to a host name or an IP address (for `app`, or for an unknown app),
     /// and why: verdict, the step and list line that decided, owner and country with their
     /// sources, and how sure the attribution is.
+    #[uniffi::method(default(app = None))]
     pub fn check(&self, target: String, app: Option<String>) -> Result<CheckResult, EmbargoError> {
         self.with_rules(|r| r.check(&target, app.as_deref()))
     }

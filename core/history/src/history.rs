@@ -128,8 +128,8 @@ impl History {
         aggregate::run(&self.conn(), q)
     }
 
-    /// Writes every row of `q` (all pages, ignoring `q.after`'s page limit) to `out`; returns
-    /// the number of rows written.
+    /// Writes every row matching `q` to `out` (all pages: `q.limit` is ignored; export starts
+    /// after `q.after` if set); returns the number of rows written.
     pub fn export(&self, q: &Query, format: Format, out: impl Write) -> Result<u64, HistoryError> {
         let mut exporter = Exporter::begin(format, out)?;
         let mut page_query = q.clone();

@@ -51,6 +51,9 @@
 //! - **Retention**: rows older than `Config::retention` (30 days) and, with
 //!   `Config::max_bytes`, the oldest rows beyond the size cap are deleted 5,000 per
 //!   transaction between batches, and free pages returned (`auto_vacuum=INCREMENTAL`).
+//! - **Budget**: `Config::hard_max_bytes` is a hard ceiling (SQLite `max_page_count`);
+//!   reaching it behaves like a full disk (reported, retried, resumes when retention frees
+//!   space).
 //! - **Export**: [`History::export`] streams a query's rows as CSV, JSON or NDJSON.
 //! - **Privacy**: the file (and its `-wal`/`-shm`) is created 0600; the schema holds host
 //!   names, addresses and ports, never payload bytes or URLs.

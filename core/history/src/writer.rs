@@ -721,3 +721,93 @@ fn incremental_vacuum(conn: &Connection, pages: u32) -> rusqlite::Result<u64> {
     let after: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     Ok((before - after).max(0) as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Protocol;
+
+    fn writer(dir: &std::path::Path, config: impl FnOnce(&mut Config)) -> Writer {
+        let mut cfg = Config::new(dir.join("w.db"));
+        config(&mut cfg);
+        let (conn, _) = crate::open::open(&cfg.path, None).unwrap();
+        Writer {
+            conn,
+            config: cfg,
+            shared: Arc::new(Shared::new()),
+            pending: Vec::new(),
+            coalesce: HashMap::new(),
+            retry_at: None,
+            backoff: FIRST_BACKOFF,
+            retention_due: Instant::now(),
+            retention_active: false,
+            disconnected: false,
+            reconnect: false,
+        }
+    }
+
+    fn blocked(time_ms: Millis, name: Option<&str>, addr: Option<&str>) -> Event {
+        let mut e = Event::new(time_ms, Protocol::Tcp, Decision::Block);
+        e.app = Some("app".into());
+        e.name = name.map(Into::into);
+        e.addr = addr.map(|a| a.parse().unwrap());
+        e
+    }
+
+    #[test]
+    fn key_uses_the_address_only_when_there_is_no_name() {
+        let a = Key::of(&blocked(0, Some("x.example"), Some("192.0.2.1")));
+        let b = Key::of(&blocked(0, Some("x.example"), Some("192.0.2.2")));
+        assert_eq!(a, b, "same name, other address: same story");
+        let c = Key::of(&blocked(0, None, Some("192.0.2.1")));
+        let d = Key::of(&blocked(0, None, Some("192.0.2.2")));
+        assert_ne!(c, d, "bare addresses are told apart");
+    }
+
+    #[test]
+    fn retention_deletes_at_most_one_batch_per_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path(), |c| {
+            c.coalesce_window = Duration::ZERO;
+            c.retention_batch = 300;
+        });
+        let old = now_ms() - 60 * DAY_MS;
+        w.pending = (0..1_000)
+            .map(|i| blocked(old + i, Some("x"), None))
+            .collect();
+        w.commit_pending().unwrap();
+        let steps: Vec<u64> = (0..5)
+            .map(|_| w.retention_step().unwrap().0.deleted_by_age)
+            .collect();
+        assert_eq!(steps, [300, 300, 300, 100, 0]);
+    }
+
+    #[test]
+    fn a_rolled_back_batch_leaves_no_stale_coalescing_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path(), |_| {});
+        let t = now_ms();
+        w.pending = vec![blocked(t, Some("a"), None)];
+        w.commit_pending().unwrap();
+        assert_eq!(w.coalesce.len(), 1);
+        // Make the next commit fail half-way (after its record insert): hide a table.
+        w.conn
+            .execute_batch("ALTER TABLE daily RENAME TO daily_gone")
+            .unwrap();
+        w.pending = vec![blocked(t + 1, Some("b"), None)];
+        assert!(w.commit_pending().is_err());
+        assert!(w.coalesce.is_empty(), "slots cleared after a rollback");
+        assert!(w.retry_at.is_some());
+        assert!(matches!(w.shared.health(), Health::Failing { .. }));
+        w.conn
+            .execute_batch("ALTER TABLE daily_gone RENAME TO daily")
+            .unwrap();
+        w.commit_pending().unwrap();
+        assert_eq!(w.shared.health(), Health::Healthy);
+        let rows: i64 = w
+            .conn
+            .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+    }
+}

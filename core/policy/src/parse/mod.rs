@@ -226,9 +226,9 @@ impl Format {
                 || line.starts_with("owner:")
                 || line.starts_with("country:")
                 || line.starts_with("owns:")
-                || (line.len() > 2
-                    && line[..2].eq_ignore_ascii_case("as")
-                    && line[2..].bytes().all(|b| b.is_ascii_digit()))
+                || line.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("as"))
+                    && line.len() > 2
+                    && line.bytes().skip(2).all(|b| b.is_ascii_digit())
             {
                 return Some(Format::Embargo);
             }

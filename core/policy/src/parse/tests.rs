@@ -349,6 +349,9 @@ fn detects_other_formats() {
         None
     );
     assert_eq!(Format::detect("x.json", b"[1, 2]"), None);
+    // Fuzz regression: a multi-byte character where a two-byte prefix was sliced.
+    assert_eq!(Format::detect("x.txt", "\u{feff}itle\n".as_bytes()), None);
+    assert_eq!(Format::detect("x.txt", "aé\n".as_bytes()), None);
 }
 
 #[test]

@@ -321,7 +321,7 @@ impl Embargo {
     // ---------------------------------------------------------------- live events
 
     /// Waits for the next live event (a Kotlin `suspend fun`, a Swift `async` function).
-    /// Returns `None` after [`Embargo::close`]. Cancelling the wait loses no event.
+    /// Returns `None` after [`Embargo::shutdown`]. Cancelling the wait loses no event.
     pub async fn next_event(&self) -> Option<LiveEvent> {
         self.bus.next().await
     }
@@ -332,8 +332,9 @@ impl Embargo {
     }
 
     /// Stops the tunnel, ends every [`Embargo::next_event`] wait and flushes the history.
-    /// The object stays usable for rules and history.
-    pub fn close(&self) -> Result<(), EmbargoError> {
+    /// The object stays usable for rules and history. (Not `close`: Kotlin's `AutoCloseable`
+    /// `close()` on the generated class frees the Rust object itself.)
+    pub fn shutdown(&self) -> Result<(), EmbargoError> {
         guard(|| {
             let stopped = self.stop_inner();
             self.bus.close();

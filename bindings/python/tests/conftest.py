@@ -18,4 +18,4 @@ def embargo(tmp_path):
     """A fresh Embargo with its storage in a temporary directory."""
     e = embargo_ffi.Embargo(embargo_ffi.EmbargoConfig(), str(tmp_path / "state"))
     yield e
-    e.close()
+    e.shutdown()

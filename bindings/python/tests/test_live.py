@@ -141,7 +141,7 @@ def test_close_ends_a_pending_wait(embargo):
         task = asyncio.ensure_future(embargo.next_event())
         await asyncio.sleep(0.2)
         assert not task.done()
-        embargo.close()
+        embargo.shutdown()
         return await asyncio.wait_for(task, 5)
 
     assert asyncio.run(wait_and_close()) is None

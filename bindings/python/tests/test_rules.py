@@ -114,7 +114,7 @@ def test_per_app_blocking_overrides_defaults_and_allowlist_persist(tmp_path):
     e.set_app_defaults(AppDefaults(new_app_blocking=False, system_app_blocking=False))
     assert e.check("log.tiktokv.com", "com.brand.new").verdict == Verdict.ALLOW
     e.set_system_app("android", True)
-    e.close()
+    e.shutdown()
     del e
     # A new instance over the same directory sees everything.
     e2 = Embargo(EmbargoConfig(), d)
@@ -128,7 +128,7 @@ def test_per_app_blocking_overrides_defaults_and_allowlist_persist(tmp_path):
     assert e2.remove_app_override(app, RuleTarget.NAME("log.tiktokv.com")) is True
     with pytest.raises(EmbargoError.InvalidInput):
         e2.set_app_override(app, RuleTarget.COUNTRY("China"), Verdict.BLOCK)
-    e2.close()
+    e2.shutdown()
 
 
 def test_a_panic_inside_the_library_is_an_error_and_the_library_keeps_working(embargo):

@@ -339,6 +339,22 @@ http {{
         p = self.log / f"{site}.access.log"
         return p.read_text().splitlines() if p.exists() else []
 
+    def wait_log(self, site: str, at_least: int, timeout: float = 3.0) -> list[str]:
+        """The access log once it has `at_least` lines (nginx logs after the response is
+        sent, so the client may finish first), or as it is after `timeout`."""
+        deadline = time.time() + timeout
+        while True:
+            lines = self.access_log(site)
+            if len(lines) >= at_least or time.time() > deadline:
+                return lines
+            time.sleep(0.05)
+
+    def settled_log(self, site: str) -> list[str]:
+        """The access log after a pause long enough for a late line to appear: use it before
+        asserting that nothing arrived."""
+        time.sleep(0.5)
+        return self.access_log(site)
+
     def dns_log(self) -> str:
         p = self.log / "dnsmasq.log"
         return p.read_text() if p.exists() else ""
@@ -356,3 +372,16 @@ http {{
             f"{ALLOWED_IP},{ALLOWED_IP},NL\n"
         )
         return path
+
+
+# Not `allowed.test` itself: its DNS HTTPS record makes Chromium upgrade the page to https.
+PAGE = "http://www.allowed.test/page.html"
+
+
+def chromium_dump(ns: str, tmp: Path, url: str) -> str:
+    profile = tmp / "chromium-profile"
+    profile.mkdir()
+    cp = in_ns(ns, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-dev-shm-usage", "--disable-features=HttpsUpgrades", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+               "--dump-dom", url, timeout=60, check=False)
+    return cp.stdout

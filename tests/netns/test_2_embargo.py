@@ -1,0 +1,338 @@
+"""Through Embargo: `embargo run --netns <phone>` protects the phone namespace, whose only route
+is Embargo's TUN device; Embargo's own sockets leave from the host namespace to `internet`.
+Every test drives a real client in `phone` and checks what arrived on the server side.
+
+The tests run in file order; the history test comes last and looks for the blocks the
+earlier tests caused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import harness
+from conftest import loud_skip
+from harness import (
+    PAGE,
+    chromium_dump,
+    ALLOWED_IP,
+    ALLOWED_IP6,
+    ASN_IP,
+    ASN_ORG,
+    DNS_IP,
+    TRACKER_IP,
+    TRACKER_IP6,
+    in_ns,
+    run,
+)
+
+# Embargo's native rule format (core/policy/src/parse/embargo.rs).
+RULES = """\
+# trackers of the test world, and their owner
+tracker.test
+owns: Tracker Corp = tracker.test
+# everything the stand-in for Tencent announces (10.231.66.0/24 in the --asn-db fixture)
+AS45090
+"""
+
+BLOCKED_NAMES = ["tracker.test", "pixel.tracker.test", "ads.tracker.test"]
+
+
+class Embargo:
+    def __init__(self, binary: Path, state: Path, proc: subprocess.Popen, flags: str, net):
+        self.bin, self.state, self.proc, self.flags, self.net = binary, state, proc, flags, net
+
+    def cli(self, *args, check=True, timeout=30) -> subprocess.CompletedProcess:
+        return run(self.bin, *args, "--state-dir", self.state, check=check, timeout=timeout)
+
+    def cli_json(self, *args):
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        p = self.net.log / "embargo.out"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+
+def phone_uses_tun(ns: str) -> bool:
+    routes = in_ns(ns, "ip", "route", "show", "default", check=False).stdout
+    return "dev" in routes and "via" not in routes and routes.strip() != ""
+
+
+@pytest.fixture(scope="session")
+def embargo(net, embargo_bin, tmp_path_factory):
+    help_ = run(embargo_bin, "run", "--help", check=False)
+    if help_.returncode != 0:
+        loud_skip(f"`embargo run` is not available in {embargo_bin}: {help_.stderr.strip()[:200]}")
+    flags = help_.stdout
+    work = tmp_path_factory.mktemp("embargo")
+    state = work / "state"
+    rules = work / "test.rules"
+    rules.write_text(RULES)
+    args = [embargo_bin, "run", "--netns", net.phone, "--state-dir", state, "--rules", rules]
+    if "--dns-upstream" in flags:
+        args += ["--dns-upstream", DNS_IP]
+    if "--asn-db" in flags:
+        args += ["--asn-db", net.write_asn_db(work / "asn-test.csv")]
+    if "--country-db" in flags:
+        args += ["--country-db", net.write_country_db(work / "country-test.csv")]
+    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
+    out = open(net.log / "embargo.out", "ab")
+    proc = subprocess.Popen([str(a) for a in args], stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env)
+    e = Embargo(embargo_bin, state, proc, flags, net)
+    deadline = time.time() + 30
+    ready = False
+    while time.time() < deadline and e.alive():
+        if phone_uses_tun(net.phone):
+            probe = in_ns(net.phone, "curl", "-s", "-o", "/dev/null", "--max-time", "2",
+                          f"http://{ALLOWED_IP}/index.html", check=False)
+            if probe.returncode == 0:
+                ready = True
+                break
+        time.sleep(0.3)
+    if not ready:
+        alive = e.alive()
+        _stop(proc)
+        pytest.fail(f"embargo run did not come up (alive={alive}); its output:\n{e.log()[-3000:]}")
+    yield e
+    _stop(proc)
+    print(f"\n[netns] embargo exited {proc.returncode}; last output:\n{e.log()[-1500:]}")
+
+
+def _stop(proc: subprocess.Popen):
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=5)
+
+
+def curl(ns, *args, timeout=15):
+    """curl in `ns`; returns (exit code, seconds taken, stdout)."""
+    start = time.monotonic()
+    cp = in_ns(ns, "curl", "-sS", "--max-time", "10", *args, check=False, timeout=timeout)
+    return cp.returncode, time.monotonic() - start, cp.stdout
+
+
+def test_allowed_names_work_byte_for_byte_over_https_and_http_v4_and_v6(net, embargo):
+    for site, extra, url in (("allowed", [], "https://allowed.test/file.bin"),
+                             ("allowed", [], "http://www.allowed.test/file.bin"),
+                             ("allowed", ["-6"], "https://api.allowed.test/file.bin"),
+                             ("default", ["-4"], f"http://{ALLOWED_IP}/file.bin")):
+        out = net.dir / "download.bin"
+        rc, secs, _ = curl(net.phone, *extra, "--cacert", net.ca / "ca.pem", "-o", out, url)
+        assert rc == 0, f"{url} failed (curl exit {rc}); embargo log:\n{embargo.log()[-2000:]}"
+        assert harness.sha256(out) == harness.sha256(net.www / site / "file.bin"), url
+    log = "\n".join(net.wait_log("allowed", 4))
+    assert f"{ALLOWED_IP6}:443 GET /file.bin" in log, "the -6 download did not arrive over IPv6"
+
+
+def test_blocked_names_fail_fast_and_never_reach_the_internet(net, embargo):
+    before_log = len(net.access_log("tracker"))
+    before_opens = net.passive_opens()
+    for url in ("https://pixel.tracker.test/p.gif", "http://ads.tracker.test/t.js", "https://tracker.test/"):
+        rc, secs, _ = curl(net.phone, "--cacert", net.ca / "ca.pem", "-o", "/dev/null", url)
+        assert rc != 0, f"{url} was not blocked"
+        assert secs < 5, f"{url} took {secs:.1f} s to fail (should fail fast)"
+    assert len(net.settled_log("tracker")) == before_log, net.access_log("tracker")[before_log:]
+    assert net.passive_opens() == before_opens, "a connection reached the internet namespace"
+    for name in BLOCKED_NAMES:
+        assert f"query[A] {name} from {harness.HOST_IP}" not in net.dns_log(), f"the DNS question for {name} left the phone"
+
+
+def test_raw_address_inside_the_blocked_asn_is_refused(net, embargo):
+    if "--asn-db" not in embargo.flags:
+        loud_skip("`embargo run` has no --asn-db flag: cannot load the AS45090 test range")
+    before = net.passive_opens()
+    before_log = len(net.access_log("default"))
+    rc, secs, _ = curl(net.phone, "-o", "/dev/null", f"http://{ASN_IP}/file.bin")
+    assert rc != 0, "a raw address inside AS45090 was not blocked"
+    assert secs < 5, f"took {secs:.1f} s to fail"
+    assert not any(ASN_IP in line for line in net.settled_log("default")[before_log:])
+    assert net.passive_opens() == before
+
+
+def dig(ns, *args):
+    cp = in_ns(ns, "dig", "+time=3", "+tries=1", f"@{DNS_IP}", *args, check=False, timeout=15)
+    return cp
+
+
+def answers(cp) -> list[str]:
+    """The answer section's data fields."""
+    out = []
+    section = False
+    for line in cp.stdout.splitlines():
+        if line.startswith(";; ANSWER SECTION"):
+            section = True
+            continue
+        if section:
+            if not line.strip() or line.startswith(";;"):
+                break
+            out.append(line.split(None, 4)[-1])
+    return out
+
+
+@pytest.mark.parametrize("transport", ["+notcp", "+tcp"])
+def test_dns_allowed_answers_pass_and_blocked_names_get_no_tracker_address(net, embargo, transport):
+    assert answers(dig(net.phone, transport, "allowed.test", "A")) == [ALLOWED_IP]
+    assert answers(dig(net.phone, transport, "www.allowed.test", "AAAA")) == [ALLOWED_IP6]
+    https = answers(dig(net.phone, transport, "allowed.test", "HTTPS"))
+    assert https and "h2" in https[0], https
+    for name in BLOCKED_NAMES:
+        for rtype in ("A", "AAAA", "HTTPS"):
+            cp = dig(net.phone, transport, name, rtype)
+            assert cp.returncode == 0, f"dig {transport} {name} {rtype}: no answer at all\n{cp.stdout}"
+            got = answers(cp)
+            assert TRACKER_IP not in got and TRACKER_IP6 not in got, f"{name} {rtype}: {got}"
+            assert not any("h2" in a for a in got), f"{name} HTTPS record leaked: {got}"
+    for name in BLOCKED_NAMES:
+        assert f"{name} from {harness.HOST_IP}" not in net.dns_log(), f"{name} was asked upstream"
+
+
+def test_dns_cname_to_a_tracker_is_blocked(net, embargo):
+    got = answers(dig(net.phone, "cdn.partner.test", "A"))
+    assert TRACKER_IP not in got, f"CNAME cloaking: cdn.partner.test -> cdn.tracker.test answered {got}"
+
+
+def test_tls_by_address_with_a_blocked_sni_never_reaches_the_server(net, embargo):
+    """DNS bypassed: the tracker name goes straight to the allowed server's address."""
+    before_log = len(net.access_log("tracker"))
+    before_opens = net.passive_opens()
+    rc, secs, _ = curl(net.phone, "--cacert", net.ca / "ca.pem", "-o", "/dev/null",
+                       "--resolve", f"pixel.tracker.test:443:{ALLOWED_IP}", "https://pixel.tracker.test/p.gif")
+    assert rc != 0, "TLS with a blocked SNI went through"
+    assert secs < 5
+    assert len(net.settled_log("tracker")) == before_log
+    assert net.passive_opens() == before_opens, "a SYN reached the server before the SNI was seen"
+
+
+def test_http_by_address_with_a_blocked_host_never_reaches_the_server(net, embargo):
+    before_log = len(net.access_log("tracker"))
+    before_opens = net.passive_opens()
+    rc, _, _ = curl(net.phone, "-o", "/dev/null", "--resolve", f"ads.tracker.test:80:{ALLOWED_IP}",
+                    "http://ads.tracker.test/t.js")
+    assert rc != 0
+    assert len(net.settled_log("tracker")) == before_log
+    assert net.passive_opens() == before_opens
+
+
+def test_chromium_page_works_and_its_trackers_are_blocked(net, embargo, tmp_path):
+    if shutil.which("chromium") is None:
+        loud_skip("chromium not installed (apt-get install chromium)")
+    tracker_before = len(net.access_log("tracker"))
+    allowed_before = len(net.access_log("allowed"))
+    dom = chromium_dump(net.phone, tmp_path, PAGE)
+    assert "The story" in dom, f"page did not load through Embargo; log:\n{embargo.log()[-2000:]}"
+    assert "<title>tracked</title>" not in dom, "the tracker script ran"
+    fetched = "\n".join(net.wait_log("allowed", allowed_before + 2)[allowed_before:])
+    assert "GET /page.html" in fetched and "GET /logo.gif" in fetched
+    assert net.settled_log("tracker")[tracker_before:] == []
+
+
+def test_per_app_blocking_applies_to_one_executable_and_not_the_other(net, embargo, tmp_path):
+    status = embargo.cli_json("status")
+    if not status.get("running"):
+        loud_skip("the running `embargo run` does not serve the control socket yet "
+                  "(per-app changes cannot reach it)")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    bindir.chmod(0o755)
+    curl_a, curl_b = bindir / "curl-a", bindir / "curl-b"
+    for c in (curl_a, curl_b):
+        shutil.copy2(shutil.which("curl"), c)
+    embargo.cli("apps", "block", curl_a)
+    embargo.cli("apps", "allow", curl_b)
+    before = len(net.access_log("tracker"))
+    # By address with the Host header: DNS questions carry no app yet (see the xfail below),
+    # so a per-app choice can only apply to connections.
+    url = ["--resolve", f"pixel.tracker.test:80:{TRACKER_IP}", "http://pixel.tracker.test/p.gif"]
+    a = in_ns(net.phone, curl_a, "-sS", "--max-time", "10", "-o", "/dev/null", *url, check=False)
+    assert a.returncode != 0, "blocking is on for curl-a, yet it reached the tracker"
+    assert len(net.settled_log("tracker")) == before
+    b = in_ns(net.phone, curl_b, "-sS", "--max-time", "10", "-o", "/dev/null", *url, check=False)
+    assert b.returncode == 0, f"blocking is off for curl-b, yet it failed: {b.stderr}"
+    assert len(net.wait_log("tracker", before + 1)) == before + 1
+    apps = {a["app"]: a for a in embargo.cli_json("apps")}
+    assert apps[str(curl_a)]["blocking"] is True
+    assert apps[str(curl_b)]["blocking"] is False
+    # pause: curl-a allowed for a while
+    embargo.cli("apps", "pause", curl_a, "--for", "5m")
+    a = in_ns(net.phone, curl_a, "-sS", "--max-time", "10", "-o", "/dev/null", *url, check=False)
+    assert a.returncode == 0, "curl-a is paused, yet it was blocked"
+    embargo.cli("apps", "block", curl_a)
+
+
+def test_iperf3_through_embargo(net, embargo):
+    cp = in_ns(net.phone, "iperf3", "-c", ALLOWED_IP, "-t", "2", "-J", check=False, timeout=30)
+    assert cp.returncode == 0, cp.stdout[-1000:]
+    bps = json.loads(cp.stdout)["end"]["sum_received"]["bits_per_second"]
+    print(f"\n[netns] iperf3 through Embargo: {bps / 1e6:.0f} Mbit/s (1 stream, 2 s)")
+    assert bps > 0
+
+
+def blocks(embargo) -> list[dict]:
+    time.sleep(0.5)  # the history commits every 100 ms
+    cp = embargo.cli("history", "--decision", "block", "--json", "--limit", "1000", check=False)
+    assert cp.returncode == 0, cp.stderr
+    return json.loads(cp.stdout)
+
+
+def test_history_holds_the_blocks_with_app_name_owner_and_country(net, embargo):
+    records = blocks(embargo)
+    assert records, f"no block in the history; embargo log:\n{embargo.log()[-2000:]}"
+    names = {r.get("name") for r in records}
+    for name in ("pixel.tracker.test", "ads.tracker.test", "tracker.test"):
+        assert name in names, f"{name} not in history: {sorted(n for n in names if n)}"
+    for r in records:
+        if r.get("name") and r["name"].endswith("tracker.test"):
+            assert r["owner"] == "Tracker Corp", r
+    # connection blocks (HTTP Host, TLS SNI) carry the app that tried
+    conns = [r for r in records if r.get("protocol") == "tcp" and (r.get("name") or "").endswith("tracker.test")]
+    assert conns, f"no connection block recorded: {records}"
+    assert any((r.get("app") or "").endswith("curl") for r in conns), conns
+    if "--country-db" in embargo.flags:
+        assert any(r.get("country") == "NL" for r in conns), f"blocks by SNI/Host on {ALLOWED_IP} lack its country: {conns}"
+    if "--asn-db" in embargo.flags:
+        asn = [r for r in records if r.get("addr") == ASN_IP]
+        assert asn, "the AS45090 block is not in the history"
+        assert asn[0]["owner"] and "Tencent" in asn[0]["owner"], asn[0]
+        assert (asn[0].get("app") or "").endswith("curl"), asn[0]
+        if "--country-db" in embargo.flags:
+            assert asn[0]["country"] == "CN", asn[0]
+    # the table view and the stats work too
+    table = embargo.cli("history", "--decision", "block", "--name", "tracker.test").stdout
+    assert "pixel.tracker.test" in table and "block" in table
+    stats = embargo.cli_json("stats", "--by", "owner")
+    assert any(s.get("owner") == "Tracker Corp" and s["blocked"] > 0 for s in stats), stats
+    assert ASN_ORG
+
+
+def test_status_and_apps_report_the_running_instance(net, embargo):
+    status = embargo.cli_json("status")
+    assert status["running"] is True, status
+    assert status["instance"]["blocked"] > 0, status
+    apps = embargo.cli_json("apps")
+    assert any(a["app"].endswith("/curl") and a["blocked"] > 0 for a in apps), apps
+    assert "APP" in embargo.cli("apps").stdout
+
+
+@pytest.mark.xfail(reason="known gap: a DNS question is recorded without its app (the engine "
+                   "does not ask the app of port-53 flows, or the resolver socket is gone by then)",
+                   strict=False)
+def test_every_blocked_dns_question_names_its_app(net, embargo):
+    dns = [r for r in blocks(embargo) if r.get("protocol") == "dns"]
+    assert dns
+    missing = [r["name"] for r in dns if not r.get("app")]
+    assert not missing, f"DNS blocks without an app: {missing}"

@@ -234,11 +234,11 @@ fn lookup_here(
     dst: SocketAddr,
     netns_ino: Option<u64>,
 ) -> Option<Owner> {
-    // TCP: one exact sock_diag question. The tables are the fallback (and UDP's way, whose
-    // unconnected sockets need the wildcard match of `find_socket`).
+    // One sock_diag question; the tables are the fallback (a kernel without sock_diag).
     let entry = match protocol {
-        Protocol::Tcp => sock_diag::lookup_tcp(src, dst),
-        _ => None,
+        Protocol::Tcp => sock_diag::lookup(libc::IPPROTO_TCP, src, dst),
+        Protocol::Udp => sock_diag::lookup(libc::IPPROTO_UDP, src, dst),
+        Protocol::Icmp => None,
     };
     let entry = match entry {
         Some(e) => e,
@@ -328,8 +328,13 @@ mod sock_diag {
         }
     }
 
-    /// The TCP socket `src -> dst` of the calling thread's namespace, if the kernel knows it.
-    pub fn lookup_tcp(src: SocketAddr, dst: SocketAddr) -> Option<SocketEntry> {
+    /// The TCP or UDP socket of the flow `src -> dst` in the calling thread's namespace, if
+    /// the kernel knows it.
+    ///
+    /// TCP answers the exact 4-tuple. UDP's lookup is the one for a *received* datagram
+    /// (`__udp4_lib_lookup(saddr, sport, daddr, dport)`), so it is asked with the reply's
+    /// direction, which also finds unconnected and wildcard-bound sockets, as a reply would.
+    pub fn lookup(protocol: libc::c_int, src: SocketAddr, dst: SocketAddr) -> Option<SocketEntry> {
         let (src, dst) = (canonical_sa(src), canonical_sa(dst));
         // An IPv4 flow may belong to a dual-stack IPv6 socket (v4-mapped addresses).
         let families: &[(u8, bool)] = if src.is_ipv4() {
@@ -337,9 +342,17 @@ mod sock_diag {
         } else {
             &[(libc::AF_INET6 as u8, true)]
         };
+        let udp = protocol == libc::IPPROTO_UDP;
         families
             .iter()
-            .find_map(|&(family, v6)| ask(family, sock_id(src, dst, v6)))
+            .find_map(|&(family, v6)| {
+                let id = if udp {
+                    sock_id(dst, src, v6)
+                } else {
+                    sock_id(src, dst, v6)
+                };
+                ask(family, protocol, id, src.port(), dst.port())
+            })
             .map(|(uid, inode)| SocketEntry {
                 local: src,
                 remote: dst,
@@ -348,7 +361,15 @@ mod sock_diag {
             })
     }
 
-    fn ask(family: u8, id: SockId) -> Option<(u32, u64)> {
+    /// One request; the answer must be a socket bound to `local_port` and connected to
+    /// `remote_port` (or, for UDP, unconnected).
+    fn ask(
+        family: u8,
+        protocol: libc::c_int,
+        id: SockId,
+        local_port: u16,
+        remote_port: u16,
+    ) -> Option<(u32, u64)> {
         // SAFETY: plain socket(2); the descriptor is owned right away.
         let fd = unsafe {
             libc::socket(
@@ -371,7 +392,7 @@ mod sock_diag {
             kind: SOCK_DIAG_BY_FAMILY,
             flags: libc::NLM_F_REQUEST as u16,
             family,
-            protocol: libc::IPPROTO_TCP as u8,
+            protocol: protocol as u8,
             states: !0,
             id,
             ..Request::default()
@@ -402,12 +423,14 @@ mod sock_diag {
         if kind == NLMSG_ERROR || kind != SOCK_DIAG_BY_FAMILY || n < INODE_AT + 4 {
             return None;
         }
-        // The kernel's lookup falls back to a listening socket on the local port: only an
-        // answer for exactly the asked remote end is this flow's socket.
+        // TCP's lookup falls back to a listening socket on the local port: only an answer
+        // for exactly the asked remote end is this flow's socket.
         const ID_AT: usize = 16 + 4;
-        let remote_port = &answer[ID_AT + 2..ID_AT + 4];
-        let remote_addr = &answer[ID_AT + 20..ID_AT + 36];
-        if remote_port != id.dport || remote_addr != id.dst {
+        let port = |at: usize| u16::from_be_bytes([answer[at], answer[at + 1]]);
+        let (got_local, got_remote) = (port(ID_AT), port(ID_AT + 2));
+        let connected_ok = got_remote == remote_port;
+        let unconnected_ok = protocol == libc::IPPROTO_UDP && got_remote == 0;
+        if got_local != local_port || !(connected_ok || unconnected_ok) {
             return None;
         }
         let word = |at: usize| {
@@ -673,15 +696,30 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (src, dst) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
-        let diag = sock_diag::lookup_tcp(src, dst).expect("sock_diag answers");
+        let diag = sock_diag::lookup(libc::IPPROTO_TCP, src, dst).expect("sock_diag answers");
         let tables = read_tables(Path::new("/proc/thread-self/net"), Protocol::Tcp);
         let table = find_socket(&tables, Protocol::Tcp, src, dst).unwrap();
         assert_eq!(diag, table);
         // and nothing for a flow that does not exist
-        assert_eq!(
-            sock_diag::lookup_tcp(dst, "127.0.0.1:1".parse().unwrap()),
-            None
-        );
+        let nowhere = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(sock_diag::lookup(libc::IPPROTO_TCP, dst, nowhere), None);
+    }
+
+    #[test]
+    fn sock_diag_finds_unconnected_and_connected_udp_sockets() {
+        let unconnected = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let port = unconnected.local_addr().unwrap().port();
+        let src = SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+        let dst: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let found = sock_diag::lookup(libc::IPPROTO_UDP, src, dst).expect("unconnected found");
+        assert_eq!(found.local, src);
+        let connected = UdpSocket::bind("127.0.0.1:0").unwrap();
+        connected.connect(dst).unwrap();
+        let src = connected.local_addr().unwrap();
+        let found = sock_diag::lookup(libc::IPPROTO_UDP, src, dst).expect("connected found");
+        assert_ne!(found.inode, 0);
+        let elsewhere = "127.0.0.1:10".parse().unwrap();
+        assert_eq!(sock_diag::lookup(libc::IPPROTO_UDP, src, elsewhere), None);
     }
 
     #[test]

@@ -164,50 +164,133 @@ impl Policy {
             other => other,
         };
         let facts = self.facts(q, name);
+        let (outcome, certainty) = self.evaluate(q, &facts);
+        let (verdict, reason) = match outcome {
+            Outcome::AppBlockingOff => (Verdict::Allow, Reason::AppBlockingOff),
+            Outcome::AppOverride(target, action) => (
+                verdict_of(action),
+                Reason::AppOverride {
+                    entry: format!("{} {target}", action_word(action)),
+                },
+            ),
+            Outcome::Allowlisted(target) => (
+                Verdict::Allow,
+                Reason::Allowlisted {
+                    entry: target.to_string(),
+                },
+            ),
+            Outcome::FirstParty(owner) => (
+                Verdict::Allow,
+                Reason::FirstParty {
+                    owner: owner.to_owned(),
+                },
+            ),
+            Outcome::Name(set, hit, verdict) => {
+                let rule_set = &self.rules[set];
+                let hit = rule_set.resolve_hit(facts.name.unwrap_or_default(), hit);
+                let reason = Reason::NameRule {
+                    rule: RuleRef {
+                        list: rule_set.list_name(hit.list).to_owned(),
+                        line: hit.line,
+                        rule: hit.rule,
+                    },
+                    exception: hit.allow,
+                };
+                (verdict, reason)
+            }
+            Outcome::Address(set, rule) => (
+                verdict_of_rule(rule),
+                Reason::AddressRule {
+                    rule: rule_ref(set, rule),
+                },
+            ),
+            Outcome::Owner(set, rule) => (
+                verdict_of_rule(rule),
+                Reason::OwnerRule {
+                    rule: rule_ref(set, rule),
+                },
+            ),
+            Outcome::Country(set, rule) => (
+                verdict_of_rule(rule),
+                Reason::CountryRule {
+                    rule: rule_ref(set, rule),
+                },
+            ),
+            Outcome::NoMatch => (Verdict::Allow, Reason::NoMatch),
+        };
+        let owner = self.owner_attribution(&facts);
+        let certainty = certainty.unwrap_or(match &owner {
+            Some(o) => o.certainty,
+            None => facts.name_certainty,
+        });
+        Decision {
+            verdict,
+            reason,
+            owner,
+            country: country_attribution(&facts),
+            certainty,
+        }
+    }
 
+    /// Only the verdict of [`Policy::decide`] (same precedence, same code), without building
+    /// the explanation: no allocation on the common path. For hot paths that log nothing.
+    pub fn verdict(&self, q: &Query) -> Verdict {
+        let lowered;
+        let name = match q.name {
+            Some(n) if needs_normalizing(n) => {
+                lowered = normalize(n);
+                Some(lowered.as_str())
+            }
+            other => other,
+        };
+        let facts = self.facts(q, name);
+        match self.evaluate(q, &facts).0 {
+            Outcome::AppBlockingOff
+            | Outcome::Allowlisted(_)
+            | Outcome::FirstParty(_)
+            | Outcome::NoMatch => Verdict::Allow,
+            Outcome::AppOverride(_, action) => verdict_of(action),
+            Outcome::Name(_, _, verdict) => verdict,
+            Outcome::Address(_, rule) | Outcome::Owner(_, rule) | Outcome::Country(_, rule) => {
+                verdict_of_rule(rule)
+            }
+        }
+    }
+
+    /// The precedence documented on [`Policy::decide`], step by step: which step decided, and
+    /// how certain the facts behind it are (`None` = the certainty of the owner attribution).
+    fn evaluate<'p>(
+        &'p self,
+        q: &Query<'_>,
+        facts: &Facts<'p, '_>,
+    ) -> (Outcome<'p>, Option<Certainty>) {
         // 1. App blocking off.
         if !self.apps.blocking_enabled(q.app) {
-            return self.finish(&facts, Verdict::Allow, Reason::AppBlockingOff, None);
+            return (Outcome::AppBlockingOff, None);
         }
         // 2. Per-app override.
-        if let Some((target, action)) = self.app_override(q.app, &facts) {
-            let verdict = verdict_of(action);
-            let entry = format!("{} {target}", action_word(action));
-            let certainty = self.target_certainty(target, &facts);
-            return self.finish(
-                &facts,
-                verdict,
-                Reason::AppOverride { entry },
-                Some(certainty),
-            );
+        if let Some((target, action)) = self.app_override(q.app, facts) {
+            let certainty = self.target_certainty(target, facts);
+            return (Outcome::AppOverride(target, action), Some(certainty));
         }
         // 3. Global allowlist.
         if let Some(target) = self
             .apps
             .allowlist
             .iter()
-            .find(|t| self.target_matches(t, &facts))
+            .find(|t| self.target_matches(t, facts))
         {
-            let certainty = self.target_certainty(target, &facts);
-            let entry = target.to_string();
-            return self.finish(
-                &facts,
-                Verdict::Allow,
-                Reason::Allowlisted { entry },
-                Some(certainty),
-            );
+            let certainty = self.target_certainty(target, facts);
+            return (Outcome::Allowlisted(target), Some(certainty));
         }
         // 4. First party.
-        if let Some(owner) = self.first_party(q.app, &facts) {
-            let certainty = self.owner_certainty(&facts);
-            return self.finish(
-                &facts,
-                Verdict::Allow,
-                Reason::FirstParty { owner },
-                Some(certainty),
+        if let Some(owner) = self.first_party(q.app, facts) {
+            return (
+                Outcome::FirstParty(owner),
+                Some(self.owner_certainty(facts)),
             );
         }
-        // 5 and 6. Name rules.
+        // 5 and 6. Name rules: important exception, important block, exception, block.
         if let Some(name) = facts.name {
             let m = self.match_name(name, q.dns_type);
             let ordered = [
@@ -218,71 +301,33 @@ impl Policy {
             ];
             for (hit, verdict) in ordered {
                 if let Some((set, hit)) = hit {
-                    let rule_set = &self.rules[set];
-                    let hit = rule_set.resolve_hit(name, hit);
-                    let reason = Reason::NameRule {
-                        rule: RuleRef {
-                            list: rule_set.list_name(hit.list).to_owned(),
-                            line: hit.line,
-                            rule: hit.rule,
-                        },
-                        exception: hit.allow,
-                    };
-                    return self.finish(&facts, verdict, reason, Some(facts.name_certainty));
+                    return (Outcome::Name(set, hit, verdict), Some(facts.name_certainty));
                 }
             }
         }
-        // 7. Address rules.
+        // 7. Address rules: the packet goes to that address, so the fact is certain.
         if let Some(addr) = q.addr {
             if let Some((set, rule)) = self.first_rule(|s| s.match_addr(addr)) {
-                let reason = Reason::AddressRule {
-                    rule: rule_ref(set, rule),
-                };
-                return self.finish(
-                    &facts,
-                    verdict_of_rule(rule),
-                    reason,
-                    Some(Certainty::Certain),
-                );
+                return (Outcome::Address(set, rule), Some(Certainty::Certain));
             }
         }
-        // 8. Owner rules: ASN, then owner name.
+        // 8. Owner rules: ASN (a database fact: inferred), then owner name.
         if let Some(asn) = facts.asn {
             if let Some((set, rule)) = self.first_rule(|s| s.match_asn(asn.asn)) {
-                let reason = Reason::OwnerRule {
-                    rule: rule_ref(set, rule),
-                };
-                return self.finish(
-                    &facts,
-                    verdict_of_rule(rule),
-                    reason,
-                    Some(Certainty::Inferred),
-                );
+                return (Outcome::Owner(set, rule), Some(Certainty::Inferred));
             }
         }
-        if let Some((set, rule)) = self.owner_rule(&facts) {
-            let reason = Reason::OwnerRule {
-                rule: rule_ref(set, rule),
-            };
-            let certainty = self.owner_certainty(&facts);
-            return self.finish(&facts, verdict_of_rule(rule), reason, Some(certainty));
+        if let Some((set, rule)) = self.owner_rule(facts) {
+            return (Outcome::Owner(set, rule), Some(self.owner_certainty(facts)));
         }
-        // 9. Country rules.
+        // 9. Country rules (a database fact: inferred).
         if let Some(country) = facts.country {
             if let Some((set, rule)) = self.first_rule(|s| s.match_country(country.code)) {
-                let reason = Reason::CountryRule {
-                    rule: rule_ref(set, rule),
-                };
-                return self.finish(
-                    &facts,
-                    verdict_of_rule(rule),
-                    reason,
-                    Some(Certainty::Inferred),
-                );
+                return (Outcome::Country(set, rule), Some(Certainty::Inferred));
             }
         }
         // 10. Nothing matched.
-        self.finish(&facts, Verdict::Allow, Reason::NoMatch, None)
+        (Outcome::NoMatch, None)
     }
 
     /// Name rules from every set: for each class, the first set's strongest hit.
@@ -390,27 +435,6 @@ impl Policy {
         }
     }
 
-    fn finish(
-        &self,
-        facts: &Facts<'_, '_>,
-        verdict: Verdict,
-        reason: Reason,
-        certainty: Option<Certainty>,
-    ) -> Decision {
-        let owner = self.owner_attribution(facts);
-        let certainty = certainty.unwrap_or(match &owner {
-            Some(o) => o.certainty,
-            None => facts.name_certainty,
-        });
-        Decision {
-            verdict,
-            reason,
-            owner,
-            country: country_attribution(facts),
-            certainty,
-        }
-    }
-
     fn app_override<'a>(
         &'a self,
         app: Option<&str>,
@@ -459,7 +483,7 @@ impl Policy {
     /// The app's owner, when it also owns the endpoint. Owners match when equal ignoring case,
     /// or when the app owner's first word names the AS organisation ("ByteDance Ltd." and
     /// "Bytedance Inc."): list owners and registry names are spelled differently.
-    fn first_party(&self, app: Option<&str>, facts: &Facts<'_, '_>) -> Option<String> {
+    fn first_party<'p>(&'p self, app: Option<&str>, facts: &Facts<'_, '_>) -> Option<&'p str> {
         let app = app?;
         let endpoint = facts.owner?;
         let app_owner = self.rules.iter().find_map(|s| s.owner_of_app(app))?;
@@ -473,8 +497,22 @@ impl Policy {
                 first_word(&app_owner.owner).is_some_and(|w| owner_matches(w, info.org))
             }
         };
-        same.then(|| app_owner.owner.clone())
+        same.then_some(app_owner.owner.as_str())
     }
+}
+
+/// Which step of the precedence decided, with borrowed references only (no allocation).
+enum Outcome<'p> {
+    AppBlockingOff,
+    AppOverride(&'p Target, Action),
+    Allowlisted(&'p Target),
+    FirstParty(&'p str),
+    /// Rule set index, hit, verdict.
+    Name(usize, NameHitRef, Verdict),
+    Address(&'p RuleSet, &'p MetaRule),
+    Owner(&'p RuleSet, &'p MetaRule),
+    Country(&'p RuleSet, &'p MetaRule),
+    NoMatch,
 }
 
 /// Name hits across sets.

@@ -812,11 +812,7 @@ impl RuleSetBuilder {
                     };
                     match n.pattern {
                         NamePattern::Exact(name) | NamePattern::Subtree(name) => {
-                            let key = reversed(&normalize(&name));
-                            if key.is_empty() {
-                                continue;
-                            }
-                            c.names.push((key, entry));
+                            c.push_name(&name, entry);
                         }
                         NamePattern::Regex(r) => {
                             match regex::RegexBuilder::new(&r)
@@ -953,13 +949,62 @@ fn reversed(name: &str) -> Vec<u8> {
 struct Compiler {
     meta: Meta,
     list_index: HashMap<String, u16>,
-    names: Vec<(Vec<u8>, NameEntry)>,
+    /// Reversed, lowercased name keys, back to back (one allocation for a million names).
+    key_arena: Vec<u8>,
+    /// One slot per name rule, pointing into `key_arena`; 16 bytes, so sorting a million is
+    /// cheap.
+    names: Vec<NameSlot>,
+    /// Rules that do not pack into a u64 (`$dnstype`, `$denyallow`, a noted text).
+    complex: Vec<NameEntry>,
     owner_keys: Vec<(Vec<u8>, u64)>,
     addresses: Vec<(IpNet, MetaRule)>,
     duplicates_hint: u64,
 }
 
+/// A name rule during compilation.
+#[derive(Debug, Clone, Copy)]
+struct NameSlot {
+    start: u32,
+    len: u32,
+    /// The packed value, or `FLAG_MULTI | index into Compiler::complex`.
+    value: u64,
+}
+
 impl Compiler {
+    fn entry(&self, slot: &NameSlot) -> NameEntry {
+        if slot.value & FLAG_MULTI == 0 {
+            NameEntry::unpack(slot.value)
+        } else {
+            self.complex
+                .get((slot.value & LINE_MASK) as usize)
+                .cloned()
+                .unwrap_or_else(|| NameEntry::unpack(0))
+        }
+    }
+
+    /// Appends the reversed, lowercased name (without a trailing dot) to the arena.
+    fn push_name(&mut self, name: &str, entry: NameEntry) {
+        let name = name.trim().trim_end_matches('.');
+        if name.is_empty() || self.key_arena.len() + name.len() > u32::MAX as usize {
+            return;
+        }
+        let start = self.key_arena.len() as u32;
+        self.key_arena
+            .extend(name.bytes().rev().map(|b| b.to_ascii_lowercase()));
+        let value = match entry.packed() {
+            Some(v) => v,
+            None => {
+                self.complex.push(entry);
+                FLAG_MULTI | (self.complex.len() as u64 - 1)
+            }
+        };
+        self.names.push(NameSlot {
+            start,
+            len: name.len() as u32,
+            value,
+        });
+    }
+
     fn list(&mut self, name: &str) -> u16 {
         if let Some(&i) = self.list_index.get(name) {
             return i;
@@ -988,43 +1033,52 @@ impl Compiler {
     }
 
     fn finish_with(mut self, report: &mut BuildReport) -> Vec<u8> {
-        // Names: sort by key, group rules of the same key.
-        self.names
-            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.line.cmp(&b.1.line)));
+        // Names: sort by key (stable: rules of one key stay in the order they were added), then
+        // group rules of the same key.
+        let mut slots = std::mem::take(&mut self.names);
+        let arena = std::mem::take(&mut self.key_arena);
+        let key = |slot: &NameSlot| &arena[slot.start as usize..(slot.start + slot.len) as usize];
+        slots.sort_by(|a, b| key(a).cmp(key(b)));
         let mut names_fst = fst::raw::Builder::memory();
         let mut i = 0;
         let mut keys = 0u64;
-        while i < self.names.len() {
+        while i < slots.len() {
+            let this = key(&slots[i]);
             let mut j = i + 1;
-            while j < self.names.len() && self.names[j].0 == self.names[i].0 {
+            while j < slots.len() && key(&slots[j]) == this {
                 j += 1;
             }
-            let mut group: Vec<NameEntry> = Vec::with_capacity(j - i);
-            for (_, e) in &self.names[i..j] {
-                let dup = group.iter().any(|g| {
-                    g.allow == e.allow
-                        && g.important == e.important
-                        && g.exact == e.exact
-                        && g.dnstype == e.dnstype
-                        && g.denyallow == e.denyallow
-                        && g.text == e.text
-                });
-                if dup {
-                    report.duplicates += 1;
-                } else {
-                    group.push(e.clone());
+            let value = if j == i + 1 && slots[i].value & FLAG_MULTI == 0 {
+                slots[i].value
+            } else {
+                let mut group: Vec<NameEntry> = Vec::with_capacity(j - i);
+                for slot in &slots[i..j] {
+                    let e = self.entry(slot);
+                    let dup = group.iter().any(|g| {
+                        g.allow == e.allow
+                            && g.important == e.important
+                            && g.exact == e.exact
+                            && g.dnstype == e.dnstype
+                            && g.denyallow == e.denyallow
+                            && g.text == e.text
+                    });
+                    if dup {
+                        report.duplicates += 1;
+                    } else {
+                        group.push(e);
+                    }
                 }
-            }
-            let value = match (group.len(), group[0].packed()) {
-                (1, Some(v)) => v,
-                _ => {
-                    let idx = self.meta.multi.len() as u64;
-                    self.meta.multi.push(group);
-                    FLAG_MULTI | idx
+                match (group.len(), group[0].packed()) {
+                    (1, Some(v)) => v,
+                    _ => {
+                        let idx = self.meta.multi.len() as u64;
+                        self.meta.multi.push(group);
+                        FLAG_MULTI | idx
+                    }
                 }
             };
             // Keys are sorted and distinct, so insert cannot fail.
-            if let Err(e) = names_fst.insert(&self.names[i].0, value) {
+            if let Err(e) = names_fst.insert(this, value) {
                 log::error!("fst insert: {e}");
             }
             keys += 1;

@@ -17,6 +17,8 @@ want chromium chromium
 want iptables iptables
 want ss iproute2
 want nstat iproute2
+# The bindings suites: Maven (with a JRE) compiles the generated Kotlin and runs JUnit.
+want mvn maven
 python3 -c 'import pytest' 2>/dev/null || need+=(python3-pytest)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"

@@ -25,3 +25,17 @@ if [ "$rc" -ne 0 ]; then
     echo "tests/netns failed (pytest exit $rc)"
     exit "$rc"
 fi
+
+echo "== bindings suites (UniFFI: generated Kotlin on the JVM with JUnit, generated Python with pytest)"
+# Builds the host library and generates Kotlin/Swift/Python into bindings/generated.
+bindings/generate.sh
+(cd bindings/kotlin && mvn -q -B test)
+set +e
+python3 -m pytest -q -rs bindings/python/tests
+rc=$?
+set -e
+# Exit 5 (no test collected) means the suite is broken, as for tests/netns.
+if [ "$rc" -ne 0 ]; then
+    echo "bindings/python/tests failed (pytest exit $rc)"
+    exit "$rc"
+fi

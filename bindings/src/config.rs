@@ -97,7 +97,10 @@ impl EmbargoConfig {
     }
 
     /// The engine's configuration.
-    pub(crate) fn engine(&self, resolve_apps: bool) -> Result<embargo_engine::EngineConfig, EmbargoError> {
+    pub(crate) fn engine(
+        &self,
+        resolve_apps: bool,
+    ) -> Result<embargo_engine::EngineConfig, EmbargoError> {
         use std::hash::{BuildHasher, Hasher};
         let mut c = embargo_engine::EngineConfig {
             mtu: self.mtu as usize,

@@ -91,11 +91,7 @@ pub struct Embargo {
 }
 
 impl Embargo {
-    fn spawn(
-        &self,
-        tunnel: Tunnel,
-        hooks: Arc<dyn PlatformHooks>,
-    ) -> Result<(), EmbargoError> {
+    fn spawn(&self, tunnel: Tunnel, hooks: Arc<dyn PlatformHooks>) -> Result<(), EmbargoError> {
         let mut running = lock(&self.running);
         if let Some(r) = running.as_ref() {
             if !r.watcher.is_finished() {
@@ -108,8 +104,7 @@ impl Embargo {
         let policy = lock(&self.rules).handle();
         let decide: Arc<dyn embargo_engine::Decide> =
             Arc::new(move |q: &Query<'_>| policy.load().decide(q));
-        let engine =
-            embargo_engine::Engine::new(self.config.engine(true)?, decide, Instant::now());
+        let engine = embargo_engine::Engine::new(self.config.engine(true)?, decide, Instant::now());
         let driver_hooks = Arc::new(DriverHooks {
             platform: hooks,
             record: {
@@ -196,15 +191,17 @@ impl Embargo {
         guard(|| {
             config.validate()?;
             let dir = PathBuf::from(&storage_dir);
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                EmbargoError::Storage(format!("cannot create {storage_dir}: {e}"))
-            })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| EmbargoError::Storage(format!("cannot create {storage_dir}: {e}")))?;
             let rules = RulesStore::open(&dir, config.use_builtin_rules)?;
             let history = History::open(config.history(dir.join("history.db")))?;
             if let embargo_history::OpenOutcome::RecoveredFromCorruption { .. } =
                 history.open_outcome()
             {
-                log::warn!("history was damaged and set aside: {:?}", history.open_outcome());
+                log::warn!(
+                    "history was damaged and set aside: {:?}",
+                    history.open_outcome()
+                );
             }
             let bus = Arc::new(EventBus::new(config.event_queue_capacity as usize));
             Ok(Arc::new(Embargo {
@@ -438,7 +435,8 @@ impl Embargo {
                     Verdict::Allow => Action::Allow,
                     Verdict::Block => Action::Block,
                 };
-                s.overrides.push(embargo_policy::Override { target, action });
+                s.overrides
+                    .push(embargo_policy::Override { target, action });
                 Ok(())
             })
         })
@@ -503,7 +501,13 @@ impl Embargo {
 
     /// The global allowlist (allowed for every app, over every list).
     pub fn allowlist(&self) -> Result<Vec<RuleTarget>, EmbargoError> {
-        self.with_rules(|r| Ok(r.apps().allowlist.iter().map(RuleTarget::from_core).collect()))
+        self.with_rules(|r| {
+            Ok(r.apps()
+                .allowlist
+                .iter()
+                .map(RuleTarget::from_core)
+                .collect())
+        })
     }
 
     /// Adds a target to the global allowlist (no duplicate).

@@ -42,6 +42,9 @@ pub struct ConnectionEvent {
 }
 
 /// Something the live view shows.
+// A decision is the common case, so the size difference costs nothing; boxing would not cross
+// the FFI (UniFFI lowers records by value).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum LiveEvent {
     /// A connection or DNS question was allowed or blocked.
@@ -153,7 +156,10 @@ mod tests {
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         let mut f = std::pin::pin!(bus.next());
-        assert_eq!(f.as_mut().poll(&mut cx), std::task::Poll::Ready(Some(err(1))));
+        assert_eq!(
+            f.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(Some(err(1)))
+        );
         let mut f = std::pin::pin!(bus.next());
         assert_eq!(f.as_mut().poll(&mut cx), std::task::Poll::Ready(None));
     }

@@ -390,7 +390,10 @@ impl RulesStore {
                 }
             };
             let format = Format::from_name(&list.format).ok_or_else(|| {
-                EmbargoError::Storage(format!("list {}: unknown format {}", list.name, list.format))
+                EmbargoError::Storage(format!(
+                    "list {}: unknown format {}",
+                    list.name, list.format
+                ))
             })?;
             let (set, _) = compile(&list.name, format, &bytes);
             store.compiled.insert(list.name.clone(), Arc::new(set));
@@ -451,13 +454,13 @@ impl RulesStore {
         }
         let format = match format {
             Some(f) => f.to_core(),
-            None => Format::detect(name, &bytes[..bytes.len().min(16 * 1024)]).ok_or_else(
-                || {
+            None => {
+                Format::detect(name, &bytes[..bytes.len().min(16 * 1024)]).ok_or_else(|| {
                     EmbargoError::List(format!(
                         "cannot tell the format of list {name}: give it explicitly"
                     ))
-                },
-            )?,
+                })?
+            }
         };
         let (set, report) = compile(name, format, &bytes);
         let now = embargo_history::now_ms();
@@ -473,7 +476,9 @@ impl RulesStore {
         let entry = StoredList {
             name: name.to_owned(),
             format: format.name().to_owned(),
-            enabled: existing.map(|i| self.stored.lists[i].enabled).unwrap_or(true),
+            enabled: existing
+                .map(|i| self.stored.lists[i].enabled)
+                .unwrap_or(true),
             file,
             accepted: report.accepted,
             error_count: report.error_count,
@@ -507,7 +512,11 @@ impl RulesStore {
     }
 
     /// Turns a list on or off without forgetting it.
-    pub(crate) fn set_list_enabled(&mut self, name: &str, enabled: bool) -> Result<(), EmbargoError> {
+    pub(crate) fn set_list_enabled(
+        &mut self,
+        name: &str,
+        enabled: bool,
+    ) -> Result<(), EmbargoError> {
         let list = self
             .stored
             .lists
@@ -581,11 +590,18 @@ impl RulesStore {
     }
 
     /// Explains the decision for a name or an address.
-    pub(crate) fn check(&self, target: &str, app: Option<&str>) -> Result<CheckResult, EmbargoError> {
+    pub(crate) fn check(
+        &self,
+        target: &str,
+        app: Option<&str>,
+    ) -> Result<CheckResult, EmbargoError> {
         let target = target.trim();
         let policy = self.handle.load();
         let (normalised, mut query);
-        if let Ok(addr) = target.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+        if let Ok(addr) = target
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+        {
             normalised = addr.to_string();
             query = Query::addr(addr);
         } else {
@@ -653,7 +669,11 @@ pub(crate) fn read_list_file(path: &str) -> Result<Vec<u8>, EmbargoError> {
 }
 
 /// Turns a policy decision into the record the app shows.
-pub(crate) fn explain(target: String, app: Option<&str>, d: &embargo_policy::Decision) -> CheckResult {
+pub(crate) fn explain(
+    target: String,
+    app: Option<&str>,
+    d: &embargo_policy::Decision,
+) -> CheckResult {
     let verdict: Verdict = d.verdict.into();
     let verb = match verdict {
         Verdict::Allow => "Allowed",
@@ -661,7 +681,8 @@ pub(crate) fn explain(target: String, app: Option<&str>, d: &embargo_policy::Dec
     };
     let mut rule = None;
     let mut entry = None;
-    let rule_text = |r: &embargo_policy::RuleRef| format!("list {}, line {}: {}", r.list, r.line, r.rule);
+    let rule_text =
+        |r: &embargo_policy::RuleRef| format!("list {}, line {}: {}", r.list, r.line, r.rule);
     let (reason, explanation) = match &d.reason {
         Reason::NoMatch => (ReasonKind::NoMatch, "Allowed: no rule matches".to_owned()),
         Reason::AppBlockingOff => (
@@ -670,11 +691,17 @@ pub(crate) fn explain(target: String, app: Option<&str>, d: &embargo_policy::Dec
         ),
         Reason::Allowlisted { entry: e } => {
             entry = Some(e.clone());
-            (ReasonKind::Allowlisted, format!("Allowed by the allowlist ({e})"))
+            (
+                ReasonKind::Allowlisted,
+                format!("Allowed by the allowlist ({e})"),
+            )
         }
         Reason::AppOverride { entry: e } => {
             entry = Some(e.clone());
-            (ReasonKind::AppOverride, format!("{verb} by this app's override ({e})"))
+            (
+                ReasonKind::AppOverride,
+                format!("{verb} by this app's override ({e})"),
+            )
         }
         Reason::FirstParty { owner } => (
             ReasonKind::FirstParty,
@@ -683,22 +710,34 @@ pub(crate) fn explain(target: String, app: Option<&str>, d: &embargo_policy::Dec
         Reason::NameRule { rule: r, exception } => {
             rule = Some(r);
             if *exception {
-                (ReasonKind::NameException, format!("Allowed by an exception in {}", rule_text(r)))
+                (
+                    ReasonKind::NameException,
+                    format!("Allowed by an exception in {}", rule_text(r)),
+                )
             } else {
                 (ReasonKind::NameRule, format!("{verb} by {}", rule_text(r)))
             }
         }
         Reason::AddressRule { rule: r } => {
             rule = Some(r);
-            (ReasonKind::AddressRule, format!("{verb} by address rule in {}", rule_text(r)))
+            (
+                ReasonKind::AddressRule,
+                format!("{verb} by address rule in {}", rule_text(r)),
+            )
         }
         Reason::OwnerRule { rule: r } => {
             rule = Some(r);
-            (ReasonKind::OwnerRule, format!("{verb} by network owner rule in {}", rule_text(r)))
+            (
+                ReasonKind::OwnerRule,
+                format!("{verb} by network owner rule in {}", rule_text(r)),
+            )
         }
         Reason::CountryRule { rule: r } => {
             rule = Some(r);
-            (ReasonKind::CountryRule, format!("{verb} by country rule in {}", rule_text(r)))
+            (
+                ReasonKind::CountryRule,
+                format!("{verb} by country rule in {}", rule_text(r)),
+            )
         }
     };
     CheckResult {
@@ -749,7 +788,10 @@ mod tests {
         }
         let store = RulesStore::open(dir.path(), false).unwrap();
         assert_eq!(store.lists().len(), 1);
-        assert_eq!(store.check("tracker.example", None).unwrap().verdict, Verdict::Block);
+        assert_eq!(
+            store.check("tracker.example", None).unwrap().verdict,
+            Verdict::Block
+        );
         let c = store.check("tracker.example", Some("com.example")).unwrap();
         assert_eq!(c.verdict, Verdict::Allow);
         assert_eq!(c.reason, ReasonKind::AppBlockingOff);

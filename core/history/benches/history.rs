@@ -236,10 +236,22 @@ fn big_db(rows: u64) -> (PathBuf, i64) {
         let mut upsert = tx
             .prepare("INSERT INTO daily (day, app, owner, country, blocked, allowed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .unwrap();
+        let mut by: HashMap<(i64, i64, &str), (i64, i64)> = HashMap::new();
         for ((day, app, owner, country), (b, a)) in &daily {
             upsert
                 .execute(params![day, app, owner, country, b, a])
                 .unwrap();
+            for (dim, value) in [(0, app), (1, owner), (2, country)] {
+                let cell = by.entry((dim, *day, value.as_str())).or_default();
+                cell.0 += b;
+                cell.1 += a;
+            }
+        }
+        let mut upsert_by = tx
+            .prepare("INSERT INTO daily_by (dim, day, value, blocked, allowed) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .unwrap();
+        for ((dim, day, value), (b, a)) in &by {
+            upsert_by.execute(params![dim, day, value, b, a]).unwrap();
         }
         tx.execute(
             "INSERT INTO counters (name, value) VALUES ('bench_rows', ?1)",

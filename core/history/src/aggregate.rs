@@ -1,8 +1,9 @@
 //! Counts per app, owner, country and day, read from the `daily` table.
 //!
-//! `daily` is maintained on insert (one upsert per distinct (day, app, owner, country) of a
-//! batch), so an aggregate over 30 days reads at most days x combinations rows, however many
-//! million events that is. Its granularity is one UTC day, and it counts events, not rows.
+//! `daily` and `daily_by` are maintained on insert (one upsert per distinct key of a batch),
+//! so an aggregate over 30 days reads at most days x combinations rows, however many million
+//! events that is. Grouping or filtering by one of app, owner or country reads `daily_by`
+//! (days x values rows, in (day, value) order); combinations read `daily`. Its granularity is one UTC day, and it counts events, not rows.
 //! It has no name column (that would make it as large as `records`), so hidden *names* still
 //! count in aggregates; hidden apps do not. Age retention trims it by whole days; the size cap
 //! does not (it is small), so totals outlive rows deleted to save space.
@@ -75,6 +76,57 @@ fn column(d: Dimension) -> &'static str {
     }
 }
 
+/// Code of a dimension in `daily_by.dim`.
+fn dim_code(d: Dimension) -> i64 {
+    match d {
+        Dimension::App => 0,
+        Dimension::Owner => 1,
+        Dimension::Country => 2,
+        // Never asked: `single_dimension` does not return Day.
+        Dimension::Day => -1,
+    }
+}
+
+/// The one non-day dimension a query is about, if it can be answered from `daily_by`: it
+/// groups or filters by at most one of app/owner/country, and hidden apps need not be
+/// excluded (there are none, the caller includes them, or the dimension is app itself).
+fn single_dimension(
+    conn: &Connection,
+    q: &AggregateQuery,
+    dims: &[Dimension],
+) -> Result<Option<Dimension>, HistoryError> {
+    let mut used: Vec<Dimension> = dims
+        .iter()
+        .copied()
+        .filter(|d| *d != Dimension::Day)
+        .collect();
+    for (filter, d) in [
+        (&q.app, Dimension::App),
+        (&q.owner, Dimension::Owner),
+        (&q.country, Dimension::Country),
+    ] {
+        if filter.is_some() && !used.contains(&d) {
+            used.push(d);
+        }
+    }
+    let dim = match used.as_slice() {
+        [] => Dimension::App,
+        [one] => *one,
+        _ => return Ok(None),
+    };
+    if q.include_hidden || dim == Dimension::App {
+        return Ok(Some(dim));
+    }
+    let hidden_apps: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM hidden WHERE kind = 0)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(HistoryError::sqlite("reading hide filters"))?;
+    Ok((!hidden_apps).then_some(dim))
+}
+
 /// Runs an aggregate. Rows come newest day first, then by most events.
 pub(crate) fn run(
     conn: &Connection,
@@ -86,6 +138,7 @@ pub(crate) fn run(
             dims.push(*d);
         }
     }
+    let single = single_dimension(conn, q, &dims)?;
     let mut params = Vec::new();
     let mut conds = Vec::new();
     if let Some(since) = q.since_ms {
@@ -96,20 +149,46 @@ pub(crate) fn run(
         params.push(Value::Integer((until - 1).div_euclid(DAY_MS)));
         conds.push(format!("day <= ?{}", params.len()));
     }
-    for (value, col) in [
-        (&q.app, "app"),
-        (&q.owner, "owner"),
-        (&q.country, "country"),
-    ] {
-        if let Some(v) = value {
-            params.push(Value::Text(v.clone()));
-            conds.push(format!("{col} = ?{}", params.len()));
+    let (table, cols): (&str, Vec<&str>) = match single {
+        Some(dim) => {
+            params.push(Value::Integer(dim_code(dim)));
+            conds.insert(0, format!("dim = ?{}", params.len()));
+            for (value, d) in [
+                (&q.app, Dimension::App),
+                (&q.owner, Dimension::Owner),
+                (&q.country, Dimension::Country),
+            ] {
+                if let Some(v) = value.as_ref().filter(|_| d == dim) {
+                    params.push(Value::Text(v.clone()));
+                    conds.push(format!("value = ?{}", params.len()));
+                }
+            }
+            if dim == Dimension::App && !q.include_hidden {
+                conds.push("value NOT IN (SELECT value FROM hidden WHERE kind = 0)".into());
+            }
+            let cols = dims
+                .iter()
+                .map(|d| if *d == Dimension::Day { "day" } else { "value" })
+                .collect();
+            ("daily_by", cols)
         }
-    }
-    if !q.include_hidden {
-        conds.push("app NOT IN (SELECT value FROM hidden WHERE kind = 0)".into());
-    }
-    let cols: Vec<&str> = dims.iter().map(|d| column(*d)).collect();
+        None => {
+            for (value, col) in [
+                (&q.app, "app"),
+                (&q.owner, "owner"),
+                (&q.country, "country"),
+            ] {
+                if let Some(v) = value {
+                    params.push(Value::Text(v.clone()));
+                    conds.push(format!("{col} = ?{}", params.len()));
+                }
+            }
+            if !q.include_hidden {
+                conds.push("app NOT IN (SELECT value FROM hidden WHERE kind = 0)".into());
+            }
+            ("daily", dims.iter().map(|d| column(*d)).collect())
+        }
+    };
     let select_cols = if cols.is_empty() {
         String::new()
     } else {
@@ -131,7 +210,7 @@ pub(crate) fn run(
         ""
     };
     let sql = format!(
-        "SELECT {select_cols}sum(blocked), sum(allowed) FROM daily{filter}{group} \
+        "SELECT {select_cols}sum(blocked), sum(allowed) FROM {table}{filter}{group} \
          ORDER BY {day_first}sum(blocked) + sum(allowed) DESC"
     );
     let mut stmt = conn

@@ -35,14 +35,14 @@
 //!   row's `count` and move its `last_seen`; a chatty app cannot flood the disk. Zero turns it
 //!   off.
 //! - **Never blocking**: `record` is a `try_send` into a bounded queue
-//!   (`Config::queue_capacity`); a writer thread commits batches (≤ 4,096 events or 100 ms,
+//!   (`Config::queue_capacity`); a writer thread commits batches (≤ 16,384 events or 200 ms,
 //!   one transaction each). When the queue is full the event is counted as dropped; the count
 //!   is stored and shown in [`Stats::dropped`].
 //! - **Faults**: a failed commit (disk full, read-only) keeps the events in memory, retries with
 //!   back-off, and reports [`Health::Failing`] on [`Recorder::health_events`]; writing resumes
 //!   by itself. A damaged file is renamed `<name>.corrupt-<UTC stamp>` and a fresh one created
 //!   ([`OpenOutcome::RecoveredFromCorruption`]). WAL with `synchronous=NORMAL`: a killed
-//!   process loses at most the batch not yet committed (≤ 100 ms); a power cut may lose the
+//!   process loses at most the batch not yet committed (≤ 200 ms); a power cut may lose the
 //!   last commits but never corrupts the file.
 //! - **Queries**: time range, app, name prefix or substring, owner, country, decision; newest
 //!   first; keyset pages ([`Page::next`]). [`History::hide`] persists "hide this app/name"

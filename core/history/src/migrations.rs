@@ -7,9 +7,10 @@
 //! Version history:
 //! 1. `records` and its indexes.
 //! 2. `hidden` ("hide this name/app" filters), `counters` (events dropped when the queue was
-//!    full), and `daily` (per day, app, owner and country counts, maintained on insert so that
-//!    aggregates over 30 days of 10 million rows read thousands of rows, not millions);
-//!    `daily` is back-filled from the existing `records`.
+//!    full), `daily` (counts per day, app, owner and country) and `daily_by` (counts per day
+//!    and one of app, owner or country), both maintained on insert so that aggregates over
+//!    30 days of 10 million rows read thousands of rows, not millions; both are back-filled
+//!    from the existing `records`.
 
 use rusqlite::Connection;
 
@@ -48,10 +49,14 @@ pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 /// - `records_by_time (last_seen)`: newest first with no filter, time ranges, retention by age.
 /// - `records_by_app (app, decision, last_seen)`: the main screen, "newest blocks of TikTok".
 /// - `records_by_owner (owner, last_seen)`: "everything that went to ByteDance".
-/// - `records_by_name (name)`: name prefix search as a range scan.
 ///
-/// Country has no index: a handful of countries cover most rows, so a country filter is not
-/// selective and the time index plus a filter is as fast.
+/// Every index costs write amplification: a commit rewrites each index page it touched, and an
+/// index on a high-cardinality key (name: tens of thousands of values) is touched at a random
+/// page by nearly every event, a 4 KiB page write per event, which capped inserts near 8,000
+/// events/s in the first benchmark. So name has no index: name searches read the time index
+/// newest first and stop after a page of matches. App (hundreds of values) and owner
+/// (hundreds) touch few pages per batch. Country has no index either: a handful of countries
+/// cover most rows, so a country filter is not selective.
 const V1: &str = "
 CREATE TABLE records (
     id INTEGER PRIMARY KEY,
@@ -76,11 +81,14 @@ CREATE TABLE records (
 CREATE INDEX records_by_time ON records (last_seen);
 CREATE INDEX records_by_app ON records (app, decision, last_seen);
 CREATE INDEX records_by_owner ON records (owner, last_seen);
-CREATE INDEX records_by_name ON records (name);
 ";
 
 /// `daily` uses '' rather than NULL for a missing app/owner/country because NULLs are never
-/// equal in a primary key, which would defeat the upsert.
+/// equal in a primary key, which would defeat the upsert. `daily` alone would do for every
+/// aggregate, but its size is days x apps x owners x countries (1.8 million rows for 30 days
+/// of 200 apps each reaching 300 owners) and grouping it by owner means sorting all of it;
+/// `daily_by` (`dim` 0 = app, 1 = owner, 2 = country) holds days x values rows, already in
+/// (day, value) order, for the common one-dimension charts.
 const V2: &str = "
 CREATE TABLE hidden (
     kind INTEGER NOT NULL,
@@ -101,11 +109,25 @@ CREATE TABLE daily (
     allowed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, app, owner, country)
 ) WITHOUT ROWID;
+CREATE TABLE daily_by (
+    dim INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    allowed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (dim, day, value)
+) WITHOUT ROWID;
 INSERT INTO daily (day, app, owner, country, blocked, allowed)
     SELECT last_seen / 86400000, ifnull(app, ''), ifnull(owner, ''), ifnull(country, ''),
            sum(CASE WHEN decision = 1 THEN count ELSE 0 END),
            sum(CASE WHEN decision = 0 THEN count ELSE 0 END)
     FROM records GROUP BY 1, 2, 3, 4;
+INSERT INTO daily_by (dim, day, value, blocked, allowed)
+    SELECT 0, day, app, sum(blocked), sum(allowed) FROM daily GROUP BY day, app;
+INSERT INTO daily_by (dim, day, value, blocked, allowed)
+    SELECT 1, day, owner, sum(blocked), sum(allowed) FROM daily GROUP BY day, owner;
+INSERT INTO daily_by (dim, day, value, blocked, allowed)
+    SELECT 2, day, country, sum(blocked), sum(allowed) FROM daily GROUP BY day, country;
 ";
 
 /// Brings `conn` to [`CURRENT_VERSION`]. Returns the version found before.

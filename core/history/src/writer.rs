@@ -351,6 +351,10 @@ const DAILY_SQL: &str = "INSERT INTO daily (day, app, owner, country, blocked, a
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (day, app, owner, country) DO UPDATE SET \
     blocked = blocked + excluded.blocked, allowed = allowed + excluded.allowed";
 
+const DAILY_BY_SQL: &str = "INSERT INTO daily_by (dim, day, value, blocked, allowed) \
+    VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (dim, day, value) DO UPDATE SET \
+    blocked = blocked + excluded.blocked, allowed = allowed + excluded.allowed";
+
 pub(crate) const COUNTER_ADD_SQL: &str = "INSERT INTO counters (name, value) VALUES (?1, ?2) \
     ON CONFLICT (name) DO UPDATE SET value = value + excluded.value";
 
@@ -597,8 +601,18 @@ impl Writer {
                 }
             }
             let mut upsert = tx.prepare_cached(DAILY_SQL)?;
+            let mut by: HashMap<(i64, i64, &str), (i64, i64)> = HashMap::new();
             for ((day, app, owner, country), (blocked, allowed)) in daily {
                 upsert.execute(params![day, app, owner, country, blocked, allowed])?;
+                for (dim, value) in [(0, app), (1, owner), (2, country)] {
+                    let cell = by.entry((dim, day, value)).or_default();
+                    cell.0 += blocked;
+                    cell.1 += allowed;
+                }
+            }
+            let mut upsert_by = tx.prepare_cached(DAILY_BY_SQL)?;
+            for ((dim, day, value), (blocked, allowed)) in by {
+                upsert_by.execute(params![dim, day, value, blocked, allowed])?;
             }
             if drops > 0 {
                 tx.execute(COUNTER_ADD_SQL, params![DROPPED_COUNTER, drops as i64])?;
@@ -674,6 +688,10 @@ impl Writer {
             // Whole days before the cutoff's day; the cutoff's own day stays until tomorrow.
             self.conn
                 .execute("DELETE FROM daily WHERE day < ?1", params![cutoff / DAY_MS])?;
+            self.conn.execute(
+                "DELETE FROM daily_by WHERE day < ?1",
+                params![cutoff / DAY_MS],
+            )?;
         }
         if report.deleted_by_age == 0 {
             if let Some(max) = self.config.max_bytes {

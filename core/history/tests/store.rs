@@ -121,7 +121,6 @@ fn make_v1(path: &std::path::Path, t: i64) {
          CREATE INDEX records_by_time ON records (last_seen);
          CREATE INDEX records_by_app ON records (app, decision, last_seen);
          CREATE INDEX records_by_owner ON records (owner, last_seen);
-         CREATE INDEX records_by_name ON records (name);
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -539,6 +538,19 @@ fn hide_filters_persist_and_can_be_bypassed() {
         1,
         "hidden app left out of aggregates: {by_app:?}"
     );
+    // Per owner with a hidden app: the hidden app's owners are not counted.
+    let by_owner = history
+        .aggregate(&AggregateQuery {
+            group_by: vec![Dimension::Owner],
+            ..AggregateQuery::default()
+        })
+        .unwrap();
+    assert!(
+        by_owner
+            .iter()
+            .all(|r| r.owner.as_deref() != Some("Tencent")),
+        "{by_owner:?}"
+    );
     assert!(history.unhide(&Hidden::App("wechat".into())).unwrap());
     assert!(!history.unhide(&Hidden::App("wechat".into())).unwrap());
     assert_eq!(names(&history, Query::default()).len(), 4);
@@ -651,6 +663,21 @@ fn aggregates_per_app_owner_country_and_day() {
     assert_eq!((tiktok.blocked, tiktok.allowed), (4, 2));
     let total = history.aggregate(&AggregateQuery::default()).unwrap();
     assert_eq!((total[0].blocked, total[0].allowed), (8, 2));
+
+    // One dimension reads `daily_by`, two read `daily`: both must agree.
+    let cube = history
+        .aggregate(&AggregateQuery {
+            group_by: vec![Dimension::Owner, Dimension::App],
+            ..AggregateQuery::default()
+        })
+        .unwrap();
+    for row in &by_owner {
+        let (b, a) = cube
+            .iter()
+            .filter(|c| c.owner == row.owner)
+            .fold((0, 0), |(b, a), c| (b + c.blocked, a + c.allowed));
+        assert_eq!((b, a), (row.blocked, row.allowed), "{:?}", row.owner);
+    }
 }
 
 #[test]

@@ -218,3 +218,17 @@ where
         self(query)
     }
 }
+
+impl Decide for embargo_policy::Policy {
+    fn decide(&self, query: &Query<'_>) -> Decision {
+        embargo_policy::Policy::decide(self, query)
+    }
+}
+
+/// With a handle as its policy, the engine sees every [`embargo_policy::PolicyHandle::store`]
+/// at its next decision, without [`crate::Engine::set_policy`] (one atomic load per decision).
+impl Decide for embargo_policy::PolicyHandle {
+    fn decide(&self, query: &Query<'_>) -> Decision {
+        self.load().decide(query)
+    }
+}

@@ -17,37 +17,45 @@
 //!   (`dns_cache_entries` x [`DNS_CACHE_ENTRY_BYTES`]).
 //! - Queues to the driver are bounded by [`MAX_QUEUED_PACKETS`] packets of MTU size.
 
-/// Receive/send ring of an ordinary TCP flow. 2 KiB holds a typical ClientHello's first segment
-/// and keeps 4,096 flows near 23 MiB.
-pub const SMALL_RX: usize = 2048;
+/// Receive/send ring of an ordinary TCP flow (one without a large slot). 1 KiB each keeps
+/// 8,192 flows near 27 MiB with their fixed costs; such a flow still moves ~80 Mbit/s at a 100 us tunnel RTT, and the
+/// inspected first bytes do not need to fit (they are read out into the inspection buffer).
+pub const SMALL_RX: usize = 1024;
 /// See [`SMALL_RX`].
-pub const SMALL_TX: usize = 2048;
+pub const SMALL_TX: usize = 1024;
 /// Rings of a flow holding a large slot: a 64 KiB window is what smoltcp needs for Gbit/s
 /// (6.5 Gbit/s measured with 64 KiB buffers, mvm PR #1661).
 pub const LARGE_RX: usize = 64 * 1024;
 /// See [`LARGE_RX`].
 pub const LARGE_TX: usize = 64 * 1024;
 /// Concurrent flows with large rings: a phone rarely has more than a few dozen busy flows.
-pub const LARGE_SLOTS: usize = 48;
+pub const LARGE_SLOTS: usize = 32;
+/// TCP handshakes held at once (SYN-ACK paused for the app id or the upstream connect). More
+/// SYNs are dropped without allocating (the app retransmits): a SYN flood costs nothing.
+pub const MAX_PARKED: usize = 1024;
 /// Default flow cap (TCP + UDP).
-pub const DEFAULT_MAX_FLOWS: usize = 4096;
+pub const DEFAULT_MAX_FLOWS: usize = 8192;
 /// Bytes read from one connection to find its SNI/Host. A ClientHello with post-quantum key
 /// shares is about 1.8 KB; 8 KiB leaves room for ECH and large extensions.
 pub const INSPECT_MAX: usize = 8 * 1024;
 /// All inspection buffers together (flows beyond it decide by address at once).
 pub const INSPECT_TOTAL: usize = 1024 * 1024;
 /// Packets queued for the tunnel before the oldest are dropped (the driver drains every batch).
-pub const MAX_QUEUED_PACKETS: usize = 1024;
-/// Fixed cost of one TCP flow besides its rings: smoltcp socket (~700 B incl. assembler and
-/// timers), the engine's flow record, two hash-map entries, with slack. Checked against
-/// `size_of` in tests.
-pub const TCP_FLOW_OVERHEAD: usize = 1536;
+pub const MAX_QUEUED_PACKETS: usize = 256;
+/// Fixed cost of one TCP flow besides its rings, measured: `tests/engine_memory.rs` counts
+/// ~1.1 KiB per flow at 10,000 flows (smoltcp socket slot 448 B + meta, flow record 232 B + map
+/// entry, 4-tuple map entry 72 B, timer and eviction entries; the tables are sized to
+/// `max_flows` up front so they never double). Rounded up to 1.25 KiB.
+pub const TCP_FLOW_OVERHEAD: usize = 1280;
 /// Cost of one UDP flow record with its hash-map entries.
 pub const UDP_FLOW_OVERHEAD: usize = 384;
 /// One pending DNS question (record + the question bytes kept for the cache key).
 pub const DNS_PENDING_BYTES: usize = 640;
 /// One cached DNS answer (bounded answer bytes + key).
 pub const DNS_CACHE_ENTRY_BYTES: usize = 1024;
+/// Events held for a slow driver (see `MAX_QUEUED_EVENTS` in the engine) and their boxed
+/// decisions with names.
+pub const EVENT_QUEUE_BYTES: usize = 4096 * 320;
 /// What the engine may use with the default configuration: 40 MiB of iOS's 50 MiB.
 pub const ENGINE_BUDGET: usize = 40 * 1024 * 1024;
 /// The iOS packet-tunnel cap since iOS 15.
@@ -81,7 +89,7 @@ pub const fn worst_case_bytes(b: BudgetInputs) -> usize {
     // Packets for the tunnel plus the command queue's datagrams (both bounded by MTU each).
     let queues = 2 * MAX_QUEUED_PACKETS * (b.mtu + 64);
     let dns = b.max_pending_dns * DNS_PENDING_BYTES + b.dns_cache_entries * DNS_CACHE_ENTRY_BYTES;
-    flows + INSPECT_TOTAL + queues + dns
+    flows + INSPECT_TOTAL + queues + dns + EVENT_QUEUE_BYTES
 }
 
 /// The defaults as budget inputs.

@@ -17,6 +17,9 @@ pub(crate) struct TxQueue {
     max_queued: usize,
     /// Packets dropped because the queue was full.
     pub(crate) overflow: u64,
+    /// smoltcp was refused a transmit token (queue full): egress must run again once the
+    /// driver has drained the queue.
+    pub(crate) starved: bool,
 }
 
 impl TxQueue {
@@ -38,9 +41,20 @@ impl TxQueue {
         }
     }
 
-    /// Queue a packet for the tunnel.
+    /// Whether smoltcp may queue another packet (it gets no token beyond `max_queued` and
+    /// keeps its data for the next egress: backpressure instead of loss).
+    fn has_room(&mut self) -> bool {
+        let room = self.packets.len() < self.max_queued;
+        if !room {
+            self.starved = true;
+        }
+        room
+    }
+
+    /// Queue a packet for the tunnel. Hand-built packets (RSTs, DNS answers, UDP replies) may
+    /// use twice the smoltcp allowance before the oldest are dropped.
     pub(crate) fn push(&mut self, packet: Vec<u8>) {
-        if self.packets.len() >= self.max_queued {
+        if self.packets.len() >= 2 * self.max_queued {
             if let Some(old) = self.packets.pop_front() {
                 self.overflow += 1;
                 self.recycle(old);
@@ -70,6 +84,7 @@ impl QueueDevice {
                 pool: Vec::new(),
                 max_queued,
                 overflow: 0,
+                starved: false,
             },
         }
     }
@@ -137,6 +152,9 @@ impl phy::Device for QueueDevice {
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        if !self.tx.has_room() {
+            return None;
+        }
         Some(TxToken(&mut self.tx))
     }
 

@@ -3,7 +3,102 @@
 //!
 //! # Architecture
 //!
-//! TODO: filled in below as the engine lands.
+//! The engine is a deterministic state machine in the style of quinn-proto and smoltcp's
+//! `Interface::poll`: it owns no socket, thread or clock. Its whole surface is [`Engine`]:
+//!
+//! | in | out |
+//! |---|---|
+//! | [`Engine::handle_tun_packet`] raw IP from the app | [`Engine::poll_tun_packet`] raw IP to the app |
+//! | [`Engine::handle_upstream`] connected, refused, EOF, reset, datagram | [`Engine::poll_command`] [`Command`]s for host sockets |
+//! | [`Engine::write_upstream_data`] / [`Engine::recv_upstream_with`] server bytes | [`Engine::read_app_data`] app bytes for the server |
+//! | [`Engine::app_resolved`] the app owning a flow | [`Engine::poll_event`] decisions, DNS answers, closed flows |
+//! | [`Engine::handle_timeout`] the time | [`Engine::poll_timeout`] the next deadline (`None` = sleep until IO) |
+//!
+//! ## The driver loop (core/driver)
+//!
+//! ```text
+//! loop {
+//!     wait for: TUN readable | a host socket ready | engine.poll_timeout()
+//!     for each packet read from the TUN (a batch): engine.handle_tun_packet(now, pkt)
+//!     for each host socket event: engine.handle_upstream(now, ev) / recv_upstream_with(..)
+//!     engine.handle_timeout(now) when the deadline passed
+//!     while let Some(n) = engine.poll_tun_packet(&mut buf) { write to TUN }   // batch
+//!     while let Some(cmd) = engine.poll_command() { act on sockets }
+//!     while let Some(ev) = engine.poll_event() { history }
+//! }
+//! ```
+//! Input calls only queue work; the first `poll_*` call after a batch runs smoltcp's egress and
+//! services the touched flows once for the whole batch. TCP payload is never copied into a
+//! command: the driver reads app bytes straight out of smoltcp's ring into its socket
+//! ([`Engine::read_app_data`], edge-triggered by [`Command::AppDataReady`]) and reads server
+//! bytes straight into smoltcp's ring ([`Engine::recv_upstream_with`], no more than
+//! [`Engine::upstream_window`]): one copy each way, and a full ring closes the TCP window
+//! (backpressure) instead of growing a buffer.
+//!
+//! ## A packet's path
+//!
+//! 1. [`packet`](crate) parsing before anything else: lengths, IPv4 header and TCP/UDP/ICMP
+//!    checksums verified once (smoltcp is then told not to re-verify), IPv6 extension chains
+//!    walked (hop-by-hop, destination options and exhausted routing headers skipped and
+//!    stripped for smoltcp), fragments and unknown protocols dropped. Every drop is counted by
+//!    [`DropReason`]; nothing panics.
+//! 2. TCP, known 4-tuple: fed to smoltcp (one packet ingested at a time, so a new flow's socket
+//!    exists before its SYN is processed: shadowsocks-rust #1412). Retransmitted SYNs find their
+//!    flow: no duplicate listener (tailscale-rs #239).
+//! 3. TCP SYN, new: the policy decides by address (and the name DNS gave it) *before anything is
+//!    allocated*; blocked -> hand-built RST, no socket. Allowed -> one smoltcp socket listening
+//!    on exactly that destination (`set_any_ip`, default routes to a dummy own address), in one
+//!    of two modes (see `engine::tcp`): **connect first** (SYN-ACK paused with
+//!    `socket-tcp-pause-synack` until the upstream connects; refused -> RST) or **inspect
+//!    first** for ports 80/443/8080/8443 (handshake completed locally, the ClientHello SNI or
+//!    HTTP Host read across segments within a byte and time bound, then the decision, then
+//!    `Connect`, and the read bytes replayed first). A blocked inspected flow gets an RST and
+//!    the driver never hears of it.
+//! 4. UDP to port 53, any address: DNS answered by the engine (blocked: 0.0.0.0/:: TTL 5 s or
+//!    NXDOMAIN, HTTPS/SVCB with no data; allowed: cache, or forwarded on the shared
+//!    [`FlowId::DNS`] upstream flow under a fresh random id; answers teach the name table which
+//!    attributes later connections, keeping the count of names sharing an address). DNS over
+//!    TCP is answered the same way from inside the stream. CNAME chains are checked too (CNAME
+//!    cloaking of trackers is blocked).
+//! 5. Other UDP: per-flow NAT (`SendDatagram` / `Datagram`) with idle expiry. QUIC (443): the
+//!    first datagrams are held while the Initial is decrypted for its SNI. Blocked UDP is
+//!    answered with ICMP administratively-prohibited: the app's socket errors at once (QUIC
+//!    falls back to TCP, where the SNI is inspected) instead of retrying into silence.
+//! 6. ICMP echo: left unanswered (never faked: a fake reply would say a blocked host is up).
+//!
+//! ## App identity
+//!
+//! When the driver can resolve apps ([`EngineConfig::resolve_apps`]), a new flow's first packet
+//! triggers one [`Command::ResolveApp`]; the answer is cached by (protocol, source address and
+//! port). A TCP flow holds its SYN-ACK (paused socket, no upstream) and a UDP flow its first
+//! datagrams for at most [`EngineConfig::app_wait`] (20 ms by default: Android's binder call
+//! usually answers in a few ms, and one 20 ms stall per new connection is below what users
+//! notice), then decides with the app unknown rather than stall the packet path (OpenSnitch
+//! #164). DNS questions are not held (the system resolver asks them on Android anyway).
+//!
+//! ## Bounded memory
+//!
+//! See [`budget`]: every structure that grows with traffic is capped (flows with second-chance
+//! eviction of the oldest idle one, held handshakes, inspection bytes, pending DNS, cache,
+//! queues), TCP rings are fixed per flow in two tiers, and a `const` assertion keeps the default
+//! worst case inside 40 MiB of the iOS extension's 50 MiB. `tests/engine_memory.rs` measures
+//! 10,000 concurrent flows with a counting allocator.
+//!
+//! ## Why smoltcp's socket set stays small
+//!
+//! smoltcp walks every socket for every ingress segment and egress poll (its maintainer called
+//! 40k sockets unusable, PR #934). Blocked flows never get a socket; reset, refused, timed-out
+//! and finished flows are removed at once (their RST is written by polling a one-socket set, so
+//! nothing lingers in TIME-WAIT); sockets whose SYN-ACK is paused live in a separate set,
+//! because a paused socket reports "poll now" forever and would make the driver spin.
+//!
+//! ## Policy
+//!
+//! The engine asks a [`Decide`] trait object (`embargo_policy::Policy` implements it; tests use
+//! closures). [`Engine::set_policy`] swaps it between batches; flows already decided keep their
+//! verdict. The engine adds two rules of its own, reported with list `engine`: DNS over TLS
+//! (port 853) and known DNS-over-HTTPS endpoints, when [`EngineConfig::block_dot`] /
+//! [`EngineConfig::block_doh`] are set, so apps fall back to plain DNS the engine can see.
 
 pub mod api;
 pub mod budget;

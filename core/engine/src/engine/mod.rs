@@ -120,6 +120,8 @@ pub struct Engine {
     /// apart because a paused socket reports "poll now" forever, which would make the driver
     /// spin; they only ever see ingress.
     pub(crate) parked: SocketSet<'static>,
+    /// Sockets in `parked` now (at most [`budget::MAX_PARKED`]).
+    pub(crate) parked_count: usize,
     pub(crate) flows: HashMap<FlowId, Flow>,
     pub(crate) tcp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
     pub(crate) udp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
@@ -166,6 +168,7 @@ impl Engine {
         let _ = iface.routes_mut().add_default_ipv6_route(OWN_V6);
         iface.set_any_ip(true);
         let rng = config.random_seed | 1;
+        let max_flows = config.max_flows;
         let cache = AnswerCache::new(config.dns_cache_entries);
         let worst = budget::worst_case_bytes(budget::BudgetInputs {
             max_flows: config.max_flows,
@@ -188,10 +191,13 @@ impl Engine {
             now,
             iface,
             device,
-            sockets: SocketSet::new(Vec::new()),
-            parked: SocketSet::new(Vec::new()),
-            flows: HashMap::new(),
-            tcp_keys: HashMap::new(),
+            // Sized once: a growing slot table would briefly hold two copies (a peak the iOS
+            // cap counts); untouched capacity is address space, not resident memory.
+            sockets: SocketSet::new(Vec::with_capacity(max_flows)),
+            parked: SocketSet::new(Vec::with_capacity(budget::MAX_PARKED)),
+            parked_count: 0,
+            flows: HashMap::with_capacity(max_flows),
+            tcp_keys: HashMap::with_capacity(max_flows),
             udp_keys: HashMap::new(),
             next_flow: 1,
             commands: VecDeque::new(),
@@ -433,7 +439,7 @@ impl Engine {
     pub fn poll_tun_packet(&mut self, buf: &mut [u8]) -> Option<usize> {
         self.pump();
         loop {
-            let p = self.device.tx.packets.pop_front()?;
+            let p = self.pop_tun()?;
             let n = p.len();
             let fits = n <= buf.len();
             if fits {
@@ -451,23 +457,42 @@ impl Engine {
     /// that write each packet straight to the TUN fd). Returns `write`'s result.
     pub fn poll_tun_packet_with<R>(&mut self, write: impl FnOnce(&[u8]) -> R) -> Option<R> {
         self.pump();
-        let p = self.device.tx.packets.pop_front()?;
+        let p = self.pop_tun()?;
         let r = write(&p);
         self.device.tx.recycle(p);
         self.stats.packets_out += 1;
         Some(r)
     }
 
+    fn pop_tun(&mut self) -> Option<Vec<u8>> {
+        let p = self.device.tx.packets.pop_front();
+        if self.device.tx.starved && self.device.tx.packets.len() < budget::MAX_QUEUED_PACKETS / 2 {
+            // Half drained: let smoltcp send what it held back.
+            self.device.tx.starved = false;
+            self.needs_egress = true;
+        }
+        p
+    }
+
     /// Next command for the driver.
     pub fn poll_command(&mut self) -> Option<Command> {
         self.pump();
-        self.commands.pop_front()
+        let c = self.commands.pop_front();
+        if c.is_none() && self.commands.capacity() > 1024 {
+            // A burst is over: give its memory back (the budget assumes small queues).
+            self.commands = VecDeque::new();
+        }
+        c
     }
 
     /// Next event for the history.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.pump();
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() && self.events.capacity() > 1024 {
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     /// Counters and gauges.
@@ -475,7 +500,7 @@ impl Engine {
         let mut s = self.stats;
         s.tcp_flows = self.tcp_keys.len();
         s.udp_flows = self.udp_keys.len();
-        s.sockets = self.sockets.iter().count() + self.parked.iter().count();
+        s.sockets = self.sockets.iter().count() + self.parked_count;
         s.memory_bytes = self.memory_bytes();
         s
     }
@@ -496,10 +521,12 @@ impl Engine {
 
     /// Flush deferred work: service touched flows, run smoltcp egress, collect its deadline.
     pub(crate) fn pump(&mut self) {
+        let mut worked = false;
         for _ in 0..3 {
             if self.dirty.is_empty() && !self.needs_egress {
                 break;
             }
+            worked = true;
             let mut dirty = std::mem::take(&mut self.dirty);
             dirty.sort_unstable();
             dirty.dedup();
@@ -517,11 +544,14 @@ impl Engine {
                     .poll_egress(now, &mut self.device, &mut self.sockets);
             }
         }
-        let now = self.smol_now();
-        self.smol_deadline = self
-            .iface
-            .poll_at(now, &self.sockets)
-            .map(|t| self.instant_of_smol(t));
+        if worked {
+            // O(sockets): only after something changed, not on every poll call.
+            let now = self.smol_now();
+            self.smol_deadline = self
+                .iface
+                .poll_at(now, &self.sockets)
+                .map(|t| self.instant_of_smol(t));
+        }
     }
 
     pub(crate) fn next_flow_id(&mut self) -> FlowId {
@@ -598,6 +628,7 @@ impl Engine {
                 self.tcp_keys.remove(&(f.src, f.dst));
                 if t.parked {
                     self.parked.remove(t.handle);
+                    self.parked_count -= 1;
                 } else {
                     self.sockets.remove(t.handle);
                 }
@@ -733,5 +764,21 @@ mod tests {
     fn engine_is_send() {
         fn is_send<T: Send>() {}
         is_send::<Engine>();
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn print_sizes() {
+        println!(
+            "tcp::Socket {} Socket enum {} Flow {} TcpFlow {} UdpFlow {} Command {} Event {}",
+            std::mem::size_of::<smoltcp::socket::tcp::Socket<'static>>(),
+            std::mem::size_of::<smoltcp::socket::Socket<'static>>(),
+            std::mem::size_of::<super::Flow>(),
+            std::mem::size_of::<super::tcp::TcpFlow>(),
+            std::mem::size_of::<super::udp::UdpFlow>(),
+            std::mem::size_of::<crate::api::Command>(),
+            std::mem::size_of::<crate::api::Event>(),
+        );
     }
 }

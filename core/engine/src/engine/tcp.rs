@@ -127,6 +127,13 @@ impl Engine {
                 return;
             }
         }
+        if matches!(mode, Phase::AwaitApp | Phase::Connecting)
+            && self.parked_count >= crate::budget::MAX_PARKED
+        {
+            // Too many handshakes in flight: drop the SYN without allocating; the app
+            // retransmits it in a second, when connects have completed.
+            return self.drop_packet(DropReason::TableFull);
+        }
         if !self.make_room() {
             self.drop_packet(DropReason::TableFull);
             self.send_rst_for(p);
@@ -150,6 +157,9 @@ impl Engine {
         let parked = matches!(mode, Phase::AwaitApp | Phase::Connecting);
         sock.pause_synack(parked);
         let handle = self.set_of(parked).add(sock);
+        if parked {
+            self.parked_count += 1;
+        }
         if large {
             self.large_in_use += 1;
         } else {
@@ -258,6 +268,7 @@ impl Engine {
             return;
         }
         let sock = self.parked.remove(t.handle);
+        self.parked_count -= 1;
         t.handle = self.sockets.add(sock);
         t.parked = false;
         self.sockets

@@ -138,7 +138,9 @@ pub fn parse_out(p: &[u8]) -> Out {
             })
         }
         IpProtocol::Icmp => {
-            assert!(smoltcp::wire::Icmpv4Packet::new_checked(payload).unwrap().verify_checksum());
+            assert!(smoltcp::wire::Icmpv4Packet::new_checked(payload)
+                .unwrap()
+                .verify_checksum());
             Out::Icmp {
                 src,
                 dst,

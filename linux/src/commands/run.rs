@@ -76,6 +76,15 @@ pub struct RunArgs {
     /// MTU of the TUN device.
     #[arg(long, default_value_t = 1500)]
     pub mtu: u32,
+    /// How long a new flow may wait for its app's identity (/proc lookup) before it is decided
+    /// with the app unknown, in milliseconds. 0 turns app identity off (no per-app rules, and no
+    /// lookup delaying a connection's handshake).
+    #[arg(long, value_name = "MS", default_value_t = 20)]
+    pub app_wait_ms: u64,
+    /// Buffer size per direction for TCP flows that move data (the window the app sees).
+    /// Larger moves bulk data faster over a busy machine at the cost of memory per busy flow.
+    #[arg(long, value_name = "BYTES")]
+    pub tcp_buffer: Option<usize>,
 }
 
 /// The Linux hooks: SO_MARK protection, app identity from /proc, events to the history.
@@ -304,7 +313,14 @@ fn run_with(
         random_seed: random_seed(),
         ..EngineConfig::default()
     };
+    config.app_wait = std::time::Duration::from_millis(args.app_wait_ms);
+    if let Some(bytes) = args.tcp_buffer {
+        let bytes = bytes.clamp(4096, 16 << 20);
+        config.tcp_large_rx = bytes;
+        config.tcp_large_tx = bytes;
+    }
     let apps = match mode {
+        _ if args.app_wait_ms == 0 => None,
         Mode::Netns(ns) => AppResolver::in_netns(&Path::new("/run/netns").join(ns))
             .map_err(|e| log::warn!("app identity off: cannot enter namespace {ns}: {e}"))
             .ok(),

@@ -44,6 +44,12 @@ pub struct EmbargoConfig {
     /// Refuse DNS over TLS (port 853) so apps fall back to plain DNS Embargo can see.
     #[uniffi(default = true)]
     pub block_dns_over_tls: bool,
+    /// How long a new flow may wait for [`crate::PlatformHooks::app_owner`] before it is
+    /// decided with the app unknown (ms). 20 ms covers Android's `getConnectionOwnerUid`
+    /// binder call with room to spare while adding no delay a person notices; raise it when
+    /// the platform's lookup is slower.
+    #[uniffi(default = 20)]
+    pub app_wait_ms: u32,
 }
 
 impl Default for EmbargoConfig {
@@ -59,6 +65,7 @@ impl Default for EmbargoConfig {
             history_max_bytes: None,
             event_queue_capacity: 1024,
             block_dns_over_tls: true,
+            app_wait_ms: 20,
         }
     }
 }
@@ -88,6 +95,12 @@ impl EmbargoConfig {
                 self.mtu
             )));
         }
+        if self.app_wait_ms > 10_000 {
+            return Err(EmbargoError::InvalidInput(format!(
+                "app wait {} ms is over the 10 s limit (connections would stall)",
+                self.app_wait_ms
+            )));
+        }
         if self.history_retention_days == 0 {
             return Err(EmbargoError::InvalidInput(
                 "history retention must be at least one day".into(),
@@ -111,6 +124,7 @@ impl EmbargoConfig {
             },
             resolve_apps,
             block_dot: self.block_dns_over_tls,
+            app_wait: Duration::from_millis(u64::from(self.app_wait_ms)),
             ..Default::default()
         };
         if self.nxdomain_for_blocked {

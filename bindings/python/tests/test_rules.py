@@ -9,6 +9,8 @@ from embargo_ffi import (
     EmbargoError,
     HookError,
     ListFormat,
+    LogLevel,
+    LogSink,
     PlatformHooks,
     ReasonKind,
     RuleTarget,
@@ -16,6 +18,7 @@ from embargo_ffi import (
     SourceKind,
     Verdict,
     library_version,
+    set_log_sink,
 )
 
 
@@ -157,3 +160,30 @@ def test_an_exception_in_a_python_hook_becomes_an_error_not_a_crash(embargo):
     with pytest.raises(EmbargoError.Hook):
         embargo.check_hooks(RaisingHooks(RuntimeError("a bug in the app")))
     assert library_version()
+
+
+class ListSink(LogSink):
+    def __init__(self):
+        self.lines = []
+
+    def log(self, level, target, message):
+        self.lines.append((level, target, message))
+
+
+class RaisingSink(LogSink):
+    def log(self, level, target, message):
+        raise RuntimeError("logcat is gone")
+
+
+def test_core_log_lines_reach_the_log_sink_and_a_failing_sink_is_harmless(embargo):
+    sink = ListSink()
+    assert set_log_sink(sink, LogLevel.INFO) is True
+    with pytest.raises(EmbargoError.Internal):
+        embargo.debug_panic()
+    errors = [l for l in sink.lines if l[0] == LogLevel.ERROR]
+    assert errors and errors[0][1].startswith("embargo_ffi") and "deliberate panic" in errors[0][2]
+    set_log_sink(RaisingSink(), LogLevel.DEBUG)
+    with pytest.raises(EmbargoError.Internal):
+        embargo.debug_panic()
+    assert embargo.check("log.tiktokv.com").verdict == Verdict.BLOCK
+    set_log_sink(sink, LogLevel.WARN)

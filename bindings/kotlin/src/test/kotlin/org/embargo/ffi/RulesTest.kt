@@ -128,4 +128,26 @@ class RulesTest {
         assertThrows<EmbargoException.List> { embargo.setListFromFile("x", "/nonexistent/list.txt") }
         assertNull(embargo.tryNextEvent())
     }
+
+    class ListSink : LogSink {
+        val lines = java.util.concurrent.CopyOnWriteArrayList<Triple<LogLevel, String, String>>()
+        override fun log(level: LogLevel, target: String, message: String) {
+            lines.add(Triple(level, target, message))
+        }
+    }
+
+    @Test
+    fun coreLogLinesReachTheLogSinkAndAThrowingSinkIsHarmless() {
+        val sink = ListSink()
+        assertTrue(setLogSink(sink, LogLevel.INFO))
+        assertThrows<EmbargoException.Internal> { embargo.debugPanic() }
+        val error = sink.lines.first { it.first == LogLevel.ERROR }
+        assertTrue(error.second.startsWith("embargo_ffi") && error.third.contains("deliberate panic"), error.toString())
+        setLogSink(object : LogSink {
+            override fun log(level: LogLevel, target: String, message: String) = throw IllegalStateException("logcat gone")
+        }, LogLevel.DEBUG)
+        assertThrows<EmbargoException.Internal> { embargo.debugPanic() }
+        assertEquals(Verdict.BLOCK, embargo.check("log.tiktokv.com").verdict)
+        setLogSink(sink, LogLevel.WARN)
+    }
 }

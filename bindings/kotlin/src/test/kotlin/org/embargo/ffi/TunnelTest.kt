@@ -113,7 +113,9 @@ class TunnelTest {
 
     @Test
     fun aRealTunnelBlocksAndAllowsAndTheAppSeesHistoryAndEvents() = runBlocking {
-        val embargo = Embargo(EmbargoConfig(dnsUpstream = "$serverIp:53"), dir.resolve("state").toString())
+        // The JVM's first callback from a native thread attaches it (slow): wait longer than the
+        // default 20 ms for the app owner so the attribution check is exact.
+        val embargo = Embargo(EmbargoConfig(dnsUpstream = "$serverIp:53", appWaitMs = 1000u), dir.resolve("state").toString())
         embargo.setList("test-list", "tracker.test\n".toByteArray(), ListFormat.DOMAINS)
         val hooks = Hooks()
         val fd = linuxOpenTun(tunName, ns)
@@ -157,7 +159,10 @@ class TunnelTest {
         assertTrue(Pair("allowed.test", Verdict.ALLOW) in seen, rows.toString())
         val listedRow = rows.first { it.name == "tracker.test" && it.protocol == Protocol.DNS }
         assertEquals(Pair("test-list", 1u), Pair(listedRow.list, listedRow.line))
-        assertTrue(rows.any { it.protocol == Protocol.TCP && it.verdict == Verdict.ALLOW && it.port.toInt() == port }, rows.toString())
+        val tcp = rows.filter { it.protocol == Protocol.TCP && it.verdict == Verdict.ALLOW && it.port.toInt() == port }
+        assertTrue(tcp.isNotEmpty(), rows.toString())
+        // The appOwner hook named the app: the history row carries it.
+        assertTrue(tcp.any { it.app == "org.embargo.test.phone" }, tcp.toString())
         // The rest of the live events end with the stop.
         var last: LiveEvent? = null
         while (true) { last = embargo.tryNextEvent() ?: break }

@@ -214,6 +214,8 @@ class Network:
         (self.www / "tracker" / "p.gif").write_bytes(gif)
         (self.www / "tracker" / "t.js").write_text("document.title = 'tracked';\n")
         (self.www / "tracker" / "c.js").write_text("document.title = 'tracked';\n")
+        # a list served over HTTP for `embargo lists add URL` (hosts format)
+        (self.www / "default" / "late-hosts.txt").write_text("0.0.0.0 late.allowed.test\n0.0.0.0 localhost\n")
         for p in self.dir.rglob("*"):
             p.chmod(0o755 if p.is_dir() else 0o644)
         self.dir.chmod(0o755)

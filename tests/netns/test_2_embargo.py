@@ -274,6 +274,25 @@ def test_per_app_blocking_applies_to_one_executable_and_not_the_other(net, embar
     embargo.cli("apps", "block", curl_a)
 
 
+def test_lists_add_url_update_remove_reach_the_running_instance(net, embargo):
+    url = f"http://{ALLOWED_IP}/late-hosts.txt"  # served by nginx in `internet`
+    target = "https://late.allowed.test/file.bin"
+    rc, _, _ = curl(net.phone, "--cacert", net.ca / "ca.pem", "-o", "/dev/null", target)
+    assert rc == 0, "late.allowed.test should work before its list is added"
+    added = embargo.cli("lists", "add", url, "--format", "hosts", "--name", "late")
+    assert "downloaded" in added.stderr, added.stderr  # progress is shown
+    assert "reloaded" in added.stdout, added.stdout
+    rc, secs, _ = curl(net.phone, "--cacert", net.ca / "ca.pem", "-o", "/dev/null", target)
+    assert rc != 0 and secs < 5, "the list added at run time did not apply"
+    shown = {l["name"]: l for l in embargo.cli_json("lists", "show")}
+    assert shown["late"]["counts"]["accepted"] == 1 and shown["late"]["counts"]["skipped"] == 1
+    assert "late" in embargo.cli("lists", "show").stdout
+    embargo.cli("lists", "update")
+    embargo.cli("lists", "remove", "late")
+    rc, _, _ = curl(net.phone, "--cacert", net.ca / "ca.pem", "-o", "/dev/null", target)
+    assert rc == 0, "removing the list did not lift the block"
+
+
 def test_iperf3_through_embargo(net, embargo):
     cp = in_ns(net.phone, "iperf3", "-c", ALLOWED_IP, "-t", "2", "-J", check=False, timeout=30)
     assert cp.returncode == 0, cp.stdout[-1000:]
@@ -320,6 +339,8 @@ def test_history_holds_the_blocks_with_app_name_owner_and_country(net, embargo):
 
 
 def test_status_and_apps_report_the_running_instance(net, embargo):
+    curl(net.phone, "-o", "/dev/null", "--resolve", f"pixel.tracker.test:80:{TRACKER_IP}",
+         "http://pixel.tracker.test/p.gif")  # one block by the system's curl
     status = embargo.cli_json("status")
     assert status["running"] is True, status
     assert status["instance"]["blocked"] > 0, status

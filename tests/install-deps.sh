@@ -19,7 +19,6 @@ want ss iproute2
 want nstat iproute2
 # The bindings suites: Maven (with a JRE) compiles the generated Kotlin and runs JUnit.
 want mvn maven
-python3 -c 'import pytest' 2>/dev/null || need+=(python3-pytest)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -29,5 +28,9 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# pytest for tests/netns, in the python3 that tests/run.sh uses (PyPI; Debian's python3-pytest
+# would only serve /usr/bin/python3, which may not be the python3 on PATH).
+python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest \
+    || { apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null; }
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

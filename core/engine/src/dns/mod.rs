@@ -13,6 +13,8 @@
 //! - [`TcpFramer`]: the 2-byte length framing of DNS over TCP.
 //! - [`doh`]: port 853 and the well-known DNS-over-HTTPS endpoints.
 
+#![warn(missing_docs)]
+
 mod cache;
 pub mod doh;
 mod message;

@@ -6,6 +6,8 @@
 //! [`Sniff::Done`] or [`Sniff::NotThisProtocol`]. The *caller* bounds how many bytes and how long it
 //! waits (see [`tls::SNIFF_LIMIT`] and [`http::SNIFF_LIMIT`]); inspectors never panic on any input.
 
+#![warn(missing_docs)]
+
 pub mod http;
 pub mod quic;
 pub mod tls;

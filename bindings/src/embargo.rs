@@ -688,3 +688,150 @@ fn nonempty_app(app: &str) -> Result<String, EmbargoError> {
     }
     Ok(a.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::PacketSink;
+    use crate::HookError;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    struct NoHooks;
+    impl PlatformHooks for NoHooks {
+        fn protect(&self, _fd: i32) -> Result<(), HookError> {
+            Ok(())
+        }
+        fn app_owner(
+            &self,
+            _p: crate::records::Protocol,
+            _s: String,
+            _d: String,
+        ) -> Result<Option<String>, HookError> {
+            Ok(None)
+        }
+    }
+
+    struct ChannelSink(Mutex<mpsc::Sender<Vec<u8>>>);
+    impl PacketSink for ChannelSink {
+        fn write_packet(&self, packet: Vec<u8>) -> Result<(), HookError> {
+            let _ = lock(&self.0).send(packet);
+            Ok(())
+        }
+    }
+
+    fn sum16(data: &[u8]) -> u32 {
+        data.chunks(2)
+            .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
+            .sum()
+    }
+
+    fn fold(mut s: u32) -> u16 {
+        while s >> 16 != 0 {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    }
+
+    /// An IPv4/UDP DNS A question for `name` from 10.111.0.2:40000 to 10.111.0.1:53.
+    fn dns_packet(name: &str) -> Vec<u8> {
+        let mut dns = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            dns.push(label.len() as u8);
+            dns.extend_from_slice(label.as_bytes());
+        }
+        dns.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let (src, dst) = ([10, 111, 0, 2], [10, 111, 0, 1]);
+        let len = (8 + dns.len()) as u16;
+        let mut udp = Vec::new();
+        udp.extend_from_slice(&40000u16.to_be_bytes());
+        udp.extend_from_slice(&53u16.to_be_bytes());
+        udp.extend_from_slice(&len.to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(&dns);
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&src);
+        pseudo.extend_from_slice(&dst);
+        pseudo.extend_from_slice(&[0, 17]);
+        pseudo.extend_from_slice(&len.to_be_bytes());
+        pseudo.extend_from_slice(&udp);
+        let c = fold(sum16(&pseudo));
+        udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+        let mut ip = vec![0x45, 0, 0, 0, 0x11, 0x11, 0x40, 0, 64, 17, 0, 0];
+        ip[2..4].copy_from_slice(&(20 + len).to_be_bytes());
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let c = fold(sum16(&ip));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&udp);
+        ip
+    }
+
+    #[test]
+    fn packet_mode_blocks_a_dns_question_and_reports_it_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Embargo::new(EmbargoConfig::default(), dir.path().display().to_string()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        e.start_with_packets(Arc::new(ChannelSink(Mutex::new(tx))), Arc::new(NoHooks))
+            .unwrap();
+        assert!(matches!(
+            e.start_with_packets(
+                Arc::new(ChannelSink(Mutex::new(mpsc::channel().0))),
+                Arc::new(NoHooks)
+            ),
+            Err(EmbargoError::State(_))
+        ));
+        assert!(e.push_packet(dns_packet("log-va.tiktokv.com")).unwrap());
+        let answer = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(answer[9], 17, "a UDP answer");
+        let mut decision = None;
+        for _ in 0..500 {
+            match e.try_next_event() {
+                Some(LiveEvent::Decision { event }) => {
+                    decision = Some(event);
+                    break;
+                }
+                Some(_) => {}
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        let d = decision.expect("a decision event");
+        assert_eq!(d.name.as_deref(), Some("log-va.tiktokv.com"));
+        assert_eq!(d.decision.verdict, Verdict::Block);
+        e.stop().unwrap();
+        assert_eq!(e.status().unwrap().state, TunnelState::Stopped);
+        e.flush_history().unwrap();
+        let page = e
+            .history(HistoryQuery {
+                name_prefix: Some("log-va".into()),
+                ..HistoryQuery::default()
+            })
+            .unwrap();
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.records[0].list.as_deref(), Some("builtin"));
+    }
+
+    #[test]
+    fn errors_instead_of_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Embargo::new(EmbargoConfig::default(), dir.path().display().to_string()).unwrap();
+        assert!(matches!(e.debug_panic(), Err(EmbargoError::Internal(_))));
+        assert!(e.check("log.tiktokv.com".into(), None).unwrap().verdict == Verdict::Block);
+        assert!(matches!(
+            e.push_packet(vec![0; 20]),
+            Err(EmbargoError::State(_))
+        ));
+        assert!(matches!(
+            e.start(-1, Arc::new(NoHooks)),
+            Err(EmbargoError::InvalidInput(_))
+        ));
+        let bad = EmbargoConfig {
+            mtu: 10,
+            ..EmbargoConfig::default()
+        };
+        assert!(matches!(
+            Embargo::new(bad, dir.path().display().to_string()),
+            Err(EmbargoError::InvalidInput(_))
+        ));
+    }
+}

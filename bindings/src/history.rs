@@ -55,6 +55,25 @@ pub struct HistoryQuery {
     pub after: Option<HistoryCursor>,
 }
 
+impl Default for HistoryQuery {
+    /// The newest 100 rows of everything not hidden (the same defaults the bindings get).
+    fn default() -> Self {
+        HistoryQuery {
+            since_ms: None,
+            until_ms: None,
+            app: None,
+            name_prefix: None,
+            name_contains: None,
+            owner: None,
+            country: None,
+            verdict: None,
+            include_hidden: false,
+            limit: 100,
+            after: None,
+        }
+    }
+}
+
 impl HistoryQuery {
     pub(crate) fn to_core(&self) -> Result<embargo_history::Query, EmbargoError> {
         if self.limit == 0 || self.limit > MAX_PAGE {

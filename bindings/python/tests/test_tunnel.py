@@ -1,7 +1,6 @@
 """A real tunnel in a network namespace, driven through the Python bindings: the phone
 namespace resolves and connects through Embargo; history and live events are read back."""
 
-import asyncio
 import sys
 import time
 
@@ -109,4 +108,33 @@ def test_real_tunnel_in_a_network_namespace(bed, tmp_path):
     assert any(d.decision.verdict == Verdict.ALLOW for d in decisions)
     states = [ev.state for ev in events if ev.is_STATE_CHANGED()]
     assert states[0] == TunnelState.RUNNING and states[-1] == TunnelState.STOPPED
+    e.shutdown()
+
+
+class RefusingHooks(PlatformHooks):
+    def protect(self, fd):
+        raise RuntimeError("VpnService.protect is gone")
+
+    def app_owner(self, protocol, src, dst):
+        return None
+
+
+def test_an_exception_in_protect_fails_that_connection_only_and_is_reported(bed, tmp_path):
+    e = Embargo(EmbargoConfig(dns_upstream=f"{SERVER_IP}:53"), str(tmp_path / "state"))
+    e.start(linux_open_tun(TUN_NAME, bed.ns), RefusingHooks())
+    try:
+        bed.configure_tun()
+        curl = bed.run_in_phone("curl", "-sS", "-m", "5", f"http://{SERVER_IP}:{PORT}/")
+        assert curl.returncode != 0
+        deadline = time.time() + 5
+        errors = []
+        while time.time() < deadline and not errors:
+            errors = [ev.message for ev in drain(e) if ev.is_ERROR()]
+            time.sleep(0.05)
+        assert errors and "VpnService.protect is gone" in errors[0], errors
+        dig = bed.run_in_phone("dig", "+time=3", "+tries=1", "+short", f"@{SERVER_IP}", "log-va.tiktokv.com")
+        assert dig.stdout.strip() == "0.0.0.0"
+        assert e.status().state == TunnelState.RUNNING
+    finally:
+        e.stop()
     e.shutdown()

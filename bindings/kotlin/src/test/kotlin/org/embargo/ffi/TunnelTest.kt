@@ -170,4 +170,38 @@ class TunnelTest {
         embargo.shutdown()
         embargo.close()
     }
+
+    class RefusingHooks : PlatformHooks {
+        override fun protect(fd: Int) = throw IllegalStateException("VpnService.protect is gone")
+        override fun appOwner(protocol: Protocol, src: String, dst: String): String? = null
+    }
+
+    @Test
+    fun aKotlinExceptionInProtectFailsThatConnectionOnlyAndIsReported() = runBlocking {
+        val embargo = Embargo(EmbargoConfig(dnsUpstream = "$serverIp:53"), dir.resolve("state").toString())
+        embargo.start(linuxOpenTun(tunName, ns), RefusingHooks())
+        try {
+            sh("ip", "-n", ns, "addr", "add", "10.232.9.2/24", "dev", tunName)
+            sh("ip", "-n", ns, "link", "set", tunName, "up")
+            sh("ip", "-n", ns, "route", "add", "default", "dev", tunName)
+            // The upstream socket cannot be protected, so the connection fails...
+            val refused = phone("curl", "-sS", "-m", "5", "http://$serverIp:$port/")
+            assertNotEquals(0, refused.first, refused.second)
+            // ...the app hears why...
+            val error = withTimeout(5000) {
+                var e = embargo.nextEvent()
+                while (e !is LiveEvent.Error) e = embargo.nextEvent()
+                e
+            }
+            assertTrue(error.message.contains("VpnService.protect is gone"), error.message)
+            // ...and the tunnel keeps working for what needs no upstream socket.
+            val blocked = phone("dig", "+time=3", "+tries=1", "+short", "@$serverIp", "log-va.tiktokv.com")
+            assertEquals("0.0.0.0", blocked.second.trim(), blocked.second)
+            assertEquals(TunnelState.RUNNING, embargo.status().state)
+        } finally {
+            embargo.stop()
+        }
+        embargo.shutdown()
+        embargo.close()
+    }
 }

@@ -171,10 +171,11 @@ fn list(state: &StateDir, json: bool) -> Result<ExitCode> {
     }
     // What the history counted (all it keeps), then what a running instance saw since it
     // started, which is newer than anything the history may not have committed yet.
-    for (app, allowed, blocked) in history_counts(state)? {
+    for (app, allowed, blocked, last_seen_ms) in history_counts(state)? {
         let l = lines.entry(app.clone()).or_insert_with(|| line(&app));
         l.allowed = allowed;
         l.blocked = blocked;
+        l.last_seen_ms = last_seen_ms;
     }
     if let Some(client) = Client::connect(state) {
         for seen in client.apps()? {
@@ -233,9 +234,9 @@ fn list(state: &StateDir, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// (app, allowed, blocked) per app from the history's daily counts; nothing when there is no
-/// history yet.
-fn history_counts(state: &StateDir) -> Result<Vec<(String, u64, u64)>> {
+/// (app, allowed, blocked, last seen) per app from the history; nothing when there is no
+/// history yet. Counts come from the daily table; the last-seen time is one indexed row per app.
+fn history_counts(state: &StateDir) -> Result<Vec<(String, u64, u64, Option<i64>)>> {
     let Some(history) = super::history::open_existing(state)? else {
         return Ok(Vec::new());
     };
@@ -243,10 +244,18 @@ fn history_counts(state: &StateDir) -> Result<Vec<(String, u64, u64)>> {
         group_by: vec![embargo_history::Dimension::App],
         ..Default::default()
     })?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| Some((r.app?, r.allowed, r.blocked)))
-        .collect())
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(app) = row.app else { continue };
+        let newest = history.query(&embargo_history::Query {
+            app: Some(app.clone()),
+            limit: 1,
+            ..Default::default()
+        })?;
+        let last = newest.records.first().map(|r| r.last_seen_ms);
+        out.push((app, row.allowed, row.blocked, last));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -133,8 +133,11 @@ fn print_table(records: &[Record]) {
     ]);
     for r in records {
         let dest = match (&r.name, &r.addr) {
-            (Some(n), _) if r.port != 0 => format!("{n}:{}", r.port),
-            (Some(n), _) => n.clone(),
+            // A DNS question has no destination beyond the name.
+            (Some(n), _) if r.protocol == embargo_history::Protocol::Dns || r.port == 0 => {
+                n.clone()
+            }
+            (Some(n), _) => format!("{n}:{}", r.port),
             (None, Some(a)) if a.is_ipv6() => format!("[{a}]:{}", r.port),
             (None, Some(a)) => format!("{a}:{}", r.port),
             (None, None) => "-".into(),
@@ -150,7 +153,7 @@ fn print_table(records: &[Record]) {
         };
         t.row(vec![
             (output::time(r.last_seen_ms), Tone::Dim),
-            cell(r.app.clone().unwrap_or_else(|| "?".into())),
+            cell(r.app.clone().unwrap_or_else(|| "-".into())),
             cell(dest),
             cell(r.protocol.as_str()),
             decision,

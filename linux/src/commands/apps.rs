@@ -234,9 +234,12 @@ fn list(state: &StateDir, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// (app, allowed, blocked, last seen) per app from the history; nothing when there is no
+/// (app, allowed, blocked, last seen ms) of one app in the history.
+type HistoryCounts = (String, u64, u64, Option<i64>);
+
+/// [`HistoryCounts`] per app from the history; nothing when there is no
 /// history yet. Counts come from the daily table; the last-seen time is one indexed row per app.
-fn history_counts(state: &StateDir) -> Result<Vec<(String, u64, u64, Option<i64>)>> {
+fn history_counts(state: &StateDir) -> Result<Vec<HistoryCounts>> {
     let Some(history) = super::history::open_existing(state)? else {
         return Ok(Vec::new());
     };

@@ -53,6 +53,12 @@ pub fn protect(name: &str, tun: &str, mtu: u32, changes: &mut Changes) -> Result
     ip(&[
         "-n", name, "-6", "addr", "replace", TUN_V6, "dev", tun, "nodad",
     ])?;
+    // No router lives behind the tunnel: without this the kernel sends router solicitations
+    // (three, 4 s apart) into it after link-up. Best effort: a missing sysctl changes nothing.
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "exec", name, "sysctl", "-qw"])
+        .arg(format!("net.ipv6.conf.{tun}.router_solicitations=0"))
+        .status();
     ip(&["-n", name, "link", "set", tun, "mtu", &mtu, "up"])?;
     // Replace any default the namespace had: nothing may leave beside the tunnel.
     ip(&["-n", name, "route", "replace", "default", "dev", tun])?;

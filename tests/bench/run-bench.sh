@@ -62,7 +62,7 @@ idle_wakeups() {
     > "$BENCH_OUT/idle.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 50); do ip netns list | grep -qw "$ns" && break; sleep 0.1; done
-  sleep 2   # let setup settle
+  sleep 10  # let setup settle (IPv6 link-up chatter: MLD reports, router solicitations)
   ctx() { cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s+=$2} END {print s+0}'; }
   t0=$(ctx); sleep "$IDLE_SECS"; t1=$(ctx)
   kill -TERM "$pid"; wait "$pid" || true

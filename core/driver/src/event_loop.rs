@@ -92,7 +92,6 @@ pub(crate) struct EventLoop {
     stalled: HashSet<Token>,
     counters: DriverStats,
     tun_buf: Vec<u8>,
-    out_buf: Vec<u8>,
     udp_buf: Vec<u8>,
     inbound: Vec<Vec<u8>>,
 }
@@ -143,7 +142,6 @@ impl EventLoop {
         let handle = DriverHandle {
             shared: shared.clone(),
         };
-        let mtu_buf = engine.config().mtu.clamp(1280, MAX_PACKET);
         let event_loop = EventLoop {
             poll,
             engine,
@@ -159,7 +157,6 @@ impl EventLoop {
             stalled: HashSet::new(),
             counters: DriverStats::default(),
             tun_buf: vec![0; MAX_PACKET],
-            out_buf: vec![0; mtu_buf.max(MAX_PACKET)],
             udp_buf: vec![0; MAX_PACKET],
             inbound: Vec::new(),
         };
@@ -217,16 +214,20 @@ impl EventLoop {
 
     fn pass(&mut self, now: Instant) -> io::Result<()> {
         self.take_control(now);
-        self.read_tunnel(now)?;
-        self.flush(now)?;
-        // The app's ACKs just went in: flows the engine had no room for may move now.
-        if !self.stalled.is_empty() {
+        let read_tunnel = self.read_tunnel(now)?;
+        if read_tunnel && !self.stalled.is_empty() {
+            // The app's ACKs just went in: once the engine has run them, flows it had no room
+            // for may move. (Only then flush here: every flush runs the stack's egress, which
+            // walks every socket, so one flush per pass is the rule.)
+            self.flush(now)?;
             let stalled: Vec<Token> = self.stalled.drain().collect();
             self.again.extend(stalled);
         }
-        let ready: Vec<Token> = self.again.drain().collect();
-        for token in ready {
-            self.pump_read(now, token);
+        if !self.again.is_empty() {
+            let ready: Vec<Token> = self.again.drain().collect();
+            for token in ready {
+                self.pump_read(now, token);
+            }
         }
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.engine.handle_timeout(now);
@@ -247,25 +248,26 @@ impl EventLoop {
         }
     }
 
-    /// Reads up to one batch of tunnel packets into the engine.
-    fn read_tunnel(&mut self, now: Instant) -> io::Result<()> {
+    /// Reads up to one batch of tunnel packets into the engine. Returns whether any came.
+    fn read_tunnel(&mut self, now: Instant) -> io::Result<bool> {
         match &self.tun {
             TunSide::Fd(tun) => {
                 if !self.tun_again {
-                    return Ok(());
+                    return Ok(false);
                 }
                 self.tun_again = false;
-                for _ in 0..self.config.batch {
+                for i in 0..self.config.batch {
                     match tun.read(&mut self.tun_buf)? {
                         Some(n) => {
                             self.counters.tun_packets_in += 1;
                             self.engine.handle_tun_packet(now, &self.tun_buf[..n]);
                         }
-                        None => return Ok(()),
+                        None => return Ok(i > 0),
                     }
                 }
                 // Batch bound reached: more may be queued, and no new edge will say so.
                 self.tun_again = true;
+                Ok(true)
             }
             TunSide::Packets { queue, .. } => {
                 self.inbound.clear();
@@ -275,9 +277,9 @@ impl EventLoop {
                     self.counters.tun_packets_in += 1;
                     self.engine.handle_tun_packet(now, packet);
                 }
+                Ok(!self.inbound.is_empty())
             }
         }
-        Ok(())
     }
 
     /// Drains the engine: packets to the tunnel, commands, events. Commands may produce more
@@ -289,22 +291,24 @@ impl EventLoop {
                 progressed = true;
                 self.execute(now, cmd);
             }
-            while let Some(n) = self.engine.poll_tun_packet(&mut self.out_buf) {
+            // Packets go from the engine's queue straight to the device: no copy in between.
+            let tun = &mut self.tun;
+            while let Some(written) = self.engine.poll_tun_packet_with(|packet| match tun {
+                TunSide::Fd(fd) => fd.write(packet),
+                TunSide::Packets { sink, .. } => {
+                    sink(packet);
+                    Ok(true)
+                }
+            }) {
                 progressed = true;
-                match &mut self.tun {
-                    TunSide::Fd(tun) => match tun.write(&self.out_buf[..n]) {
-                        Ok(true) => self.counters.tun_packets_out += 1,
-                        Ok(false) => self.counters.tun_write_drops += 1,
-                        Err(e) if e.raw_os_error() == Some(libc::EIO) => return Err(e),
-                        Err(e) => {
-                            // e.g. EINVAL for a packet the kernel refuses: drop that packet only
-                            log::debug!("tun write: {e}");
-                            self.counters.tun_write_drops += 1;
-                        }
-                    },
-                    TunSide::Packets { sink, .. } => {
-                        self.counters.tun_packets_out += 1;
-                        sink(&self.out_buf[..n]);
+                match written {
+                    Ok(true) => self.counters.tun_packets_out += 1,
+                    Ok(false) => self.counters.tun_write_drops += 1,
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => return Err(e),
+                    Err(e) => {
+                        // e.g. EINVAL for a packet the kernel refuses: drop that packet only
+                        log::debug!("tun write: {e}");
+                        self.counters.tun_write_drops += 1;
                     }
                 }
             }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,11 +28,19 @@ type Key = (Protocol, SocketAddr, SocketAddr);
 struct Ask<F> {
     flow: F,
     key: Key,
+    asked: Instant,
 }
+
+/// Questions older than this are dropped unanswered: the engine decided those flows without
+/// the app long ago (it waits `app_wait`, 20 ms by default), and under a burst of new flows
+/// (wrk -c1000) answering stale questions would only delay the fresh ones behind them.
+const MAX_ASK_AGE: Duration = Duration::from_millis(500);
 
 /// The loop's end of the worker: send questions, take answers.
 pub struct OwnerResolver<F> {
     asks: Option<Sender<Ask<F>>>,
+    /// Set on drop: the worker quits without working through a backlog.
+    stop: Arc<AtomicBool>,
     answers: Receiver<(F, Option<String>)>,
     worker: Option<JoinHandle<()>>,
 }
@@ -41,12 +50,20 @@ impl<F: Send + 'static> OwnerResolver<F> {
     pub fn start(hooks: Arc<dyn Hooks>, wake: Box<dyn Fn() + Send>) -> std::io::Result<Self> {
         let (ask_tx, ask_rx) = mpsc::channel::<Ask<F>>();
         let (ans_tx, ans_rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
         let worker = std::thread::Builder::new()
             .name("embargo-app-owner".into())
             .spawn(move || {
                 let mut cache: HashMap<Key, (Option<String>, Instant)> = HashMap::new();
                 while let Ok(ask) = ask_rx.recv() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let now = Instant::now();
+                    if now.duration_since(ask.asked) > MAX_ASK_AGE {
+                        continue;
+                    }
                     let answer = match cache.get(&ask.key) {
                         Some((app, at)) if now.duration_since(*at) < CACHE_TTL => app.clone(),
                         _ => {
@@ -66,6 +83,7 @@ impl<F: Send + 'static> OwnerResolver<F> {
                 }
             })?;
         Ok(OwnerResolver {
+            stop: stop_flag,
             asks: Some(ask_tx),
             answers: ans_rx,
             worker: Some(worker),
@@ -80,6 +98,7 @@ impl<F: Send + 'static> OwnerResolver<F> {
             let _ = tx.send(Ask {
                 flow,
                 key: (proto, src, dst),
+                asked: Instant::now(),
             });
         }
     }
@@ -92,6 +111,7 @@ impl<F: Send + 'static> OwnerResolver<F> {
 
 impl<F> Drop for OwnerResolver<F> {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         self.asks = None;
         if let Some(w) = self.worker.take() {
             let _ = w.join();

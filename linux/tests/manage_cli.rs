@@ -39,20 +39,19 @@ fn seed_history(state: &Path) {
     let history = History::open(Config::new(state.join("history.db"))).unwrap();
     let recorder = history.recorder();
     let now = embargo_history::now_ms();
-    let mut event =
-        |app: &str, name: &str, decision, owner: Option<&str>, country: Option<&str>| {
-            let mut e = Event::new(now, Protocol::Tcp, decision);
-            e.app = Some(app.into());
-            e.name = Some(name.into());
-            e.addr = Some("203.0.113.7".parse().unwrap());
-            e.port = 443;
-            e.owner = owner.map(Into::into);
-            e.country = country.map(Into::into);
-            e.rule = Some("tiktokv.com".into());
-            e.list = Some("builtin".into());
-            e.line = Some(3);
-            recorder.record(e);
-        };
+    let event = |app: &str, name: &str, decision, owner: Option<&str>, country: Option<&str>| {
+        let mut e = Event::new(now, Protocol::Tcp, decision);
+        e.app = Some(app.into());
+        e.name = Some(name.into());
+        e.addr = Some("203.0.113.7".parse().unwrap());
+        e.port = 443;
+        e.owner = owner.map(Into::into);
+        e.country = country.map(Into::into);
+        e.rule = Some("tiktokv.com".into());
+        e.list = Some("builtin".into());
+        e.line = Some(3);
+        recorder.record(e);
+    };
     event(
         "/usr/bin/app-a",
         "log.tiktokv.com",

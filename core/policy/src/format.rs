@@ -139,6 +139,20 @@ pub fn write(sections: &[(SectionId, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
+/// Rewrites the body length and checksum of a buffer that starts with a header, so that a
+/// fuzzer (or a test) can hand-craft section contents that pass the checksum. Does nothing to a
+/// buffer shorter than a header.
+#[doc(hidden)]
+pub fn seal(file: &mut [u8]) {
+    if file.len() < HEADER_LEN {
+        return;
+    }
+    let body_len = (file.len() - HEADER_LEN) as u64;
+    file[16..24].copy_from_slice(&body_len.to_le_bytes());
+    let crc = checksum(file);
+    file[24..28].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// CRC-32 over the header fields after the magic (version, count, body length) and the body, so
 /// that a flipped bit anywhere but in the magic and the checksum itself is caught by the checksum.
 fn checksum(file: &[u8]) -> u32 {

@@ -295,3 +295,26 @@ fn builtin_policy_with_app_rules() {
     assert_eq!(owner.unwrap().asn, Some(45090));
     assert_eq!(country.unwrap().value, "CN");
 }
+
+/// A file found by the `compiled_load` fuzz target: valid header and checksum over a malformed
+/// FST. Opening it succeeds (O(1) open, trust model in `RuleSet::verify`); `verify` rejects it.
+#[test]
+fn crafted_fst_is_rejected_by_verify() {
+    let input = include_bytes!("fixtures/compiled-crafted-fst.bin");
+    let mut bytes = input[1..].to_vec();
+    if input[0] & 1 == 1 {
+        bytes[..8].copy_from_slice(&embargo_policy::format::MAGIC);
+        bytes[8..12].copy_from_slice(&embargo_policy::format::VERSION.to_le_bytes());
+        bytes[28..32].copy_from_slice(&[0; 4]);
+        embargo_policy::format::seal(&mut bytes);
+    }
+    let set = RuleSet::from_bytes(bytes).expect("header and checksum are valid");
+    let err = set.verify().unwrap_err();
+    assert!(err.to_string().contains("malformed"), "{err}");
+    // Every set Embargo writes verifies.
+    let (good, _) = compile(
+        "blocklists/native.tiktok.txt",
+        Format::Domains { subdomains: true },
+    );
+    good.verify().unwrap();
+}

@@ -215,7 +215,13 @@ pub(crate) fn open_compiled(path: &Path) -> Result<RuleSet> {
     // truncating it would raise SIGBUS; that is the documented cost of memory maps.)
     let map = unsafe { memmap2::Mmap::map(&file) }
         .with_context(|| format!("{}: cannot map", path.display()))?;
-    RuleSet::from_backing(Arc::new(map)).with_context(|| format!("{}", path.display()))
+    let set =
+        RuleSet::from_backing(Arc::new(map)).with_context(|| format!("{}", path.display()))?;
+    // A file given on the command line may come from anywhere: check every index node once
+    // (see the trust model on `RuleSet::verify`).
+    set.verify()
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(set)
 }
 
 fn load_ipdb(db: &mut IpDb, path: &Path, kind: &str) -> Result<LoadReport> {

@@ -329,7 +329,8 @@ impl Embargo {
     }
 
     /// Stops the tunnel, ends every [`Embargo::next_event`] wait and flushes the history.
-    /// The object stays usable for rules and history. (Not `close`: Kotlin's `AutoCloseable`
+    /// The object stays usable for rules and history; live events end for good (create a new
+    /// object to get them again). (Not `close`: Kotlin's `AutoCloseable`
     /// `close()` on the generated class frees the Rust object itself.)
     pub fn shutdown(&self) -> Result<(), EmbargoError> {
         guard(|| {

@@ -81,6 +81,12 @@ def test_real_tunnel_in_a_network_namespace(bed, tmp_path):
             "curl", "-sS", "-m", "10", "--resolve", f"tracker.test:{PORT}:{SERVER_IP}",
             f"http://tracker.test:{PORT}/")
         assert curl.returncode != 0 and "hello" not in curl.stdout
+        # A list added while the tunnel runs applies to the next decision (no restart).
+        dig = bed.run_in_phone("dig", "+time=3", "+tries=1", "+short", f"@{SERVER_IP}", "late.test")
+        assert dig.stdout.strip() == "", dig.stdout  # dnsmasq does not know it
+        e.set_list("late", b"late.test\n", ListFormat.DOMAINS)
+        dig = bed.run_in_phone("dig", "+time=3", "+tries=1", "+short", f"@{SERVER_IP}", "late.test")
+        assert dig.stdout.strip() == "0.0.0.0", dig.stdout + dig.stderr
 
         status = e.status()
         assert status.state == TunnelState.RUNNING

@@ -23,7 +23,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -167,36 +167,77 @@ fn tables(protocol: Protocol) -> &'static [&'static str] {
     }
 }
 
+/// How many recent owner pids are tried before a full scan. A program that opens one
+/// connection usually opens more (a browser, a package manager): its pid answers at once.
+const RECENT_PIDS: usize = 32;
+
+/// Pids that owned sockets recently, most recent first.
+#[derive(Debug, Default)]
+pub struct RecentPids(Mutex<Vec<u32>>);
+
+impl RecentPids {
+    fn list(&self) -> Vec<u32> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn remember(&self, pid: u32) {
+        if let Ok(mut v) = self.0.lock() {
+            v.retain(|&p| p != pid);
+            v.insert(0, pid);
+            v.truncate(RECENT_PIDS);
+        }
+    }
+}
+
 /// Finds the process holding socket `inode`: scans `/proc/PID/fd/*` for `socket:[inode]`.
 ///
-/// Processes whose network namespace differs from `netns_ino` (when given) are skipped
-/// without opening their descriptor table: the socket lives in that namespace, so its owner's
-/// descriptors are only worth reading there (a socket *can* be passed to a process in another
-/// namespace; the second, unfiltered pass finds those).
+/// Reading every process's descriptor table costs about 20 ms on a desktop's 150 processes,
+/// as long as the engine waits for an answer, so the likely owners go first: recent owners,
+/// then processes in the socket's network namespace (`netns_ino`) running as the socket's
+/// `uid`, then the rest of that namespace, newest pid first, and only then everyone else (a
+/// socket *can* be passed to a process in another namespace or of another user).
 pub fn find_process(
     proc_root: &Path,
     inode: u64,
+    uid: u32,
     netns_ino: Option<u64>,
+    recent: &RecentPids,
 ) -> Option<(u32, PathBuf)> {
     let target = format!("socket:[{inode}]");
-    let pids: Vec<u32> = std::fs::read_dir(proc_root)
+    let check = |pid: u32| -> Option<(u32, PathBuf)> {
+        let dir = proc_root.join(pid.to_string());
+        if !holds_socket(&dir, &target) {
+            return None;
+        }
+        let exe = std::fs::read_link(dir.join("exe")).ok()?;
+        recent.remember(pid);
+        Some((pid, strip_deleted(exe)))
+    };
+    let tried = recent.list();
+    if let Some(found) = tried.iter().find_map(|&pid| check(pid)) {
+        return Some(found);
+    }
+    let mut pids: Vec<u32> = std::fs::read_dir(proc_root)
         .ok()?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid| !tried.contains(pid))
         .collect();
-    // Processes in the socket's namespace first; the rest only if none of those holds it.
-    let (first, rest): (Vec<u32>, Vec<u32>) = pids.into_iter().partition(|pid| {
-        netns_ino.is_none_or(|ino| {
-            std::fs::metadata(proc_root.join(format!("{pid}/ns/net"))).is_ok_and(|m| m.ino() == ino)
-        })
-    });
-    for pid in first.into_iter().chain(rest) {
+    pids.sort_unstable_by(|a, b| b.cmp(a));
+    // rank 0: same namespace and uid; 1: same namespace; 2: elsewhere
+    let rank = |pid: &u32| -> u8 {
         let dir = proc_root.join(pid.to_string());
-        if holds_socket(&dir, &target) {
-            let exe = std::fs::read_link(dir.join("exe")).ok()?;
-            return Some((pid, strip_deleted(exe)));
+        let in_ns = netns_ino
+            .is_none_or(|ino| std::fs::metadata(dir.join("ns/net")).is_ok_and(|m| m.ino() == ino));
+        let same_uid = std::fs::metadata(&dir).is_ok_and(|m| m.uid() == uid);
+        match (in_ns, same_uid) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, _) => 2,
         }
-    }
-    None
+    };
+    let mut ranked: Vec<(u8, u32)> = pids.into_iter().map(|p| (rank(&p), p)).collect();
+    ranked.sort_by_key(|&(r, _)| r); // stable: newest pid first within a rank
+    ranked.into_iter().find_map(|(_, pid)| check(pid))
 }
 
 fn holds_socket(pid_dir: &Path, target: &str) -> bool {
@@ -233,6 +274,7 @@ fn lookup_here(
     src: SocketAddr,
     dst: SocketAddr,
     netns_ino: Option<u64>,
+    recent: &RecentPids,
 ) -> Option<Owner> {
     // One sock_diag question; the tables are the fallback (a kernel without sock_diag).
     let entry = match protocol {
@@ -247,7 +289,13 @@ fn lookup_here(
             find_socket(&entries, protocol, src, dst)?
         }
     };
-    let found = find_process(Path::new("/proc"), entry.inode, netns_ino);
+    let found = find_process(
+        Path::new("/proc"),
+        entry.inode,
+        entry.uid,
+        netns_ino,
+        recent,
+    );
     Some(Owner {
         uid: entry.uid,
         pid: found.as_ref().map(|(pid, _)| *pid),
@@ -455,6 +503,7 @@ pub struct AppResolver {
     worker: Option<Mutex<mpsc::Sender<Request>>>,
     netns_ino: Option<u64>,
     cache: Mutex<HashMap<FlowKey, (Instant, Option<Owner>)>>,
+    recent: Arc<RecentPids>,
 }
 
 impl AppResolver {
@@ -464,6 +513,7 @@ impl AppResolver {
             worker: None,
             netns_ino: std::fs::metadata("/proc/self/ns/net").ok().map(|m| m.ino()),
             cache: Mutex::new(HashMap::new()),
+            recent: Arc::default(),
         }
     }
 
@@ -473,6 +523,8 @@ impl AppResolver {
         let file = File::open(netns)?;
         let netns_ino = file.metadata()?.ino();
         let (tx, rx) = mpsc::channel::<Request>();
+        let recent = Arc::new(RecentPids::default());
+        let worker_recent = Arc::clone(&recent);
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         thread::Builder::new()
             .name("embargo-procfs".into())
@@ -490,7 +542,8 @@ impl AppResolver {
                     return;
                 }
                 for (protocol, src, dst, reply) in rx {
-                    let _ = reply.send(lookup_here(protocol, src, dst, Some(netns_ino)));
+                    let owner = lookup_here(protocol, src, dst, Some(netns_ino), &worker_recent);
+                    let _ = reply.send(owner);
                 }
             })?;
         ready_rx
@@ -500,6 +553,7 @@ impl AppResolver {
             worker: Some(Mutex::new(tx)),
             netns_ino: Some(netns_ino),
             cache: Mutex::new(HashMap::new()),
+            recent,
         })
     }
 
@@ -516,7 +570,7 @@ impl AppResolver {
             }
         }
         let owner = match &self.worker {
-            None => lookup_here(protocol, src, dst, self.netns_ino),
+            None => lookup_here(protocol, src, dst, self.netns_ino, &self.recent),
             Some(worker) => {
                 let (reply_tx, reply_rx) = mpsc::channel();
                 let sent = worker

@@ -341,12 +341,16 @@ impl InitialSniffer {
     pub fn push_datagram(&mut self, datagram: &[u8]) -> Sniff<ClientHelloRepr> {
         let mut rest = datagram;
         let mut opened_any = false;
+        let mut saw_other = false;
         while !rest.is_empty() {
             let Some(packet) = parse_long_header(rest) else {
                 break; // padding after coalesced packets, or a short header
             };
             match packet {
-                LongPacket::Other { len } => rest = &rest[len..],
+                LongPacket::Other { len } => {
+                    saw_other = true;
+                    rest = &rest[len..];
+                }
                 LongPacket::Initial(header) => {
                     if self.packets_opened >= MAX_INITIAL_PACKETS {
                         return Sniff::NotThisProtocol;
@@ -364,6 +368,11 @@ impl InitialSniffer {
             }
         }
         if !opened_any {
+            // A 0-RTT-only datagram overtaking the rest of a split ClientHello is still this
+            // flow's first flight: keep waiting. Anything else is not a client Initial.
+            if saw_other && self.packets_opened > 0 {
+                return Sniff::NeedMore;
+            }
             return Sniff::NotThisProtocol;
         }
         client_hello_from_handshake(self.crypto.contiguous())
@@ -645,6 +654,28 @@ mod tests {
         datagram.extend(seal(VERSION_1, &dcid, 1, &crypto_frame(60, b)));
         let result = initial_client_hello(&datagram).map(|h| h.server_name);
         assert_eq!(result, Sniff::Done(Some("co.example".into())));
+    }
+
+    #[test]
+    fn zero_rtt_between_the_initials_keeps_waiting() {
+        let hello = hello_message(&[sni_ext("zr.example")]);
+        let dcid = [5; 8];
+        let (a, b) = hello.split_at(60);
+        // A v1 0-RTT packet (type 1): header, empty SCID, length 20, 20 opaque bytes.
+        let mut zero_rtt = vec![0xd0, 0, 0, 0, 1, 8];
+        zero_rtt.extend_from_slice(&dcid);
+        zero_rtt.extend_from_slice(&[0, 20]);
+        zero_rtt.extend_from_slice(&[0xaa; 20]);
+
+        let mut sniffer = InitialSniffer::new();
+        assert_eq!(sniffer.push_datagram(&zero_rtt), Sniff::NotThisProtocol);
+        let mut sniffer = InitialSniffer::new();
+        let first = seal(VERSION_1, &dcid, 0, &crypto_frame(0, a));
+        assert_eq!(sniffer.push_datagram(&first), Sniff::NeedMore);
+        assert_eq!(sniffer.push_datagram(&zero_rtt), Sniff::NeedMore);
+        let second = seal(VERSION_1, &dcid, 1, &crypto_frame(60, b));
+        let result = sniffer.push_datagram(&second).map(|h| h.server_name);
+        assert_eq!(result, Sniff::Done(Some("zr.example".into())));
     }
 
     #[test]

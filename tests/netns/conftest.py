@@ -60,8 +60,9 @@ def _teardown_all(*_args):
 
 
 def _on_signal(signum, _frame):
-    _teardown_all()
-    raise SystemExit(128 + signum)
+    # pytest stops the session on KeyboardInterrupt and still runs every fixture finalizer
+    # (Embargo stopped, namespaces deleted); atexit is the backstop.
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")

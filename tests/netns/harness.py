@@ -105,8 +105,26 @@ def delete_ns(ns: str) -> None:
 
 
 def sweep_stale() -> list[str]:
-    """Deletes namespaces and host veths left by earlier runs whose process is gone."""
+    """Deletes namespaces and host veths left by earlier runs whose process is gone, and stops
+    an `embargo run --netns` such a run left behind (it runs in the host namespace)."""
     removed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for i, arg in enumerate(argv[:-1]):
+            m = re.fullmatch(rf"{PREFIX}p-([0-9a-f]+)", argv[i + 1].decode(errors="replace"))
+            if arg == b"--netns" and m and not Path(f"/proc/{int(m.group(1), 16)}").exists():
+                try:
+                    os.kill(int(proc.name), signal.SIGTERM)
+                    removed.append(f"pid {proc.name}")
+                except ProcessLookupError:
+                    pass
+    if removed:
+        time.sleep(2)  # let them restore what they changed before their namespace goes
     for ns in netns_list():
         m = re.fullmatch(rf"{PREFIX}[a-z]-([0-9a-f]+)", ns)
         if m and not Path(f"/proc/{int(m.group(1), 16)}").exists():
@@ -326,7 +344,7 @@ http {{
                     pass
         for p in self.procs:
             try:
-                p.wait(timeout=3)
+                p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(p.pid, signal.SIGKILL)

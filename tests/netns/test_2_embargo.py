@@ -89,6 +89,7 @@ def embargo(net, embargo_bin, tmp_path_factory):
     out = open(net.log / "embargo.out", "ab")
     proc = subprocess.Popen([str(a) for a in args], stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env)
+    net.procs.append(proc)  # stopped by the network's teardown too (signals, atexit)
     e = Embargo(embargo_bin, state, proc, flags, net)
     deadline = time.time() + 30
     ready = False

@@ -39,7 +39,9 @@ impl std::fmt::Display for Target {
 /// One per-app override: allow or block a target for this app alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
+    /// What the override is about.
     pub target: Target,
+    /// Allow or block it for this app.
     pub action: Action,
 }
 

@@ -31,16 +31,28 @@ const ENTRY_LEN: usize = 24;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompiledError {
     /// Shorter than a header, or shorter than the header says (a truncated copy).
-    Truncated { expected: u64, found: u64 },
+    Truncated {
+        /// Bytes the header promises (or a header's length).
+        expected: u64,
+        /// Bytes present.
+        found: u64,
+    },
     /// Not a compiled Embargo rule set.
     BadMagic,
     /// Written by a newer (or older, incompatible) Embargo.
     UnsupportedVersion(u32),
     /// The body's CRC-32 does not match the header: the file is corrupt.
-    ChecksumMismatch { stored: u32, computed: u32 },
+    ChecksumMismatch {
+        /// The checksum in the header.
+        stored: u32,
+        /// The checksum of the bytes present.
+        computed: u32,
+    },
     /// A section is missing, out of bounds or malformed.
     BadSection {
+        /// Which section (`names`, `owners`, `v4`, `v6`, `meta`, `table`, `header`).
         section: &'static str,
+        /// What is wrong with it.
         message: String,
     },
 }
@@ -84,6 +96,9 @@ pub enum SectionId {
     V6 = 4,
     /// JSON metadata: list names, rare name rules, small rule tables.
     Meta = 5,
+    /// Negative filter over names: one flag byte, 7 bytes of padding, then a bitmap (a power
+    /// of two bits) over the hash of every key's last two labels.
+    Filter = 6,
 }
 
 impl SectionId {
@@ -94,15 +109,17 @@ impl SectionId {
             SectionId::V4 => "v4",
             SectionId::V6 => "v6",
             SectionId::Meta => "meta",
+            SectionId::Filter => "filter",
         }
     }
 
-    const ALL: [SectionId; 5] = [
+    const ALL: [SectionId; 6] = [
         SectionId::Names,
         SectionId::Owners,
         SectionId::V4,
         SectionId::V6,
         SectionId::Meta,
+        SectionId::Filter,
     ];
 }
 
@@ -169,7 +186,7 @@ fn align8(n: usize) -> usize {
 /// Byte ranges of each section inside a validated file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Layout {
-    ranges: [(usize, usize); 5],
+    ranges: [(usize, usize); 6],
 }
 
 impl Layout {
@@ -226,7 +243,7 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, CompiledError> {
             message: format!("{count} sections do not fit in the file"),
         })?;
     let mut layout = Layout::default();
-    let mut seen = [false; 5];
+    let mut seen = [false; 6];
     for entry in bytes[HEADER_LEN..table_end].chunks_exact(ENTRY_LEN) {
         let id = read_u32(entry, 0);
         let offset = read_u64(entry, 8);
@@ -246,7 +263,8 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, CompiledError> {
         seen[id as usize - 1] = true;
     }
     for (i, present) in seen.iter().enumerate() {
-        if !present {
+        // The name filter is an optimisation: without it every lookup walks the index.
+        if !present && SectionId::ALL[i] != SectionId::Filter {
             return Err(CompiledError::BadSection {
                 section: SectionId::ALL[i].name(),
                 message: "missing".into(),
@@ -302,6 +320,7 @@ mod tests {
             (SectionId::V4, vec![9; 16]),
             (SectionId::V6, vec![]),
             (SectionId::Meta, b"{}".to_vec()),
+            (SectionId::Filter, vec![0; 16]),
         ])
     }
 

@@ -57,6 +57,7 @@ impl IpDbFormat {
 /// The network owner of an address, as an ASN database says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AsnInfo<'a> {
+    /// The autonomous system number.
     pub asn: u32,
     /// The AS organisation as registered (e.g. "Shenzhen Tencent Computer Systems Company Limited").
     pub org: &'a str,

@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
                 other => panic!("JSON formats only name whole domains: {other:?}"),
             },
             Rule::DomainOwner(fact) => {
-                assert_eq!(normalize_name(&fact.domain).as_deref(), Ok(fact.domain.as_str()))
+                assert_eq!(
+                    normalize_name(&fact.domain).as_deref(),
+                    Ok(fact.domain.as_str())
+                )
             }
             _ => {}
         }

@@ -471,18 +471,37 @@ fn many_errors_are_capped() {
 }
 
 /// Release-mode timing of the full StevenBlack list, printed, never asserted (benchmarks
-/// belong to criterion): `cargo test -p embargo-policy --release -- --ignored --nocapture
-/// parse_speed`.
+/// belong to criterion), next to a baseline in the same run: the naive loader most blockers
+/// use (`BufRead::lines`, unbounded, no validation, names into a `Vec<String>`).
+/// `cargo test -p embargo-policy --release -- --ignored --nocapture parse_speed`
 #[test]
 #[ignore]
 fn parse_speed_stevenblack() {
+    use std::io::BufRead;
     let bytes = std::fs::read(data!("blocklists/stevenblack-hosts.txt")).unwrap();
     let mut best = std::time::Duration::MAX;
+    let mut best_naive = std::time::Duration::MAX;
     for _ in 0..10 {
         let start = std::time::Instant::now();
         let (n, _) = count_only(Format::Hosts, &bytes[..]);
         best = best.min(start.elapsed());
         assert_eq!(n, 85_643);
+
+        let start = std::time::Instant::now();
+        let mut names = Vec::new();
+        for line in bytes.lines() {
+            let line = line.unwrap();
+            let line = line.split('#').next().unwrap_or("");
+            let mut fields = line.split_ascii_whitespace();
+            if fields.next() == Some("0.0.0.0") {
+                names.extend(fields.map(str::to_owned));
+            }
+        }
+        best_naive = best_naive.min(start.elapsed());
+        assert!(names.len() >= 85_643);
     }
-    eprintln!("stevenblack-hosts.txt (85,643 names): best of 10 = {best:?}");
+    eprintln!(
+        "stevenblack-hosts.txt (85,643 names), best of 10: parse::parse_list {best:?}; \
+         naive lines()+split baseline {best_naive:?}"
+    );
 }

@@ -224,17 +224,23 @@ impl Server {
     }
 
     /// Serves requests on a new thread until the process ends, and reloads the policy when a
-    /// pause ends (on a second thread).
-    pub fn spawn(self, handler: Arc<dyn Handler>) -> std::io::Result<thread::JoinHandle<()>> {
+    /// pause ends (on a second thread). Dropping the returned [`Serving`] removes the socket
+    /// file, so that commands see at once that no instance runs.
+    pub fn spawn(self, handler: Arc<dyn Handler>) -> std::io::Result<Serving> {
         let (poke_tx, poke_rx) = mpsc::channel::<()>();
         let watcher_state = self.state.clone();
         let watcher_handler = Arc::clone(&handler);
         thread::Builder::new()
             .name("embargo-pauses".into())
             .spawn(move || watch_pauses(&watcher_state, &*watcher_handler, &poke_rx))?;
-        thread::Builder::new()
+        let path = self.path.clone();
+        let thread = thread::Builder::new()
             .name("embargo-control".into())
-            .spawn(move || self.serve(&*handler, &poke_tx))
+            .spawn(move || self.serve(&*handler, &poke_tx))?;
+        Ok(Serving {
+            path,
+            _thread: thread,
+        })
     }
 
     fn serve(&self, handler: &dyn Handler, poke: &mpsc::Sender<()>) {
@@ -252,6 +258,18 @@ impl Server {
                 log::debug!("control socket: {e:#}");
             }
         }
+    }
+}
+
+/// A control socket being served (see [`Server::spawn`]).
+pub struct Serving {
+    path: PathBuf,
+    _thread: thread::JoinHandle<()>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -483,7 +501,7 @@ mod tests {
         let server = Server::bind(&state).unwrap();
         let meta = std::fs::metadata(state.control_socket()).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o600);
-        server.spawn(fake.clone()).unwrap();
+        let serving = server.spawn(fake.clone()).unwrap();
 
         let client = Client::connect(&state).expect("instance answers");
         let status = client.status().unwrap();
@@ -498,6 +516,10 @@ mod tests {
         // a second instance on the same state directory is refused
         let err = Server::bind(&state).err().unwrap().to_string();
         assert!(err.contains("another embargo instance"), "{err}");
+        // stopping removes the socket: commands then know at once that nothing runs
+        drop(serving);
+        assert!(!state.control_socket().exists());
+        assert!(Client::connect(&state).is_none());
         let _ = std::fs::remove_dir_all(state.root());
     }
 
@@ -505,7 +527,7 @@ mod tests {
     fn bad_requests_get_an_error_not_a_hangup() {
         let state = state();
         let server = Server::bind(&state).unwrap();
-        server
+        let _serving = server
             .spawn(Arc::new(Fake {
                 live: Live::default(),
                 reloads: AtomicUsize::new(0),
@@ -546,7 +568,7 @@ mod tests {
             live: Live::default(),
             reloads: AtomicUsize::new(0),
         });
-        Server::bind(&state).unwrap().spawn(fake.clone()).unwrap();
+        let _serving = Server::bind(&state).unwrap().spawn(fake.clone()).unwrap();
         for _ in 0..50 {
             if fake.reloads.load(Ordering::SeqCst) > 0 {
                 break;

@@ -81,6 +81,9 @@ def embargo(net, embargo_bin, tmp_path_factory):
     args = [embargo_bin, "run", "--netns", net.phone, "--state-dir", state, "--rules", rules]
     if "--dns-upstream" in flags:
         args += ["--dns-upstream", DNS_IP]
+    if "--app-wait-ms" in flags:
+        # Correctness, not latency, is tested here: give a debug build's /proc lookup time.
+        args += ["--app-wait-ms", "500"]
     if "--asn-db" in flags:
         args += ["--asn-db", net.write_asn_db(work / "asn-test.csv")]
     if "--country-db" in flags:

@@ -14,13 +14,13 @@
 //! // in Hooks::on_event, per decision:  control.live().record(d.app.as_deref(), blocked)
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use embargo_policy::parse::{parse_bytes, Format};
-use embargo_policy::{IpDb, Policy, PolicyHandle, RuleSetBuilder};
+use embargo_policy::{IpDb, Policy, PolicyHandle, RuleSet, RuleSetBuilder};
 
 use crate::control::{AppSeen, Handler, Live, ReloadReport, Status};
 use crate::state::{now_ms, StateDir};
@@ -38,6 +38,19 @@ pub struct RunControl {
     live: Arc<Live>,
     mode: String,
     counters: Mutex<Option<Counters>>,
+    /// Lists already compiled, so that a reload for an app change does not parse every list
+    /// again (a 20 MB blocklist takes seconds): reused while file, size, mtime and format
+    /// are unchanged.
+    compiled: Mutex<HashMap<String, CompiledList>>,
+}
+
+/// A compiled list and what it was compiled from.
+struct CompiledList {
+    path: PathBuf,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    format: Option<String>,
+    set: Arc<RuleSet>,
 }
 
 impl RunControl {
@@ -55,6 +68,7 @@ impl RunControl {
             live: Arc::new(Live::default()),
             mode: mode.into(),
             counters: Mutex::new(None),
+            compiled: Mutex::new(HashMap::new()),
         }
     }
 
@@ -76,8 +90,29 @@ impl RunControl {
     pub fn build_policy(&self) -> Result<(Policy, ReloadReport)> {
         let mut report = ReloadReport::default();
         let mut sets = self.base.rules().to_vec();
-        for entry in self.state.load_lists()?.lists {
+        let mut compiled = self
+            .compiled
+            .lock()
+            .map_err(|_| anyhow::anyhow!("list cache poisoned"))?;
+        let lists = self.state.load_lists()?.lists;
+        compiled.retain(|name, _| lists.iter().any(|l| &l.name == name));
+        for entry in lists {
             let path = self.state.list_path(&entry);
+            let meta = std::fs::metadata(&path).ok();
+            let (len, modified) = (
+                meta.as_ref().map_or(0, |m| m.len()),
+                meta.as_ref().and_then(|m| m.modified().ok()),
+            );
+            if let Some(c) = compiled.get(&entry.name) {
+                if c.path == path
+                    && c.len == len
+                    && c.modified == modified
+                    && c.format == entry.format
+                {
+                    sets.push(Arc::clone(&c.set));
+                    continue;
+                }
+            }
             let loaded = (|| -> Result<_> {
                 let bytes =
                     std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
@@ -91,7 +126,20 @@ impl RunControl {
                 Ok(builder.build())
             })();
             match loaded {
-                Ok(set) => sets.push(Arc::new(set)),
+                Ok(set) => {
+                    let set = Arc::new(set);
+                    compiled.insert(
+                        entry.name.clone(),
+                        CompiledList {
+                            path,
+                            len,
+                            modified,
+                            format: entry.format.clone(),
+                            set: Arc::clone(&set),
+                        },
+                    );
+                    sets.push(set);
+                }
                 Err(e) => report
                     .notes
                     .push(format!("list {} left out: {e:#}", entry.name)),
@@ -262,6 +310,15 @@ mod tests {
             verdict(&handle, "/bin/c", "pixel.tracker.test"),
             Verdict::Allow
         );
+
+        // an unchanged list is not compiled again; a changed one is
+        let before = Arc::clone(handle.load().rules().last().unwrap());
+        control.reload().unwrap();
+        assert!(Arc::ptr_eq(&before, handle.load().rules().last().unwrap()));
+        std::fs::write(dir.join("test.rules"), "tracker.test\nother.test\n").unwrap();
+        control.reload().unwrap();
+        assert!(!Arc::ptr_eq(&before, handle.load().rules().last().unwrap()));
+        assert_eq!(verdict(&handle, "/bin/a", "x.other.test"), Verdict::Block);
         let _ = std::fs::remove_dir_all(dir);
     }
 

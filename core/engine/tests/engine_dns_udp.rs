@@ -276,3 +276,62 @@ fn malformed_packets_are_counted_never_panic() {
         1
     );
 }
+
+fn from_hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn quic_initial_sni_decides_the_flow() {
+    // RFC 9001 A.2: a client Initial whose ClientHello names example.com.
+    let initial = from_hex(include_str!(
+        "../src/inspect/testdata/rfc9001-a2-client-initial.hex"
+    ));
+    let app: SocketAddr = "10.0.0.2:6004".parse().unwrap();
+    let server: SocketAddr = "198.51.100.31:443".parse().unwrap();
+    let mut h = Harness::with_config(embargo_engine::EngineConfig::default());
+    h.engine
+        .set_policy(std::sync::Arc::new(|q: &embargo_policy::Query<'_>| {
+            if q.name == Some("example.com") {
+                block()
+            } else {
+                allow()
+            }
+        }));
+    h.send(&udp(app, server, &initial));
+    assert!(
+        h.commands().is_empty(),
+        "nothing leaves for a blocked QUIC SNI"
+    );
+    let events = h.events();
+    let d = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Decision(d) => Some(d),
+            _ => None,
+        })
+        .expect("a decision");
+    assert_eq!(d.name.as_deref(), Some("example.com"));
+    assert_eq!(d.name_source, NameSource::QuicSni);
+    assert!(matches!(
+        h.out().as_slice(),
+        [Out::Icmp {
+            kind: 3,
+            code: 13,
+            ..
+        }]
+    ));
+    // Allowed: the held Initial is relayed once decided.
+    let mut h = Harness::new();
+    let app2: SocketAddr = "10.0.0.2:6005".parse().unwrap();
+    h.send(&udp(app2, server, &initial));
+    let cmds = h.commands();
+    assert!(
+        matches!(cmds.as_slice(), [Command::SendDatagram { data, .. }] if *data == initial),
+        "{cmds:?}"
+    );
+}

@@ -313,3 +313,87 @@ fn ipv6_flow_inspected_and_relayed() {
     h.commands();
     assert_eq!(h.read_app(flow), client_hello("v6.example"));
 }
+
+#[test]
+fn app_identity_is_asked_once_and_waited_for_briefly() {
+    let config = embargo_engine::EngineConfig {
+        resolve_apps: true,
+        ..Default::default()
+    };
+    let mut h = Harness::with_config(config);
+    let mut app = AppConn::new("10.0.0.2:40040", "93.184.216.34:443");
+    h.send(&app.syn());
+    h.send(&app.syn());
+    let cmds = h.commands();
+    let [Command::ResolveApp { flow, src, .. }] = cmds.as_slice() else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(*src, app.src);
+    assert!(
+        h.segs().is_empty(),
+        "SYN-ACK held while the app is resolved"
+    );
+    h.engine
+        .app_resolved(h.now, *flow, Some("com.example.app".into()));
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    h.send(&app.data(&client_hello(BLOCKED_NAME)));
+    assert!(h.segs().iter().any(|s| s.rst));
+    let events = h.events();
+    assert_eq!(
+        decisions(&events)[0].app.as_deref(),
+        Some("com.example.app")
+    );
+    // No answer: decided with the app unknown after app_wait.
+    let app2 = AppConn::new("10.0.0.2:40041", "198.51.100.7:5006");
+    h.send(&app2.syn());
+    assert!(matches!(
+        h.commands().as_slice(),
+        [Command::ResolveApp { .. }]
+    ));
+    h.advance(h.engine.config().app_wait);
+    let cmds = h.commands();
+    assert!(
+        matches!(cmds.as_slice(), [Command::Connect { .. }]),
+        "{cmds:?}"
+    );
+    let events = h.events();
+    assert_eq!(decisions(&events)[0].app, None);
+}
+
+#[test]
+fn full_table_evicts_the_oldest_idle_flow() {
+    let config = embargo_engine::EngineConfig {
+        max_flows: 2,
+        ..Default::default()
+    };
+    let mut h = Harness::with_config(config);
+    let mut flows = Vec::new();
+    for port in [40050u16, 40051] {
+        let app = AppConn::new(&format!("10.0.0.2:{port}"), "198.51.100.7:5007");
+        h.send(&app.syn());
+        flows.push(connect_flow(&mut h).0);
+    }
+    h.advance(Duration::from_secs(11));
+    let app = AppConn::new("10.0.0.2:40052", "198.51.100.7:5007");
+    h.send(&app.syn());
+    let cmds = h.commands();
+    assert!(
+        cmds.contains(&Command::Close { flow: flows[0] }),
+        "{cmds:?}"
+    );
+    assert!(cmds.iter().any(|c| matches!(c, Command::Connect { .. })));
+    let s = h.engine.stats();
+    assert_eq!((s.tcp_flows, s.flows_evicted), (2, 1));
+}
+
+#[test]
+fn runs_with_the_builtin_policy() {
+    let mut h = Harness::new();
+    h.engine
+        .set_policy(std::sync::Arc::new(embargo_policy::Policy::builtin()));
+    let mut app = handshake(&mut h, "93.184.216.34:443");
+    h.send(&app.data(&client_hello("www.example.org")));
+    let events = h.events();
+    assert_eq!(decisions(&events).len(), 1);
+}

@@ -1,0 +1,108 @@
+//! Per-packet cost of the engine's hot paths (no IO):
+//! - a relayed TCP data segment (1400 bytes from the app, read out by the "driver" closure),
+//! - a SYN to a blocked address answered with an RST (no socket allocated),
+//! - a DNS question for a blocked name answered locally.
+//!
+//! Run: `cargo bench -p embargo-engine --bench engine`.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use embargo_engine::{Command, UpstreamEvent};
+use smoltcp::wire::TcpControl;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{dns_query, tcp, udp, AppConn, Harness, BLOCKED_ADDR};
+
+fn relayed_segment(c: &mut Criterion) {
+    let mut h = Harness::new();
+    let mut app = AppConn::new("10.0.0.2:40000", "198.51.100.7:5000");
+    h.send(&app.syn());
+    let flow = match h.commands().as_slice() {
+        [Command::Connect { flow, .. }] => *flow,
+        other => panic!("{other:?}"),
+    };
+    h.upstream(UpstreamEvent::Connected { flow });
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    let payload = vec![0x5a; 1400];
+    let mut buf = vec![0u8; 2048];
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Bytes(payload.len() as u64));
+    group.bench_function("relayed_tcp_segment_1400B", |b| {
+        b.iter_batched(
+            || {
+                let p = tcp(
+                    app.src,
+                    app.dst,
+                    app.seq,
+                    Some(app.ack),
+                    TcpControl::Psh,
+                    &payload,
+                );
+                app.seq = app.seq.wrapping_add(payload.len() as u32);
+                p
+            },
+            |packet| {
+                h.engine.handle_tun_packet(h.now, &packet);
+                while let Some(cmd) = h.engine.poll_command() {
+                    if let Command::AppDataReady { flow } = cmd {
+                        while let Some(Ok::<usize, ()>(n)) =
+                            h.engine.read_app_data(h.now, flow, |b| Ok(b.len()))
+                        {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
+                while h.engine.poll_tun_packet(&mut buf).is_some() {}
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn blocked_syn(c: &mut Criterion) {
+    let mut h = Harness::new();
+    let app = AppConn::new("10.0.0.2:40001", &format!("{BLOCKED_ADDR}:443"));
+    let syn = app.syn();
+    let mut buf = vec![0u8; 2048];
+    c.bench_function("engine/syn_to_blocked_address_rst", |b| {
+        b.iter(|| {
+            h.engine.handle_tun_packet(h.now, &syn);
+            let n = h.engine.poll_tun_packet(&mut buf);
+            while h.engine.poll_event().is_some() {}
+            n
+        })
+    });
+    assert_eq!(h.engine.stats().sockets, 0);
+}
+
+fn blocked_dns(c: &mut Criterion) {
+    let mut h = Harness::new();
+    let q = udp(
+        "10.0.0.2:5353".parse().unwrap(),
+        "8.8.8.8:53".parse().unwrap(),
+        &dns_query(0x1234, "ads.blocked.example", 1),
+    );
+    let mut buf = vec![0u8; 2048];
+    c.bench_function("engine/dns_block_answer", |b| {
+        b.iter(|| {
+            h.engine.handle_tun_packet(h.now, &q);
+            let n = h.engine.poll_tun_packet(&mut buf);
+            while h.engine.poll_event().is_some() {}
+            n
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    targets = relayed_segment, blocked_syn, blocked_dns
+}
+criterion_main!(benches);

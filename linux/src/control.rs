@@ -55,14 +55,21 @@ pub enum Request {
 /// What a running instance says about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// The instance's process id.
     pub pid: u32,
+    /// Its version (Cargo package version).
     pub version: String,
+    /// When it started (ms since the epoch).
     pub started_ms: i64,
     /// What it protects, e.g. `netns phone` or `tun tun0`.
     pub mode: String,
+    /// The state directory it serves.
     pub state_dir: String,
+    /// Decisions that allowed, since it started.
     pub allowed: u64,
+    /// Decisions that blocked, since it started.
     pub blocked: u64,
+    /// Distinct apps it has seen.
     pub apps_seen: u64,
     /// Anything else the instance counts (engine and driver statistics), by name.
     #[serde(default)]
@@ -72,10 +79,15 @@ pub struct Status {
 /// One app an instance has seen traffic from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppSeen {
+    /// App id (executable path or `uid:N`).
     pub app: String,
+    /// First decision for it (ms since the epoch).
     pub first_seen_ms: i64,
+    /// Latest decision for it.
     pub last_seen_ms: i64,
+    /// Its allowed decisions.
     pub allowed: u64,
+    /// Its blocked decisions.
     pub blocked: u64,
 }
 
@@ -94,10 +106,13 @@ pub struct ReloadReport {
 /// The response envelope.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Response {
+    /// Whether the request succeeded.
     pub ok: bool,
+    /// The answer, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why not, when it did not.
     pub error: Option<String>,
 }
 
@@ -114,6 +129,7 @@ pub trait Handler: Send + Sync + 'static {
 /// `on_event` ([`Live::record`]) and answer [`Handler::status`] / [`Handler::apps_seen`] from it.
 #[derive(Debug)]
 pub struct Live {
+    /// When the instance started (ms since the epoch).
     pub started_ms: i64,
     allowed: AtomicU64,
     blocked: AtomicU64,
@@ -417,14 +433,17 @@ impl Client {
         }
     }
 
+    /// The instance's [`Status`].
     pub fn status(&self) -> Result<Status> {
         Ok(serde_json::from_value(self.request(&Request::Status)?)?)
     }
 
+    /// The apps the instance has seen.
     pub fn apps(&self) -> Result<Vec<AppSeen>> {
         Ok(serde_json::from_value(self.request(&Request::Apps)?)?)
     }
 
+    /// Asks the instance to re-read the state directory and swap its policy.
     pub fn reload(&self) -> Result<ReloadReport> {
         Ok(serde_json::from_value(self.request(&Request::Reload)?)?)
     }

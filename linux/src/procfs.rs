@@ -44,16 +44,20 @@ pub struct SocketEntry {
     pub local: SocketAddr,
     /// Remote address (unspecified, port 0, for unconnected sockets).
     pub remote: SocketAddr,
+    /// The socket's owner uid.
     pub uid: u32,
+    /// The socket's inode (`socket:[INODE]` in `/proc/PID/fd`).
     pub inode: u64,
 }
 
 /// Who owns a flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
+    /// The socket's owner uid.
     pub uid: u32,
     /// Executable of the process holding the socket, when one was found.
     pub exe: Option<PathBuf>,
+    /// The process holding the socket, when one was found.
     pub pid: Option<u32>,
 }
 

@@ -60,8 +60,11 @@ pub enum ListSource {
 /// What the last load of a list found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListCounts {
+    /// Rules the parser accepted.
     pub accepted: u64,
+    /// Lines skipped on purpose (unsupported modifiers, local names...), all reasons.
     pub skipped: u64,
+    /// Lines that could not be read as the format.
     pub errors: u64,
     /// Bytes of the copy that was loaded.
     pub bytes: u64,
@@ -72,15 +75,18 @@ pub struct ListCounts {
 pub struct ListEntry {
     /// Unique short name (the file name by default); rules from it are attributed to it.
     pub name: String,
+    /// Where the list comes from.
     pub source: ListSource,
     /// `--format` name (embargo_policy's `Format::from_name`); `None` = detected on load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// When it was added (ms since the epoch).
     pub added_ms: i64,
     /// When the copy was last read (file) or downloaded (URL).
     #[serde(default)]
     pub updated_ms: i64,
     #[serde(default)]
+    /// What its last load found.
     pub counts: ListCounts,
 }
 
@@ -88,6 +94,7 @@ pub struct ListEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListsConfig {
     #[serde(default)]
+    /// The lists, in the order their rules are asked.
     pub lists: Vec<ListEntry>,
 }
 
@@ -103,6 +110,7 @@ impl StateDir {
         StateDir { root: root.into() }
     }
 
+    /// The directory itself.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -126,14 +134,17 @@ impl StateDir {
         self.root.join("history.db")
     }
 
+    /// Per-app settings (`AppRules` JSON).
     pub fn apps_file(&self) -> PathBuf {
         self.root.join("apps.json")
     }
 
+    /// Running pauses (app -> until when).
     pub fn pauses_file(&self) -> PathBuf {
         self.root.join("pauses.json")
     }
 
+    /// The lists added with `embargo lists add`.
     pub fn lists_file(&self) -> PathBuf {
         self.root.join("lists.json")
     }
@@ -156,6 +167,7 @@ impl StateDir {
         read_json_or_default(&self.apps_file())
     }
 
+    /// Stores the per-app settings (atomically).
     pub fn save_app_rules(&self, rules: &AppRules) -> Result<()> {
         self.write_json(&self.apps_file(), rules)
     }
@@ -167,6 +179,7 @@ impl StateDir {
         Ok(pauses)
     }
 
+    /// Stores the pauses (atomically).
     pub fn save_pauses(&self, pauses: &BTreeMap<String, Pause>) -> Result<()> {
         self.write_json(&self.pauses_file(), pauses)
     }
@@ -192,10 +205,12 @@ impl StateDir {
             .min()
     }
 
+    /// The lists as stored (none when the file does not exist).
     pub fn load_lists(&self) -> Result<ListsConfig> {
         read_json_or_default(&self.lists_file())
     }
 
+    /// Stores the lists (atomically).
     pub fn save_lists(&self, lists: &ListsConfig) -> Result<()> {
         self.write_json(&self.lists_file(), lists)
     }

@@ -20,7 +20,9 @@ use crate::state::{now_ms, Pause, StateDir, DEFAULT_PAUSE};
 #[derive(clap::Args)]
 pub struct AppsArgs {
     #[command(subcommand)]
+    /// What to change (none: list the apps).
     pub action: Option<AppsAction>,
+    /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
 }
@@ -61,6 +63,7 @@ struct AppLine {
     last_seen_ms: Option<i64>,
 }
 
+/// Runs `embargo apps`.
 pub fn run(args: AppsArgs) -> Result<ExitCode> {
     let state = args.common.state();
     match args.action {

@@ -42,6 +42,7 @@ pub struct HistoryArgs {
     /// Write every matching row as csv, json or ndjson (no limit) instead of a table.
     #[arg(long, value_parser = ["csv", "json", "ndjson"])]
     pub export: Option<String>,
+    /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
 }
@@ -56,6 +57,7 @@ pub fn open_existing(state: &StateDir) -> Result<Option<History>> {
     Ok(Some(History::open(Config::new(path))?))
 }
 
+/// Runs `embargo history`.
 pub fn run(args: HistoryArgs) -> Result<ExitCode> {
     let state = args.common.state();
     let now = now_ms();

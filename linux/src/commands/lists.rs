@@ -48,6 +48,7 @@ pub struct AddArgs {
     /// A short name for the list (default: the file name).
     #[arg(long)]
     pub name: Option<String>,
+    /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
 }
@@ -56,6 +57,7 @@ pub struct AddArgs {
 pub struct UpdateArgs {
     /// Lists to update (default: all).
     pub names: Vec<String>,
+    /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
 }
@@ -64,16 +66,19 @@ pub struct UpdateArgs {
 pub struct RemoveArgs {
     /// Name of the list (as `embargo lists show` prints it).
     pub name: String,
+    /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
 }
 
 #[derive(clap::Args)]
 pub struct ShowArgs {
+    /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
 }
 
+/// Runs `embargo lists ...`.
 pub fn run(cmd: ListsCommand) -> Result<ExitCode> {
     match cmd {
         ListsCommand::Compile(args) => super::compile::run(args),

@@ -19,6 +19,7 @@ pub struct Common {
 }
 
 impl Common {
+    /// The state directory these flags name.
     pub fn state(&self) -> StateDir {
         StateDir::new(&self.state_dir)
     }
@@ -49,6 +50,7 @@ pub struct Table {
 }
 
 impl Table {
+    /// A table with these column titles.
     pub fn new(header: Vec<&'static str>) -> Self {
         Table {
             header,
@@ -56,6 +58,7 @@ impl Table {
         }
     }
 
+    /// Appends a row (one cell per column).
     pub fn row(&mut self, cells: Vec<(String, Tone)>) {
         self.rows.push(cells);
     }

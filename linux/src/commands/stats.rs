@@ -40,10 +40,12 @@ pub struct StatsArgs {
     /// Also count apps hidden from the list.
     #[arg(long)]
     pub all: bool,
+    /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
 }
 
+/// Runs `embargo stats`.
 pub fn run(args: StatsArgs) -> Result<ExitCode> {
     let state = args.common.state();
     let now = now_ms();

@@ -11,6 +11,7 @@ use crate::state::now_ms;
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
+    /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
 }
@@ -28,6 +29,7 @@ struct Report {
     history_bytes: Option<u64>,
 }
 
+/// Runs `embargo status`.
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let state = args.common.state();
     let instance = match Client::connect(&state) {

@@ -17,6 +17,7 @@ use super::output::{self, cell, Common, Table, Tone};
 use crate::control::{self, Client};
 use crate::state::{now_ms, Pause, StateDir, DEFAULT_PAUSE};
 
+/// Arguments of `embargo apps`.
 #[derive(clap::Args)]
 pub struct AppsArgs {
     #[command(subcommand)]
@@ -27,6 +28,7 @@ pub struct AppsArgs {
     pub common: Common,
 }
 
+/// What `embargo apps` changes.
 #[derive(clap::Subcommand)]
 pub enum AppsAction {
     /// Turn blocking on for APP (the lists apply to it).
@@ -43,6 +45,7 @@ pub enum AppsAction {
     },
 }
 
+/// The app a change is about.
 #[derive(clap::Args)]
 pub struct AppArg {
     /// Executable path, a command name found in PATH, or `uid:N`.

@@ -10,6 +10,7 @@ use embargo_history::{Config, Decision, History, Query, Record};
 use super::output::{self, cell, Common, Table, Tone};
 use crate::state::{now_ms, StateDir};
 
+/// Arguments of `embargo history`.
 #[derive(clap::Args)]
 pub struct HistoryArgs {
     /// Only this app (executable path, command name, or uid:N).

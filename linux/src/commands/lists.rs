@@ -23,6 +23,7 @@ const MAX_DOWNLOAD: u64 = 256 << 20;
 /// Give up on a server that sends nothing for this long.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The `embargo lists` subcommands.
 #[derive(clap::Subcommand)]
 pub enum ListsCommand {
     /// Compile rule sources into one memory-mappable file.
@@ -37,6 +38,7 @@ pub enum ListsCommand {
     Show(ShowArgs),
 }
 
+/// Arguments of `embargo lists add`.
 #[derive(clap::Args)]
 pub struct AddArgs {
     /// A file path or an http:// or https:// URL.
@@ -53,6 +55,7 @@ pub struct AddArgs {
     pub common: Common,
 }
 
+/// Arguments of `embargo lists update`.
 #[derive(clap::Args)]
 pub struct UpdateArgs {
     /// Lists to update (default: all).
@@ -62,6 +65,7 @@ pub struct UpdateArgs {
     pub common: Common,
 }
 
+/// Arguments of `embargo lists remove`.
 #[derive(clap::Args)]
 pub struct RemoveArgs {
     /// Name of the list (as `embargo lists show` prints it).
@@ -71,6 +75,7 @@ pub struct RemoveArgs {
     pub common: Common,
 }
 
+/// Arguments of `embargo lists show`.
 #[derive(clap::Args)]
 pub struct ShowArgs {
     /// --state-dir and --json.

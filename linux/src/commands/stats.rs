@@ -9,6 +9,7 @@ use embargo_history::{AggregateQuery, Dimension};
 use super::output::{self, cell, Common, Table, Tone};
 use crate::state::now_ms;
 
+/// A dimension to count by.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum By {
     App,
@@ -17,6 +18,7 @@ pub enum By {
     Day,
 }
 
+/// Arguments of `embargo stats`.
 #[derive(clap::Args)]
 pub struct StatsArgs {
     /// Group by these (repeat or comma-separate: --by owner,country). Default: app.

@@ -9,6 +9,7 @@ use super::output::{self, cell, Common, Table, Tone};
 use crate::control::{Client, Status};
 use crate::state::now_ms;
 
+/// Arguments of `embargo status`.
 #[derive(clap::Args)]
 pub struct StatusArgs {
     /// --state-dir and --json.

@@ -81,9 +81,11 @@ def embargo(net, embargo_bin, tmp_path_factory):
     args = [embargo_bin, "run", "--netns", net.phone, "--state-dir", state, "--rules", rules]
     if "--dns-upstream" in flags:
         args += ["--dns-upstream", DNS_IP]
-    if "--app-wait-ms" in flags:
-        # Correctness, not latency, is tested here: give a debug build's /proc lookup time.
-        args += ["--app-wait-ms", "500"]
+    wait = os.environ.get("EMBARGO_APP_WAIT_MS", "500")
+    if "--app-wait-ms" in flags and wait != "default":
+        # Correctness, not latency, is tested here: give a debug build's /proc lookup time
+        # (EMBARGO_APP_WAIT_MS=default runs with the command's own default).
+        args += ["--app-wait-ms", wait]
     if "--asn-db" in flags:
         args += ["--asn-db", net.write_asn_db(work / "asn-test.csv")]
     if "--country-db" in flags:

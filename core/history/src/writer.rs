@@ -801,6 +801,26 @@ mod tests {
     }
 
     #[test]
+    fn read_only_fault_reconnects_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path(), |_| {});
+        // A connection that can only read, as SQLite gives when the file is write-protected.
+        w.conn =
+            Connection::open_with_flags(&w.config.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        w.pending = vec![blocked(now_ms(), Some("a"), None)];
+        let fault = w.commit_pending().unwrap_err();
+        assert_eq!(fault.kind, WriteFaultKind::ReadOnly, "{fault}");
+        assert!(fault.to_string().contains("read-only"), "{fault}");
+        assert!(w.reconnect);
+        // The file is writable: the retry opens a new connection and the event is written.
+        w.commit_pending().unwrap();
+        assert!(!w.reconnect);
+        assert_eq!(w.shared.health(), Health::Healthy);
+        assert_eq!(w.shared.counters().committed, 1);
+    }
+
+    #[test]
     fn a_rolled_back_batch_leaves_no_stale_coalescing_slot() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = writer(dir.path(), |_| {});

@@ -4,12 +4,17 @@
 //! owned or memory-mapped: building one writes the file in memory and opens it, so there is one
 //! code path for fresh and loaded rules.
 //!
-//! Names are stored reversed (`com.example.ads` -> `sda.elpmaxe.moc`) in an FST (the `fst` crate):
+//! Names are stored byte-reversed (`ads.example.com` -> `moc.elpmaxe.sda`) in an FST (the `fst` crate):
 //! every rule that can apply to a name is keyed by a suffix of the name ending at a label
 //! boundary, and reversed suffixes are prefixes of the reversed name, so one walk over the name's
 //! bytes from the end visits every candidate rule. The FST shares both the common prefixes of
-//! reversed names (TLDs, registrable domains) and their common suffixes (`www.`, `ads.`), which is
-//! how a million names fit in a few bytes each, and it is read in place without parsing.
+//! reversed names (TLDs, registrable domains) and their common suffixes (`www.`, `ads.`): about
+//! 9 bytes per name for the names alone and 10-13 with each rule's list line (measured in
+//! `examples/memory.rs`), read in place without parsing.
+//!
+//! In front of the walk, a bitmap over the hash of every key's last two labels (the filter
+//! section, one byte per registrable domain) answers "no rule can match" for most names that no
+//! list mentions, with one hash and one memory access: most traffic is such names.
 //!
 //! Each FST value packs one rule (list, line, action, `$important`, exact-or-subtree) into a
 //! `u64`. Names with several rules, or with `$dnstype` / `$denyallow`, point into a side table in

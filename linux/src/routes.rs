@@ -188,18 +188,33 @@ fn is_embargo(pid: u32) -> bool {
 pub const TUNNEL_TABLE: &str = "51871";
 
 /// `ip rule` priorities used in whole-machine mode (below `main`'s 32766, above the defaults).
+const PREF_MARKED: u32 = 5209;
 const PREF_DNS: u32 = 5210;
 const PREF_SUPPRESS: u32 = 5211;
 const PREF_TUNNEL: u32 = 5212;
 
 /// Whole-machine routing, wg-quick style, without touching the main table:
-/// - table 51871: `default dev TUN` (v4 and v6: no v6 leak);
-/// - port-53 traffic not carrying our mark goes to the tunnel even to a LAN resolver;
+/// - our own (marked) sockets use `main` as it was (the original default route);
+/// - port-53 traffic goes to the tunnel even to a LAN resolver;
 /// - `main` is consulted for everything but its default route (LAN and local routes keep working);
-/// - everything else not carrying our mark goes to the tunnel. Marked (our own) sockets fall
-///   through to `main`'s original default route.
+/// - everything else goes to table 51871: `default dev TUN` (v4 and v6: no v6 leak).
+///
+/// (A single `not fwmark M ipproto udp dport 53` rule would not do: `not` negates the whole
+/// selector, so it would also catch marked non-DNS packets.)
 pub fn route_machine(tun: &str, fwmark: u32, changes: &mut Changes) -> Result<()> {
     let mark = format!("{fwmark:#x}");
+    let rule = |fam: &str, pref: u32, selector: &[&str], table: &str| -> Vec<String> {
+        let mut r = vec![
+            fam.to_string(),
+            "rule".into(),
+            "add".into(),
+            "pref".into(),
+            pref.to_string(),
+        ];
+        r.extend(selector.iter().map(|s| s.to_string()));
+        r.extend(["table".to_string(), table.to_string()]);
+        r
+    };
     for fam in ["-4", "-6"] {
         changes.push(Undo::Ip {
             args: vec![
@@ -220,54 +235,47 @@ pub fn route_machine(tun: &str, fwmark: u32, changes: &mut Changes) -> Result<()
             "table",
             TUNNEL_TABLE,
         ])?;
+        add_rule(rule(fam, PREF_MARKED, &["fwmark", &mark], "main"), changes)?;
         for proto in ["udp", "tcp"] {
-            let rule = vec![
-                fam.to_string(),
-                "rule".into(),
-                "add".into(),
-                "pref".into(),
-                PREF_DNS.to_string(),
-                "not".into(),
-                "fwmark".into(),
-                mark.clone(),
-                "ipproto".into(),
-                proto.into(),
-                "dport".into(),
-                "53".into(),
-                "table".into(),
-                TUNNEL_TABLE.into(),
-            ];
-            add_rule(rule, changes)?;
+            add_rule(
+                rule(
+                    fam,
+                    PREF_DNS,
+                    &["ipproto", proto, "dport", "53"],
+                    TUNNEL_TABLE,
+                ),
+                changes,
+            )?;
         }
         add_rule(
-            vec![
-                fam.into(),
-                "rule".into(),
-                "add".into(),
-                "pref".into(),
-                PREF_SUPPRESS.to_string(),
-                "table".into(),
-                "main".into(),
-                "suppress_prefixlength".into(),
-                "0".into(),
-            ],
+            rule(fam, PREF_SUPPRESS, &["suppress_prefixlength", "0"], "main"),
             changes,
         )?;
-        add_rule(
-            vec![
-                fam.into(),
-                "rule".into(),
-                "add".into(),
-                "pref".into(),
-                PREF_TUNNEL.to_string(),
-                "not".into(),
-                "fwmark".into(),
-                mark.clone(),
-                "table".into(),
-                TUNNEL_TABLE.into(),
-            ],
-            changes,
-        )?;
+        add_rule(rule(fam, PREF_TUNNEL, &[], TUNNEL_TABLE), changes)?;
+    }
+    loosen_rp_filter(changes)
+}
+
+/// Strict reverse-path filtering (rp_filter=1) drops the replies to our own sockets: their
+/// source is reachable, for an unmarked lookup, only through the tunnel, not the interface they
+/// arrive on. Loose mode (2) keeps the spoofing check ("reachable at all") and lets them in.
+/// The previous values are restored on exit.
+fn loosen_rp_filter(changes: &mut Changes) -> Result<()> {
+    let Ok(dir) = fs::read_dir("/proc/sys/net/ipv4/conf") else {
+        return Ok(());
+    };
+    for entry in dir.flatten() {
+        let path = entry.path().join("rp_filter");
+        let Ok(previous) = fs::read_to_string(&path) else {
+            continue;
+        };
+        if previous.trim() == "1" {
+            changes.push(Undo::RestoreFile {
+                path: path.clone(),
+                previous: Some(previous),
+            })?;
+            fs::write(&path, "2").with_context(|| format!("write {}", path.display()))?;
+        }
     }
     Ok(())
 }

@@ -259,3 +259,16 @@ impl Drop for History {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// UniFFI objects and the shells' packet threads need both handles shareable.
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<History>();
+        assert_send_sync::<Recorder>();
+    }
+}

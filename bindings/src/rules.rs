@@ -389,12 +389,11 @@ impl RulesStore {
                     continue;
                 }
             };
-            let format = Format::from_name(&list.format).ok_or_else(|| {
-                EmbargoError::Storage(format!(
-                    "list {}: unknown format {}",
-                    list.name, list.format
-                ))
-            })?;
+            let Some(format) = Format::from_name(&list.format) else {
+                // Written by a newer version: skip this list rather than refuse to open.
+                log::error!("list {}: unknown format {}", list.name, list.format);
+                continue;
+            };
             let (set, _) = compile(&list.name, format, &bytes);
             store.compiled.insert(list.name.clone(), Arc::new(set));
         }

@@ -333,3 +333,122 @@ fn run_netns_protects_blocks_and_cleans_up() {
     assert!(!w.netns_exists());
     assert!(!state.exists());
 }
+
+/// Whole-machine mode (no --netns), run inside a throwaway namespace that plays the machine:
+/// its default route leads to a server namespace; Embargo takes over with policy routing, its
+/// own marked sockets still use the original default route, and SIGTERM removes every rule.
+#[test]
+fn run_whole_machine_routes_through_the_tunnel_and_restores_rules() {
+    if let Some(reason) = skip_reason() {
+        eprintln!(
+            "SKIPPED run_whole_machine_routes_through_the_tunnel_and_restores_rules: {reason}"
+        );
+        return;
+    }
+    let pid = std::process::id();
+    let (host, net) = (format!("embt-wm-{pid}"), format!("embt-wn-{pid}"));
+    let dir = std::env::temp_dir().join(format!("embargo-run-wm-{pid}"));
+    fs::create_dir_all(dir.join("www")).unwrap();
+    fs::write(dir.join("www/x.txt"), "whole machine\n").unwrap();
+    struct Cleanup(Vec<String>, PathBuf, Vec<Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for c in &mut self.2 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            for ns in &self.0 {
+                let _ = sh(&format!("ip netns del {ns} 2>/dev/null"));
+            }
+            let _ = fs::remove_dir_all(&self.1);
+        }
+    }
+    let mut cleanup = Cleanup(vec![host.clone(), net.clone()], dir.clone(), Vec::new());
+    must(&format!("ip netns add {host} && ip netns add {net}"));
+    must(&format!(
+        "ip link add wmv{pid} netns {host} type veth peer name wmp{pid} netns {net} && \
+         ip -n {host} addr add 10.252.0.1/24 dev wmv{pid} && ip -n {host} link set wmv{pid} up && \
+         ip -n {host} link set lo up && ip -n {net} addr add 10.252.0.2/24 dev wmp{pid} && \
+         ip -n {net} link set wmp{pid} up && ip -n {net} link set lo up && \
+         ip -n {net} addr add 10.252.1.1/32 dev lo && ip -n {host} route add default via 10.252.0.2"
+    ));
+    let log = fs::File::create(dir.join("server.log")).unwrap();
+    cleanup.2.push(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net,
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--directory",
+            ])
+            .arg(dir.join("www"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let rules_before = must(&format!("ip -n {host} rule; ip -n {host} -6 rule"));
+    let log_path = dir.join("embargo.log");
+    let log = fs::File::create(&log_path).unwrap();
+    let mut embargo = Command::new("ip")
+        .args(["netns", "exec", &host, env!("CARGO_BIN_EXE_embargo"), "run"])
+        .args(["--dns-upstream", "10.252.0.2", "--state-dir"])
+        .arg(dir.join("state"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("protecting this machine")
+    {
+        assert!(
+            embargo.try_wait().unwrap().is_none(),
+            "embargo exited: {}",
+            fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        assert!(Instant::now() < deadline, "embargo did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rules = must(&format!("ip -n {host} rule; ip -n {host} -6 rule"));
+    assert_eq!(
+        rules.matches("lookup 51871").count(),
+        6,
+        "v4+v6 tunnel rules: {rules}"
+    );
+    let route = must(&format!("ip -n {host} route get 10.252.1.1"));
+    assert!(
+        route.contains("dev embargo0"),
+        "unmarked traffic must enter the tunnel: {route}"
+    );
+    let route = must(&format!("ip -n {host} route get 10.252.1.1 mark 51871"));
+    assert!(
+        route.contains("via 10.252.0.2"),
+        "our marked sockets must bypass it: {route}"
+    );
+    // Off-link server: reached only through the tunnel (and Embargo's marked socket).
+    let (ok, body) = sh(&format!(
+        "ip netns exec {host} curl -s --max-time 10 http://10.252.1.1:8080/x.txt"
+    ));
+    assert!(
+        ok && body == "whole machine\n",
+        "through the tunnel: {body}"
+    );
+    let tun_rx: u64 = must(&format!(
+        "ip netns exec {host} cat /sys/class/net/embargo0/statistics/rx_packets"
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(tun_rx > 0, "the request did not cross the tunnel");
+    must(&format!("kill -TERM {}", embargo.id()));
+    let _ = embargo.wait();
+    let rules_after = must(&format!("ip -n {host} rule; ip -n {host} -6 rule"));
+    assert_eq!(rules_after, rules_before, "rules not restored");
+    assert!(!dir.join("state/run-machine.json").exists());
+}

@@ -411,12 +411,17 @@ fn run_with(
     let _ = signal_thread.join();
     let stats = handle.stats();
     eprintln!(
-        "embargo: stopped: {} packets in, {} out, {} upstream sockets, {} connect failures, {} flows blocked",
+        "embargo: stopped: {} packets in, {} out, {} upstream sockets, {} connect failures, \
+         {} flows blocked; DNS {} forwarded, {} from cache, {} blocked; {} loop wake-ups",
         stats.driver.tun_packets_in,
         stats.driver.tun_packets_out,
         stats.driver.sockets_opened,
         stats.driver.connect_failures,
-        stats.engine.flows_blocked
+        stats.engine.flows_blocked,
+        stats.engine.dns_forwarded,
+        stats.engine.dns_cached,
+        stats.engine.dns_blocked,
+        stats.driver.wakeups
     );
     if let Some(history) = &history {
         if let Err(e) = history.recorder().flush() {

@@ -19,6 +19,11 @@ want ss iproute2
 want nstat iproute2
 # The bindings suites: Maven (with a JRE) compiles the generated Kotlin and runs JUnit.
 want mvn maven
+# The netns benchmark (tests/bench/run-bench.sh over ../shared/bench): load tools and the C passthrough.
+want dnsperf dnsperf
+want wrk wrk
+want jq jq
+want gcc gcc
 if [ "${#need[@]}" -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

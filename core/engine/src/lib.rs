@@ -37,7 +37,7 @@
 //!
 //! ## A packet's path
 //!
-//! 1. [`packet`](crate) parsing before anything else: lengths, IPv4 header and TCP/UDP/ICMP
+//! 1. Parsing (module `packet`) before anything else: lengths, IPv4 header and TCP/UDP/ICMP
 //!    checksums verified once (smoltcp is then told not to re-verify), IPv6 extension chains
 //!    walked (hop-by-hop, destination options and exhausted routing headers skipped and
 //!    stripped for smoltcp), fragments and unknown protocols dropped. Every drop is counted by

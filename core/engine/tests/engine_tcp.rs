@@ -397,3 +397,31 @@ fn runs_with_the_builtin_policy() {
     let events = h.events();
     assert_eq!(decisions(&events).len(), 1);
 }
+
+#[test]
+fn ipv6_syn_with_extension_headers_is_handled() {
+    let mut h = Harness::new();
+    let app = AppConn::new("[fd00::2]:40060", "[2001:db8::81]:5008");
+    let syn = app.syn();
+    // Insert a hop-by-hop header (PadN) between the IPv6 header and TCP.
+    let mut with_ext = syn[..40].to_vec();
+    with_ext[6] = 0; // hop-by-hop
+    let plen = u16::from_be_bytes([syn[4], syn[5]]) + 8;
+    with_ext[4..6].copy_from_slice(&plen.to_be_bytes());
+    with_ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+    with_ext.extend_from_slice(&syn[40..]);
+    h.send(&with_ext);
+    let (flow, _) = connect_flow(&mut h);
+    h.upstream(UpstreamEvent::Connected { flow });
+    let segs = h.segs();
+    assert!(segs[0].syn && segs[0].ack == Some(app.seq + 1), "{segs:?}");
+    // A fragment header: dropped and counted.
+    let mut frag = with_ext.clone();
+    frag[40] = 6;
+    frag[6] = 44;
+    h.send(&frag);
+    assert_eq!(
+        h.engine.stats().dropped[embargo_engine::DropReason::Fragment as usize],
+        1
+    );
+}

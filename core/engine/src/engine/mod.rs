@@ -495,7 +495,7 @@ impl Engine {
         e
     }
 
-    /// Counters and gauges.
+    /// Counters and gauges, as of the last `poll_*` call (input calls defer their work to it).
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
         s.tcp_flows = self.tcp_keys.len();

@@ -1,8 +1,9 @@
 //! A line reader with a hard byte cap, and the bookkeeping every parser shares.
 //!
 //! `BufRead::read_line` grows its buffer until it meets a newline, so a 1 GB file without one
-//! takes 1 GB of memory. [`LineReader`] never holds more than [`MAX_LINE_BYTES`] of a line: the
-//! rest of an over-long line is consumed and dropped, and the line is reported as an error.
+//! takes 1 GB of memory. The line reader here never holds more than [`MAX_LINE_BYTES`] of a
+//! line: the rest of an over-long line is consumed and dropped, and the line is reported as an
+//! error.
 
 use std::io::BufRead;
 

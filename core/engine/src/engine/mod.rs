@@ -346,16 +346,11 @@ impl Engine {
             self.flow_timer(id);
         }
         self.dns_expire();
-        // smoltcp's own timers (retransmissions, delayed ACKs, TIME-WAIT) run in egress; and
-        // timer-driven state changes are picked up by servicing every TCP flow.
+        // smoltcp's own timers (retransmissions, delayed ACKs, window probes) run in egress.
+        // They change no socket state the engine acts on (no smoltcp socket timeout or
+        // keep-alive is set, and TIME-WAIT is never waited out), so no flow needs servicing:
+        // a timeout costs one egress pass, not a walk over every flow.
         self.needs_egress = true;
-        let all: Vec<FlowId> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| matches!(f.kind, FlowKind::Tcp(_)))
-            .map(|(id, _)| *id)
-            .collect();
-        self.dirty.extend(all);
         self.pump();
     }
 

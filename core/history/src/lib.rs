@@ -87,4 +87,4 @@ pub use model::{Certainty, Decision, Event, Millis, Protocol, Record, UnknownCod
 pub use open::{OpenOutcome, FILE_MODE};
 pub use query::{Cursor, Page, Query, MAX_PAGE};
 pub use time::{date_string, day_of, now_ms, DAY_MS};
-pub use writer::{Health, Recorded, RetentionReport, WriterCounters};
+pub use writer::{Health, Recorded, Recorder, RetentionReport, WriterCounters};

@@ -350,7 +350,8 @@ fn full_queue_counts_drops_and_stores_the_count() {
 }
 
 fn sample(history: &History, t: i64) {
-    let rec = history.recorder();
+    // Named through the crate root: shells store it in their own structs.
+    let rec: embargo_history::Recorder = history.recorder();
     let mut e = event(t, "tiktok", "log-va.tiktokv.com", Decision::Block);
     rec.record(e.clone());
     e.name = Some("mon.tiktokv.com".into());

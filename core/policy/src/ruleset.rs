@@ -494,6 +494,12 @@ impl RuleSet {
     /// ends at a label boundary.
     #[inline]
     fn walk(&self, fst: &Fst<Section>, name: &[u8], mut found: impl FnMut(usize, u64)) {
+        // Re-open the FST over a plain slice for the walk: `Fst::new` only reads the footer
+        // (validated at load), and every node step then reads the slice directly instead of
+        // going through the backing's `dyn AsRef` and a bounds-checked sub-slice.
+        let Ok(fst) = Fst::new(fst.as_bytes()) else {
+            return;
+        };
         let mut node = fst.root();
         let mut out = Output::zero();
         for i in (0..name.len()).rev() {

@@ -215,7 +215,7 @@ fn udp_is_relayed_with_nat_and_expires() {
 }
 
 #[test]
-fn blocked_udp_gets_icmp_prohibited_v4_and_v6() {
+fn blocked_udp_gets_icmp_prohibited() {
     let mut h = Harness::new();
     let app: SocketAddr = "10.0.0.2:6001".parse().unwrap();
     let server: SocketAddr = format!("{BLOCKED_ADDR}:9999").parse().unwrap();
@@ -243,7 +243,7 @@ fn blocked_udp_gets_icmp_prohibited_v4_and_v6() {
 }
 
 #[test]
-fn quic_initial_without_readable_sni_is_decided_by_address_after_the_wait() {
+fn non_quic_udp_443_is_decided_by_address_at_once() {
     let mut h = Harness::new();
     let app: SocketAddr = "10.0.0.2:6002".parse().unwrap();
     let server: SocketAddr = "198.51.100.30:443".parse().unwrap();

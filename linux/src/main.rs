@@ -7,7 +7,6 @@ mod procfs;
 mod routes;
 mod runtime;
 mod state;
-mod tun;
 
 use std::process::ExitCode;
 

@@ -17,6 +17,8 @@
 mod event_loop;
 mod owner;
 pub mod sockets;
+#[cfg(target_os = "linux")]
+pub mod tun_linux;
 pub mod tunnel;
 
 use std::fmt;

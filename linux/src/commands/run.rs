@@ -28,11 +28,11 @@ use embargo_engine::{Decide, DecisionEvent, Engine, EngineConfig, Event, FlowId}
 use embargo_policy::parse::{parse_bytes, Format};
 use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query, RuleSetBuilder};
 
+use crate::netns;
 use crate::procfs::AppResolver;
 use crate::routes::{self, Changes};
 use crate::runtime::{with_ip_databases, RunControl};
 use crate::state::StateDir;
-use crate::{netns, tun};
 
 /// Default fwmark (and routing table) of whole-machine mode: an arbitrary value unlikely to be
 /// used by other software ("emb" in a 16-bit number).
@@ -262,6 +262,11 @@ fn state_file(dir: &Path, mode: &Mode) -> PathBuf {
     }
 }
 
+/// Opens (creating if needed) the TUN device `name` (see [`embargo_driver::tun_linux`]).
+fn open_tun(name: &str) -> Result<(std::os::fd::OwnedFd, String)> {
+    Ok(embargo_driver::tun_linux::open(name)?)
+}
+
 fn run_with(
     args: &RunArgs,
     mode: &Mode,
@@ -272,19 +277,19 @@ fn run_with(
     let mtu = args.mtu.clamp(1280, 65535);
     let (fd, tun_name, fwmark) = match mode {
         Mode::Attach { tun } => {
-            let (fd, name) = tun::open(tun)?;
+            let (fd, name) = open_tun(tun)?;
             (fd, name, args.fwmark.unwrap_or(0))
         }
         Mode::Netns(ns) => {
             let changes = changes.context("netns mode keeps a state file")?;
             // A kernel-chosen name ("emb%d") never collides with another instance's device.
-            let (fd, name) = tun::open(args.tun.as_deref().unwrap_or("emb%d"))?;
+            let (fd, name) = open_tun(args.tun.as_deref().unwrap_or("emb%d"))?;
             netns::protect(ns, &name, mtu, changes)?;
             (fd, name, args.fwmark.unwrap_or(0))
         }
         Mode::Machine => {
             let changes = changes.context("machine mode keeps a state file")?;
-            let (fd, name) = tun::open(args.tun.as_deref().unwrap_or("embargo0"))?;
+            let (fd, name) = open_tun(args.tun.as_deref().unwrap_or("embargo0"))?;
             let mark = args.fwmark.unwrap_or(DEFAULT_FWMARK);
             if mark == 0 {
                 bail!("whole-machine mode needs a non-zero --fwmark");

@@ -303,7 +303,13 @@ fn run_netns_protects_blocks_and_cleans_up() {
     // SIGTERM: everything restored
     let state = w.dir.join(format!("state/run-netns-{}.json", w.ns));
     assert!(state.exists());
+    let control_socket = w.dir.join("state/control.sock");
+    assert!(control_socket.exists(), "no control socket while running");
     w.signal_embargo("TERM");
+    assert!(
+        !control_socket.exists(),
+        "control socket left behind after SIGTERM"
+    );
     assert!(!w.netns_exists(), "namespace left behind after SIGTERM");
     assert!(!state.exists(), "state file left behind after SIGTERM");
     assert!(!Path::new(&format!("/etc/netns/{}/resolv.conf", w.ns)).exists());
@@ -332,6 +338,7 @@ fn run_netns_protects_blocks_and_cleans_up() {
     w.signal_embargo("TERM");
     assert!(!w.netns_exists());
     assert!(!state.exists());
+    assert!(!control_socket.exists());
 }
 
 /// Whole-machine mode (no --netns), run inside a throwaway namespace that plays the machine:

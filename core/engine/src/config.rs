@@ -3,6 +3,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
+use crate::dns::BlockResponse;
+
 /// How a blocked DNS question is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DnsBlockAnswer {
@@ -13,6 +15,16 @@ pub enum DnsBlockAnswer {
     Unspecified,
     /// NXDOMAIN (NetGuard, DuckDuckGo): honest, but some apps retry it quickly.
     NxDomain,
+}
+
+impl DnsBlockAnswer {
+    /// The [`crate::dns::BlockResponse`] this style stands for, with block answers' `ttl`.
+    pub fn to_block_response(self, ttl: u32) -> BlockResponse {
+        match self {
+            DnsBlockAnswer::Unspecified => BlockResponse::NullAddress { ttl },
+            DnsBlockAnswer::NxDomain => BlockResponse::NxDomain,
+        }
+    }
 }
 
 /// Everything the engine needs to know up front. [`EngineConfig::default`] fits the iOS budget
@@ -59,7 +71,8 @@ pub struct EngineConfig {
     pub dns_timeout: Duration,
     /// Maximum DNS questions waiting for the upstream at once.
     pub max_pending_dns: usize,
-    /// Entries in the DNS answer cache.
+    /// Entries in the DNS answer cache, as counted by the memory budget; the cache itself is
+    /// bounded by [`crate::dns::MAX_CACHE_ENTRIES`] and [`crate::dns::MAX_CACHE_BYTES`].
     pub dns_cache_entries: usize,
     /// Refuse TCP/UDP port 853 (DNS over TLS) so apps fall back to plain DNS.
     pub block_dot: bool,
@@ -67,6 +80,14 @@ pub struct EngineConfig {
     pub block_doh: bool,
     /// Seed for TCP initial sequence numbers and DNS transaction ids (give real randomness).
     pub random_seed: u64,
+}
+
+impl EngineConfig {
+    /// How blocked DNS questions are answered: [`EngineConfig::dns_block_answer`] with
+    /// [`EngineConfig::dns_block_ttl`].
+    pub fn block_response(&self) -> BlockResponse {
+        self.dns_block_answer.to_block_response(self.dns_block_ttl)
+    }
 }
 
 impl Default for EngineConfig {

@@ -105,10 +105,8 @@ pub mod budget;
 pub mod config;
 mod device;
 pub mod dns;
-mod dnswire;
 mod engine;
 pub mod inspect;
-mod names;
 mod packet;
 
 pub use api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};

@@ -335,3 +335,138 @@ fn quic_initial_sni_decides_the_flow() {
         "{cmds:?}"
     );
 }
+
+/// Forward `name`/`qtype` from `app` and answer it upstream with `answer_for(sent query)`;
+/// returns what the app received.
+fn resolve_via_upstream(
+    h: &mut Harness,
+    app: SocketAddr,
+    id: u16,
+    name: &str,
+    answer_for: impl Fn(&[u8]) -> Vec<u8>,
+) -> Vec<u8> {
+    let resolver: SocketAddr = "8.8.8.8:53".parse().unwrap();
+    h.send(&udp(app, resolver, &dns_query(id, name, 1)));
+    let (upstream, sent) = upstream_query(&h.commands());
+    h.upstream(UpstreamEvent::Datagram {
+        flow: FlowId::DNS,
+        from: upstream,
+        data: &answer_for(&sent),
+    });
+    let out = h.out();
+    let Out::Udp(d) = &out[0] else {
+        panic!("{out:?}")
+    };
+    d.payload.clone()
+}
+
+#[test]
+fn cached_answers_count_their_ttl_down() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:5360".parse().unwrap();
+    let addr: IpAddr = "198.51.100.60".parse().unwrap();
+    resolve_via_upstream(&mut h, app, 1, "ttl.example.com", |q| {
+        dns_answer(q, &[addr])
+    });
+    h.advance(Duration::from_secs(100));
+    h.send(&udp(
+        app,
+        "8.8.8.8:53".parse().unwrap(),
+        &dns_query(2, "ttl.example.com", 1),
+    ));
+    assert!(h.commands().is_empty(), "served from the cache");
+    let out = h.out();
+    let Out::Udp(d) = &out[0] else { panic!() };
+    let msg = hickory_proto::op::Message::from_vec(&d.payload).unwrap();
+    assert_eq!(msg.metadata.id, 2);
+    assert_eq!(
+        msg.answers[0].ttl, 200,
+        "300 s upstream, 100 s spent in the cache"
+    );
+}
+
+#[test]
+fn an_address_shared_by_names_reports_how_many_share_it() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:5361".parse().unwrap();
+    let addr: IpAddr = "198.51.100.61".parse().unwrap();
+    for (id, name) in [(1, "one.example.com"), (2, "two.example.com")] {
+        resolve_via_upstream(&mut h, app, id, name, |q| dns_answer(q, &[addr]));
+    }
+    h.events();
+    h.send(&AppConn::new("10.0.0.2:41061", "198.51.100.61:22").syn());
+    let events = h.events();
+    let d = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Decision(d) if d.port == 22 => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        d.name.as_deref(),
+        Some("two.example.com"),
+        "most recent first"
+    );
+    assert_eq!(d.names_sharing_address, 2);
+}
+
+#[test]
+fn a_cname_chain_into_a_blocked_name_is_blocked() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:5362".parse().unwrap();
+    let got = resolve_via_upstream(&mut h, app, 0x5151, "metrics.shop.example", |q| {
+        // CNAME metrics.shop.example -> t.blocked.example, then t.blocked.example A.
+        let mut a = q.to_vec();
+        a[2] = 0x81;
+        a[3] = 0x80;
+        a[6..8].copy_from_slice(&2u16.to_be_bytes());
+        let target_at = a.len() + 12;
+        a.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 44]);
+        let target = b"\x01t\x07blocked\x07example\x00";
+        a.extend_from_slice(&(target.len() as u16).to_be_bytes());
+        a.extend_from_slice(target);
+        a.extend_from_slice(&[0xc0, target_at as u8, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
+        a.extend_from_slice(&[198, 51, 100, 62]);
+        a
+    });
+    let msg = hickory_proto::op::Message::from_vec(&got).unwrap();
+    assert_eq!(msg.metadata.id, 0x5151);
+    assert_eq!(
+        msg.answers[0].data.ip_addr(),
+        Some(IpAddr::from([0, 0, 0, 0]))
+    );
+    assert_eq!(h.engine.stats().dns_blocked, 1);
+    // The tracker's address was not learned for the name.
+    h.send(&AppConn::new("10.0.0.2:41062", "198.51.100.62:22").syn());
+    let events = h.events();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Decision(d) if d.port == 22 && d.name.is_none())));
+}
+
+#[test]
+fn a_name_still_attributes_its_address_for_the_grace_after_its_ttl() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:5363".parse().unwrap();
+    let addr: IpAddr = "198.51.100.63".parse().unwrap();
+    resolve_via_upstream(&mut h, app, 1, "late.example.com", |q| {
+        dns_answer(q, &[addr])
+    });
+    let name_at = |h: &mut Harness, port: u16| {
+        h.events();
+        h.send(&AppConn::new(&format!("10.0.0.2:{port}"), "198.51.100.63:22").syn());
+        h.events().iter().find_map(|e| match e {
+            Event::Decision(d) if d.port == 22 => Some(d.name.clone()),
+            _ => None,
+        })
+    };
+    // TTL 300 s: apps keep using the address after it, so 5 more minutes still attribute.
+    h.advance(Duration::from_secs(500));
+    assert_eq!(
+        name_at(&mut h, 41063),
+        Some(Some("late.example.com".into()))
+    );
+    h.advance(Duration::from_secs(101));
+    assert_eq!(name_at(&mut h, 41064), Some(None));
+}

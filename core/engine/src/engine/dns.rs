@@ -10,7 +10,7 @@ use embargo_policy::{NameSource, Protocol};
 
 use super::Engine;
 use crate::api::{Command, DropReason, Event, FlowId};
-use crate::dnswire::{self, parse_answer, parse_query};
+use crate::dns::{DnsAnswer, DnsQuery, RecordType, ResponseCode};
 use crate::packet;
 
 /// A forwarded question waiting for its upstream answer.
@@ -23,7 +23,7 @@ pub(crate) struct PendingDns {
     /// Set when the question came over TCP (the answer goes into that flow).
     pub tcp: Option<FlowId>,
     pub name: String,
-    pub qtype: u16,
+    pub qtype: RecordType,
     pub deadline: Instant,
     pub app: Option<String>,
 }
@@ -38,7 +38,7 @@ impl Engine {
         tcp: Option<FlowId>,
     ) {
         self.dns_expire();
-        let Some(q) = parse_query(query) else {
+        let Ok(q) = DnsQuery::parse(query) else {
             return self.drop_packet(DropReason::Malformed);
         };
         let app = self.cached_app(Protocol::Udp, src).flatten();
@@ -53,26 +53,28 @@ impl Engine {
             } else {
                 Protocol::Udp
             },
-            Some(q.qtype),
+            Some(u16::from(q.qtype)),
         );
         self.record(event, &decision);
         if decision.is_block() {
             self.stats.dns_blocked += 1;
             let mut answer = std::mem::take(&mut self.scratch);
-            dnswire::block_answer(
-                &mut answer,
-                query,
-                &q,
-                self.config.dns_block_answer,
-                self.config.dns_block_ttl,
-            );
-            self.dns_reply(src, dst, tcp, &answer);
+            // `query` is the message `q` was parsed from, so this cannot fail; answer nothing
+            // rather than something wrong if it ever did.
+            if q.block_answer(query, self.config.block_response(), &mut answer)
+                .is_ok()
+            {
+                self.dns_reply(src, dst, tcp, &answer);
+            }
             self.scratch = answer;
             return;
         }
-        if let Some(cached) = self.cache.get(self.now, &q.name, q.qtype) {
-            let mut answer = cached.to_vec();
-            answer[..2].copy_from_slice(&q.id.to_be_bytes());
+        let max_len = if tcp.is_some() {
+            usize::MAX
+        } else {
+            q.max_udp_answer_len()
+        };
+        if let Some(answer) = self.cache.lookup(&q, query, max_len, self.now) {
             self.stats.dns_cached += 1;
             self.dns_answered_event(&answer, true);
             self.dns_reply(src, dst, tcp, &answer);
@@ -129,13 +131,13 @@ impl Engine {
     }
 
     fn dns_answered_event(&mut self, answer: &[u8], from_cache: bool) {
-        if let Some(info) = parse_answer(answer) {
+        if let Ok(info) = DnsAnswer::parse(answer) {
             self.push_event(Event::DnsAnswered {
                 time: self.now,
                 name: info.name,
-                dns_type: info.qtype,
-                addrs: info.addrs.into_iter().map(|(a, _)| a).collect(),
-                cnames: info.cnames,
+                dns_type: u16::from(info.qtype),
+                addrs: info.addresses.iter().map(|a| a.addr).collect(),
+                cnames: info.chain,
                 from_cache,
             });
         }
@@ -145,7 +147,7 @@ impl Engine {
     pub(crate) fn dns_upstream_answer(&mut self, from: SocketAddr, data: &[u8]) {
         let expected =
             from == self.config.dns_upstream_v4 || Some(from) == self.config.dns_upstream_v6;
-        let Some(info) = parse_answer(data).filter(|_| expected) else {
+        let Some(info) = DnsAnswer::parse(data).ok().filter(|_| expected) else {
             self.stats.dns_bad_answers += 1;
             return;
         };
@@ -162,58 +164,44 @@ impl Engine {
             return;
         };
         // CNAME cloaking: an allowed name whose chain leads to a blocked one is blocked.
-        for cname in &info.cnames {
+        for cname in &info.chain {
             let (decision, event) = self.evaluate(
                 pending.tcp.unwrap_or(FlowId::DNS),
                 pending.app.as_deref(),
                 Some((cname.as_str(), NameSource::DnsAnswer)),
                 pending.dst,
                 Protocol::Udp,
-                Some(pending.qtype),
+                Some(u16::from(pending.qtype)),
             );
             if decision.is_block() {
                 self.record(event, &decision);
                 self.stats.dns_blocked += 1;
                 // Rebuild the app's question to answer it the blocked way.
-                let mut query = data[..12].to_vec();
-                query[2] &= 0x01; // keep RD only: a query's flags
-                query[3] = 0;
-                query.extend_from_slice(&data[12..]);
-                if let Some(mut q) = parse_query(&query) {
-                    q.id = pending.client_id;
-                    query[..2].copy_from_slice(&pending.client_id.to_be_bytes());
-                    let mut answer = Vec::new();
-                    dnswire::block_answer(
-                        &mut answer,
-                        &query,
-                        &q,
-                        self.config.dns_block_answer,
-                        self.config.dns_block_ttl,
-                    );
-                    self.dns_reply(pending.src, pending.dst, pending.tcp, &answer);
+                if let Some(query) = query_of_answer(data, pending.client_id) {
+                    if let Ok(q) = DnsQuery::parse(&query) {
+                        let mut answer = Vec::new();
+                        if q.block_answer(&query, self.config.block_response(), &mut answer)
+                            .is_ok()
+                        {
+                            self.dns_reply(pending.src, pending.dst, pending.tcp, &answer);
+                        }
+                    }
                 }
                 return;
             }
         }
-        for (addr, ttl) in &info.addrs {
-            self.names.learn(self.now, *addr, &pending.name, *ttl);
-        }
-        if info.rcode == 0 || info.rcode == 3 {
-            // NOERROR and NXDOMAIN are worth caching; SERVFAIL and REFUSED are not.
-            let ttl = if info.addrs.is_empty() && info.cnames.is_empty() {
-                30
-            } else {
-                info.min_ttl
-            };
-            self.cache
-                .insert(self.now, &pending.name, pending.qtype, data, ttl);
+        self.names.learn(&info, self.now);
+        if matches!(info.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+            // NOERROR and NXDOMAIN are worth caching; SERVFAIL and REFUSED are not (the cache
+            // also refuses truncated answers and negative ones without an SOA TTL).
+            self.cache.insert(data, self.now);
         }
         self.push_event(Event::DnsAnswered {
             time: self.now,
             name: info.name,
-            dns_type: info.qtype,
-            addrs: info.addrs.into_iter().map(|(a, _)| a).collect(),
-            cnames: info.cnames,
+            dns_type: u16::from(info.qtype),
+            addrs: info.addresses.iter().map(|a| a.addr).collect(),
+            cnames: info.chain,
             from_cache: false,
         });
         let mut answer = std::mem::take(&mut self.scratch);
@@ -246,4 +234,25 @@ impl Engine {
                 .retain(|(d, id)| pending.get(id).is_some_and(|p| p.deadline == *d));
         }
     }
+}
+
+/// The query an upstream answer answers: its header with query flags (RD kept), id `client_id`,
+/// one question and nothing else. `None` when the question cannot be located (it was parsed
+/// before, so only a compressed question name ends here).
+fn query_of_answer(answer: &[u8], client_id: u16) -> Option<Vec<u8>> {
+    let mut at = 12;
+    loop {
+        match *answer.get(at)? {
+            0 => break,
+            len @ 1..=63 => at += 1 + usize::from(len),
+            _ => return None,
+        }
+    }
+    let question_end = at + 1 + 4;
+    let mut query = answer.get(..question_end)?.to_vec();
+    query[..2].copy_from_slice(&client_id.to_be_bytes());
+    query[2] &= 0x01; // RD only: a query's flags
+    query[3] = 0;
+    query[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    Some(query)
 }

@@ -21,7 +21,7 @@ use crate::api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stat
 use crate::budget;
 use crate::config::EngineConfig;
 use crate::device::QueueDevice;
-use crate::names::{AnswerCache, NameTable};
+use crate::dns::{Cache, NameTable};
 use crate::packet::{self, Parsed};
 
 use self::dns::PendingDns;
@@ -138,7 +138,7 @@ pub struct Engine {
     /// smoltcp's next deadline after the last poll.
     smol_deadline: Option<Instant>,
     pub(crate) names: NameTable,
-    pub(crate) cache: AnswerCache,
+    pub(crate) cache: Cache,
     pub(crate) pending_dns: HashMap<u16, PendingDns>,
     pub(crate) pending_dns_order: VecDeque<(Instant, u16)>,
     app_cache: HashMap<(Protocol, SocketAddr), (Option<String>, Instant)>,
@@ -169,7 +169,6 @@ impl Engine {
         iface.set_any_ip(true);
         let rng = config.random_seed | 1;
         let max_flows = config.max_flows;
-        let cache = AnswerCache::new(config.dns_cache_entries);
         let worst = budget::worst_case_bytes(budget::BudgetInputs {
             max_flows: config.max_flows,
             small_rx: config.tcp_small_rx,
@@ -208,8 +207,8 @@ impl Engine {
             dirty: Vec::new(),
             needs_egress: false,
             smol_deadline: None,
-            names: NameTable::default(),
-            cache,
+            names: NameTable::new(),
+            cache: Cache::new(),
             pending_dns: HashMap::new(),
             pending_dns_order: VecDeque::new(),
             app_cache: HashMap::new(),
@@ -666,7 +665,7 @@ impl Engine {
     /// table's answer for the address is used. DNS questions (`dns_type` set) are about the
     /// name only: the resolver address is not part of the query.
     pub(crate) fn evaluate(
-        &self,
+        &mut self,
         flow: FlowId,
         app: Option<&str>,
         name: Option<(&str, NameSource)>,
@@ -674,12 +673,18 @@ impl Engine {
         protocol: Protocol,
         dns_type: Option<u16>,
     ) -> (Decision, DecisionEvent) {
+        let learned: Option<std::sync::Arc<str>>;
         let (name, source, sharing) = match name {
             Some((n, s)) => (Some(n), s, 1),
-            None => match self.names.lookup(self.now, dst.ip()) {
-                Some((n, count)) => (Some(n), NameSource::DnsAnswer, count),
-                None => (None, NameSource::DnsAnswer, 0),
-            },
+            None => {
+                let found = self.names.lookup(dst.ip(), self.now);
+                learned = found.names.into_iter().next().map(|n| n.name);
+                (
+                    learned.as_deref(),
+                    NameSource::DnsAnswer,
+                    u32::try_from(found.count).unwrap_or(u32::MAX),
+                )
+            }
         };
         let query = Query {
             app,

@@ -15,18 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// Runs `ip ARGS...`, failing with its stderr.
 pub fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("run `ip` (is iproute2 installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    ip_output(args).map(drop)
 }
 
 /// Runs `ip ARGS...` and returns its stdout.

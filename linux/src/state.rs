@@ -19,7 +19,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use embargo_policy::AppRules;
@@ -32,13 +32,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/embargo";
 /// finish what broke (a login, a payment), short enough that nobody forgets blocking is off.
 pub const DEFAULT_PAUSE: Duration = Duration::from_secs(15 * 60);
 
-/// Milliseconds since the Unix epoch, as the history stores times.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch, as the history stores times (the history's own clock).
+pub use embargo_history::now_ms;
 
 /// One app whose blocking is paused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

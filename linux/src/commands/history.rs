@@ -62,14 +62,9 @@ pub fn open_existing(state: &StateDir) -> Result<Option<History>> {
 pub fn run(args: HistoryArgs) -> Result<ExitCode> {
     let state = args.common.state();
     let now = now_ms();
-    let time = |t: &Option<String>| -> Result<Option<i64>> {
-        t.as_deref()
-            .map(|t| output::parse_time(t, now).map_err(anyhow::Error::msg))
-            .transpose()
-    };
     let query = Query {
-        since_ms: time(&args.since)?,
-        until_ms: time(&args.until)?,
+        since_ms: output::parse_time_arg(args.since.as_deref(), now)?,
+        until_ms: output::parse_time_arg(args.until.as_deref(), now)?,
         app: args.app.as_deref().map(super::apps::resolve_app),
         name_prefix: None,
         name_contains: args.name.map(|n| n.to_lowercase()),

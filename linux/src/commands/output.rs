@@ -129,30 +129,14 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
 
 /// `2026-11-29 11:20:03` (UTC) for milliseconds since the epoch.
 pub fn time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let date = embargo_history::date_string(embargo_history::day_of(ms));
+    let secs = ms.rem_euclid(embargo_history::DAY_MS) / 1000;
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{date} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
     )
-}
-
-/// Howard Hinnant's days-to-civil: the proleptic Gregorian date of a day number.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Parses a duration like `90s`, `15m`, `2h`, `1d` (a bare number is minutes).
@@ -177,6 +161,12 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         }
     };
     Ok(std::time::Duration::from_secs(secs))
+}
+
+/// [`parse_time`] for an optional `--since`/`--until` argument, as a command-line error.
+pub fn parse_time_arg(text: Option<&str>, now_ms: i64) -> anyhow::Result<Option<i64>> {
+    text.map(|t| parse_time(t, now_ms).map_err(anyhow::Error::msg))
+        .transpose()
 }
 
 /// Parses a time for `--since`/`--until`: milliseconds since the epoch, `YYYY-MM-DD`,

@@ -51,19 +51,14 @@ pub struct StatsArgs {
 pub fn run(args: StatsArgs) -> Result<ExitCode> {
     let state = args.common.state();
     let now = now_ms();
-    let time = |t: &Option<String>| -> Result<Option<i64>> {
-        t.as_deref()
-            .map(|t| output::parse_time(t, now).map_err(anyhow::Error::msg))
-            .transpose()
-    };
     let by = if args.by.is_empty() {
         vec![By::App]
     } else {
         args.by
     };
     let query = AggregateQuery {
-        since_ms: time(&args.since)?,
-        until_ms: time(&args.until)?,
+        since_ms: output::parse_time_arg(args.since.as_deref(), now)?,
+        until_ms: output::parse_time_arg(args.until.as_deref(), now)?,
         app: args.app.as_deref().map(super::apps::resolve_app),
         owner: args.owner,
         country: args.country.map(|c| c.to_uppercase()),

@@ -42,10 +42,19 @@ fn domain_of(addr: &SocketAddr) -> Domain {
     }
 }
 
-fn protected(socket: &Socket, hooks: &dyn Hooks) -> Result<(), OpenError> {
+/// A new non-blocking socket of `dst`'s family, already passed to [`Hooks::protect`] (so that
+/// nothing it sends can loop back into the tunnel).
+fn protected_socket(
+    dst: &SocketAddr,
+    ty: Type,
+    protocol: Protocol,
+    hooks: &dyn Hooks,
+) -> Result<Socket, OpenError> {
+    let socket = Socket::new(domain_of(dst), ty.nonblocking(), Some(protocol))?;
     hooks
         .protect(socket.as_raw_fd())
-        .map_err(OpenError::Protect)
+        .map_err(OpenError::Protect)?;
+    Ok(socket)
 }
 
 /// Socket buffer size asked of the kernel for relayed TCP: large enough that one loop pass can
@@ -56,12 +65,7 @@ const TCP_SOCKET_BUFFER: usize = 256 * 1024;
 /// Starts a non-blocking TCP connect to `dst`. The connect completes later: the socket becomes
 /// writable (success) or reports an error through `take_error`.
 pub fn connect_tcp(dst: SocketAddr, hooks: &dyn Hooks) -> Result<mio::net::TcpStream, OpenError> {
-    let socket = Socket::new(
-        domain_of(&dst),
-        Type::STREAM.nonblocking(),
-        Some(Protocol::TCP),
-    )?;
-    protected(&socket, hooks)?;
+    let socket = protected_socket(&dst, Type::STREAM, Protocol::TCP, hooks)?;
     // Relayed bytes are already batched by the app's stack; Nagle would only add delay.
     socket.set_tcp_nodelay(true)?;
     let _ = socket.set_recv_buffer_size(TCP_SOCKET_BUFFER);
@@ -78,12 +82,7 @@ pub fn connect_tcp(dst: SocketAddr, hooks: &dyn Hooks) -> Result<mio::net::TcpSt
 /// Opens a UDP socket connected to `dst` (one per flow: the kernel then filters replies to that
 /// peer, and the socket's local port is the flow's NAT mapping).
 pub fn connect_udp(dst: SocketAddr, hooks: &dyn Hooks) -> Result<mio::net::UdpSocket, OpenError> {
-    let socket = Socket::new(
-        domain_of(&dst),
-        Type::DGRAM.nonblocking(),
-        Some(Protocol::UDP),
-    )?;
-    protected(&socket, hooks)?;
+    let socket = protected_socket(&dst, Type::DGRAM, Protocol::UDP, hooks)?;
     socket.connect(&SockAddr::from(dst))?;
     Ok(mio::net::UdpSocket::from_std(socket.into()))
 }
@@ -91,12 +90,7 @@ pub fn connect_udp(dst: SocketAddr, hooks: &dyn Hooks) -> Result<mio::net::UdpSo
 /// Opens an unconnected UDP socket of `dst`'s family, for the shared DNS flow: its datagrams
 /// go to whichever resolver each `SendDatagram` names (IPv4 or IPv6 server).
 pub fn bind_udp(dst: SocketAddr, hooks: &dyn Hooks) -> Result<mio::net::UdpSocket, OpenError> {
-    let socket = Socket::new(
-        domain_of(&dst),
-        Type::DGRAM.nonblocking(),
-        Some(Protocol::UDP),
-    )?;
-    protected(&socket, hooks)?;
+    let socket = protected_socket(&dst, Type::DGRAM, Protocol::UDP, hooks)?;
     let any: SocketAddr = match dst {
         SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),

@@ -258,19 +258,7 @@ pub(crate) fn spawn(
 ) -> Result<(Recorder, std::thread::JoinHandle<()>), HistoryError> {
     let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
     let shared = Arc::new(Shared::new());
-    let writer = Writer {
-        conn,
-        config: config.clone(),
-        shared: shared.clone(),
-        pending: Vec::new(),
-        coalesce: HashMap::new(),
-        retry_at: None,
-        backoff: FIRST_BACKOFF,
-        retention_due: Instant::now(),
-        retention_active: false,
-        disconnected: false,
-        reconnect: false,
-    };
+    let writer = Writer::new(conn, config.clone(), shared.clone());
     let handle = std::thread::Builder::new()
         .name("embargo-history-writer".into())
         .spawn(move || writer.run(rx))
@@ -359,6 +347,23 @@ pub(crate) const COUNTER_ADD_SQL: &str = "INSERT INTO counters (name, value) VAL
     ON CONFLICT (name) DO UPDATE SET value = value + excluded.value";
 
 impl Writer {
+    /// A writer on `conn` with nothing pending and retention due at once.
+    fn new(conn: Connection, config: Config, shared: Arc<Shared>) -> Writer {
+        Writer {
+            conn,
+            config,
+            shared,
+            pending: Vec::new(),
+            coalesce: HashMap::new(),
+            retry_at: None,
+            backoff: FIRST_BACKOFF,
+            retention_due: Instant::now(),
+            retention_active: false,
+            disconnected: false,
+            reconnect: false,
+        }
+    }
+
     fn run(mut self, rx: Receiver<Msg>) {
         loop {
             let control = self.gather(&rx);
@@ -749,19 +754,7 @@ mod tests {
         let mut cfg = Config::new(dir.join("w.db"));
         config(&mut cfg);
         let (conn, _) = crate::open::open(&cfg.path, None).unwrap();
-        Writer {
-            conn,
-            config: cfg,
-            shared: Arc::new(Shared::new()),
-            pending: Vec::new(),
-            coalesce: HashMap::new(),
-            retry_at: None,
-            backoff: FIRST_BACKOFF,
-            retention_due: Instant::now(),
-            retention_active: false,
-            disconnected: false,
-            reconnect: false,
-        }
+        Writer::new(conn, cfg, Arc::new(Shared::new()))
     }
 
     fn blocked(time_ms: Millis, name: Option<&str>, addr: Option<&str>) -> Event {

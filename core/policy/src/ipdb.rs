@@ -81,15 +81,42 @@ impl CountryInfo<'_> {
     }
 }
 
+/// A key's top 16 bits, for the first-level index.
+trait Bucketed: Ord + Copy {
+    fn bucket(self) -> usize;
+}
+
+impl Bucketed for u32 {
+    #[inline]
+    fn bucket(self) -> usize {
+        (self >> 16) as usize
+    }
+}
+
+impl Bucketed for u128 {
+    #[inline]
+    fn bucket(self) -> usize {
+        (self >> 112) as usize
+    }
+}
+
+/// Buckets of the first-level index: one per value of a key's top 16 bits.
+const BUCKETS: usize = 1 << 16;
+
 /// Sorted inclusive ranges with one value each.
+///
+/// `index[b]` is the first range whose start has top 16 bits >= `b`, so a lookup binary-searches
+/// only the ranges starting in the key's bucket (a handful) instead of all 400k: two cache lines
+/// instead of ~19 dependent probes. The index costs 256 KiB per non-empty table.
 #[derive(Debug, Clone, Default)]
 struct RangeTable<K, V> {
     starts: Vec<K>,
     ends: Vec<K>,
     values: Vec<V>,
+    index: Vec<u32>,
 }
 
-impl<K: Ord + Copy, V: Copy> RangeTable<K, V> {
+impl<K: Bucketed, V: Copy> RangeTable<K, V> {
     fn push(&mut self, start: K, end: K, value: V) {
         self.starts.push(start);
         self.ends.push(end);
@@ -98,6 +125,15 @@ impl<K: Ord + Copy, V: Copy> RangeTable<K, V> {
 
     /// Sorts by start (files are sorted already; this makes any order correct).
     fn finish(&mut self) {
+        self.sort();
+        if !self.starts.is_empty() && self.starts.len() < u32::MAX as usize {
+            self.index = (0..=BUCKETS)
+                .map(|b| self.starts.partition_point(|s| s.bucket() < b) as u32)
+                .collect();
+        }
+    }
+
+    fn sort(&mut self) {
         if self.starts.windows(2).all(|w| w[0] <= w[1]) {
             return;
         }
@@ -110,7 +146,15 @@ impl<K: Ord + Copy, V: Copy> RangeTable<K, V> {
 
     #[inline]
     fn get(&self, key: K) -> Option<V> {
-        let i = self.starts.partition_point(|&s| s <= key);
+        let b = key.bucket();
+        let i = match (self.index.get(b), self.index.get(b + 1)) {
+            (Some(&lo), Some(&hi)) => {
+                let (lo, hi) = (lo as usize, hi as usize);
+                // Every range before `lo` starts in an earlier bucket, so below `key`.
+                lo + self.starts.get(lo..hi)?.partition_point(|&s| s <= key)
+            }
+            _ => self.starts.partition_point(|&s| s <= key),
+        };
         let i = i.checked_sub(1)?;
         (self.ends[i] >= key).then(|| self.values[i])
     }
@@ -122,6 +166,7 @@ impl<K: Ord + Copy, V: Copy> RangeTable<K, V> {
     fn heap_bytes(&self) -> usize {
         self.starts.capacity() * std::mem::size_of::<K>() * 2
             + self.values.capacity() * std::mem::size_of::<V>()
+            + self.index.capacity() * 4
     }
 }
 
@@ -671,6 +716,24 @@ mod tests {
         );
         assert!(db.lookup_asn("1.0.1.0".parse().unwrap()).is_none());
         assert!(db.lookup_asn("0.0.0.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn ranges_across_index_buckets() {
+        let (db, report) = db(
+            None,
+            "1.0.0.0,1.2.255.255,1,a\n1.3.0.0,1.3.0.9,2,b\n1.3.1.0,1.3.1.0,3,c\n9.0.0.0,9.255.255.255,4,d\n",
+        );
+        assert_eq!(report.error_count, 0);
+        let asn = |a: &str| db.lookup_asn(a.parse().unwrap()).map(|i| i.asn);
+        assert_eq!(asn("1.1.200.1"), Some(1)); // starts two buckets earlier
+        assert_eq!(asn("1.2.255.255"), Some(1));
+        assert_eq!(asn("1.3.0.9"), Some(2));
+        assert_eq!(asn("1.3.0.10"), None);
+        assert_eq!(asn("1.3.1.0"), Some(3));
+        assert_eq!(asn("9.128.0.0"), Some(4));
+        assert_eq!(asn("255.255.255.255"), None);
+        assert_eq!(asn("0.0.0.0"), None);
     }
 
     #[test]

@@ -208,6 +208,16 @@ pub struct Stats {
 pub trait Decide: Send + Sync {
     /// Decide one query.
     fn decide(&self, query: &Query<'_>) -> Decision;
+
+    /// Whether knowing the app could change the verdict of `query` (asked with `query.app`
+    /// `None`). `false` lets the engine decide at once instead of holding the handshake, the
+    /// datagram or the DNS question up to [`crate::EngineConfig::app_wait`] for the app's
+    /// name; the app is still asked for, so the history names it. The default, `true`, is
+    /// always correct, only slower.
+    fn app_can_change(&self, query: &Query<'_>) -> bool {
+        let _ = query;
+        true
+    }
 }
 
 impl<F> Decide for F
@@ -223,6 +233,28 @@ impl Decide for embargo_policy::Policy {
     fn decide(&self, query: &Query<'_>) -> Decision {
         embargo_policy::Policy::decide(self, query)
     }
+
+    fn app_can_change(&self, query: &Query<'_>) -> bool {
+        policy_app_can_change(self, query)
+    }
+}
+
+/// The app enters [`embargo_policy::Policy::decide`] in three places: per-app settings
+/// (blocking on/off, overrides), and first-party facts (app-owner rules). Without any per-app
+/// setting every app is treated like an unknown one ([`embargo_policy::AppRules::new_app_blocking`]),
+/// so only the first-party step is left, and it can only turn a block into an allow: the app
+/// matters then only when the verdict without it is a block.
+fn policy_app_can_change(policy: &embargo_policy::Policy, query: &Query<'_>) -> bool {
+    /// Index of app-owner facts in `RuleSet::counts`.
+    const APP_OWNER_FACTS: usize = 6;
+    if !policy.apps().apps.is_empty() {
+        return true;
+    }
+    let has_app_owners = policy
+        .rules()
+        .iter()
+        .any(|set| set.counts()[APP_OWNER_FACTS] > 0);
+    has_app_owners && policy.verdict(query) == embargo_policy::Verdict::Block
 }
 
 /// With a handle as its policy, the engine sees every [`embargo_policy::PolicyHandle::store`]
@@ -230,5 +262,9 @@ impl Decide for embargo_policy::Policy {
 impl Decide for embargo_policy::PolicyHandle {
     fn decide(&self, query: &Query<'_>) -> Decision {
         self.load().decide(query)
+    }
+
+    fn app_can_change(&self, query: &Query<'_>) -> bool {
+        policy_app_can_change(&self.load(), query)
     }
 }

@@ -69,12 +69,17 @@
 //! ## App identity
 //!
 //! When the driver can resolve apps ([`EngineConfig::resolve_apps`]), a new flow's first packet
-//! triggers one [`Command::ResolveApp`]; the answer is cached by (protocol, source address and
-//! port). A TCP flow holds its SYN-ACK (paused socket, no upstream) and a UDP flow its first
-//! datagrams for at most [`EngineConfig::app_wait`] (20 ms by default: Android's binder call
-//! usually answers in a few ms, and one 20 ms stall per new connection is below what users
-//! notice), then decides with the app unknown rather than stall the packet path (OpenSnitch
-//! #164). DNS questions are not held (the system resolver asks them on Android anyway).
+//! and a DNS question from a new source trigger one [`Command::ResolveApp`]; the answer is cached
+//! by (protocol, source address and port). Work is held for the app only when
+//! [`Decide::app_can_change`] says the app could change its verdict (per-app settings exist, or
+//! a first-party fact could allow a block): a TCP flow holds its SYN-ACK (paused socket, no
+//! upstream), a UDP flow its first datagrams, a DNS source its questions, for at most
+//! [`EngineConfig::app_wait`] (20 ms by default: Android's binder call usually answers in a few
+//! ms), then decides with the app unknown rather than stall the packet path (OpenSnitch #164).
+//! Otherwise it is decided at once and only its decision event waits (same bound) for the app's
+//! name, so the history names the app without the handshake paying for a slow lookup (the
+//! driver's benchmark: a 20 ms wait on every handshake doubled HTTP p50 when /proc was slow).
+//! See `engine::app`.
 //!
 //! ## Bounded memory
 //!

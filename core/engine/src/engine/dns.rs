@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use embargo_policy::{NameSource, Protocol};
 
+use super::app::MAX_HELD_DNS;
 use super::Engine;
 use crate::api::{Command, DropReason, Event, FlowId};
 use crate::dns::{DnsAnswer, DnsQuery, RecordType, ResponseCode};
@@ -30,6 +31,11 @@ pub(crate) struct PendingDns {
 
 impl Engine {
     /// One DNS query from the app (UDP payload, or one message of a TCP stream).
+    ///
+    /// Its app: a TCP stream's own (resolved with its handshake); over UDP the cached answer
+    /// for the source, else one [`Command::ResolveApp`] per source. The question is held for
+    /// the app (up to `app_wait`) only when the policy says the app could change its verdict;
+    /// otherwise it is answered at once and only its decision event waits for the app's name.
     pub(crate) fn dns_query(
         &mut self,
         src: SocketAddr,
@@ -41,7 +47,50 @@ impl Engine {
         let Ok(q) = DnsQuery::parse(query) else {
             return self.drop_packet(DropReason::Malformed);
         };
-        let app = self.cached_app(Protocol::Udp, src).flatten();
+        let mut defer = None;
+        let app = match tcp {
+            Some(id) => self.flows.get(&id).and_then(|f| f.app.clone()),
+            None => match self.cached_app(Protocol::Udp, src) {
+                Some(app) => app,
+                None if self.config.resolve_apps => {
+                    let matters = self.app_matters(
+                        Some((q.name.as_str(), NameSource::DnsQuestion)),
+                        dst,
+                        Protocol::Udp,
+                        Some(u16::from(q.qtype)),
+                    );
+                    let wait = self.dns_app_wait(src, dst);
+                    if matters {
+                        if let Some(w) = wait.and_then(|id| self.app_waits.get_mut(&id)) {
+                            if w.dns.len() < MAX_HELD_DNS {
+                                w.dns.push((dst, query.to_vec()));
+                                return;
+                            }
+                        }
+                    } else {
+                        defer = wait;
+                    }
+                    None
+                }
+                None => None,
+            },
+        };
+        self.dns_decide(src, dst, query, &q, tcp, app, defer);
+    }
+
+    /// Decide and answer one parsed DNS query for `app`; the decision event waits for the
+    /// app's name while `defer`'s app wait lasts.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dns_decide(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        query: &[u8],
+        q: &DnsQuery,
+        tcp: Option<FlowId>,
+        app: Option<String>,
+        defer: Option<FlowId>,
+    ) {
         let flow = tcp.unwrap_or(FlowId::DNS);
         let (decision, event) = self.evaluate(
             flow,
@@ -55,7 +104,7 @@ impl Engine {
             },
             Some(u16::from(q.qtype)),
         );
-        self.record(event, &decision);
+        self.record_after_app(defer, event, &decision);
         if decision.is_block() {
             self.stats.dns_blocked += 1;
             let mut answer = std::mem::take(&mut self.scratch);
@@ -74,7 +123,7 @@ impl Engine {
         } else {
             q.max_udp_answer_len()
         };
-        if let Some(answer) = self.cache.lookup(&q, query, max_len, self.now) {
+        if let Some(answer) = self.cache.lookup(q, query, max_len, self.now) {
             self.stats.dns_cached += 1;
             self.dns_answered_event(&answer, true);
             self.dns_reply(src, dst, tcp, &answer);
@@ -108,7 +157,7 @@ impl Engine {
                 src,
                 dst,
                 tcp,
-                name: q.name,
+                name: q.name.clone(),
                 qtype: q.qtype,
                 deadline,
                 app,

@@ -3,6 +3,7 @@
 //! Split by concern: [`tcp`] (smoltcp-terminated connections, inspection, relay), [`udp`] (NAT,
 //! QUIC sniffing, block actions), [`dns`] (questions to port 53, upstream answers, TCP DNS).
 
+mod app;
 mod dns;
 mod tcp;
 mod udp;
@@ -24,6 +25,7 @@ use crate::device::QueueDevice;
 use crate::dns::{Cache, NameTable};
 use crate::packet::{self, Parsed};
 
+use self::app::AppWait;
 use self::dns::PendingDns;
 use self::tcp::TcpFlow;
 use self::udp::UdpFlow;
@@ -142,6 +144,11 @@ pub struct Engine {
     pub(crate) pending_dns: HashMap<u16, PendingDns>,
     pub(crate) pending_dns_order: VecDeque<(Instant, u16)>,
     app_cache: HashMap<(Protocol, SocketAddr), (Option<String>, Instant)>,
+    /// Answers to [`Command::ResolveApp`] awaited by work that did not hold for them.
+    pub(crate) app_waits: HashMap<FlowId, AppWait>,
+    pub(crate) app_wait_order: VecDeque<(Instant, FlowId)>,
+    /// The wait of each DNS source whose app is being resolved.
+    pub(crate) dns_app_waits: HashMap<SocketAddr, FlowId>,
     rng: u64,
     pub(crate) large_in_use: usize,
     pub(crate) small_in_use: usize,
@@ -212,6 +219,9 @@ impl Engine {
             pending_dns: HashMap::new(),
             pending_dns_order: VecDeque::new(),
             app_cache: HashMap::new(),
+            app_waits: HashMap::new(),
+            app_wait_order: VecDeque::new(),
+            dns_app_waits: HashMap::new(),
             rng,
             large_in_use: 0,
             small_in_use: 0,
@@ -290,12 +300,23 @@ impl Engine {
     /// The driver's answer to [`Command::ResolveApp`] (`None`: the owner could not be found).
     pub fn app_resolved(&mut self, now: Instant, flow: FlowId, app: Option<String>) {
         self.advance(now);
+        if let Some((protocol, src)) = self.app_waits.get(&flow).map(|w| (w.protocol, w.src)) {
+            self.cache_app(protocol, src, app.clone());
+            self.finish_app_wait(flow, app.clone());
+        }
         let Some(f) = self.flows.get_mut(&flow) else {
             return;
         };
         let key = (f.protocol, f.src);
         f.app.clone_from(&app);
         let was_pending = std::mem::replace(&mut f.app_pending, false);
+        self.cache_app(key.0, key.1, app);
+        if was_pending {
+            self.continue_after_app(flow);
+        }
+    }
+
+    fn cache_app(&mut self, protocol: Protocol, src: SocketAddr, app: Option<String>) {
         if self.app_cache.len() >= MAX_APP_CACHE {
             let now = self.now;
             self.app_cache.retain(|_, (_, e)| *e > now);
@@ -304,10 +325,7 @@ impl Engine {
             }
         }
         self.app_cache
-            .insert(key, (app, self.now + self.config.app_cache_ttl));
-        if was_pending {
-            self.continue_after_app(flow);
-        }
+            .insert((protocol, src), (app, self.now + self.config.app_cache_ttl));
     }
 
     fn continue_after_app(&mut self, flow: FlowId) {
@@ -345,6 +363,7 @@ impl Engine {
             self.flow_timer(id);
         }
         self.dns_expire();
+        self.expire_app_waits();
         // smoltcp's own timers (retransmissions, delayed ACKs, window probes) run in egress.
         // They change no socket state the engine acts on (no smoltcp socket timeout or
         // keep-alive is set, and TIME-WAIT is never waited out), so no flow needs servicing:
@@ -425,7 +444,11 @@ impl Engine {
         self.pump();
         let flows = self.timers.peek().map(|Reverse((t, _))| *t);
         let dns = self.pending_dns_order.front().map(|(t, _)| *t);
-        [flows, dns, self.smol_deadline].into_iter().flatten().min()
+        let apps = self.app_wait_order.front().map(|(t, _)| *t);
+        [flows, dns, apps, self.smol_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Next packet for the tunnel (to the app): written into `buf`, returns its length. A packet
@@ -729,10 +752,17 @@ impl Engine {
         (decision, event)
     }
 
-    /// Record a final decision as an event.
+    /// Record a final decision as an event (held until the app is known while the flow's
+    /// app is being resolved without holding the flow: see `engine::app`).
     pub(crate) fn record(&mut self, event: DecisionEvent, decision: &Decision) {
         if decision.is_block() {
             self.stats.flows_blocked += 1;
+        }
+        if event.app.is_none() {
+            if let Some(wait) = self.app_waits.get_mut(&event.flow) {
+                wait.events.push(event);
+                return;
+            }
         }
         self.push_event(Event::Decision(Box::new(event)));
     }

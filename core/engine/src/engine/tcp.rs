@@ -109,9 +109,20 @@ impl Engine {
         }
         let (src, dst) = key;
         let cached = self.cached_app(Protocol::Tcp, src);
-        let await_app = cached.is_none() && self.config.resolve_apps;
+        let ask_app = cached.is_none() && self.config.resolve_apps;
+        // Hold the handshake for the app only when the app could change the verdict.
+        let await_app = ask_app && self.app_matters(None, dst, Protocol::Tcp, None);
         let app = cached.flatten();
         let id = self.next_flow_id();
+        if ask_app && !await_app && self.start_app_wait(id, Protocol::Tcp, src) {
+            // Decided without the app, recorded with it: the event waits for the answer.
+            self.commands.push_back(Command::ResolveApp {
+                flow: id,
+                protocol: Protocol::Tcp,
+                src,
+                dst,
+            });
+        }
         let mut mode = Phase::AwaitApp;
         if !await_app {
             // Decide by address before allocating anything.

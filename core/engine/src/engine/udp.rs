@@ -62,10 +62,22 @@ impl Engine {
         }
         let (src, dst) = key;
         let cached = self.cached_app(Protocol::Udp, src);
-        let await_app = cached.is_none() && self.config.resolve_apps;
-        let app = cached.flatten();
+        let ask_app = cached.is_none() && self.config.resolve_apps;
         let quic = dst.port() == 443;
+        // Hold the datagrams for the app only when the app could change the verdict (QUIC is
+        // held for its SNI anyway, and the name decides it: wait for both).
+        let await_app = ask_app && (quic || self.app_matters(None, dst, Protocol::Udp, None));
+        let app = cached.flatten();
         let id = self.next_flow_id();
+        if ask_app && !await_app && self.start_app_wait(id, Protocol::Udp, src) {
+            // Decided without the app, recorded with it: the event waits for the answer.
+            self.commands.push_back(Command::ResolveApp {
+                flow: id,
+                protocol: Protocol::Udp,
+                src,
+                dst,
+            });
+        }
         let mut blocked = false;
         if !await_app && !quic {
             let (decision, event) =

@@ -1,0 +1,184 @@
+//! Waiting for the app: a flow or DNS question whose verdict the app could change is held (up
+//! to [`crate::EngineConfig::app_wait`]) until [`Engine::app_resolved`] names it; one whose
+//! verdict cannot depend on the app is decided at once, and only its decision event waits for
+//! the app's name, so that the history still says which app it was (events are off the packet
+//! path; the app is not).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use embargo_policy::{Decision, NameSource, Protocol, Query};
+
+use super::{engine_rule, Engine};
+use crate::api::{Command, DecisionEvent, Event, FlowId};
+use crate::dns::DnsQuery;
+
+/// Most app answers awaited at once (flows that did not wait, and DNS sources). Past it new
+/// ones decide and record with the app unknown: a driver that never answers cannot grow this.
+pub(crate) const MAX_APP_WAITS: usize = 1024;
+
+/// Most DNS questions held per source while its app is resolved. A resolver asks A and AAAA
+/// (and HTTPS) together; more from one socket within the wait means retries.
+pub(crate) const MAX_HELD_DNS: usize = 8;
+
+/// Work waiting for one [`Command::ResolveApp`] answer.
+pub(crate) struct AppWait {
+    /// The cache key the answer is stored under.
+    pub protocol: Protocol,
+    pub src: SocketAddr,
+    /// When the engine stops waiting and goes on with the app unknown.
+    pub deadline: Instant,
+    /// Decisions already made (without the app) whose events name the app once known.
+    pub events: Vec<DecisionEvent>,
+    /// DNS questions (resolver address, message) held because the app could change them.
+    pub dns: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Engine {
+    /// Whether knowing the app could change the verdict of this query (asked of the policy with
+    /// the app unknown). The engine's own rules ignore the app.
+    pub(crate) fn app_matters(
+        &mut self,
+        name: Option<(&str, NameSource)>,
+        dst: SocketAddr,
+        protocol: Protocol,
+        dns_type: Option<u16>,
+    ) -> bool {
+        let learned;
+        let (name, source, sharing) = match name {
+            Some((n, s)) => (Some(n), s, 1),
+            None => {
+                let found = self.names.lookup(dst.ip(), self.now);
+                learned = found.names.into_iter().next().map(|n| n.name);
+                (
+                    learned.as_deref(),
+                    NameSource::DnsAnswer,
+                    u32::try_from(found.count).unwrap_or(u32::MAX),
+                )
+            }
+        };
+        let port = if dns_type.is_some() { 0 } else { dst.port() };
+        if engine_rule(&self.config, name, port).is_some() {
+            return false;
+        }
+        self.policy.app_can_change(&Query {
+            app: None,
+            name,
+            name_source: source,
+            names_sharing_address: sharing.max(1),
+            addr: dns_type.is_none().then_some(dst.ip()),
+            port: dst.port(),
+            protocol,
+            dns_type,
+        })
+    }
+
+    /// Start waiting for `id`'s app; the caller sends the [`Command::ResolveApp`]. `false` when
+    /// too many answers are outstanding (go on without the app).
+    pub(crate) fn start_app_wait(
+        &mut self,
+        id: FlowId,
+        protocol: Protocol,
+        src: SocketAddr,
+    ) -> bool {
+        if self.app_waits.len() >= MAX_APP_WAITS {
+            return false;
+        }
+        let deadline = self.now + self.config.app_wait;
+        self.app_waits.insert(
+            id,
+            AppWait {
+                protocol,
+                src,
+                deadline,
+                events: Vec::new(),
+                dns: Vec::new(),
+            },
+        );
+        // `app_wait` is one constant, so deadlines come in order.
+        self.app_wait_order.push_back((deadline, id));
+        true
+    }
+
+    /// The wait for DNS questions from `src` (an existing one, or a new one with its
+    /// [`Command::ResolveApp`] sent). `None` when no wait can be started.
+    pub(crate) fn dns_app_wait(&mut self, src: SocketAddr, dst: SocketAddr) -> Option<FlowId> {
+        if let Some(&id) = self.dns_app_waits.get(&src) {
+            if self.app_waits.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        let id = self.next_flow_id();
+        if !self.start_app_wait(id, Protocol::Udp, src) {
+            return None;
+        }
+        self.dns_app_waits.insert(src, id);
+        self.commands.push_back(Command::ResolveApp {
+            flow: id,
+            protocol: Protocol::Udp,
+            src,
+            dst,
+        });
+        Some(id)
+    }
+
+    /// Record a decision: at once, or, while `wait`'s app is being resolved, when it is known.
+    pub(crate) fn record_after_app(
+        &mut self,
+        wait: Option<FlowId>,
+        event: DecisionEvent,
+        decision: &Decision,
+    ) {
+        match wait.and_then(|id| self.app_waits.get_mut(&id)) {
+            Some(w) => {
+                w.events.push(event);
+                if decision.is_block() {
+                    self.stats.flows_blocked += 1;
+                }
+            }
+            None => self.record(event, decision),
+        }
+    }
+
+    /// The app of wait `id` is known (or the wait expired: `None`): name it in the waiting
+    /// events and decide the held DNS questions.
+    pub(crate) fn finish_app_wait(&mut self, id: FlowId, app: Option<String>) {
+        let Some(wait) = self.app_waits.remove(&id) else {
+            return;
+        };
+        if self.dns_app_waits.get(&wait.src) == Some(&id) {
+            self.dns_app_waits.remove(&wait.src);
+        }
+        for mut event in wait.events {
+            event.app.clone_from(&app);
+            self.push_event(Event::Decision(Box::new(event)));
+        }
+        for (dst, message) in wait.dns {
+            if let Ok(query) = DnsQuery::parse(&message) {
+                self.dns_decide(wait.src, dst, &message, &query, None, app.clone(), None);
+            }
+        }
+    }
+
+    /// Stop waiting for apps whose answer is late: go on with the app unknown.
+    pub(crate) fn expire_app_waits(&mut self) {
+        while let Some(&(deadline, id)) = self.app_wait_order.front() {
+            if deadline > self.now {
+                break;
+            }
+            self.app_wait_order.pop_front();
+            if self
+                .app_waits
+                .get(&id)
+                .is_some_and(|w| w.deadline == deadline)
+            {
+                self.finish_app_wait(id, None);
+            }
+        }
+        if self.app_wait_order.len() > 2 * self.app_waits.len() + 64 {
+            let waits = &self.app_waits;
+            self.app_wait_order
+                .retain(|(d, id)| waits.get(id).is_some_and(|w| w.deadline == *d));
+        }
+    }
+}

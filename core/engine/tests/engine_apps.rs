@@ -1,0 +1,248 @@
+//! App identity for DNS questions and flows: asked once per source, waited for only when the
+//! app could change the verdict, and named in every decision event.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::*;
+use embargo_engine::{Command, Decide, DecisionEvent, EngineConfig, Event, FlowId};
+use embargo_policy::parse::{parse_bytes, Format};
+use embargo_policy::{AppRules, Decision, IpDb, Policy, Query, RuleSetBuilder};
+
+/// The app whose blocking is off in these tests.
+const QUIET_APP: &str = "com.quiet";
+
+/// Blocks what `test_policy` blocks, except for [`QUIET_APP`] (blocking off).
+fn per_app_policy(q: &Query<'_>) -> Decision {
+    if q.app == Some(QUIET_APP) {
+        allow()
+    } else {
+        test_policy(q)
+    }
+}
+
+/// `test_policy`, saying that no app can change its verdict.
+struct AppBlind;
+
+impl Decide for AppBlind {
+    fn decide(&self, query: &Query<'_>) -> Decision {
+        test_policy(query)
+    }
+
+    fn app_can_change(&self, _: &Query<'_>) -> bool {
+        false
+    }
+}
+
+fn harness(policy: Arc<dyn Decide>) -> Harness {
+    let mut h = Harness::with_config(EngineConfig {
+        resolve_apps: true,
+        ..Default::default()
+    });
+    h.engine.set_policy(policy);
+    h
+}
+
+fn resolve_app(cmds: &[Command]) -> FlowId {
+    match cmds {
+        [Command::ResolveApp { flow, .. }, ..] => *flow,
+        other => panic!("expected ResolveApp first, got {other:?}"),
+    }
+}
+
+fn decisions(events: &[Event]) -> Vec<&DecisionEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Decision(d) => Some(&**d),
+            _ => None,
+        })
+        .collect()
+}
+
+const RESOLVER: &str = "8.8.8.8:53";
+
+#[test]
+fn a_dns_question_waits_for_its_app_and_is_decided_with_it() {
+    let mut h = harness(Arc::new(per_app_policy));
+    let quiet: SocketAddr = "10.0.0.2:5400".parse().unwrap();
+    let other: SocketAddr = "10.0.0.2:5401".parse().unwrap();
+    let resolver: SocketAddr = RESOLVER.parse().unwrap();
+    let name = "ads.blocked.example";
+
+    h.send(&udp(quiet, resolver, &dns_query(1, name, 1)));
+    // A second question from the same socket joins the same wait: one ResolveApp.
+    h.send(&udp(quiet, resolver, &dns_query(2, name, 28)));
+    let cmds = h.commands();
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    let flow = resolve_app(&cmds);
+    assert!(h.out().is_empty(), "held while the app is resolved");
+    assert!(decisions(&h.events()).is_empty());
+    h.engine.app_resolved(h.now, flow, Some(QUIET_APP.into()));
+    let cmds = h.commands();
+    assert_eq!(
+        cmds.len(),
+        2,
+        "blocking off for this app: both forwarded {cmds:?}"
+    );
+    assert!(cmds
+        .iter()
+        .all(|c| matches!(c, Command::SendDatagram { flow, .. } if *flow == FlowId::DNS)));
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!(d.len(), 2);
+    assert!(d
+        .iter()
+        .all(|d| d.app.as_deref() == Some(QUIET_APP) && !d.decision.is_block()));
+    // The app is cached for the source: the next question is decided at once.
+    h.send(&udp(quiet, resolver, &dns_query(3, "www.example.com", 1)));
+    assert!(matches!(
+        h.commands().as_slice(),
+        [Command::SendDatagram { .. }]
+    ));
+    h.events();
+
+    h.send(&udp(other, resolver, &dns_query(4, name, 1)));
+    let flow = resolve_app(&h.commands());
+    h.engine.app_resolved(h.now, flow, Some("com.other".into()));
+    assert!(h.commands().is_empty(), "blocked: nothing leaves");
+    let out = h.out();
+    let Out::Udp(answer) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(answer.dst, other);
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!(d[0].app.as_deref(), Some("com.other"));
+    assert_eq!(d[0].name.as_deref(), Some(name));
+    assert!(d[0].decision.is_block());
+}
+
+#[test]
+fn a_dns_question_is_decided_without_its_app_after_the_wait() {
+    let mut h = harness(Arc::new(per_app_policy));
+    let src: SocketAddr = "10.0.0.2:5402".parse().unwrap();
+    h.send(&udp(
+        src,
+        RESOLVER.parse().unwrap(),
+        &dns_query(5, "x.blocked.example", 1),
+    ));
+    resolve_app(&h.commands());
+    assert!(h.out().is_empty());
+    assert!(h.engine.poll_timeout().is_some());
+    h.advance(h.engine.config().app_wait);
+    assert_eq!(h.out().len(), 1, "answered (blocked) once the wait is over");
+    let events = h.events();
+    assert_eq!(decisions(&events)[0].app, None);
+}
+
+#[test]
+fn a_dns_question_the_app_cannot_change_is_answered_at_once_and_named_later() {
+    let mut h = harness(Arc::new(AppBlind));
+    let src: SocketAddr = "10.0.0.2:5403".parse().unwrap();
+    h.send(&udp(
+        src,
+        RESOLVER.parse().unwrap(),
+        &dns_query(6, "y.blocked.example", 1),
+    ));
+    let flow = resolve_app(&h.commands());
+    assert_eq!(
+        h.out().len(),
+        1,
+        "the block answer did not wait for the app"
+    );
+    assert!(
+        decisions(&h.events()).is_empty(),
+        "the event waits for the app's name"
+    );
+    h.engine.app_resolved(h.now, flow, Some("com.named".into()));
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].app.as_deref(), Some("com.named"));
+    assert!(d[0].decision.is_block());
+}
+
+#[test]
+fn a_flow_the_app_cannot_change_connects_at_once_and_is_named_later() {
+    let mut h = harness(Arc::new(AppBlind));
+    let app = AppConn::new("10.0.0.2:40100", "198.51.100.7:5100");
+    h.send(&app.syn());
+    let cmds = h.commands();
+    let flow = resolve_app(&cmds);
+    assert!(
+        cmds.iter().any(|c| matches!(c, Command::Connect { .. })),
+        "no app wait before connecting: {cmds:?}"
+    );
+    assert!(decisions(&h.events()).is_empty());
+    h.engine.app_resolved(h.now, flow, Some("com.named".into()));
+    let events = h.events();
+    assert_eq!(decisions(&events)[0].app.as_deref(), Some("com.named"));
+
+    // Blocked by address, unanswered: RST at once, the event after the wait, app unknown.
+    let blocked = AppConn::new("10.0.0.2:40101", &format!("{BLOCKED_ADDR}:5101"));
+    h.send(&blocked.syn());
+    assert!(h.segs().iter().any(|s| s.rst));
+    resolve_app(&h.commands());
+    assert!(decisions(&h.events()).is_empty());
+    h.advance(h.engine.config().app_wait);
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!((d.len(), d[0].app.clone()), (1, None));
+    assert!(d[0].decision.is_block());
+}
+
+#[test]
+fn a_udp_flow_the_app_cannot_change_is_relayed_at_once() {
+    let mut h = harness(Arc::new(AppBlind));
+    let src: SocketAddr = "10.0.0.2:6100".parse().unwrap();
+    h.send(&udp(src, "198.51.100.20:3478".parse().unwrap(), b"ping"));
+    let cmds = h.commands();
+    let flow = resolve_app(&cmds);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::SendDatagram { .. })),
+        "{cmds:?}"
+    );
+    h.engine.app_resolved(h.now, flow, Some("com.named".into()));
+    let events = h.events();
+    assert_eq!(decisions(&events)[0].app.as_deref(), Some("com.named"));
+}
+
+fn policy_from(text: &str, apps: AppRules) -> Policy {
+    let mut builder = RuleSetBuilder::new();
+    let report = parse_bytes(Format::Embargo, "test", text.as_bytes(), &mut |r| {
+        builder.add(r)
+    });
+    assert!(report.errors.is_empty(), "{report:?}");
+    Policy::new(vec![Arc::new(builder.build())], IpDb::new(), apps)
+}
+
+#[test]
+fn policy_says_when_the_app_can_change_a_verdict() {
+    let tracker = Query::name("t.tracker.example");
+    let plain = Query::name("www.example.com");
+
+    // No per-app settings and no app-owner facts: every app is decided alike.
+    let p = policy_from("tracker.example\n", AppRules::default());
+    assert!(!Decide::app_can_change(&p, &tracker));
+    assert!(!Decide::app_can_change(&p, &plain));
+
+    // A per-app setting: any app may differ.
+    let mut apps = AppRules::default();
+    apps.set_blocking(QUIET_APP, false);
+    let p = policy_from("tracker.example\n", apps);
+    assert!(Decide::app_can_change(&p, &tracker));
+
+    // App-owner facts: the first-party exception can only allow, so only blocks may change.
+    let p = policy_from(
+        "tracker.example\nowns: Tracker = tracker.example\napp-owner: com.tracker = Tracker\n",
+        AppRules::default(),
+    );
+    assert!(Decide::app_can_change(&p, &tracker));
+    assert!(!Decide::app_can_change(&p, &plain));
+    let handle = embargo_policy::PolicyHandle::new(Arc::new(p));
+    assert!(Decide::app_can_change(&handle, &tracker));
+}

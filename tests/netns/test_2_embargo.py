@@ -355,9 +355,6 @@ def test_status_and_apps_report_the_running_instance(net, embargo):
     assert "APP" in embargo.cli("apps").stdout
 
 
-@pytest.mark.xfail(reason="known gap: a DNS question is recorded without its app (the engine "
-                   "does not ask the app of port-53 flows, or the resolver socket is gone by then)",
-                   strict=False)
 def test_every_blocked_dns_question_names_its_app(net, embargo):
     dns = [r for r in blocks(embargo) if r.get("protocol") == "dns"]
     assert dns

@@ -185,7 +185,7 @@ impl embargo_driver::Hooks for DriverHooks {
         } else {
             d.protocol.into()
         };
-        (self.record)(history_event(time_ms, protocol, d));
+        (self.record)(embargo_history::Event::from_decision(time_ms, d));
         let target = d.name.clone().unwrap_or_else(|| d.addr.to_string());
         self.bus.push(LiveEvent::Decision {
             event: ConnectionEvent {
@@ -199,59 +199,4 @@ impl embargo_driver::Hooks for DriverHooks {
             },
         });
     }
-}
-
-/// The history row for one engine decision.
-fn history_event(
-    time_ms: i64,
-    protocol: Protocol,
-    d: &embargo_engine::DecisionEvent,
-) -> embargo_history::Event {
-    use embargo_policy::{AttributionSource, Reason};
-    let mut e = embargo_history::Event::new(
-        time_ms,
-        protocol.into(),
-        crate::records::Verdict::from(d.decision.verdict).into(),
-    );
-    e.app = d.app.clone();
-    e.name = d.name.clone();
-    // A DNS question's "address" is the resolver the app asked, not an endpoint.
-    if protocol != Protocol::Dns {
-        e.addr = Some(d.addr);
-        e.port = d.port;
-    }
-    let rule = match &d.decision.reason {
-        Reason::NameRule { rule, .. }
-        | Reason::AddressRule { rule }
-        | Reason::OwnerRule { rule }
-        | Reason::CountryRule { rule } => Some(rule.clone()),
-        _ => None,
-    };
-    if let Some(r) = rule {
-        e.rule = Some(r.rule);
-        e.list = Some(r.list);
-        e.line = Some(r.line);
-    } else {
-        match &d.decision.reason {
-            Reason::Allowlisted { entry } => e.rule = Some(format!("allowlist: {entry}")),
-            Reason::AppOverride { entry } => e.rule = Some(format!("app override: {entry}")),
-            Reason::FirstParty { owner } => e.rule = Some(format!("first party: {owner}")),
-            Reason::AppBlockingOff => e.rule = Some("blocking off for this app".into()),
-            _ => {}
-        }
-    }
-    let source = |s: &AttributionSource| match s {
-        AttributionSource::List { list } => list.clone(),
-        AttributionSource::Database { database } => database.clone(),
-    };
-    if let Some(o) = &d.decision.owner {
-        e.owner = Some(o.value.clone());
-        e.owner_source = Some(source(&o.source));
-    }
-    if let Some(c) = &d.decision.country {
-        e.country = Some(c.value.clone());
-        e.country_source = Some(source(&c.source));
-    }
-    e.certainty = crate::records::history_certainty(d.decision.certainty);
-    e
 }

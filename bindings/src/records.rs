@@ -112,17 +112,6 @@ impl From<embargo_history::Certainty> for Certainty {
     }
 }
 
-/// The history's copy of the policy's certainty (the history crate does not depend on policy).
-pub(crate) fn history_certainty(c: embargo_policy::Certainty) -> embargo_history::Certainty {
-    {
-        match c {
-            embargo_policy::Certainty::Unknown => embargo_history::Certainty::Unknown,
-            embargo_policy::Certainty::Inferred => embargo_history::Certainty::Inferred,
-            embargo_policy::Certainty::Certain => embargo_history::Certainty::Certain,
-        }
-    }
-}
-
 /// What a per-app override or an allowlist entry is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, uniffi::Enum)]
 pub enum RuleTarget {

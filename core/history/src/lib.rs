@@ -70,6 +70,8 @@ mod aggregate;
 mod config;
 mod error;
 mod export;
+#[cfg(feature = "engine")]
+mod from_engine;
 mod history;
 pub mod migrations;
 mod model;

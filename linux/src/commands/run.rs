@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use embargo_driver::{DriverConfig, FwmarkProtect, HookError, Hooks, Tunnel};
-use embargo_engine::{Decide, DecisionEvent, Engine, EngineConfig, Event, FlowId};
+use embargo_engine::{Decide, Engine, EngineConfig, Event};
 use embargo_policy::parse::{parse_bytes, Format};
 use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query, RuleSetBuilder};
 
@@ -121,61 +121,6 @@ impl WallClock {
     }
 }
 
-/// One engine decision as a history row.
-fn history_event(d: &DecisionEvent, clock: &WallClock) -> embargo_history::Event {
-    use embargo_history as h;
-    use embargo_policy::{AttributionSource, Certainty, Reason};
-    let protocol = if d.flow == FlowId::DNS || d.dns_type.is_some() {
-        h::Protocol::Dns
-    } else {
-        match d.protocol {
-            Protocol::Tcp => h::Protocol::Tcp,
-            Protocol::Udp => h::Protocol::Udp,
-            Protocol::Icmp => h::Protocol::Icmp,
-        }
-    };
-    let decision = if d.decision.is_block() {
-        h::Decision::Block
-    } else {
-        h::Decision::Allow
-    };
-    let mut e = h::Event::new(clock.ms(d.time), protocol, decision);
-    e.app = d.app.clone();
-    e.name = d.name.clone();
-    e.addr = (protocol != h::Protocol::Dns).then_some(d.addr);
-    e.port = d.port;
-    let rule = match &d.decision.reason {
-        Reason::NameRule { rule, .. }
-        | Reason::AddressRule { rule }
-        | Reason::OwnerRule { rule }
-        | Reason::CountryRule { rule } => Some(rule),
-        _ => None,
-    };
-    if let Some(rule) = rule {
-        e.rule = Some(rule.rule.clone());
-        e.list = Some(rule.list.clone());
-        e.line = Some(rule.line);
-    }
-    let source = |s: &AttributionSource| match s {
-        AttributionSource::List { list } => list.clone(),
-        AttributionSource::Database { database } => database.clone(),
-    };
-    if let Some(owner) = &d.decision.owner {
-        e.owner = Some(owner.value.clone());
-        e.owner_source = Some(source(&owner.source));
-    }
-    if let Some(country) = &d.decision.country {
-        e.country = Some(country.value.clone());
-        e.country_source = Some(source(&country.source));
-    }
-    e.certainty = match d.decision.certainty {
-        Certainty::Unknown => h::Certainty::Unknown,
-        Certainty::Inferred => h::Certainty::Inferred,
-        Certainty::Certain => h::Certainty::Certain,
-    };
-    e
-}
-
 impl Hooks for LinuxHooks {
     fn protect(&self, fd: RawFd) -> Result<(), HookError> {
         self.mark.protect_fd(fd)
@@ -199,7 +144,10 @@ impl Hooks for LinuxHooks {
             }
             if let Some(history) = &self.history {
                 // A queue push: never blocks; a full queue is counted by the history.
-                history(history_event(d, &self.clock));
+                history(embargo_history::Event::from_decision(
+                    self.clock.ms(d.time),
+                    d,
+                ));
             }
         }
     }

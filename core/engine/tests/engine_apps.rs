@@ -129,13 +129,26 @@ fn a_dns_question_is_decided_without_its_app_after_the_wait() {
         RESOLVER.parse().unwrap(),
         &dns_query(5, "x.blocked.example", 1),
     ));
-    resolve_app(&h.commands());
     assert!(h.out().is_empty());
     assert!(h.engine.poll_timeout().is_some());
+    let flow = resolve_app(&h.commands());
     h.advance(h.engine.config().app_wait);
     assert_eq!(h.out().len(), 1, "answered (blocked) once the wait is over");
     let events = h.events();
     assert_eq!(decisions(&events)[0].app, None);
+    // A late answer is still cached: the next question from the socket does not wait.
+    h.engine.app_resolved(h.now, flow, Some(QUIET_APP.into()));
+    h.send(&udp(
+        src,
+        RESOLVER.parse().unwrap(),
+        &dns_query(6, "x.blocked.example", 1),
+    ));
+    assert!(matches!(
+        h.commands().as_slice(),
+        [Command::SendDatagram { .. }]
+    ));
+    let events = h.events();
+    assert_eq!(decisions(&events)[0].app.as_deref(), Some(QUIET_APP));
 }
 
 #[test]
@@ -245,4 +258,26 @@ fn policy_says_when_the_app_can_change_a_verdict() {
     assert!(!Decide::app_can_change(&p, &plain));
     let handle = embargo_policy::PolicyHandle::new(Arc::new(p));
     assert!(Decide::app_can_change(&handle, &tracker));
+}
+
+#[test]
+fn waiting_events_per_dns_source_are_bounded() {
+    let mut h = harness(Arc::new(AppBlind));
+    let src: SocketAddr = "10.0.0.2:5404".parse().unwrap();
+    for id in 0..20u16 {
+        h.send(&udp(
+            src,
+            RESOLVER.parse().unwrap(),
+            &dns_query(id, "z.blocked.example", 1),
+        ));
+    }
+    let flow = resolve_app(&h.commands());
+    assert_eq!(h.out().len(), 20, "every question answered at once");
+    let early = decisions(&h.events()).len();
+    assert!(early > 0 && early < 20, "{early} recorded before the app");
+    h.engine.app_resolved(h.now, flow, Some("com.named".into()));
+    let events = h.events();
+    let late = decisions(&events);
+    assert_eq!(early + late.len(), 20);
+    assert!(late.iter().all(|d| d.app.as_deref() == Some("com.named")));
 }

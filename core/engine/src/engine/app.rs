@@ -21,6 +21,15 @@ pub(crate) const MAX_APP_WAITS: usize = 1024;
 /// (and HTTPS) together; more from one socket within the wait means retries.
 pub(crate) const MAX_HELD_DNS: usize = 8;
 
+/// Most bytes of DNS questions held across all waits. Questions are 30-100 bytes, so this holds
+/// hundreds of them, and keeps the worst case (every wait full of MTU-sized messages: 12 MB) out
+/// of the engine's memory budget. Past it questions are decided with the app unknown.
+pub(crate) const MAX_HELD_DNS_BYTES: usize = 64 * 1024;
+
+/// Expired waits remembered so that a late answer is still cached for the source (the next
+/// question from it then needs no wait). A late answer is rare; 256 covers a burst.
+pub(crate) const MAX_LATE_WAITS: usize = 256;
+
 /// Work waiting for one [`Command::ResolveApp`] answer.
 pub(crate) struct AppWait {
     /// The cache key the answer is stored under.
@@ -122,14 +131,18 @@ impl Engine {
         Some(id)
     }
 
-    /// Record a decision: at once, or, while `wait`'s app is being resolved, when it is known.
+    /// Record a decision: at once, or, while `wait`'s app is being resolved, when it is known
+    /// (at most [`MAX_HELD_DNS`] events per wait; more are recorded at once, app unknown).
     pub(crate) fn record_after_app(
         &mut self,
         wait: Option<FlowId>,
         event: DecisionEvent,
         decision: &Decision,
     ) {
-        match wait.and_then(|id| self.app_waits.get_mut(&id)) {
+        match wait
+            .and_then(|id| self.app_waits.get_mut(&id))
+            .filter(|w| w.events.len() < MAX_HELD_DNS)
+        {
             Some(w) => {
                 w.events.push(event);
                 if decision.is_block() {
@@ -154,9 +167,22 @@ impl Engine {
             self.push_event(Event::Decision(Box::new(event)));
         }
         for (dst, message) in wait.dns {
+            self.held_dns_bytes -= message.len();
             if let Ok(query) = DnsQuery::parse(&message) {
                 self.dns_decide(wait.src, dst, &message, &query, None, app.clone(), None);
             }
+        }
+    }
+
+    /// The cache key of wait `id`, live or expired.
+    pub(crate) fn app_wait_key(&self, id: FlowId) -> Option<(Protocol, SocketAddr)> {
+        match self.app_waits.get(&id) {
+            Some(w) => Some((w.protocol, w.src)),
+            None => self
+                .late_waits
+                .iter()
+                .find(|(late, _, _)| *late == id)
+                .map(|&(_, protocol, src)| (protocol, src)),
         }
     }
 
@@ -172,6 +198,12 @@ impl Engine {
                 .get(&id)
                 .is_some_and(|w| w.deadline == deadline)
             {
+                if let Some(w) = self.app_waits.get(&id) {
+                    if self.late_waits.len() >= MAX_LATE_WAITS {
+                        self.late_waits.pop_front();
+                    }
+                    self.late_waits.push_back((id, w.protocol, w.src));
+                }
                 self.finish_app_wait(id, None);
             }
         }

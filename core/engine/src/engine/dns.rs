@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use embargo_policy::{NameSource, Protocol};
 
-use super::app::MAX_HELD_DNS;
+use super::app::{MAX_HELD_DNS, MAX_HELD_DNS_BYTES};
 use super::Engine;
 use crate::api::{Command, DropReason, Event, FlowId};
 use crate::dns::{DnsAnswer, DnsQuery, RecordType, ResponseCode};
@@ -61,9 +61,11 @@ impl Engine {
                     );
                     let wait = self.dns_app_wait(src, dst);
                     if matters {
+                        let room = self.held_dns_bytes + query.len() <= MAX_HELD_DNS_BYTES;
                         if let Some(w) = wait.and_then(|id| self.app_waits.get_mut(&id)) {
-                            if w.dns.len() < MAX_HELD_DNS {
+                            if w.dns.len() < MAX_HELD_DNS && room {
                                 w.dns.push((dst, query.to_vec()));
+                                self.held_dns_bytes += query.len();
                                 return;
                             }
                         }

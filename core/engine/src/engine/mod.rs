@@ -149,6 +149,10 @@ pub struct Engine {
     pub(crate) app_wait_order: VecDeque<(Instant, FlowId)>,
     /// The wait of each DNS source whose app is being resolved.
     pub(crate) dns_app_waits: HashMap<SocketAddr, FlowId>,
+    /// Bytes of DNS questions held in `app_waits` (at most `app::MAX_HELD_DNS_BYTES`).
+    pub(crate) held_dns_bytes: usize,
+    /// Expired waits (id, cache key), newest last, at most `app::MAX_LATE_WAITS`.
+    pub(crate) late_waits: VecDeque<(FlowId, Protocol, SocketAddr)>,
     rng: u64,
     pub(crate) large_in_use: usize,
     pub(crate) small_in_use: usize,
@@ -222,6 +226,8 @@ impl Engine {
             app_waits: HashMap::new(),
             app_wait_order: VecDeque::new(),
             dns_app_waits: HashMap::new(),
+            held_dns_bytes: 0,
+            late_waits: VecDeque::new(),
             rng,
             large_in_use: 0,
             small_in_use: 0,
@@ -300,7 +306,7 @@ impl Engine {
     /// The driver's answer to [`Command::ResolveApp`] (`None`: the owner could not be found).
     pub fn app_resolved(&mut self, now: Instant, flow: FlowId, app: Option<String>) {
         self.advance(now);
-        if let Some((protocol, src)) = self.app_waits.get(&flow).map(|w| (w.protocol, w.src)) {
+        if let Some((protocol, src)) = self.app_wait_key(flow) {
             self.cache_app(protocol, src, app.clone());
             self.finish_app_wait(flow, app.clone());
         }
@@ -534,6 +540,7 @@ impl Engine {
             + self.pending_dns.len() * budget::DNS_PENDING_BYTES
             + self.cache.len() * budget::DNS_CACHE_ENTRY_BYTES
             + self.names.len() * 200
+            + self.held_dns_bytes
     }
 
     /// Flush deferred work: service touched flows, run smoltcp egress, collect its deadline.

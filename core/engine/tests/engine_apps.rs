@@ -281,3 +281,36 @@ fn waiting_events_per_dns_source_are_bounded() {
     assert_eq!(early + late.len(), 20);
     assert!(late.iter().all(|d| d.app.as_deref() == Some("com.named")));
 }
+
+#[test]
+fn dns_over_tcp_waits_for_the_stream_app_and_decides_with_it() {
+    /// Per-app for names, so a connection to the resolver's address does not depend on it.
+    struct PerAppNames;
+    impl Decide for PerAppNames {
+        fn decide(&self, query: &Query<'_>) -> Decision {
+            per_app_policy(query)
+        }
+        fn app_can_change(&self, query: &Query<'_>) -> bool {
+            query.dns_type.is_some()
+        }
+    }
+    let mut h = harness(Arc::new(PerAppNames));
+    let mut app = AppConn::new("10.0.0.2:41100", "8.8.8.8:53");
+    h.send(&app.syn());
+    let flow = resolve_app(&h.commands());
+    assert!(h.segs().is_empty(), "SYN-ACK held for the app");
+    h.engine.app_resolved(h.now, flow, Some(QUIET_APP.into()));
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    let q = dns_query(0x7777, "tcp.blocked.example", 1);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    h.send(&app.data(&framed));
+    assert!(
+        matches!(h.commands().as_slice(), [Command::SendDatagram { .. }]),
+        "blocking off for the stream's app: forwarded"
+    );
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!(d.last().unwrap().app.as_deref(), Some(QUIET_APP));
+}

@@ -110,8 +110,11 @@ impl Engine {
         let (src, dst) = key;
         let cached = self.cached_app(Protocol::Tcp, src);
         let ask_app = cached.is_none() && self.config.resolve_apps;
-        // Hold the handshake for the app only when the app could change the verdict.
-        let await_app = ask_app && self.app_matters(None, dst, Protocol::Tcp, None);
+        // Hold the handshake for the app only when the app could change the verdict. DNS over
+        // TCP always waits: the questions inside are decided with the stream's app, and which
+        // names they ask is not known yet.
+        let await_app =
+            ask_app && (dst.port() == 53 || self.app_matters(None, dst, Protocol::Tcp, None));
         let app = cached.flatten();
         let id = self.next_flow_id();
         if ask_app && !await_app && self.start_app_wait(id, Protocol::Tcp, src) {

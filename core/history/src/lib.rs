@@ -31,7 +31,7 @@
 //! ```
 //!
 //! - **Coalescing**: events with the same (app, name — or address when there is no name —,
-//!   decision) within `Config::coalesce_window` (60 s) of a row's first event add to that
+//!   protocol, decision) within `Config::coalesce_window` (60 s) of a row's first event add to that
 //!   row's `count` and move its `last_seen`; a chatty app cannot flood the disk. Zero turns it
 //!   off.
 //! - **Never blocking**: `record` is a `try_send` into a bounded queue

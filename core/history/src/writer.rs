@@ -21,7 +21,7 @@ use rusqlite::{params, Connection};
 
 use crate::config::Config;
 use crate::error::{HistoryError, WriteFault, WriteFaultKind};
-use crate::model::{Decision, Event, Millis};
+use crate::model::{Decision, Event, Millis, Protocol};
 use crate::time::{day_of, now_ms, DAY_MS};
 
 /// Name of the stored counter of events dropped because the queue was full.
@@ -273,13 +273,17 @@ pub(crate) fn spawn(
     ))
 }
 
-/// Coalescing key: (app, name or else address, decision). Port and protocol are not part of
-/// it: a blocked name is the same story whether the app asked DNS or tried TCP and UDP.
+/// Coalescing key: (app, name or else address, protocol, decision). A row's fields must be true
+/// of every event counted in it: a DNS question for a name and a connection to it are two
+/// different things an app did (the second one shows the app bypassed or outlived the DNS
+/// block), so the protocol is part of the key. The port is not: a name reached on 443 and on
+/// 80 is the same story.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     app: Option<String>,
     name: Option<String>,
     addr: Option<IpAddr>,
+    protocol: Protocol,
     decision: Decision,
 }
 
@@ -289,6 +293,7 @@ impl Key {
             app: e.app.clone(),
             name: e.name.clone(),
             addr: if e.name.is_none() { e.addr } else { None },
+            protocol: e.protocol,
             decision: e.decision,
         }
     }
@@ -773,6 +778,14 @@ mod tests {
         let c = Key::of(&blocked(0, None, Some("192.0.2.1")));
         let d = Key::of(&blocked(0, None, Some("192.0.2.2")));
         assert_ne!(c, d, "bare addresses are told apart");
+    }
+
+    #[test]
+    fn key_tells_a_dns_question_from_a_connection() {
+        let tcp = blocked(0, Some("x.example"), None);
+        let mut dns = tcp.clone();
+        dns.protocol = Protocol::Dns;
+        assert_ne!(Key::of(&tcp), Key::of(&dns));
     }
 
     #[test]

@@ -261,8 +261,7 @@ def test_per_app_blocking_applies_to_one_executable_and_not_the_other(net, embar
     embargo.cli("apps", "block", curl_a)
     embargo.cli("apps", "allow", curl_b)
     before = len(net.access_log("tracker"))
-    # By address with the Host header: DNS questions carry no app yet (see the xfail below),
-    # so a per-app choice can only apply to connections.
+    # First by address with the Host header, so the connection alone is judged per app.
     url = ["--resolve", f"pixel.tracker.test:80:{TRACKER_IP}", "http://pixel.tracker.test/p.gif"]
     a = in_ns(net.phone, curl_a, "-sS", "--max-time", "10", "-o", "/dev/null", *url, check=False)
     assert a.returncode != 0, "blocking is on for curl-a, yet it reached the tracker"
@@ -270,6 +269,13 @@ def test_per_app_blocking_applies_to_one_executable_and_not_the_other(net, embar
     b = in_ns(net.phone, curl_b, "-sS", "--max-time", "10", "-o", "/dev/null", *url, check=False)
     assert b.returncode == 0, f"blocking is off for curl-b, yet it failed: {b.stderr}"
     assert len(net.wait_log("tracker", before + 1)) == before + 1
+    # Then by name: the DNS question is judged per app too (curl resolves in its own process).
+    by_name = ["http://pixel.tracker.test/p.gif"]
+    a = in_ns(net.phone, curl_a, "-sS", "--max-time", "10", "-o", "/dev/null", *by_name, check=False)
+    assert a.returncode != 0, "blocking is on for curl-a, yet its DNS question got through"
+    b = in_ns(net.phone, curl_b, "-sS", "--max-time", "10", "-o", "/dev/null", *by_name, check=False)
+    assert b.returncode == 0, f"blocking is off for curl-b, yet resolving the tracker failed: {b.stderr}"
+    assert len(net.wait_log("tracker", before + 2)) == before + 2
     apps = {a["app"]: a for a in embargo.cli_json("apps")}
     assert apps[str(curl_a)]["blocking"] is True
     assert apps[str(curl_b)]["blocking"] is False

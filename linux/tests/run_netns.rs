@@ -12,6 +12,7 @@
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,7 +76,7 @@ impl World {
         let dir = std::env::temp_dir().join(format!("embargo-run-netns-{pid}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("www")).unwrap();
-        fs::create_dir_all(dir.join("state")).unwrap();
+        // No state dir: `embargo run` creates it, owner-only (asserted below).
         World {
             ns: format!("embt-ph-{tag}"),
             srv_ns: format!("embt-srv-{tag}"),
@@ -305,6 +306,12 @@ fn run_netns_protects_blocks_and_cleans_up() {
     assert!(state.exists());
     let control_socket = w.dir.join("state/control.sock");
     assert!(control_socket.exists(), "no control socket while running");
+    let state_mode = fs::metadata(w.dir.join("state"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(state_mode, 0o700, "state dir must be owner-only");
     w.signal_embargo("TERM");
     assert!(
         !control_socket.exists(),

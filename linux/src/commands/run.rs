@@ -157,8 +157,8 @@ impl Hooks for LinuxHooks {
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mode = Mode::of(&args)?;
     let (policy, control) = load_policy(&args, &mode)?;
-    fs::create_dir_all(&args.state_dir)
-        .with_context(|| format!("create state dir {}", args.state_dir.display()))?;
+    // Owner-only: the history and the per-app settings say what this machine's apps did.
+    StateDir::new(&args.state_dir).create()?;
 
     let mut changes = match &mode {
         Mode::Attach { .. } => None,

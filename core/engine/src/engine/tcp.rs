@@ -675,12 +675,8 @@ impl Engine {
         }
         let r = sock
             .send(|buf| {
-                let r = read(buf);
-                let n = match &r {
-                    Ok(n) => (*n).min(buf.len()),
-                    Err(_) => 0,
-                };
-                (n, r.map(|m| m.min(buf.len())))
+                let len = buf.len();
+                taken(read(buf), len)
             })
             .ok()?;
         if let Ok(n) = &r {
@@ -737,12 +733,8 @@ impl Engine {
         }
         let r = sock
             .recv(|buf| {
-                let r = write(buf);
-                let n = match &r {
-                    Ok(n) => (*n).min(buf.len()),
-                    Err(_) => 0,
-                };
-                (n, r.map(|m| m.min(buf.len())))
+                let len = buf.len();
+                taken(write(buf), len)
             })
             .ok()?;
         if let Ok(n) = &r {
@@ -753,6 +745,15 @@ impl Engine {
         self.dirty.push(flow);
         Some(r)
     }
+}
+
+/// What a driver's IO callback did with a smoltcp ring slice of `len` bytes, as smoltcp's
+/// `send`/`recv` closures must report it: the bytes taken, and the callback's result. A callback
+/// that claims more than it was given is clamped (smoltcp would panic on it), and a failed one
+/// took nothing.
+fn taken<E>(result: Result<usize, E>, len: usize) -> (usize, Result<usize, E>) {
+    let result = result.map(|n| n.min(len));
+    (*result.as_ref().unwrap_or(&0), result)
 }
 
 /// Whether the app sent its FIN (the receive half is finished).

@@ -1,14 +1,17 @@
 //! Per-packet cost of the engine's hot paths (no IO):
 //! - a relayed TCP data segment (1400 bytes from the app, read out by the "driver" closure),
 //! - a SYN to a blocked address answered with an RST (no socket allocated),
-//! - a DNS question for a blocked name answered locally.
+//! - a DNS question for a blocked name answered locally,
+//! - the relayed segment again with 1 and 1000 established flows in the engine (999 of them
+//!   idle): the per-segment cost must not grow with the number of flows (a stack that walks
+//!   every socket per pass makes wrk -c1000 quadratic).
 //!
 //! Run: `cargo bench -p embargo-engine --bench engine`.
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use embargo_engine::{Command, UpstreamEvent};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use embargo_engine::{Command, FlowId, UpstreamEvent};
 use smoltcp::wire::TcpControl;
 
 #[path = "../tests/common/mod.rs"]
@@ -63,6 +66,61 @@ fn relayed_segment(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    group.finish();
+}
+
+/// An established connect-first flow from `src` (driver connected, handshake done).
+fn established(h: &mut Harness, src: &str, dst: &str) -> (AppConn, FlowId) {
+    let mut app = AppConn::new(src, dst);
+    h.send(&app.syn());
+    let flow = match h.commands().as_slice() {
+        [Command::Connect { flow, .. }] => *flow,
+        other => panic!("{other:?}"),
+    };
+    h.upstream(UpstreamEvent::Connected { flow });
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    assert!(h.segs().is_empty());
+    (app, flow)
+}
+
+fn relayed_segment_among_flows(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine/relayed_tcp_segment_1400B_flows");
+    let payload = vec![0x5a; 1400];
+    group.throughput(Throughput::Bytes(payload.len() as u64));
+    for flows in [1usize, 1000] {
+        let mut h = Harness::new();
+        for i in 1..flows {
+            let src = format!("10.0.{}.{}:{}", 1 + i / 250, 1 + i % 250, 30000 + i);
+            established(&mut h, &src, "198.51.100.9:5000");
+        }
+        let (mut app, _) = established(&mut h, "10.0.0.2:40000", "198.51.100.7:5000");
+        assert_eq!(h.engine.stats().tcp_flows, flows);
+        let mut buf = vec![0u8; 2048];
+        group.bench_with_input(BenchmarkId::from_parameter(flows), &flows, |b, _| {
+            b.iter_batched(
+                || app.data(&payload),
+                |packet| {
+                    h.engine.handle_tun_packet(h.now, &packet);
+                    while let Some(cmd) = h.engine.poll_command() {
+                        if let Command::AppDataReady { flow } = cmd {
+                            while let Some(Ok::<usize, ()>(n)) =
+                                h.engine.read_app_data(h.now, flow, |b| Ok(b.len()))
+                            {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    while h.engine.poll_tun_packet(&mut buf).is_some() {}
+                    // What a driver asks after every pass.
+                    h.engine.poll_timeout()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 
@@ -157,6 +215,6 @@ fn blocked_dns(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
-    targets = relayed_segment, download_segment, blocked_syn, blocked_dns
+    targets = relayed_segment, relayed_segment_among_flows, download_segment, blocked_syn, blocked_dns
 }
 criterion_main!(benches);

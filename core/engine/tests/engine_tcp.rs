@@ -425,3 +425,106 @@ fn ipv6_syn_with_extension_headers_is_handled() {
         1
     );
 }
+
+/// Each flow's smoltcp deadlines live in the engine's timer: a segment the app never received
+/// is sent again once the retransmission timeout passes, and the timer stops with the ACK.
+#[test]
+fn lost_segment_to_app_is_retransmitted() {
+    let mut h = Harness::new();
+    let (mut app, flow) = relayed(&mut h, 5010);
+    h.commands();
+    assert_eq!(h.engine.write_upstream_data(h.now, flow, b"hello"), 5);
+    let lost = h.segs();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0].payload, b"hello");
+    // The app never saw it. The engine must wake for the retransmission, well before idle.
+    let due = h.engine.poll_timeout().expect("retransmission timer");
+    assert!(
+        due > h.now && due <= h.now + Duration::from_secs(5),
+        "{due:?}"
+    );
+    h.advance(due - h.now);
+    let again = h.segs();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(
+        (again[0].seq, &again[0].payload),
+        (lost[0].seq, &lost[0].payload)
+    );
+    // Acknowledged: nothing more until the idle timeout.
+    h.send(&app.ack_all(&again));
+    assert!(h.segs().is_empty());
+    let next = h.engine.poll_timeout().expect("idle timer");
+    assert!(
+        next >= h.now + Duration::from_secs(60),
+        "{:?}",
+        next - h.now
+    );
+    h.advance(Duration::from_secs(30));
+    assert!(h.segs().is_empty(), "no retransmission after the ACK");
+}
+
+/// The inspect-first SYN-ACK is the engine's own: lost, it is sent again.
+#[test]
+fn lost_synack_is_retransmitted() {
+    let mut h = Harness::new();
+    let mut app = AppConn::new("10.0.0.2:40070", "93.184.216.34:443");
+    h.send(&app.syn());
+    let first = h.segs();
+    assert!(first.len() == 1 && first[0].syn, "{first:?}");
+    let due = h.engine.poll_timeout().expect("retransmission timer");
+    h.advance(due - h.now);
+    let again = h.segs();
+    assert!(
+        again.len() == 1 && again[0].syn && again[0].seq == first[0].seq,
+        "{again:?}"
+    );
+    h.send(&app.on_synack(&again[0]));
+    assert!(h.segs().is_empty());
+}
+
+/// Data from the app is acknowledged (at once or by the delayed-ACK timer), without the
+/// driver doing anything but sleep until the engine's deadline.
+#[test]
+fn app_data_is_acknowledged_by_the_timer_if_not_at_once() {
+    let mut h = Harness::new();
+    let (mut app, flow) = relayed(&mut h, 5011);
+    h.commands();
+    h.send(&app.data(b"request"));
+    let mut segs = h.segs();
+    if let Some(due) = h.engine.poll_timeout() {
+        if due < h.now + Duration::from_secs(1) {
+            h.advance(due - h.now);
+            segs.extend(h.segs());
+        }
+    }
+    assert!(
+        segs.iter().any(|s| s.ack == Some(app.seq)),
+        "the app's data is never acknowledged: {segs:?}"
+    );
+    assert_eq!(h.read_app(flow), b"request");
+}
+
+/// Established idle flows leave the driver asleep: no flow reports "poll now".
+#[test]
+fn idle_established_flows_do_not_wake_the_driver() {
+    let mut h = Harness::new();
+    for i in 0..50u16 {
+        let mut app = AppConn::new(
+            &format!("10.0.1.{}:{}", i + 1, 41000 + i),
+            "198.51.100.8:5012",
+        );
+        h.send(&app.syn());
+        let (flow, _) = connect_flow(&mut h);
+        h.upstream(UpstreamEvent::Connected { flow });
+        let segs = h.segs();
+        h.send(&app.on_synack(&segs[0]));
+    }
+    assert!(h.segs().is_empty());
+    assert_eq!(h.engine.stats().sockets, 50);
+    let next = h.engine.poll_timeout().expect("idle timers");
+    assert!(
+        next >= h.now + Duration::from_secs(60),
+        "{:?}",
+        next - h.now
+    );
+}

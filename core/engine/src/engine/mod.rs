@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use embargo_policy::{Certainty, Decision, NameSource, Protocol, Query, Reason, RuleRef, Verdict};
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Config, Interface};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use crate::api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
@@ -112,17 +112,12 @@ pub(crate) enum FlowKind {
 pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) policy: Arc<dyn Decide>,
-    epoch: Instant,
+    pub(crate) epoch: Instant,
     pub(crate) now: Instant,
     pub(crate) iface: Interface,
     pub(crate) device: QueueDevice,
-    /// Sockets smoltcp polls.
-    pub(crate) sockets: SocketSet<'static>,
-    /// Sockets holding a paused SYN-ACK (waiting for the app id or the upstream connect). Kept
-    /// apart because a paused socket reports "poll now" forever, which would make the driver
-    /// spin; they only ever see ingress.
-    pub(crate) parked: SocketSet<'static>,
-    /// Sockets in `parked` now (at most [`budget::MAX_PARKED`]).
+    /// TCP flows holding a paused SYN-ACK now (at most [`budget::MAX_PARKED`]). Each TCP flow
+    /// owns its socket (see [`tcp`]); a parked one only ever sees ingress.
     pub(crate) parked_count: usize,
     pub(crate) flows: HashMap<FlowId, Flow>,
     pub(crate) tcp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
@@ -134,11 +129,10 @@ pub struct Engine {
     timers: BinaryHeap<Reverse<(Instant, FlowId)>>,
     /// Second-chance eviction order (may hold ids of removed flows; compacted lazily).
     lru: VecDeque<FlowId>,
-    /// Flows touched since the last service pass.
+    /// Flows touched since the last service pass: serviced, then given smoltcp egress.
     pub(crate) dirty: Vec<FlowId>,
-    pub(crate) needs_egress: bool,
-    /// smoltcp's next deadline after the last poll.
-    smol_deadline: Option<Instant>,
+    /// Flows whose egress stopped at a full tunnel queue (made dirty again once it drains).
+    pub(crate) starved: Vec<FlowId>,
     pub(crate) names: NameTable,
     pub(crate) cache: Cache,
     pub(crate) pending_dns: HashMap<u16, PendingDns>,
@@ -201,10 +195,6 @@ impl Engine {
             now,
             iface,
             device,
-            // Sized once: a growing slot table would briefly hold two copies (a peak the iOS
-            // cap counts); untouched capacity is address space, not resident memory.
-            sockets: SocketSet::new(Vec::with_capacity(max_flows)),
-            parked: SocketSet::new(Vec::with_capacity(budget::MAX_PARKED)),
             parked_count: 0,
             flows: HashMap::with_capacity(max_flows),
             tcp_keys: HashMap::with_capacity(max_flows),
@@ -216,8 +206,7 @@ impl Engine {
             timers: BinaryHeap::new(),
             lru: VecDeque::new(),
             dirty: Vec::new(),
-            needs_egress: false,
-            smol_deadline: None,
+            starved: Vec::new(),
             names: NameTable::new(),
             cache: Cache::new(),
             pending_dns: HashMap::new(),
@@ -250,10 +239,6 @@ impl Engine {
     pub(crate) fn smol_now(&self) -> smoltcp::time::Instant {
         let micros = self.now.saturating_duration_since(self.epoch).as_micros();
         smoltcp::time::Instant::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
-    }
-
-    fn instant_of_smol(&self, t: smoltcp::time::Instant) -> Instant {
-        self.epoch + Duration::from_micros(u64::try_from(t.total_micros()).unwrap_or(0))
     }
 
     fn advance(&mut self, now: Instant) {
@@ -370,11 +355,7 @@ impl Engine {
         }
         self.dns_expire();
         self.expire_app_waits();
-        // smoltcp's own timers (retransmissions, delayed ACKs, window probes) run in egress.
-        // They change no socket state the engine acts on (no smoltcp socket timeout or
-        // keep-alive is set, and TIME-WAIT is never waited out), so no flow needs servicing:
-        // a timeout costs one egress pass, not a walk over every flow.
-        self.needs_egress = true;
+        // Flows whose smoltcp deadline passed were marked dirty: their egress runs here.
         self.pump();
     }
 
@@ -391,6 +372,39 @@ impl Engine {
         }
         f.timer_at = Some(due);
         self.timers.push(Reverse((due, id)));
+        if self.timers.len() > 2 * self.flows.len() + 64 {
+            // Superseded entries pile up when deadlines keep moving earlier (a delayed ACK
+            // before a retransmission): rebuild from the live ones. Amortised O(1).
+            self.timers = self
+                .flows
+                .iter()
+                .filter_map(|(id, f)| f.timer_at.map(|t| Reverse((t, *id))))
+                .collect();
+        }
+    }
+
+    /// Make the earliest timer entry exact. `schedule` only ever moves a flow's entry earlier
+    /// (a busy flow's idle deadline moves later with every packet: re-filing it each time would
+    /// cost a heap push per packet), so the top entry may be early or superseded. Fix it here,
+    /// where it matters: a driver told to wake for nothing would wake idle phones.
+    fn settle_timers(&mut self) {
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            let due = match self.flows.get(&id) {
+                Some(f) if f.timer_at == Some(at) => self.flow_due(f),
+                _ => {
+                    self.timers.pop(); // superseded or flow gone
+                    continue;
+                }
+            };
+            if due <= at {
+                break;
+            }
+            self.timers.pop();
+            if let Some(f) = self.flows.get_mut(&id) {
+                f.timer_at = Some(due);
+            }
+            self.timers.push(Reverse((due, id)));
+        }
     }
 
     fn flow_due(&self, f: &Flow) -> Instant {
@@ -399,12 +413,12 @@ impl Engine {
             FlowKind::Udp(_) => self.config.udp_idle_timeout,
         };
         let mut due = f.last_active + idle;
-        let phase = match &f.kind {
-            FlowKind::Tcp(t) => t.deadline,
-            FlowKind::Udp(u) => u.deadline,
+        let (phase, stack) = match &f.kind {
+            FlowKind::Tcp(t) => (t.deadline, t.stack_at),
+            FlowKind::Udp(u) => (u.deadline, None),
         };
-        if let Some(p) = phase {
-            due = due.min(p);
+        for at in [phase, stack].into_iter().flatten() {
+            due = due.min(at);
         }
         due
     }
@@ -425,10 +439,19 @@ impl Engine {
             FlowKind::Tcp(t) => t.deadline.is_some_and(|d| d <= now),
             FlowKind::Udp(u) => u.deadline.is_some_and(|d| d <= now),
         };
+        let is_tcp = matches!(f.kind, FlowKind::Tcp(_));
+        if let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) {
+            if t.stack_at.is_some_and(|d| d <= now) {
+                // smoltcp's deadline: egress (and a fresh deadline) in the coming pump.
+                t.stack_at = None;
+                self.dirty.push(id);
+            }
+        }
         if phase_due {
-            match f.kind {
-                FlowKind::Tcp(_) => self.tcp_deadline(id),
-                FlowKind::Udp(_) => self.udp_deadline(id),
+            if is_tcp {
+                self.tcp_deadline(id);
+            } else {
+                self.udp_deadline(id);
             }
         }
         self.schedule(id);
@@ -448,13 +471,11 @@ impl Engine {
     /// (no wake-ups while idle). Takes `&mut self` because pending work is flushed first.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         self.pump();
+        self.settle_timers();
         let flows = self.timers.peek().map(|Reverse((t, _))| *t);
         let dns = self.pending_dns_order.front().map(|(t, _)| *t);
         let apps = self.app_wait_order.front().map(|(t, _)| *t);
-        [flows, dns, apps, self.smol_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [flows, dns, apps].into_iter().flatten().min()
     }
 
     /// Next packet for the tunnel (to the app): written into `buf`, returns its length. A packet
@@ -492,7 +513,7 @@ impl Engine {
         if self.device.tx.starved && self.device.tx.packets.len() < budget::MAX_QUEUED_PACKETS / 2 {
             // Half drained: let smoltcp send what it held back.
             self.device.tx.starved = false;
-            self.needs_egress = true;
+            self.dirty.append(&mut self.starved);
         }
         p
     }
@@ -523,7 +544,8 @@ impl Engine {
         let mut s = self.stats;
         s.tcp_flows = self.tcp_keys.len();
         s.udp_flows = self.udp_keys.len();
-        s.sockets = self.sockets.iter().count() + self.parked_count;
+        // One socket per TCP flow (O(1): the driver asks after every pass).
+        s.sockets = self.tcp_keys.len();
         s.memory_bytes = self.memory_bytes();
         s
     }
@@ -543,38 +565,29 @@ impl Engine {
             + self.held_dns_bytes
     }
 
-    /// Flush deferred work: service touched flows, run smoltcp egress, collect its deadline.
+    /// Flush deferred work: service each touched flow, then run its smoltcp egress (which
+    /// files its next deadline). O(touched flows), never O(all flows).
     pub(crate) fn pump(&mut self) {
-        let mut worked = false;
+        // Servicing can touch flows again (a DNS answer written, a state change seen after
+        // egress); a few rounds settle it, the rest waits for the next call.
         for _ in 0..3 {
-            if self.dirty.is_empty() && !self.needs_egress {
+            if self.dirty.is_empty() {
                 break;
             }
-            worked = true;
             let mut dirty = std::mem::take(&mut self.dirty);
             dirty.sort_unstable();
             dirty.dedup();
             for id in dirty.drain(..) {
                 self.service_tcp(id);
+                if self.tcp_egress(id) {
+                    // e.g. TIME-WAIT ended or the RST went out: the flow may be finished.
+                    self.dirty.push(id);
+                }
             }
             // Give the allocation back for reuse.
             if self.dirty.is_empty() {
                 self.dirty = dirty;
             }
-            if self.needs_egress {
-                self.needs_egress = false;
-                let now = self.smol_now();
-                self.iface
-                    .poll_egress(now, &mut self.device, &mut self.sockets);
-            }
-        }
-        if worked {
-            // O(sockets): only after something changed, not on every poll call.
-            let now = self.smol_now();
-            self.smol_deadline = self
-                .iface
-                .poll_at(now, &self.sockets)
-                .map(|t| self.instant_of_smol(t));
         }
     }
 
@@ -651,10 +664,7 @@ impl Engine {
             FlowKind::Tcp(t) => {
                 self.tcp_keys.remove(&(f.src, f.dst));
                 if t.parked {
-                    self.parked.remove(t.handle);
                     self.parked_count -= 1;
-                } else {
-                    self.sockets.remove(t.handle);
                 }
                 if t.large {
                     self.large_in_use -= 1;

@@ -6,10 +6,12 @@
 //! - ip-location-db country CSV: `start,end,CC`;
 //! - iptoasn TSV: `start<TAB>end<TAB>asn<TAB>CC<TAB>description` (gives both facts).
 //!
-//! Storage is one sorted array of range starts per table (`u32` for v4, `u128` for v6) with
-//! parallel arrays of ends and values; a lookup is one binary search, so it costs about
-//! log2(400k) = 19 probes. Owner and country stay in separate tables because they are separate
-//! facts: the country of a server is not the country of the company that announces it.
+//! Every database, bundled or loaded, is held in one compact form ([`compact`]): sorted range
+//! starts, a fact index per range and the deduplicated facts, read in place. The bundled ones
+//! are made at build time (`build.rs`) and stay in the binary's file-backed pages; text files
+//! are parsed into the same form on the heap. Owner and country stay in separate tables
+//! because they are separate facts: the country of a server is not the country of the company
+//! that announces it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
@@ -17,6 +19,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::rules::{LoadError, LoadReport};
+
+pub(crate) mod compact;
+
+use compact::RangeFact;
 
 /// Longest line accepted. Real rows are < 200 bytes; the cap keeps a garbage file with no line
 /// breaks (or a 10 MB line) from being buffered whole.
@@ -81,119 +87,82 @@ impl CountryInfo<'_> {
     }
 }
 
-/// A key's top 16 bits, for the first-level index.
-trait Bucketed: Ord + Copy {
-    fn bucket(self) -> usize;
+/// Where a compact blob lives: in the binary (bundled data, file-backed pages) or on the heap
+/// (parsed from a user's file), shared between clones.
+#[derive(Debug, Clone)]
+enum Blob {
+    Static(&'static [u8]),
+    Shared(Arc<[u8]>),
 }
 
-impl Bucketed for u32 {
+impl Blob {
     #[inline]
-    fn bucket(self) -> usize {
-        (self >> 16) as usize
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Blob::Static(b) => b,
+            Blob::Shared(b) => b,
+        }
     }
 }
 
-impl Bucketed for u128 {
-    #[inline]
-    fn bucket(self) -> usize {
-        (self >> 112) as usize
-    }
-}
-
-/// Buckets of the first-level index: one per value of a key's top 16 bits.
-const BUCKETS: usize = 1 << 16;
-
-/// Sorted inclusive ranges with one value each.
+/// One database (ASN or country facts, v4 and v6) in the compact form of [`compact`].
 ///
-/// `index[b]` is the first range whose start has top 16 bits >= `b`, so a lookup binary-searches
-/// only the ranges starting in the key's bucket (a handful) instead of all 400k: two cache lines
-/// instead of ~19 dependent probes. The index costs 256 KiB per non-empty table.
-#[derive(Debug, Clone, Default)]
-struct RangeTable<K, V> {
-    starts: Vec<K>,
-    ends: Vec<K>,
-    values: Vec<V>,
-    index: Vec<u32>,
+/// Storage is one sorted array of range starts per address family (`u32` for v4, `u128` for
+/// v6, ends implied by the next start) and a parallel array of fact indices; a first-level
+/// index on the key's top 16 bits narrows the binary search to the ranges starting in the
+/// key's bucket (a handful for v4) instead of all 400k.
+#[derive(Debug, Clone)]
+struct Table {
+    database: Arc<str>,
+    blob: Blob,
+    layout: compact::Layout,
 }
 
-impl<K: Bucketed, V: Copy> RangeTable<K, V> {
-    fn push(&mut self, start: K, end: K, value: V) {
-        self.starts.push(start);
-        self.ends.push(end);
-        self.values.push(value);
+impl Table {
+    fn parse(database: Arc<str>, blob: Blob) -> Result<Table, String> {
+        let layout = compact::parse(blob.bytes())?;
+        Ok(Table {
+            database,
+            blob,
+            layout,
+        })
     }
 
-    /// Sorts by start (files are sorted already; this makes any order correct).
-    fn finish(&mut self) {
-        self.sort();
-        if !self.starts.is_empty() && self.starts.len() < u32::MAX as usize {
-            self.index = (0..=BUCKETS)
-                .map(|b| self.starts.partition_point(|s| s.bucket() < b) as u32)
-                .collect();
-        }
-    }
-
-    fn sort(&mut self) {
-        if self.starts.windows(2).all(|w| w[0] <= w[1]) {
-            return;
-        }
-        let mut order: Vec<usize> = (0..self.starts.len()).collect();
-        order.sort_by_key(|&i| self.starts[i]);
-        self.starts = order.iter().map(|&i| self.starts[i]).collect();
-        self.ends = order.iter().map(|&i| self.ends[i]).collect();
-        self.values = order.iter().map(|&i| self.values[i]).collect();
-    }
-
+    /// The fact index for `addr` (IPv4-mapped IPv6 addresses are looked up as IPv4).
     #[inline]
-    fn get(&self, key: K) -> Option<V> {
-        let b = key.bucket();
-        let i = match (self.index.get(b), self.index.get(b + 1)) {
-            (Some(&lo), Some(&hi)) => {
-                let (lo, hi) = (lo as usize, hi as usize);
-                // Every range before `lo` starts in an earlier bucket, so below `key`.
-                lo + self.starts.get(lo..hi)?.partition_point(|&s| s <= key)
-            }
-            _ => self.starts.partition_point(|&s| s <= key),
-        };
-        let i = i.checked_sub(1)?;
-        (self.ends[i] >= key).then(|| self.values[i])
+    fn fact(&self, addr: IpAddr) -> Option<u32> {
+        let bytes = self.blob.bytes();
+        match addr {
+            IpAddr::V4(a) => compact::lookup(bytes, &self.layout.v4, u32::from(a)),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => compact::lookup(bytes, &self.layout.v4, u32::from(v4)),
+                None => compact::lookup(bytes, &self.layout.v6, u128::from(a)),
+            },
+        }
     }
 
-    fn len(&self) -> usize {
-        self.starts.len()
+    fn ranges(&self) -> usize {
+        self.layout.v4.ranges + self.layout.v6.ranges
     }
 
     fn heap_bytes(&self) -> usize {
-        self.starts.capacity() * std::mem::size_of::<K>() * 2
-            + self.values.capacity() * std::mem::size_of::<V>()
-            + self.index.capacity() * 4
+        match &self.blob {
+            Blob::Static(_) => 0,
+            Blob::Shared(b) => b.len(),
+        }
     }
-}
-
-/// ASN facts: value = (asn, index into `orgs`).
-#[derive(Debug, Clone, Default)]
-struct AsnTable {
-    database: Arc<str>,
-    v4: RangeTable<u32, (u32, u32)>,
-    v6: RangeTable<u128, (u32, u32)>,
-    orgs: Vec<Box<str>>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct CountryTable {
-    database: Arc<str>,
-    v4: RangeTable<u32, [u8; 2]>,
-    v6: RangeTable<u128, [u8; 2]>,
 }
 
 /// Address -> owner (ASN, organisation) and address -> country, from any number of databases.
 ///
 /// Lookups ask the tables in the order they were loaded and return the first answer, so load the
-/// database you trust most first.
+/// database you trust most first. Owner and country stay in separate tables because they are
+/// separate facts: the country of a server is not the country of the company that announces
+/// it. Cloning is cheap (the tables are shared).
 #[derive(Debug, Clone, Default)]
 pub struct IpDb {
-    asn: Vec<AsnTable>,
-    country: Vec<CountryTable>,
+    asn: Vec<Table>,
+    country: Vec<Table>,
 }
 
 impl IpDb {
@@ -230,8 +199,54 @@ impl IpDb {
         loader.finish(self)
     }
 
+    /// Adds a database already in the compact form (see the `compact` module; `build.rs`
+    /// makes the bundled ones), read in place: its pages stay in the binary and only those
+    /// that lookups touch become resident. The header and section bounds are checked here;
+    /// the rest is read through bounds-checked accessors, so crafted bytes cannot panic.
+    pub fn load_compact(&mut self, database: &str, bytes: &'static [u8]) -> LoadReport {
+        let mut report = LoadReport {
+            list: database.to_owned(),
+            ..LoadReport::default()
+        };
+        match Table::parse(Arc::from(database), Blob::Static(bytes)) {
+            Ok(table) => {
+                report.accepted = table.ranges() as u64;
+                self.push(table);
+            }
+            Err(message) => {
+                report.error_count = 1;
+                report.errors.push(LoadError {
+                    list: database.to_owned(),
+                    line: 0,
+                    field: Some("compact".into()),
+                    message,
+                });
+            }
+        }
+        report
+    }
+
+    /// Checks every table completely (range order, index, fact indices, string bounds): what
+    /// [`IpDb::load_compact`] leaves out because it reads every page. For compact bytes that
+    /// come from elsewhere than this build; the error names the database.
+    pub fn verify(&self) -> Result<(), String> {
+        for table in self.asn.iter().chain(&self.country) {
+            compact::verify(table.blob.bytes(), &table.layout)
+                .map_err(|e| format!("{}: {e}", table.database))?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, table: Table) {
+        if table.layout.kind == compact::KIND_ASN {
+            self.asn.push(table);
+        } else {
+            self.country.push(table);
+        }
+    }
+
     /// Appends another database's tables after this one's (they answer only what this one does
-    /// not know). Copies the tables.
+    /// not know). The tables are shared, not copied.
     pub fn extend_from(&mut self, other: &IpDb) {
         self.asn.extend(other.asn.iter().cloned());
         self.country.extend(other.country.iter().cloned());
@@ -240,23 +255,15 @@ impl IpDb {
     /// Who announces this address, by the first ASN database that knows.
     #[inline]
     pub fn lookup_asn(&self, addr: IpAddr) -> Option<AsnInfo<'_>> {
-        for table in &self.asn {
-            let hit = match addr {
-                IpAddr::V4(a) => table.v4.get(u32::from(a)),
-                IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                    Some(v4) => table.v4.get(u32::from(v4)),
-                    None => table.v6.get(u128::from(a)),
-                },
-            };
-            if let Some((asn, org)) = hit {
-                return Some(AsnInfo {
-                    asn,
-                    org: table.orgs.get(org as usize).map_or("", |s| s),
-                    database: &table.database,
-                });
-            }
-        }
-        None
+        self.asn.iter().find_map(|table| {
+            let fact = table.fact(addr)?;
+            let (asn, org) = compact::asn_fact(table.blob.bytes(), &table.layout, fact)?;
+            Some(AsnInfo {
+                asn,
+                org,
+                database: &table.database,
+            })
+        })
     }
 
     /// Where this address is, by the first country database that knows.
@@ -268,13 +275,8 @@ impl IpDb {
     /// What every loaded country database says about this address (they disagree often).
     pub fn lookup_countries(&self, addr: IpAddr) -> impl Iterator<Item = CountryInfo<'_>> + '_ {
         self.country.iter().filter_map(move |table| {
-            let code = match addr {
-                IpAddr::V4(a) => table.v4.get(u32::from(a)),
-                IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                    Some(v4) => table.v4.get(u32::from(v4)),
-                    None => table.v6.get(u128::from(a)),
-                },
-            }?;
+            let fact = table.fact(addr)?;
+            let code = compact::country_fact(table.blob.bytes(), &table.layout, fact)?;
             Some(CountryInfo {
                 code,
                 database: &table.database,
@@ -289,28 +291,19 @@ impl IpDb {
 
     /// Ranges loaded: (ASN ranges, country ranges).
     pub fn range_counts(&self) -> (usize, usize) {
-        let asn = self.asn.iter().map(|t| t.v4.len() + t.v6.len()).sum();
-        let country = self.country.iter().map(|t| t.v4.len() + t.v6.len()).sum();
+        let asn = self.asn.iter().map(Table::ranges).sum();
+        let country = self.country.iter().map(Table::ranges).sum();
         (asn, country)
     }
 
-    /// Approximate heap bytes held (for memory budgets and benchmarks).
+    /// Approximate heap bytes held (for memory budgets and benchmarks). Bundled databases
+    /// read in place from the binary count zero.
     pub fn heap_bytes(&self) -> usize {
-        let asn: usize = self
-            .asn
+        self.asn
             .iter()
-            .map(|t| {
-                t.v4.heap_bytes()
-                    + t.v6.heap_bytes()
-                    + t.orgs.iter().map(|o| o.len() + 16).sum::<usize>()
-            })
-            .sum();
-        let country: usize = self
-            .country
-            .iter()
-            .map(|t| t.v4.heap_bytes() + t.v6.heap_bytes())
-            .sum();
-        asn + country
+            .chain(&self.country)
+            .map(Table::heap_bytes)
+            .sum()
     }
 
     /// Names of the loaded databases: (ASN databases, country databases).
@@ -322,31 +315,37 @@ impl IpDb {
     }
 }
 
-/// One file being read.
+/// One file being read: ranges and facts collected, encoded into the compact form at the end.
 struct Loader {
     database: Arc<str>,
     format: Option<IpDbFormat>,
-    asn: AsnTable,
-    country: CountryTable,
+    asn_v4: Vec<RangeFact<u32>>,
+    asn_v6: Vec<RangeFact<u128>>,
+    /// (ASN, organisation index into `orgs`), deduplicated.
+    asn_facts: Vec<(u32, u32)>,
+    asn_index: HashMap<(u32, u32), u32>,
+    orgs: Vec<Box<str>>,
     org_index: HashMap<Box<str>, u32>,
+    country_v4: Vec<RangeFact<u32>>,
+    country_v6: Vec<RangeFact<u128>>,
+    country_facts: Vec<[u8; 2]>,
     report: LoadReport,
 }
 
 impl Loader {
     fn new(database: &str, format: Option<IpDbFormat>) -> Loader {
-        let database: Arc<str> = Arc::from(database);
         Loader {
-            asn: AsnTable {
-                database: database.clone(),
-                ..AsnTable::default()
-            },
-            country: CountryTable {
-                database: database.clone(),
-                ..CountryTable::default()
-            },
-            database,
+            database: Arc::from(database),
             format,
+            asn_v4: Vec::new(),
+            asn_v6: Vec::new(),
+            asn_facts: Vec::new(),
+            asn_index: HashMap::new(),
+            orgs: Vec::new(),
             org_index: HashMap::new(),
+            country_v4: Vec::new(),
+            country_v6: Vec::new(),
+            country_facts: Vec::new(),
             report: LoadReport {
                 list: String::new(),
                 ..LoadReport::default()
@@ -442,10 +441,7 @@ impl Loader {
         let range = parse_range(&fields[0], &fields[1])?;
         let asn = parse_asn(&fields[2])?;
         let org = self.intern(&fields[3]);
-        match range {
-            Range::V4(s, e) => self.asn.v4.push(s, e, (asn, org)),
-            Range::V6(s, e) => self.asn.v6.push(s, e, (asn, org)),
-        }
+        self.push_asn(range, asn, org);
         Ok(())
     }
 
@@ -475,20 +471,36 @@ impl Loader {
             return Ok(());
         }
         let org = self.intern(fields.get(4).copied().unwrap_or("").trim());
-        match range {
-            Range::V4(s, e) => self.asn.v4.push(s, e, (asn, org)),
-            Range::V6(s, e) => self.asn.v6.push(s, e, (asn, org)),
-        }
+        self.push_asn(range, asn, org);
         if let Ok(code) = parse_country(fields[3]) {
             self.push_country(range, code);
         }
         Ok(())
     }
 
-    fn push_country(&mut self, range: Range, code: [u8; 2]) {
+    fn push_asn(&mut self, range: Range, asn: u32, org: u32) {
+        let next = self.asn_facts.len() as u32;
+        let fact = *self.asn_index.entry((asn, org)).or_insert(next);
+        if fact == next {
+            self.asn_facts.push((asn, org));
+        }
         match range {
-            Range::V4(s, e) => self.country.v4.push(s, e, code),
-            Range::V6(s, e) => self.country.v6.push(s, e, code),
+            Range::V4(s, e) => self.asn_v4.push((s, e, fact)),
+            Range::V6(s, e) => self.asn_v6.push((s, e, fact)),
+        }
+    }
+
+    fn push_country(&mut self, range: Range, code: [u8; 2]) {
+        let fact = match self.country_facts.iter().position(|&c| c == code) {
+            Some(i) => i as u32,
+            None => {
+                self.country_facts.push(code);
+                self.country_facts.len() as u32 - 1
+            }
+        };
+        match range {
+            Range::V4(s, e) => self.country_v4.push((s, e, fact)),
+            Range::V6(s, e) => self.country_v6.push((s, e, fact)),
         }
     }
 
@@ -496,8 +508,8 @@ impl Loader {
         if let Some(&i) = self.org_index.get(org) {
             return i;
         }
-        let i = self.asn.orgs.len() as u32;
-        self.asn.orgs.push(org.into());
+        let i = self.orgs.len() as u32;
+        self.orgs.push(org.into());
         self.org_index.insert(org.into(), i);
         i
     }
@@ -506,18 +518,32 @@ impl Loader {
         if self.report.accepted == 0 && self.report.error_count == 0 {
             self.error(0, None, "no IP ranges in file");
         }
-        self.asn.v4.finish();
-        self.asn.v6.finish();
-        self.country.v4.finish();
-        self.country.v6.finish();
-        if self.asn.v4.len() + self.asn.v6.len() > 0 {
-            self.asn.orgs.shrink_to_fit();
-            db.asn.push(self.asn);
+        if !self.asn_v4.is_empty() || !self.asn_v6.is_empty() {
+            let facts: Vec<(u32, &str)> = self
+                .asn_facts
+                .iter()
+                .map(|&(asn, org)| (asn, self.orgs.get(org as usize).map_or("", |o| &**o)))
+                .collect();
+            let bytes = compact::encode_asn(&facts, &mut self.asn_v4, &mut self.asn_v6);
+            self.push_table(db, bytes);
         }
-        if self.country.v4.len() + self.country.v6.len() > 0 {
-            db.country.push(self.country);
+        if !self.country_v4.is_empty() || !self.country_v6.is_empty() {
+            let bytes = compact::encode_country(
+                &self.country_facts,
+                &mut self.country_v4,
+                &mut self.country_v6,
+            );
+            self.push_table(db, bytes);
         }
         self.report
+    }
+
+    fn push_table(&mut self, db: &mut IpDb, bytes: Vec<u8>) {
+        match Table::parse(self.database.clone(), Blob::Shared(Arc::from(bytes))) {
+            Ok(table) => db.push(table),
+            // Only a database past 4 GiB of ranges could fail to encode.
+            Err(message) => self.error(0, None, format!("could not store the table: {message}")),
+        }
     }
 }
 

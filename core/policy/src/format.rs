@@ -21,7 +21,10 @@ use std::fmt;
 /// First 8 bytes of every compiled rule set.
 pub const MAGIC: [u8; 8] = *b"EMBARGO\x1a";
 /// The layout version this build writes and reads.
-pub const VERSION: u32 = 1;
+///
+/// Version 2 replaced the name and owner FSTs (and the two-label filter) by hashed
+/// fingerprint indexes (`ruleset/index.rs`).
+pub const VERSION: u32 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 32;
 /// Length of one section-table entry.
@@ -86,19 +89,17 @@ impl std::error::Error for CompiledError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum SectionId {
-    /// FST: reversed name -> packed rule value.
+    /// Hashed fingerprint index: name key -> combination and line, or side-table entry.
     Names = 1,
-    /// FST: reversed domain -> index of an owner fact.
+    /// Hashed fingerprint index: owner domain -> index of an owner fact.
     Owners = 2,
     /// v4 address table: n x u32 starts, then n x u32 values.
     V4 = 3,
     /// v6 address table: n x u128 starts (big-endian), then n x u32 values.
     V6 = 4,
-    /// JSON metadata: list names, rare name rules, small rule tables.
+    /// JSON metadata: list names, rule combinations, the side table of rare name rules,
+    /// small rule tables.
     Meta = 5,
-    /// Negative filter over names: one flag byte, 7 bytes of padding, then a bitmap (a power
-    /// of two bits) over the hash of every key's last two labels.
-    Filter = 6,
 }
 
 impl SectionId {
@@ -109,17 +110,15 @@ impl SectionId {
             SectionId::V4 => "v4",
             SectionId::V6 => "v6",
             SectionId::Meta => "meta",
-            SectionId::Filter => "filter",
         }
     }
 
-    const ALL: [SectionId; 6] = [
+    const ALL: [SectionId; 5] = [
         SectionId::Names,
         SectionId::Owners,
         SectionId::V4,
         SectionId::V6,
         SectionId::Meta,
-        SectionId::Filter,
     ];
 }
 
@@ -186,7 +185,7 @@ fn align8(n: usize) -> usize {
 /// Byte ranges of each section inside a validated file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Layout {
-    ranges: [(usize, usize); 6],
+    ranges: [(usize, usize); 5],
 }
 
 impl Layout {
@@ -243,7 +242,7 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, CompiledError> {
             message: format!("{count} sections do not fit in the file"),
         })?;
     let mut layout = Layout::default();
-    let mut seen = [false; 6];
+    let mut seen = [false; 5];
     for entry in bytes[HEADER_LEN..table_end].chunks_exact(ENTRY_LEN) {
         let id = read_u32(entry, 0);
         let offset = read_u64(entry, 8);
@@ -263,8 +262,7 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, CompiledError> {
         seen[id as usize - 1] = true;
     }
     for (i, present) in seen.iter().enumerate() {
-        // The name filter is an optimisation: without it every lookup walks the index.
-        if !present && SectionId::ALL[i] != SectionId::Filter {
+        if !present {
             return Err(CompiledError::BadSection {
                 section: SectionId::ALL[i].name(),
                 message: "missing".into(),
@@ -320,7 +318,6 @@ mod tests {
             (SectionId::V4, vec![9; 16]),
             (SectionId::V6, vec![]),
             (SectionId::Meta, b"{}".to_vec()),
-            (SectionId::Filter, vec![0; 16]),
         ])
     }
 
@@ -358,8 +355,11 @@ mod tests {
             validate(b"hello world, this is not a rule set"),
             Err(CompiledError::BadMagic)
         );
-        file[8] = 2;
-        assert_eq!(validate(&file), Err(CompiledError::UnsupportedVersion(2)));
+        file[8] = VERSION as u8 + 1;
+        assert_eq!(
+            validate(&file),
+            Err(CompiledError::UnsupportedVersion(VERSION + 1))
+        );
         let file = sample();
         let msg = validate(&file[..40]).unwrap_err().to_string();
         assert!(msg.contains("truncated"), "{msg}");

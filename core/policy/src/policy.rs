@@ -584,8 +584,13 @@ fn first_word(owner: &str) -> Option<&str> {
         .filter(|w| w.len() >= 3)
 }
 
+/// Whether `name` has a trailing dot or an uppercase letter. Runs on every name decision:
+/// written as a fold without early exit so that it compiles to a vector loop.
 fn needs_normalizing(name: &str) -> bool {
-    name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase())
+    name.ends_with('.')
+        || name
+            .bytes()
+            .fold(false, |upper, b| upper | b.is_ascii_uppercase())
 }
 
 fn normalize(name: &str) -> String {

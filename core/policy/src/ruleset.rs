@@ -4,100 +4,59 @@
 //! owned or memory-mapped: building one writes the file in memory and opens it, so there is one
 //! code path for fresh and loaded rules.
 //!
-//! Names are stored byte-reversed (`ads.example.com` -> `moc.elpmaxe.sda`) in an FST (the `fst` crate):
-//! every rule that can apply to a name is keyed by a suffix of the name ending at a label
-//! boundary, and reversed suffixes are prefixes of the reversed name, so one walk over the name's
-//! bytes from the end visits every candidate rule. The FST shares both the common prefixes of
-//! reversed names (TLDs, registrable domains) and their common suffixes (`www.`, `ads.`): about
-//! 9 bytes per name for the names alone and 10-13 with each rule's list line (measured in
-//! `examples/memory.rs`), read in place without parsing.
+//! **Names are not stored.** Every rule that can apply to a name is keyed by a suffix of the
+//! name that starts at a label boundary (`ads.example.com`, `example.com`, `com`). The name
+//! index ([`index`]) keeps, per key, a 32-bit fingerprint of the key's hash in a bucket chosen by
+//! the hash's top bits, and a bit-packed value: one pass over the query name from its end
+//! hashes every suffix, the buckets of all suffixes are prefetched, then compared. At a million
+//! keys that is about 4 bytes of fingerprint, 0.5 of directory and 2.6 of value per key
+//! (measured in `examples/memory.rs`), read in place without parsing. The rule text shown to
+//! the user is rebuilt from the matched suffix of the query (which is the key) and the rule's
+//! kind, so a decision still names its rule, list and line.
 //!
-//! In front of the walk, a bitmap over the hash of every key's last two labels (the filter
-//! section, one byte per registrable domain) answers "no rule can match" for most names that no
-//! list mentions, with one hash and one memory access: most traffic is such names.
+//! **Values.** A value is `combination << low_bits | low`: the combination indexes a small
+//! dictionary of the distinct (list, exception, `$important`, exact-or-subtree) tuples of the
+//! set, and `low` is the rule's line, with `low_bits` as wide as the largest line needs (20 bits
+//! for a million-line list). One combination means "see the side table": keys with several
+//! rules, `$dnstype` / `$denyallow`, a noted text, exceptions, or a hash that collides with
+//! another key's; `low` then indexes the side table in the metadata section.
 //!
-//! Each FST value packs one rule (list, line, action, `$important`, exact-or-subtree) into a
-//! `u64`. Names with several rules, or with `$dnstype` / `$denyallow`, point into a side table in
-//! the metadata section instead. Globs and regexes are rare (AdBlock lists); they live in the
-//! metadata and are checked only when a literal prefilter (globs) or the combined regex set says
-//! they may apply.
+//! **False matches** (see [`index`] for the odds, about 2^-29 per probe at a million keys)
+//! can only block: a side-table key that can allow (an exception) or whose hash is shared with
+//! another key keeps its full name, and a match is confirmed against it. Domain-owner facts use
+//! the same index, unconfirmed.
+//!
+//! Globs and regexes are rare (AdBlock lists); they live in the metadata and are checked only
+//! when a literal prefilter (globs) or the combined regex set says they may apply.
+
+mod index;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use fst::raw::{Fst, Output};
 use serde::{Deserialize, Serialize};
 
 use crate::format::{self, CompiledError, SectionId};
 use crate::rules::{Action, DnsTypeFilter, IpNet, NamePattern, Rule};
+use index::IndexLayout;
 
 /// Anything that holds the bytes of a compiled file: `Vec<u8>`, a memory map, a static slice.
 pub trait Backing: AsRef<[u8]> + Send + Sync + 'static {}
 impl<T: AsRef<[u8]> + Send + Sync + 'static> Backing for T {}
 
-/// Packed FST value layout (see the module doc).
-const LINE_MASK: u64 = 0xffff_ffff;
-const LIST_SHIFT: u32 = 32;
-const FLAG_ALLOW: u64 = 1 << 48;
-const FLAG_IMPORTANT: u64 = 1 << 49;
-const FLAG_EXACT: u64 = 1 << 50;
-const FLAG_MULTI: u64 = 1 << 63;
-
 /// Regexes are compiled with this size limit so that a hostile list cannot make matching (or
 /// compiling) expensive: 1 MiB of compiled program is far beyond any real DNS regex.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Filter flag: some key has a single label, so the filter cannot exclude anything.
-const FILTER_SINGLE_LABEL: u8 = 1;
+/// Suffixes hashed (and their buckets prefetched) before their buckets are compared: real
+/// names have 2-5 labels, so one batch almost always covers a name and every bucket load of
+/// the name is in flight at once; longer names take several batches. Small, because the batch
+/// lives on the stack of every lookup.
+const PROBE_BATCH: usize = 8;
 
-/// Filter bits per distinct two-label suffix: 8 gives about 12 % false positives with one
-/// hash (1 - e^(-1/8)), for one byte per registrable domain.
-const FILTER_BITS_PER_SUFFIX: usize = 8;
-
-/// FNV-1a over the name's last two labels, read from the end (the same bytes, in the same
-/// order, as the first two labels of a reversed key). Stable across versions: it is part of
-/// the file format.
-#[inline]
-fn suffix_hash(name: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut dots = 0;
-    for &b in name.iter().rev() {
-        if b == b'.' {
-            dots += 1;
-            if dots == 2 {
-                break;
-            }
-        }
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// The first two labels of a reversed key (its last two labels read from the end).
-fn two_label_prefix(key: &[u8]) -> &[u8] {
-    let mut dots = 0;
-    for (i, &b) in key.iter().enumerate() {
-        if b == b'.' {
-            dots += 1;
-            if dots == 2 {
-                return &key[..i];
-            }
-        }
-    }
-    key
-}
-
-/// [`suffix_hash`] of a reversed key's first two labels (same bytes, same order).
-fn key_hash(reversed_prefix: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in reversed_prefix {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+/// The combination that sends a key to the side table (always index 0).
+const SIDE_COMBINATION: usize = 0;
 
 /// No rule in an address table interval.
 const NO_RULE: u32 = u32::MAX;
@@ -121,7 +80,7 @@ impl AsRef<[u8]> for Section {
 }
 
 /// One name rule as the side table stores it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct NameEntry {
     pub list: u16,
     pub line: u32,
@@ -140,34 +99,9 @@ pub(crate) struct NameEntry {
 }
 
 impl NameEntry {
-    fn packed(&self) -> Option<u64> {
-        if self.dnstype.is_some() || !self.denyallow.is_empty() || self.text.is_some() {
-            return None;
-        }
-        let mut v = u64::from(self.line) | (u64::from(self.list) << LIST_SHIFT);
-        if self.allow {
-            v |= FLAG_ALLOW;
-        }
-        if self.important {
-            v |= FLAG_IMPORTANT;
-        }
-        if self.exact {
-            v |= FLAG_EXACT;
-        }
-        Some(v)
-    }
-
-    fn unpack(v: u64) -> NameEntry {
-        NameEntry {
-            list: ((v >> LIST_SHIFT) & 0xffff) as u16,
-            line: (v & LINE_MASK) as u32,
-            allow: v & FLAG_ALLOW != 0,
-            important: v & FLAG_IMPORTANT != 0,
-            exact: v & FLAG_EXACT != 0,
-            dnstype: None,
-            denyallow: Vec::new(),
-            text: None,
-        }
+    /// Whether the value fits a combination and a line (else it goes to the side table).
+    fn is_plain(&self) -> bool {
+        self.dnstype.is_none() && self.denyallow.is_empty() && self.text.is_none()
     }
 
     /// Whether `$dnstype` and `$denyallow` let this rule apply to the query.
@@ -237,7 +171,10 @@ pub(crate) struct AppOwnerFact {
 struct Meta {
     lists: Vec<String>,
     name_keys: u64,
-    multi: Vec<Vec<NameEntry>>,
+    /// The distinct (list, flags) tuples of indexed name rules; index 0 is the side table.
+    combinations: Vec<Combination>,
+    /// Indexed keys whose rules do not fit a combination and a line.
+    side: Vec<SideEntry>,
     patterns: Vec<PatternEntry>,
     addr_rules: Vec<MetaRule>,
     /// Sorted by ASN.
@@ -247,6 +184,25 @@ struct Meta {
     country_rules: Vec<([u8; 2], MetaRule)>,
     domain_owners: Vec<OwnerFact>,
     app_owners: Vec<AppOwnerFact>,
+}
+
+/// What a plain indexed rule is, apart from its line: one entry of the combination dictionary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+struct Combination {
+    list: u16,
+    allow: bool,
+    important: bool,
+    exact: bool,
+}
+
+/// The rules of one indexed key that does not fit a combination and a line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SideEntry {
+    /// The key itself, when a fingerprint match must be confirmed: the key has an exception
+    /// (a false match must never allow) or shares its hash with another key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    rules: Vec<NameEntry>,
 }
 
 /// What a name matched in one rule set.
@@ -272,19 +228,20 @@ pub(crate) struct NameMatch {
 /// A cheap reference to a hit, turned into a [`NameHit`] only for the rule that decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NameHitRef {
-    /// An indexed name: the entry and where the matched suffix starts in the query name.
+    /// An indexed name: its index value, the rule in a side-table entry (`u32::MAX` for a
+    /// plain value) and where the matched suffix starts in the query name.
     Indexed {
         value: u64,
         entry_index: u32,
-        suffix_start: u16,
+        suffix_start: u32,
     },
     /// Pattern `i` of the metadata.
     Pattern(u32),
 }
 
 impl NameMatch {
-    fn offer(&mut self, entry: &NameEntry, hit: NameHitRef) {
-        let slot = match (entry.important, entry.allow) {
+    fn offer(&mut self, important: bool, allow: bool, hit: NameHitRef) {
+        let slot = match (important, allow) {
             (true, true) => &mut self.important_allow,
             (true, false) => &mut self.important_block,
             (false, true) => &mut self.allow,
@@ -301,11 +258,10 @@ impl NameMatch {
 /// Cheap to share (`Arc<RuleSet>`); `Send + Sync`; backed by owned bytes or a memory map.
 pub struct RuleSet {
     data: Arc<dyn Backing>,
-    names: Fst<Section>,
-    owners: Fst<Section>,
+    names: IndexLayout,
+    owners: IndexLayout,
     v4: Section,
     v6: Section,
-    filter: Section,
     meta: Meta,
     regexes: Option<regex::RegexSet>,
     /// Indices into `meta.patterns` of the regexes in `regexes`, in order.
@@ -347,32 +303,23 @@ impl RuleSet {
                 end,
             }
         };
-        let names = Fst::new(section(SectionId::Names)).map_err(|e| CompiledError::BadSection {
-            section: "names",
-            message: e.to_string(),
-        })?;
-        let owners =
-            Fst::new(section(SectionId::Owners)).map_err(|e| CompiledError::BadSection {
-                section: "owners",
-                message: e.to_string(),
-            })?;
+        let index = |id: SectionId, name: &'static str| {
+            let (start, end) = layout.range(id);
+            IndexLayout::parse((*data).as_ref(), start, end).map_err(|message| {
+                CompiledError::BadSection {
+                    section: name,
+                    message,
+                }
+            })
+        };
+        let names = index(SectionId::Names, "names")?;
+        let owners = index(SectionId::Owners, "owners")?;
         let v4 = section(SectionId::V4);
         if v4.as_ref().len() % 8 != 0 {
             return Err(CompiledError::BadSection {
                 section: "v4",
                 message: "length is not a multiple of 8".into(),
             });
-        }
-        let filter = section(SectionId::Filter);
-        {
-            let f = filter.as_ref();
-            let bits = f.len().saturating_sub(8) * 8;
-            if !f.is_empty() && (f.len() < 8 || !bits.is_power_of_two()) {
-                return Err(CompiledError::BadSection {
-                    section: "filter",
-                    message: "bitmap is not a power of two bits".into(),
-                });
-            }
         }
         let v6 = section(SectionId::V6);
         if v6.as_ref().len() % 20 != 0 {
@@ -388,6 +335,12 @@ impl RuleSet {
                     message: e.to_string(),
                 }
             })?;
+        if meta.combinations.is_empty() {
+            return Err(CompiledError::BadSection {
+                section: "meta",
+                message: "no side-table combination".into(),
+            });
+        }
         let mut regex_sources = Vec::new();
         let mut regex_patterns = Vec::new();
         let mut globs = Vec::new();
@@ -423,7 +376,6 @@ impl RuleSet {
             owners,
             v4,
             v6,
-            filter,
             meta,
             regexes,
             regex_patterns,
@@ -431,30 +383,39 @@ impl RuleSet {
         })
     }
 
-    /// Checks every node of the name and owner indexes, for files Embargo did not write itself.
+    /// Checks every entry of the name and owner indexes, for files Embargo did not write itself.
     ///
-    /// Trust model: [`RuleSet::from_backing`] checks the header, the checksum and every section's
-    /// bounds, which turns accidental corruption (a flipped bit, a truncated copy) into an error.
-    /// It does not decode the FSTs, so that opening a million-name file stays O(1): a file
-    /// crafted on purpose, with a valid checksum over malformed FST nodes, can make the `fst`
-    /// crate panic during a lookup (found by the `compiled_load` fuzz target). Call `verify`
-    /// (O(size), about 10 ns per byte) before using a file from an untrusted source; it visits
-    /// every reachable node once and reports a malformed one as an error. It relies on
-    /// `catch_unwind`, so it needs `panic = "unwind"` (the default).
+    /// Trust model: [`RuleSet::from_backing`] checks the header, the checksum, every section's
+    /// bounds and each index's header and bucket directory: after that no lookup can panic or
+    /// read outside the file, whatever the bytes (the `compiled_load` fuzz target checks this).
+    /// What opening skips, to stay O(1) in the number of keys, is each key's content: a crafted
+    /// file with a valid checksum can hold unsorted fingerprints (keys that are then not found)
+    /// or values that point past the side table or the owner facts (ignored at lookup). Call
+    /// `verify` (O(keys), a few ns per key) before using a file from an untrusted source to turn
+    /// those into an error.
     pub fn verify(&self) -> Result<(), CompiledError> {
-        for (section, fst) in [("names", &self.names), ("owners", &self.owners)] {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| visit_all(fst)));
-            match result {
-                Ok(true) => {}
-                Ok(false) | Err(_) => {
-                    return Err(CompiledError::BadSection {
-                        section,
-                        message: "malformed index node".into(),
-                    })
-                }
-            }
-        }
-        Ok(())
+        let file = self.as_bytes();
+        let low_bits = self.names.low_bits;
+        let low_mask = (1u64 << low_bits) - 1;
+        let combinations = self.meta.combinations.len() as u64;
+        let side = self.meta.side.len() as u64;
+        self.names
+            .verify(file, |v| {
+                let combination = v >> low_bits;
+                combination < combinations
+                    && (combination != SIDE_COMBINATION as u64 || (v & low_mask) < side)
+            })
+            .map_err(|message| CompiledError::BadSection {
+                section: "names",
+                message,
+            })?;
+        let facts = self.meta.domain_owners.len() as u64;
+        self.owners
+            .verify(file, |v| v < facts)
+            .map_err(|message| CompiledError::BadSection {
+                section: "owners",
+                message,
+            })
     }
 
     /// The compiled bytes (write them to a file to load them later).
@@ -490,96 +451,77 @@ impl RuleSet {
         self.meta.lists.get(list as usize).map_or("?", |s| s)
     }
 
-    /// Walks the reversed name through the FST and reports each rule keyed by a suffix that
-    /// ends at a label boundary.
+    /// Reports the value of every key of `index` that is a suffix of `name` starting at a
+    /// label boundary, shortest suffix first, with where the suffix starts.
+    ///
+    /// One pass from the end of the name hashes every suffix (the hash is a running state, so
+    /// the hash of `example.com` is on the way to the hash of `ads.example.com`) and prefetches
+    /// its bucket's directory entry; then each bucket's range is read (prefetching its
+    /// fingerprints), then compared. The loads of all suffixes overlap instead of following
+    /// one another.
     #[inline]
-    fn walk(&self, fst: &Fst<Section>, name: &[u8], mut found: impl FnMut(usize, u64)) {
-        // Re-open the FST over a plain slice for the walk: `Fst::new` only reads the footer
-        // (validated at load), and every node step then reads the slice directly instead of
-        // going through the backing's `dyn AsRef` and a bounds-checked sub-slice.
-        let Ok(fst) = Fst::new(fst.as_bytes()) else {
+    fn walk(&self, index: &IndexLayout, name: &[u8], mut found: impl FnMut(usize, u64)) {
+        if index.n == 0 {
             return;
-        };
-        let mut node = fst.root();
-        let mut out = Output::zero();
-        for i in (0..name.len()).rev() {
-            let Some(t) = node.find_input(name[i]) else {
-                return;
-            };
-            let t = node.transition(t);
-            out = out.cat(t.out);
-            node = fst.node(t.addr);
-            if node.is_final() && (i == 0 || name[i - 1] == b'.') {
-                found(i, out.cat(node.final_output()).value());
-            }
         }
+        let view = index.view(self.as_bytes());
+        let mut batch = [(0u64, 0usize); PROBE_BATCH];
+        let mut k = 0;
+        index::for_each_suffix(name, |start, suffix| {
+            view.prefetch_bucket(suffix);
+            if let Some(slot) = batch.get_mut(k) {
+                *slot = (suffix, start);
+                k += 1;
+            }
+            if k == PROBE_BATCH {
+                probe(&view, &batch, &mut found);
+                k = 0;
+            }
+        });
+        probe(&view, batch.get(..k).unwrap_or_default(), &mut found);
     }
 
     /// Every name rule that applies to `name` (lowercase, no trailing dot), strongest per class.
     pub(crate) fn match_name(&self, name: &str, dns_type: Option<u16>, m: &mut NameMatch) {
-        let bytes = name.as_bytes();
-        if self.filter_may_match(bytes) {
-            self.walk_names(name, dns_type, m);
+        self.walk_names(name, dns_type, m);
+        if !self.meta.patterns.is_empty() {
+            self.match_patterns(name, dns_type, m);
         }
-        self.match_patterns(name, dns_type, m);
-    }
-
-    /// Whether some indexed key can be a suffix of `name`: every key of two or more labels
-    /// that matches shares the name's last two labels, whose hash must be set in the filter;
-    /// keys of one label (a TLD rule) turn the filter off. Most names that no rule covers stop
-    /// here after one hash and one memory access, instead of a walk through the FST.
-    #[inline]
-    fn filter_may_match(&self, name: &[u8]) -> bool {
-        let f = self.filter.as_ref();
-        if f.first()
-            .is_none_or(|flags| flags & FILTER_SINGLE_LABEL != 0)
-        {
-            return true;
-        }
-        let bitmap = f.get(8..).unwrap_or(&[]);
-        let bits = bitmap.len() * 8;
-        if bits == 0 {
-            return true;
-        }
-        let h = suffix_hash(name) as usize & (bits - 1);
-        bitmap[h / 8] & (1 << (h % 8)) != 0
     }
 
     fn walk_names(&self, name: &str, dns_type: Option<u16>, m: &mut NameMatch) {
-        let bytes = name.as_bytes();
-        self.walk(&self.names, bytes, |start, value| {
+        let low_bits = self.names.low_bits;
+        let low_mask = (1u64 << low_bits) - 1;
+        self.walk(&self.names, name.as_bytes(), |start, value| {
             let full = start == 0;
-            if value & FLAG_MULTI == 0 {
-                if value & FLAG_EXACT != 0 && !full {
-                    return;
-                }
-                let entry = NameEntry::unpack(value);
-                m.offer(
-                    &entry,
-                    NameHitRef::Indexed {
-                        value,
-                        entry_index: u32::MAX,
-                        suffix_start: start as u16,
-                    },
-                );
-            } else {
-                let idx = (value & LINE_MASK) as usize;
-                let Some(entries) = self.meta.multi.get(idx) else {
+            let combination = (value >> low_bits) as usize;
+            let hit = |entry_index| NameHitRef::Indexed {
+                value,
+                entry_index,
+                suffix_start: start as u32,
+            };
+            if combination != SIDE_COMBINATION {
+                let Some(c) = self.meta.combinations.get(combination) else {
                     return;
                 };
-                for (j, e) in entries.iter().enumerate() {
-                    if (e.exact && !full) || !e.applies(name, dns_type) {
-                        continue;
-                    }
-                    m.offer(
-                        e,
-                        NameHitRef::Indexed {
-                            value,
-                            entry_index: j as u32,
-                            suffix_start: start as u16,
-                        },
-                    );
+                if !c.exact || full {
+                    m.offer(c.important, c.allow, hit(u32::MAX));
                 }
+                return;
+            }
+            let Some(side) = self.meta.side.get((value & low_mask) as usize) else {
+                return;
+            };
+            if let Some(key) = &side.name {
+                if name.get(start..) != Some(key.as_str()) {
+                    return;
+                }
+            }
+            for (j, e) in side.rules.iter().enumerate() {
+                if (e.exact && !full) || !e.applies(name, dns_type) {
+                    continue;
+                }
+                m.offer(e.important, e.allow, hit(j as u32));
             }
         });
     }
@@ -601,7 +543,7 @@ impl RuleSet {
                 if glob_match(pattern, *anchored_start, *anchored_end, name)
                     && p.entry.applies(name, dns_type)
                 {
-                    m.offer(&p.entry, NameHitRef::Pattern(*i));
+                    m.offer(p.entry.important, p.entry.allow, NameHitRef::Pattern(*i));
                 }
             }
         }
@@ -612,7 +554,7 @@ impl RuleSet {
                 };
                 if let Some(p) = self.meta.patterns.get(i as usize) {
                     if p.entry.applies(name, dns_type) {
-                        m.offer(&p.entry, NameHitRef::Pattern(i));
+                        m.offer(p.entry.important, p.entry.allow, NameHitRef::Pattern(i));
                     }
                 }
             }
@@ -627,16 +569,35 @@ impl RuleSet {
                 entry_index,
                 suffix_start,
             } => {
-                let entry = if value & FLAG_MULTI == 0 {
-                    NameEntry::unpack(value)
+                let low_bits = self.names.low_bits;
+                let low = value & ((1u64 << low_bits) - 1);
+                let combination = (value >> low_bits) as usize;
+                let entry = if combination != SIDE_COMBINATION {
+                    let c = self
+                        .meta
+                        .combinations
+                        .get(combination)
+                        .copied()
+                        .unwrap_or_default();
+                    NameEntry {
+                        list: c.list,
+                        line: low as u32,
+                        allow: c.allow,
+                        important: c.important,
+                        exact: c.exact,
+                        dnstype: None,
+                        denyallow: Vec::new(),
+                        text: None,
+                    }
                 } else {
                     self.meta
-                        .multi
-                        .get((value & LINE_MASK) as usize)
-                        .and_then(|v| v.get(entry_index as usize))
+                        .side
+                        .get(low as usize)
+                        .and_then(|s| s.rules.get(entry_index as usize))
                         .cloned()
-                        .unwrap_or_else(|| NameEntry::unpack(0))
+                        .unwrap_or_default()
                 };
+
                 let suffix = name.get(suffix_start as usize..).unwrap_or(name);
                 NameHit {
                     list: entry.list,
@@ -711,6 +672,7 @@ impl RuleSet {
     /// The most specific domain-owner fact for a name.
     pub(crate) fn owner_of_name(&self, name: &str) -> Option<&OwnerFact> {
         let mut best = None;
+        // The longest suffix wins: it is reported last.
         self.walk(&self.owners, name.as_bytes(), |_, value| best = Some(value));
         self.meta.domain_owners.get(best? as usize)
     }
@@ -726,31 +688,18 @@ impl RuleSet {
     }
 }
 
-/// Decodes every node reachable from the root once (a DAG walk with a visited set), looking up
-/// each transition's input too so that indexed nodes are exercised. `false` when an address
-/// points outside the FST.
-fn visit_all(fst: &Fst<Section>) -> bool {
-    let len = fst.as_bytes().len();
-    let mut seen = HashSet::new();
-    let mut stack = vec![fst.root().addr()];
-    while let Some(addr) = stack.pop() {
-        if addr >= len && addr != 0 {
-            return false;
-        }
-        if !seen.insert(addr) {
-            continue;
-        }
-        let node = fst.node(addr);
-        let _ = node.is_final();
-        let _ = node.final_output();
-        for t in node.transitions() {
-            if node.find_input(t.inp).is_none() {
-                return false;
-            }
-            stack.push(t.addr);
-        }
+/// Reads the candidate range of every suffix in `batch` (prefetching its fingerprints), then
+/// reports the matches: by the time the second loop reads a bucket, its load has been in
+/// flight since the first.
+#[inline(always)]
+fn probe(view: &index::IndexView<'_>, batch: &[(u64, usize)], found: &mut impl FnMut(usize, u64)) {
+    let mut ranges = [(0usize, 0usize); PROBE_BATCH];
+    for (range, &(h, _)) in ranges.iter_mut().zip(batch) {
+        *range = view.candidates(h);
     }
-    true
+    for (&range, &(h, start)) in ranges.iter().zip(batch) {
+        view.matches(h, range, |i| found(start, view.value(i)));
+    }
 }
 
 /// Whether `name` is `domain` or below it.
@@ -1034,7 +983,7 @@ impl RuleSetBuilder {
                 }
                 Rule::DomainOwner(d) => {
                     let list = c.list(&d.source.list);
-                    let key = reversed(&normalize(&d.domain));
+                    let key = normalize(&d.domain);
                     if key.is_empty() {
                         continue;
                     }
@@ -1101,22 +1050,19 @@ fn normalize(name: &str) -> String {
     name.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn reversed(name: &str) -> Vec<u8> {
-    name.bytes().rev().collect()
-}
-
 #[derive(Default)]
 struct Compiler {
     meta: Meta,
     list_index: HashMap<String, u16>,
-    /// Reversed, lowercased name keys, back to back (one allocation for a million names).
+    /// Lowercased name keys, back to back (one allocation for a million names).
     key_arena: Vec<u8>,
-    /// One slot per name rule, pointing into `key_arena`; 16 bytes, so sorting a million is
+    /// One slot per name rule, pointing into `key_arena`; 24 bytes, so sorting a million is
     /// cheap.
     names: Vec<NameSlot>,
-    /// Rules that do not pack into a u64 (`$dnstype`, `$denyallow`, a noted text).
+    /// Rules that are not plain (`$dnstype`, `$denyallow`, a noted text).
     complex: Vec<NameEntry>,
-    owner_keys: Vec<(Vec<u8>, u64)>,
+    /// Normalised owner domains and the index of their fact.
+    owner_keys: Vec<(String, u64)>,
     addresses: Vec<(IpNet, MetaRule)>,
     duplicates_hint: u64,
 }
@@ -1124,25 +1070,47 @@ struct Compiler {
 /// A name rule during compilation.
 #[derive(Debug, Clone, Copy)]
 struct NameSlot {
+    /// [`index::key_hash`] of the key.
+    hash: u64,
     start: u32,
     len: u32,
-    /// The packed value, or `FLAG_MULTI | index into Compiler::complex`.
-    value: u64,
+    /// The rule's line, or its index in `Compiler::complex` when `complex`.
+    line: u32,
+    list: u16,
+    allow: bool,
+    important: bool,
+    exact: bool,
+    complex: bool,
+}
+
+/// Where an indexed key's rules went: a plain combination and line, or the side table.
+#[derive(Debug, Clone, Copy)]
+struct KeyValue {
+    hash: u64,
+    combination: u32,
+    low: u32,
 }
 
 impl Compiler {
     fn entry(&self, slot: &NameSlot) -> NameEntry {
-        if slot.value & FLAG_MULTI == 0 {
-            NameEntry::unpack(slot.value)
-        } else {
+        if slot.complex {
             self.complex
-                .get((slot.value & LINE_MASK) as usize)
+                .get(slot.line as usize)
                 .cloned()
-                .unwrap_or_else(|| NameEntry::unpack(0))
+                .unwrap_or_default()
+        } else {
+            NameEntry {
+                list: slot.list,
+                line: slot.line,
+                allow: slot.allow,
+                important: slot.important,
+                exact: slot.exact,
+                ..NameEntry::default()
+            }
         }
     }
 
-    /// Appends the reversed, lowercased name (without a trailing dot) to the arena.
+    /// Appends the lowercased name (without a trailing dot) to the arena.
     fn push_name(&mut self, name: &str, entry: NameEntry) {
         let name = name.trim().trim_end_matches('.');
         if name.is_empty() || self.key_arena.len() + name.len() > u32::MAX as usize {
@@ -1150,19 +1118,25 @@ impl Compiler {
         }
         let start = self.key_arena.len() as u32;
         self.key_arena
-            .extend(name.bytes().rev().map(|b| b.to_ascii_lowercase()));
-        let value = match entry.packed() {
-            Some(v) => v,
-            None => {
-                self.complex.push(entry);
-                FLAG_MULTI | (self.complex.len() as u64 - 1)
-            }
-        };
-        self.names.push(NameSlot {
+            .extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        let key = &self.key_arena[start as usize..];
+        let mut slot = NameSlot {
+            hash: index::key_hash(key),
             start,
             len: name.len() as u32,
-            value,
-        });
+            line: entry.line,
+            list: entry.list,
+            allow: entry.allow,
+            important: entry.important,
+            exact: entry.exact,
+            complex: false,
+        };
+        if !entry.is_plain() {
+            slot.complex = true;
+            slot.line = self.complex.len() as u32;
+            self.complex.push(entry);
+        }
+        self.names.push(slot);
     }
 
     fn list(&mut self, name: &str) -> u16 {
@@ -1192,94 +1166,140 @@ impl Compiler {
         self.finish_with(&mut BuildReport::default())
     }
 
-    fn finish_with(mut self, report: &mut BuildReport) -> Vec<u8> {
-        // Names: sort by key (stable: rules of one key stay in the order they were added), then
-        // group rules of the same key.
+    /// Groups the name rules by key and writes the name index (see the module doc): plain
+    /// single-rule keys become a combination and a line, the others a side-table entry.
+    fn name_index(&mut self, report: &mut BuildReport) -> Vec<u8> {
+        // Sort by hash, then key (stable: rules of one key stay in the order they were added),
+        // so that the rules of a key are adjacent and keys come in index order.
         let mut slots = std::mem::take(&mut self.names);
         let arena = std::mem::take(&mut self.key_arena);
-        let key = |slot: &NameSlot| &arena[slot.start as usize..(slot.start + slot.len) as usize];
-        slots.sort_by(|a, b| key(a).cmp(key(b)));
-        let mut names_fst = fst::raw::Builder::memory();
+        let key = |slot: &NameSlot| {
+            arena
+                .get(slot.start as usize..(slot.start + slot.len) as usize)
+                .unwrap_or_default()
+        };
+        slots.sort_by(|a, b| a.hash.cmp(&b.hash).then_with(|| key(a).cmp(key(b))));
+        let mut groups: Vec<(usize, usize)> = Vec::new();
         let mut i = 0;
-        let mut keys = 0u64;
-        let mut suffix_hashes: Vec<u64> = Vec::new();
-        let mut last_suffix: &[u8] = &[];
-        let mut single_label = false;
         while i < slots.len() {
-            let this = key(&slots[i]);
-            let suffix = two_label_prefix(this);
-            if suffix.len() == this.len() && !this.contains(&b'.') {
-                single_label = true;
-            }
-            if suffix != last_suffix || suffix_hashes.is_empty() {
-                suffix_hashes.push(key_hash(suffix));
-                last_suffix = suffix;
-            }
             let mut j = i + 1;
-            while j < slots.len() && key(&slots[j]) == this {
+            while j < slots.len()
+                && slots[j].hash == slots[i].hash
+                && key(&slots[j]) == key(&slots[i])
+            {
                 j += 1;
             }
-            let value = if j == i + 1 && slots[i].value & FLAG_MULTI == 0 {
-                slots[i].value
-            } else {
-                let mut group: Vec<NameEntry> = Vec::with_capacity(j - i);
-                for slot in &slots[i..j] {
-                    let e = self.entry(slot);
-                    let dup = group.iter().any(|g| {
-                        g.allow == e.allow
-                            && g.important == e.important
-                            && g.exact == e.exact
-                            && g.dnstype == e.dnstype
-                            && g.denyallow == e.denyallow
-                            && g.text == e.text
-                    });
-                    if dup {
-                        report.duplicates += 1;
-                    } else {
-                        group.push(e);
-                    }
-                }
-                match (group.len(), group[0].packed()) {
-                    (1, Some(v)) => v,
-                    _ => {
-                        let idx = self.meta.multi.len() as u64;
-                        self.meta.multi.push(group);
-                        FLAG_MULTI | idx
-                    }
-                }
-            };
-            // Keys are sorted and distinct, so insert cannot fail.
-            if let Err(e) = names_fst.insert(this, value) {
-                log::error!("fst insert: {e}");
-            }
-            keys += 1;
+            groups.push((i, j));
             i = j;
         }
-        self.meta.name_keys = keys;
-        let names_bytes = names_fst.into_inner().unwrap_or_default();
-        let bits = (suffix_hashes.len() * FILTER_BITS_PER_SUFFIX)
-            .max(64)
-            .next_power_of_two();
-        let mut filter_bytes = vec![0u8; 8 + bits / 8];
-        if single_label {
-            filter_bytes[0] |= FILTER_SINGLE_LABEL;
+        let n = groups.len();
+        self.meta.name_keys = n as u64;
+        // Keys that the index cannot tell apart (same bucket and fingerprint) are confirmed by
+        // name; they are adjacent in hash order.
+        let tag = |g: usize| index::tag_of(slots[groups[g].0].hash, n);
+        let mut combinations: HashMap<Combination, u32> = HashMap::new();
+        self.meta.combinations = vec![Combination::default()];
+        let mut values: Vec<KeyValue> = Vec::with_capacity(n);
+        for (g, &(i, j)) in groups.iter().enumerate() {
+            let hash = slots[i].hash;
+            let collides = (g > 0 && tag(g - 1) == tag(g)) || (g + 1 < n && tag(g + 1) == tag(g));
+            let first = &slots[i];
+            if j == i + 1 && !first.complex && !first.allow && !collides {
+                let c = Combination {
+                    list: first.list,
+                    allow: false,
+                    important: first.important,
+                    exact: first.exact,
+                };
+                let next = self.meta.combinations.len() as u32;
+                let combination = *combinations.entry(c).or_insert(next);
+                if combination == next {
+                    self.meta.combinations.push(c);
+                }
+                values.push(KeyValue {
+                    hash,
+                    combination,
+                    low: first.line,
+                });
+                continue;
+            }
+            let mut rules: Vec<NameEntry> = Vec::with_capacity(j - i);
+            for slot in &slots[i..j] {
+                let e = self.entry(slot);
+                let dup = rules.iter().any(|g| {
+                    g.allow == e.allow
+                        && g.important == e.important
+                        && g.exact == e.exact
+                        && g.dnstype == e.dnstype
+                        && g.denyallow == e.denyallow
+                        && g.text == e.text
+                });
+                if dup {
+                    report.duplicates += 1;
+                } else {
+                    rules.push(e);
+                }
+            }
+            let confirm = collides || rules.iter().any(|r| r.allow);
+            let plain = rules.len() == 1 && rules[0].is_plain() && !confirm;
+            if plain {
+                let e = &rules[0];
+                let c = Combination {
+                    list: e.list,
+                    allow: false,
+                    important: e.important,
+                    exact: e.exact,
+                };
+                let next = self.meta.combinations.len() as u32;
+                let combination = *combinations.entry(c).or_insert(next);
+                if combination == next {
+                    self.meta.combinations.push(c);
+                }
+                values.push(KeyValue {
+                    hash,
+                    combination,
+                    low: e.line,
+                });
+                continue;
+            }
+            let name = confirm.then(|| String::from_utf8_lossy(key(first)).into_owned());
+            values.push(KeyValue {
+                hash,
+                combination: SIDE_COMBINATION as u32,
+                low: self.meta.side.len() as u32,
+            });
+            self.meta.side.push(SideEntry { name, rules });
         }
-        for h in &suffix_hashes {
-            let bit = *h as usize & (bits - 1);
-            filter_bytes[8 + bit / 8] |= 1 << (bit % 8);
-        }
+        let max_low = values.iter().map(|v| v.low).max().unwrap_or(0);
+        let low_bits = index::bits_for(u64::from(max_low));
+        let width = low_bits + index::bits_for(self.meta.combinations.len() as u64 - 1);
+        let entries: Vec<(u64, u64)> = values
+            .iter()
+            .map(|v| {
+                (
+                    v.hash,
+                    (u64::from(v.combination) << low_bits) | u64::from(v.low),
+                )
+            })
+            .collect();
+        index::write(&entries, width, low_bits)
+    }
+
+    fn finish_with(mut self, report: &mut BuildReport) -> Vec<u8> {
+        let names_bytes = self.name_index(report);
 
         // Owner facts: the first fact for a domain wins (lists loaded first take precedence).
         self.owner_keys
             .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         self.owner_keys.dedup_by(|b, a| a.0 == b.0);
-        let mut owners_fst = fst::raw::Builder::memory();
-        for (k, v) in &self.owner_keys {
-            if let Err(e) = owners_fst.insert(k, *v) {
-                log::error!("fst insert: {e}");
-            }
-        }
-        let owners_bytes = owners_fst.into_inner().unwrap_or_default();
+        let mut owner_entries: Vec<(u64, u64)> = self
+            .owner_keys
+            .iter()
+            .map(|(k, v)| (index::key_hash(k.as_bytes()), *v))
+            .collect();
+        owner_entries.sort_unstable();
+        let owner_width = index::bits_for(self.meta.domain_owners.len() as u64);
+        let owners_bytes = index::write(&owner_entries, owner_width, 0);
 
         // Addresses: flatten nested CIDRs into disjoint intervals, most specific wins.
         let mut v4: Vec<(u128, u128, u32)> = Vec::new();
@@ -1333,7 +1353,6 @@ impl Compiler {
             (SectionId::V4, v4_bytes),
             (SectionId::V6, v6_bytes),
             (SectionId::Meta, meta_bytes),
-            (SectionId::Filter, filter_bytes),
         ])
     }
 }
@@ -1579,7 +1598,7 @@ mod tests {
     }
 
     #[test]
-    fn filter_agrees_with_keys() {
+    fn every_suffix_is_probed_and_nothing_else_matches() {
         let mut b = RuleSetBuilder::new();
         b.add(name_rule(
             NamePattern::Subtree("tiktokv.com".into()),
@@ -1592,18 +1611,13 @@ mod tests {
             2,
         ));
         let set = b.build();
-        for n in [
-            "tiktokv.com",
-            "x.tiktokv.com",
-            "a.b.example.org",
-            "q.example.org",
-        ] {
-            let suffix: Vec<u8> = two_label_prefix(&reversed(n)).to_vec();
-            assert_eq!(suffix_hash(n.as_bytes()), key_hash(&suffix), "{n}");
-        }
-        assert!(set.filter_may_match(b"log.tiktokv.com"));
-        assert!(set.filter_may_match(b"zz.a.b.example.org"));
-        // One-label keys (a TLD rule) disable the filter.
+        assert_eq!(matched(&set, "log.tiktokv.com").0.unwrap().line, 1);
+        assert_eq!(matched(&set, "a.b.example.org").0.unwrap().line, 2);
+        assert!(matched(&set, "zz.a.b.example.org").0.is_none());
+        assert!(matched(&set, "b.example.org").0.is_none());
+        // A suffix must start at a label boundary.
+        assert!(matched(&set, "xa.b.example.org").0.is_none());
+        // One-label keys (a TLD rule).
         let mut b = RuleSetBuilder::new();
         b.add(name_rule(
             NamePattern::Subtree("cn".into()),
@@ -1611,24 +1625,129 @@ mod tests {
             1,
         ));
         let set = b.build();
-        assert!(set.filter_may_match(b"anything.at.all"));
         assert!(matched(&set, "baidu.cn").0.is_some());
-        // Most unrelated names are filtered out (8 bits per suffix: ~12 % pass).
+        assert!(matched(&set, "cn").0.is_some());
+        assert!(matched(&set, "baidu.com").0.is_none());
+        // Many keys: every one found with its line, unrelated names never.
         let mut b = RuleSetBuilder::new();
-        for i in 0..1000 {
+        for i in 0..20_000 {
             b.add(name_rule(
                 NamePattern::Subtree(format!("d{i}.com")),
                 Action::Block,
-                i,
+                i + 1,
             ));
         }
         let set = b.build();
-        let passed = (0..10_000)
-            .filter(|i| set.filter_may_match(format!("x.q{i}.net").as_bytes()))
-            .count();
-        assert!(passed < 2_000, "{passed}");
-        for i in 0..1000 {
-            assert!(matched(&set, &format!("a.d{i}.com")).0.is_some());
+        assert_eq!(set.name_count(), 20_000);
+        set.verify().unwrap();
+        for i in 0..20_000 {
+            let hit = matched(&set, &format!("a.d{i}.com")).0.unwrap();
+            assert_eq!((hit.line, hit.rule), (i + 1, format!("d{i}.com")));
+        }
+        for i in 0..20_000 {
+            assert!(matched(&set, &format!("x.q{i}.net")).0.is_none());
+        }
+        // Names with more labels than one probe batch.
+        let deep: String = (0..40).map(|i| format!("l{i}.")).collect::<String>() + "d7.com";
+        assert_eq!(matched(&set, &deep).0.unwrap().line, 8);
+    }
+
+    #[test]
+    fn exceptions_and_colliding_keys_are_confirmed_by_name() {
+        let mut b = RuleSetBuilder::new();
+        b.add(name_rule(
+            NamePattern::Subtree("example.com".into()),
+            Action::Allow,
+            1,
+        ));
+        b.add(name_rule(
+            NamePattern::Subtree("tracker.net".into()),
+            Action::Block,
+            2,
+        ));
+        let (bytes, _) = {
+            let mut c = Compiler::default();
+            let mut e = NameEntry {
+                list: c.list("t"),
+                line: 1,
+                allow: true,
+                ..NameEntry::default()
+            };
+            c.push_name("example.com", e.clone());
+            e.allow = false;
+            e.line = 2;
+            c.push_name("tracker.net", e);
+            // Pretend a third key collides with `tracker.net`: same hash, other name (an
+            // important block, so that a match would show in its own class).
+            let mut slot = *c.names.last().unwrap();
+            let start = c.key_arena.len() as u32;
+            c.key_arena.extend_from_slice(b"other.org");
+            slot.start = start;
+            slot.len = 9;
+            slot.line = 3;
+            slot.important = true;
+            c.names.push(slot);
+            let mut report = BuildReport::default();
+            (c.finish_with(&mut report), report)
+        };
+        let set = RuleSet::from_bytes(bytes).unwrap();
+        set.verify().unwrap();
+        // The exception and both colliding keys went to the side table with their names.
+        let named: Vec<_> = set
+            .meta
+            .side
+            .iter()
+            .filter_map(|s| s.name.clone())
+            .collect();
+        assert_eq!(named.len(), 3, "{named:?}");
+        let (_, allow) = matched(&set, "a.example.com");
+        assert_eq!(allow.unwrap().rule, "@@example.com");
+        // The name with the shared hash finds its own rule, not the other key's.
+        let mut m = NameMatch::default();
+        set.match_name("x.tracker.net", None, &mut m);
+        assert!(m.important_block.is_none());
+        assert_eq!(set.resolve_hit("x.tracker.net", m.block.unwrap()).line, 2);
+        // Built normally, the exception is still confirmed by name.
+        let set = b.build();
+        assert_eq!(set.meta.side.len(), 1);
+        assert_eq!(set.meta.side[0].name.as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn plain_values_pack_line_and_combination() {
+        let mut b = RuleSetBuilder::new();
+        for (i, list) in ["a", "b", "c"].iter().enumerate() {
+            b.add(Rule::Name(NameRule {
+                pattern: NamePattern::Exact(format!("n{i}.com")),
+                action: Action::Block,
+                important: i == 2,
+                dnstype: None,
+                denyallow: vec![],
+                badfilter: false,
+                source: RuleRef {
+                    list: (*list).into(),
+                    line: 1_000_000 + i as u32,
+                    rule: String::new(),
+                },
+            }));
+        }
+        let set = b.build();
+        assert!(set.meta.side.is_empty());
+        assert_eq!(set.meta.combinations.len(), 4);
+        assert_eq!(set.names.low_bits, 20);
+        for i in 0..3u32 {
+            let name = format!("n{i}.com");
+            let mut m = NameMatch::default();
+            set.match_name(&name, None, &mut m);
+            let hit = m.block.or(m.important_block).unwrap();
+            let hit = set.resolve_hit(&name, hit);
+            assert_eq!(hit.line, 1_000_000 + i);
+            assert_eq!(set.list_name(hit.list), ["a", "b", "c"][i as usize]);
+            assert_eq!(hit.important, i == 2);
+            assert_eq!(
+                hit.rule,
+                format!("={name}{}", if i == 2 { " $important" } else { "" })
+            );
         }
     }
 

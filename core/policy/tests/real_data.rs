@@ -296,10 +296,12 @@ fn builtin_policy_with_app_rules() {
     assert_eq!(country.unwrap().value, "CN");
 }
 
-/// A file found by the `compiled_load` fuzz target: valid header and checksum over a malformed
-/// FST. Opening it succeeds (O(1) open, trust model in `RuleSet::verify`); `verify` rejects it.
+/// A file found by the `compiled_load` fuzz target against format version 1: valid header and
+/// checksum over a malformed FST. Resealed as the current version, its name section is not a
+/// valid index: opening it is an error (the index header and directory are parsed at open),
+/// never a panic.
 #[test]
-fn crafted_fst_is_rejected_by_verify() {
+fn crafted_files_are_rejected() {
     let input = include_bytes!("fixtures/compiled-crafted-fst.bin");
     let mut bytes = input[1..].to_vec();
     if input[0] & 1 == 1 {
@@ -308,13 +310,71 @@ fn crafted_fst_is_rejected_by_verify() {
         bytes[28..32].copy_from_slice(&[0; 4]);
         embargo_policy::format::seal(&mut bytes);
     }
-    let set = RuleSet::from_bytes(bytes).expect("header and checksum are valid");
-    let err = set.verify().unwrap_err();
-    assert!(err.to_string().contains("malformed"), "{err}");
+    let err = RuleSet::from_bytes(bytes)
+        .and_then(|set| set.verify())
+        .unwrap_err();
+    assert!(err.to_string().contains("names"), "{err}");
+
     // Every set Embargo writes verifies.
     let (good, _) = compile(
         "blocklists/native.tiktok.txt",
         Format::Domains { subdomains: true },
     );
     good.verify().unwrap();
+
+    // A crafted name index behind a valid checksum: its header and directory are checked at
+    // open; what is per key (sorted fingerprints, values in range) by `verify`.
+    let bytes = good.as_bytes().to_vec();
+    let section = |id: u32| {
+        let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        (0..count)
+            .map(|i| &bytes[32 + 24 * i..32 + 24 * (i + 1)])
+            .find(|e| u32::from_le_bytes(e[..4].try_into().unwrap()) == id)
+            .map(|e| {
+                let off = u64::from_le_bytes(e[8..16].try_into().unwrap()) as usize;
+                let len = u64::from_le_bytes(e[16..24].try_into().unwrap()) as usize;
+                (off, len)
+            })
+            .unwrap()
+    };
+    let (names, len) = section(1);
+    let read = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let keys = u64::from_le_bytes(bytes[names..names + 8].try_into().unwrap()) as usize;
+    let d = read(&bytes, names + 8);
+    let dir = names + 24;
+    let fingerprints = dir + ((1usize << d) + 1) * 4;
+    assert!(keys > 300);
+    // 1. A directory that goes backwards: refused at open.
+    let mut bad = bytes.clone();
+    bad[dir + 4..dir + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+    embargo_policy::format::seal(&mut bad);
+    let err = RuleSet::from_bytes(bad).unwrap_err();
+    assert!(err.to_string().contains("directory"), "{err}");
+    // 2. Fingerprints out of order in a bucket: opens, lookups stay safe, verify refuses.
+    let bucket = (0..1usize << d)
+        .find(|b| read(&bytes, dir + 4 * (b + 1)) - read(&bytes, dir + 4 * b) >= 2)
+        .unwrap();
+    let first = fingerprints + 4 * read(&bytes, dir + 4 * bucket) as usize;
+    let mut bad = bytes.clone();
+    bad[first..first + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    embargo_policy::format::seal(&mut bad);
+    let set = RuleSet::from_bytes(bad).unwrap();
+    let _ = policy(RuleSet::from_bytes(set.as_bytes().to_vec()).unwrap())
+        .decide(&Query::name("log.tiktokv.com"));
+    let err = set.verify().unwrap_err();
+    assert!(err.to_string().contains("not sorted"), "{err}");
+    // 3. Values that point past the side table (all zero: the side-table combination, entry
+    // 0, and this list has no side entry): opens, decides safely, verify refuses.
+    let values = fingerprints + 4 * keys;
+    let mut bad = bytes.clone();
+    for b in &mut bad[values..names + len - 8] {
+        *b = 0;
+    }
+    embargo_policy::format::seal(&mut bad);
+    let set = RuleSet::from_bytes(bad).unwrap();
+    let err = set.verify().unwrap_err();
+    assert!(err.to_string().contains("points nowhere"), "{err}");
+    let p = policy(set);
+    assert!(!p.decide(&Query::name("example.org")).is_block());
+    let _ = p.decide(&Query::name("log.tiktokv.com"));
 }

@@ -1,0 +1,557 @@
+//! The hashed fingerprint index behind name rules and domain-owner facts.
+//!
+//! Names themselves are never stored: a rule keyed by `ads.example.com` is found again by
+//! hashing the query name's suffixes, and the text shown to the user is rebuilt from the matched
+//! suffix of the query (which *is* the key). What the index stores per key is only what is
+//! needed to recognise the key's hash and to say what its rule does:
+//!
+//! ```text
+//! section = header (24 bytes) | directory | fingerprints | values
+//! header  = key count u64 | directory bits d u32 | value width w u32 | low bits u32 | 0 u32
+//! directory    = (2^d + 1) x u32: index of the first key of each bucket, then the key count
+//! fingerprints = n x u32, grouped by bucket, sorted within a bucket
+//! values       = n x w bits, packed little-endian, then 8 bytes of padding
+//! ```
+//!
+//! A key's 64-bit hash picks its bucket with its top `d` bits and is recognised by the next
+//! 32 bits (its fingerprint), so a lookup compares `d + 32` bits: 49 at a million keys. `d` is
+//! chosen so that a bucket holds 4-8 keys on average: the directory then costs 0.5-1 byte per
+//! key, and one bucket's fingerprints are at most two cache lines.
+//!
+//! **False matches.** A name that is in no list matches a key only if its suffix hash agrees on
+//! all `d + 32` bits with a key in the same bucket: with b keys per bucket the chance per probe
+//! is b / 2^32 (about 1.8e-9 at 7.6 keys per bucket, a million keys), a few probes per query:
+//! about one false match per 100 million queries. The caller makes
+//! such a match harmless: every key whose match could *allow* something (exceptions) or whose
+//! hash collides with another key's is confirmed against its full name, kept in the side table
+//! (see `ruleset.rs`); a false match can therefore only block, and a name crafted to collide
+//! only blocks its own author's name. Owner facts are unconfirmed: a false match there shows a
+//! wrong owner with the same odds.
+//!
+//! **Hash.** A running state over the name's labels read from the end, so that one pass over
+//! the query gives the hash of every suffix (a snapshot after each label), each then finished
+//! with the murmur3 64-bit mixer so that the top bits (the bucket) depend on every byte. A label
+//! is absorbed 7 bytes at a time, each word tagged in its top byte with the label bytes left
+//! (so `ab` and `ab\0`, or `.com` and `com`, differ), by a folded 64x64->128-bit multiply
+//! (foldhash's and wyhash's step): one multiply per label of up to 7 bytes instead of one per
+//! byte. It is part of the file format: changing it needs a new format version.
+//!
+//! Parse, don't validate: [`IndexLayout::parse`] checks the header, every length and the
+//! directory (monotonic, within bounds) once at load; lookups then read with `get` and cannot
+//! panic on any file, and [`IndexLayout::verify`] checks what is O(n) (sorted fingerprints).
+
+use crate::format::{read_u32, read_u64};
+
+/// Header length of an index section.
+pub(crate) const HEADER_LEN: usize = 24;
+
+/// The state before the first label (any constant; this one is FNV-1a's offset basis).
+const HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+/// The multiplier of the folded multiply: odd, with well-spread bits (2^64 / golden ratio).
+const HASH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Widest packed value: a value is read with one unaligned 8-byte load and a shift of up to 7.
+pub(crate) const MAX_VALUE_WIDTH: u32 = 56;
+
+/// Average keys per bucket is between 4 and 8: `d = ceil(log2(n)) - 3`. Smaller buckets
+/// cost directory (4 bytes per bucket: 0.5-1 byte per key here), larger ones comparisons.
+const BUCKET_SHIFT: u32 = 3;
+
+/// Multiplies to 128 bits and folds the halves together: every input bit reaches every output
+/// bit, in one multiply.
+#[inline(always)]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The `c` bytes (1-7) of `bytes` that end at `end`, in the low bytes of a word. `bytes` must
+/// be at least 8 long (one unaligned load, no per-byte loop).
+#[inline(always)]
+fn tail(bytes: &[u8], end: usize, c: usize) -> u64 {
+    if end >= 8 {
+        read_u64(bytes, end - 8) >> (8 * (8 - c))
+    } else {
+        (read_u64(bytes, 0) >> (8 * (end - c))) & ((1u64 << (8 * c)) - 1)
+    }
+}
+
+/// Calls `found(start, hash)` for every suffix of `name` that starts at a label boundary
+/// (`start == 0` or `name[start - 1] == b'.'`), shortest first, with the hash a key equal to
+/// that suffix has ([`key_hash`]). Names shorter than 8 bytes are copied into a padded word.
+#[inline(always)]
+pub(crate) fn for_each_suffix(name: &[u8], mut found: impl FnMut(usize, u64)) {
+    if name.len() < 8 {
+        let mut padded = [0u8; 8];
+        padded[..name.len()].copy_from_slice(name);
+        suffixes(&padded, name.len(), &mut found);
+    } else {
+        suffixes(name, name.len(), &mut found);
+    }
+}
+
+/// [`for_each_suffix`] over the first `len` bytes of `bytes` (`bytes.len() >= 8`).
+#[inline(always)]
+fn suffixes(bytes: &[u8], len: usize, found: &mut impl FnMut(usize, u64)) {
+    let mut h = HASH_SEED;
+    let mut end = len.min(bytes.len());
+    loop {
+        let mut start = end;
+        while start > 0 && bytes.get(start - 1).is_some_and(|&b| b != b'.') {
+            start -= 1;
+        }
+        // Absorb the label from its end, 7 bytes at a time, each word tagged with the number
+        // of label bytes left (an empty label is one word holding only its tag, 0).
+        let mut e = end;
+        loop {
+            let left = e - start;
+            let c = left.min(7);
+            let word = if c == 0 { 0 } else { tail(bytes, e, c) };
+            h = folded_multiply(h ^ word ^ ((left as u64) << 56), HASH_MULTIPLIER);
+            if left <= 7 {
+                break;
+            }
+            e -= 7;
+        }
+        // The empty suffix (a name that ends with a dot) is not a key.
+        if start < len {
+            found(start, finish(h));
+        }
+        if start == 0 {
+            return;
+        }
+        end = start - 1;
+    }
+}
+
+/// Finishes a suffix hash (murmur3's fmix64): spreads every byte into the top bits.
+#[inline(always)]
+fn finish(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The hash of a whole key (the same as the hash of the suffix of a name equal to it).
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
+    let mut hash = 0;
+    for_each_suffix(key, |start, h| {
+        if start == 0 {
+            hash = h;
+        }
+    });
+    hash
+}
+
+/// Directory bits for `n` keys (see [`BUCKET_SHIFT`]).
+fn directory_bits(n: usize) -> u32 {
+    let log2 = usize::BITS - n.saturating_sub(1).leading_zeros();
+    log2.saturating_sub(BUCKET_SHIFT).min(32)
+}
+
+#[inline(always)]
+fn bucket_of(h: u64, d: u32) -> usize {
+    // `checked_shr` handles d = 0 (one bucket): a shift by 64 is not defined.
+    h.checked_shr(64 - d).unwrap_or(0) as usize
+}
+
+#[inline(always)]
+fn fingerprint_of(h: u64, d: u32) -> u32 {
+    (h.checked_shl(d).unwrap_or(0) >> 32) as u32
+}
+
+/// The top `d + 32` bits of a hash: two keys with equal tags are indistinguishable.
+pub(crate) fn tag_of(h: u64, n: usize) -> u64 {
+    let d = directory_bits(n);
+    h >> (32 - d)
+}
+
+/// Bits needed to hold `v`.
+pub(crate) fn bits_for(v: u64) -> u32 {
+    u64::BITS - v.leading_zeros()
+}
+
+/// Writes an index over `entries` (hash, value), which must be sorted by hash; every value
+/// must fit in `width` bits (at most [`MAX_VALUE_WIDTH`]). `low_bits` is stored for the
+/// caller's value layout.
+pub(crate) fn write(entries: &[(u64, u64)], width: u32, low_bits: u32) -> Vec<u8> {
+    let n = entries.len();
+    let d = directory_bits(n);
+    let width = width.clamp(1, MAX_VALUE_WIDTH);
+    let buckets = 1usize << d;
+    let value_bytes = (n * width as usize).div_ceil(8) + 8;
+    let mut out = Vec::with_capacity(HEADER_LEN + (buckets + 1) * 4 + n * 4 + value_bytes);
+    out.extend_from_slice(&(n as u64).to_le_bytes());
+    out.extend_from_slice(&d.to_le_bytes());
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&low_bits.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut next = 0usize;
+    for b in 0..=buckets {
+        while next < n && bucket_of(entries[next].0, d) < b {
+            next += 1;
+        }
+        out.extend_from_slice(&(next as u32).to_le_bytes());
+    }
+    for &(h, _) in entries {
+        out.extend_from_slice(&fingerprint_of(h, d).to_le_bytes());
+    }
+    let start = out.len();
+    out.resize(start + value_bytes, 0);
+    let mask = (1u64 << width) - 1;
+    for (i, &(_, v)) in entries.iter().enumerate() {
+        let bit = i * width as usize;
+        let at = start + bit / 8;
+        let word = (v & mask) << (bit % 8);
+        for (k, byte) in word.to_le_bytes().iter().enumerate() {
+            out[at + k] |= byte;
+        }
+    }
+    out
+}
+
+/// Where an index's parts lie in the file, checked once at load.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IndexLayout {
+    /// Number of keys.
+    pub n: usize,
+    d: u32,
+    width: u32,
+    /// The caller's split of a value (names: line bits below the combination index).
+    pub low_bits: u32,
+    dir: usize,
+    fingerprints: usize,
+    values: usize,
+    end: usize,
+}
+
+impl IndexLayout {
+    /// Parses the section at `file[start..end]`: header fields in range, exact length, a
+    /// directory that starts at 0, never decreases and ends at the key count.
+    pub fn parse(file: &[u8], start: usize, end: usize) -> Result<IndexLayout, String> {
+        let section = file.get(start..end).ok_or("outside the file")?;
+        if section.len() < HEADER_LEN {
+            return Err(format!("{} bytes: shorter than its header", section.len()));
+        }
+        let n = read_u64(section, 0);
+        let d = read_u32(section, 8);
+        let width = read_u32(section, 12);
+        let low_bits = read_u32(section, 16);
+        if read_u32(section, 20) != 0 {
+            return Err("reserved field is not zero".into());
+        }
+        if n > u64::from(u32::MAX) || d > 32 || width == 0 || width > MAX_VALUE_WIDTH {
+            return Err(format!(
+                "bad header: {n} keys, {d} bucket bits, {width}-bit values"
+            ));
+        }
+        if low_bits > width {
+            return Err(format!("{low_bits} low bits in a {width}-bit value"));
+        }
+        let n = n as usize;
+        if d != directory_bits(n) {
+            return Err(format!("{d} bucket bits for {n} keys"));
+        }
+        let dir_len = ((1usize << d) + 1) * 4;
+        let value_bytes = (n * width as usize).div_ceil(8) + 8;
+        let expected = HEADER_LEN + dir_len + n * 4 + value_bytes;
+        if section.len() != expected {
+            return Err(format!(
+                "{} bytes, expected {expected} for {n} keys",
+                section.len()
+            ));
+        }
+        let dir = &section[HEADER_LEN..HEADER_LEN + dir_len];
+        let mut last = 0u32;
+        for (b, entry) in dir.chunks_exact(4).enumerate() {
+            let v = read_u32(entry, 0);
+            if v < last || (b == 0 && v != 0) || v as usize > n {
+                return Err(format!("bucket directory is not monotonic at bucket {b}"));
+            }
+            last = v;
+        }
+        if last as usize != n {
+            return Err(format!("bucket directory ends at {last}, not {n}"));
+        }
+        let dir = start + HEADER_LEN;
+        let fingerprints = dir + dir_len;
+        Ok(IndexLayout {
+            n,
+            d,
+            width,
+            low_bits,
+            dir,
+            fingerprints,
+            values: fingerprints + n * 4,
+            end,
+        })
+    }
+
+    /// The slices of this index inside `file` (the bytes it was parsed from).
+    #[inline]
+    pub fn view<'f>(&self, file: &'f [u8]) -> IndexView<'f> {
+        IndexView {
+            dir: file.get(self.dir..self.fingerprints).unwrap_or(&[]),
+            fingerprints: file.get(self.fingerprints..self.values).unwrap_or(&[]),
+            values: file.get(self.values..self.end).unwrap_or(&[]),
+            d: self.d,
+            width: self.width,
+        }
+    }
+
+    /// Checks what parsing does not (O(n)): fingerprints sorted within each bucket, and every
+    /// value accepted by `value_ok`.
+    pub fn verify(&self, file: &[u8], value_ok: impl Fn(u64) -> bool) -> Result<(), String> {
+        let view = self.view(file);
+        for b in 0..(1usize << self.d) {
+            let (lo, hi) = view.range(b);
+            let mut last = 0u32;
+            for i in lo..hi {
+                let fp = read_u32(view.fingerprints, i * 4);
+                if fp < last {
+                    return Err(format!("fingerprints of bucket {b} are not sorted"));
+                }
+                last = fp;
+            }
+        }
+        for i in 0..self.n {
+            let v = view.value(i);
+            if !value_ok(v) {
+                return Err(format!("value {v} of key {i} points nowhere"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An index over borrowed bytes, for one lookup.
+#[derive(Clone, Copy)]
+pub(crate) struct IndexView<'f> {
+    dir: &'f [u8],
+    fingerprints: &'f [u8],
+    values: &'f [u8],
+    d: u32,
+    width: u32,
+}
+
+impl<'f> IndexView<'f> {
+    #[inline(always)]
+    fn range(&self, bucket: usize) -> (usize, usize) {
+        let lo = read_u32(self.dir, bucket * 4) as usize;
+        let hi = read_u32(self.dir, bucket * 4 + 4) as usize;
+        (lo, hi.max(lo))
+    }
+
+    /// Asks the CPU to start loading the directory entry of `h`'s bucket.
+    #[inline(always)]
+    pub fn prefetch_bucket(&self, h: u64) {
+        prefetch(self.dir, bucket_of(h, self.d) * 4);
+    }
+
+    /// The key range of `h`'s bucket; also starts loading its fingerprints and its values
+    /// (a bucket's values are a few bytes: usually one cache line), so that a match does not
+    /// wait for a third load after the directory and the fingerprints.
+    #[inline(always)]
+    pub fn candidates(&self, h: u64) -> (usize, usize) {
+        let (lo, hi) = self.range(bucket_of(h, self.d));
+        prefetch(self.fingerprints, lo * 4);
+        prefetch(self.values, lo * self.width as usize / 8);
+        (lo, hi)
+    }
+
+    /// Calls `found` with the index of every key in `range` whose fingerprint is `h`'s.
+    ///
+    /// Counts the smaller fingerprints of the bucket without a branch per key (a bucket is a
+    /// few keys, and whether each is smaller is a coin toss the branch predictor would lose),
+    /// then looks at the keys right after them.
+    #[inline(always)]
+    pub fn matches(&self, h: u64, (lo, hi): (usize, usize), mut found: impl FnMut(usize)) {
+        let fp = fingerprint_of(h, self.d);
+        let Some(bucket) = self.fingerprints.get(lo * 4..hi * 4) else {
+            return;
+        };
+        let below = bucket
+            .chunks_exact(4)
+            .map(|c| usize::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]) < fp))
+            .sum::<usize>();
+        let mut i = lo + below;
+        while i < hi && read_u32(self.fingerprints, i * 4) == fp {
+            found(i);
+            i += 1;
+        }
+    }
+
+    /// The packed value of key `i` (0 when out of range: parsing makes that impossible).
+    #[inline(always)]
+    pub fn value(&self, i: usize) -> u64 {
+        let bit = i * self.width as usize;
+        let word = read_u64(self.values, bit / 8);
+        (word >> (bit % 8)) & ((1u64 << self.width) - 1)
+    }
+}
+
+/// A cache hint for `bytes[at]`; does nothing where no hint is available or out of bounds.
+#[inline(always)]
+fn prefetch(bytes: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = bytes.get(at) {
+        // SAFETY: `_mm_prefetch` is an SSE instruction, and SSE is part of the x86_64 baseline;
+        // it is a hint that reads nothing architecturally and never faults, and `b` is a
+        // valid reference anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (b as *const u8).cast(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn build(keys: &[&str]) -> (Vec<u8>, IndexLayout) {
+        let mut entries: Vec<(u64, u64)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (key_hash(k.as_bytes()), i as u64))
+            .collect();
+        entries.sort();
+        let bytes = write(&entries, bits_for(keys.len() as u64), 0);
+        let layout = IndexLayout::parse(&bytes, 0, bytes.len()).unwrap();
+        (bytes, layout)
+    }
+
+    fn find(bytes: &[u8], layout: &IndexLayout, key: &str) -> Vec<u64> {
+        let view = layout.view(bytes);
+        let h = key_hash(key.as_bytes());
+        let mut out = Vec::new();
+        view.matches(h, view.candidates(h), |i| out.push(view.value(i)));
+        out
+    }
+
+    fn suffixes_of(name: &[u8]) -> Vec<(usize, u64)> {
+        let mut seen = Vec::new();
+        for_each_suffix(name, |start, h| seen.push((start, h)));
+        seen
+    }
+
+    #[test]
+    fn suffix_hashes_are_key_hashes() {
+        // Hashing from the end: the state after the labels of a suffix is the key's.
+        for name in [
+            &b"a.b.example.org"[..],
+            b"x.cn",
+            b"com",
+            b"a..b",
+            b".com",
+            b"com.",
+            b"very-long-label-for-fuzzing.example.co.uk",
+            b"1234567.12345678.123456789012345",
+            b"\xff\xfe.\x00",
+        ] {
+            let expected: Vec<usize> = (0..name.len())
+                .rev()
+                .filter(|&i| i == 0 || name[i - 1] == b'.')
+                .collect();
+            let seen = suffixes_of(name);
+            assert_eq!(
+                seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+                expected,
+                "{name:?}"
+            );
+            for (i, h) in seen {
+                assert_eq!(h, key_hash(&name[i..]), "{name:?} at {i}");
+            }
+        }
+        assert!(suffixes_of(b"").is_empty());
+    }
+
+    #[test]
+    fn near_names_hash_apart() {
+        let names: Vec<&[u8]> = vec![
+            b"ab",
+            b"ab\0",
+            b"ba",
+            b".ab",
+            b"a.b",
+            b"ab.",
+            b"abcdefg",
+            b"abcdefgh",
+            b"abcdefg.h",
+            b"habcdefg",
+            b"a",
+            b"",
+            b"\0",
+            b"com",
+            b"co.m",
+        ];
+        let hashes: HashSet<u64> = names.iter().map(|n| key_hash(n)).collect();
+        assert_eq!(hashes.len(), names.len());
+        // Lengths 1..40 of one letter (chunk and tag boundaries).
+        let hashes: HashSet<u64> = (1..40).map(|n| key_hash(&vec![b'a'; n])).collect();
+        assert_eq!(hashes.len(), 39);
+    }
+
+    #[test]
+    fn every_key_is_found_with_its_value_and_others_are_not() {
+        for n in [0usize, 1, 2, 15, 16, 17, 1000, 20_000] {
+            let keys: Vec<String> = (0..n).map(|i| format!("k{i}.example")).collect();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let (bytes, layout) = build(&refs);
+            assert_eq!(layout.n, n);
+            layout.verify(&bytes, |v| v < n as u64).unwrap();
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(find(&bytes, &layout, k), vec![i as u64], "{k}");
+            }
+            let misses = (0..2000)
+                .filter(|i| !find(&bytes, &layout, &format!("other{i}.example")).is_empty())
+                .count();
+            assert_eq!(misses, 0);
+        }
+    }
+
+    #[test]
+    fn wide_values_roundtrip() {
+        let entries: Vec<(u64, u64)> = (0..100u64)
+            .map(|i| (i << 57, (1u64 << 55) | (i * 0x0123_4567_89ab)))
+            .collect();
+        let bytes = write(&entries, 56, 0);
+        let layout = IndexLayout::parse(&bytes, 0, bytes.len()).unwrap();
+        let view = layout.view(&bytes);
+        for (i, (_, v)) in entries.iter().enumerate() {
+            assert_eq!(view.value(i), v & ((1 << 56) - 1));
+        }
+    }
+
+    #[test]
+    fn malformed_sections_are_errors() {
+        let (bytes, _) = build(&["a.com", "b.com", "c.com"]);
+        for len in 0..bytes.len() {
+            assert!(IndexLayout::parse(&bytes[..len], 0, len).is_err(), "{len}");
+        }
+        // A directory that goes backwards.
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&2u32.to_le_bytes());
+        assert!(IndexLayout::parse(&bad, 0, bad.len()).is_err());
+        // Too many bucket bits, too wide values.
+        for (at, v) in [(8, 40u32), (12, 0), (12, 57), (16, 60), (20, 1)] {
+            let mut bad = bytes.clone();
+            bad[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            assert!(IndexLayout::parse(&bad, 0, bad.len()).is_err(), "{at}={v}");
+        }
+        // Unsorted fingerprints pass parsing (O(1) per bucket) but not verify.
+        let (mut bytes, layout) = build(&["a.com", "b.com"]);
+        let fps = HEADER_LEN + 2 * 4;
+        let (a, b) = (fps, fps + 4);
+        let tmp: [u8; 4] = bytes[a..a + 4].try_into().unwrap();
+        bytes.copy_within(b..b + 4, a);
+        bytes[b..b + 4].copy_from_slice(&tmp);
+        assert!(layout.verify(&bytes, |_| true).is_err());
+    }
+}

@@ -10,6 +10,7 @@ mod udp;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +83,33 @@ fn engine_rule(config: &EngineConfig, name: Option<&str>, port: u16) -> Option<&
     None
 }
 
+/// Hasher for maps keyed by [`FlowId`]: ids are the engine's own counter, not input an app
+/// controls, so SipHash's flood resistance buys nothing there and its cost is paid several
+/// times per packet. A multiplicative (Fibonacci) hash spreads consecutive ids over both the
+/// bucket bits and the tag bits hashbrown uses.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FlowIdHasher(u64);
+
+impl std::hash::Hasher for FlowIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for FlowId (a single u64); correct for anything else.
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+}
+
+/// A map keyed by flow id (see [`FlowIdHasher`]).
+pub(crate) type FlowMap<V> = HashMap<FlowId, V, BuildHasherDefault<FlowIdHasher>>;
+
 /// Per-flow record shared by TCP and UDP.
 pub(crate) struct Flow {
     pub id: FlowId,
@@ -119,7 +147,7 @@ pub struct Engine {
     /// TCP flows holding a paused SYN-ACK now (at most [`budget::MAX_PARKED`]). Each TCP flow
     /// owns its socket (see [`tcp`]); a parked one only ever sees ingress.
     pub(crate) parked_count: usize,
-    pub(crate) flows: HashMap<FlowId, Flow>,
+    pub(crate) flows: FlowMap<Flow>,
     pub(crate) tcp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
     pub(crate) udp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
     next_flow: u64,
@@ -139,7 +167,7 @@ pub struct Engine {
     pub(crate) pending_dns_order: VecDeque<(Instant, u16)>,
     app_cache: HashMap<(Protocol, SocketAddr), (Option<String>, Instant)>,
     /// Answers to [`Command::ResolveApp`] awaited by work that did not hold for them.
-    pub(crate) app_waits: HashMap<FlowId, AppWait>,
+    pub(crate) app_waits: FlowMap<AppWait>,
     pub(crate) app_wait_order: VecDeque<(Instant, FlowId)>,
     /// The wait of each DNS source whose app is being resolved.
     pub(crate) dns_app_waits: HashMap<SocketAddr, FlowId>,
@@ -196,7 +224,7 @@ impl Engine {
             iface,
             device,
             parked_count: 0,
-            flows: HashMap::with_capacity(max_flows),
+            flows: FlowMap::with_capacity_and_hasher(max_flows, Default::default()),
             tcp_keys: HashMap::with_capacity(max_flows),
             udp_keys: HashMap::new(),
             next_flow: 1,
@@ -212,7 +240,7 @@ impl Engine {
             pending_dns: HashMap::new(),
             pending_dns_order: VecDeque::new(),
             app_cache: HashMap::new(),
-            app_waits: HashMap::new(),
+            app_waits: FlowMap::default(),
             app_wait_order: VecDeque::new(),
             dns_app_waits: HashMap::new(),
             held_dns_bytes: 0,
@@ -826,6 +854,26 @@ mod size_tests {
             std::mem::size_of::<super::udp::UdpFlow>(),
             std::mem::size_of::<crate::api::Command>(),
             std::mem::size_of::<crate::api::Event>(),
+        );
+    }
+}
+#[cfg(test)]
+mod flow_id_hash_tests {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+
+    use super::{FlowId, FlowIdHasher};
+
+    #[test]
+    fn consecutive_ids_spread_over_buckets_and_tags() {
+        let build = BuildHasherDefault::<FlowIdHasher>::default();
+        let hashes: Vec<u64> = (1..=1024u64).map(|i| build.hash_one(FlowId(i))).collect();
+        let buckets: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 1023).collect();
+        let tags: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert_eq!(buckets.len(), 1024, "low bits collide");
+        assert!(
+            tags.len() >= 100,
+            "top 7 bits (hashbrown's tag) barely vary: {}",
+            tags.len()
         );
     }
 }

@@ -26,7 +26,6 @@
 //! in the engine's per-flow timer heap. A parked socket (SYN-ACK paused) is simply never
 //! given egress or a deadline until it is released.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -35,7 +34,7 @@ use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
-use super::{Engine, Flow, FlowKind};
+use super::{Engine, Flow, FlowKind, FlowMap};
 use crate::api::{Command, DropReason, FlowId};
 use crate::inspect::{http, tls, Sniff};
 use crate::packet::{self, Parsed, TCP_ACK, TCP_RST, TCP_SYN};
@@ -627,7 +626,7 @@ impl Engine {
         self.dirty.push(id);
     }
 
-    fn relaying_flow(flows: &mut HashMap<FlowId, Flow>, flow: FlowId) -> Option<&mut Flow> {
+    fn relaying_flow(flows: &mut FlowMap<Flow>, flow: FlowId) -> Option<&mut Flow> {
         let f = flows.get_mut(&flow)?;
         let FlowKind::Tcp(t) = &f.kind else {
             return None;

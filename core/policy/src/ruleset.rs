@@ -9,7 +9,7 @@
 //! index ([`index`]) keeps, per key, a 32-bit fingerprint of the key's hash in a bucket chosen by
 //! the hash's top bits, and a bit-packed value: one pass over the query name from its end
 //! hashes every suffix, the buckets of all suffixes are prefetched, then compared. At a million
-//! keys that is about 4 bytes of fingerprint, 0.5 of directory and 2.6 of value per key
+//! keys that is about 4 bytes of fingerprint, 0.13 of directory and 2.6 of value per key
 //! (measured in `examples/memory.rs`), read in place without parsing. The rule text shown to
 //! the user is rebuilt from the matched suffix of the query (which is the key) and the rule's
 //! kind, so a decision still names its rule, list and line.
@@ -21,7 +21,7 @@
 //! rules, `$dnstype` / `$denyallow`, a noted text, exceptions, or a hash that collides with
 //! another key's; `low` then indexes the side table in the metadata section.
 //!
-//! **False matches** (see [`index`] for the odds, about 2^-29 per probe at a million keys)
+//! **False matches** (see [`index`] for the odds, about 2^-27 per probe at a million keys)
 //! can only block: a side-table key that can allow (an exception) or whose hash is shared with
 //! another key keeps its full name, and a match is confirmed against it. Domain-owner facts use
 //! the same index, unconfirmed.

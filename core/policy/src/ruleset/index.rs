@@ -14,14 +14,15 @@
 //! ```
 //!
 //! A key's 64-bit hash picks its bucket with its top `d` bits and is recognised by the next
-//! 32 bits (its fingerprint), so a lookup compares `d + 32` bits: 49 at a million keys. `d` is
-//! chosen so that a bucket holds 4-8 keys on average: the directory then costs 0.5-1 byte per
-//! key, and one bucket's fingerprints are at most two cache lines.
+//! 32 bits (its fingerprint), so a lookup compares `d + 32` bits: 47 at a million keys. `d` is
+//! chosen so that a bucket holds 4-8 keys on average up to 2^15 buckets (a directory that
+//! stays in the L2 cache), and more keys per bucket above (30 at a million keys, two cache
+//! lines); the directory costs at most 1 byte per key, 0.13 at a million.
 //!
 //! **False matches.** A name that is in no list matches a key only if its suffix hash agrees on
 //! all `d + 32` bits with a key in the same bucket: with b keys per bucket the chance per probe
-//! is b / 2^32 (about 1.8e-9 at 7.6 keys per bucket, a million keys), a few probes per query:
-//! about one false match per 100 million queries. The caller makes
+//! is b / 2^32 (about 7e-9 at 30 keys per bucket, a million keys), a few probes per query:
+//! about one false match per 50 million queries. The caller makes
 //! such a match harmless: every key whose match could *allow* something (exceptions) or whose
 //! hash collides with another key's is confirmed against its full name, kept in the side table
 //! (see `ruleset.rs`); a false match can therefore only block, and a name crafted to collide
@@ -53,9 +54,17 @@ const HASH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Widest packed value: a value is read with one unaligned 8-byte load and a shift of up to 7.
 pub(crate) const MAX_VALUE_WIDTH: u32 = 56;
 
-/// Average keys per bucket is between 4 and 8: `d = ceil(log2(n)) - 3`. Smaller buckets
-/// cost directory (4 bytes per bucket: 0.5-1 byte per key here), larger ones comparisons.
+/// Average keys per bucket is between 4 and 8 (`d = ceil(log2(n)) - 3`) up to
+/// [`MAX_DIRECTORY_BITS`]. Smaller buckets cost directory (4 bytes per bucket: 0.5-1 byte per
+/// key here), larger ones comparisons.
 const BUCKET_SHIFT: u32 = 3;
+
+/// At most 2^15 buckets: a 128 KiB directory stays in a core's L2 cache however large the set,
+/// so a lookup's only likely cache miss is the bucket itself (the directory entry would
+/// otherwise be a second miss that the bucket's load must wait for). Above 262,144 keys the
+/// buckets grow instead (30 keys, two cache lines, at a million), which costs comparisons
+/// but no extra dependent load.
+const MAX_DIRECTORY_BITS: u32 = 15;
 
 /// Multiplies to 128 bits and folds the halves together: every input bit reaches every output
 /// bit, in one multiply.
@@ -148,7 +157,7 @@ pub(crate) fn key_hash(key: &[u8]) -> u64 {
 /// Directory bits for `n` keys (see [`BUCKET_SHIFT`]).
 fn directory_bits(n: usize) -> u32 {
     let log2 = usize::BITS - n.saturating_sub(1).leading_zeros();
-    log2.saturating_sub(BUCKET_SHIFT).min(32)
+    log2.saturating_sub(BUCKET_SHIFT).min(MAX_DIRECTORY_BITS)
 }
 
 #[inline(always)]
@@ -350,14 +359,24 @@ impl<'f> IndexView<'f> {
         prefetch(self.dir, bucket_of(h, self.d) * 4);
     }
 
-    /// The key range of `h`'s bucket; also starts loading its fingerprints and its values
-    /// (a bucket's values are a few bytes: usually one cache line), so that a match does not
+    /// The key range of `h`'s bucket; also starts loading its fingerprints (every cache line
+    /// of them, up to four) and the value where a match would be (fingerprints are uniform,
+    /// so its place in the bucket is about `fp / 2^32` of the way), so that a match does not
     /// wait for a third load after the directory and the fingerprints.
     #[inline(always)]
     pub fn candidates(&self, h: u64) -> (usize, usize) {
         let (lo, hi) = self.range(bucket_of(h, self.d));
-        prefetch(self.fingerprints, lo * 4);
-        prefetch(self.values, lo * self.width as usize / 8);
+        let mut at = lo * 4;
+        for _ in 0..4 {
+            prefetch(self.fingerprints, at);
+            at += 64;
+            if at >= hi * 4 {
+                break;
+            }
+        }
+        let fp = u64::from(fingerprint_of(h, self.d));
+        let guess = lo + ((fp * (hi - lo) as u64) >> 32) as usize;
+        prefetch(self.values, guess * self.width as usize / 8);
         (lo, hi)
     }
 
@@ -500,11 +519,13 @@ mod tests {
 
     #[test]
     fn every_key_is_found_with_its_value_and_others_are_not() {
-        for n in [0usize, 1, 2, 15, 16, 17, 1000, 20_000] {
+        // 300,000 keys: past the directory cap (2^15 buckets of ~9 keys).
+        for n in [0usize, 1, 2, 15, 16, 17, 1000, 20_000, 300_000] {
             let keys: Vec<String> = (0..n).map(|i| format!("k{i}.example")).collect();
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let (bytes, layout) = build(&refs);
             assert_eq!(layout.n, n);
+            assert!(layout.d <= MAX_DIRECTORY_BITS);
             layout.verify(&bytes, |v| v < n as u64).unwrap();
             for (i, k) in keys.iter().enumerate() {
                 assert_eq!(find(&bytes, &layout, k), vec![i as u64], "{k}");

@@ -189,6 +189,62 @@ impl Handler for RunControl {
     }
 }
 
+/// Most threads that ever allocate get their own glibc arena (up to 8 per core). `embargo run`
+/// has a handful (driver loop, history writer, control server, app lookups): each arena keeps
+/// its own free lists and high-water mark, and memory freed in one cannot serve another. Two
+/// arenas keep the driver loop, which does nearly all the allocating, off the others' lock.
+const MALLOC_ARENAS: libc::c_int = 2;
+
+/// Allocations from this size up get their own mapping instead of arena memory. The large TCP
+/// rings (`tcp_large_rx`/`tx`, 64 KiB) are zero-allocated (`vec![0; n]`): from an arena,
+/// `calloc` clears all 64 KiB and makes them resident at once, although a flow that moves a
+/// few KB (wrk's small requests, most app flows) only ever touches a page or two of its ring;
+/// from a fresh mapping the kernel's zero pages need no clearing, and only the pages a flow
+/// writes count. It also gives such a ring's memory back to the system when the flow ends,
+/// instead of leaving a hole in an arena. Fixing the value turns off glibc's dynamic threshold,
+/// which after the first large free would move every later ring back into the arena.
+const MALLOC_MMAP_THRESHOLD: libc::c_int = 64 * 1024;
+
+/// Sets glibc's allocator up for a long-running tunnel (see [`MALLOC_ARENAS`] and
+/// [`MALLOC_MMAP_THRESHOLD`]): call it first thing, before any thread starts. Measured in the
+/// netns bench (wrk -c1000): see README "Memory".
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
+    // exists, and glibc takes its own lock for it anyway.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+    }
+}
+
+/// Events queued between the driver and the history writer. The history's default (65,536)
+/// is sized for its own throughput benchmark; std's bounded channel writes every slot when it
+/// is made (2 MiB resident from the start), and a flood fills it with events that each hold
+/// their strings. 8,192 is still ~0.2 s of the netns bench's DNS flood (46k forwarded
+/// questions a second, each a decision), far beyond what a phone's apps produce; beyond it
+/// events are counted as dropped, never waited for.
+const HISTORY_QUEUE: usize = 8_192;
+
+/// Most events per history transaction. The default 16,384 keeps a 3.8 MiB batch vector
+/// after the first flood (a `Vec` keeps its capacity); 2,048 events (~0.5 MiB) still commit
+/// a flood in batches of a few milliseconds each, and a phone's events never fill one in the
+/// 200 ms flush interval.
+const HISTORY_BATCH: usize = 2_048;
+
+/// Events kept while history writes fail (disk full): the default 100,000 would be ~25 MiB.
+const HISTORY_RETRY: usize = 8_192;
+
+/// The history configuration of `embargo run`: the store's defaults with queues sized for a
+/// lean process (see [`HISTORY_QUEUE`], [`HISTORY_BATCH`], [`HISTORY_RETRY`]).
+pub fn history_config(path: impl Into<PathBuf>) -> embargo_history::Config {
+    let mut config = embargo_history::Config::new(path);
+    config.queue_capacity = HISTORY_QUEUE;
+    config.batch_max = HISTORY_BATCH;
+    config.retry_capacity = HISTORY_RETRY;
+    config
+}
+
 /// `base` with IP databases loaded from `files` (ip-location-db `start,end,asn,org` or
 /// `start,end,CC` CSVs, iptoasn TSV; plain or gzip) asked first, then base's own.
 pub fn with_ip_databases(base: &Policy, files: &[PathBuf]) -> Result<Policy> {

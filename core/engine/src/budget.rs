@@ -18,13 +18,17 @@
 //! - Queues to the driver are bounded by [`MAX_QUEUED_PACKETS`] packets of MTU size.
 
 /// Receive/send ring of an ordinary TCP flow (one without a large slot). 1 KiB each keeps
-/// 8,192 flows near 27 MiB with their fixed costs; such a flow still moves ~80 Mbit/s at a 100 us tunnel RTT, and the
-/// inspected first bytes do not need to fit (they are read out into the inspection buffer).
+/// the default 3,584 flows near 12 MiB with their fixed costs; such a flow still moves
+/// ~80 Mbit/s at a 100 us tunnel RTT, and the inspected first bytes do not need to fit (they
+/// are read out into the inspection buffer).
 pub const SMALL_RX: usize = 1024;
 /// See [`SMALL_RX`].
 pub const SMALL_TX: usize = 1024;
 /// Rings of a flow holding a large slot: a 64 KiB window is what smoltcp needs for Gbit/s
-/// (6.5 Gbit/s measured with 64 KiB buffers, mvm PR #1661).
+/// (6.5 Gbit/s measured with 64 KiB buffers, mvm PR #1661). They are zero-allocated, so where
+/// the allocator maps them fresh (`embargo run` sets glibc's mmap threshold to 64 KiB) only
+/// the pages a flow actually fills are resident: a slot taken by a small request costs a page
+/// or two, not 128 KiB.
 pub const LARGE_RX: usize = 64 * 1024;
 /// See [`LARGE_RX`].
 pub const LARGE_TX: usize = 64 * 1024;
@@ -33,8 +37,14 @@ pub const LARGE_SLOTS: usize = 32;
 /// TCP handshakes held at once (SYN-ACK paused for the app id or the upstream connect). More
 /// SYNs are dropped without allocating (the app retransmits): a SYN flood costs nothing.
 pub const MAX_PARKED: usize = 1024;
-/// Default flow cap (TCP + UDP).
-pub const DEFAULT_MAX_FLOWS: usize = 8192;
+/// Default flow cap (TCP + UDP); beyond it the oldest idle flow is evicted. It also sizes the
+/// engine's flow tables up front, and their entries land at hashed positions, so 1,000 flows
+/// already touch nearly every page of a table sized for the cap (4.5 MiB resident at 8,192,
+/// measured in the netns bench). A std `HashMap` holds at most 7/8 of its power-of-two
+/// buckets: 3,584 is the largest cap whose tables stay at 4,096 buckets (1.1 MiB for the flow
+/// table). That is still 3.5 times the bench's wrk -c1000, more connections than a phone's
+/// apps hold, and keeps the worst case near 12 MiB of flows.
+pub const DEFAULT_MAX_FLOWS: usize = 4096 / 8 * 7;
 /// Bytes read from one connection to find its SNI/Host. A ClientHello with post-quantum key
 /// shares is about 1.8 KB; 8 KiB leaves room for ECH and large extensions.
 pub const INSPECT_MAX: usize = 8 * 1024;

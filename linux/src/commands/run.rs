@@ -155,6 +155,7 @@ impl Hooks for LinuxHooks {
 
 /// Runs `embargo run` until a signal; exits non-zero when setup or the loop failed.
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    crate::runtime::tune_allocator();
     let mode = Mode::of(&args)?;
     let (policy, control) = load_policy(&args, &mode)?;
     // Owner-only: the history and the per-app settings say what this machine's apps did.
@@ -281,14 +282,14 @@ fn run_with(
     };
     config.resolve_apps = apps.is_some();
     let history_path = args.state_dir.join("history.db");
-    let history = match embargo_history::History::open(embargo_history::Config::new(&history_path))
-    {
-        Ok(h) => Some(h),
-        Err(e) => {
-            eprintln!("embargo: history off: {}: {e}", history_path.display());
-            None
-        }
-    };
+    let history =
+        match embargo_history::History::open(crate::runtime::history_config(&history_path)) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("embargo: history off: {}: {e}", history_path.display());
+                None
+            }
+        };
     let hooks = Arc::new(LinuxHooks {
         mark: FwmarkProtect(fwmark),
         apps,

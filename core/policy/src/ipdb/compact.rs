@@ -429,9 +429,11 @@ pub fn asn_fact<'a>(bytes: &'a [u8], layout: &Layout, index: u32) -> Option<(u32
         u32_at(bytes, at + 8)? as usize,
     );
     let strings = bytes.get(layout.strings.clone())?;
-    // UTF-8 checked by `parse`; a crafted offset inside a character gives "".
-    let text = std::str::from_utf8(strings).ok()?;
-    Some((asn, text.get(off..off.checked_add(len)?).unwrap_or("")))
+    // Only this organisation's bytes are checked (a few dozen; the whole string section can
+    // be megabytes): `parse` checked the section is UTF-8, so this fails only for a crafted
+    // offset inside a character, which gives "".
+    let org = strings.get(off..off.checked_add(len)?)?;
+    Some((asn, std::str::from_utf8(org).unwrap_or("")))
 }
 
 /// The country code fact `index` of a country blob.

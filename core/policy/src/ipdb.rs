@@ -823,6 +823,33 @@ mod tests {
     }
 
     #[test]
+    fn load_compact_reports_crafted_bytes_and_keeps_nothing() {
+        let mut db = IpDb::new();
+        for bytes in [
+            &b""[..],
+            b"EIPD",
+            b"EIPD\x01\x02\0\0garbage that is no table at all......",
+        ] {
+            let report = db.load_compact("crafted", bytes);
+            assert_eq!(report.error_count, 1, "{bytes:?}");
+            assert_eq!(report.errors[0].field.as_deref(), Some("compact"));
+        }
+        assert!(db.is_empty());
+        assert!(db.lookup_country("1.1.1.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn verify_passes_for_parsed_tables() {
+        let (db, _) = db(
+            None,
+            "1.0.0.0,1.0.0.255,13335,\"Cloudflare, Inc.\"\n2001:db8::,2001:db8::ff,64500,Example\n",
+        );
+        db.verify().unwrap();
+        assert_eq!(db.range_counts(), (2, 0));
+        assert!(db.heap_bytes() > 0);
+    }
+
+    #[test]
     fn gzip_input() {
         use std::io::Write;
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -17,8 +17,8 @@ pub(crate) struct TxQueue {
     max_queued: usize,
     /// Packets dropped because the queue was full.
     pub(crate) overflow: u64,
-    /// smoltcp was refused a transmit token (queue full): egress must run again once the
-    /// driver has drained the queue.
+    /// smoltcp was refused a transmit token (queue full) since the engine last cleared this:
+    /// the flow being egressed must run again once the driver has drained the queue.
     pub(crate) starved: bool,
 }
 

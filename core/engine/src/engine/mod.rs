@@ -538,9 +538,9 @@ impl Engine {
 
     fn pop_tun(&mut self) -> Option<Vec<u8>> {
         let p = self.device.tx.packets.pop_front();
-        if self.device.tx.starved && self.device.tx.packets.len() < budget::MAX_QUEUED_PACKETS / 2 {
+        if !self.starved.is_empty() && self.device.tx.packets.len() < budget::MAX_QUEUED_PACKETS / 2
+        {
             // Half drained: let smoltcp send what it held back.
-            self.device.tx.starved = false;
             self.dirty.append(&mut self.starved);
         }
         p

@@ -286,6 +286,8 @@ impl Engine {
             return false;
         }
         let before = t.sock().state();
+        // Set again by the device if this flow's egress is refused a transmit token.
+        self.device.tx.starved = false;
         // One egress pass sends at most one segment per socket; loop as smoltcp's own `poll`
         // does. Bounded by the socket's data and window, and by the tunnel queue (a full queue
         // refuses the transmit token, which ends the pass with `None`).
@@ -295,8 +297,14 @@ impl Engine {
             }
         }
         t.stack_at = if self.device.tx.starved {
-            // Held back by the full queue: egress again once the driver drained it.
+            // Held back by the full queue: egress again once the driver drained it (its
+            // deadline is filed then).
             self.starved.push(id);
+            if self.starved.len() > 2 * crate::budget::MAX_QUEUED_PACKETS {
+                // A driver that does not drain: keep each flow once.
+                self.starved.sort_unstable();
+                self.starved.dedup();
+            }
             None
         } else {
             self.iface

@@ -94,6 +94,9 @@ pub(crate) struct EventLoop {
     tun_buf: Vec<u8>,
     udp_buf: Vec<u8>,
     inbound: Vec<Vec<u8>>,
+    /// App-identity questions of this pass, handed to the worker after the pass's packets are
+    /// written (see [`EventLoop::flush`]).
+    asks: Vec<(FlowId, embargo_policy::Protocol, SocketAddr, SocketAddr)>,
 }
 
 impl EventLoop {
@@ -159,6 +162,7 @@ impl EventLoop {
             tun_buf: vec![0; MAX_PACKET],
             udp_buf: vec![0; MAX_PACKET],
             inbound: Vec::new(),
+            asks: Vec::new(),
         };
         Ok((handle, event_loop))
     }
@@ -284,7 +288,21 @@ impl EventLoop {
 
     /// Drains the engine: packets to the tunnel, commands, events. Commands may produce more
     /// packets (a refused connect becomes an RST), hence the outer loop.
+    ///
+    /// App-identity questions go to the worker last: waking it is a thread wake-up (and its
+    /// lookup CPU time) on the cores the app and the server need right now, so the SYN-ACK or
+    /// the DNS answer of this pass leaves first.
     fn flush(&mut self, now: Instant) -> io::Result<()> {
+        let flushed = self.flush_engine(now);
+        if let Some(owner) = &self.owner {
+            for (flow, protocol, src, dst) in self.asks.drain(..) {
+                owner.ask(flow, protocol, src, dst);
+            }
+        }
+        flushed
+    }
+
+    fn flush_engine(&mut self, now: Instant) -> io::Result<()> {
         loop {
             let mut progressed = false;
             while let Some(cmd) = self.engine.poll_command() {
@@ -349,7 +367,7 @@ impl EventLoop {
                 src,
                 dst,
             } => match &self.owner {
-                Some(owner) => owner.ask(flow, protocol, src, dst),
+                Some(_) => self.asks.push((flow, protocol, src, dst)),
                 None => self.engine.app_resolved(now, flow, None),
             },
         }
@@ -381,6 +399,12 @@ impl EventLoop {
                         }),
                     },
                 );
+                // A nearby server (same host, a LAN hop) has often completed the handshake
+                // before connect() returned: the kernel runs the SYN-ACK while the call
+                // releases the socket. Then the replayed bytes leave in this pass instead of
+                // after one more readiness round trip (the writable edge then finds nothing to
+                // do). Two cheap system calls when it has not.
+                self.on_writable(now, token);
             }
             Err(e) => {
                 log::debug!("{flow} connect {dst}: {e}");

@@ -226,8 +226,12 @@ impl PidState {
         };
         let mut found = false;
         for fd in fds.filter_map(Result::ok) {
-            let Ok(link) = std::fs::read_link(fd.path()) else {
-                continue;
+            let link = match std::fs::read_link(fd.path()) {
+                Ok(link) => link,
+                // Not ours to read (another user's process, a protected init): no other
+                // descriptor of this table will read either.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => break,
+                Err(_) => continue, // closed meanwhile
             };
             let Some(seen) = socket_inode(link.as_os_str().as_encoded_bytes()) else {
                 continue;
@@ -266,9 +270,8 @@ fn socket_inode(link: &[u8]) -> Option<u64> {
 ///
 /// Cheapest first: the pid already seen holding `inode`; recent owners; processes started
 /// since the previous lookup (newest first) in the socket's network namespace (`netns_ino`);
-/// then every other process, ranked: same namespace and `uid`, same namespace, elsewhere (a
-/// socket *can* be passed to a process in another namespace or of another user). Each
-/// descriptor table read indexes all its sockets, so later lookups of its flows are free.
+/// then the other processes of that namespace, those of `uid` first. Each descriptor table
+/// read indexes all its sockets, so later lookups of its flows are free.
 pub fn find_process(
     proc_root: &Path,
     inode: u64,
@@ -343,15 +346,13 @@ pub fn find_process(
     let mut ranked: Vec<(u8, u32)> = listed
         .into_iter()
         .filter(|pid| !tried.contains(pid) && !fresh_tried.contains(pid))
-        .map(|pid| {
+        .filter_map(|pid| {
             let meta = state.meta(proc_root, pid);
-            // rank 0: same namespace and uid; 1: same namespace; 2: elsewhere
-            let rank = match (in_ns(meta), meta.uid == Some(uid)) {
-                (true, true) => 0,
-                (true, false) => 1,
-                (false, _) => 2,
-            };
-            (rank, pid)
+            // Processes of other namespaces are not walked: a flow of this namespace is theirs
+            // only if a socket was passed across namespaces, and reading every descriptor
+            // of every container on the machine per missed flow is what made lookups slow.
+            // rank 0: same uid; 1: another uid
+            in_ns(meta).then_some((u8::from(meta.uid != Some(uid)), pid))
         })
         .collect();
     // newest pid first within a rank
@@ -400,6 +401,16 @@ fn lookup_here(
             find_socket(&entries, protocol, src, dst)?
         }
     };
+    if entry.inode == 0 {
+        // The kernel shows inode 0 for a socket no descriptor holds any more (the app closed
+        // it: FIN-WAIT, TIME-WAIT): no process to find, and walking /proc for it would only
+        // burn the cores the traffic needs.
+        return Some(Owner {
+            uid: entry.uid,
+            pid: None,
+            exe: None,
+        });
+    }
     let found = find_process(
         Path::new("/proc"),
         entry.inode,
@@ -945,8 +956,13 @@ mod tests {
         let ns = Some(proc.netns());
         let find = |inode| find_process(proc.root(), inode, 0, ns, &memory);
         assert_eq!(find(2), Some((20, PathBuf::from("/usr/bin/browser"))));
-        // a socket in another namespace is still found (ranked last)
-        assert_eq!(find(4), Some((30, PathBuf::from("/usr/bin/other-ns"))));
+        // processes of other namespaces are not walked
+        assert_eq!(find(4), None);
+        // ... unless no namespace is known
+        assert_eq!(
+            find_process(proc.root(), 4, 0, None, &memory),
+            Some((30, PathBuf::from("/usr/bin/other-ns")))
+        );
         assert_eq!(find(99), None);
         // the browser's table was read once: its other socket comes from the index, even
         // with the table gone

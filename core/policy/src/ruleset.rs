@@ -467,7 +467,7 @@ impl RuleSet {
         let view = index.view(self.as_bytes());
         let mut batch = [(0u64, 0usize); PROBE_BATCH];
         let mut k = 0;
-        index::for_each_suffix(name, |start, suffix| {
+        index::for_each_suffix(name, index.labels, |start, suffix| {
             view.prefetch_bucket(suffix);
             if let Some(slot) = batch.get_mut(k) {
                 *slot = (suffix, start);
@@ -1282,7 +1282,8 @@ impl Compiler {
                 )
             })
             .collect();
-        index::write(&entries, width, low_bits)
+        let labels = index::LabelBounds::of(groups.iter().map(|&(i, _)| key(&slots[i])));
+        index::write(&entries, width, low_bits, labels)
     }
 
     fn finish_with(mut self, report: &mut BuildReport) -> Vec<u8> {
@@ -1299,7 +1300,9 @@ impl Compiler {
             .collect();
         owner_entries.sort_unstable();
         let owner_width = index::bits_for(self.meta.domain_owners.len() as u64);
-        let owners_bytes = index::write(&owner_entries, owner_width, 0);
+        let owner_labels =
+            index::LabelBounds::of(self.owner_keys.iter().map(|(k, _)| k.as_bytes()));
+        let owners_bytes = index::write(&owner_entries, owner_width, 0, owner_labels);
 
         // Addresses: flatten nested CIDRs into disjoint intervals, most specific wins.
         let mut v4: Vec<(u128, u128, u32)> = Vec::new();

@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! section = header (24 bytes) | directory | fingerprints | values
-//! header  = key count u64 | directory bits d u32 | value width w u32 | low bits u32 | 0 u32
+//! header  = key count u64 | directory bits d u32 | value width w u32 | low bits u32
+//!           | fewest labels of a key u16 | most labels of a key u16
 //! directory    = (2^d + 1) x u32: index of the first key of each bucket, then the key count
 //! fingerprints = n x u32, grouped by bucket, sorted within a bucket
 //! values       = n x w bits, packed little-endian, then 8 bytes of padding
@@ -36,6 +37,10 @@
 //! (so `ab` and `ab\0`, or `.com` and `com`, differ), by a folded 64x64->128-bit multiply
 //! (foldhash's and wyhash's step): one multiply per label of up to 7 bytes instead of one per
 //! byte. It is part of the file format: changing it needs a new format version.
+//!
+//! The label bounds let a lookup skip suffixes no key can equal: a list of host names (two
+//! labels or more) never probes the top-level domain, and a lookup stops hashing the front
+//! of a long name past the longest key.
 //!
 //! Parse, don't validate: [`IndexLayout::parse`] checks the header, every length and the
 //! directory (monotonic, within bounds) once at load; lookups then read with `get` and cannot
@@ -85,26 +90,86 @@ fn tail(bytes: &[u8], end: usize, c: usize) -> u64 {
     }
 }
 
+/// The fewest and most labels of the keys of an index (`a.b.c` has 3): suffixes with other
+/// counts cannot be keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LabelBounds {
+    pub fewest: u32,
+    pub most: u32,
+}
+
+impl LabelBounds {
+    /// Every suffix.
+    pub const ALL: LabelBounds = LabelBounds {
+        fewest: 0,
+        most: u32::MAX,
+    };
+
+    /// The bounds of these keys (none: the empty range).
+    pub fn of<'k>(keys: impl IntoIterator<Item = &'k [u8]>) -> LabelBounds {
+        let mut bounds = LabelBounds {
+            fewest: u32::MAX,
+            most: 0,
+        };
+        for key in keys {
+            let labels = labels_of(key);
+            bounds.fewest = bounds.fewest.min(labels);
+            bounds.most = bounds.most.max(labels);
+        }
+        if bounds.fewest > bounds.most {
+            bounds = LabelBounds { fewest: 0, most: 0 };
+        }
+        bounds
+    }
+
+    /// The header field: fewest in the low 16 bits, most in the high 16 (65,535 = no limit).
+    fn encode(self) -> u32 {
+        let clamp = |v: u32| v.min(u32::from(u16::MAX));
+        clamp(self.fewest) | (clamp(self.most) << 16)
+    }
+
+    fn decode(field: u32) -> LabelBounds {
+        let most = field >> 16;
+        LabelBounds {
+            fewest: field & 0xffff,
+            most: if most == u32::from(u16::MAX) {
+                u32::MAX
+            } else {
+                most
+            },
+        }
+    }
+}
+
+/// Labels of a key: its dots plus one.
+fn labels_of(key: &[u8]) -> u32 {
+    let dots = key.iter().filter(|&&b| b == b'.').count();
+    u32::try_from(dots).unwrap_or(u32::MAX).saturating_add(1)
+}
+
 /// Calls `found(start, hash)` for every suffix of `name` that starts at a label boundary
-/// (`start == 0` or `name[start - 1] == b'.'`), shortest first, with the hash a key equal to
-/// that suffix has ([`key_hash`]). Names shorter than 8 bytes are copied into a padded word.
+/// (`start == 0` or `name[start - 1] == b'.'`) and has a label count within `bounds`,
+/// shortest first, with the hash a key equal to that suffix has ([`key_hash`]). Names shorter
+/// than 8 bytes are copied into a padded word.
 #[inline(always)]
-pub(crate) fn for_each_suffix(name: &[u8], mut found: impl FnMut(usize, u64)) {
+pub(crate) fn for_each_suffix(name: &[u8], bounds: LabelBounds, mut found: impl FnMut(usize, u64)) {
     if name.len() < 8 {
         let mut padded = [0u8; 8];
         padded[..name.len()].copy_from_slice(name);
-        suffixes(&padded, name.len(), &mut found);
+        suffixes(&padded, name.len(), bounds, &mut found);
     } else {
-        suffixes(name, name.len(), &mut found);
+        suffixes(name, name.len(), bounds, &mut found);
     }
 }
 
 /// [`for_each_suffix`] over the first `len` bytes of `bytes` (`bytes.len() >= 8`).
 #[inline(always)]
-fn suffixes(bytes: &[u8], len: usize, found: &mut impl FnMut(usize, u64)) {
+fn suffixes(bytes: &[u8], len: usize, bounds: LabelBounds, found: &mut impl FnMut(usize, u64)) {
     let mut h = HASH_SEED;
     let mut end = len.min(bytes.len());
+    let mut labels = 0u32;
     loop {
+        labels += 1;
         let mut start = end;
         while start > 0 && bytes.get(start - 1).is_some_and(|&b| b != b'.') {
             start -= 1;
@@ -123,10 +188,10 @@ fn suffixes(bytes: &[u8], len: usize, found: &mut impl FnMut(usize, u64)) {
             e -= 7;
         }
         // The empty suffix (a name that ends with a dot) is not a key.
-        if start < len {
+        if start < len && labels >= bounds.fewest {
             found(start, finish(h));
         }
-        if start == 0 {
+        if start == 0 || labels >= bounds.most {
             return;
         }
         end = start - 1;
@@ -146,7 +211,7 @@ fn finish(mut h: u64) -> u64 {
 /// The hash of a whole key (the same as the hash of the suffix of a name equal to it).
 pub(crate) fn key_hash(key: &[u8]) -> u64 {
     let mut hash = 0;
-    for_each_suffix(key, |start, h| {
+    for_each_suffix(key, LabelBounds::ALL, |start, h| {
         if start == 0 {
             hash = h;
         }
@@ -184,8 +249,13 @@ pub(crate) fn bits_for(v: u64) -> u32 {
 
 /// Writes an index over `entries` (hash, value), which must be sorted by hash; every value
 /// must fit in `width` bits (at most [`MAX_VALUE_WIDTH`]). `low_bits` is stored for the
-/// caller's value layout.
-pub(crate) fn write(entries: &[(u64, u64)], width: u32, low_bits: u32) -> Vec<u8> {
+/// caller's value layout; `labels` bounds the keys' label counts ([`LabelBounds::of`]).
+pub(crate) fn write(
+    entries: &[(u64, u64)],
+    width: u32,
+    low_bits: u32,
+    labels: LabelBounds,
+) -> Vec<u8> {
     let n = entries.len();
     let d = directory_bits(n);
     let width = width.clamp(1, MAX_VALUE_WIDTH);
@@ -196,7 +266,7 @@ pub(crate) fn write(entries: &[(u64, u64)], width: u32, low_bits: u32) -> Vec<u8
     out.extend_from_slice(&d.to_le_bytes());
     out.extend_from_slice(&width.to_le_bytes());
     out.extend_from_slice(&low_bits.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&labels.encode().to_le_bytes());
     let mut next = 0usize;
     for b in 0..=buckets {
         while next < n && bucket_of(entries[next].0, d) < b {
@@ -222,7 +292,7 @@ pub(crate) fn write(entries: &[(u64, u64)], width: u32, low_bits: u32) -> Vec<u8
 }
 
 /// Where an index's parts lie in the file, checked once at load.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct IndexLayout {
     /// Number of keys.
     pub n: usize,
@@ -230,6 +300,8 @@ pub(crate) struct IndexLayout {
     width: u32,
     /// The caller's split of a value (names: line bits below the combination index).
     pub low_bits: u32,
+    /// Label counts of the keys.
+    pub labels: LabelBounds,
     dir: usize,
     fingerprints: usize,
     values: usize,
@@ -248,9 +320,8 @@ impl IndexLayout {
         let d = read_u32(section, 8);
         let width = read_u32(section, 12);
         let low_bits = read_u32(section, 16);
-        if read_u32(section, 20) != 0 {
-            return Err("reserved field is not zero".into());
-        }
+        // Any label bounds are safe: wrong ones only make lookups skip keys.
+        let labels = LabelBounds::decode(read_u32(section, 20));
         if n > u64::from(u32::MAX) || d > 32 || width == 0 || width > MAX_VALUE_WIDTH {
             return Err(format!(
                 "bad header: {n} keys, {d} bucket bits, {width}-bit values"
@@ -291,6 +362,7 @@ impl IndexLayout {
             d,
             width,
             low_bits,
+            labels,
             dir,
             fingerprints,
             values: fingerprints + n * 4,
@@ -441,7 +513,12 @@ mod tests {
             .map(|(i, k)| (key_hash(k.as_bytes()), i as u64))
             .collect();
         entries.sort();
-        let bytes = write(&entries, bits_for(keys.len() as u64), 0);
+        let bytes = write(
+            &entries,
+            bits_for(keys.len() as u64),
+            0,
+            LabelBounds::of(keys.iter().map(|k| k.as_bytes())),
+        );
         let layout = IndexLayout::parse(&bytes, 0, bytes.len()).unwrap();
         (bytes, layout)
     }
@@ -456,7 +533,7 @@ mod tests {
 
     fn suffixes_of(name: &[u8]) -> Vec<(usize, u64)> {
         let mut seen = Vec::new();
-        for_each_suffix(name, |start, h| seen.push((start, h)));
+        for_each_suffix(name, LabelBounds::ALL, |start, h| seen.push((start, h)));
         seen
     }
 
@@ -489,6 +566,27 @@ mod tests {
             }
         }
         assert!(suffixes_of(b"").is_empty());
+    }
+
+    #[test]
+    fn label_bounds_skip_suffixes_no_key_has() {
+        let bounds = LabelBounds::of([&b"example.com"[..], b"a.b.example.org"]);
+        assert_eq!(bounds, LabelBounds { fewest: 2, most: 4 });
+        let mut seen = Vec::new();
+        for_each_suffix(b"x.y.a.b.example.org", bounds, |start, h| {
+            seen.push((start, h))
+        });
+        let starts: Vec<usize> = seen.iter().map(|s| s.0).collect();
+        // org (1 label) and the 5- and 6-label suffixes are skipped.
+        assert_eq!(starts, vec![8, 6, 4]);
+        assert_eq!(seen[0].1, key_hash(b"example.org"));
+        assert_eq!(seen[2].1, key_hash(b"a.b.example.org"));
+        assert_eq!(LabelBounds::decode(bounds.encode()), bounds);
+        assert_eq!(
+            LabelBounds::decode(LabelBounds::ALL.encode()).most,
+            u32::MAX
+        );
+        assert_eq!(LabelBounds::of([]), LabelBounds { fewest: 0, most: 0 });
     }
 
     #[test]
@@ -542,7 +640,7 @@ mod tests {
         let entries: Vec<(u64, u64)> = (0..100u64)
             .map(|i| (i << 57, (1u64 << 55) | (i * 0x0123_4567_89ab)))
             .collect();
-        let bytes = write(&entries, 56, 0);
+        let bytes = write(&entries, 56, 0, LabelBounds::ALL);
         let layout = IndexLayout::parse(&bytes, 0, bytes.len()).unwrap();
         let view = layout.view(&bytes);
         for (i, (_, v)) in entries.iter().enumerate() {
@@ -561,7 +659,7 @@ mod tests {
         bad[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&2u32.to_le_bytes());
         assert!(IndexLayout::parse(&bad, 0, bad.len()).is_err());
         // Too many bucket bits, too wide values.
-        for (at, v) in [(8, 40u32), (12, 0), (12, 57), (16, 60), (20, 1)] {
+        for (at, v) in [(8, 40u32), (12, 0), (12, 57), (16, 60)] {
             let mut bad = bytes.clone();
             bad[at..at + 4].copy_from_slice(&v.to_le_bytes());
             assert!(IndexLayout::parse(&bad, 0, bad.len()).is_err(), "{at}={v}");

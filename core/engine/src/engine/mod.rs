@@ -110,6 +110,40 @@ impl std::hash::Hasher for FlowIdHasher {
 /// A map keyed by flow id (see [`FlowIdHasher`]).
 pub(crate) type FlowMap<V> = HashMap<FlowId, V, BuildHasherDefault<FlowIdHasher>>;
 
+/// When a flow's timer must fire next: idle expiry, its phase deadline, smoltcp's deadline.
+fn flow_due(config: &EngineConfig, f: &Flow) -> Instant {
+    let idle = match f.kind {
+        FlowKind::Tcp(_) => config.tcp_idle_timeout,
+        FlowKind::Udp(_) => config.udp_idle_timeout,
+    };
+    let mut due = f.last_active + idle;
+    let (phase, stack) = match &f.kind {
+        FlowKind::Tcp(t) => (t.deadline, t.stack_at),
+        FlowKind::Udp(u) => (u.deadline, None),
+    };
+    for at in [phase, stack].into_iter().flatten() {
+        due = due.min(at);
+    }
+    due
+}
+
+/// Every flow's next deadline, earliest first; entries whose time differs from the flow's
+/// `timer_at` are superseded and skipped.
+type Timers = BinaryHeap<Reverse<(Instant, FlowId)>>;
+
+/// File flow `id`'s timer if its due time moved earlier than its current entry; returns
+/// whether an entry was pushed (the caller then calls `Engine::compact_timers`). A due time
+/// that moved later keeps the earlier entry, fixed by `Engine::settle_timers` or when it fires.
+fn file_timer(config: &EngineConfig, timers: &mut Timers, id: FlowId, f: &mut Flow) -> bool {
+    let due = flow_due(config, f);
+    if f.timer_at.is_some_and(|t| t <= due) {
+        return false;
+    }
+    f.timer_at = Some(due);
+    timers.push(Reverse((due, id)));
+    true
+}
+
 /// Per-flow record shared by TCP and UDP.
 pub(crate) struct Flow {
     pub id: FlowId,
@@ -154,7 +188,7 @@ pub struct Engine {
     pub(crate) commands: VecDeque<Command>,
     events: VecDeque<Event>,
     events_dropped: u64,
-    timers: BinaryHeap<Reverse<(Instant, FlowId)>>,
+    timers: Timers,
     /// Second-chance eviction order (may hold ids of removed flows; compacted lazily).
     lru: VecDeque<FlowId>,
     /// Flows touched since the last service pass: serviced, then given smoltcp egress.
@@ -389,17 +423,16 @@ impl Engine {
 
     /// Schedule (or re-schedule) the flow's timer at its next due time.
     pub(crate) fn schedule(&mut self, id: FlowId) {
-        let Some(due) = self.flows.get(&id).map(|f| self.flow_due(f)) else {
-            return;
-        };
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
-        if f.timer_at.is_some_and(|t| t <= due) {
-            return; // an earlier entry exists and will re-schedule when it fires
+        if file_timer(&self.config, &mut self.timers, id, f) {
+            self.compact_timers();
         }
-        f.timer_at = Some(due);
-        self.timers.push(Reverse((due, id)));
+    }
+
+    /// Rebuild the timer heap if superseded entries outnumber the live ones.
+    pub(crate) fn compact_timers(&mut self) {
         if self.timers.len() > 2 * self.flows.len() + 64 {
             // Superseded entries pile up when deadlines keep moving earlier (a delayed ACK
             // before a retransmission): rebuild from the live ones. Amortised O(1).
@@ -418,7 +451,7 @@ impl Engine {
     fn settle_timers(&mut self) {
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             let due = match self.flows.get(&id) {
-                Some(f) if f.timer_at == Some(at) => self.flow_due(f),
+                Some(f) if f.timer_at == Some(at) => flow_due(&self.config, f),
                 _ => {
                     self.timers.pop(); // superseded or flow gone
                     continue;
@@ -433,22 +466,6 @@ impl Engine {
             }
             self.timers.push(Reverse((due, id)));
         }
-    }
-
-    fn flow_due(&self, f: &Flow) -> Instant {
-        let idle = match f.kind {
-            FlowKind::Tcp(_) => self.config.tcp_idle_timeout,
-            FlowKind::Udp(_) => self.config.udp_idle_timeout,
-        };
-        let mut due = f.last_active + idle;
-        let (phase, stack) = match &f.kind {
-            FlowKind::Tcp(t) => (t.deadline, t.stack_at),
-            FlowKind::Udp(u) => (u.deadline, None),
-        };
-        for at in [phase, stack].into_iter().flatten() {
-            due = due.min(at);
-        }
-        due
     }
 
     fn flow_timer(&mut self, id: FlowId) {

@@ -34,7 +34,7 @@ use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
-use super::{Engine, Flow, FlowKind, FlowMap};
+use super::{file_timer, Engine, Flow, FlowKind, FlowMap};
 use crate::api::{Command, DropReason, FlowId};
 use crate::inspect::{http, tls, Sniff};
 use crate::packet::{self, Parsed, TCP_ACK, TCP_RST, TCP_SYN};
@@ -312,7 +312,9 @@ impl Engine {
                 .map(|at| instant_of_smol(epoch, at))
         };
         let changed = t.sock().state() != before;
-        self.schedule(id);
+        if file_timer(&self.config, &mut self.timers, id, f) {
+            self.compact_timers();
+        }
         changed
     }
 

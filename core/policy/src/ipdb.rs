@@ -116,16 +116,41 @@ struct Table {
     database: Arc<str>,
     blob: Blob,
     layout: compact::Layout,
+    /// The blob's organisation names as text (see [`Strings`]).
+    strings: Strings,
+}
+
+/// The organisation names of an ASN table as text, checked once: a lookup then slices
+/// them instead of validating UTF-8 each time (that was a fifth of a lookup).
+#[derive(Debug, Clone)]
+enum Strings {
+    Static(&'static str),
+    Shared(Arc<str>),
 }
 
 impl Table {
     fn parse(database: Arc<str>, blob: Blob) -> Result<Table, String> {
         let layout = compact::parse(blob.bytes())?;
+        let strings = match &blob {
+            Blob::Static(bytes) => Strings::Static(compact::strings(bytes, &layout)),
+            // A copy of the names only (the full ASN database's are ~2 MB): the blob itself
+            // stays one allocation.
+            Blob::Shared(bytes) => Strings::Shared(Arc::from(compact::strings(bytes, &layout))),
+        };
         Ok(Table {
             database,
             blob,
             layout,
+            strings,
         })
+    }
+
+    #[inline]
+    fn strings(&self) -> &str {
+        match &self.strings {
+            Strings::Static(s) => s,
+            Strings::Shared(s) => s,
+        }
     }
 
     /// The fact index for `addr` (IPv4-mapped IPv6 addresses are looked up as IPv4).
@@ -146,9 +171,13 @@ impl Table {
     }
 
     fn heap_bytes(&self) -> usize {
+        let strings = match &self.strings {
+            Strings::Static(_) => 0,
+            Strings::Shared(s) => s.len(),
+        };
         match &self.blob {
-            Blob::Static(_) => 0,
-            Blob::Shared(b) => b.len(),
+            Blob::Static(_) => strings,
+            Blob::Shared(b) => b.len() + strings,
         }
     }
 }
@@ -257,7 +286,8 @@ impl IpDb {
     pub fn lookup_asn(&self, addr: IpAddr) -> Option<AsnInfo<'_>> {
         self.asn.iter().find_map(|table| {
             let fact = table.fact(addr)?;
-            let (asn, org) = compact::asn_fact(table.blob.bytes(), &table.layout, fact)?;
+            let (asn, org) =
+                compact::asn_fact(table.blob.bytes(), &table.layout, table.strings(), fact)?;
             Some(AsnInfo {
                 asn,
                 org,

@@ -65,6 +65,12 @@ const INDEX_MIN_ENTRIES: usize = 4096;
 pub trait Key: Copy + Ord {
     /// Bytes in the blob.
     const BYTES: usize;
+    /// The key's bytes as stored (`[u8; BYTES]`).
+    type Raw: Copy;
+    /// `bytes` as whole stored keys (a trailing partial key is ignored).
+    fn raw_keys(bytes: &[u8]) -> &[Self::Raw];
+    /// The key a stored one stands for.
+    fn from_raw(raw: Self::Raw) -> Self;
     /// Reads a key from exactly [`Key::BYTES`] bytes.
     fn read(bytes: &[u8]) -> Option<Self>;
     /// Appends the key's bytes.
@@ -77,6 +83,15 @@ pub trait Key: Copy + Ord {
 
 impl Key for u32 {
     const BYTES: usize = 4;
+    type Raw = [u8; 4];
+    #[inline]
+    fn raw_keys(bytes: &[u8]) -> &[[u8; 4]] {
+        bytes.as_chunks().0
+    }
+    #[inline]
+    fn from_raw(raw: [u8; 4]) -> u32 {
+        u32::from_le_bytes(raw)
+    }
     #[inline]
     fn read(bytes: &[u8]) -> Option<u32> {
         Some(u32::from_le_bytes(bytes.try_into().ok()?))
@@ -95,6 +110,15 @@ impl Key for u32 {
 
 impl Key for u128 {
     const BYTES: usize = 16;
+    type Raw = [u8; 16];
+    #[inline]
+    fn raw_keys(bytes: &[u8]) -> &[[u8; 16]] {
+        bytes.as_chunks().0
+    }
+    #[inline]
+    fn from_raw(raw: [u8; 16]) -> u128 {
+        u128::from_le_bytes(raw)
+    }
     #[inline]
     fn read(bytes: &[u8]) -> Option<u128> {
         Some(u128::from_le_bytes(bytes.try_into().ok()?))
@@ -378,14 +402,13 @@ fn parse_table<K: Key>(
 }
 
 /// The fact index for `key`, or `None` (outside every range, or crafted bytes).
-#[inline]
+#[inline(always)]
 pub fn lookup<K: Key>(bytes: &[u8], table: &TableLayout, key: K) -> Option<u32> {
     if table.entries == 0 {
         return None;
     }
     let starts = bytes.get(table.starts.clone())?;
-    let read = |i: usize| K::read(starts.get(i * K::BYTES..(i + 1) * K::BYTES)?);
-    let (mut lo, mut hi) = match &table.index {
+    let (lo, hi) = match &table.index {
         Some(index) => {
             let index = bytes.get(index.clone())?;
             let b = key.bucket();
@@ -396,15 +419,14 @@ pub fn lookup<K: Key>(bytes: &[u8], table: &TableLayout, key: K) -> Option<u32> 
         None => (0, table.entries),
     };
     // partition_point(start <= key) over lo..hi: every entry before `lo` starts in an earlier
-    // bucket (so below `key`), every entry from `hi` on in a later one.
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if read(mid)? <= key {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
+    // bucket (so below `key`), every entry from `hi` on in a later one. An empty bucket: the
+    // key lies in whatever the last earlier entry started.
+    // std's `partition_point` over the bucket's stored keys: a branch-free binary search. A
+    // compare-and-branch one mispredicts every other probe on random addresses, and each
+    // misprediction throws away the cache misses of the next lookups already in flight
+    // (measured 3-5x slower than the end-checking table this form replaced).
+    let bucket = K::raw_keys(starts).get(lo..hi.max(lo))?;
+    let lo = lo + bucket.partition_point(|&raw| K::from_raw(raw) <= key);
     let i = lo.checked_sub(1)?;
     let values = bytes.get(table.values.clone())?;
     let value = match table.value_bytes {
@@ -416,9 +438,15 @@ pub fn lookup<K: Key>(bytes: &[u8], table: &TableLayout, key: K) -> Option<u32> 
     value.checked_sub(1)
 }
 
-/// The (ASN, organisation) fact `index` of an ASN blob.
+/// The (ASN, organisation) fact `index` of an ASN blob; `strings` is the blob's string section
+/// as text ([`strings`]), checked once rather than on every lookup.
 #[inline]
-pub fn asn_fact<'a>(bytes: &'a [u8], layout: &Layout, index: u32) -> Option<(u32, &'a str)> {
+pub fn asn_fact<'a>(
+    bytes: &[u8],
+    layout: &Layout,
+    strings: &'a str,
+    index: u32,
+) -> Option<(u32, &'a str)> {
     if layout.kind != KIND_ASN || index as usize >= layout.fact_count {
         return None;
     }
@@ -428,12 +456,16 @@ pub fn asn_fact<'a>(bytes: &'a [u8], layout: &Layout, index: u32) -> Option<(u32
         u32_at(bytes, at + 4)? as usize,
         u32_at(bytes, at + 8)? as usize,
     );
-    let strings = bytes.get(layout.strings.clone())?;
-    // Only this organisation's bytes are checked (a few dozen; the whole string section can
-    // be megabytes): `parse` checked the section is UTF-8, so this fails only for a crafted
-    // offset inside a character, which gives "".
-    let org = strings.get(off..off.checked_add(len)?)?;
-    Some((asn, std::str::from_utf8(org).unwrap_or("")))
+    // A crafted offset outside the text or inside a character gives "".
+    Some((asn, strings.get(off..off.checked_add(len)?).unwrap_or("")))
+}
+
+/// The string section of a blob as text (`parse` checked it is UTF-8; "" if not).
+pub fn strings<'a>(bytes: &'a [u8], layout: &Layout) -> &'a str {
+    bytes
+        .get(layout.strings.clone())
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .unwrap_or("")
 }
 
 /// The country code fact `index` of a country blob.
@@ -559,8 +591,9 @@ mod tests {
         verify(&bytes, &layout).unwrap();
         // 1.0.0.0 (two ranges merged), gap at 1.0.2.0, 1.0.4.0, gap at 1.0.8.0, top: 5 entries.
         assert_eq!((layout.v4.ranges, layout.v4.entries), (4, 5));
+        let text = strings(&bytes, &layout);
         let fact =
-            |k: u32| lookup(&bytes, &layout.v4, k).and_then(|i| asn_fact(&bytes, &layout, i));
+            |k: u32| lookup(&bytes, &layout.v4, k).and_then(|i| asn_fact(&bytes, &layout, text, i));
         assert_eq!(fact(0x0100_0000), Some((13335, "Cloudflare, Inc.")));
         assert_eq!(fact(0x0100_01ff), Some((13335, "Cloudflare, Inc.")));
         assert_eq!(fact(0x0100_0200), None);
@@ -570,7 +603,8 @@ mod tests {
         assert_eq!(fact(u32::MAX), Some((45090, "Tencent")));
         let hit = lookup(&bytes, &layout.v6, (1u128 << 125) + 7);
         assert_eq!(
-            hit.and_then(|i| asn_fact(&bytes, &layout, i)).map(|f| f.0),
+            hit.and_then(|i| asn_fact(&bytes, &layout, text, i))
+                .map(|f| f.0),
             Some(45090)
         );
         assert_eq!(lookup(&bytes, &layout.v6, (1u128 << 125) + 0x10000), None);
@@ -617,7 +651,7 @@ mod tests {
                 let _ = verify(&bytes, &layout);
                 for k in [0u32, 0x0100_0000, 0x0100_0500, u32::MAX] {
                     if let Some(f) = lookup(&bytes, &layout.v4, k) {
-                        let _ = asn_fact(&bytes, &layout, f);
+                        let _ = asn_fact(&bytes, &layout, strings(&bytes, &layout), f);
                         let _ = country_fact(&bytes, &layout, f);
                     }
                 }

@@ -335,8 +335,18 @@ impl IndexLayout {
             return Err(format!("{d} bucket bits for {n} keys"));
         }
         let dir_len = ((1usize << d) + 1) * 4;
-        let value_bytes = (n * width as usize).div_ceil(8) + 8;
-        let expected = HEADER_LEN + dir_len + n * 4 + value_bytes;
+        // Checked: on a 32-bit target a crafted key count could overflow `usize`.
+        let sizes = n.checked_mul(width as usize).and_then(|bits| {
+            let fingerprint_bytes = n.checked_mul(4)?;
+            let value_bytes = bits.div_ceil(8).checked_add(8)?;
+            HEADER_LEN
+                .checked_add(dir_len)?
+                .checked_add(fingerprint_bytes)?
+                .checked_add(value_bytes)
+        });
+        let Some(expected) = sizes else {
+            return Err(format!("{n} keys of {width} bits do not fit in memory"));
+        };
         if section.len() != expected {
             return Err(format!(
                 "{} bytes, expected {expected} for {n} keys",

@@ -197,9 +197,10 @@ struct ProcMeta {
 /// hold a new socket:
 /// - `inodes`: sockets seen in descriptor tables already read, with their pid;
 /// - `recent`: pids that owned flows lately (most recent first);
-/// - `known`: every pid of the previous `/proc` listing with its ranking facts, so that a
-///   process started since then (`curl`, a new app) is tried first and the others are ranked
-///   without a system call.
+/// - `last_pid`: the last pid allocated at the previous lookup, so that processes started
+///   since then (`curl`, a new app) are probed first, by number, without listing `/proc`;
+/// - `known`: every pid of the previous `/proc` listing with its ranking facts, so that when
+///   a listing is needed the others are ranked without a system call.
 #[derive(Debug, Default)]
 pub struct PidMemory(Mutex<PidState>);
 
@@ -209,6 +210,8 @@ struct PidState {
     inodes: HashMap<u64, u32>,
     known: HashMap<u32, Option<ProcMeta>>,
     listed_once: bool,
+    /// The last pid allocated as of the previous lookup (see [`read_last_pid`]).
+    last_pid: Option<u32>,
 }
 
 impl PidState {
@@ -250,14 +253,29 @@ impl PidState {
         if let Some(Some(meta)) = self.known.get(&pid) {
             return *meta;
         }
-        let dir = proc_root.join(pid.to_string());
-        let meta = ProcMeta {
-            netns_ino: std::fs::metadata(dir.join("ns/net")).ok().map(|m| m.ino()),
-            uid: std::fs::metadata(&dir).ok().map(|m| m.uid()),
-        };
+        let meta = read_meta(proc_root, pid);
         self.known.insert(pid, Some(meta));
         meta
     }
+}
+
+/// Most pids probed one by one for processes started since the previous lookup; past it (a
+/// build spawning hundreds of compilers meanwhile) one listing of /proc is cheaper.
+const MAX_FRESH_PROBES: u32 = 128;
+
+fn read_meta(proc_root: &Path, pid: u32) -> ProcMeta {
+    let dir = proc_root.join(pid.to_string());
+    ProcMeta {
+        netns_ino: std::fs::metadata(dir.join("ns/net")).ok().map(|m| m.ino()),
+        uid: std::fs::metadata(&dir).ok().map(|m| m.uid()),
+    }
+}
+
+/// The last pid the kernel allocated (in the pid namespace of this /proc): the fifth field of
+/// `/proc/loadavg`, `0.20 0.18 0.12 1/80 11206`.
+fn read_last_pid(proc_root: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(proc_root.join("loadavg")).ok()?;
+    text.split_whitespace().nth(4)?.parse().ok()
 }
 
 /// `socket:[INODE]` -> INODE.
@@ -309,6 +327,34 @@ pub fn find_process(
     if let Some(found) = tried.iter().find_map(|&pid| check(state, pid)) {
         return Some(found);
     }
+    let in_ns = |meta: ProcMeta| netns_ino.is_none_or(|ino| meta.netns_ino == Some(ino));
+    // Processes started since the previous lookup: the pids handed out since then, newest
+    // first, probed by number. /proc/loadavg names the last pid the kernel allocated; reading
+    // it costs a few microseconds where listing /proc costs ~170 (the kernel walks its pid
+    // table and builds a dentry per process).
+    let last_pid = read_last_pid(proc_root);
+    let probe_from = std::mem::replace(&mut state.last_pid, last_pid);
+    let mut fresh_tried = Vec::new();
+    if let (Some(prev), Some(last)) = (probe_from, last_pid) {
+        if last >= prev && last - prev <= MAX_FRESH_PROBES {
+            for pid in (prev + 1..=last).rev() {
+                if tried.contains(&pid) {
+                    continue;
+                }
+                let meta = read_meta(proc_root, pid);
+                if meta.netns_ino.is_none() {
+                    continue; // exited already (or a thread id that is gone)
+                }
+                state.known.insert(pid, Some(meta));
+                if in_ns(meta) {
+                    fresh_tried.push(pid);
+                    if let Some(found) = check(state, pid) {
+                        return Some(found);
+                    }
+                }
+            }
+        }
+    }
     // One listing of /proc: which pids are new since the previous one.
     let listed: Vec<u32> = std::fs::read_dir(proc_root)
         .ok()?
@@ -331,10 +377,8 @@ pub fn find_process(
     }
     state.known = known;
     state.listed_once = true;
-    fresh.retain(|pid| !tried.contains(pid));
+    fresh.retain(|pid| !tried.contains(pid) && !fresh_tried.contains(pid));
     fresh.sort_unstable_by(|a, b| b.cmp(a));
-    let in_ns = |meta: ProcMeta| netns_ino.is_none_or(|ino| meta.netns_ino == Some(ino));
-    let mut fresh_tried = Vec::new();
     for &pid in &fresh {
         if in_ns(state.meta(proc_root, pid)) {
             fresh_tried.push(pid);
@@ -987,6 +1031,34 @@ mod tests {
         proc.spawn(12, "/usr/bin/wget", true, &[6]);
         assert_eq!(find_process(proc.root(), 5, 0, ns, &memory), None);
         assert_eq!(find_process(proc.root(), 6, 0, ns, &memory).unwrap().0, 12);
+    }
+
+    #[test]
+    fn last_pid_is_the_fifth_field_of_loadavg() {
+        let proc = FakeProc::new();
+        assert_eq!(read_last_pid(proc.root()), None);
+        std::fs::write(proc.root().join("loadavg"), "0.20 0.18 0.12 1/80 11206\n").unwrap();
+        assert_eq!(read_last_pid(proc.root()), Some(11206));
+    }
+
+    #[test]
+    fn pids_allocated_since_the_last_lookup_are_probed_first() {
+        let proc = FakeProc::new();
+        proc.spawn(10, "/usr/sbin/init", true, &[1]);
+        std::fs::write(proc.root().join("loadavg"), "0 0 0 1/2 60\n").unwrap();
+        let memory = PidMemory::default();
+        let ns = Some(proc.netns());
+        assert_eq!(find_process(proc.root(), 1, 0, ns, &memory).unwrap().0, 10);
+        // a process outside the probed range that also (wrongly) claims socket 5: the probe
+        // must find the new process before any listing reaches this one
+        proc.spawn(50, "/usr/bin/old", true, &[5]);
+        proc.spawn(61, "/usr/bin/curl", true, &[5]);
+        proc.spawn(62, "/usr/bin/elsewhere", false, &[]);
+        std::fs::write(proc.root().join("loadavg"), "0 0 0 1/4 63\n").unwrap();
+        assert_eq!(
+            find_process(proc.root(), 5, 0, ns, &memory),
+            Some((61, PathBuf::from("/usr/bin/curl")))
+        );
     }
 
     #[test]

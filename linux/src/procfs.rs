@@ -584,23 +584,6 @@ mod sock_diag {
         local_port: u16,
         remote_port: u16,
     ) -> Option<(u32, u64)> {
-        // SAFETY: plain socket(2); the descriptor is owned right away.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                NETLINK_SOCK_DIAG,
-            )
-        };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let timeout = libc::timeval {
-            tv_sec: 1,
-            tv_usec: 0,
-        };
         let request = Request {
             len: std::mem::size_of::<Request>() as u32,
             kind: SOCK_DIAG_BY_FAMILY,
@@ -612,27 +595,18 @@ mod sock_diag {
             ..Request::default()
         };
         let mut answer = [0u8; 1024];
-        // SAFETY: the pointers and lengths describe live, correctly sized buffers.
-        let n = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-            if libc::send(
-                fd.as_raw_fd(),
-                (&request as *const Request).cast(),
-                std::mem::size_of::<Request>(),
-                0,
-            ) < 0
-            {
-                return None;
+        let n = SOCKET.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = open_socket();
             }
-            libc::recv(fd.as_raw_fd(), answer.as_mut_ptr().cast(), answer.len(), 0)
-        };
-        let n = usize::try_from(n).ok()?;
+            let fd = slot.as_ref()?;
+            let n = exchange(fd, request, &mut answer);
+            if n.is_none() {
+                *slot = None; // start over with a fresh socket next time
+            }
+            n
+        })?;
         let kind = u16::from_ne_bytes([*answer.get(4)?, *answer.get(5)?]);
         if kind == NLMSG_ERROR || kind != SOCK_DIAG_BY_FAMILY || n < INODE_AT + 4 {
             return None;
@@ -651,6 +625,85 @@ mod sock_diag {
             u32::from_ne_bytes([answer[at], answer[at + 1], answer[at + 2], answer[at + 3]])
         };
         Some((word(UID_AT), u64::from(word(INODE_AT))))
+    }
+
+    thread_local! {
+        /// One netlink socket per thread, kept: opening one per lookup (socket, setsockopt,
+        /// close) cost as much as the question itself. Per thread because a socket answers
+        /// for the network namespace it was opened in, and the namespace worker has its own.
+        static SOCKET: std::cell::RefCell<Option<OwnedFd>> = const { std::cell::RefCell::new(None) };
+        /// Sequence numbers pair a request with its answer on the kept socket (an answer
+        /// that arrived after its timeout must not be read as the next one's).
+        static SEQ: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    fn open_socket() -> Option<OwnedFd> {
+        // SAFETY: plain socket(2); the descriptor is owned right away.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let timeout = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
+        // SAFETY: the pointer and length describe a live timeval.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        (rc == 0).then_some(fd)
+    }
+
+    /// Sends `request` (with the next sequence number) and receives its answer into
+    /// `answer`, skipping answers to earlier requests. `None` on any socket error.
+    fn exchange(fd: &OwnedFd, mut request: Request, answer: &mut [u8]) -> Option<usize> {
+        let seq = SEQ.with(|s| {
+            let next = s.get().wrapping_add(1);
+            s.set(next);
+            next
+        });
+        request.seq = seq;
+        // SAFETY: the pointer and length describe `request`.
+        let sent = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                (&request as *const Request).cast(),
+                std::mem::size_of::<Request>(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return None;
+        }
+        loop {
+            // SAFETY: the pointer and length describe `answer`.
+            let n =
+                unsafe { libc::recv(fd.as_raw_fd(), answer.as_mut_ptr().cast(), answer.len(), 0) };
+            let n = usize::try_from(n).ok()?;
+            let got = u32::from_ne_bytes([
+                *answer.get(8)?,
+                *answer.get(9)?,
+                *answer.get(10)?,
+                *answer.get(11)?,
+            ]);
+            if got == seq {
+                return Some(n);
+            }
+        }
     }
 }
 

@@ -23,8 +23,9 @@ pub const MAGIC: [u8; 8] = *b"EMBARGO\x1a";
 /// The layout version this build writes and reads.
 ///
 /// Version 2 replaced the name and owner FSTs (and the two-label filter) by hashed
-/// fingerprint indexes (`ruleset/index.rs`).
-pub const VERSION: u32 = 2;
+/// fingerprint indexes (`ruleset/index.rs`); version 3 gave the index header's last field
+/// (zero in version 2) the keys' label bounds, which lookups trust.
+pub const VERSION: u32 = 3;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 32;
 /// Length of one section-table entry.

@@ -96,7 +96,13 @@ pub(crate) struct EventLoop {
     inbound: Vec<Vec<u8>>,
     /// App-identity questions of this pass, handed to the worker after the pass's packets are
     /// written (see [`EventLoop::flush`]).
-    asks: Vec<(FlowId, embargo_policy::Protocol, SocketAddr, SocketAddr)>,
+    asks: Vec<(
+        FlowId,
+        embargo_policy::Protocol,
+        SocketAddr,
+        SocketAddr,
+        bool,
+    )>,
 }
 
 impl EventLoop {
@@ -295,8 +301,8 @@ impl EventLoop {
     fn flush(&mut self, now: Instant) -> io::Result<()> {
         let flushed = self.flush_engine(now);
         if let Some(owner) = &self.owner {
-            for (flow, protocol, src, dst) in self.asks.drain(..) {
-                owner.ask(flow, protocol, src, dst);
+            for (flow, protocol, src, dst, urgent) in self.asks.drain(..) {
+                owner.ask(flow, protocol, src, dst, urgent);
             }
         }
         flushed
@@ -367,7 +373,10 @@ impl EventLoop {
                 src,
                 dst,
             } => match &self.owner {
-                Some(_) => self.asks.push((flow, protocol, src, dst)),
+                Some(_) => {
+                    let urgent = self.engine.holds_for_app(flow);
+                    self.asks.push((flow, protocol, src, dst, urgent));
+                }
                 None => self.engine.app_resolved(now, flow, None),
             },
         }

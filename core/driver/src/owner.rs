@@ -29,6 +29,10 @@ struct Ask<F> {
     flow: F,
     key: Key,
     asked: Instant,
+    /// The engine holds traffic for this answer: wake the loop for it. Other answers only
+    /// name events and are taken at the loop's next pass: a wake-up per flow (a loop pass
+    /// and two context switches on the cores the app needs) bought nothing for them.
+    urgent: bool,
 }
 
 /// Questions older than this are dropped unanswered: the engine decided those flows without
@@ -96,7 +100,9 @@ impl<F: Send + 'static> OwnerResolver<F> {
                     if ans_tx.send((ask.flow, answer)).is_err() {
                         break;
                     }
-                    wake();
+                    if ask.urgent {
+                        wake();
+                    }
                 }
             })?;
         Ok(OwnerResolver {
@@ -107,8 +113,9 @@ impl<F: Send + 'static> OwnerResolver<F> {
         })
     }
 
-    /// Queues a question; never blocks.
-    pub fn ask(&self, flow: F, proto: Protocol, src: SocketAddr, dst: SocketAddr) {
+    /// Queues a question; never blocks. `urgent`: wake the loop with the answer (the engine
+    /// holds traffic for it); otherwise the answer waits for the loop's next pass.
+    pub fn ask(&self, flow: F, proto: Protocol, src: SocketAddr, dst: SocketAddr, urgent: bool) {
         if let Some(tx) = &self.asks {
             // The worker only stops when we drop the sender: a send error cannot happen
             // while `self` lives, and losing one answer only leaves a flow unattributed.
@@ -116,6 +123,7 @@ impl<F: Send + 'static> OwnerResolver<F> {
                 flow,
                 key: (proto, src, dst),
                 asked: Instant::now(),
+                urgent,
             });
         }
     }
@@ -167,12 +175,41 @@ mod tests {
         .unwrap();
         let src: SocketAddr = "10.0.0.2:4000".parse().unwrap();
         let dst: SocketAddr = "10.0.0.1:443".parse().unwrap();
-        r.ask(1, Protocol::Tcp, src, dst);
-        r.ask(2, Protocol::Tcp, src, dst);
+        r.ask(1, Protocol::Tcp, src, dst, true);
+        r.ask(2, Protocol::Tcp, src, dst, true);
         wake_rx.recv().unwrap();
         wake_rx.recv().unwrap();
         assert_eq!(r.try_answer(), Some((1, Some("app-4000".into()))));
         assert_eq!(r.try_answer(), Some((2, Some("app-4000".into()))));
         assert_eq!(hooks.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn answers_nobody_waits_for_do_not_wake_the_loop() {
+        let hooks = Arc::new(Counting(AtomicUsize::new(0)));
+        let (wake_tx, wake_rx) = mpsc::channel();
+        let r: OwnerResolver<u32> = OwnerResolver::start(
+            hooks,
+            Box::new(move || {
+                let _ = wake_tx.send(());
+            }),
+        )
+        .unwrap();
+        let src: SocketAddr = "10.0.0.2:4001".parse().unwrap();
+        let dst: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        r.ask(7, Protocol::Tcp, src, dst, false);
+        let mut answer = None;
+        for _ in 0..200 {
+            answer = r.try_answer();
+            if answer.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(answer, Some((7, Some("app-4001".into()))));
+        assert!(
+            wake_rx.try_recv().is_err(),
+            "a naming-only answer woke the loop"
+        );
     }
 }

@@ -208,6 +208,33 @@ fn a_flow_the_app_cannot_change_connects_at_once_and_is_named_later() {
 }
 
 #[test]
+fn holds_for_app_says_which_answers_traffic_waits_for() {
+    // Nothing waits for the app of a flow decided without it: only its event does.
+    let mut h = harness(Arc::new(AppBlind));
+    let app = AppConn::new("10.0.0.2:40110", "198.51.100.7:5110");
+    h.send(&app.syn());
+    let flow = resolve_app(&h.commands());
+    assert!(!h.engine.holds_for_app(flow));
+
+    // A handshake held for its app, and a DNS source's wait, do.
+    let mut h = harness(Arc::new(per_app_policy));
+    let app = AppConn::new("10.0.0.2:40111", &format!("{BLOCKED_ADDR}:5111"));
+    h.send(&app.syn());
+    let flow = resolve_app(&h.commands());
+    assert!(h.engine.holds_for_app(flow));
+    h.engine.app_resolved(h.now, flow, Some("com.named".into()));
+    assert!(!h.engine.holds_for_app(flow));
+    let src: SocketAddr = "10.0.0.2:5410".parse().unwrap();
+    h.send(&udp(
+        src,
+        RESOLVER.parse().unwrap(),
+        &dns_query(3, "x.example", 1),
+    ));
+    let flow = resolve_app(&h.commands());
+    assert!(h.engine.holds_for_app(flow));
+}
+
+#[test]
 fn a_udp_flow_the_app_cannot_change_is_relayed_at_once() {
     let mut h = harness(Arc::new(AppBlind));
     let src: SocketAddr = "10.0.0.2:6100".parse().unwrap();

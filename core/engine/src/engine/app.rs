@@ -174,6 +174,19 @@ impl Engine {
         }
     }
 
+    /// Whether traffic waits for the app of `flow`: a handshake or datagrams held for it, or a
+    /// DNS source's wait (its questions may be held at any time while it lasts). A driver
+    /// should deliver such an answer at once; any other answer only names decision events,
+    /// which can wait for the driver's next pass (the wait's own deadline, `app_wait`, wakes
+    /// the driver at the latest, and answers are taken before deadlines run).
+    pub fn holds_for_app(&self, flow: FlowId) -> bool {
+        self.flows.get(&flow).is_some_and(|f| f.app_pending)
+            || self
+                .app_waits
+                .get(&flow)
+                .is_some_and(|w| self.dns_app_waits.get(&w.src) == Some(&flow))
+    }
+
     /// The cache key of wait `id`, live or expired.
     pub(crate) fn app_wait_key(&self, id: FlowId) -> Option<(Protocol, SocketAddr)> {
         match self.app_waits.get(&id) {

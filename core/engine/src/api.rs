@@ -218,6 +218,12 @@ pub trait Decide: Send + Sync {
         let _ = query;
         true
     }
+
+    /// Only the verdict of [`Decide::decide`]. Override it where the policy can answer without
+    /// building the explanation (the engine asks it on every new flow, see `app_matters`).
+    fn verdict(&self, query: &Query<'_>) -> embargo_policy::Verdict {
+        self.decide(query).verdict
+    }
 }
 
 impl<F> Decide for F
@@ -236,6 +242,10 @@ impl Decide for embargo_policy::Policy {
 
     fn app_can_change(&self, query: &Query<'_>) -> bool {
         policy_app_can_change(self, query)
+    }
+
+    fn verdict(&self, query: &Query<'_>) -> embargo_policy::Verdict {
+        embargo_policy::Policy::verdict(self, query)
     }
 }
 
@@ -266,5 +276,9 @@ impl Decide for embargo_policy::PolicyHandle {
 
     fn app_can_change(&self, query: &Query<'_>) -> bool {
         policy_app_can_change(&self.load(), query)
+    }
+
+    fn verdict(&self, query: &Query<'_>) -> embargo_policy::Verdict {
+        self.load().verdict(query)
     }
 }

@@ -152,25 +152,51 @@ fn a_dns_question_is_decided_without_its_app_after_the_wait() {
 }
 
 #[test]
-fn a_dns_question_the_app_cannot_change_is_answered_at_once_and_named_later() {
+fn an_allowed_dns_question_the_app_cannot_change_goes_out_at_once_and_is_named_later() {
     let mut h = harness(Arc::new(AppBlind));
     let src: SocketAddr = "10.0.0.2:5403".parse().unwrap();
     h.send(&udp(
         src,
         RESOLVER.parse().unwrap(),
-        &dns_query(6, "y.blocked.example", 1),
+        &dns_query(6, "y.example", 1),
     ));
-    let flow = resolve_app(&h.commands());
-    assert_eq!(
-        h.out().len(),
-        1,
-        "the block answer did not wait for the app"
+    let cmds = h.commands();
+    let flow = resolve_app(&cmds);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::SendDatagram { .. })),
+        "the question did not go out at once: {cmds:?}"
     );
     assert!(
         decisions(&h.events()).is_empty(),
         "the event waits for the app's name"
     );
     h.engine.app_resolved(h.now, flow, Some("com.named".into()));
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].app.as_deref(), Some("com.named"));
+    assert!(!d[0].decision.is_block());
+}
+
+#[test]
+fn a_blocked_dns_question_waits_for_its_app_so_the_history_names_it() {
+    // Even when no app could change the verdict: the asker exits on its answer, and with it
+    // the socket the lookup needs, so the answer waits for the lookup.
+    let mut h = harness(Arc::new(AppBlind));
+    let src: SocketAddr = "10.0.0.2:5405".parse().unwrap();
+    h.send(&udp(
+        src,
+        RESOLVER.parse().unwrap(),
+        &dns_query(6, "y.blocked.example", 1),
+    ));
+    let flow = resolve_app(&h.commands());
+    assert!(
+        h.out().is_empty(),
+        "the block answer left before the app was known"
+    );
+    h.engine.app_resolved(h.now, flow, Some("com.named".into()));
+    assert_eq!(h.out().len(), 1, "the block answer after the app");
     let events = h.events();
     let d = decisions(&events);
     assert_eq!(d.len(), 1);
@@ -194,13 +220,15 @@ fn a_flow_the_app_cannot_change_connects_at_once_and_is_named_later() {
     let events = h.events();
     assert_eq!(decisions(&events)[0].app.as_deref(), Some("com.named"));
 
-    // Blocked by address, unanswered: RST at once, the event after the wait, app unknown.
+    // Blocked by address: the SYN waits for the app (so the history names who tried), and
+    // without an answer the RST leaves at the wait's end, app unknown.
     let blocked = AppConn::new("10.0.0.2:40101", &format!("{BLOCKED_ADDR}:5101"));
     h.send(&blocked.syn());
-    assert!(h.segs().iter().any(|s| s.rst));
+    assert!(!h.segs().iter().any(|s| s.rst), "RST before the app wait");
     resolve_app(&h.commands());
     assert!(decisions(&h.events()).is_empty());
     h.advance(h.engine.config().app_wait);
+    assert!(h.segs().iter().any(|s| s.rst));
     let events = h.events();
     let d = decisions(&events);
     assert_eq!((d.len(), d[0].app.clone()), (1, None));
@@ -295,11 +323,16 @@ fn waiting_events_per_dns_source_are_bounded() {
         h.send(&udp(
             src,
             RESOLVER.parse().unwrap(),
-            &dns_query(id, "z.blocked.example", 1),
+            &dns_query(id, "z.example", 1),
         ));
     }
-    let flow = resolve_app(&h.commands());
-    assert_eq!(h.out().len(), 20, "every question answered at once");
+    let cmds = h.commands();
+    let flow = resolve_app(&cmds);
+    let sent = cmds
+        .iter()
+        .filter(|c| matches!(c, Command::SendDatagram { .. }))
+        .count();
+    assert_eq!(sent, 20, "every question forwarded at once");
     let early = decisions(&h.events()).len();
     assert!(early > 0 && early < 20, "{early} recorded before the app");
     h.engine.app_resolved(h.now, flow, Some("com.named".into()));
@@ -307,6 +340,24 @@ fn waiting_events_per_dns_source_are_bounded() {
     let late = decisions(&events);
     assert_eq!(early + late.len(), 20);
     assert!(late.iter().all(|d| d.app.as_deref() == Some("com.named")));
+}
+
+#[test]
+fn held_block_answers_per_dns_source_are_bounded() {
+    let mut h = harness(Arc::new(AppBlind));
+    let src: SocketAddr = "10.0.0.2:5406".parse().unwrap();
+    for id in 0..20u16 {
+        h.send(&udp(
+            src,
+            RESOLVER.parse().unwrap(),
+            &dns_query(id, "z.blocked.example", 1),
+        ));
+    }
+    let flow = resolve_app(&h.commands());
+    let early = h.out().len();
+    assert!(early > 0 && early < 20, "{early} answered before the app");
+    h.engine.app_resolved(h.now, flow, Some("com.named".into()));
+    assert_eq!(early + h.out().len(), 20, "every question answered");
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! Waiting for the app: a flow or DNS question whose verdict the app could change is held (up
-//! to [`crate::EngineConfig::app_wait`]) until [`Engine::app_resolved`] names it; one whose
-//! verdict cannot depend on the app is decided at once, and only its decision event waits for
+//! Waiting for the app: a flow or DNS question whose verdict the app could change, or that is
+//! blocked, is held (up to [`crate::EngineConfig::app_wait`]) until [`Engine::app_resolved`]
+//! names it; an allowed one whose verdict cannot depend on the app is decided at once, and only its decision event waits for
 //! the app's name, so that the history still says which app it was (events are off the packet
 //! path; the app is not).
 
@@ -41,6 +41,9 @@ pub(crate) struct AppWait {
     pub events: Vec<DecisionEvent>,
     /// DNS questions (resolver address, message) held because the app could change them.
     pub dns: Vec<(SocketAddr, Vec<u8>)>,
+    /// Block answers (resolver address, message) held until the app is named: the app
+    /// exits on its answer, and its socket with it, before a slower lookup can find it.
+    pub answers: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 impl Engine {
@@ -70,7 +73,7 @@ impl Engine {
         if engine_rule(&self.config, name, port).is_some() {
             return false;
         }
-        self.policy.app_can_change(&Query {
+        let query = Query {
             app: None,
             name,
             name_source: source,
@@ -79,7 +82,14 @@ impl Engine {
             port: dst.port(),
             protocol,
             dns_type,
-        })
+        };
+        // A block waits for its app too, even when no per-app rule could change it: the
+        // history must say which app tried, and a short-lived process (a resolver stub that
+        // got its answer, a curl that got its RST) is gone before a lookup made after the
+        // answer can find its socket. A blocked flow loses nothing by waiting; allowed ones,
+        // the traffic users feel, go on at once.
+        self.policy.app_can_change(&query)
+            || self.policy.verdict(&query) == embargo_policy::Verdict::Block
     }
 
     /// Start waiting for `id`'s app; the caller sends the [`Command::ResolveApp`]. `false` when
@@ -102,6 +112,7 @@ impl Engine {
                 deadline,
                 events: Vec::new(),
                 dns: Vec::new(),
+                answers: Vec::new(),
             },
         );
         // `app_wait` is one constant, so deadlines come in order.
@@ -159,12 +170,25 @@ impl Engine {
         let Some(wait) = self.app_waits.remove(&id) else {
             return;
         };
+        // An inspected flow found blocked while its app was unknown: decide it again now (with
+        // the app, or at the wait's end without it) from the bytes it holds.
+        if let Some(f) = self.flows.get_mut(&id) {
+            if f.app_pending && f.app.is_none() {
+                f.app_pending = false;
+                f.app.clone_from(&app);
+                self.dirty.push(id);
+            }
+        }
         if self.dns_app_waits.get(&wait.src) == Some(&id) {
             self.dns_app_waits.remove(&wait.src);
         }
         for mut event in wait.events {
             event.app.clone_from(&app);
             self.push_event(Event::Decision(Box::new(event)));
+        }
+        for (dst, answer) in wait.answers {
+            self.held_dns_bytes -= answer.len();
+            self.dns_reply(wait.src, dst, None, &answer);
         }
         for (dst, message) in wait.dns {
             self.held_dns_bytes -= message.len();

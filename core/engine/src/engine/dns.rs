@@ -174,7 +174,13 @@ impl Engine {
         });
     }
 
-    fn dns_reply(&mut self, src: SocketAddr, dst: SocketAddr, tcp: Option<FlowId>, answer: &[u8]) {
+    pub(crate) fn dns_reply(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        tcp: Option<FlowId>,
+        answer: &[u8],
+    ) {
         match tcp {
             Some(flow) => self.tcp_dns_reply(flow, answer),
             None => self.emit_packet(|b| packet::build_udp(b, dst, src, answer)),
@@ -214,18 +220,28 @@ impl Engine {
         let Some(pending) = self.pending_dns.remove(&info.id) else {
             return;
         };
+        // The app was asked for when the question went out; by the answer it is usually
+        // known (else the event waits for it, as the question's would have).
+        let (app, defer) = match (&pending.app, pending.tcp) {
+            (Some(app), _) => (Some(app.clone()), None),
+            (None, Some(_)) => (None, None),
+            (None, None) => match self.cached_app(Protocol::Udp, pending.src) {
+                Some(app) => (app, None),
+                None => (None, self.dns_app_waits.get(&pending.src).copied()),
+            },
+        };
         // CNAME cloaking: an allowed name whose chain leads to a blocked one is blocked.
         for cname in &info.chain {
             let (decision, event) = self.evaluate(
                 pending.tcp.unwrap_or(FlowId::DNS),
-                pending.app.as_deref(),
+                app.as_deref(),
                 Some((cname.as_str(), NameSource::DnsAnswer)),
                 pending.dst,
                 Protocol::Udp,
                 Some(u16::from(pending.qtype)),
             );
             if decision.is_block() {
-                self.record(event, &decision);
+                self.record_after_app(defer, event, &decision);
                 self.stats.dns_blocked += 1;
                 // Rebuild the app's question to answer it the blocked way.
                 if let Some(query) = query_of_answer(data, pending.client_id) {
@@ -234,7 +250,14 @@ impl Engine {
                         if q.block_answer(&query, self.config.block_response(), &mut answer)
                             .is_ok()
                         {
-                            self.dns_reply(pending.src, pending.dst, pending.tcp, &answer);
+                            let room = self.held_dns_bytes + answer.len() <= MAX_HELD_DNS_BYTES;
+                            match defer.and_then(|id| self.app_waits.get_mut(&id)) {
+                                Some(w) if room && w.answers.len() < MAX_HELD_DNS => {
+                                    self.held_dns_bytes += answer.len();
+                                    w.answers.push((pending.dst, answer));
+                                }
+                                _ => self.dns_reply(pending.src, pending.dst, pending.tcp, &answer),
+                            }
                         }
                     }
                 }

@@ -142,7 +142,8 @@ impl Engine {
             let (decision, event) =
                 self.evaluate(id, app.as_deref(), None, dst, Protocol::Tcp, None);
             if decision.is_block() || record {
-                self.record(event, &decision);
+                let wait = app.is_none().then_some(id);
+                self.record_after_app(wait, event, &decision);
             }
             if decision.is_block() {
                 self.send_rst_for(p);
@@ -478,7 +479,20 @@ impl Engine {
             Protocol::Tcp,
             None,
         );
-        self.record(event, &decision);
+        let wait = app.is_none().then_some(id);
+        if decision.is_block() && wait.is_some_and(|id| self.app_waits.contains_key(&id)) {
+            // The app's name is still being looked up, and the RST would end the process
+            // before the lookup finds its socket: keep the bytes and decide again when the
+            // answer comes or the wait ends (`finish_app_wait` services the flow; nothing
+            // reaches the network meanwhile, and the wait is `app_wait` at most).
+            if let Some(f) = self.flows.get_mut(&id) {
+                f.app_pending = true;
+            }
+            return;
+        }
+        // Decided without the app when none could change the verdict: the event still waits
+        // for the app's name (the answer asked for at the SYN is usually in by now).
+        self.record_after_app(wait, event, &decision);
         if decision.is_block() {
             return self.tcp_abort(id);
         }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use embargo_driver::{DriverConfig, DriverHandle, Tunnel};
 use embargo_history::History;
-use embargo_policy::{Action, Query};
+use embargo_policy::Action;
 
 use crate::config::EmbargoConfig;
 use crate::error::{guard, lock};
@@ -101,9 +101,10 @@ impl Embargo {
         if let Some(old) = running.take() {
             let _ = old.watcher.join();
         }
-        let policy = lock(&self.rules).handle();
-        let decide: Arc<dyn embargo_engine::Decide> =
-            Arc::new(move |q: &Query<'_>| policy.load().decide(q));
+        // The handle itself, not a closure over it: it also answers `app_can_change`, so
+        // allowed traffic that no per-app setting could change does not wait for the platform's
+        // owner lookup (a binder call on Android) before it connects.
+        let decide: Arc<dyn embargo_engine::Decide> = lock(&self.rules).handle();
         let engine = embargo_engine::Engine::new(self.config.engine(true)?, decide, Instant::now());
         let driver_hooks = Arc::new(DriverHooks {
             platform: hooks,

@@ -1092,6 +1092,21 @@ struct KeyValue {
     low: u32,
 }
 
+/// The index of `c` in the combination dictionary `table`, added when new (`seen` maps each
+/// entry of `table` to its index).
+fn intern(
+    seen: &mut HashMap<Combination, u32>,
+    table: &mut Vec<Combination>,
+    c: Combination,
+) -> u32 {
+    let next = table.len() as u32;
+    let index = *seen.entry(c).or_insert(next);
+    if index == next {
+        table.push(c);
+    }
+    index
+}
+
 impl Compiler {
     fn entry(&self, slot: &NameSlot) -> NameEntry {
         if slot.complex {
@@ -1212,11 +1227,7 @@ impl Compiler {
                     important: first.important,
                     exact: first.exact,
                 };
-                let next = self.meta.combinations.len() as u32;
-                let combination = *combinations.entry(c).or_insert(next);
-                if combination == next {
-                    self.meta.combinations.push(c);
-                }
+                let combination = intern(&mut combinations, &mut self.meta.combinations, c);
                 values.push(KeyValue {
                     hash,
                     combination,
@@ -1251,11 +1262,7 @@ impl Compiler {
                     important: e.important,
                     exact: e.exact,
                 };
-                let next = self.meta.combinations.len() as u32;
-                let combination = *combinations.entry(c).or_insert(next);
-                if combination == next {
-                    self.meta.combinations.push(c);
-                }
+                let combination = intern(&mut combinations, &mut self.meta.combinations, c);
                 values.push(KeyValue {
                     hash,
                     combination,

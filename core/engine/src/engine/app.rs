@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use embargo_policy::{Decision, NameSource, Protocol, Query};
+use embargo_policy::{Decision, NameSource, Protocol};
 
 use super::{engine_rule, Engine};
 use crate::api::{Command, DecisionEvent, Event, FlowId};
@@ -47,8 +47,9 @@ pub(crate) struct AppWait {
 }
 
 impl Engine {
-    /// Whether knowing the app could change the verdict of this query (asked of the policy with
-    /// the app unknown). The engine's own rules ignore the app.
+    /// Whether this flow or question waits for its app: knowing the app could change its
+    /// verdict (asked of the policy with the app unknown), or the verdict is a block. The
+    /// engine's own rules ignore the app.
     pub(crate) fn app_matters(
         &mut self,
         name: Option<(&str, NameSource)>,
@@ -56,33 +57,12 @@ impl Engine {
         protocol: Protocol,
         dns_type: Option<u16>,
     ) -> bool {
-        let learned;
-        let (name, source, sharing) = match name {
-            Some((n, s)) => (Some(n), s, 1),
-            None => {
-                let found = self.names.lookup(dst.ip(), self.now);
-                learned = found.names.into_iter().next().map(|n| n.name);
-                (
-                    learned.as_deref(),
-                    NameSource::DnsAnswer,
-                    u32::try_from(found.count).unwrap_or(u32::MAX),
-                )
-            }
-        };
+        let mut learned = None;
+        let (query, _) = self.query(None, name, dst, protocol, dns_type, &mut learned);
         let port = if dns_type.is_some() { 0 } else { dst.port() };
-        if engine_rule(&self.config, name, port).is_some() {
+        if engine_rule(&self.config, query.name, port).is_some() {
             return false;
         }
-        let query = Query {
-            app: None,
-            name,
-            name_source: source,
-            names_sharing_address: sharing.max(1),
-            addr: dns_type.is_none().then_some(dst.ip()),
-            port: dst.port(),
-            protocol,
-            dns_type,
-        };
         // A block waits for its app too, even when no per-app rule could change it: the
         // history must say which app tried, and a short-lived process (a resolver stub that
         // got its answer, a curl that got its RST) is gone before a lookup made after the

@@ -749,21 +749,25 @@ impl Engine {
     /// `name` is what the flow itself said (SNI, Host, DNS question); without it the name
     /// table's answer for the address is used. DNS questions (`dns_type` set) are about the
     /// name only: the resolver address is not part of the query.
-    pub(crate) fn evaluate(
+    /// The policy query for a flow or DNS question: the name given, else the name table's
+    /// answer for the address (kept in `learned`), and how many names the table holds for the
+    /// address (0 when none; the query says at least 1). DNS questions (`dns_type` set) are
+    /// about the name only.
+    pub(crate) fn query<'a>(
         &mut self,
-        flow: FlowId,
-        app: Option<&str>,
-        name: Option<(&str, NameSource)>,
+        app: Option<&'a str>,
+        name: Option<(&'a str, NameSource)>,
         dst: SocketAddr,
         protocol: Protocol,
         dns_type: Option<u16>,
-    ) -> (Decision, DecisionEvent) {
-        let learned: Option<std::sync::Arc<str>>;
+        learned: &'a mut Option<std::sync::Arc<str>>,
+    ) -> (Query<'a>, u32) {
         let (name, source, sharing) = match name {
             Some((n, s)) => (Some(n), s, 1),
             None => {
                 let found = self.names.lookup(dst.ip(), self.now);
-                learned = found.names.into_iter().next().map(|n| n.name);
+                *learned = found.names.into_iter().next().map(|n| n.name);
+                let learned: &'a Option<std::sync::Arc<str>> = learned;
                 (
                     learned.as_deref(),
                     NameSource::DnsAnswer,
@@ -781,6 +785,21 @@ impl Engine {
             protocol,
             dns_type,
         };
+        (query, sharing)
+    }
+
+    pub(crate) fn evaluate(
+        &mut self,
+        flow: FlowId,
+        app: Option<&str>,
+        name: Option<(&str, NameSource)>,
+        dst: SocketAddr,
+        protocol: Protocol,
+        dns_type: Option<u16>,
+    ) -> (Decision, DecisionEvent) {
+        let mut learned = None;
+        let (query, sharing) = self.query(app, name, dst, protocol, dns_type, &mut learned);
+        let (name, source) = (query.name, query.name_source);
         let port = if dns_type.is_some() { 0 } else { dst.port() };
         let decision = match engine_rule(&self.config, name, port) {
             Some(rule) => Decision {

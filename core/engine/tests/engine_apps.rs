@@ -392,3 +392,57 @@ fn dns_over_tcp_waits_for_the_stream_app_and_decides_with_it() {
     let d = decisions(&events);
     assert_eq!(d.last().unwrap().app.as_deref(), Some(QUIET_APP));
 }
+
+#[test]
+fn a_host_found_blocked_before_the_app_is_known_waits_for_it() {
+    let mut h = harness(Arc::new(AppBlind));
+    let mut app = AppConn::new("10.0.0.2:40120", "93.184.216.34:80");
+    h.send(&app.syn());
+    let flow = resolve_app(&h.commands());
+    let synack = h.segs();
+    h.send(&app.on_synack(&synack[0]));
+    h.send(&app.data(b"GET / HTTP/1.1\r\nHost: www.blocked.example\r\n\r\n"));
+    assert!(
+        !h.segs().iter().any(|s| s.rst),
+        "RST before the app was named"
+    );
+    // More bytes do not decide it meanwhile, and nothing goes upstream.
+    h.send(&app.data(b"x"));
+    assert!(!h.segs().iter().any(|s| s.rst));
+    assert!(h.commands().is_empty());
+    h.engine.app_resolved(h.now, flow, Some("com.named".into()));
+    assert!(h.segs().iter().any(|s| s.rst));
+    assert!(h.commands().is_empty(), "a blocked flow never connects");
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].app.as_deref(), Some("com.named"));
+    assert_eq!(d[0].name.as_deref(), Some("www.blocked.example"));
+    assert!(d[0].decision.is_block());
+}
+
+#[test]
+fn a_held_blocked_host_is_reset_at_the_wait_end_even_past_the_inspection_deadline() {
+    // A wait longer than the inspection deadline: the deadline must not decide the flow by
+    // address alone (which allows it) while its blocked Host waits for the app.
+    let mut h = Harness::with_config(EngineConfig {
+        resolve_apps: true,
+        app_wait: std::time::Duration::from_secs(30),
+        ..Default::default()
+    });
+    h.engine.set_policy(Arc::new(AppBlind));
+    let mut app = AppConn::new("10.0.0.2:40121", "93.184.216.34:80");
+    h.send(&app.syn());
+    resolve_app(&h.commands());
+    let synack = h.segs();
+    h.send(&app.on_synack(&synack[0]));
+    h.send(&app.data(b"GET / HTTP/1.1\r\nHost: www.blocked.example\r\n\r\n"));
+    assert!(!h.segs().iter().any(|s| s.rst));
+    h.advance(std::time::Duration::from_secs(31));
+    assert!(h.segs().iter().any(|s| s.rst));
+    let cmds = h.commands();
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::Connect { .. })),
+        "the blocked Host was connected: {cmds:?}"
+    );
+}

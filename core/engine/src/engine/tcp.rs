@@ -470,6 +470,12 @@ impl Engine {
     /// The inspection finished with `name` (or none): decide, then connect or reset.
     fn tcp_inspection_done(&mut self, id: FlowId, name: Option<(String, NameSource)>) {
         let Some(f) = self.flows.get(&id) else { return };
+        if f.app_pending {
+            // Found blocked and held for its app: `finish_app_wait` decides it again from
+            // the bytes it holds. Neither more bytes nor the inspection deadline (which would
+            // decide by address alone, forgetting the name) may decide it first.
+            return;
+        }
         let (app, dst) = (f.app.clone(), f.dst);
         let (decision, event) = self.evaluate(
             id,

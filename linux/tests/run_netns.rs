@@ -405,6 +405,16 @@ fn run_whole_machine_routes_through_the_tunnel_and_restores_rules() {
             .spawn()
             .unwrap(),
     );
+    // The server must listen before the first request: python starts in ~100 ms, Embargo
+    // (with its IP tables read in place) in a few, and a refused upstream connect is an RST.
+    let listening = Instant::now() + Duration::from_secs(30);
+    while !must(&format!("ip netns exec {net} ss -Hltn 'sport = :8080'")).contains("8080") {
+        assert!(
+            Instant::now() < listening,
+            "the test HTTP server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let rules_before = must(&format!("ip -n {host} rule; ip -n {host} -6 rule"));
     let log_path = dir.join("embargo.log");
     let log = fs::File::create(&log_path).unwrap();

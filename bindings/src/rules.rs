@@ -746,9 +746,9 @@ pub(crate) fn explain(
         reason,
         explanation,
         rule: rule.map(|r| RuleSource {
-            list: r.list.clone(),
+            list: r.list.to_string(),
             line: r.line,
-            rule: r.rule.clone(),
+            rule: r.rule.to_string(),
         }),
         entry,
         owner: d.owner.as_ref().map(Attribution::from),

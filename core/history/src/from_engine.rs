@@ -46,8 +46,8 @@ impl Event {
             | Reason::AddressRule { rule }
             | Reason::OwnerRule { rule }
             | Reason::CountryRule { rule } => {
-                e.rule = Some(rule.rule.clone());
-                e.list = Some(rule.list.clone());
+                e.rule = Some(rule.rule.to_string());
+                e.list = Some(rule.list.to_string());
                 e.line = Some(rule.line);
             }
             Reason::Allowlisted { entry } => e.rule = Some(format!("allowlist: {entry}")),

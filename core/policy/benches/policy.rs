@@ -64,7 +64,7 @@ fn generated_rules(names: &[String]) -> Vec<Rule> {
                 source: RuleRef {
                     list: "generated-1m".into(),
                     line: i as u32 + 1,
-                    rule: n.clone(),
+                    rule: n.as_str().into(),
                 },
             })
         })

@@ -225,7 +225,7 @@ fn main() {
                 source: RuleRef {
                     list: "generated-1m".into(),
                     line: i as u32 + 1,
-                    rule: String::new(),
+                    rule: Default::default(),
                 },
             })
         })

@@ -188,7 +188,7 @@ mod tests {
         match &d.reason {
             Reason::NameRule { rule, exception } => {
                 assert!(!exception);
-                assert_eq!(rule.list, BUILTIN_LIST_NAME);
+                assert_eq!(&*rule.list, BUILTIN_LIST_NAME);
                 assert!(rule.line > 0);
             }
             other => panic!("{other:?}"),

@@ -5,6 +5,9 @@
 //! engine; a [`Query`] borrows, because it is built once per packet-path decision.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use compact_str::CompactString;
 
 use serde::{Deserialize, Serialize};
 
@@ -110,11 +113,15 @@ pub enum Certainty {
 }
 
 /// Where a rule came from: list name (file name or `builtin`), 1-based line, and the rule text.
+///
+/// Built on every decision that a rule made, so neither field allocates in the common case:
+/// the list name is shared with the rule set, and the rule text (usually the matched name,
+/// 19 bytes on average in StevenBlack's list) is stored inline up to 24 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleRef {
-    pub list: String,
+    pub list: Arc<str>,
     pub line: u32,
-    pub rule: String,
+    pub rule: CompactString,
 }
 
 /// Why a decision went the way it did. Exactly one reason per decision.

@@ -190,7 +190,7 @@ impl Policy {
                 let hit = rule_set.resolve_hit(facts.name.unwrap_or_default(), hit);
                 let reason = Reason::NameRule {
                     rule: RuleRef {
-                        list: rule_set.list_name(hit.list).to_owned(),
+                        list: rule_set.list_ref(hit.list),
                         line: hit.line,
                         rule: hit.rule,
                     },
@@ -537,9 +537,9 @@ fn country_attribution(facts: &Facts<'_, '_>) -> Option<Attribution> {
 
 fn rule_ref(set: &RuleSet, rule: &MetaRule) -> RuleRef {
     RuleRef {
-        list: set.list_name(rule.list).to_owned(),
+        list: set.list_ref(rule.list),
         line: rule.line,
-        rule: rule.rule.clone(),
+        rule: rule.rule.as_str().into(),
     }
 }
 

@@ -36,6 +36,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::format::{self, CompiledError, SectionId};
@@ -170,7 +171,7 @@ pub(crate) struct AppOwnerFact {
 /// Everything small: decoded once at load.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Meta {
-    lists: Vec<String>,
+    lists: Vec<Arc<str>>,
     name_keys: u64,
     /// The distinct (list, flags) tuples of indexed name rules; index 0 is the side table.
     combinations: Vec<Combination>,
@@ -214,7 +215,7 @@ pub(crate) struct NameHit {
     pub allow: bool,
     pub important: bool,
     /// The text of the rule (rebuilt for indexed names; as written for globs and regexes).
-    pub rule: String,
+    pub rule: CompactString,
 }
 
 /// The strongest rules of each class that matched a name.
@@ -425,7 +426,7 @@ impl RuleSet {
     }
 
     /// Names of the lists compiled into this set, in list-index order.
-    pub fn lists(&self) -> &[String] {
+    pub fn lists(&self) -> &[Arc<str>] {
         &self.meta.lists
     }
 
@@ -452,6 +453,14 @@ impl RuleSet {
         self.meta.lists.get(list as usize).map_or("?", |s| s)
     }
 
+    /// The name of list `list`, shared (a reference count, not a copy).
+    pub(crate) fn list_ref(&self, list: u16) -> Arc<str> {
+        match self.meta.lists.get(list as usize) {
+            Some(name) => Arc::clone(name),
+            None => Arc::from("?"),
+        }
+    }
+
     /// Reports the value of every key of `index` that is a suffix of `name` starting at a
     /// label boundary, shortest suffix first, with where the suffix starts.
     ///
@@ -466,20 +475,28 @@ impl RuleSet {
             return;
         }
         let view = index.view(self.as_bytes());
-        let mut batch = [(0u64, 0usize); PROBE_BATCH];
-        let mut k = 0;
-        index::for_each_suffix(name, index.labels, |start, suffix| {
-            view.prefetch_bucket(suffix);
-            if let Some(slot) = batch.get_mut(k) {
-                *slot = (suffix, start);
+        let mut pad = [0u8; 8];
+        let mut suffixes =
+            index::Suffixes::new(index::padded(name, &mut pad), name.len(), index.labels);
+        loop {
+            let mut batch = [(0u64, 0usize); PROBE_BATCH];
+            let mut k = 0;
+            while k < PROBE_BATCH {
+                let Some((start, suffix)) = suffixes.next_suffix() else {
+                    break;
+                };
+                view.prefetch_bucket(suffix);
+                // `k < PROBE_BATCH`: the slot exists.
+                if let Some(slot) = batch.get_mut(k) {
+                    *slot = (suffix, start);
+                }
                 k += 1;
             }
-            if k == PROBE_BATCH {
-                probe(&view, &batch, &mut found);
-                k = 0;
+            probe(&view, batch.get(..k).unwrap_or_default(), &mut found);
+            if k < PROBE_BATCH {
+                return;
             }
-        });
-        probe(&view, batch.get(..k).unwrap_or_default(), &mut found);
+        }
     }
 
     /// Every name rule that applies to `name` (lowercase, no trailing dot), strongest per class.
@@ -573,41 +590,43 @@ impl RuleSet {
                 let low_bits = self.names.low_bits;
                 let low = value & ((1u64 << low_bits) - 1);
                 let combination = (value >> low_bits) as usize;
-                let entry = if combination != SIDE_COMBINATION {
+                let suffix = name.get(suffix_start as usize..).unwrap_or(name);
+                if combination != SIDE_COMBINATION {
+                    // The common hit: a plain value, whose rule text is the suffix with the
+                    // combination's flags; no side entry to copy.
                     let c = self
                         .meta
                         .combinations
                         .get(combination)
                         .copied()
                         .unwrap_or_default();
-                    NameEntry {
+                    return NameHit {
                         list: c.list,
                         line: low as u32,
                         allow: c.allow,
                         important: c.important,
-                        exact: c.exact,
-                        dnstype: None,
-                        denyallow: Vec::new(),
-                        text: None,
-                    }
-                } else {
-                    self.meta
-                        .side
-                        .get(low as usize)
-                        .and_then(|s| s.rules.get(entry_index as usize))
-                        .cloned()
-                        .unwrap_or_default()
-                };
-
-                let suffix = name.get(suffix_start as usize..).unwrap_or(name);
+                        rule: if c.allow || c.exact || c.important {
+                            name_rule_text(suffix, c.allow, c.exact, c.important)
+                        } else {
+                            CompactString::from(suffix)
+                        },
+                    };
+                }
+                let entry = self
+                    .meta
+                    .side
+                    .get(low as usize)
+                    .and_then(|s| s.rules.get(entry_index as usize))
+                    .cloned()
+                    .unwrap_or_default();
                 NameHit {
                     list: entry.list,
                     line: entry.line,
                     allow: entry.allow,
                     important: entry.important,
                     rule: match entry.text {
-                        Some(text) => text,
-                        None => name_rule_text(suffix, &entry),
+                        Some(text) => text.into(),
+                        None => name_rule_text(suffix, entry.allow, entry.exact, entry.important),
                     },
                 }
             }
@@ -617,14 +636,14 @@ impl RuleSet {
                     line: p.entry.line,
                     allow: p.entry.allow,
                     important: p.entry.important,
-                    rule: p.rule.clone(),
+                    rule: p.rule.as_str().into(),
                 },
                 None => NameHit {
                     list: 0,
                     line: 0,
                     allow: false,
                     important: false,
-                    rule: String::new(),
+                    rule: Default::default(),
                 },
             },
         }
@@ -728,17 +747,23 @@ pub(crate) fn owner_matches(needle: &str, owner: &str) -> bool {
 }
 
 /// The rule text shown for an indexed name, in the Embargo native syntax.
-fn name_rule_text(name: &str, e: &NameEntry) -> String {
-    let mut s = String::with_capacity(name.len() + 16);
-    if e.allow {
+fn name_rule_text(name: &str, allow: bool, exact: bool, important: bool) -> CompactString {
+    const IMPORTANT: &str = " $important";
+    // The exact length: up to 24 bytes the text stays inline (no allocation).
+    let len = name.len()
+        + if allow { 2 } else { 0 }
+        + usize::from(exact)
+        + if important { IMPORTANT.len() } else { 0 };
+    let mut s = CompactString::with_capacity(len);
+    if allow {
         s.push_str("@@");
     }
-    if e.exact {
+    if exact {
         s.push('=');
     }
     s.push_str(name);
-    if e.important {
-        s.push_str(" $important");
+    if important {
+        s.push_str(IMPORTANT);
     }
     s
 }
@@ -933,15 +958,17 @@ impl RuleSetBuilder {
                                 Ok(_) => c.meta.patterns.push(PatternEntry {
                                     pattern: NamePattern::Regex(r),
                                     entry,
-                                    rule: n.source.rule,
+                                    rule: n.source.rule.into_string(),
                                 }),
-                                Err(e) => report.rejected.push((n.source.rule, e.to_string())),
+                                Err(e) => report
+                                    .rejected
+                                    .push((n.source.rule.into_string(), e.to_string())),
                             }
                         }
                         glob @ NamePattern::Glob { .. } => c.meta.patterns.push(PatternEntry {
                             pattern: glob,
                             entry,
-                            rule: n.source.rule,
+                            rule: n.source.rule.into_string(),
                         }),
                     }
                 }
@@ -1163,7 +1190,7 @@ impl Compiler {
         // last index rather than failing.
         let i = self.meta.lists.len().min(u16::MAX as usize) as u16;
         if (i as usize) == self.meta.lists.len() {
-            self.meta.lists.push(name.to_owned());
+            self.meta.lists.push(name.into());
         }
         self.list_index.insert(name.to_owned(), i);
         i
@@ -1439,7 +1466,7 @@ mod tests {
         RuleRef {
             list: "t".into(),
             line,
-            rule: format!("rule{line}"),
+            rule: format!("rule{line}").into(),
         }
     }
 
@@ -1653,7 +1680,10 @@ mod tests {
         set.verify().unwrap();
         for i in 0..20_000 {
             let hit = matched(&set, &format!("a.d{i}.com")).0.unwrap();
-            assert_eq!((hit.line, hit.rule), (i + 1, format!("d{i}.com")));
+            assert_eq!(
+                (hit.line, hit.rule.as_str()),
+                (i + 1, format!("d{i}.com").as_str())
+            );
         }
         for i in 0..20_000 {
             assert!(matched(&set, &format!("x.q{i}.net")).0.is_none());
@@ -1738,7 +1768,7 @@ mod tests {
                 source: RuleRef {
                     list: (*list).into(),
                     line: 1_000_000 + i as u32,
-                    rule: String::new(),
+                    rule: Default::default(),
                 },
             }));
         }

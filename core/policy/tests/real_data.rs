@@ -129,7 +129,7 @@ fn stevenblack_full_list_decisions() {
             match &d.reason {
                 Reason::NameRule { rule, exception } => {
                     assert!(!exception);
-                    assert_eq!(rule.list, "stevenblack-hosts.txt");
+                    assert_eq!(&*rule.list, "stevenblack-hosts.txt");
                     assert_eq!(rule.line as usize, i + 1, "{name}");
                 }
                 other => panic!("{other:?}"),

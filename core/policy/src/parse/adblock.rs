@@ -720,6 +720,6 @@ mod tests {
         let rule = one("! c\n||a.org^$important\n");
         assert_eq!(rule.source.line, 2);
         assert_eq!(rule.source.rule, "||a.org^$important");
-        assert_eq!(rule.source.list, "t");
+        assert_eq!(&*rule.source.list, "t");
     }
 }

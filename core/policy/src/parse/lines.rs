@@ -6,6 +6,7 @@
 //! error.
 
 use std::io::BufRead;
+use std::sync::Arc;
 
 use crate::decision::RuleRef;
 use crate::rules::{LoadError, LoadReport, Rule, SkipReason};
@@ -133,6 +134,8 @@ impl<R: BufRead> LineReader<R> {
 
 /// Collects a [`LoadReport`] while handing accepted rules to the caller's sink.
 pub(crate) struct Emitter<'s> {
+    /// The list name every rule's [`RuleRef`] shares.
+    list: Arc<str>,
     report: LoadReport,
     sink: &'s mut dyn FnMut(Rule),
 }
@@ -140,6 +143,7 @@ pub(crate) struct Emitter<'s> {
 impl<'s> Emitter<'s> {
     pub(crate) fn new(list_name: &str, sink: &'s mut dyn FnMut(Rule)) -> Self {
         Emitter {
+            list: Arc::from(list_name),
             report: LoadReport {
                 list: list_name.to_owned(),
                 ..LoadReport::default()
@@ -156,9 +160,9 @@ impl<'s> Emitter<'s> {
     /// Where a rule came from.
     pub(crate) fn rule_ref(&self, line: u32, text: &str) -> RuleRef {
         RuleRef {
-            list: self.report.list.clone(),
+            list: Arc::clone(&self.list),
             line,
-            rule: text.to_owned(),
+            rule: text.into(),
         }
     }
 

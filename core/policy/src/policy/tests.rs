@@ -270,7 +270,7 @@ fn step5_important_block_beats_exception() {
     match d.reason {
         Reason::NameRule { rule, .. } => {
             assert_eq!(rule.line, 1);
-            assert_eq!(rule.list, "test");
+            assert_eq!(&*rule.list, "test");
             assert_eq!(rule.rule, "tiktokv.com $important");
         }
         other => panic!("{other:?}"),

@@ -149,53 +149,125 @@ fn labels_of(key: &[u8]) -> u32 {
 
 /// Calls `found(start, hash)` for every suffix of `name` that starts at a label boundary
 /// (`start == 0` or `name[start - 1] == b'.'`) and has a label count within `bounds`,
-/// shortest first, with the hash a key equal to that suffix has ([`key_hash`]). Names shorter
-/// than 8 bytes are copied into a padded word.
+/// shortest first, with the hash a key equal to that suffix has ([`key_hash`]).
 #[inline(always)]
 pub(crate) fn for_each_suffix(name: &[u8], bounds: LabelBounds, mut found: impl FnMut(usize, u64)) {
-    if name.len() < 8 {
-        let mut padded = [0u8; 8];
-        padded[..name.len()].copy_from_slice(name);
-        suffixes(&padded, name.len(), bounds, &mut found);
-    } else {
-        suffixes(name, name.len(), bounds, &mut found);
+    let mut pad = [0u8; 8];
+    let mut suffixes = Suffixes::new(padded(name, &mut pad), name.len(), bounds);
+    while let Some((start, h)) = suffixes.next_suffix() {
+        found(start, h);
     }
 }
 
-/// [`for_each_suffix`] over the first `len` bytes of `bytes` (`bytes.len() >= 8`).
+/// `name` itself when it is at least 8 bytes long, else `name` copied into `pad`: the suffix
+/// walk reads whole words and needs 8 readable bytes.
 #[inline(always)]
-fn suffixes(bytes: &[u8], len: usize, bounds: LabelBounds, found: &mut impl FnMut(usize, u64)) {
-    let mut h = HASH_SEED;
-    let mut end = len.min(bytes.len());
-    let mut labels = 0u32;
-    loop {
-        labels += 1;
-        let mut start = end;
-        while start > 0 && bytes.get(start - 1).is_some_and(|&b| b != b'.') {
-            start -= 1;
-        }
-        // Absorb the label from its end, 7 bytes at a time, each word tagged with the number
-        // of label bytes left (an empty label is one word holding only its tag, 0).
-        let mut e = end;
-        loop {
-            let left = e - start;
-            let c = left.min(7);
-            let word = if c == 0 { 0 } else { tail(bytes, e, c) };
-            h = folded_multiply(h ^ word ^ ((left as u64) << 56), HASH_MULTIPLIER);
-            if left <= 7 {
-                break;
-            }
-            e -= 7;
-        }
-        // The empty suffix (a name that ends with a dot) is not a key.
-        if start < len && labels >= bounds.fewest {
-            found(start, finish(h));
-        }
-        if start == 0 || labels >= bounds.most {
-            return;
-        }
-        end = start - 1;
+pub(crate) fn padded<'a>(name: &'a [u8], pad: &'a mut [u8; 8]) -> &'a [u8] {
+    if name.len() >= 8 {
+        return name;
     }
+    if let Some(front) = pad.get_mut(..name.len()) {
+        front.copy_from_slice(name);
+    }
+    pad
+}
+
+/// The suffix hashes of one name, shortest first (see [`for_each_suffix`]). A plain iterator
+/// rather than a callback, so that a lookup can collect a batch of hashes in a loop the
+/// compiler keeps in registers.
+pub(crate) struct Suffixes<'a> {
+    /// The name's bytes, at least 8 of them (see [`padded`]).
+    bytes: &'a [u8],
+    len: usize,
+    bounds: LabelBounds,
+    /// The running hash of the labels absorbed so far.
+    h: u64,
+    /// Where the next label ends (exclusive); `None` once the front of the name is reached.
+    end: Option<usize>,
+    labels: u32,
+}
+
+impl<'a> Suffixes<'a> {
+    /// The suffixes of the first `len` bytes of `bytes` (`bytes.len() >= 8`, `len <= bytes.len()`).
+    #[inline(always)]
+    pub fn new(bytes: &'a [u8], len: usize, bounds: LabelBounds) -> Suffixes<'a> {
+        Suffixes {
+            bytes,
+            len: len.min(bytes.len()),
+            bounds,
+            h: HASH_SEED,
+            end: Some(len.min(bytes.len())),
+            labels: 0,
+        }
+    }
+
+    /// The next suffix within the label bounds: where it starts and its hash.
+    #[inline(always)]
+    pub fn next_suffix(&mut self) -> Option<(usize, u64)> {
+        let bytes = self.bytes;
+        loop {
+            let end = self.end?;
+            self.labels += 1;
+            let start = label_start(bytes, end);
+            // Absorb the label from its end, 7 bytes at a time, each word tagged with the number
+            // of label bytes left (an empty label is one word holding only its tag, 0).
+            let mut e = end;
+            loop {
+                let left = e - start;
+                let c = left.min(7);
+                let word = if c == 0 { 0 } else { tail(bytes, e, c) };
+                self.h = folded_multiply(self.h ^ word ^ ((left as u64) << 56), HASH_MULTIPLIER);
+                if left <= 7 {
+                    break;
+                }
+                e -= 7;
+            }
+            self.end = if start == 0 || self.labels >= self.bounds.most {
+                None
+            } else {
+                Some(start - 1)
+            };
+            // The empty suffix (a name that ends with a dot) is not a key.
+            if start < self.len && self.labels >= self.bounds.fewest {
+                return Some((start, finish(self.h)));
+            }
+        }
+    }
+}
+
+/// Where the label that ends at `end` starts: one past the last dot before `end`, or 0. Reads
+/// a word at a time from the end (`bytes.len() >= 8`): a label is rarely longer than a word,
+/// so this is usually one load and a few bit operations instead of a loop over its bytes.
+#[inline(always)]
+fn label_start(bytes: &[u8], end: usize) -> usize {
+    let mut e = end;
+    while e >= 8 {
+        // Byte `e - 1` is the word's top byte (little-endian).
+        let dots = dot_bytes(read_u64(bytes, e - 8));
+        if dots != 0 {
+            // The highest marked byte is the last dot; its index in the word is 7 - lz / 8.
+            return e - (dots.leading_zeros() / 8) as usize;
+        }
+        e -= 8;
+    }
+    // The first `e` (< 8) bytes: the low `e` bytes of word 0.
+    let low = (1u64 << (8 * e)) - 1;
+    let dots = dot_bytes(read_u64(bytes, 0)) & low;
+    if dots == 0 {
+        0
+    } else {
+        8 - (dots.leading_zeros() / 8) as usize
+    }
+}
+
+/// The top bit of each byte of `w` that is `.`, and nothing else: the exact zero-byte test on
+/// `w ^ "........"` (the carry-free form, which never marks a byte above a real match).
+#[inline(always)]
+fn dot_bytes(w: u64) -> u64 {
+    const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = w ^ DOTS;
+    !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
 /// Finishes a suffix hash (murmur3's fmix64): spreads every byte into the top bits.
@@ -225,15 +297,18 @@ fn directory_bits(n: usize) -> u32 {
     log2.saturating_sub(BUCKET_SHIFT).min(MAX_DIRECTORY_BITS)
 }
 
+/// The bucket of `h`: its top `d` bits. `d <= MAX_DIRECTORY_BITS` (parsing checks it), and
+/// the shift is split in two so that `d = 0` (one bucket) shifts by 63 then 1 instead of by 64,
+/// which is not defined.
 #[inline(always)]
 fn bucket_of(h: u64, d: u32) -> usize {
-    // `checked_shr` handles d = 0 (one bucket): a shift by 64 is not defined.
-    h.checked_shr(64 - d).unwrap_or(0) as usize
+    ((h >> 1) >> (63 - d.min(MAX_DIRECTORY_BITS))) as usize
 }
 
+/// The 32 bits of `h` after its bucket bits.
 #[inline(always)]
 fn fingerprint_of(h: u64, d: u32) -> u32 {
-    (h.checked_shl(d).unwrap_or(0) >> 32) as u32
+    ((h << d.min(MAX_DIRECTORY_BITS)) >> 32) as u32
 }
 
 /// The top `d + 32` bits of a hash: two keys with equal tags are indistinguishable.
@@ -576,6 +651,61 @@ mod tests {
             }
         }
         assert!(suffixes_of(b"").is_empty());
+    }
+
+    #[test]
+    fn label_starts_are_found_at_every_position() {
+        // Dots before, at and after every word boundary, doubled dots, dots at both ends:
+        // every label-boundary suffix is reported once, in order, with its key's hash.
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..72usize {
+            for _ in 0..40 {
+                let name: Vec<u8> = (0..len)
+                    .map(|_| {
+                        rng = rng
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        if (rng >> 60) < 4 {
+                            b'.'
+                        } else {
+                            b'a' + (rng >> 59) as u8 % 26
+                        }
+                    })
+                    .collect();
+                let expected: Vec<usize> = (0..name.len())
+                    .rev()
+                    .filter(|&i| i == 0 || name[i - 1] == b'.')
+                    .collect();
+                let seen = suffixes_of(&name);
+                assert_eq!(
+                    seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+                    expected,
+                    "{name:?}"
+                );
+                for (i, h) in seen {
+                    assert_eq!(h, key_hash(&name[i..]), "{name:?} at {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hash_is_the_file_format() {
+        // Compiled files (format version 3) hold these hashes: a change here breaks every file
+        // already written, and needs a new format version.
+        let pinned: [(&[u8], u64); 5] = [
+            (b"com", 0x6fb3_10c3_8462_84d6),
+            (b"example.com", 0x10c1_5013_9146_35fb),
+            (b"ads.example.co.uk", 0x46f4_bda6_a24c_358b),
+            (b"a", 0x3256_585a_2588_1942),
+            (
+                b"very-long-label-for-fuzzing.example.co.uk",
+                0x5821_7961_ebe9_78e6,
+            ),
+        ];
+        for (key, h) in pinned {
+            assert_eq!(key_hash(key), h, "{:?}", std::str::from_utf8(key));
+        }
     }
 
     #[test]

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# tests/bench/dns-forwarded.sh: forwarded DNS throughput (issue 3, "DNS qps, forwarded >= 0.9x
+# passthrough"). The shared bench's DNS phase repeats 16 names, so through Embargo it measures
+# the answer cache; here every query is a name never asked before (`uN.allowed.test A`, 400k of
+# them), so Embargo must decide it, forward it upstream, learn the answer and record the event.
+#
+#   sudo flock -o /work/notes/bench.lock tests/bench/dns-forwarded.sh [PROG...]
+#
+# PROG is `passthrough` (the shared bench's C TUN pass-through, the ceiling) or
+# `embargo[=BINARY]` (default BINARY: $CARGO_TARGET_DIR/release/embargo, not built here);
+# default "passthrough embargo". Runs are interleaved (A B A B ...), RUNS (3) rounds, the
+# program restarted for each run (fresh cache: every name is unique within a run). Prints each
+# run, then per program the median qps and CPU microseconds per query (utime+stime of the
+# program's threads during dnsperf), and each program's median as a ratio to the first's.
+#
+# Topology: the shared bench's netns.sh (read-only, sourced as a command) in namespaces of our
+# own (NS_PHONE=dnsph, NS_INET=dnsin, BENCH_STATE=/tmp/dnsfwd: they do not collide with a
+# concurrent run of the shared bench). Its dnsmasq (cache off) answers *.allowed.test itself.
+# Phone's default route goes through tun0 while a program runs. Everything is torn down at exit.
+#
+# Env: RUNS (3), SECS (dnsperf -l, 5), CLIENTS (-c, 4), INFLIGHT (-q, 20), NAMES (400000),
+#      BENCH_DIR (../shared/bench beside the repo), EMBARGO_ARGS (extra flags for embargo run),
+#      PERF=PREFIX (perf record -g of the program during each dnsperf run, to PREFIX-pI-RUN.data;
+#      the perf CPU counts in cpu/query).
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+BENCH=${BENCH_DIR:-$REPO/../shared/bench}
+[[ $(id -u) == 0 ]] || { echo "needs root (network namespaces, TUN devices)" >&2; exit 2; }
+export NS_PHONE=${NS_PHONE:-dnsph} NS_INET=${NS_INET:-dnsin} BENCH_STATE=${BENCH_STATE:-/tmp/dnsfwd}
+RUNS=${RUNS:-3}; SECS=${SECS:-5}; CLIENTS=${CLIENTS:-4}; INFLIGHT=${INFLIGHT:-20}; NAMES=${NAMES:-400000}
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+PROGS=("$@"); [[ ${#PROGS[@]} -gt 0 ]] || PROGS=(passthrough embargo)
+SRV=10.200.2.1
+OUT=$(mktemp -d /tmp/dnsfwd-out.XXXXXX)
+log() { echo "[dns-fwd $(date +%T)] $*" >&2; }
+pin() { ip netns exec "$NS_PHONE" "$@"; }
+
+PROG_PID=
+stop_prog() {
+  [[ -n $PROG_PID ]] || return 0
+  kill -TERM -- "-$PROG_PID" 2>/dev/null || true
+  for _ in $(seq 1 50); do [[ -d /proc/$PROG_PID ]] || break; sleep 0.1; done
+  kill -KILL -- "-$PROG_PID" 2>/dev/null || true
+  wait "$PROG_PID" 2>/dev/null || true
+  PROG_PID=
+  pin ip link del tun0 2>/dev/null || true
+  ip netns exec "$NS_INET" ip link del tun1 2>/dev/null || true
+}
+cleanup() { stop_prog; "$BENCH/netns.sh" down >/dev/null 2>&1 || true; }
+trap cleanup EXIT INT TERM
+
+"$BENCH/netns.sh" up
+log "writing $NAMES unique names"
+awk -v n="$NAMES" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.allowed.test A\n", i }' > "$OUT/names.txt"
+
+# CPU ticks (utime+stime) of every thread of a process tree rooted at $1.
+cpu_ticks() {
+  local pids; pids=$(pgrep -g "$1" 2>/dev/null || echo "$1")
+  local p s=0 t
+  for p in $pids; do
+    t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); s=$((s + t))
+  done
+  echo "$s"
+}
+
+start_prog() { # start_prog PROG RUN
+  local prog=$1 run=$2 cmd
+  pin ip link del tun0 2>/dev/null || true
+  pin ip tuntap add dev tun0 mode tun
+  pin ip addr add 10.200.9.1/24 dev tun0
+  pin ip link set tun0 mtu 1500 up
+  case $prog in
+    passthrough) cmd="$BENCH/passthrough/launch.sh" ;;
+    embargo|embargo=*)
+      local bin=${prog#embargo=}; [[ $prog == embargo ]] && bin=$TARGET/release/embargo
+      local state=$BENCH_STATE/embargo-$run-$RANDOM; mkdir -p "$state"
+      cmd="$bin run --tun tun0 --fwmark 42 --no-routes --dns-upstream $SRV --state-dir $state ${EMBARGO_ARGS:-}" ;;
+    *) echo "unknown program $prog" >&2; exit 2 ;;
+  esac
+  setsid ip netns exec "$NS_PHONE" bash -c "ulimit -n 20000; exec $cmd" >"$OUT/prog-$run.log" 2>&1 </dev/null &
+  PROG_PID=$!
+  for _ in $(seq 1 100); do
+    pin ip link show tun0 | grep -q NO-CARRIER || break
+    [[ -d /proc/$PROG_PID ]] || { cat "$OUT/prog-$run.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  pin ip route replace default dev tun0
+  for _ in $(seq 1 50); do
+    pin dig +short +time=1 +tries=1 @$SRV warmup.allowed.test A | grep -q "$SRV" && return 0
+    sleep 0.2
+  done
+  log "no DNS answer through $prog"; cat "$OUT/prog-$run.log" >&2; exit 1
+}
+
+declare -A QPS CPU
+for r in $(seq 1 "$RUNS"); do
+  for i in "${!PROGS[@]}"; do
+    prog=${PROGS[$i]}; tag=p$i-$r
+    start_prog "$prog" "$tag"
+    sleep 1  # let startup work (rule loading, history open) finish before measuring
+    hz=$(getconf CLK_TCK); c0=$(cpu_ticks "$PROG_PID")
+    [[ -z ${PERF:-} ]] || { perf record -q -F 1999 -g -p "$PROG_PID" -o "$PERF-$tag.data" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!; }
+    pin timeout $((SECS + 20)) dnsperf -s $SRV -d "$OUT/names.txt" -l "$SECS" -c "$CLIENTS" -q "$INFLIGHT" \
+      > "$OUT/dnsperf-$tag.txt" 2>&1 || true
+    c1=$(cpu_ticks "$PROG_PID")
+    [[ -z ${PERF:-} ]] || wait "$PERF_PID"
+    stop_prog
+    pin ip route replace default via 10.200.1.1 dev veth-ph
+    q=$(awk '/Queries per second:/ {print $4}' "$OUT/dnsperf-$tag.txt")
+    n=$(awk '/Queries completed:/ {print $3}' "$OUT/dnsperf-$tag.txt")
+    lost=$(awk '/Queries lost:/ {print $3}' "$OUT/dnsperf-$tag.txt")
+    us=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v n="${n:-0}" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / hz * 1e6 / n; else print "nan" }')
+    [[ -n $q ]] || { log "dnsperf failed for $prog:"; cat "$OUT/dnsperf-$tag.txt" >&2; exit 1; }
+    printf 'run %d  %-40s qps %10.0f  lost %s  cpu/query %s us\n' "$r" "$prog" "$q" "$lost" "$us"
+    QPS[$prog]+="$q "; CPU[$prog]+="$us "
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+first=
+echo
+for prog in "${PROGS[@]}"; do
+  m=$(echo "${QPS[$prog]}" | median); c=$(echo "${CPU[$prog]}" | median)
+  [[ -n $first ]] || first=$m
+  printf 'median %-40s qps %10.0f  cpu/query %6s us  ratio %.3f\n' "$prog" "$m" "$c" "$(awk -v a="$m" -v b="$first" 'BEGIN {print a / b}')"
+done
+log "raw outputs in $OUT"

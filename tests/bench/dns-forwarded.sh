@@ -21,7 +21,9 @@
 # Env: RUNS (3), SECS (dnsperf -l, 5), CLIENTS (-c, 4), INFLIGHT (-q, 20), NAMES (400000),
 #      BENCH_DIR (../shared/bench beside the repo), EMBARGO_ARGS (extra flags for embargo run),
 #      PERF=PREFIX (perf record -g of the program during each dnsperf run, to PREFIX-pI-RUN.data;
-#      the perf CPU counts in cpu/query).
+#      the perf CPU counts in cpu/query; PERF_CALLGRAPH="--call-graph dwarf" for Rust stacks,
+#      PERF_FREQ, default 1999 Hz), SYSCALLS=1 (system calls and context switches per query,
+#      counted with perf stat over the dnsperf run).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=${BENCH_DIR:-$REPO/../shared/bench}
@@ -99,11 +101,14 @@ for r in $(seq 1 "$RUNS"); do
     start_prog "$prog" "$tag"
     sleep 1  # let startup work (rule loading, history open) finish before measuring
     hz=$(getconf CLK_TCK); c0=$(cpu_ticks "$PROG_PID")
-    [[ -z ${PERF:-} ]] || { perf record -q -F 1999 -g -p "$PROG_PID" -o "$PERF-$tag.data" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!; }
+    [[ -z ${SYSCALLS:-} ]] || { perf stat -x, -e 'raw_syscalls:sys_enter' -e 'syscalls:sys_enter_epoll_wait' -e 'syscalls:sys_enter_read' -e 'syscalls:sys_enter_write' -e 'syscalls:sys_enter_sendto' -e 'syscalls:sys_enter_recvfrom' -e 'syscalls:sys_enter_futex' -e 'context-switches' -p "$PROG_PID" -o "$OUT/syscalls-$tag.csv" -- sleep "$SECS" & PERF_PID=$!; }
+    [[ -z ${PERF:-} ]] || { perf record -q -F ${PERF_FREQ:-1999} ${PERF_CALLGRAPH:--g} -p "$PROG_PID" -o "$PERF-$tag.data" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!; }
     pin timeout $((SECS + 20)) dnsperf -s $SRV -d "$OUT/names.txt" -l "$SECS" -c "$CLIENTS" -q "$INFLIGHT" \
       > "$OUT/dnsperf-$tag.txt" 2>&1 || true
     c1=$(cpu_ticks "$PROG_PID")
-    [[ -z ${PERF:-} ]] || wait "$PERF_PID"
+    [[ -z ${PERF:-}${SYSCALLS:-} ]] || wait "$PERF_PID"
+    [[ -z ${SYSCALLS:-} ]] || awk -F, -v n="$(awk '/Queries completed:/ {print $3}' "$OUT/dnsperf-$tag.txt")" \
+      'NF > 2 && $1 ~ /^[0-9]/ { printf "    %-34s %7.2f per query\n", $3, $1 / n * 5 / 5 }' "$OUT/syscalls-$tag.csv"
     stop_prog
     pin ip route replace default via 10.200.1.1 dev veth-ph
     q=$(awk '/Queries per second:/ {print $4}' "$OUT/dnsperf-$tag.txt")

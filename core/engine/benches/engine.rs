@@ -2,6 +2,9 @@
 //! - a relayed TCP data segment (1400 bytes from the app, read out by the "driver" closure),
 //! - a SYN to a blocked address answered with an RST (no socket allocated),
 //! - a DNS question for a blocked name answered locally,
+//! - a DNS question for a name never asked before, forwarded, and its upstream answer relayed
+//!   back (decision, pending table, answer parse, name table, cache insert, events): the
+//!   engine's part of `tests/bench/dns-forwarded.sh`,
 //! - the relayed segment again with 1 and 1000 established flows in the engine (999 of them
 //!   idle): the per-segment cost must not grow with the number of flows (a stack that walks
 //!   every socket per pass makes wrk -c1000 quadratic).
@@ -17,7 +20,7 @@ use smoltcp::wire::TcpControl;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{dns_query, tcp, udp, AppConn, Harness, BLOCKED_ADDR};
+use common::{dns_answer, dns_query, tcp, udp, AppConn, Harness, BLOCKED_ADDR};
 
 fn relayed_segment(c: &mut Criterion) {
     let mut h = Harness::new();
@@ -212,9 +215,52 @@ fn blocked_dns(c: &mut Criterion) {
     });
 }
 
+fn forwarded_dns(c: &mut Criterion) {
+    let mut h = Harness::new();
+    let upstream = embargo_engine::EngineConfig::default().dns_upstream_v4;
+    let app: std::net::SocketAddr = "10.0.0.2:5353".parse().unwrap();
+    let resolver: std::net::SocketAddr = "10.0.0.1:53".parse().unwrap();
+    // Distinct names, more than the answer cache holds: every question is a miss.
+    let names: Vec<(Vec<u8>, Vec<u8>)> = (0..4096)
+        .map(|i| {
+            let q = dns_query(0x1234, &format!("u{i}.allowed.test"), 1);
+            let a = dns_answer(&q, &["10.200.2.9".parse().unwrap()]);
+            (udp(app, resolver, &q), a)
+        })
+        .collect();
+    let mut buf = vec![0u8; 2048];
+    let mut answer = Vec::with_capacity(512);
+    let mut i = 0;
+    c.bench_function("engine/dns_forwarded", |b| {
+        b.iter(|| {
+            let (query, template) = &names[i % names.len()];
+            i += 1;
+            h.engine.handle_tun_packet(h.now, query);
+            while let Some(cmd) = h.engine.poll_command() {
+                if let Command::SendDatagram { data, .. } = cmd {
+                    answer.clear();
+                    answer.extend_from_slice(template);
+                    answer[..2].copy_from_slice(&data[..2]);
+                }
+            }
+            h.engine.handle_upstream(
+                h.now,
+                UpstreamEvent::Datagram {
+                    flow: FlowId::DNS,
+                    from: upstream,
+                    data: &answer,
+                },
+            );
+            let n = h.engine.poll_tun_packet(&mut buf);
+            while h.engine.poll_event().is_some() {}
+            n
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
-    targets = relayed_segment, relayed_segment_among_flows, download_segment, blocked_syn, blocked_dns
+    targets = forwarded_dns, relayed_segment, relayed_segment_among_flows, download_segment, blocked_syn, blocked_dns
 }
 criterion_main!(benches);

@@ -19,6 +19,7 @@ use mio::net::{TcpStream, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::datagrams::{self, DatagramBatch};
 use crate::owner::OwnerResolver;
 use crate::sockets::{bind_udp, connect_tcp, connect_udp};
 use crate::tunnel::{PacketQueue, TunFd, MAX_PACKET};
@@ -107,7 +108,7 @@ pub(crate) struct EventLoop {
     stalled: HashSet<Token>,
     counters: DriverStats,
     tun_buf: Vec<u8>,
-    udp_buf: Vec<u8>,
+    datagrams: DatagramBatch,
     inbound: Vec<Vec<u8>>,
     /// App-identity questions of this pass, handed to the worker after the pass's packets are
     /// written (see [`EventLoop::flush`]).
@@ -181,7 +182,7 @@ impl EventLoop {
             stalled: HashSet::new(),
             counters: DriverStats::default(),
             tun_buf: vec![0; MAX_PACKET],
-            udp_buf: vec![0; MAX_PACKET],
+            datagrams: DatagramBatch::new(),
             inbound: Vec::new(),
             asks: Vec::new(),
         };
@@ -645,33 +646,32 @@ impl EventLoop {
                 }
                 self.again.insert(token);
             }
-            Socket::Udp { socket, .. } => {
-                for _ in 0..READS_PER_PASS {
-                    match socket.recv_from(&mut self.udp_buf) {
-                        Ok((n, from)) => {
-                            self.counters.bytes_down += n as u64;
-                            self.engine.handle_upstream(
-                                now,
-                                UpstreamEvent::Datagram {
-                                    flow,
-                                    from,
-                                    data: &self.udp_buf[..n],
-                                },
-                            );
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            // ICMP errors (port unreachable) on a connected socket surface here,
-                            // once each: the flow idles out. Datagrams queued behind the error
-                            // are still read (mio's readiness is edge-triggered: returning now
-                            // would leave them until the next datagram arrives).
-                            log::trace!("{flow} udp recv: {e}");
-                        }
+            Socket::Udp { socket, .. } => match self.datagrams.recv(socket) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let Some((data, from)) = self.datagrams.get(i) else {
+                            continue;
+                        };
+                        self.counters.bytes_down += data.len() as u64;
+                        self.engine
+                            .handle_upstream(now, UpstreamEvent::Datagram { flow, from, data });
+                    }
+                    if n == datagrams::SLOTS {
+                        // More may be queued, and no new edge will say so.
+                        self.again.insert(token);
                     }
                 }
-                self.again.insert(token);
-            }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    // ICMP errors (port unreachable) on a connected socket surface here, once
+                    // each: the flow idles out. Datagrams may be queued behind the error, and
+                    // readiness is edge-triggered: read again next pass.
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        log::trace!("{flow} udp recv: {e}");
+                    }
+                    self.again.insert(token);
+                }
+            },
         }
     }
 

@@ -14,6 +14,7 @@
 //!
 //! App identity ([`Hooks::app_owner`]) is asked on a worker thread, never on the packet path.
 
+mod datagrams;
 mod event_loop;
 mod owner;
 pub mod sockets;

@@ -57,9 +57,9 @@ enum UdpAim {
     /// A NAT flow's socket: connected to the flow's one destination for its whole life.
     Flow,
     /// The shared DNS socket, connected to the resolver it has sent to so far. A connected
-    /// socket skips the per-datagram route lookup on send and is found by the kernel's early
-    /// demux on receive (no input route lookup per answer): about 5% of the driver's CPU under
-    /// a forwarded-query flood.
+    /// socket skips the per-datagram route lookup on send (ip_route_output_flow: 2.6% of the
+    /// process's samples under a forwarded-query flood) and is found by the kernel's early
+    /// demux on receive, which saves the input route lookup of each answer.
     Resolver(SocketAddr),
     /// The shared DNS socket after datagrams went to two resolvers (the upstream changed):
     /// unconnected, so answers from either are still received.

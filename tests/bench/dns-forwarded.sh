@@ -10,8 +10,9 @@
 # `embargo[=BINARY]` (default BINARY: $CARGO_TARGET_DIR/release/embargo, not built here);
 # default "passthrough embargo". Runs are interleaved (A B A B ...), RUNS (3) rounds, the
 # program restarted for each run (fresh cache: every name is unique within a run). Prints each
-# run, then per program the median qps and CPU microseconds per query (utime+stime of the
-# program's threads during dnsperf), and each program's median as a ratio to the first's.
+# run with the CPU microseconds per query (utime+stime of the program during dnsperf) and how
+# they split over its busiest threads, then per program the median qps and CPU per query, and
+# each program's median as a ratio to the first's.
 #
 # Topology: the shared bench's netns.sh (read-only, sourced as a command) in namespaces of our
 # own (NS_PHONE=dnsph, NS_INET=dnsin, BENCH_STATE=/tmp/dnsfwd: they do not collide with a
@@ -65,6 +66,15 @@ cpu_ticks() {
   echo "$s"
 }
 
+# "comm ticks" per thread of process $1 (threads of the same name summed).
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*/stat; do
+    awk '{ sub(/^[0-9]+ \(/, ""); c = $0; sub(/\).*/, "", c); sub(/^[^)]*\) /, "");
+           gsub(/ /, "_", c); print c, $12 + $13 }' "$t" 2>/dev/null
+  done | awk '{ s[$1] += $2 } END { for (c in s) print c, s[c] }'
+}
+
 start_prog() { # start_prog PROG RUN
   local prog=$1 run=$2 cmd
   pin ip link del tun0 2>/dev/null || true
@@ -101,11 +111,13 @@ for r in $(seq 1 "$RUNS"); do
     start_prog "$prog" "$tag"
     sleep 1  # let startup work (rule loading, history open) finish before measuring
     hz=$(getconf CLK_TCK); c0=$(cpu_ticks "$PROG_PID")
+    TPID=$(pgrep -g "$PROG_PID" | tail -1); thread_ticks "$TPID" > "$OUT/threads0-$tag"
     [[ -z ${SYSCALLS:-} ]] || { perf stat -x, -e 'raw_syscalls:sys_enter' -e 'syscalls:sys_enter_epoll_wait' -e 'syscalls:sys_enter_read' -e 'syscalls:sys_enter_write' -e 'syscalls:sys_enter_sendto' -e 'syscalls:sys_enter_recvfrom' -e 'syscalls:sys_enter_futex' -e 'context-switches' -p "$PROG_PID" -o "$OUT/syscalls-$tag.csv" -- sleep "$SECS" & PERF_PID=$!; }
     [[ -z ${PERF:-} ]] || { perf record -q -F ${PERF_FREQ:-1999} ${PERF_CALLGRAPH:--g} -p "$PROG_PID" -o "$PERF-$tag.data" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!; }
     pin timeout $((SECS + 20)) dnsperf -s $SRV -d "$OUT/names.txt" -l "$SECS" -c "$CLIENTS" -q "$INFLIGHT" \
       > "$OUT/dnsperf-$tag.txt" 2>&1 || true
     c1=$(cpu_ticks "$PROG_PID")
+    thread_ticks "$TPID" > "$OUT/threads1-$tag"
     [[ -z ${PERF:-}${SYSCALLS:-} ]] || wait "$PERF_PID"
     [[ -z ${SYSCALLS:-} ]] || awk -F, -v n="$(awk '/Queries completed:/ {print $3}' "$OUT/dnsperf-$tag.txt")" \
       'NF > 2 && $1 ~ /^[0-9]/ { printf "    %-34s %7.2f per query\n", $3, $1 / n * 5 / 5 }' "$OUT/syscalls-$tag.csv"
@@ -117,6 +129,11 @@ for r in $(seq 1 "$RUNS"); do
     us=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v n="${n:-0}" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / hz * 1e6 / n; else print "nan" }')
     [[ -n $q ]] || { log "dnsperf failed for $prog:"; cat "$OUT/dnsperf-$tag.txt" >&2; exit 1; }
     printf 'run %d  %-40s qps %10.0f  lost %s  cpu/query %s us\n' "$r" "$prog" "$q" "$lost" "$us"
+    # CPU per query of each thread (name as in /proc/PID/task/*/comm), busiest first.
+    awk -v hz="$hz" -v n="${n:-0}" 'NR == FNR { a[$1] = $2; next }
+      n > 0 && $2 - a[$1] > 0 { printf "%s %.1f\n", $1, ($2 - a[$1]) / hz * 1e6 / n }' \
+      "$OUT/threads0-$tag" "$OUT/threads1-$tag" | sort -k2 -gr | head -4 |
+      awk '{ printf "%s%s %s us", (NR > 1 ? ", " : "        threads: "), $1, $2 } END { if (NR) print "" }'
     QPS[$prog]+="$q "; CPU[$prog]+="$us "
   done
 done

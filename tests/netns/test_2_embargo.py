@@ -366,3 +366,50 @@ def test_every_blocked_dns_question_names_its_app(net, embargo):
     assert dns
     missing = [r["name"] for r in dns if not r.get("app")]
     assert not missing, f"DNS blocks without an app: {missing}"
+
+
+# A server that answers each connection with a payload and closes at once (data and FIN in one
+# flight, as an HTTP/1.0 server does): the client must get every byte and then the end of the
+# stream. The driver stops reading a socket after a short read (the queue is empty), so an EOF
+# that arrived with the data must still be read; a lost one shows up here as a read timeout.
+CLOSE_SERVER = r"""
+import socket, sys
+port, payload = int(sys.argv[1]), bytes(range(256)) * 40 + b"end"
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[2], port)); s.listen(64)
+while True:
+    c, _ = s.accept()
+    if port == 8080:
+        c.recv(4096)  # the inspected port: the client speaks first (the Host is read)
+    c.sendall(payload); c.close()
+"""
+
+CLOSE_CLIENT = r"""
+import socket, sys, time
+port, expected = int(sys.argv[2]), bytes(range(256)) * 40 + b"end"
+for i in range(int(sys.argv[3])):
+    c = socket.create_connection((sys.argv[1], port), timeout=3)
+    if port == 8080:
+        c.sendall(b"GET / HTTP/1.0\r\nHost: allowed.test\r\n\r\n")
+    got = b""
+    while True:
+        chunk = c.recv(65536)  # raises on a lost EOF (3 s timeout)
+        if not chunk:
+            break
+        got += chunk
+    assert got == expected, (i, len(got))
+    c.close()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("port", [7001, 8080])
+def test_a_server_that_sends_and_closes_delivers_every_byte_and_the_end(net, embargo, port):
+    net.spawn(net.inet, ["python3", "-c", CLOSE_SERVER, str(port), ALLOWED_IP], f"close-{port}")
+    deadline = time.time() + 10
+    while not in_ns(net.inet, "ss", "-Hltn", f"sport = :{port}", check=False).stdout.strip():
+        assert time.time() < deadline, "the close server did not listen"
+        time.sleep(0.1)
+    cp = in_ns(net.phone, "python3", "-c", CLOSE_CLIENT, ALLOWED_IP, str(port), "30",
+               check=False, timeout=120)
+    assert cp.returncode == 0 and "ok" in cp.stdout, (cp.stdout + cp.stderr)[-2000:]

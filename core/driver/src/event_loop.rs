@@ -76,6 +76,9 @@ struct TcpFlow {
     write_shut: bool,
     /// EOF or error seen: reading is over.
     read_done: bool,
+    /// Readiness reported the peer's FIN or an error: read on to EOF or the error even after
+    /// a short read (see [`EventLoop::pump_read`]).
+    peer_closed: bool,
 }
 
 struct Upstream {
@@ -211,6 +214,9 @@ impl EventLoop {
                     token => {
                         if event.is_writable() || event.is_error() {
                             self.on_writable(now, token);
+                        }
+                        if event.is_read_closed() || event.is_error() {
+                            self.peer_closed(token);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.again.insert(token);
@@ -421,6 +427,7 @@ impl EventLoop {
                             shutdown_pending: false,
                             write_shut: false,
                             read_done: false,
+                            peer_closed: false,
                         }),
                     },
                 );
@@ -605,6 +612,17 @@ impl EventLoop {
         }
     }
 
+    /// Readiness reported the peer's FIN (or an error) on `token`'s TCP stream.
+    fn peer_closed(&mut self, token: Token) {
+        if let Some(Upstream {
+            socket: Socket::Tcp(tcp),
+            ..
+        }) = self.sockets.get_mut(&token)
+        {
+            tcp.peer_closed = true;
+        }
+    }
+
     /// Moves bytes from a socket into the engine, as far as the engine has room.
     fn pump_read(&mut self, now: Instant, token: Token) {
         let Some(up) = self.sockets.get_mut(&token) else {
@@ -618,10 +636,11 @@ impl EventLoop {
                 }
                 let stream = &tcp.stream;
                 for _ in 0..READS_PER_PASS {
-                    match self
-                        .engine
-                        .recv_upstream_with(now, flow, |buf| (&*stream).read(buf))
-                    {
+                    let mut offered = 0;
+                    match self.engine.recv_upstream_with(now, flow, |buf| {
+                        offered = buf.len();
+                        (&*stream).read(buf)
+                    }) {
                         None => {
                             self.stalled.insert(token);
                             return;
@@ -632,7 +651,17 @@ impl EventLoop {
                                 .handle_upstream(now, UpstreamEvent::Closed { flow });
                             return;
                         }
-                        Some(Ok(n)) => self.counters.bytes_down += n as u64,
+                        Some(Ok(n)) => {
+                            self.counters.bytes_down += n as u64;
+                            // A stream read returns less than asked only when the receive queue
+                            // is empty, and data arriving after it raises a new edge: no read
+                            // just to hear WouldBlock (one system call per response saved).
+                            // Not when the FIN or an error was already reported: no new edge
+                            // would come for the EOF behind the data.
+                            if n < offered && !tcp.peer_closed {
+                                return;
+                            }
+                        }
                         Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
                         Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                         Some(Err(e)) => {

@@ -476,8 +476,7 @@ impl RuleSet {
         }
         let view = index.view(self.as_bytes());
         let mut pad = [0u8; 8];
-        let mut suffixes =
-            index::Suffixes::new(index::padded(name, &mut pad), name.len(), index.labels);
+        let mut suffixes = index::Suffixes::new(name, &mut pad, index.labels);
         loop {
             let mut batch = [(0u64, 0usize); PROBE_BATCH];
             let mut k = 0;
@@ -605,27 +604,24 @@ impl RuleSet {
                         line: low as u32,
                         allow: c.allow,
                         important: c.important,
-                        rule: if c.allow || c.exact || c.important {
-                            name_rule_text(suffix, c.allow, c.exact, c.important)
-                        } else {
-                            CompactString::from(suffix)
-                        },
+                        rule: name_rule_text(suffix, c.allow, c.exact, c.important),
                     };
                 }
+                // Read in place: a side entry owns its denyallow list and text.
+                let none = NameEntry::default();
                 let entry = self
                     .meta
                     .side
                     .get(low as usize)
                     .and_then(|s| s.rules.get(entry_index as usize))
-                    .cloned()
-                    .unwrap_or_default();
+                    .unwrap_or(&none);
                 NameHit {
                     list: entry.list,
                     line: entry.line,
                     allow: entry.allow,
                     important: entry.important,
-                    rule: match entry.text {
-                        Some(text) => text.into(),
+                    rule: match &entry.text {
+                        Some(text) => text.as_str().into(),
                         None => name_rule_text(suffix, entry.allow, entry.exact, entry.important),
                     },
                 }

@@ -153,7 +153,7 @@ fn labels_of(key: &[u8]) -> u32 {
 #[inline(always)]
 pub(crate) fn for_each_suffix(name: &[u8], bounds: LabelBounds, mut found: impl FnMut(usize, u64)) {
     let mut pad = [0u8; 8];
-    let mut suffixes = Suffixes::new(padded(name, &mut pad), name.len(), bounds);
+    let mut suffixes = Suffixes::new(name, &mut pad, bounds);
     while let Some((start, h)) = suffixes.next_suffix() {
         found(start, h);
     }
@@ -162,7 +162,7 @@ pub(crate) fn for_each_suffix(name: &[u8], bounds: LabelBounds, mut found: impl 
 /// `name` itself when it is at least 8 bytes long, else `name` copied into `pad`: the suffix
 /// walk reads whole words and needs 8 readable bytes.
 #[inline(always)]
-pub(crate) fn padded<'a>(name: &'a [u8], pad: &'a mut [u8; 8]) -> &'a [u8] {
+fn padded<'a>(name: &'a [u8], pad: &'a mut [u8; 8]) -> &'a [u8] {
     if name.len() >= 8 {
         return name;
     }
@@ -188,15 +188,16 @@ pub(crate) struct Suffixes<'a> {
 }
 
 impl<'a> Suffixes<'a> {
-    /// The suffixes of the first `len` bytes of `bytes` (`bytes.len() >= 8`, `len <= bytes.len()`).
+    /// The suffixes of `name`; `pad` holds a copy of a name shorter than 8 bytes.
     #[inline(always)]
-    pub fn new(bytes: &'a [u8], len: usize, bounds: LabelBounds) -> Suffixes<'a> {
+    pub fn new(name: &'a [u8], pad: &'a mut [u8; 8], bounds: LabelBounds) -> Suffixes<'a> {
+        let len = name.len();
         Suffixes {
-            bytes,
-            len: len.min(bytes.len()),
+            bytes: padded(name, pad),
+            len,
             bounds,
             h: HASH_SEED,
-            end: Some(len.min(bytes.len())),
+            end: Some(len),
             labels: 0,
         }
     }
@@ -622,6 +623,24 @@ mod tests {
         seen
     }
 
+    /// Every label-boundary suffix of `name` is reported once, longest last, with the hash a
+    /// key equal to it has.
+    fn assert_every_label_suffix(name: &[u8]) {
+        let expected: Vec<usize> = (0..name.len())
+            .rev()
+            .filter(|&i| i == 0 || name[i - 1] == b'.')
+            .collect();
+        let seen = suffixes_of(name);
+        assert_eq!(
+            seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+            expected,
+            "{name:?}"
+        );
+        for (i, h) in seen {
+            assert_eq!(h, key_hash(&name[i..]), "{name:?} at {i}");
+        }
+    }
+
     #[test]
     fn suffix_hashes_are_key_hashes() {
         // Hashing from the end: the state after the labels of a suffix is the key's.
@@ -636,19 +655,7 @@ mod tests {
             b"1234567.12345678.123456789012345",
             b"\xff\xfe.\x00",
         ] {
-            let expected: Vec<usize> = (0..name.len())
-                .rev()
-                .filter(|&i| i == 0 || name[i - 1] == b'.')
-                .collect();
-            let seen = suffixes_of(name);
-            assert_eq!(
-                seen.iter().map(|s| s.0).collect::<Vec<_>>(),
-                expected,
-                "{name:?}"
-            );
-            for (i, h) in seen {
-                assert_eq!(h, key_hash(&name[i..]), "{name:?} at {i}");
-            }
+            assert_every_label_suffix(name);
         }
         assert!(suffixes_of(b"").is_empty());
     }
@@ -672,19 +679,7 @@ mod tests {
                         }
                     })
                     .collect();
-                let expected: Vec<usize> = (0..name.len())
-                    .rev()
-                    .filter(|&i| i == 0 || name[i - 1] == b'.')
-                    .collect();
-                let seen = suffixes_of(&name);
-                assert_eq!(
-                    seen.iter().map(|s| s.0).collect::<Vec<_>>(),
-                    expected,
-                    "{name:?}"
-                );
-                for (i, h) in seen {
-                    assert_eq!(h, key_hash(&name[i..]), "{name:?} at {i}");
-                }
+                assert_every_label_suffix(&name);
             }
         }
     }

@@ -201,8 +201,25 @@ struct ProcMeta {
 ///   since then (`curl`, a new app) are probed first, by number, without listing `/proc`;
 /// - `known`: every pid of the previous `/proc` listing with its ranking facts, so that when
 ///   a listing is needed the others are ranked without a system call.
+///
+/// It also knows which process not to search ([`PidMemory::exclude`]): Embargo's own.
 #[derive(Debug, Default)]
 pub struct PidMemory(Mutex<PidState>);
+
+impl PidMemory {
+    /// Searches never read `pid`'s descriptors from now on. Embargo passes its own pid: its
+    /// sockets are protected (marked, or outside the namespace), so no flow in the tunnel is
+    /// ever its own, yet it shares the apps' namespace under `--no-routes` and holds dozens of
+    /// sockets that change with every flow, which made it the costliest table a failed search
+    /// read.
+    pub fn exclude(&self, pid: u32) {
+        let mut state = match self.0.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        state.excluded = Some(pid);
+    }
+}
 
 #[derive(Debug, Default)]
 struct PidState {
@@ -212,6 +229,8 @@ struct PidState {
     listed_once: bool,
     /// The last pid allocated as of the previous lookup (see [`read_last_pid`]).
     last_pid: Option<u32>,
+    /// A pid never searched (see [`PidMemory::exclude`]).
+    excluded: Option<u32>,
 }
 
 impl PidState {
@@ -222,10 +241,20 @@ impl PidState {
     }
 
     /// Reads `pid`'s descriptor table, indexing every socket in it; whether `inode` is among
-    /// them.
+    /// them. A process found gone is forgotten, so that later lookups do not probe it again
+    /// (a shell loop of `curl`s left every recent pid dead, each probed on every lookup).
     fn scan(&mut self, pid_dir: &Path, pid: u32, inode: u64) -> bool {
-        let Ok(fds) = std::fs::read_dir(pid_dir.join("fd")) else {
-            return false; // exited, or not ours to read
+        if self.excluded == Some(pid) {
+            return false;
+        }
+        let fds = match std::fs::read_dir(pid_dir.join("fd")) {
+            Ok(fds) => fds,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.recent.retain(|&p| p != pid);
+                self.known.remove(&pid);
+                return false;
+            }
+            Err(_) => return false, // not ours to read
         };
         let mut found = false;
         for fd in fds.filter_map(Result::ok) {
@@ -290,12 +319,19 @@ fn socket_inode(link: &[u8]) -> Option<u64> {
 /// since the previous lookup (newest first) in the socket's network namespace (`netns_ino`);
 /// then the other processes of that namespace, those of `uid` first. Each descriptor table
 /// read indexes all its sockets, so later lookups of its flows are free.
+///
+/// `still_held` is asked once the cheap steps failed, before the walk: whether a process
+/// still holds the socket. A short-lived program (`curl`) has often exited by the time its
+/// flow is looked up, and walking every descriptor table of the namespace for a socket no one
+/// holds (the kernel shows it with inode 0 once orphaned) cost several hundred microseconds of
+/// CPU per such flow, on the cores the traffic needed.
 pub fn find_process(
     proc_root: &Path,
     inode: u64,
     uid: u32,
     netns_ino: Option<u64>,
     memory: &PidMemory,
+    still_held: impl FnOnce() -> bool,
 ) -> Option<(u32, PathBuf)> {
     let mut state = match memory.0.lock() {
         Ok(s) => s,
@@ -354,6 +390,9 @@ pub fn find_process(
                 }
             }
         }
+    }
+    if !still_held() {
+        return None;
     }
     // One listing of /proc: which pids are new since the previous one.
     let listed: Vec<u32> = std::fs::read_dir(proc_root)
@@ -438,11 +477,11 @@ fn lookup_here(
         Protocol::Udp => sock_diag::lookup(libc::IPPROTO_UDP, src, dst),
         Protocol::Icmp => None,
     };
-    let entry = match entry {
-        Some(e) => e,
+    let (entry, from_diag) = match entry {
+        Some(e) => (e, true),
         None => {
             let entries = read_tables(Path::new("/proc/thread-self/net"), protocol);
-            find_socket(&entries, protocol, src, dst)?
+            (find_socket(&entries, protocol, src, dst)?, false)
         }
     };
     if entry.inode == 0 {
@@ -455,12 +494,24 @@ fn lookup_here(
             exe: None,
         });
     }
+    // Asked again before a walk: one more netlink question (microseconds) against a walk of
+    // the namespace. Without sock_diag the tables are too slow to re-read: walk anyway.
+    let still_held = || {
+        !from_diag
+            || match protocol {
+                Protocol::Tcp => sock_diag::lookup(libc::IPPROTO_TCP, src, dst),
+                Protocol::Udp => sock_diag::lookup(libc::IPPROTO_UDP, src, dst),
+                Protocol::Icmp => None,
+            }
+            .is_some_and(|now| now.inode == entry.inode)
+    };
     let found = find_process(
         Path::new("/proc"),
         entry.inode,
         entry.uid,
         netns_ino,
         recent,
+        still_held,
     );
     Some(Owner {
         uid: entry.uid,
@@ -776,6 +827,13 @@ impl AppResolver {
         })
     }
 
+    /// Never searches the calling process (see [`PidMemory::exclude`]): for the shells,
+    /// whose own sockets never carry an app's flow.
+    pub fn ignoring_own_process(self) -> Self {
+        self.recent.exclude(std::process::id());
+        self
+    }
+
     /// The owner of the flow `src -> dst` (addresses as the app sent them), or `None` when no
     /// socket matches (it closed already, or the protocol has no table, like ICMP).
     pub fn owner(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<Owner> {
@@ -1051,13 +1109,13 @@ mod tests {
         proc.spawn(30, "/usr/bin/other-ns", false, &[4]);
         let memory = PidMemory::default();
         let ns = Some(proc.netns());
-        let find = |inode| find_process(proc.root(), inode, 0, ns, &memory);
+        let find = |inode| find_process(proc.root(), inode, 0, ns, &memory, || true);
         assert_eq!(find(2), Some((20, PathBuf::from("/usr/bin/browser"))));
         // processes of other namespaces are not walked
         assert_eq!(find(4), None);
         // ... unless no namespace is known
         assert_eq!(
-            find_process(proc.root(), 4, 0, None, &memory),
+            find_process(proc.root(), 4, 0, None, &memory, || true),
             Some((30, PathBuf::from("/usr/bin/other-ns")))
         );
         assert_eq!(find(99), None);
@@ -1073,17 +1131,27 @@ mod tests {
         proc.spawn(10, "/usr/sbin/init", true, &[1]);
         let memory = PidMemory::default();
         let ns = Some(proc.netns());
-        assert_eq!(find_process(proc.root(), 1, 0, ns, &memory).unwrap().0, 10);
+        assert_eq!(
+            find_process(proc.root(), 1, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            10
+        );
         proc.spawn(11, "/usr/bin/curl", true, &[5]);
         assert_eq!(
-            find_process(proc.root(), 5, 0, ns, &memory),
+            find_process(proc.root(), 5, 0, ns, &memory, || true),
             Some((11, PathBuf::from("/usr/bin/curl")))
         );
         // it exits; a new one reuses nothing it held
         proc.exit(11);
         proc.spawn(12, "/usr/bin/wget", true, &[6]);
-        assert_eq!(find_process(proc.root(), 5, 0, ns, &memory), None);
-        assert_eq!(find_process(proc.root(), 6, 0, ns, &memory).unwrap().0, 12);
+        assert_eq!(find_process(proc.root(), 5, 0, ns, &memory, || true), None);
+        assert_eq!(
+            find_process(proc.root(), 6, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            12
+        );
     }
 
     #[test]
@@ -1101,7 +1169,12 @@ mod tests {
         std::fs::write(proc.root().join("loadavg"), "0 0 0 1/2 60\n").unwrap();
         let memory = PidMemory::default();
         let ns = Some(proc.netns());
-        assert_eq!(find_process(proc.root(), 1, 0, ns, &memory).unwrap().0, 10);
+        assert_eq!(
+            find_process(proc.root(), 1, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            10
+        );
         // a process outside the probed range that also (wrongly) claims socket 5: the probe
         // must find the new process before any listing reaches this one
         proc.spawn(50, "/usr/bin/old", true, &[5]);
@@ -1109,7 +1182,7 @@ mod tests {
         proc.spawn(62, "/usr/bin/elsewhere", false, &[]);
         std::fs::write(proc.root().join("loadavg"), "0 0 0 1/4 63\n").unwrap();
         assert_eq!(
-            find_process(proc.root(), 5, 0, ns, &memory),
+            find_process(proc.root(), 5, 0, ns, &memory, || true),
             Some((61, PathBuf::from("/usr/bin/curl")))
         );
     }
@@ -1120,10 +1193,100 @@ mod tests {
         proc.spawn(10, "/usr/bin/parent", true, &[7]);
         let memory = PidMemory::default();
         let ns = Some(proc.netns());
-        assert_eq!(find_process(proc.root(), 7, 0, ns, &memory).unwrap().0, 10);
+        assert_eq!(
+            find_process(proc.root(), 7, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            10
+        );
         proc.exit(10);
         proc.spawn(13, "/usr/bin/child", true, &[7]);
-        assert_eq!(find_process(proc.root(), 7, 0, ns, &memory).unwrap().0, 13);
+        assert_eq!(
+            find_process(proc.root(), 7, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            13
+        );
+    }
+
+    #[test]
+    fn a_recent_owner_that_exited_is_forgotten() {
+        let proc = FakeProc::new();
+        proc.spawn(11, "/usr/bin/curl", true, &[5]);
+        let memory = PidMemory::default();
+        let ns = Some(proc.netns());
+        assert_eq!(
+            find_process(proc.root(), 5, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            11
+        );
+        assert_eq!(memory.0.lock().unwrap().recent, vec![11]);
+        proc.exit(11);
+        proc.spawn(12, "/usr/bin/wget", true, &[6]);
+        assert_eq!(
+            find_process(proc.root(), 6, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            12
+        );
+        assert_eq!(memory.0.lock().unwrap().recent, vec![12]);
+    }
+
+    #[test]
+    fn the_excluded_process_is_never_searched() {
+        let proc = FakeProc::new();
+        proc.spawn(10, "/usr/bin/embargo", true, &[5, 6]);
+        proc.spawn(20, "/usr/bin/app", true, &[7]);
+        let memory = PidMemory::default();
+        memory.exclude(10);
+        let ns = Some(proc.netns());
+        assert_eq!(find_process(proc.root(), 5, 0, ns, &memory, || true), None);
+        assert_eq!(
+            find_process(proc.root(), 7, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            20
+        );
+        assert!(!memory.0.lock().unwrap().inodes.contains_key(&6));
+    }
+
+    #[test]
+    fn a_socket_no_one_holds_any_more_is_not_walked_for() {
+        let proc = FakeProc::new();
+        proc.spawn(10, "/usr/sbin/init", true, &[1]);
+        let memory = PidMemory::default();
+        let ns = Some(proc.netns());
+        assert_eq!(
+            find_process(proc.root(), 1, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            10
+        );
+        // a process the cheap steps do not reach (no probe range: no loadavg) holds socket 5
+        proc.spawn(50, "/usr/bin/old", true, &[5]);
+        let mut asked = false;
+        let gone = || {
+            asked = true;
+            false
+        };
+        assert_eq!(find_process(proc.root(), 5, 0, ns, &memory, gone), None);
+        assert!(asked);
+        // the same search walks when the socket is still held
+        assert_eq!(
+            find_process(proc.root(), 5, 0, ns, &memory, || true)
+                .unwrap()
+                .0,
+            50
+        );
+        // and a hit of the cheap steps never asks
+        let never = || -> bool { panic!("asked although the index answered") };
+        assert_eq!(
+            find_process(proc.root(), 5, 0, ns, &memory, never)
+                .unwrap()
+                .0,
+            50
+        );
     }
 
     #[test]

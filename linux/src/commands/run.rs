@@ -279,7 +279,8 @@ fn run_with(
             .map_err(|e| log::warn!("app identity off: cannot enter namespace {ns}: {e}"))
             .ok(),
         _ => Some(AppResolver::current()),
-    };
+    }
+    .map(AppResolver::ignoring_own_process);
     config.resolve_apps = apps.is_some();
     let history_path = args.state_dir.join("history.db");
     let history =

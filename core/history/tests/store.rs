@@ -175,7 +175,7 @@ fn upgrades_from_v1_keep_data() {
         history.open_outcome(),
         &OpenOutcome::Opened {
             from_version: 1,
-            to_version: 2
+            to_version: 3
         }
     );
     let page = history
@@ -589,6 +589,38 @@ fn newest_blocks_of_one_app_read_the_app_index_without_sorting() {
     };
     let plan = history.explain(&owner).unwrap().join("\n");
     assert!(plan.contains("records_by_owner"), "{plan}");
+}
+
+#[test]
+fn rows_without_an_owner_stay_out_of_the_owner_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let path = cfg.path.clone();
+    let history = History::open(cfg).unwrap();
+    let t = now();
+    let with = event(t, "tiktok", "log.tiktokv.com", Decision::Block);
+    let mut without = event(t + 1, "tiktok", "example.org", Decision::Allow);
+    without.owner = None;
+    without.owner_source = None;
+    history.recorder().record(with);
+    history.recorder().record(without);
+    history.flush().unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM records"), 2);
+    // An owner filter still reads the index, and finds the row that has one.
+    assert_eq!(
+        count("SELECT count(*) FROM records INDEXED BY records_by_owner WHERE owner IS NOT NULL"),
+        1
+    );
+    let sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'records_by_owner'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(sql.ends_with("WHERE owner IS NOT NULL"), "{sql}");
 }
 
 #[test]

@@ -94,7 +94,18 @@ impl Cache {
     /// entry lives for that smallest TTL (at most [`MAX_CACHE_TTL`]). Negative answers without an
     /// SOA have no TTL to honour and are not stored (RFC 2308 §5).
     pub fn insert(&mut self, msg: &[u8], now: Instant) -> bool {
-        let Some((key, entry)) = Self::entry_for(msg, now) else {
+        self.insert_named(None, msg, now)
+    }
+
+    /// [`Self::insert`] for an answer whose question name the caller parsed already (as
+    /// [`crate::dns::DnsAnswer::parse`] gives it: lowercased, no trailing dot). Reading it again
+    /// cost a hickory name parse and two allocations per forwarded question.
+    pub fn insert_answer(&mut self, name: &str, msg: &[u8], now: Instant) -> bool {
+        self.insert_named(Some(name), msg, now)
+    }
+
+    fn insert_named(&mut self, name: Option<&str>, msg: &[u8], now: Instant) -> bool {
+        let Some((key, entry)) = Self::entry_for(name, msg, now) else {
             return false;
         };
         if msg.len() > MAX_CACHE_BYTES / 8 {
@@ -196,8 +207,9 @@ impl Cache {
         }
     }
 
-    /// Checks cacheability and locates the TTL fields.
-    fn entry_for(msg: &[u8], now: Instant) -> Option<(CacheKey, CacheEntry)> {
+    /// Checks cacheability and locates the TTL fields. `name` is the question name when the
+    /// caller has it as text already.
+    fn entry_for(name: Option<&str>, msg: &[u8], now: Instant) -> Option<(CacheKey, CacheEntry)> {
         if msg.len() > usize::from(u16::MAX) {
             return None;
         }
@@ -215,9 +227,15 @@ impl Cache {
         {
             return None;
         }
-        reject_compressed_question(msg).ok()?;
-        let query = Query::read(&mut decoder).ok()?;
-        let question_end = decoder.index();
+        let name_end = reject_compressed_question(msg).ok()?;
+        let fields = msg.get(name_end..name_end + 4)?;
+        let qtype = u16::from_be_bytes([fields[0], fields[1]]);
+        let qclass = u16::from_be_bytes([fields[2], fields[3]]);
+        let question_end = name_end + 4;
+        let name: Box<str> = match name {
+            Some(name) => name.into(),
+            None => name_to_string(&Query::read(&mut decoder).ok()?.name).into(),
+        };
         let count = usize::from(header.counts.answers)
             + usize::from(header.counts.authorities)
             + usize::from(header.counts.additionals);
@@ -249,9 +267,9 @@ impl Cache {
         let lifetime = Duration::from_secs(u64::from(min_ttl)).min(MAX_CACHE_TTL);
         Some((
             CacheKey {
-                name: name_to_string(&query.name).into(),
-                qtype: u16::from(query.query_type),
-                qclass: u16::from(query.query_class),
+                name,
+                qtype,
+                qclass,
             },
             CacheEntry {
                 msg: msg.into(),
@@ -301,6 +319,37 @@ mod tests {
         assert_eq!(parsed.addresses[0].ttl, 35);
         let message = hickory_proto::op::Message::from_vec(&hit).unwrap();
         assert_eq!(message.answers[0].ttl, 275);
+    }
+
+    /// The engine stores answers under the name its own parse gave; a question asked in any
+    /// case finds them, and the stored entry is the one `insert` makes of the same bytes.
+    #[test]
+    fn an_answer_stored_under_its_parsed_name_is_found() {
+        let now = Instant::now();
+        let msg = answer_msg(
+            0x1111,
+            "Mixed.Example.COM",
+            28,
+            &[Rr::A("mixed.example.com", Ipv4Addr::new(192, 0, 2, 7), 60)],
+        );
+        let info = DnsAnswer::parse(&msg).unwrap();
+        assert_eq!(info.name, "mixed.example.com");
+        let mut named = Cache::new();
+        assert!(named.insert_answer(&info.name, &msg, now));
+        let mut parsed = Cache::new();
+        assert!(parsed.insert(&msg, now));
+        assert_eq!(
+            format!("{:?}", named.entries.keys().collect::<Vec<_>>()),
+            format!("{:?}", parsed.entries.keys().collect::<Vec<_>>())
+        );
+        let query = query_msg(0x2222, "MIXED.example.com", 28, false);
+        let q = DnsQuery::parse(&query).unwrap();
+        let hit = named.lookup(&q, &query, 512, now).unwrap();
+        assert_eq!(&hit[..2], &[0x22, 0x22]);
+        // a question of another type misses
+        let other = query_msg(0x3333, "mixed.example.com", 1, false);
+        let q = DnsQuery::parse(&other).unwrap();
+        assert!(named.lookup(&q, &other, 512, now).is_none());
     }
 
     #[test]

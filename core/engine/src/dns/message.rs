@@ -349,12 +349,13 @@ fn check_counts_fit(msg: &[u8]) -> Result<(), DnsError> {
 
 /// Rejects a question name that uses compression. Nothing precedes the question but the header,
 /// so a pointer there can only point into the header: the name would then read differently in an
-/// answer (whose header differs) that echoes the question bytes.
-pub(crate) fn reject_compressed_question(msg: &[u8]) -> Result<(), DnsError> {
+/// answer (whose header differs) that echoes the question bytes. Returns where the name ends
+/// (its type field).
+pub(crate) fn reject_compressed_question(msg: &[u8]) -> Result<usize, DnsError> {
     let mut at = HEADER_LEN;
     loop {
         match *msg.get(at).ok_or(DnsError::Truncated)? {
-            0 => return Ok(()),
+            0 => return Ok(at + 1),
             len @ 1..=63 => at += 1 + usize::from(len),
             _ => {
                 return Err(DnsError::Malformed(

@@ -268,7 +268,7 @@ impl Engine {
         if matches!(info.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
             // NOERROR and NXDOMAIN are worth caching; SERVFAIL and REFUSED are not (the cache
             // also refuses truncated answers and negative ones without an SOA TTL).
-            self.cache.insert(data, self.now);
+            self.cache.insert_answer(&info.name, data, self.now);
         }
         self.push_event(Event::DnsAnswered {
             time: self.now,

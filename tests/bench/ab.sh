@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# tests/bench/ab.sh: interleaved A/B of Embargo builds (and the C passthrough) on one load, with
+# the figures the shared bench does not give: CPU per request of each of Embargo's threads, how
+# many requests the history names with their app, and peak RSS. Built for before/after
+# comparisons on a machine whose absolute speed drifts: every round runs every program once, in
+# the order given, each restarted with a fresh state directory.
+#
+#   sudo flock -o /work/notes/bench.lock tests/bench/ab.sh LOAD PROG...
+#
+# LOAD: `http` (N sequential `curl`s of the bench's small page, a new connection and a new
+#       process each: p50 of time_total, time_connect and time_starttransfer), or
+#       `wrk` (wrk -t2 -c1000 for SECS seconds over keep-alive connections: requests/s, errors).
+# PROG: `passthrough` (the shared bench's C TUN pass-through), or LABEL=BINARY, or
+#       LABEL=BINARY:ARGS (extra `embargo run` flags, e.g. `nolookup=target/release/embargo:--app-wait-ms 0`).
+#
+# Topology: the shared bench's netns.sh in namespaces of our own (NS_PHONE=abph, NS_INET=abin),
+# so it never collides with a run of the shared bench. Env: ROUNDS (3), N (300), SECS (8),
+# BENCH_DIR (../shared/bench beside the repo).
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+BENCH=${BENCH_DIR:-$REPO/../shared/bench}
+[[ $(id -u) == 0 ]] || { echo "needs root (network namespaces, TUN devices)" >&2; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,19p' "$0" >&2; exit 2; }
+LOAD=$1; shift
+[[ $LOAD == http || $LOAD == wrk ]] || { echo "LOAD is http or wrk" >&2; exit 2; }
+export NS_PHONE=${NS_PHONE:-abph} NS_INET=${NS_INET:-abin} BENCH_STATE=${BENCH_STATE:-/tmp/ab-bench}
+ROUNDS=${ROUNDS:-3}; N=${N:-300}; SECS=${SECS:-8}
+SRV=10.200.2.1
+STATE=$BENCH_STATE/embargo-state
+pin() { ip netns exec "$NS_PHONE" "$@"; }
+
+PROG_PID=
+stop_prog() {
+  [[ -n $PROG_PID ]] || return 0
+  kill -TERM -- "-$PROG_PID" 2>/dev/null || true
+  for _ in $(seq 1 50); do [[ -d /proc/$PROG_PID ]] || break; sleep 0.1; done
+  kill -KILL -- "-$PROG_PID" 2>/dev/null || true
+  wait "$PROG_PID" 2>/dev/null || true
+  PROG_PID=
+  pin ip link del tun0 2>/dev/null || true
+  ip netns exec "$NS_INET" ip link del tun1 2>/dev/null || true
+}
+cleanup() { stop_prog; "$BENCH/netns.sh" down >/dev/null 2>&1 || true; }
+trap cleanup EXIT INT TERM
+"$BENCH/netns.sh" up >/dev/null
+
+# Starts PROG in the phone namespace (its own process group) and routes the phone through tun0.
+start_prog() {
+  local prog=$1
+  pin ip link del tun0 2>/dev/null || true
+  rm -rf "$STATE"; mkdir -p "$STATE"
+  # Both programs attach to an existing tun0 (the passthrough's launcher expects one).
+  pin ip tuntap add dev tun0 mode tun
+  pin ip addr add 10.200.9.1/24 dev tun0
+  pin ip link set tun0 mtu 1500 up
+  if [[ $prog == passthrough ]]; then
+    setsid ip netns exec "$NS_PHONE" "$BENCH/passthrough/launch.sh" > "$BENCH_STATE/prog.log" 2>&1 &
+  else
+    local spec=${prog#*=} bin args=
+    bin=${spec%%:*}; [[ $spec == *:* ]] && args=${spec#*:}
+    # shellcheck disable=SC2086 # ARGS are words on purpose
+    setsid ip netns exec "$NS_PHONE" "$bin" run --tun tun0 --fwmark 42 --no-routes \
+      --dns-upstream $SRV --state-dir "$STATE" $args > "$BENCH_STATE/prog.log" 2>&1 &
+  fi
+  PROG_PID=$!
+  for _ in $(seq 1 50); do
+    pin ip link show tun0 2>/dev/null | grep -q "UP" && ! pin ip link show tun0 | grep -q NO-CARRIER && break
+    sleep 0.1
+  done
+  sleep 0.3
+  pin ip route replace default dev tun0
+}
+
+# The process that owns tun0's traffic: Embargo itself or the passthrough's tunpass.
+target_pid() { pgrep -f "state-dir $STATE|tunpass tun0" | head -1; }
+
+# "name ticks" for every thread of $1 (utime + stime, in clock ticks).
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    echo "$(cat "$t/comm") $(awk '{sub(/.*\) /, ""); print $12 + $13}' "$t/stat")"
+  done
+}
+
+# Per-thread CPU microseconds per request between two thread_ticks snapshots.
+cpu_per_request() {
+  local hz; hz=$(getconf CLK_TCK)
+  paste <(echo "$1") <(echo "$2") | awk -v n="$3" -v hz="$hz" \
+    '{d = $4 - $2; if (d > 0) printf " %s %.0fus", $1, d * 1e6 / hz / n}'
+}
+
+http_load() {
+  local i
+  for i in $(seq 1 "$N"); do
+    pin curl -s -o /dev/null --max-time 5 -w '%{time_connect} %{time_starttransfer} %{time_total}\n' "http://$SRV/small"
+  done | sort -n -k3 | awk '{c[NR]=$1; s[NR]=$2; t[NR]=$3}
+    END {m = int(NR / 2) + 1; printf "p50 %.3f ms (connect %.3f, first byte %.3f)", t[m]*1000, c[m]*1000, s[m]*1000}'
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  for prog in "$@"; do
+    start_prog "$prog"
+    pid=$(target_pid)
+    pin curl -s -o /dev/null --max-time 2 "http://$SRV/small" || true # warm up
+    before=$(thread_ticks "$pid")
+    if [[ $LOAD == http ]]; then
+      result=$(http_load); requests=$N
+    else
+      pin wrk -t 2 -c 1000 -d "${SECS}s" --timeout 5s "http://$SRV/small" > "$BENCH_STATE/wrk.txt" 2>&1 || true
+      requests=$(grep -o "[0-9]* requests in" "$BENCH_STATE/wrk.txt" | cut -d" " -f1 || true)
+      errors=$(grep -o "Socket errors.*\|Non-2xx.*" "$BENCH_STATE/wrk.txt" | tr '\n' ' ' || true)
+      result="$(awk '/Requests\/sec/ {printf "%.0f req/s", $2}' "$BENCH_STATE/wrk.txt") errors: ${errors:-none}"
+    fi
+    after=$(thread_ticks "$pid")
+    hwm=$(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$pid/status")
+    cpu=$(cpu_per_request "$before" "$after" "${requests:-1}")
+    stop_prog
+    named=
+    if [[ $LOAD == http && -f $STATE/history.db ]]; then
+      named=$(python3 - "$STATE/history.db" <<'EOF'
+import sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT coalesce(app, '') LIKE '%curl', sum(count) FROM records WHERE port = 80 GROUP BY 1").fetchall()
+counts = dict(rows)
+print(f" | named {counts.get(1, 0)}/{sum(counts.values())}")
+EOF
+)
+    fi
+    printf '%s %-12s %s | peak RSS %s | CPU/request:%s%s\n' "$round" "${prog%%=*}" "$result" "$hwm" "$cpu" "$named"
+  done
+done

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{Header, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::DnsError;
@@ -252,22 +252,61 @@ impl DnsAnswer {
     /// name or its CNAME chain are ignored: an answer cannot teach the table about unrelated names.
     pub fn parse(msg: &[u8]) -> Result<Self, DnsError> {
         check_counts_fit(msg)?;
-        let message = hickory_proto::op::Message::from_vec(msg)
-            .map_err(|e| DnsError::Malformed(e.to_string()))?;
-        if message.metadata.message_type != MessageType::Response {
+        // Only what the engine learns is decoded: the header, the question, and the owner
+        // names and data of the answer section's A, AAAA and CNAME records. Every other record
+        // is walked with its lengths checked, not decoded: hickory's whole-message decode (every
+        // record, EDNS options into a map) was most of the cost of a forwarded answer.
+        let malformed =
+            |e: hickory_proto::serialize::binary::DecodeError| DnsError::Malformed(e.to_string());
+        let mut decoder = BinDecoder::new(msg);
+        let header = Header::read(&mut decoder).map_err(malformed)?;
+        if header.metadata.message_type != MessageType::Response {
             return Err(DnsError::NotAResponse);
         }
-        let [query] = message.queries.as_slice() else {
-            return Err(DnsError::QuestionCount(message.queries.len() as u16));
-        };
+        if header.counts.queries != 1 {
+            return Err(DnsError::QuestionCount(header.counts.queries));
+        }
+        let query = Query::read(&mut decoder).map_err(malformed)?;
         let name = name_to_string(&query.name);
-
-        // Owner names as text once, so that comparisons ignore case and the trailing dot.
-        let owners: Vec<String> = message
-            .answers
-            .iter()
-            .map(|record| name_to_string(&record.name))
-            .collect();
+        let answers = usize::from(header.counts.answers);
+        let others =
+            usize::from(header.counts.authorities) + usize::from(header.counts.additionals);
+        let mut walker = RecordWalker::new(msg, decoder.index(), answers + others)?;
+        // (owner, record), for the records that can teach a name -> address mapping.
+        let mut learned: Vec<(String, Learned)> = Vec::new();
+        let mut walked = 0;
+        while let Some(record) = walker.next_record()? {
+            walked += 1;
+            if walked > answers {
+                continue; // authority and additional sections: checked, not learned from
+            }
+            let rdata = msg
+                .get(record.end - record.rdlen..record.end)
+                .ok_or(DnsError::Truncated)?;
+            let data = match record.rtype {
+                TYPE_A => LearnedData::Addr(IpAddr::V4(
+                    <[u8; 4]>::try_from(rdata)
+                        .map_err(|_| bad_rdata("A"))?
+                        .into(),
+                )),
+                TYPE_AAAA => LearnedData::Addr(IpAddr::V6(
+                    <[u8; 16]>::try_from(rdata)
+                        .map_err(|_| bad_rdata("AAAA"))?
+                        .into(),
+                )),
+                TYPE_CNAME => {
+                    let mut at = decoder_at(msg, record.end - record.rdlen)?;
+                    let target = Name::read(&mut at).map_err(malformed)?;
+                    if at.index() > record.end {
+                        return Err(bad_rdata("CNAME"));
+                    }
+                    LearnedData::Cname(name_to_string(&target))
+                }
+                _ => continue,
+            };
+            let owner = Name::read(&mut decoder_at(msg, record.start)?).map_err(malformed)?;
+            learned.push((name_to_string(&owner), data.with_ttl(record.ttl)));
+        }
 
         // Follow the CNAME chain from the question name.
         let mut chain: Vec<String> = Vec::new();
@@ -275,17 +314,12 @@ impl DnsAnswer {
         let mut min_ttl = u32::MAX;
         while chain.len() < MAX_CNAME_CHAIN {
             let current = chain.last().unwrap_or(&name);
-            let next =
-                message
-                    .answers
-                    .iter()
-                    .zip(&owners)
-                    .find_map(|(record, owner)| match &record.data {
-                        RData::CNAME(target) if owner == current => Some((target, record.ttl)),
-                        _ => None,
-                    });
+            let next = learned.iter().find_map(|(owner, data)| match data {
+                Learned::Cname(target, ttl) if owner == current => Some((target, *ttl)),
+                _ => None,
+            });
             let Some((target, ttl)) = next else { break };
-            let target = name_to_string(&target.0);
+            let target = target.clone();
             if target == name || chain.contains(&target) {
                 break; // a loop
             }
@@ -295,11 +329,9 @@ impl DnsAnswer {
         }
 
         let mut addresses = Vec::new();
-        for (record, owner) in message.answers.iter().zip(&owners) {
-            let addr = match &record.data {
-                RData::A(a) => IpAddr::V4(a.0),
-                RData::AAAA(aaaa) => IpAddr::V6(aaaa.0),
-                _ => continue,
+        for (owner, data) in &learned {
+            let Learned::Addr(addr, ttl) = *data else {
+                continue;
             };
             // TTL of the path: the chain links up to the owner, and the record itself.
             let path_ttl = if *owner == name {
@@ -314,15 +346,15 @@ impl DnsAnswer {
             }
             addresses.push(AnswerAddress {
                 addr,
-                ttl: record.ttl.min(path_ttl),
+                ttl: ttl.min(path_ttl),
             });
         }
         Ok(DnsAnswer {
-            id: message.metadata.id,
+            id: header.metadata.id,
             name,
             qtype: query.query_type,
-            rcode: message.metadata.response_code,
-            truncated: message.metadata.truncation,
+            rcode: header.metadata.response_code,
+            truncated: header.metadata.truncation,
             chain,
             addresses,
         })
@@ -332,6 +364,43 @@ impl DnsAnswer {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.name.as_str()).chain(self.chain.iter().map(String::as_str))
     }
+}
+
+/// An answer-section record the engine learns from, with its TTL.
+enum Learned {
+    Addr(IpAddr, u32),
+    Cname(String, u32),
+}
+
+/// [`Learned`] before its TTL is known (the record's data is read before its fixed fields are
+/// paired with it).
+enum LearnedData {
+    Addr(IpAddr),
+    Cname(String),
+}
+
+impl LearnedData {
+    fn with_ttl(self, ttl: u32) -> Learned {
+        match self {
+            LearnedData::Addr(addr) => Learned::Addr(addr, ttl),
+            LearnedData::Cname(target) => Learned::Cname(target, ttl),
+        }
+    }
+}
+
+const TYPE_A: u16 = 1;
+const TYPE_CNAME: u16 = 5;
+const TYPE_AAAA: u16 = 28;
+
+fn bad_rdata(kind: &str) -> DnsError {
+    DnsError::Malformed(format!("{kind} record with malformed data"))
+}
+
+/// A decoder at `at`, for names that may point back into the message (compression).
+fn decoder_at(msg: &[u8], at: usize) -> Result<BinDecoder<'_>, DnsError> {
+    // A message longer than 64 KiB is refused before this (UDP, or one TCP-framed message).
+    let at = u16::try_from(at).map_err(|_| DnsError::Truncated)?;
+    Ok(BinDecoder::new(msg).clone(at))
 }
 
 /// Rejects a message whose section counts cannot fit in its length, before any decoder sizes a
@@ -418,6 +487,8 @@ pub(crate) struct RawRecord {
     pub start: usize,
     /// Offset just past the record.
     pub end: usize,
+    /// Length of the record's data (it ends at `end`).
+    pub rdlen: usize,
 }
 
 /// Walks the resource records of a message without decoding them: enough to find TTL fields and
@@ -466,6 +537,7 @@ impl<'a> RecordWalker<'a> {
             ttl_offset: fixed + 4,
             start,
             end,
+            rdlen,
         }))
     }
 }
@@ -702,7 +774,7 @@ pub(crate) mod tests {
         assert_eq!(parsed.answers[0].ttl, DEFAULT_BLOCK_TTL);
         assert_eq!(
             parsed.answers[0].data,
-            RData::A(hickory_proto::rr::rdata::A(Ipv4Addr::UNSPECIFIED))
+            hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A(Ipv4Addr::UNSPECIFIED))
         );
         let learned = DnsAnswer::parse(&out).unwrap();
         assert_eq!(learned.addresses[0].addr, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -719,7 +791,7 @@ pub(crate) mod tests {
         let parsed = hickory_proto::op::Message::from_vec(&out).unwrap();
         assert_eq!(
             parsed.answers[0].data,
-            RData::AAAA(hickory_proto::rr::rdata::AAAA(Ipv6Addr::UNSPECIFIED))
+            hickory_proto::rr::RData::AAAA(hickory_proto::rr::rdata::AAAA(Ipv6Addr::UNSPECIFIED))
         );
         assert_eq!(parsed.answers[0].ttl, 10);
         assert!(parsed.edns.is_some());
@@ -795,6 +867,96 @@ pub(crate) mod tests {
             answer.names().collect::<Vec<_>>(),
             ["www.example.com", "www.example.com.cdn.net", "edge.cdn.net"]
         );
+    }
+
+    /// Names compressed as hickory (and real resolvers) write them, records in every section
+    /// and an OPT record: the parse reads only the answer section's A, AAAA and CNAME records,
+    /// following compression pointers in owner names and CNAME targets.
+    #[test]
+    fn answer_reads_compressed_names_and_skips_other_sections() {
+        use hickory_proto::op::{Message, MessageType, Query};
+        use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS};
+        use hickory_proto::rr::{RData, Record};
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        let mut m = Message::new(7, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(name("Video.Example.com."), RecordType::AAAA));
+        m.add_answer(Record::from_rdata(
+            name("video.example.com."),
+            300,
+            RData::CNAME(CNAME(name("edge.example.com."))),
+        ));
+        m.add_answer(Record::from_rdata(
+            name("edge.example.com."),
+            40,
+            RData::AAAA(AAAA("2001:db8::7".parse().unwrap())),
+        ));
+        m.add_answer(Record::from_rdata(
+            name("elsewhere.example.com."),
+            40,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, 66))),
+        ));
+        m.add_authority(Record::from_rdata(
+            name("example.com."),
+            600,
+            RData::NS(NS(name("ns.example.com."))),
+        ));
+        m.add_additional(Record::from_rdata(
+            name("ns.example.com."),
+            600,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, 53))),
+        ));
+        let msg = m.to_vec().unwrap();
+        // hickory compressed the repeated suffixes: the message is shorter than its names
+        assert!(
+            msg.windows(7).filter(|w| w == b"example").count() == 1,
+            "{msg:?}"
+        );
+        let answer = DnsAnswer::parse(&msg).unwrap();
+        assert_eq!(answer.id, 7);
+        assert_eq!(answer.name, "video.example.com");
+        assert_eq!(answer.qtype, RecordType::AAAA);
+        assert_eq!(answer.chain, ["edge.example.com"]);
+        assert_eq!(
+            answer.addresses,
+            [AnswerAddress {
+                addr: "2001:db8::7".parse().unwrap(),
+                ttl: 40
+            }]
+        );
+    }
+
+    #[test]
+    fn answer_records_with_malformed_data_are_errors() {
+        let msg = answer_msg(
+            9,
+            "x.example",
+            1,
+            &[Rr::A("x.example", Ipv4Addr::new(192, 0, 2, 1), 60)],
+        );
+        // The A record's data is its last 4 bytes: claim 3 (and drop one byte).
+        let mut short = msg[..msg.len() - 1].to_vec();
+        let rdlen_at = short.len() - 3 - 2;
+        short[rdlen_at..rdlen_at + 2].copy_from_slice(&3u16.to_be_bytes());
+        assert!(matches!(
+            DnsAnswer::parse(&short),
+            Err(DnsError::Malformed(m)) if m.contains("A record")
+        ));
+        // A CNAME whose target runs past its data into the next record.
+        let msg = answer_msg(
+            9,
+            "x.example",
+            1,
+            &[
+                Rr::Cname("x.example", "y.example", 60),
+                Rr::A("y.example", Ipv4Addr::new(192, 0, 2, 1), 60),
+            ],
+        );
+        let mut long_target = msg.clone();
+        // question: header 12 + name 11 + 4; the CNAME's owner is 11 bytes, then type, class,
+        // TTL and the data length, which now claims only the target's first label.
+        let rdlen_at = 12 + 11 + 4 + 11 + 8;
+        long_target[rdlen_at..rdlen_at + 2].copy_from_slice(&2u16.to_be_bytes());
+        assert!(DnsAnswer::parse(&long_target).is_err());
     }
 
     #[test]

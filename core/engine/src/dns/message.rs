@@ -19,6 +19,10 @@ use super::DnsError;
 pub(crate) const HEADER_LEN: usize = 12;
 /// Record type of the EDNS(0) OPT pseudo-record (RFC 6891).
 pub(crate) const TYPE_OPT: u16 = 41;
+/// Record types the answer parse learns from (RFC 1035 §3.2.2, RFC 3596).
+const TYPE_A: u16 = 1;
+const TYPE_CNAME: u16 = 5;
+const TYPE_AAAA: u16 = 28;
 /// Smallest question: root name (1) + type (2) + class (2).
 const MIN_QUESTION_LEN: usize = 5;
 /// Smallest resource record: root name (1) + type, class, TTL, rdlength (10).
@@ -272,8 +276,8 @@ impl DnsAnswer {
         let others =
             usize::from(header.counts.authorities) + usize::from(header.counts.additionals);
         let mut walker = RecordWalker::new(msg, decoder.index(), answers + others)?;
-        // (owner, record), for the records that can teach a name -> address mapping.
-        let mut learned: Vec<(String, Learned)> = Vec::new();
+        // (owner, data, TTL) of the records that can teach a name -> address mapping.
+        let mut learned: Vec<(String, Learned, u32)> = Vec::new();
         let mut walked = 0;
         while let Some(record) = walker.next_record()? {
             walked += 1;
@@ -281,31 +285,31 @@ impl DnsAnswer {
                 continue; // authority and additional sections: checked, not learned from
             }
             let rdata = msg
-                .get(record.end - record.rdlen..record.end)
+                .get(record.data_start..record.end)
                 .ok_or(DnsError::Truncated)?;
             let data = match record.rtype {
-                TYPE_A => LearnedData::Addr(IpAddr::V4(
+                TYPE_A => Learned::Addr(IpAddr::V4(
                     <[u8; 4]>::try_from(rdata)
                         .map_err(|_| bad_rdata("A"))?
                         .into(),
                 )),
-                TYPE_AAAA => LearnedData::Addr(IpAddr::V6(
+                TYPE_AAAA => Learned::Addr(IpAddr::V6(
                     <[u8; 16]>::try_from(rdata)
                         .map_err(|_| bad_rdata("AAAA"))?
                         .into(),
                 )),
                 TYPE_CNAME => {
-                    let mut at = decoder_at(msg, record.end - record.rdlen)?;
+                    let mut at = decoder_at(msg, record.data_start)?;
                     let target = Name::read(&mut at).map_err(malformed)?;
                     if at.index() > record.end {
                         return Err(bad_rdata("CNAME"));
                     }
-                    LearnedData::Cname(name_to_string(&target))
+                    Learned::Cname(name_to_string(&target))
                 }
                 _ => continue,
             };
             let owner = Name::read(&mut decoder_at(msg, record.start)?).map_err(malformed)?;
-            learned.push((name_to_string(&owner), data.with_ttl(record.ttl)));
+            learned.push((name_to_string(&owner), data, record.ttl));
         }
 
         // Follow the CNAME chain from the question name.
@@ -314,8 +318,8 @@ impl DnsAnswer {
         let mut min_ttl = u32::MAX;
         while chain.len() < MAX_CNAME_CHAIN {
             let current = chain.last().unwrap_or(&name);
-            let next = learned.iter().find_map(|(owner, data)| match data {
-                Learned::Cname(target, ttl) if owner == current => Some((target, *ttl)),
+            let next = learned.iter().find_map(|(owner, data, ttl)| match data {
+                Learned::Cname(target) if owner == current => Some((target, *ttl)),
                 _ => None,
             });
             let Some((target, ttl)) = next else { break };
@@ -329,8 +333,8 @@ impl DnsAnswer {
         }
 
         let mut addresses = Vec::new();
-        for (owner, data) in &learned {
-            let Learned::Addr(addr, ttl) = *data else {
+        for (owner, data, ttl) in &learned {
+            let Learned::Addr(addr) = *data else {
                 continue;
             };
             // TTL of the path: the chain links up to the owner, and the record itself.
@@ -346,7 +350,7 @@ impl DnsAnswer {
             }
             addresses.push(AnswerAddress {
                 addr,
-                ttl: ttl.min(path_ttl),
+                ttl: (*ttl).min(path_ttl),
             });
         }
         Ok(DnsAnswer {
@@ -366,31 +370,11 @@ impl DnsAnswer {
     }
 }
 
-/// An answer-section record the engine learns from, with its TTL.
+/// The data of an answer-section record the engine learns from.
 enum Learned {
-    Addr(IpAddr, u32),
-    Cname(String, u32),
-}
-
-/// [`Learned`] before its TTL is known (the record's data is read before its fixed fields are
-/// paired with it).
-enum LearnedData {
     Addr(IpAddr),
     Cname(String),
 }
-
-impl LearnedData {
-    fn with_ttl(self, ttl: u32) -> Learned {
-        match self {
-            LearnedData::Addr(addr) => Learned::Addr(addr, ttl),
-            LearnedData::Cname(target) => Learned::Cname(target, ttl),
-        }
-    }
-}
-
-const TYPE_A: u16 = 1;
-const TYPE_CNAME: u16 = 5;
-const TYPE_AAAA: u16 = 28;
 
 fn bad_rdata(kind: &str) -> DnsError {
     DnsError::Malformed(format!("{kind} record with malformed data"))
@@ -487,8 +471,8 @@ pub(crate) struct RawRecord {
     pub start: usize,
     /// Offset just past the record.
     pub end: usize,
-    /// Length of the record's data (it ends at `end`).
-    pub rdlen: usize,
+    /// Offset of the record's data (it ends at `end`).
+    pub data_start: usize,
 }
 
 /// Walks the resource records of a message without decoding them: enough to find TTL fields and
@@ -537,7 +521,7 @@ impl<'a> RecordWalker<'a> {
             ttl_offset: fixed + 4,
             start,
             end,
-            rdlen,
+            data_start: fixed + 10,
         }))
     }
 }

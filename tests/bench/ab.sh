@@ -27,60 +27,33 @@ export NS_PHONE=${NS_PHONE:-abph} NS_INET=${NS_INET:-abin} BENCH_STATE=${BENCH_S
 ROUNDS=${ROUNDS:-3}; N=${N:-300}; SECS=${SECS:-8}
 SRV=10.200.2.1
 STATE=$BENCH_STATE/embargo-state
-pin() { ip netns exec "$NS_PHONE" "$@"; }
+# shellcheck source=tests/bench/lib.sh
+source "$REPO/tests/bench/lib.sh"
 
-PROG_PID=
-stop_prog() {
-  [[ -n $PROG_PID ]] || return 0
-  kill -TERM -- "-$PROG_PID" 2>/dev/null || true
-  for _ in $(seq 1 50); do [[ -d /proc/$PROG_PID ]] || break; sleep 0.1; done
-  kill -KILL -- "-$PROG_PID" 2>/dev/null || true
-  wait "$PROG_PID" 2>/dev/null || true
-  PROG_PID=
-  pin ip link del tun0 2>/dev/null || true
-  ip netns exec "$NS_INET" ip link del tun1 2>/dev/null || true
-}
-cleanup() { stop_prog; "$BENCH/netns.sh" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT INT TERM
 "$BENCH/netns.sh" up >/dev/null
 
-# Starts PROG in the phone namespace (its own process group) and routes the phone through tun0.
+# Starts PROG (see above) with a fresh state directory; returns once it serves the small page.
 start_prog() {
-  local prog=$1
-  pin ip link del tun0 2>/dev/null || true
+  local prog=$1 cmd
   rm -rf "$STATE"; mkdir -p "$STATE"
-  # Both programs attach to an existing tun0 (the passthrough's launcher expects one).
-  pin ip tuntap add dev tun0 mode tun
-  pin ip addr add 10.200.9.1/24 dev tun0
-  pin ip link set tun0 mtu 1500 up
   if [[ $prog == passthrough ]]; then
-    setsid ip netns exec "$NS_PHONE" "$BENCH/passthrough/launch.sh" > "$BENCH_STATE/prog.log" 2>&1 &
+    cmd=$BENCH/passthrough/launch.sh
   else
-    local spec=${prog#*=} bin args=
-    bin=${spec%%:*}; [[ $spec == *:* ]] && args=${spec#*:}
-    # shellcheck disable=SC2086 # ARGS are words on purpose
-    setsid ip netns exec "$NS_PHONE" "$bin" run --tun tun0 --fwmark 42 --no-routes \
-      --dns-upstream $SRV --state-dir "$STATE" $args > "$BENCH_STATE/prog.log" 2>&1 &
+    local spec=${prog#*=} args=
+    [[ $spec == *:* ]] && args=${spec#*:}
+    cmd="${spec%%:*} run --tun tun0 --fwmark 42 --no-routes --dns-upstream $SRV --state-dir $STATE $args"
   fi
-  PROG_PID=$!
+  launch "$BENCH_STATE/prog.log" "$cmd"
   for _ in $(seq 1 50); do
-    pin ip link show tun0 2>/dev/null | grep -q "UP" && ! pin ip link show tun0 | grep -q NO-CARRIER && break
+    pin curl -s -o /dev/null --max-time 1 "http://$SRV/small" && return 0
     sleep 0.1
   done
-  sleep 0.3
-  pin ip route replace default dev tun0
+  echo "no HTTP answer through $prog" >&2; cat "$BENCH_STATE/prog.log" >&2; exit 1
 }
 
 # The process that owns tun0's traffic: Embargo itself or the passthrough's tunpass.
 target_pid() { pgrep -f "state-dir $STATE|tunpass tun0" | head -1; }
-
-# "name ticks" for every thread of $1 (utime + stime, in clock ticks).
-thread_ticks() {
-  local t
-  for t in /proc/"$1"/task/*; do
-    echo "$(cat "$t/comm") $(awk '{sub(/.*\) /, ""); print $12 + $13}' "$t/stat")"
-  done
-}
 
 # Per-thread CPU microseconds per request between two thread_ticks snapshots.
 cpu_per_request() {
@@ -101,7 +74,6 @@ for round in $(seq 1 "$ROUNDS"); do
   for prog in "$@"; do
     start_prog "$prog"
     pid=$(target_pid)
-    pin curl -s -o /dev/null --max-time 2 "http://$SRV/small" || true # warm up
     before=$(thread_ticks "$pid")
     if [[ $LOAD == http ]]; then
       result=$(http_load); requests=$N

@@ -36,20 +36,8 @@ PROGS=("$@"); [[ ${#PROGS[@]} -gt 0 ]] || PROGS=(passthrough embargo)
 SRV=10.200.2.1
 OUT=$(mktemp -d /tmp/dnsfwd-out.XXXXXX)
 log() { echo "[dns-fwd $(date +%T)] $*" >&2; }
-pin() { ip netns exec "$NS_PHONE" "$@"; }
-
-PROG_PID=
-stop_prog() {
-  [[ -n $PROG_PID ]] || return 0
-  kill -TERM -- "-$PROG_PID" 2>/dev/null || true
-  for _ in $(seq 1 50); do [[ -d /proc/$PROG_PID ]] || break; sleep 0.1; done
-  kill -KILL -- "-$PROG_PID" 2>/dev/null || true
-  wait "$PROG_PID" 2>/dev/null || true
-  PROG_PID=
-  pin ip link del tun0 2>/dev/null || true
-  ip netns exec "$NS_INET" ip link del tun1 2>/dev/null || true
-}
-cleanup() { stop_prog; "$BENCH/netns.sh" down >/dev/null 2>&1 || true; }
+# shellcheck source=tests/bench/lib.sh
+source "$REPO/tests/bench/lib.sh"
 trap cleanup EXIT INT TERM
 
 "$BENCH/netns.sh" up
@@ -66,21 +54,8 @@ cpu_ticks() {
   echo "$s"
 }
 
-# "comm ticks" per thread of process $1 (threads of the same name summed).
-thread_ticks() {
-  local t
-  for t in /proc/"$1"/task/*/stat; do
-    awk '{ sub(/^[0-9]+ \(/, ""); c = $0; sub(/\).*/, "", c); sub(/^[^)]*\) /, "");
-           gsub(/ /, "_", c); print c, $12 + $13 }' "$t" 2>/dev/null
-  done | awk '{ s[$1] += $2 } END { for (c in s) print c, s[c] }'
-}
-
 start_prog() { # start_prog PROG RUN
   local prog=$1 run=$2 cmd
-  pin ip link del tun0 2>/dev/null || true
-  pin ip tuntap add dev tun0 mode tun
-  pin ip addr add 10.200.9.1/24 dev tun0
-  pin ip link set tun0 mtu 1500 up
   case $prog in
     passthrough) cmd="$BENCH/passthrough/launch.sh" ;;
     embargo|embargo=*)
@@ -89,14 +64,7 @@ start_prog() { # start_prog PROG RUN
       cmd="$bin run --tun tun0 --fwmark 42 --no-routes --dns-upstream $SRV --state-dir $state ${EMBARGO_ARGS:-}" ;;
     *) echo "unknown program $prog" >&2; exit 2 ;;
   esac
-  setsid ip netns exec "$NS_PHONE" bash -c "ulimit -n 20000; exec $cmd" >"$OUT/prog-$run.log" 2>&1 </dev/null &
-  PROG_PID=$!
-  for _ in $(seq 1 100); do
-    pin ip link show tun0 | grep -q NO-CARRIER || break
-    [[ -d /proc/$PROG_PID ]] || { cat "$OUT/prog-$run.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  pin ip route replace default dev tun0
+  launch "$OUT/prog-$run.log" "$cmd"
   for _ in $(seq 1 50); do
     pin dig +short +time=1 +tries=1 @$SRV warmup.allowed.test A | grep -q "$SRV" && return 0
     sleep 0.2

@@ -1,0 +1,48 @@
+# tests/bench/lib.sh: what the scripts of this directory share (sourced, never run). The caller
+# sets NS_PHONE, NS_INET and BENCH (the shared bench directory) first.
+
+pin() { ip netns exec "$NS_PHONE" "$@"; }
+
+# The program under test: its process group leader, and how to stop it and its TUN devices.
+PROG_PID=
+stop_prog() {
+  [[ -n $PROG_PID ]] || return 0
+  kill -TERM -- "-$PROG_PID" 2>/dev/null || true
+  for _ in $(seq 1 50); do [[ -d /proc/$PROG_PID ]] || break; sleep 0.1; done
+  kill -KILL -- "-$PROG_PID" 2>/dev/null || true
+  wait "$PROG_PID" 2>/dev/null || true
+  PROG_PID=
+  pin ip link del tun0 2>/dev/null || true
+  ip netns exec "$NS_INET" ip link del tun1 2>/dev/null || true
+}
+cleanup() { stop_prog; "$BENCH/netns.sh" down >/dev/null 2>&1 || true; }
+
+# launch LOG CMD: a fresh tun0 in the phone namespace (both Embargo and the passthrough attach
+# to an existing one), then the shell command line CMD there in a process group of its own;
+# returns once tun0 has a carrier and the phone's default route goes through it. Exits when
+# CMD dies first, showing its log.
+launch() {
+  local log=$1 cmd=$2
+  pin ip link del tun0 2>/dev/null || true
+  pin ip tuntap add dev tun0 mode tun
+  pin ip addr add 10.200.9.1/24 dev tun0
+  pin ip link set tun0 mtu 1500 up
+  setsid ip netns exec "$NS_PHONE" bash -c "ulimit -n 20000; exec $cmd" >"$log" 2>&1 </dev/null &
+  PROG_PID=$!
+  for _ in $(seq 1 100); do
+    pin ip link show tun0 | grep -q NO-CARRIER || break
+    [[ -d /proc/$PROG_PID ]] || { cat "$log" >&2; exit 1; }
+    sleep 0.1
+  done
+  pin ip route replace default dev tun0
+}
+
+# "comm ticks" per thread name of process $1 (utime + stime; threads of one name summed),
+# sorted by name so that two snapshots pair line by line.
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*/stat; do
+    awk '{ sub(/^[0-9]+ \(/, ""); c = $0; sub(/\).*/, "", c); sub(/^[^)]*\) /, "");
+           gsub(/ /, "_", c); print c, $12 + $13 }' "$t" 2>/dev/null
+  done | awk '{ s[$1] += $2 } END { for (c in s) print c, s[c] }' | sort
+}

@@ -1088,6 +1088,13 @@ mod tests {
                     .unwrap();
             }
         }
+        /// The pid [`find_process`] finds holding `inode` among this fake's namespace, the
+        /// socket still held.
+        fn pid_holding(&self, inode: u64, memory: &PidMemory) -> Option<u32> {
+            find_process(self.root(), inode, 0, Some(self.netns()), memory, || true)
+                .map(|(pid, _)| pid)
+        }
+
         fn exit(&self, pid: u32) {
             std::fs::remove_dir_all(self.root().join(pid.to_string())).unwrap();
         }
@@ -1131,12 +1138,7 @@ mod tests {
         proc.spawn(10, "/usr/sbin/init", true, &[1]);
         let memory = PidMemory::default();
         let ns = Some(proc.netns());
-        assert_eq!(
-            find_process(proc.root(), 1, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            10
-        );
+        assert_eq!(proc.pid_holding(1, &memory).unwrap(), 10);
         proc.spawn(11, "/usr/bin/curl", true, &[5]);
         assert_eq!(
             find_process(proc.root(), 5, 0, ns, &memory, || true),
@@ -1146,12 +1148,7 @@ mod tests {
         proc.exit(11);
         proc.spawn(12, "/usr/bin/wget", true, &[6]);
         assert_eq!(find_process(proc.root(), 5, 0, ns, &memory, || true), None);
-        assert_eq!(
-            find_process(proc.root(), 6, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            12
-        );
+        assert_eq!(proc.pid_holding(6, &memory).unwrap(), 12);
     }
 
     #[test]
@@ -1169,12 +1166,7 @@ mod tests {
         std::fs::write(proc.root().join("loadavg"), "0 0 0 1/2 60\n").unwrap();
         let memory = PidMemory::default();
         let ns = Some(proc.netns());
-        assert_eq!(
-            find_process(proc.root(), 1, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            10
-        );
+        assert_eq!(proc.pid_holding(1, &memory).unwrap(), 10);
         // a process outside the probed range that also (wrongly) claims socket 5: the probe
         // must find the new process before any listing reaches this one
         proc.spawn(50, "/usr/bin/old", true, &[5]);
@@ -1192,21 +1184,10 @@ mod tests {
         let proc = FakeProc::new();
         proc.spawn(10, "/usr/bin/parent", true, &[7]);
         let memory = PidMemory::default();
-        let ns = Some(proc.netns());
-        assert_eq!(
-            find_process(proc.root(), 7, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            10
-        );
+        assert_eq!(proc.pid_holding(7, &memory).unwrap(), 10);
         proc.exit(10);
         proc.spawn(13, "/usr/bin/child", true, &[7]);
-        assert_eq!(
-            find_process(proc.root(), 7, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            13
-        );
+        assert_eq!(proc.pid_holding(7, &memory).unwrap(), 13);
     }
 
     #[test]
@@ -1214,22 +1195,11 @@ mod tests {
         let proc = FakeProc::new();
         proc.spawn(11, "/usr/bin/curl", true, &[5]);
         let memory = PidMemory::default();
-        let ns = Some(proc.netns());
-        assert_eq!(
-            find_process(proc.root(), 5, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            11
-        );
+        assert_eq!(proc.pid_holding(5, &memory).unwrap(), 11);
         assert_eq!(memory.0.lock().unwrap().recent, vec![11]);
         proc.exit(11);
         proc.spawn(12, "/usr/bin/wget", true, &[6]);
-        assert_eq!(
-            find_process(proc.root(), 6, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            12
-        );
+        assert_eq!(proc.pid_holding(6, &memory).unwrap(), 12);
         assert_eq!(memory.0.lock().unwrap().recent, vec![12]);
     }
 
@@ -1242,12 +1212,7 @@ mod tests {
         memory.exclude(10);
         let ns = Some(proc.netns());
         assert_eq!(find_process(proc.root(), 5, 0, ns, &memory, || true), None);
-        assert_eq!(
-            find_process(proc.root(), 7, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            20
-        );
+        assert_eq!(proc.pid_holding(7, &memory).unwrap(), 20);
         assert!(!memory.0.lock().unwrap().inodes.contains_key(&6));
     }
 
@@ -1257,12 +1222,7 @@ mod tests {
         proc.spawn(10, "/usr/sbin/init", true, &[1]);
         let memory = PidMemory::default();
         let ns = Some(proc.netns());
-        assert_eq!(
-            find_process(proc.root(), 1, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            10
-        );
+        assert_eq!(proc.pid_holding(1, &memory).unwrap(), 10);
         // a process the cheap steps do not reach (no probe range: no loadavg) holds socket 5
         proc.spawn(50, "/usr/bin/old", true, &[5]);
         let mut asked = false;
@@ -1273,12 +1233,7 @@ mod tests {
         assert_eq!(find_process(proc.root(), 5, 0, ns, &memory, gone), None);
         assert!(asked);
         // the same search walks when the socket is still held
-        assert_eq!(
-            find_process(proc.root(), 5, 0, ns, &memory, || true)
-                .unwrap()
-                .0,
-            50
-        );
+        assert_eq!(proc.pid_holding(5, &memory).unwrap(), 50);
         // and a hit of the cheap steps never asks
         let never = || -> bool { panic!("asked although the index answered") };
         assert_eq!(

@@ -227,10 +227,13 @@ struct PidState {
     inodes: HashMap<u64, u32>,
     known: HashMap<u32, Option<ProcMeta>>,
     listed_once: bool,
-    /// The last pid allocated as of the previous lookup (see [`read_last_pid`]).
+    /// The last pid allocated as of the previous lookup (see [`parse_last_pid`]).
     last_pid: Option<u32>,
     /// A pid never searched (see [`PidMemory::exclude`]).
     excluded: Option<u32>,
+    /// `loadavg` of the /proc last read, kept open: one `pread` per lookup instead of an
+    /// open, a stat, two reads and a close (the kernel renders it afresh at offset 0).
+    loadavg: Option<(PathBuf, File)>,
 }
 
 impl PidState {
@@ -247,34 +250,39 @@ impl PidState {
         if self.excluded == Some(pid) {
             return false;
         }
-        let fds = match std::fs::read_dir(pid_dir.join("fd")) {
-            Ok(fds) => fds,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let mut found = false;
+        let inodes = &mut self.inodes;
+        let read = fd_table::socket_inodes(&pid_dir.join("fd"), |seen| {
+            if inodes.len() >= INODE_INDEX_CAP {
+                inodes.clear();
+            }
+            inodes.insert(seen, pid);
+            found |= seen == inode;
+        });
+        if let Err(e) = read {
+            if e.kind() == io::ErrorKind::NotFound {
                 self.recent.retain(|&p| p != pid);
                 self.known.remove(&pid);
-                return false;
             }
-            Err(_) => return false, // not ours to read
-        };
-        let mut found = false;
-        for fd in fds.filter_map(Result::ok) {
-            let link = match std::fs::read_link(fd.path()) {
-                Ok(link) => link,
-                // Not ours to read (another user's process, a protected init): no other
-                // descriptor of this table will read either.
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => break,
-                Err(_) => continue, // closed meanwhile
-            };
-            let Some(seen) = socket_inode(link.as_os_str().as_encoded_bytes()) else {
-                continue;
-            };
-            if self.inodes.len() >= INODE_INDEX_CAP {
-                self.inodes.clear();
-            }
-            self.inodes.insert(seen, pid);
-            found |= seen == inode;
+            // Otherwise not ours to read, or gone meanwhile: what was read stands.
         }
         found
+    }
+
+    /// The last pid allocated (see [`parse_last_pid`]), through the kept `loadavg`.
+    fn last_pid(&mut self, proc_root: &Path) -> Option<u32> {
+        if self
+            .loadavg
+            .as_ref()
+            .is_none_or(|(root, _)| root != proc_root)
+        {
+            let file = File::open(proc_root.join("loadavg")).ok()?;
+            self.loadavg = Some((proc_root.to_path_buf(), file));
+        }
+        let (_, file) = self.loadavg.as_ref()?;
+        let mut text = [0u8; 128];
+        let n = std::os::unix::fs::FileExt::read_at(file, &mut text, 0).ok()?;
+        parse_last_pid(text.get(..n)?)
     }
 
     /// The ranking facts of `pid`, read once per process.
@@ -293,18 +301,30 @@ impl PidState {
 const MAX_FRESH_PROBES: u32 = 128;
 
 fn read_meta(proc_root: &Path, pid: u32) -> ProcMeta {
-    let dir = proc_root.join(pid.to_string());
     ProcMeta {
-        netns_ino: std::fs::metadata(dir.join("ns/net")).ok().map(|m| m.ino()),
-        uid: std::fs::metadata(&dir).ok().map(|m| m.uid()),
+        netns_ino: netns_of(proc_root, pid),
+        uid: std::fs::metadata(proc_root.join(pid.to_string()))
+            .ok()
+            .map(|m| m.uid()),
     }
 }
 
-/// The last pid the kernel allocated (in the pid namespace of this /proc): the fifth field of
-/// `/proc/loadavg`, `0.20 0.18 0.12 1/80 11206`.
-fn read_last_pid(proc_root: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(proc_root.join("loadavg")).ok()?;
-    text.split_whitespace().nth(4)?.parse().ok()
+/// The last pid the kernel allocated (in the pid namespace of this /proc), from the text of
+/// `/proc/loadavg`: its fifth field, `0.20 0.18 0.12 1/80 11206`.
+fn parse_last_pid(loadavg: &[u8]) -> Option<u32> {
+    std::str::from_utf8(loadavg)
+        .ok()?
+        .split_whitespace()
+        .nth(4)?
+        .parse()
+        .ok()
+}
+
+/// The network namespace of `pid` (the inode of `/proc/PID/ns/net`), or `None` once it exited.
+fn netns_of(proc_root: &Path, pid: u32) -> Option<u64> {
+    std::fs::metadata(proc_root.join(pid.to_string()).join("ns/net"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// `socket:[INODE]` -> INODE.
@@ -368,7 +388,7 @@ pub fn find_process(
     // first, probed by number. /proc/loadavg names the last pid the kernel allocated; reading
     // it costs a few microseconds where listing /proc costs ~170 (the kernel walks its pid
     // table and builds a dentry per process).
-    let last_pid = read_last_pid(proc_root);
+    let last_pid = state.last_pid(proc_root);
     let probe_from = std::mem::replace(&mut state.last_pid, last_pid);
     let mut fresh_tried = Vec::new();
     if let (Some(prev), Some(last)) = (probe_from, last_pid) {
@@ -377,12 +397,13 @@ pub fn find_process(
                 if tried.contains(&pid) {
                     continue;
                 }
-                let meta = read_meta(proc_root, pid);
-                if meta.netns_ino.is_none() {
+                // Only the namespace: the uid matters only to rank a listing, which reads
+                // it then (a dead pid, most of a busy range, costs one failed stat).
+                let Some(ino) = netns_of(proc_root, pid) else {
                     continue; // exited already (or a thread id that is gone)
-                }
-                state.known.insert(pid, Some(meta));
-                if in_ns(meta) {
+                };
+                state.known.entry(pid).or_insert(None);
+                if netns_ino.is_none_or(|want| want == ino) {
                     fresh_tried.push(pid);
                     if let Some(found) = check(state, pid) {
                         return Some(found);
@@ -518,6 +539,166 @@ fn lookup_here(
         pid: found.as_ref().map(|(pid, _)| *pid),
         exe: found.map(|(_, exe)| exe),
     })
+}
+
+/// The socket inodes of one process's descriptor table (`/proc/PID/fd`).
+///
+/// A table is read with one descriptor for the directory: `getdents64` lists it and
+/// `readlinkat` reads each link relative to it. `std::fs::read_dir` plus `read_link` of each
+/// entry's full path made the kernel walk `/proc`, the pid, `fd` and the descriptor again for
+/// every link (the path walks were a fifth of a lookup's CPU) and spent an `fstat` in
+/// `opendir`.
+mod fd_table {
+    use std::ffi::CStr;
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+
+    /// The fixed part of a `linux_dirent64`: inode u64, offset i64, record length u16,
+    /// type u8, then the NUL-terminated name.
+    const DIRENT_HEADER: usize = 19;
+
+    /// Room for ~150 entries per `getdents64`: one call lists a typical app's table.
+    const LIST_BUFFER: usize = 4096;
+
+    /// A link's text: `socket:[INODE]` is at most 29 bytes; longer links are not sockets.
+    const LINK_BUFFER: usize = 64;
+
+    /// Calls `seen` with the inode of every socket in the descriptor table at `dir`. Fails
+    /// with `NotFound` when the process is gone, `PermissionDenied` when its table is not
+    /// ours to read (found before or at the first link); a descriptor closed meanwhile is
+    /// skipped.
+    pub fn socket_inodes(dir: &Path, mut seen: impl FnMut(u64)) -> io::Result<()> {
+        let dir = File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(dir)?;
+        // Records are read field by field from bytes: no alignment needed.
+        let mut list = [0u8; LIST_BUFFER];
+        loop {
+            // SAFETY: the kernel writes at most `LIST_BUFFER` bytes into `list`, which is
+            // that long, and reads nothing from it.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    dir.as_raw_fd(),
+                    list.as_mut_ptr(),
+                    LIST_BUFFER,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            for name in entries(list.get(..n as usize).unwrap_or_default()) {
+                match link_inode(&dir, name) {
+                    Ok(Some(inode)) => seen(inode),
+                    Ok(None) => {}
+                    // Another user's process: no other link of the table reads either.
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(e),
+                    Err(_) => {} // closed meanwhile
+                }
+            }
+        }
+    }
+
+    /// The names of the records in one `getdents64` result, `.` and `..` left out; a record
+    /// whose lengths do not fit ends the walk instead of being read past.
+    fn entries(mut filled: &[u8]) -> impl Iterator<Item = &CStr> {
+        std::iter::from_fn(move || loop {
+            let len_bytes = filled.get(16..18)?;
+            let len = usize::from(u16::from_ne_bytes([len_bytes[0], len_bytes[1]]));
+            if len < DIRENT_HEADER || len > filled.len() {
+                return None;
+            }
+            let (record, rest) = filled.split_at(len);
+            filled = rest;
+            let name = CStr::from_bytes_until_nul(record.get(DIRENT_HEADER..)?).ok()?;
+            if name.to_bytes() != b"." && name.to_bytes() != b".." {
+                return Some(name);
+            }
+        })
+    }
+
+    /// The socket inode `dir/name` links to, or `None` for any other link.
+    fn link_inode(dir: &File, name: &CStr) -> io::Result<Option<u64>> {
+        let mut link = [0u8; LINK_BUFFER];
+        // SAFETY: `name` is NUL-terminated; the kernel writes at most `LINK_BUFFER` bytes.
+        let n = unsafe {
+            libc::readlinkat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                link.as_mut_ptr().cast(),
+                LINK_BUFFER,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(link.get(..n as usize).and_then(super::socket_inode))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// A record as the kernel lays it out (8-byte aligned length).
+        fn record(name: &str) -> Vec<u8> {
+            let len = (DIRENT_HEADER + name.len() + 1).next_multiple_of(8);
+            let mut r = vec![0u8; len];
+            r[16..18].copy_from_slice(&(len as u16).to_ne_bytes());
+            r[18] = 10; // DT_LNK
+            r[DIRENT_HEADER..DIRENT_HEADER + name.len()].copy_from_slice(name.as_bytes());
+            r
+        }
+
+        #[test]
+        fn records_are_split_and_dots_skipped() {
+            let buf = [record("."), record(".."), record("0"), record("251")].concat();
+            let names: Vec<_> = entries(&buf).map(|n| n.to_str().unwrap()).collect();
+            assert_eq!(names, ["0", "251"]);
+        }
+
+        #[test]
+        fn a_record_longer_than_what_is_left_ends_the_walk() {
+            let mut buf = [record("3"), record("4")].concat();
+            let second = buf.len() / 2;
+            buf[second + 16..second + 18].copy_from_slice(&200u16.to_ne_bytes());
+            let names: Vec<_> = entries(&buf).collect();
+            assert_eq!(names.len(), 1);
+            // and lengths too short to hold a header, or a name without its NUL
+            assert_eq!(entries(&[0u8; 18]).count(), 0);
+            let mut short = record("5");
+            short[16..18].copy_from_slice(&3u16.to_ne_bytes());
+            assert_eq!(entries(&short).count(), 0);
+            let mut unterminated = record("6");
+            for b in &mut unterminated[DIRENT_HEADER..] {
+                *b = b'7';
+            }
+            assert_eq!(entries(&unterminated).count(), 0);
+        }
+
+        #[test]
+        fn reads_the_socket_of_this_process() {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let path = format!("/proc/self/fd/{}", socket.as_raw_fd());
+            let link = std::fs::read_link(path).unwrap();
+            let want = super::super::socket_inode(link.as_os_str().as_encoded_bytes()).unwrap();
+            let mut found = Vec::new();
+            socket_inodes(Path::new("/proc/self/fd"), |i| found.push(i)).unwrap();
+            assert!(found.contains(&want), "{found:?} lacks {want}");
+        }
+
+        #[test]
+        fn a_table_that_is_gone_is_not_found() {
+            let err = socket_inodes(Path::new("/proc/4194304999/fd"), |_| {}).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        }
+    }
 }
 
 /// A flow as the app sent it: protocol, source, destination.
@@ -1154,9 +1335,18 @@ mod tests {
     #[test]
     fn last_pid_is_the_fifth_field_of_loadavg() {
         let proc = FakeProc::new();
-        assert_eq!(read_last_pid(proc.root()), None);
+        let mut state = PidState::default();
+        assert_eq!(state.last_pid(proc.root()), None);
         std::fs::write(proc.root().join("loadavg"), "0.20 0.18 0.12 1/80 11206\n").unwrap();
-        assert_eq!(read_last_pid(proc.root()), Some(11206));
+        assert_eq!(state.last_pid(proc.root()), Some(11206));
+        // the kept file is read afresh, and the real one names new pids
+        std::fs::write(proc.root().join("loadavg"), "0 0 0 1/81 11207\n").unwrap();
+        assert_eq!(state.last_pid(proc.root()), Some(11207));
+        let proc_root = Path::new("/proc");
+        let before = state.last_pid(proc_root).unwrap();
+        let child = std::process::Command::new("true").status().unwrap();
+        assert!(child.success());
+        assert!(state.last_pid(proc_root).unwrap() != before);
     }
 
     #[test]

@@ -593,3 +593,152 @@ fn a_small_flow_takes_a_small_response_in_one_flight() {
         "all of it leaves before any ACK: {segs:?}"
     );
 }
+
+/// A connect-first flow from `src` to port `port`, relayed and established.
+fn relayed_from(h: &mut Harness, src: &str, port: u16) -> (AppConn, FlowId) {
+    let mut app = AppConn::new(src, &format!("198.51.100.7:{port}"));
+    h.send(&app.syn());
+    let (flow, _) = connect_flow(h);
+    h.upstream(UpstreamEvent::Connected { flow });
+    let segs = h.segs();
+    assert_eq!(segs.len(), 1, "one SYN-ACK: {segs:?}");
+    h.send(&app.on_synack(&segs[0]));
+    (app, flow)
+}
+
+/// Request, response and a close started by the app: what one short connection does.
+fn exchange_and_close(
+    h: &mut Harness,
+    app: &mut AppConn,
+    flow: FlowId,
+    request: &[u8],
+    response: &[u8],
+) {
+    h.send(&app.data(request));
+    assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
+    assert_eq!(
+        h.read_app(flow),
+        request,
+        "upstream gets exactly this flow's bytes"
+    );
+    assert_eq!(
+        h.engine.write_upstream_data(h.now, flow, response),
+        response.len()
+    );
+    let segs = h.segs();
+    let got: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(got, response, "the app gets exactly this flow's bytes");
+    h.send(&app.ack_all(&segs));
+    h.send(&app.fin());
+    assert_eq!(h.commands(), vec![Command::Shutdown { flow }]);
+    h.upstream(UpstreamEvent::Closed { flow });
+    let segs = h.segs();
+    assert!(segs.iter().any(|s| s.fin), "{segs:?}");
+    h.send(&app.ack_all(&segs));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+}
+
+/// A short connection's large-slot socket serves the next connection (no fresh 2 x 64 KiB
+/// allocation on the SYN's path), and the next connection sees nothing of the first: neither
+/// side gets a byte the other flow wrote, whichever mode the socket was in before (inspected,
+/// connect-first with a paused SYN-ACK, reset by the app).
+#[test]
+fn a_short_flows_socket_serves_the_next_flow_as_new() {
+    let mut h = Harness::new();
+    let (mut app, flow) = relayed_from(&mut h, "10.0.0.2:40100", 5030);
+    exchange_and_close(
+        &mut h,
+        &mut app,
+        flow,
+        b"first request",
+        b"first response, longer",
+    );
+    assert_eq!(h.engine.stats().sockets_reused, 0);
+
+    let (mut app, flow) = relayed_from(&mut h, "10.0.0.2:40101", 5031);
+    assert_eq!(h.engine.stats().sockets_reused, 1);
+    exchange_and_close(&mut h, &mut app, flow, b"2nd", b"2nd response");
+
+    // An inspected flow on the same socket, then one the app resets.
+    let mut app = AppConn::new("10.0.0.2:40102", "93.184.216.34:443");
+    h.send(&app.syn());
+    let segs = h.segs();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    h.send(&app.on_synack(&segs[0]));
+    let hello = client_hello("allowed.example");
+    h.send(&app.data(&hello));
+    let (flow, _) = connect_flow(&mut h);
+    let _ = h.events();
+    h.upstream(UpstreamEvent::Connected { flow });
+    assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
+    assert_eq!(h.read_app(flow), hello);
+    assert_eq!(h.engine.stats().sockets_reused, 2);
+    h.send(&app.rst());
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+
+    let (mut app, flow) = relayed_from(&mut h, "10.0.0.2:40103", 5032);
+    assert_eq!(h.engine.stats().sockets_reused, 3);
+    exchange_and_close(&mut h, &mut app, flow, b"after a reset", b"fine");
+    assert_eq!(h.engine.stats().sockets, 0);
+}
+
+/// A flow that moved much gives its rings back to the system: the pool keeps only sockets
+/// whose few touched pages are cheap to keep resident.
+#[test]
+fn a_bulk_flows_socket_is_freed_not_kept() {
+    let mut h = Harness::new();
+    let (mut app, flow) = relayed_from(&mut h, "10.0.0.2:40110", 5040);
+    let bulk = vec![b'b'; 16 * 1024];
+    h.send(&app.data(b"GET /big"));
+    assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
+    let _ = h.read_app(flow);
+    let mut sent = 0;
+    while sent < bulk.len() {
+        sent += h.engine.write_upstream_data(h.now, flow, &bulk[sent..]);
+        let segs = h.segs();
+        h.send(&app.ack_all(&segs));
+    }
+    h.send(&app.fin());
+    assert_eq!(h.commands(), vec![Command::Shutdown { flow }]);
+    h.upstream(UpstreamEvent::Closed { flow });
+    let segs = h.segs();
+    h.send(&app.ack_all(&segs));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    let _ = relayed_from(&mut h, "10.0.0.2:40111", 5041);
+    assert_eq!(h.engine.stats().sockets_reused, 0);
+}
+
+/// At most `POOLED_LARGE` (8) sockets wait, and the engine's accounting counts them: ten
+/// short flows ending together leave eight, the next ten flows reuse those eight.
+#[test]
+fn the_pool_is_bounded_and_accounted() {
+    let mut h = Harness::new();
+    // One flow first, so that the tunnel's packet buffers exist before the baseline.
+    let (app, flow) = relayed_from(&mut h, "10.0.0.2:40199", 5050);
+    h.send(&app.rst());
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    let _ = (h.events(), h.segs());
+    let one_pooled = h.engine.stats().memory_bytes;
+    let config = embargo_engine::EngineConfig::default();
+    let large =
+        config.tcp_large_rx + config.tcp_large_tx + embargo_engine::budget::TCP_FLOW_OVERHEAD;
+    let mut flows = Vec::new();
+    for i in 0..10 {
+        flows.push(relayed_from(
+            &mut h,
+            &format!("10.0.0.2:{}", 40200 + i),
+            5050,
+        ));
+    }
+    for (app, flow) in &flows {
+        h.send(&app.rst());
+        assert_eq!(h.commands(), vec![Command::Close { flow: *flow }]);
+    }
+    let _ = (h.events(), h.segs());
+    assert_eq!(h.engine.stats().sockets, 0);
+    assert_eq!(h.engine.stats().memory_bytes - one_pooled, 7 * large);
+    for i in 0..10 {
+        relayed_from(&mut h, &format!("10.0.0.2:{}", 40300 + i), 5051);
+    }
+    assert_eq!(h.engine.stats().sockets_reused, 1 + 8);
+}

@@ -5,6 +5,7 @@
 
 mod app;
 mod dns;
+mod socket_pool;
 mod tcp;
 mod udp;
 
@@ -28,6 +29,7 @@ use crate::packet::{self, Parsed};
 
 use self::app::AppWait;
 use self::dns::PendingDns;
+use self::socket_pool::SocketPool;
 use self::tcp::TcpFlow;
 use self::udp::UdpFlow;
 
@@ -211,6 +213,8 @@ pub struct Engine {
     pub(crate) late_waits: VecDeque<(FlowId, Protocol, SocketAddr)>,
     rng: u64,
     pub(crate) large_in_use: usize,
+    /// Finished large-slot sockets kept for the next large flow.
+    pub(crate) socket_pool: SocketPool,
     pub(crate) small_in_use: usize,
     /// Bytes held by inspection buffers and QUIC sniffers.
     pub(crate) inspect_bytes: usize,
@@ -281,6 +285,7 @@ impl Engine {
             late_waits: VecDeque::new(),
             rng,
             large_in_use: 0,
+            socket_pool: SocketPool::default(),
             small_in_use: 0,
             inspect_bytes: 0,
             scratch: Vec::with_capacity(2048),
@@ -591,6 +596,7 @@ impl Engine {
         s.udp_flows = self.udp_keys.len();
         // One socket per TCP flow (O(1): the driver asks after every pass).
         s.sockets = self.tcp_keys.len();
+        s.sockets_reused = self.socket_pool.reused;
         s.memory_bytes = self.memory_bytes();
         s
     }
@@ -600,7 +606,7 @@ impl Engine {
         let small = self.config.tcp_small_rx + self.config.tcp_small_tx;
         let large = self.config.tcp_large_rx + self.config.tcp_large_tx;
         self.small_in_use * (small + budget::TCP_FLOW_OVERHEAD)
-            + self.large_in_use * (large + budget::TCP_FLOW_OVERHEAD)
+            + (self.large_in_use + self.socket_pool.len()) * (large + budget::TCP_FLOW_OVERHEAD)
             + self.udp_keys.len() * budget::UDP_FLOW_OVERHEAD
             + self.inspect_bytes
             + self.device.memory()
@@ -734,6 +740,12 @@ impl Engine {
                 bytes_from_app: f.bytes_from_app,
                 bytes_to_app: f.bytes_to_app,
             });
+        }
+        if let FlowKind::Tcp(t) = f.kind {
+            if t.large {
+                self.socket_pool
+                    .give((t.socket, t.handle), f.bytes_from_app, f.bytes_to_app);
+            }
         }
     }
 

@@ -34,6 +34,7 @@ use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
+use super::socket_pool::OwnSocket;
 use super::{file_timer, Engine, Flow, FlowKind, FlowMap};
 use crate::api::{Command, DropReason, FlowId};
 use crate::inspect::{http, tls, Sniff};
@@ -100,6 +101,25 @@ impl Engine {
         }
     }
 
+    /// A closed socket with a large slot's rings or a small flow's, alone in its set.
+    fn new_socket(&self, large: bool) -> OwnSocket {
+        let (rx, tx) = if large {
+            (self.config.tcp_large_rx, self.config.tcp_large_tx)
+        } else {
+            (self.config.tcp_small_rx, self.config.tcp_small_tx)
+        };
+        let mut sock = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; rx]),
+            tcp::SocketBuffer::new(vec![0; tx]),
+        );
+        // The engine relays whole writes of the other side: Nagle would only add latency.
+        sock.set_nagle_enabled(false);
+        // One slot, allocated once: `add` fills it without growing the Vec.
+        let mut socket = SocketSet::new(Vec::with_capacity(1));
+        let handle = socket.add(sock);
+        (socket, handle)
+    }
+
     pub(crate) fn on_tcp(&mut self, packet: &[u8], p: &Parsed) {
         let key = (p.src_sock(), p.dst_sock());
         if let Some(&id) = self.tcp_keys.get(&key) {
@@ -163,25 +183,14 @@ impl Engine {
             return;
         }
         let large = self.large_in_use < self.config.tcp_large_slots;
-        let (rx, tx) = if large {
-            (self.config.tcp_large_rx, self.config.tcp_large_tx)
-        } else {
-            (self.config.tcp_small_rx, self.config.tcp_small_tx)
-        };
-        let mut sock = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; rx]),
-            tcp::SocketBuffer::new(vec![0; tx]),
-        );
-        // The engine relays whole writes of the other side: Nagle would only add latency.
-        sock.set_nagle_enabled(false);
+        let pooled = if large { self.socket_pool.take() } else { None };
+        let (mut socket, handle) = pooled.unwrap_or_else(|| self.new_socket(large));
+        let sock = socket.get_mut::<tcp::Socket>(handle);
         if sock.listen(listen_endpoint(dst)).is_err() {
             return self.drop_packet(DropReason::Malformed);
         }
         let parked = matches!(mode, Phase::AwaitApp | Phase::Connecting);
         sock.pause_synack(parked);
-        // One slot, allocated once: `add` fills it without growing the Vec.
-        let mut socket = SocketSet::new(Vec::with_capacity(1));
-        let handle = socket.add(sock);
         if parked {
             self.parked_count += 1;
         }

@@ -55,11 +55,10 @@ start_prog() {
 # The process that owns tun0's traffic: Embargo itself or the passthrough's tunpass.
 target_pid() { pgrep -f "state-dir $STATE|tunpass tun0" | head -1; }
 
-# Per-thread CPU microseconds per request between two thread_ticks snapshots.
+# Per-thread CPU microseconds per request between two thread_cpu_ns snapshots.
 cpu_per_request() {
-  local hz; hz=$(getconf CLK_TCK)
-  paste <(echo "$1") <(echo "$2") | awk -v n="$3" -v hz="$hz" \
-    '{d = $4 - $2; if (d > 0) printf " %s %.0fus", $1, d * 1e6 / hz / n}'
+  paste <(echo "$1") <(echo "$2") | awk -v n="$3" \
+    '{d = $4 - $2; if (d > 0) printf " %s %.0fus", $1, d / 1e3 / n}'
 }
 
 http_load() {
@@ -74,7 +73,7 @@ for round in $(seq 1 "$ROUNDS"); do
   for prog in "$@"; do
     start_prog "$prog"
     pid=$(target_pid)
-    before=$(thread_ticks "$pid")
+    before=$(thread_cpu_ns "$pid")
     if [[ $LOAD == http ]]; then
       result=$(http_load); requests=$N
     else
@@ -83,7 +82,7 @@ for round in $(seq 1 "$ROUNDS"); do
       errors=$(grep -o "Socket errors.*\|Non-2xx.*" "$BENCH_STATE/wrk.txt" | tr '\n' ' ' || true)
       result="$(awk '/Requests\/sec/ {printf "%.0f req/s", $2}' "$BENCH_STATE/wrk.txt") errors: ${errors:-none}"
     fi
-    after=$(thread_ticks "$pid")
+    after=$(thread_cpu_ns "$pid")
     hwm=$(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$pid/status")
     cpu=$(cpu_per_request "$before" "$after" "${requests:-1}")
     stop_prog

@@ -79,13 +79,13 @@ for r in $(seq 1 "$RUNS"); do
     start_prog "$prog" "$tag"
     sleep 1  # let startup work (rule loading, history open) finish before measuring
     hz=$(getconf CLK_TCK); c0=$(cpu_ticks "$PROG_PID")
-    TPID=$(pgrep -g "$PROG_PID" | tail -1); thread_ticks "$TPID" > "$OUT/threads0-$tag"
+    TPID=$(pgrep -g "$PROG_PID" | tail -1); thread_cpu_ns "$TPID" > "$OUT/threads0-$tag"
     [[ -z ${SYSCALLS:-} ]] || { perf stat -x, -e 'raw_syscalls:sys_enter' -e 'syscalls:sys_enter_epoll_wait' -e 'syscalls:sys_enter_read' -e 'syscalls:sys_enter_write' -e 'syscalls:sys_enter_sendto' -e 'syscalls:sys_enter_recvfrom' -e 'syscalls:sys_enter_futex' -e 'context-switches' -p "$PROG_PID" -o "$OUT/syscalls-$tag.csv" -- sleep "$SECS" & PERF_PID=$!; }
     [[ -z ${PERF:-} ]] || { perf record -q -F ${PERF_FREQ:-1999} ${PERF_CALLGRAPH:--g} -p "$PROG_PID" -o "$PERF-$tag.data" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!; }
     pin timeout $((SECS + 20)) dnsperf -s $SRV -d "$OUT/names.txt" -l "$SECS" -c "$CLIENTS" -q "$INFLIGHT" \
       > "$OUT/dnsperf-$tag.txt" 2>&1 || true
     c1=$(cpu_ticks "$PROG_PID")
-    thread_ticks "$TPID" > "$OUT/threads1-$tag"
+    thread_cpu_ns "$TPID" > "$OUT/threads1-$tag"
     [[ -z ${PERF:-}${SYSCALLS:-} ]] || wait "$PERF_PID"
     [[ -z ${SYSCALLS:-} ]] || awk -F, -v n="$(awk '/Queries completed:/ {print $3}' "$OUT/dnsperf-$tag.txt")" \
       'NF > 2 && $1 ~ /^[0-9]/ { printf "    %-34s %7.2f per query\n", $3, $1 / n * 5 / 5 }' "$OUT/syscalls-$tag.csv"
@@ -98,8 +98,8 @@ for r in $(seq 1 "$RUNS"); do
     [[ -n $q ]] || { log "dnsperf failed for $prog:"; cat "$OUT/dnsperf-$tag.txt" >&2; exit 1; }
     printf 'run %d  %-40s qps %10.0f  lost %s  cpu/query %s us\n' "$r" "$prog" "$q" "$lost" "$us"
     # CPU per query of each thread (name as in /proc/PID/task/*/comm), busiest first.
-    awk -v hz="$hz" -v n="${n:-0}" 'NR == FNR { a[$1] = $2; next }
-      n > 0 && $2 - a[$1] > 0 { printf "%s %.1f\n", $1, ($2 - a[$1]) / hz * 1e6 / n }' \
+    awk -v n="${n:-0}" 'NR == FNR { a[$1] = $2; next }
+      n > 0 && $2 - a[$1] > 0 { printf "%s %.1f\n", $1, ($2 - a[$1]) / 1e3 / n }' \
       "$OUT/threads0-$tag" "$OUT/threads1-$tag" | sort -k2 -gr | head -4 |
       awk '{ printf "%s%s %s us", (NR > 1 ? ", " : "        threads: "), $1, $2 } END { if (NR) print "" }'
     QPS[$prog]+="$q "; CPU[$prog]+="$us "

@@ -7,8 +7,9 @@
 #   sudo tests/bench/run-bench.sh            # results in $BENCH_OUT (default /tmp/embargo-bench)
 #
 # Env: BENCH_OUT, BENCH_RUNS (raw runs, default /tmp/embargo-bench-runs), BATCH,
-#      ONLY="kernel passthrough embargo embargo-tuned embargo-blocking" (subset; default the
-#      first four), IDLE_SECS (10),
+#      ONLY="kernel passthrough shadowsocks-rust tun2proxy embargo embargo-tuned embargo-blocking"
+#      (subset; default "kernel passthrough embargo embargo-tuned"; the two peers need
+#      `../shared/bench/peers.sh build` first, PEERS=/tmp/peers), IDLE_SECS (10),
 #      CARGO_TARGET_DIR (where the release build goes; default <repo>/target), NO_BUILD=1
 #      (use the binary already there).
 # The shared bench directory is read-only: everything it writes goes to BENCH_OUT/BENCH_RUNS.
@@ -49,6 +50,15 @@ LAUNCH_COMMON="$BIN run --tun tun0 --fwmark 42 --no-routes --dns-upstream 10.200
 # ---- the batch
 want kernel && "$BENCH/run.sh" kernel none
 want passthrough && "$BENCH/run.sh" passthrough "$BENCH/passthrough/launch.sh"
+# The peers issue 3 compares against, as the shared bench configures them (build them once with
+# `../shared/bench/peers.sh build`, into PEERS, default /tmp/peers).
+for peer in shadowsocks-rust tun2proxy; do
+  if want $peer; then
+    [[ -x ${PEERS:-/tmp/peers}/bin/sslocal && -x ${PEERS:-/tmp/peers}/bin/tun2proxy-bin ]] ||
+      { echo "peers not built: run $BENCH/peers.sh build (and apt-get install dante-server)" >&2; exit 2; }
+    ONLY=$peer bash "$BENCH/peers.sh" run > /dev/null
+  fi
+done
 want embargo && "$BENCH/run.sh" embargo "$LAUNCH_COMMON"
 want embargo-blocking && "$BENCH/run.sh" embargo-blocking "$LAUNCH_COMMON --rules $BLOCK_RULES"
 # No app-identity wait (the /proc lookup delays each new connection up to --app-wait-ms) and
@@ -119,6 +129,22 @@ row("DNS qps (forwarded)", "dns_qps", ">= 0.9x", lambda e, p: e >= 0.9 * p)
 row("HTTP small time_total p50, ms", "http_total_p50", "<= passthrough + 0.1 ms", lambda e, p: e <= p + 0.1)
 row("CPU s/GB, TCP 1 stream down", "tun_cpu_s_per_gb_tcp1_down", "<= 1.5x", lambda e, p: e <= 1.5 * p)
 row("peak RSS, MiB", "tun_rss_mb", "<= 20 MiB", lambda e, p: e <= 20)
+peers = [n for n in ("shadowsocks-rust", "tun2proxy") if n in by]
+def best_peer_row(label, key):
+    values = [(by[n][key], n) for n in peers if isinstance(by[n].get(key), (int, float))]
+    if not values:
+        return
+    best, name = max(values)
+    cells = []
+    for v in variants:
+        ev = by[v].get(key)
+        if not isinstance(ev, (int, float)) or not best:
+            cells.append("-")
+            continue
+        cells.append(f"{f(ev)} ({ev / best:.2f}x the best peer) " + ("met" if ev >= 2 * best else "MISSED"))
+    print(f"| {label}: best peer ({name}) | {f(best)} | " + " | ".join(cells) + " | >= 2x the best peer |")
+best_peer_row("TCP 1 stream down, Mbit/s", "tcp1_down")
+best_peer_row("TCP 1 stream up, Mbit/s", "tcp1_up")
 ok = "?" if idle == "n/a" else ("met" if float(idle) == 0 else "MISSED")
 print(f"| idle wake-ups per second (embargo --netns, idle) | - | {idle} {ok} | " + "- | " * (len(variants) - 1) + "0 |")
 PY

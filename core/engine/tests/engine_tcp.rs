@@ -172,13 +172,30 @@ fn refused_upstream_resets_the_app() {
 
 /// An established relayed flow on a connect-first port.
 fn relayed(h: &mut Harness, port: u16) -> (AppConn, FlowId) {
-    let mut app = AppConn::new("10.0.0.2:40010", &format!("198.51.100.7:{port}"));
+    relayed_from(h, "10.0.0.2:40010", port)
+}
+
+/// A connect-first flow from `src` to port `port`, relayed and established.
+fn relayed_from(h: &mut Harness, src: &str, port: u16) -> (AppConn, FlowId) {
+    let mut app = AppConn::new(src, &format!("198.51.100.7:{port}"));
     h.send(&app.syn());
     let (flow, _) = connect_flow(h);
     h.upstream(UpstreamEvent::Connected { flow });
     let segs = h.segs();
+    assert_eq!(segs.len(), 1, "one SYN-ACK: {segs:?}");
     h.send(&app.on_synack(&segs[0]));
     (app, flow)
+}
+
+/// After the app's FIN: the engine shuts the upstream's write half, the server closes, the app
+/// gets the FIN and acknowledges it, and the flow is gone (its socket closed).
+fn server_closes_after_app_fin(h: &mut Harness, app: &mut AppConn, flow: FlowId) {
+    assert_eq!(h.commands(), vec![Command::Shutdown { flow }]);
+    h.upstream(UpstreamEvent::Closed { flow });
+    let segs = h.segs();
+    assert!(segs.iter().any(|s| s.fin), "{segs:?}");
+    h.send(&app.ack_all(&segs));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
 }
 
 #[test]
@@ -189,12 +206,7 @@ fn app_closes_first() {
     h.send(&app.fin());
     assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
     assert_eq!(h.read_app(flow), b"bye");
-    assert_eq!(h.commands(), vec![Command::Shutdown { flow }]);
-    h.upstream(UpstreamEvent::Closed { flow });
-    let segs = h.segs();
-    assert!(segs.iter().any(|s| s.fin), "{segs:?}");
-    h.send(&app.ack_all(&segs));
-    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    server_closes_after_app_fin(&mut h, &mut app, flow);
     assert_eq!(h.engine.stats().sockets, 0, "no TIME-WAIT left behind");
     assert!(h.events().iter().any(|e| matches!(
         e,
@@ -594,18 +606,6 @@ fn a_small_flow_takes_a_small_response_in_one_flight() {
     );
 }
 
-/// A connect-first flow from `src` to port `port`, relayed and established.
-fn relayed_from(h: &mut Harness, src: &str, port: u16) -> (AppConn, FlowId) {
-    let mut app = AppConn::new(src, &format!("198.51.100.7:{port}"));
-    h.send(&app.syn());
-    let (flow, _) = connect_flow(h);
-    h.upstream(UpstreamEvent::Connected { flow });
-    let segs = h.segs();
-    assert_eq!(segs.len(), 1, "one SYN-ACK: {segs:?}");
-    h.send(&app.on_synack(&segs[0]));
-    (app, flow)
-}
-
 /// Request, response and a close started by the app: what one short connection does.
 fn exchange_and_close(
     h: &mut Harness,
@@ -630,12 +630,7 @@ fn exchange_and_close(
     assert_eq!(got, response, "the app gets exactly this flow's bytes");
     h.send(&app.ack_all(&segs));
     h.send(&app.fin());
-    assert_eq!(h.commands(), vec![Command::Shutdown { flow }]);
-    h.upstream(UpstreamEvent::Closed { flow });
-    let segs = h.segs();
-    assert!(segs.iter().any(|s| s.fin), "{segs:?}");
-    h.send(&app.ack_all(&segs));
-    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    server_closes_after_app_fin(h, app, flow);
 }
 
 /// A short connection's large-slot socket serves the next connection (no fresh 2 x 64 KiB
@@ -699,11 +694,7 @@ fn a_bulk_flows_socket_is_freed_not_kept() {
         h.send(&app.ack_all(&segs));
     }
     h.send(&app.fin());
-    assert_eq!(h.commands(), vec![Command::Shutdown { flow }]);
-    h.upstream(UpstreamEvent::Closed { flow });
-    let segs = h.segs();
-    h.send(&app.ack_all(&segs));
-    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    server_closes_after_app_fin(&mut h, &mut app, flow);
     let _ = relayed_from(&mut h, "10.0.0.2:40111", 5041);
     assert_eq!(h.engine.stats().sockets_reused, 0);
 }

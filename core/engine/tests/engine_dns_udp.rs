@@ -470,3 +470,117 @@ fn a_name_still_attributes_its_address_for_the_grace_after_its_ttl() {
     h.advance(Duration::from_secs(101));
     assert_eq!(name_at(&mut h, 41064), Some(None));
 }
+
+/// Apps ask over TCP when an answer is too big for UDP, so a DNS-over-TCP answer is often larger
+/// than a flow's send ring (1.75 KiB without a large slot). It waits in the flow and leaves as
+/// the app acknowledges, whole and in order, and the stream ends after it.
+#[test]
+fn a_dns_over_tcp_answer_larger_than_the_send_ring_arrives_whole() {
+    let mut h = Harness::with_config(embargo_engine::EngineConfig {
+        tcp_large_slots: 0,
+        ..embargo_engine::EngineConfig::default()
+    });
+    let mut app = AppConn::new("10.0.0.2:41002", "8.8.8.8:53");
+    h.send(&app.syn());
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    let q = dns_query(0x5555, "big.example.org", 1);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    h.send(&app.data(&framed));
+    let (upstream, sent) = upstream_query(&h.commands());
+    let addrs: Vec<std::net::IpAddr> = (0..200u8)
+        .map(|i| std::net::IpAddr::from([192, 0, 2, i]))
+        .collect();
+    let answer = dns_answer(&sent, &addrs);
+    assert!(answer.len() > 3000, "{} bytes", answer.len());
+    h.upstream(UpstreamEvent::Datagram {
+        flow: FlowId::DNS,
+        from: upstream,
+        data: &answer,
+    });
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let segs = h.segs();
+        if segs.is_empty() {
+            break;
+        }
+        got.extend(segs.iter().flat_map(|s| s.payload.clone()));
+        h.send(&app.ack_all(&segs));
+    }
+    assert!(got.len() > 2, "nothing reached the app");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([got[0], got[1]])),
+        answer.len()
+    );
+    assert_eq!(&got[2..4], &[0x55, 0x55], "the app's question id");
+    assert!(got[4..] == answer[2..], "the rest as the resolver sent it");
+    h.send(&app.fin());
+    let segs = h.segs();
+    assert!(
+        segs.iter().any(|s| s.fin),
+        "the engine closes its side after the answer"
+    );
+    h.send(&app.ack_all(&segs));
+    assert!(h.segs().is_empty());
+    assert_eq!(h.engine.stats().sockets, 0);
+}
+
+/// A client may half-close its stream right after its questions (RFC 7766 allows it): the
+/// engine answers them all before its own FIN, and closes once a question upstream never
+/// answered is given up on.
+#[test]
+fn a_dns_over_tcp_stream_half_closed_after_asking_still_gets_its_answers() {
+    let mut h = Harness::new();
+    let mut app = AppConn::new("10.0.0.2:41003", "8.8.8.8:53");
+    h.send(&app.syn());
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    let mut framed = Vec::new();
+    for (id, name) in [(0x6161u16, "one.example.org"), (0x6262, "two.example.org")] {
+        let q = dns_query(id, name, 1);
+        framed.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&q);
+    }
+    h.send(&app.data(&framed));
+    h.send(&app.fin());
+    let asked: Vec<(SocketAddr, Vec<u8>)> = h
+        .commands()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::SendDatagram { dst, data, .. } => Some((dst, data)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 2);
+    let segs = h.segs();
+    assert!(
+        segs.iter().all(|s| !s.fin),
+        "no FIN while questions are out: {segs:?}"
+    );
+    h.send(&app.ack_all(&segs));
+    // The first is answered; the second never is.
+    let (upstream, sent) = &asked[0];
+    h.upstream(UpstreamEvent::Datagram {
+        flow: FlowId::DNS,
+        from: *upstream,
+        data: &dns_answer(sent, &["192.0.2.61".parse().unwrap()]),
+    });
+    let segs = h.segs();
+    let data: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(&data[2..4], &[0x61, 0x61]);
+    assert!(
+        segs.iter().all(|s| !s.fin),
+        "one question is still out: {segs:?}"
+    );
+    h.send(&app.ack_all(&segs));
+    h.advance(Duration::from_secs(30));
+    let segs = h.segs();
+    assert!(
+        segs.iter().any(|s| s.fin),
+        "closed once the last question expired: {segs:?}"
+    );
+    h.send(&app.ack_all(&segs));
+    assert!(h.segs().is_empty());
+    assert_eq!(h.engine.stats().sockets, 0);
+}

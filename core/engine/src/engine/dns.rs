@@ -166,6 +166,9 @@ impl Engine {
             },
         );
         self.pending_dns_order.push_back((deadline, id));
+        if let Some(flow) = tcp {
+            self.tcp_dns_outstanding(flow, true);
+        }
         self.stats.dns_forwarded += 1;
         self.commands.push_back(Command::SendDatagram {
             flow: FlowId::DNS,
@@ -220,6 +223,9 @@ impl Engine {
         let Some(pending) = self.pending_dns.remove(&info.id) else {
             return;
         };
+        if let Some(flow) = pending.tcp {
+            self.tcp_dns_outstanding(flow, false);
+        }
         // The app was asked for when the question went out; by the answer it is usually
         // known (else the event waits for it, as the question's would have).
         let (app, defer) = match (&pending.app, pending.tcp) {
@@ -298,7 +304,9 @@ impl Engine {
                 .get(&id)
                 .is_some_and(|p| p.deadline == deadline)
             {
-                self.pending_dns.remove(&id);
+                if let Some(flow) = self.pending_dns.remove(&id).and_then(|p| p.tcp) {
+                    self.tcp_dns_outstanding(flow, false);
+                }
             }
         }
         // Entries answered early leave stale order entries; keep the queue bounded.

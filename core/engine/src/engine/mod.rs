@@ -722,7 +722,7 @@ impl Engine {
                 } else {
                     self.small_in_use -= 1;
                 }
-                self.inspect_bytes -= t.inspect.capacity();
+                self.inspect_bytes -= t.inspect.capacity() + t.dns_out.capacity();
             }
             FlowKind::Udp(u) => {
                 self.udp_keys.remove(&(f.src, f.dst));

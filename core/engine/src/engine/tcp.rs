@@ -44,6 +44,11 @@ use crate::packet::{self, Parsed, TCP_ACK, TCP_RST, TCP_SYN};
 const INSPECT_PORTS: [u16; 4] = [80, 443, 8080, 8443];
 /// Largest DNS-over-TCP message accepted from an app (queries are tiny).
 const MAX_TCP_DNS_QUERY: usize = 4096;
+/// Answers held for a DNS-over-TCP flow whose send ring is full, framed: one answer of the
+/// largest size DNS allows (apps ask over TCP exactly when an answer is too big for UDP, and a
+/// flow without a large slot has a 1.75 KiB ring). Past it an answer is dropped, as if lost,
+/// and the app asks again.
+const MAX_TCP_DNS_PENDING: usize = 64 * 1024 + 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -75,6 +80,11 @@ pub(crate) struct TcpFlow {
     pub app_isn: u32,
     /// First bytes read for inspection (replayed upstream), or the DNS-over-TCP stream buffer.
     pub inspect: Vec<u8>,
+    /// DNS over TCP: framed answers waiting for room in the send ring.
+    pub dns_out: Vec<u8>,
+    /// DNS over TCP: questions forwarded upstream and not yet answered or given up on. The
+    /// stream is not closed before they are settled, even when the app half-closed first.
+    pub dns_asked: u32,
     pub replay_pos: usize,
     /// Deadline of the current phase (app wait, inspection, connect).
     pub deadline: Option<Instant>,
@@ -227,6 +237,8 @@ impl Engine {
                 phase: mode,
                 app_isn: p.tcp_seq,
                 inspect: Vec::new(),
+                dns_out: Vec::new(),
+                dns_asked: 0,
                 replay_pos: 0,
                 deadline,
                 data_notified: false,
@@ -591,7 +603,7 @@ impl Engine {
     /// DNS over TCP: read length-prefixed queries and answer each (locally or via upstream).
     fn tcp_dns_service(&mut self, id: FlowId) {
         let mut queries: Vec<Vec<u8>> = Vec::new();
-        let (src, dst, finished) = {
+        let (src, dst, finished, stuck) = {
             let Some(f) = self.flows.get_mut(&id) else {
                 return;
             };
@@ -599,7 +611,8 @@ impl Engine {
                 return;
             };
             let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
-            let before = t.inspect.capacity();
+            let before = t.inspect.capacity() + t.dns_out.capacity();
+            flush_dns_out(sock, &mut t.dns_out);
             while sock.recv_queue() > 0 && t.inspect.len() < MAX_TCP_DNS_QUERY + 2 {
                 let room = MAX_TCP_DNS_QUERY + 2 - t.inspect.len();
                 let inspect = &mut t.inspect;
@@ -620,17 +633,17 @@ impl Engine {
                 queries.push(t.inspect[2..2 + len].to_vec());
                 t.inspect.drain(..2 + len);
             }
-            self.inspect_bytes = self.inspect_bytes + t.inspect.capacity() - before;
-            f.bytes_from_app += queries.iter().map(|q| q.len() as u64 + 2).sum::<u64>();
-            let stuck = t.inspect.len() >= MAX_TCP_DNS_QUERY + 2;
-            if fin_received(sock.state()) || stuck {
-                // The app is done asking (or sent garbage): finish after the answers.
-                sock.close();
+            if t.dns_out.is_empty() && t.dns_out.capacity() > 0 {
+                t.dns_out = Vec::new();
             }
+            self.inspect_bytes =
+                self.inspect_bytes + t.inspect.capacity() + t.dns_out.capacity() - before;
+            f.bytes_from_app += queries.iter().map(|q| q.len() as u64 + 2).sum::<u64>();
             (
                 f.src,
                 f.dst,
                 matches!(sock.state(), tcp::State::TimeWait | tcp::State::Closed),
+                t.inspect.len() >= MAX_TCP_DNS_QUERY + 2,
             )
         };
         for q in queries {
@@ -638,6 +651,31 @@ impl Engine {
         }
         if finished {
             self.remove_flow(id);
+            return;
+        }
+        // Once the questions are out (or answered here): the app is done asking (or sent
+        // garbage), and every answer has come and left, so finish.
+        if let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) {
+            let settled = t.dns_out.is_empty() && t.dns_asked == 0;
+            let sock = t.sock_mut();
+            if stuck || (fin_received(sock.state()) && settled) {
+                sock.close();
+            }
+        }
+    }
+
+    /// A question of DNS-over-TCP flow `flow` went upstream (`asked`), or its answer came or it
+    /// expired: the flow closes only once every question is settled.
+    pub(crate) fn tcp_dns_outstanding(&mut self, flow: FlowId, asked: bool) {
+        let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&flow).map(|f| &mut f.kind) else {
+            return;
+        };
+        if asked {
+            t.dns_asked += 1;
+        } else {
+            t.dns_asked = t.dns_asked.saturating_sub(1);
+            // Serviced again: a half-closed stream may be done now.
+            self.dirty.push(flow);
         }
     }
 
@@ -652,16 +690,23 @@ impl Engine {
         if t.parked {
             return;
         }
-        let sock = t.sock_mut();
         let Ok(len) = u16::try_from(answer.len()) else {
             return;
         };
-        if sock.send_capacity() - sock.send_queue() < answer.len() + 2 {
+        let framed = answer.len() + 2;
+        if t.dns_out.len() + framed > MAX_TCP_DNS_PENDING
+            || self.inspect_bytes + framed > crate::budget::INSPECT_TOTAL
+        {
             return; // no room: the app will time out and retry, as after a lost answer
         }
-        let _ = sock.send_slice(&len.to_be_bytes());
-        let _ = sock.send_slice(answer);
-        f.bytes_to_app += answer.len() as u64 + 2;
+        // Behind the answers already waiting, so that none is cut by another.
+        let before = t.dns_out.capacity();
+        t.dns_out.extend_from_slice(&len.to_be_bytes());
+        t.dns_out.extend_from_slice(answer);
+        let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
+        flush_dns_out(sock, &mut t.dns_out);
+        self.inspect_bytes = self.inspect_bytes + t.dns_out.capacity() - before;
+        f.bytes_to_app += framed as u64;
         self.dirty.push(id);
     }
 
@@ -832,6 +877,16 @@ fn taken<E>(result: Result<usize, E>, len: usize) -> (usize, Result<usize, E>) {
 }
 
 /// Whether the app sent its FIN (the receive half is finished).
+/// Moves as much of `pending` (framed DNS answers) into the send ring as fits.
+fn flush_dns_out(sock: &mut tcp::Socket<'static>, pending: &mut Vec<u8>) {
+    if pending.is_empty() {
+        return;
+    }
+    if let Ok(n) = sock.send_slice(pending) {
+        pending.drain(..n);
+    }
+}
+
 fn fin_received(state: tcp::State) -> bool {
     matches!(
         state,

@@ -308,6 +308,8 @@ http {{
             "--cname=cdn.partner.test,cdn.tracker.test",
             f"--dns-rr=allowed.test,65,{HTTPS_RDATA}",
             f"--dns-rr=tracker.test,65,{HTTPS_RDATA}",
+            # three 200-byte strings: an answer too big for UDP without EDNS (512 bytes)
+            "--txt-record=big.allowed.test," + ",".join(c * 200 for c in "abc"),
         ]
 
     def spawn(self, ns: str | None, cmd: list[str], name: str) -> subprocess.Popen:

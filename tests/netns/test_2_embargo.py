@@ -207,6 +207,17 @@ def test_dns_allowed_answers_pass_and_blocked_names_get_no_tracker_address(net, 
         assert f"{name} from {harness.HOST_IP}" not in net.dns_log(), f"{name} was asked upstream"
 
 
+def test_a_dns_answer_too_big_for_udp_reaches_a_client_that_asks_over_tcp(net, embargo):
+    """A client asks over TCP to get an answer UDP truncates. Embargo forwards questions over
+    UDP; when the answer comes back truncated, it asks the resolver again over TCP."""
+    cp = dig(net.phone, "+tcp", "+noedns", "big.allowed.test", "TXT")
+    assert cp.returncode == 0, cp.stdout
+    assert " tc" not in cp.stdout.split("flags:")[1].split(";")[0], f"truncated answer:\n{cp.stdout}"
+    got = "".join(answers(cp))
+    for c in "abc":
+        assert c * 200 in got, f"string of {c} missing:\n{cp.stdout}"
+
+
 def test_dns_cname_to_a_tracker_is_blocked(net, embargo):
     got = answers(dig(net.phone, "cdn.partner.test", "A"))
     assert TRACKER_IP not in got, f"CNAME cloaking: cdn.partner.test -> cdn.tracker.test answered {got}"

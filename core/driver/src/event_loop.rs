@@ -49,7 +49,24 @@ fn token_of(flow: FlowId, v6: bool) -> Token {
 enum Socket {
     Tcp(TcpFlow),
     Udp { socket: UdpSocket, aim: UdpAim },
+    DnsTcp(DnsExchange),
 }
+
+/// One DNS question asked of the resolver over TCP ([`Command::DnsOverTcp`]): connect, write
+/// the framed question, read one framed answer, hand it to the engine, close.
+struct DnsExchange {
+    stream: TcpStream,
+    resolver: SocketAddr,
+    connecting: bool,
+    /// The question with its 2-byte length, and how much of it is written.
+    out: Vec<u8>,
+    written: usize,
+    /// What the resolver sent so far (2-byte length, then the answer).
+    answer: Vec<u8>,
+}
+
+/// The most a framed DNS answer can be: a 2-byte length and 65,535 bytes.
+const MAX_FRAMED_DNS: usize = 2 + u16::MAX as usize;
 
 /// Where a UDP socket's datagrams go.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -372,6 +389,7 @@ impl EventLoop {
             Command::Connect { flow, dst } => self.connect(now, flow, dst),
             Command::AppDataReady { flow } => self.pump_write(now, token_of(flow, false)),
             Command::SendDatagram { flow, dst, data } => self.send_datagram(flow, dst, &data),
+            Command::DnsOverTcp { flow, dst, data } => self.ask_over_tcp(flow, dst, &data),
             Command::Shutdown { flow } => {
                 let token = token_of(flow, false);
                 if let Some(Upstream {
@@ -443,6 +461,113 @@ impl EventLoop {
                 self.counters.connect_failures += 1;
                 self.engine
                     .handle_upstream(now, UpstreamEvent::ConnectFailed { flow });
+            }
+        }
+    }
+
+    /// Starts a [`DnsExchange`]. A failure to connect is not reported: the engine gives the
+    /// question up at its deadline, as after a lost datagram.
+    fn ask_over_tcp(&mut self, flow: FlowId, resolver: SocketAddr, question: &[u8]) {
+        let Ok(len) = u16::try_from(question.len()) else {
+            return;
+        };
+        let token = token_of(flow, false);
+        let opened = connect_tcp(resolver, self.hooks.as_ref()).and_then(|mut stream| {
+            self.poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .map_err(crate::sockets::OpenError::Io)?;
+            Ok(stream)
+        });
+        match opened {
+            Ok(stream) => {
+                self.counters.sockets_opened += 1;
+                let mut out = len.to_be_bytes().to_vec();
+                out.extend_from_slice(question);
+                self.sockets.insert(
+                    token,
+                    Upstream {
+                        flow,
+                        socket: Socket::DnsTcp(DnsExchange {
+                            stream,
+                            resolver,
+                            connecting: true,
+                            out,
+                            written: 0,
+                            answer: Vec::new(),
+                        }),
+                    },
+                );
+            }
+            Err(e) => {
+                log::debug!("{flow} dns over tcp {resolver}: {e}");
+                self.counters.connect_failures += 1;
+            }
+        }
+    }
+
+    /// Moves a [`DnsExchange`] on: writes the question once connected, reads the answer, and
+    /// hands a complete one to the engine. Ends (closes) on the answer, EOF or an error.
+    fn pump_exchange(&mut self, now: Instant, token: Token) {
+        let Some(Upstream {
+            socket: Socket::DnsTcp(x),
+            ..
+        }) = self.sockets.get_mut(&token)
+        else {
+            return;
+        };
+        if x.connecting {
+            match x.stream.take_error() {
+                Ok(None) => match x.stream.peer_addr() {
+                    Ok(_) => x.connecting = false,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                    Err(_) => return self.close(token),
+                },
+                Ok(Some(_)) | Err(_) => return self.close(token),
+            }
+        }
+        while x.written < x.out.len() {
+            match (&x.stream).write(&x.out[x.written..]) {
+                Ok(n) => x.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close(token),
+            }
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            match (&x.stream).read(&mut buf) {
+                Ok(0) => return self.close(token),
+                Ok(n) => {
+                    x.answer.extend_from_slice(&buf[..n]);
+                    self.counters.bytes_down += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.close(token),
+            }
+            let framed = match x.answer.get(..2) {
+                Some(&[hi, lo]) => 2 + usize::from(u16::from_be_bytes([hi, lo])),
+                _ => continue,
+            };
+            if x.answer.len() >= framed {
+                let resolver = x.resolver;
+                let answer = std::mem::take(&mut x.answer);
+                self.close(token);
+                if let Some(data) = answer.get(2..framed) {
+                    self.engine.handle_upstream(
+                        now,
+                        UpstreamEvent::Datagram {
+                            flow: FlowId::DNS,
+                            from: resolver,
+                            data,
+                        },
+                    );
+                }
+                return;
+            }
+            if x.answer.len() > MAX_FRAMED_DNS {
+                return self.close(token);
             }
         }
     }
@@ -519,6 +644,7 @@ impl EventLoop {
             let _ = match &mut up.socket {
                 Socket::Tcp(tcp) => registry.deregister(&mut tcp.stream),
                 Socket::Udp { socket, .. } => registry.deregister(socket),
+                Socket::DnsTcp(x) => registry.deregister(&mut x.stream),
             };
         }
         self.again.remove(&token);
@@ -527,6 +653,13 @@ impl EventLoop {
 
     /// A socket became writable: a connect finished, or there is room for the app's bytes.
     fn on_writable(&mut self, now: Instant, token: Token) {
+        if let Some(Upstream {
+            socket: Socket::DnsTcp(_),
+            ..
+        }) = self.sockets.get(&token)
+        {
+            return self.pump_exchange(now, token);
+        }
         let Some(Upstream {
             flow,
             socket: Socket::Tcp(tcp),
@@ -675,6 +808,7 @@ impl EventLoop {
                 }
                 self.again.insert(token);
             }
+            Socket::DnsTcp(_) => self.pump_exchange(now, token),
             Socket::Udp { socket, .. } => match self.datagrams.recv(socket) {
                 Ok(n) => {
                     for i in 0..n {

@@ -42,6 +42,17 @@ pub enum Command {
     /// per transition from "nothing to read" to "something to read" (edge-triggered), so a
     /// driver that stops early must remember the flow and retry when its socket is writable.
     AppDataReady { flow: FlowId },
+    /// Ask the resolver `dst` over TCP: `data` is one DNS message (a question an app asked over
+    /// TCP, whose answer over UDP came back truncated). Open a TCP connection for `flow`
+    /// (through `protect`), send `data` with its 2-byte length, read one length-prefixed answer,
+    /// hand it to [`crate::Engine::handle_upstream`] as an [`UpstreamEvent::Datagram`] on
+    /// [`FlowId::DNS`] from `dst`, and close. A [`Command::Close`] for `flow` means the engine
+    /// gave the question up: close then too.
+    DnsOverTcp {
+        flow: FlowId,
+        dst: SocketAddr,
+        data: Vec<u8>,
+    },
     /// Send one UDP datagram on `flow`'s host socket (opened lazily on the first one) to `dst`.
     SendDatagram {
         flow: FlowId,

@@ -584,3 +584,92 @@ fn a_dns_over_tcp_stream_half_closed_after_asking_still_gets_its_answers() {
     assert!(h.segs().is_empty());
     assert_eq!(h.engine.stats().sockets, 0);
 }
+
+/// An app asks over TCP to get an answer too big for UDP, but the engine forwards questions
+/// over UDP: a truncated answer makes it ask the resolver again over TCP
+/// ([`Command::DnsOverTcp`], the same message), and the answer that comes back that way goes
+/// to the app whole. A truncated duplicate meanwhile is ignored; a question given up on closes
+/// its exchange.
+#[test]
+fn a_truncated_answer_to_a_question_asked_over_tcp_is_asked_again_over_tcp() {
+    let mut h = Harness::new();
+    let mut app = AppConn::new("10.0.0.2:41004", "8.8.8.8:53");
+    h.send(&app.syn());
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    let mut framed = Vec::new();
+    for (id, name) in [(0x7171u16, "big.example.org"), (0x7272, "lost.example.org")] {
+        let q = dns_query(id, name, 16);
+        framed.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&q);
+    }
+    h.send(&app.data(&framed));
+    let asked: Vec<(SocketAddr, Vec<u8>)> = h
+        .commands()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::SendDatagram { dst, data, .. } => Some((dst, data)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 2);
+    for (upstream, sent) in &asked {
+        let mut truncated = dns_answer(sent, &[]);
+        truncated[2] |= 0x02; // TC
+        h.upstream(UpstreamEvent::Datagram {
+            flow: FlowId::DNS,
+            from: *upstream,
+            data: &truncated,
+        });
+    }
+    let exchanges: Vec<(FlowId, SocketAddr, Vec<u8>)> = h
+        .commands()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::DnsOverTcp { flow, dst, data } => Some((flow, dst, data)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        exchanges.len(),
+        2,
+        "one TCP exchange per truncated question"
+    );
+    assert_eq!((exchanges[0].1, &exchanges[0].2), (asked[0].0, &asked[0].1));
+    let segs = h.segs();
+    assert!(
+        segs.iter().all(|s| s.payload.is_empty()),
+        "nothing truncated reaches the app"
+    );
+    // a truncated duplicate while the exchange runs changes nothing
+    let mut again = dns_answer(&asked[0].1, &[]);
+    again[2] |= 0x02;
+    h.upstream(UpstreamEvent::Datagram {
+        flow: FlowId::DNS,
+        from: asked[0].0,
+        data: &again,
+    });
+    assert!(h.commands().is_empty());
+    // the whole answer, over TCP
+    let whole = dns_answer(&asked[0].1, &["192.0.2.71".parse().unwrap()]);
+    h.upstream(UpstreamEvent::Datagram {
+        flow: FlowId::DNS,
+        from: asked[0].0,
+        data: &whole,
+    });
+    let segs = h.segs();
+    let data: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(
+        usize::from(u16::from_be_bytes([data[0], data[1]])),
+        whole.len()
+    );
+    assert_eq!(&data[2..4], &[0x71, 0x71]);
+    assert!(data[4..] == whole[2..]);
+    h.send(&app.ack_all(&segs));
+    // the other is never answered: given up at the deadline, its exchange closed
+    h.advance(Duration::from_secs(30));
+    let _ = h.segs();
+    assert!(h.commands().contains(&Command::Close {
+        flow: exchanges[1].0
+    }));
+}

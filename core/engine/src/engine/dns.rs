@@ -14,6 +14,15 @@ use crate::api::{Command, DropReason, Event, FlowId};
 use crate::dns::{DnsAnswer, DnsQuery, RecordType, ResponseCode};
 use crate::packet;
 
+/// Questions asked of the resolver over TCP at once ([`Command::DnsOverTcp`]). Each holds a
+/// host socket and up to a 64 KiB answer in the driver; past it a truncated answer goes to the
+/// app as it came. Apps fall back to TCP rarely (answers over 1,232 bytes).
+const MAX_DNS_OVER_TCP: usize = 16;
+
+/// Largest question kept to ask again over TCP: within the pending entry's budget
+/// ([`crate::budget::DNS_PENDING_BYTES`]); questions are 30-100 bytes.
+const MAX_RETRY_QUESTION: usize = 512;
+
 /// A forwarded question waiting for its upstream answer.
 pub(crate) struct PendingDns {
     /// The app's transaction id (restored in the answer).
@@ -23,6 +32,11 @@ pub(crate) struct PendingDns {
     pub dst: SocketAddr,
     /// Set when the question came over TCP (the answer goes into that flow).
     pub tcp: Option<FlowId>,
+    /// A question that came over TCP: the message as forwarded, kept to ask again over TCP if
+    /// the answer over UDP is truncated (the app asked over TCP to get the whole answer).
+    pub retry: Option<Vec<u8>>,
+    /// The TCP exchange asking it again ([`Command::DnsOverTcp`]), once started.
+    pub over_tcp: Option<FlowId>,
     pub name: String,
     pub qtype: RecordType,
     pub deadline: Instant,
@@ -159,6 +173,10 @@ impl Engine {
                 src,
                 dst,
                 tcp,
+                retry: tcp
+                    .filter(|_| data.len() <= MAX_RETRY_QUESTION)
+                    .map(|_| data.clone()),
+                over_tcp: None,
                 name: q.name.clone(),
                 qtype: q.qtype,
                 deadline,
@@ -220,9 +238,34 @@ impl Engine {
             self.stats.dns_bad_answers += 1;
             return;
         }
+        if info.truncated && pending.tcp.is_some() {
+            // Asked over TCP for the whole answer: ask the resolver over TCP too. A truncated
+            // answer is passed on only when it cannot be asked again.
+            if pending.over_tcp.is_some() {
+                return; // a duplicate while the TCP exchange runs
+            }
+            if pending.retry.is_some() && self.dns_over_tcp < MAX_DNS_OVER_TCP {
+                self.dns_over_tcp += 1;
+                let exchange = self.next_flow_id();
+                if let Some(p) = self.pending_dns.get_mut(&info.id) {
+                    p.over_tcp = Some(exchange);
+                    if let Some(data) = p.retry.take() {
+                        self.commands.push_back(Command::DnsOverTcp {
+                            flow: exchange,
+                            dst: from,
+                            data,
+                        });
+                    }
+                }
+                return;
+            }
+        }
         let Some(pending) = self.pending_dns.remove(&info.id) else {
             return;
         };
+        if pending.over_tcp.is_some() {
+            self.dns_over_tcp = self.dns_over_tcp.saturating_sub(1);
+        }
         if let Some(flow) = pending.tcp {
             self.tcp_dns_outstanding(flow, false);
         }
@@ -304,8 +347,14 @@ impl Engine {
                 .get(&id)
                 .is_some_and(|p| p.deadline == deadline)
             {
-                if let Some(flow) = self.pending_dns.remove(&id).and_then(|p| p.tcp) {
-                    self.tcp_dns_outstanding(flow, false);
+                if let Some(p) = self.pending_dns.remove(&id) {
+                    if let Some(exchange) = p.over_tcp {
+                        self.dns_over_tcp = self.dns_over_tcp.saturating_sub(1);
+                        self.commands.push_back(Command::Close { flow: exchange });
+                    }
+                    if let Some(flow) = p.tcp {
+                        self.tcp_dns_outstanding(flow, false);
+                    }
                 }
             }
         }

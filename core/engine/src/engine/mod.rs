@@ -200,6 +200,8 @@ pub struct Engine {
     pub(crate) names: NameTable,
     pub(crate) cache: Cache,
     pub(crate) pending_dns: HashMap<u16, PendingDns>,
+    /// Pending questions being asked again over TCP (`PendingDns::over_tcp` set).
+    pub(crate) dns_over_tcp: usize,
     pub(crate) pending_dns_order: VecDeque<(Instant, u16)>,
     app_cache: HashMap<(Protocol, SocketAddr), (Option<String>, Instant)>,
     /// Answers to [`Command::ResolveApp`] awaited by work that did not hold for them.
@@ -276,6 +278,7 @@ impl Engine {
             names: NameTable::new(),
             cache: Cache::new(),
             pending_dns: HashMap::new(),
+            dns_over_tcp: 0,
             pending_dns_order: VecDeque::new(),
             app_cache: HashMap::new(),
             app_waits: FlowMap::default(),

@@ -422,8 +422,9 @@ impl EventLoop {
         }
     }
 
-    fn connect(&mut self, now: Instant, flow: FlowId, dst: SocketAddr) {
-        let token = token_of(flow, false);
+    /// Starts a non-blocking TCP connect to `dst` (through `protect`) registered under `token`;
+    /// `None` (logged and counted) when the socket could not be made or registered.
+    fn open_tcp(&mut self, flow: FlowId, token: Token, dst: SocketAddr) -> Option<TcpStream> {
         let opened = connect_tcp(dst, self.hooks.as_ref()).and_then(|mut stream| {
             self.poll
                 .registry()
@@ -434,6 +435,20 @@ impl EventLoop {
         match opened {
             Ok(stream) => {
                 self.counters.sockets_opened += 1;
+                Some(stream)
+            }
+            Err(e) => {
+                log::debug!("{flow} connect {dst}: {e}");
+                self.counters.connect_failures += 1;
+                None
+            }
+        }
+    }
+
+    fn connect(&mut self, now: Instant, flow: FlowId, dst: SocketAddr) {
+        let token = token_of(flow, false);
+        match self.open_tcp(flow, token, dst) {
+            Some(stream) => {
                 self.sockets.insert(
                     token,
                     Upstream {
@@ -456,12 +471,9 @@ impl EventLoop {
                 // do). Two cheap system calls when it has not.
                 self.on_writable(now, token);
             }
-            Err(e) => {
-                log::debug!("{flow} connect {dst}: {e}");
-                self.counters.connect_failures += 1;
-                self.engine
-                    .handle_upstream(now, UpstreamEvent::ConnectFailed { flow });
-            }
+            None => self
+                .engine
+                .handle_upstream(now, UpstreamEvent::ConnectFailed { flow }),
         }
     }
 
@@ -472,38 +484,25 @@ impl EventLoop {
             return;
         };
         let token = token_of(flow, false);
-        let opened = connect_tcp(resolver, self.hooks.as_ref()).and_then(|mut stream| {
-            self.poll
-                .registry()
-                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                .map_err(crate::sockets::OpenError::Io)?;
-            Ok(stream)
-        });
-        match opened {
-            Ok(stream) => {
-                self.counters.sockets_opened += 1;
-                let mut out = len.to_be_bytes().to_vec();
-                out.extend_from_slice(question);
-                self.sockets.insert(
-                    token,
-                    Upstream {
-                        flow,
-                        socket: Socket::DnsTcp(DnsExchange {
-                            stream,
-                            resolver,
-                            connecting: true,
-                            out,
-                            written: 0,
-                            answer: Vec::new(),
-                        }),
-                    },
-                );
-            }
-            Err(e) => {
-                log::debug!("{flow} dns over tcp {resolver}: {e}");
-                self.counters.connect_failures += 1;
-            }
-        }
+        let Some(stream) = self.open_tcp(flow, token, resolver) else {
+            return;
+        };
+        let mut out = len.to_be_bytes().to_vec();
+        out.extend_from_slice(question);
+        self.sockets.insert(
+            token,
+            Upstream {
+                flow,
+                socket: Socket::DnsTcp(DnsExchange {
+                    stream,
+                    resolver,
+                    connecting: true,
+                    out,
+                    written: 0,
+                    answer: Vec::new(),
+                }),
+            },
+        );
     }
 
     /// Moves a [`DnsExchange`] on: writes the question once connected, reads the answer, and
@@ -517,13 +516,10 @@ impl EventLoop {
             return;
         };
         if x.connecting {
-            match x.stream.take_error() {
-                Ok(None) => match x.stream.peer_addr() {
-                    Ok(_) => x.connecting = false,
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                    Err(_) => return self.close(token),
-                },
-                Ok(Some(_)) | Err(_) => return self.close(token),
+            match connect_outcome(&x.stream) {
+                None => return,
+                Some(Ok(())) => x.connecting = false,
+                Some(Err(_)) => return self.close(token),
             }
         }
         while x.written < x.out.len() {
@@ -653,31 +649,22 @@ impl EventLoop {
 
     /// A socket became writable: a connect finished, or there is room for the app's bytes.
     fn on_writable(&mut self, now: Instant, token: Token) {
-        if let Some(Upstream {
-            socket: Socket::DnsTcp(_),
-            ..
-        }) = self.sockets.get(&token)
-        {
-            return self.pump_exchange(now, token);
-        }
-        let Some(Upstream {
-            flow,
-            socket: Socket::Tcp(tcp),
-        }) = self.sockets.get_mut(&token)
-        else {
-            return;
+        let (flow, tcp) = match self.sockets.get_mut(&token) {
+            Some(Upstream {
+                flow,
+                socket: Socket::Tcp(tcp),
+            }) => (*flow, tcp),
+            Some(Upstream {
+                socket: Socket::DnsTcp(_),
+                ..
+            }) => return self.pump_exchange(now, token),
+            _ => return,
         };
-        let flow = *flow;
         if tcp.connecting {
-            let failed = match tcp.stream.take_error() {
-                Ok(Some(e)) | Err(e) => Some(e),
-                Ok(None) => match tcp.stream.peer_addr() {
-                    Ok(_) => None,
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return, // not yet
-                    Err(e) => Some(e),
-                },
+            let Some(outcome) = connect_outcome(&tcp.stream) else {
+                return; // not yet
             };
-            if let Some(e) = failed {
+            if let Err(e) = outcome {
                 log::debug!("{flow} connect failed: {e}");
                 self.counters.connect_failures += 1;
                 self.close(token);
@@ -853,6 +840,19 @@ impl EventLoop {
 
 /// Dissolves a UDP socket's association (connect to `AF_UNSPEC`, POSIX): it then receives from
 /// any peer again and sends where each `send_to` says.
+/// How a non-blocking connect of `stream` ended, on a writable (or error) edge: `None` while
+/// it is still in progress.
+fn connect_outcome(stream: &TcpStream) -> Option<io::Result<()>> {
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => Some(Err(e)),
+        Ok(None) => match stream.peer_addr() {
+            Ok(_) => Some(Ok(())),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+            Err(e) => Some(Err(e)),
+        },
+    }
+}
+
 fn disconnect_udp(socket: &UdpSocket) {
     use std::os::fd::AsRawFd;
     // SAFETY: a zeroed sockaddr with family AF_UNSPEC is the documented way to disconnect a

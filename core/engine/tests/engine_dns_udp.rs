@@ -20,6 +20,44 @@ fn upstream_query(cmds: &[Command]) -> (SocketAddr, Vec<u8>) {
     }
 }
 
+/// An empty answer to `query` with the TC flag: what a resolver sends when the answer does not
+/// fit the datagram.
+fn truncated_answer(query: &[u8]) -> Vec<u8> {
+    let mut answer = dns_answer(query, &[]);
+    answer[2] |= 0x02;
+    answer
+}
+
+/// An app's DNS-over-TCP stream from `src` to the resolver 8.8.8.8:53, established.
+fn dns_over_tcp(h: &mut Harness, src: &str) -> AppConn {
+    let mut app = AppConn::new(src, "8.8.8.8:53");
+    h.send(&app.syn());
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    app
+}
+
+/// DNS questions `(id, name, type)` as a TCP stream carries them: each with its 2-byte length.
+fn framed(questions: &[(u16, &str, u16)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(id, name, qtype) in questions {
+        let q = dns_query(id, name, qtype);
+        out.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        out.extend_from_slice(&q);
+    }
+    out
+}
+
+/// The questions forwarded upstream among `cmds`: resolver and message.
+fn forwarded(cmds: Vec<Command>) -> Vec<(SocketAddr, Vec<u8>)> {
+    cmds.into_iter()
+        .filter_map(|c| match c {
+            Command::SendDatagram { dst, data, .. } => Some((dst, data)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn blocked_dns_is_answered_locally_v4_and_v6() {
     let mut h = Harness::new();
@@ -140,14 +178,8 @@ fn allowed_dns_over_ipv6_uses_the_v6_upstream() {
 #[test]
 fn dns_over_tcp_is_answered_by_the_engine() {
     let mut h = Harness::new();
-    let mut app = AppConn::new("10.0.0.2:41001", "8.8.8.8:53");
-    h.send(&app.syn());
-    let segs = h.segs();
-    h.send(&app.on_synack(&segs[0]));
-    let q = dns_query(0x3333, "tcp.blocked.example", 1);
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&q);
-    h.send(&app.data(&framed));
+    let mut app = dns_over_tcp(&mut h, "10.0.0.2:41001");
+    h.send(&app.data(&framed(&[(0x3333, "tcp.blocked.example", 1)])));
     assert!(h.commands().is_empty());
     let segs = h.segs();
     let data: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
@@ -159,10 +191,7 @@ fn dns_over_tcp_is_answered_by_the_engine() {
     assert_eq!(msg.metadata.id, 0x3333);
     // Allowed over TCP: forwarded over the shared UDP upstream, answered into the stream.
     h.send(&app.ack_all(&segs));
-    let q = dns_query(0x4444, "tcp.example.org", 1);
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&q);
-    h.send(&app.data(&framed));
+    h.send(&app.data(&framed(&[(0x4444, "tcp.example.org", 1)])));
     let (upstream, sent) = upstream_query(&h.commands());
     h.upstream(UpstreamEvent::Datagram {
         flow: FlowId::DNS,
@@ -480,14 +509,8 @@ fn a_dns_over_tcp_answer_larger_than_the_send_ring_arrives_whole() {
         tcp_large_slots: 0,
         ..embargo_engine::EngineConfig::default()
     });
-    let mut app = AppConn::new("10.0.0.2:41002", "8.8.8.8:53");
-    h.send(&app.syn());
-    let segs = h.segs();
-    h.send(&app.on_synack(&segs[0]));
-    let q = dns_query(0x5555, "big.example.org", 1);
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&q);
-    h.send(&app.data(&framed));
+    let mut app = dns_over_tcp(&mut h, "10.0.0.2:41002");
+    h.send(&app.data(&framed(&[(0x5555, "big.example.org", 1)])));
     let (upstream, sent) = upstream_query(&h.commands());
     let addrs: Vec<std::net::IpAddr> = (0..200u8)
         .map(|i| std::net::IpAddr::from([192, 0, 2, i]))
@@ -532,26 +555,13 @@ fn a_dns_over_tcp_answer_larger_than_the_send_ring_arrives_whole() {
 #[test]
 fn a_dns_over_tcp_stream_half_closed_after_asking_still_gets_its_answers() {
     let mut h = Harness::new();
-    let mut app = AppConn::new("10.0.0.2:41003", "8.8.8.8:53");
-    h.send(&app.syn());
-    let segs = h.segs();
-    h.send(&app.on_synack(&segs[0]));
-    let mut framed = Vec::new();
-    for (id, name) in [(0x6161u16, "one.example.org"), (0x6262, "two.example.org")] {
-        let q = dns_query(id, name, 1);
-        framed.extend_from_slice(&(q.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&q);
-    }
-    h.send(&app.data(&framed));
+    let mut app = dns_over_tcp(&mut h, "10.0.0.2:41003");
+    h.send(&app.data(&framed(&[
+        (0x6161, "one.example.org", 1),
+        (0x6262, "two.example.org", 1),
+    ])));
     h.send(&app.fin());
-    let asked: Vec<(SocketAddr, Vec<u8>)> = h
-        .commands()
-        .into_iter()
-        .filter_map(|c| match c {
-            Command::SendDatagram { dst, data, .. } => Some((dst, data)),
-            _ => None,
-        })
-        .collect();
+    let asked = forwarded(h.commands());
     assert_eq!(asked.len(), 2);
     let segs = h.segs();
     assert!(
@@ -593,29 +603,15 @@ fn a_dns_over_tcp_stream_half_closed_after_asking_still_gets_its_answers() {
 #[test]
 fn a_truncated_answer_to_a_question_asked_over_tcp_is_asked_again_over_tcp() {
     let mut h = Harness::new();
-    let mut app = AppConn::new("10.0.0.2:41004", "8.8.8.8:53");
-    h.send(&app.syn());
-    let segs = h.segs();
-    h.send(&app.on_synack(&segs[0]));
-    let mut framed = Vec::new();
-    for (id, name) in [(0x7171u16, "big.example.org"), (0x7272, "lost.example.org")] {
-        let q = dns_query(id, name, 16);
-        framed.extend_from_slice(&(q.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&q);
-    }
-    h.send(&app.data(&framed));
-    let asked: Vec<(SocketAddr, Vec<u8>)> = h
-        .commands()
-        .into_iter()
-        .filter_map(|c| match c {
-            Command::SendDatagram { dst, data, .. } => Some((dst, data)),
-            _ => None,
-        })
-        .collect();
+    let mut app = dns_over_tcp(&mut h, "10.0.0.2:41004");
+    h.send(&app.data(&framed(&[
+        (0x7171, "big.example.org", 16),
+        (0x7272, "lost.example.org", 16),
+    ])));
+    let asked = forwarded(h.commands());
     assert_eq!(asked.len(), 2);
     for (upstream, sent) in &asked {
-        let mut truncated = dns_answer(sent, &[]);
-        truncated[2] |= 0x02; // TC
+        let truncated = truncated_answer(sent);
         h.upstream(UpstreamEvent::Datagram {
             flow: FlowId::DNS,
             from: *upstream,
@@ -642,8 +638,7 @@ fn a_truncated_answer_to_a_question_asked_over_tcp_is_asked_again_over_tcp() {
         "nothing truncated reaches the app"
     );
     // a truncated duplicate while the exchange runs changes nothing
-    let mut again = dns_answer(&asked[0].1, &[]);
-    again[2] |= 0x02;
+    let again = truncated_answer(&asked[0].1);
     h.upstream(UpstreamEvent::Datagram {
         flow: FlowId::DNS,
         from: asked[0].0,

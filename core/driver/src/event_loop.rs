@@ -375,8 +375,14 @@ impl EventLoop {
                     }
                 }
             }
-            while let Some(event) = self.engine.poll_event() {
-                self.hooks.on_event(&event);
+            if let Some(first) = self.engine.poll_event() {
+                // Whoever sees an event may ask for the status next (the live view does):
+                // the counters it reads must already include what the event reports.
+                self.publish_stats();
+                self.hooks.on_event(&first);
+                while let Some(event) = self.engine.poll_event() {
+                    self.hooks.on_event(&event);
+                }
             }
             if !progressed {
                 return Ok(());

@@ -227,7 +227,9 @@ impl DriverHandle {
         self.with_engine(move |engine| engine.set_policy(policy));
     }
 
-    /// The counters as of the end of the loop's last pass.
+    /// The counters as of the end of the loop's last pass, or of the last events handed to
+    /// [`Hooks::on_event`] if that came later: a status read on an event counts what the
+    /// event reports.
     pub fn stats(&self) -> Stats {
         match self.shared.stats.lock() {
             Ok(s) => *s,
@@ -262,14 +264,21 @@ pub fn start(
     Ok((handle, thread))
 }
 
+/// The engine's test harness (packet builders and test policies), shared by path rather than
+/// written again here.
+#[cfg(test)]
+#[path = "../../engine/tests/common/mod.rs"]
+mod engine_harness;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::FromRawFd;
     use std::time::{Duration, Instant};
 
+    use crate::engine_harness as harness;
     use embargo_engine::EngineConfig;
-    use embargo_policy::{Certainty, Decision, Query, Reason, Verdict};
+    use embargo_policy::Query;
 
     fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
@@ -282,13 +291,7 @@ mod tests {
     }
 
     fn engine() -> Engine {
-        let policy: Arc<dyn embargo_engine::Decide> = Arc::new(|_q: &Query<'_>| Decision {
-            verdict: Verdict::Allow,
-            reason: Reason::NoMatch,
-            owner: None,
-            country: None,
-            certainty: Certainty::Unknown,
-        });
+        let policy: Arc<dyn embargo_engine::Decide> = Arc::new(|_q: &Query<'_>| harness::allow());
         Engine::new(EngineConfig::default(), policy, Instant::now())
     }
 
@@ -355,6 +358,63 @@ mod tests {
         }
         let s = wait_for(&handle, |s| s.driver.tun_packets_in == 100);
         assert_eq!(s.engine.packets_in, 100);
+        handle.stop();
+        thread.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn the_status_counts_what_an_event_reports_by_the_time_the_event_arrives() {
+        // The live view reads the status when an event arrives: a blocked question's event
+        // must find it counted. Before, the counters were published only at the end of the
+        // pass, after the events had gone out.
+        struct Recorder {
+            handle: std::sync::OnceLock<DriverHandle>,
+            seen: Mutex<Vec<u64>>,
+        }
+        impl Hooks for Recorder {
+            fn protect(&self, _fd: RawFd) -> Result<(), HookError> {
+                Ok(())
+            }
+            fn on_event(&self, _event: &Event) {
+                if let Some(h) = self.handle.get() {
+                    self.seen.lock().unwrap().push(h.stats().engine.dns_blocked);
+                }
+            }
+        }
+        let recorder = Arc::new(Recorder {
+            handle: std::sync::OnceLock::new(),
+            seen: Mutex::new(Vec::new()),
+        });
+        let policy: Arc<dyn embargo_engine::Decide> = Arc::new(|_q: &Query<'_>| harness::block());
+        let engine = Engine::new(EngineConfig::default(), policy, Instant::now());
+        let (handle, thread) = start(
+            Tunnel::Packets(Box::new(|_p: &[u8]| {})),
+            engine,
+            recorder.clone(),
+            DriverConfig::default(),
+        )
+        .unwrap();
+        assert!(recorder.handle.set(handle.clone()).is_ok());
+        let question = harness::dns_query(0x1234, "log.example.com", 1);
+        let packet = harness::udp(
+            "10.0.0.2:40000".parse().unwrap(),
+            "10.0.0.1:53".parse().unwrap(),
+            &question,
+        );
+        assert!(handle.push_packet(&packet));
+        wait_for(&handle, |s| s.engine.dns_blocked == 1);
+        for _ in 0..500 {
+            if !recorder.seen.lock().unwrap().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let seen = recorder.seen.lock().unwrap().clone();
+        assert!(!seen.is_empty(), "no event");
+        assert!(
+            seen.iter().all(|&n| n >= 1),
+            "events saw dns_blocked {seen:?}"
+        );
         handle.stop();
         thread.join().unwrap().unwrap();
     }

@@ -246,11 +246,23 @@ impl IpDb {
     /// that lookups touch become resident. The header and section bounds are checked here;
     /// the rest is read through bounds-checked accessors, so crafted bytes cannot panic.
     pub fn load_compact(&mut self, database: &str, bytes: &'static [u8]) -> LoadReport {
+        self.add_compact(database, Blob::Static(bytes))
+    }
+
+    /// Adds a database in the compact form read at run time (a file shipped beside the app or
+    /// fetched later: no CSV to parse, and a tenth of its size), with the same checks as
+    /// [`IpDb::load_compact`]. Bytes from outside this build should pass [`IpDb::verify`]
+    /// before they are trusted: until then a damaged table answers wrongly, never panics.
+    pub fn load_compact_owned(&mut self, database: &str, bytes: Vec<u8>) -> LoadReport {
+        self.add_compact(database, Blob::Shared(Arc::from(bytes)))
+    }
+
+    fn add_compact(&mut self, database: &str, blob: Blob) -> LoadReport {
         let mut report = LoadReport {
             list: database.to_owned(),
             ..LoadReport::default()
         };
-        match Table::parse(Arc::from(database), Blob::Static(bytes)) {
+        match Table::parse(Arc::from(database), blob) {
             Ok(table) => {
                 report.accepted = table.ranges() as u64;
                 self.push(table);
@@ -874,6 +886,34 @@ mod tests {
         }
         assert!(db.is_empty());
         assert!(db.lookup_country("1.1.1.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn compact_tables_load_from_owned_bytes() {
+        let mut v4 = [
+            (0x0100_0000u32, 0x0100_00ff, 0),
+            (0x0200_0000, 0x02ff_ffff, 1),
+        ];
+        let mut v6 = [(0x2001_0db8u128 << 96, (0x2001_0db8u128 << 96) | 0xffff, 1)];
+        let bytes = compact::encode_country(&[*b"AU", *b"CN"], &mut v4, &mut v6);
+        let mut db = IpDb::new();
+        let report = db.load_compact_owned("owned", bytes.clone());
+        assert_eq!((report.accepted, report.error_count), (3, 0));
+        db.verify().unwrap();
+        let code = |a: &str| {
+            db.lookup_country(a.parse().unwrap())
+                .map(|c| c.code_str().to_owned())
+        };
+        assert_eq!(code("1.0.0.7").as_deref(), Some("AU"));
+        assert_eq!(code("2.3.4.5").as_deref(), Some("CN"));
+        assert_eq!(code("2001:db8::17").as_deref(), Some("CN"));
+        assert_eq!(code("3.0.0.0"), None);
+        // A truncated copy is refused with the compact field named, and nothing is kept.
+        let mut db = IpDb::new();
+        let report = db.load_compact_owned("cut", bytes[..bytes.len() / 2].to_vec());
+        assert_eq!(report.error_count, 1);
+        assert_eq!(report.errors[0].field.as_deref(), Some("compact"));
+        assert!(db.is_empty());
     }
 
     #[test]

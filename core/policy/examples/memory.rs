@@ -61,8 +61,15 @@ fn mib(b: usize) -> String {
     format!("{:.2} MiB", b as f64 / (1024.0 * 1024.0))
 }
 
-/// Per-decision latency percentiles (ns), each decision timed alone, timer overhead subtracted.
-fn percentiles(mut f: impl FnMut(usize), n: usize) -> [f64; 3] {
+/// Per-decision latency percentiles (ns) of each contender, each decision timed alone, timer
+/// overhead subtracted.
+///
+/// The contenders take turns in chunks of [`CHUNK`] queries, round after round, so that the
+/// machine's slow and fast spells (this host's speed drifts by 1.5-2x within minutes) fall on
+/// all of them alike instead of on whichever ran during one.
+fn percentiles(contenders: &mut [&mut dyn FnMut(usize)], n: usize) -> Vec<[f64; 3]> {
+    const CHUNK: usize = 2_000;
+    const ROUNDS: usize = 5;
     let mut overhead = Vec::with_capacity(10_000);
     for _ in 0..10_000 {
         let t = Instant::now();
@@ -70,18 +77,35 @@ fn percentiles(mut f: impl FnMut(usize), n: usize) -> [f64; 3] {
     }
     overhead.sort_by(f64::total_cmp);
     let base = overhead[overhead.len() / 2];
-    for i in 0..n.min(20_000) {
-        f(i); // warm up
+    for f in contenders.iter_mut() {
+        for i in 0..n.min(20_000) {
+            f(i); // warm up
+        }
     }
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
-        let t = Instant::now();
-        f(i);
-        times.push((t.elapsed().as_nanos() as f64 - base).max(0.0));
+    let mut times = vec![Vec::with_capacity(n * ROUNDS); contenders.len()];
+    // Each contender's turn asks other queries than the turns just before it did (its own
+    // offset into the list), so that none finds the cache warmed for it by another.
+    let offset = n / contenders.len().max(1);
+    for _ in 0..ROUNDS {
+        for start in (0..n).step_by(CHUNK) {
+            for (k, (f, times)) in contenders.iter_mut().zip(times.iter_mut()).enumerate() {
+                for i in start..(start + CHUNK).min(n) {
+                    let q = (i + k * offset) % n;
+                    let t = Instant::now();
+                    f(q);
+                    times.push((t.elapsed().as_nanos() as f64 - base).max(0.0));
+                }
+            }
+        }
     }
-    times.sort_by(f64::total_cmp);
-    let at = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
-    [at(0.5), at(0.9), at(0.99)]
+    times
+        .into_iter()
+        .map(|mut times| {
+            times.sort_by(f64::total_cmp);
+            let at = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+            [at(0.5), at(0.9), at(0.99)]
+        })
+        .collect()
 }
 
 fn report(label: &str, names: &[String], rules: Vec<Rule>, others: &[String]) {
@@ -159,6 +183,7 @@ fn report(label: &str, names: &[String], rules: Vec<Rule>, others: &[String]) {
             }
         })
         .collect();
+    let arena = gen::Queries::new(&qs);
     let blocked = qs
         .iter()
         .filter(|q| {
@@ -174,25 +199,22 @@ fn report(label: &str, names: &[String], rules: Vec<Rule>, others: &[String]) {
         blocked,
         base_blocked
     );
-    let [p50, p90, p99] = percentiles(
-        |i| drop(black_box(policy.decide(&Query::name(&qs[i])))),
+    let labels = ["embargo decide  ", "embargo verdict ", "baseline hashset"];
+    let figures = percentiles(
+        &mut [
+            &mut |i| drop(black_box(policy.decide(&Query::name(arena.get(i))))),
+            &mut |i| {
+                black_box(policy.verdict(&Query::name(arena.get(i))));
+            },
+            &mut |i| {
+                black_box(gen::baseline_blocked(&set, arena.get(i)));
+            },
+        ],
         qs.len(),
     );
-    println!("embargo decide   p50 {p50:.0} ns  p90 {p90:.0} ns  p99 {p99:.0} ns");
-    let [p50, p90, p99] = percentiles(
-        |i| {
-            black_box(policy.verdict(&Query::name(&qs[i])));
-        },
-        qs.len(),
-    );
-    println!("embargo verdict  p50 {p50:.0} ns  p90 {p90:.0} ns  p99 {p99:.0} ns");
-    let [p50, p90, p99] = percentiles(
-        |i| {
-            black_box(gen::baseline_blocked(&set, &qs[i]));
-        },
-        qs.len(),
-    );
-    println!("baseline hashset p50 {p50:.0} ns  p90 {p90:.0} ns  p99 {p99:.0} ns");
+    for (label, [p50, p90, p99]) in labels.iter().zip(figures) {
+        println!("{label} p50 {p50:.0} ns  p90 {p90:.0} ns  p99 {p99:.0} ns");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -11,9 +11,12 @@ use crate::decision::{
     Attribution, AttributionSource, Certainty, Decision, NameSource, Query, Reason, RuleRef,
     Verdict,
 };
+use crate::format::read_u64;
 use crate::ipdb::{AsnInfo, CountryInfo, IpDb};
 use crate::rules::Action;
-use crate::ruleset::{owner_matches, MetaRule, NameHitRef, NameMatch, OwnerFact, RuleSet};
+use crate::ruleset::{
+    owner_matches, MetaRule, NameClass, NameHitRef, NameMatch, OwnerFact, RuleSet,
+};
 
 /// Everything needed to decide: compiled rule sets, IP databases and the person's app rules.
 ///
@@ -46,9 +49,6 @@ struct Facts<'p, 'q> {
     asn: Option<AsnInfo<'p>>,
     country: Option<CountryInfo<'p>>,
 }
-
-/// Where a name rule came from: which rule set, which hit.
-type SetHit = (usize, NameHitRef);
 
 impl Policy {
     /// A policy over these rule sets (asked in order), IP databases and app rules.
@@ -292,16 +292,7 @@ impl Policy {
         }
         // 5 and 6. Name rules: important exception, important block, exception, block.
         if let Some(name) = facts.name {
-            let m = self.match_name(name, q.dns_type);
-            // The order of the classes is the precedence (written as a chain, not an array of
-            // the four, because this runs on every name decision).
-            let hit = m
-                .important_allow
-                .map(|h| (h, Verdict::Allow))
-                .or(m.important_block.map(|h| (h, Verdict::Block)))
-                .or(m.allow.map(|h| (h, Verdict::Allow)))
-                .or(m.block.map(|h| (h, Verdict::Block)));
-            if let Some(((set, hit), verdict)) = hit {
+            if let Some((set, hit, verdict)) = self.name_rule(name, q.dns_type) {
                 return (Outcome::Name(set, hit, verdict), Some(facts.name_certainty));
             }
         }
@@ -330,18 +321,21 @@ impl Policy {
         (Outcome::NoMatch, None)
     }
 
-    /// Name rules from every set: for each class, the first set's strongest hit.
-    fn match_name(&self, name: &str, dns_type: Option<u16>) -> SetNameMatch {
-        let mut out = SetNameMatch::default();
+    /// The name rule that decides: the strongest class any set has (important exception,
+    /// important block, exception, block), from the first set that has it.
+    fn name_rule(&self, name: &str, dns_type: Option<u16>) -> Option<(usize, NameHitRef, Verdict)> {
+        let mut best: Option<(NameClass, usize, NameHitRef)> = None;
         for (i, set) in self.rules.iter().enumerate() {
             let mut m = NameMatch::default();
             set.match_name(name, dns_type, &mut m);
-            out.important_allow = out.important_allow.or(m.important_allow.map(|h| (i, h)));
-            out.important_block = out.important_block.or(m.important_block.map(|h| (i, h)));
-            out.allow = out.allow.or(m.allow.map(|h| (i, h)));
-            out.block = out.block.or(m.block.map(|h| (i, h)));
+            if let Some((class, hit)) = m.strongest() {
+                // Strictly stronger: on a tie the earlier set keeps it.
+                if best.is_none_or(|(b, _, _)| class < b) {
+                    best = Some((class, i, hit));
+                }
+            }
         }
-        out
+        best.map(|(class, set, hit)| (set, hit, class.verdict()))
     }
 
     /// The first allow rule any set gives, else the first block rule.
@@ -515,15 +509,6 @@ enum Outcome<'p> {
     NoMatch,
 }
 
-/// Name hits across sets.
-#[derive(Default)]
-struct SetNameMatch {
-    important_allow: Option<SetHit>,
-    important_block: Option<SetHit>,
-    allow: Option<SetHit>,
-    block: Option<SetHit>,
-}
-
 fn country_attribution(facts: &Facts<'_, '_>) -> Option<Attribution> {
     facts.country.map(|c| Attribution {
         value: c.code_str().to_owned(),
@@ -584,13 +569,44 @@ fn first_word(owner: &str) -> Option<&str> {
         .filter(|w| w.len() >= 3)
 }
 
-/// Whether `name` has a trailing dot or an uppercase letter. Runs on every name decision:
-/// written as a fold without early exit so that it compiles to a vector loop.
+/// Whether `name` has a trailing dot or an uppercase letter. Runs on every name decision, so
+/// it reads 8 bytes at a time and tests them together (see [`upper_bytes`]); names up to 32
+/// bytes, nearly all of them, take a fixed four words with no branch on the length.
 fn needs_normalizing(name: &str) -> bool {
-    name.ends_with('.')
-        || name
-            .bytes()
-            .fold(false, |upper, b| upper | b.is_ascii_uppercase())
+    let bytes = name.as_bytes();
+    let len = bytes.len();
+    if name.ends_with('.') {
+        return true;
+    }
+    if len < 8 {
+        return bytes.iter().any(u8::is_ascii_uppercase);
+    }
+    // Words at fixed steps, clamped to the last whole word: a word read twice is harmless.
+    let last = len - 8;
+    let word = |at: usize| {
+        let at = at.min(last);
+        upper_bytes(read_u64(bytes, at))
+    };
+    let mut upper = word(0) | word(8) | word(16) | word(24);
+    let mut at = 32;
+    while at < len {
+        upper |= word(at);
+        at += 8;
+    }
+    upper != 0
+}
+
+/// The top bit of each byte of `w` that is an ASCII uppercase letter (`A` to `Z`), and
+/// nothing else: bytes of 0x80 and above are not ASCII, and the sums cannot carry between
+/// bytes because each is taken of 7-bit values.
+fn upper_bytes(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low = w & LOW7;
+    // Top bit set where the low 7 bits are >= 'A' (0x41), and where they are > 'Z' (0x5a).
+    let at_least_a = low + 0x3f3f_3f3f_3f3f_3f3f;
+    let above_z = low + 0x2525_2525_2525_2525;
+    at_least_a & !above_z & !w & HIGH
 }
 
 fn normalize(name: &str) -> String {

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use crate::decision::Verdict;
 use crate::format::{self, CompiledError, SectionId};
 use crate::rules::{Action, DnsTypeFilter, IpNet, NamePattern, Rule};
 use index::IndexLayout;
@@ -241,7 +242,35 @@ pub(crate) enum NameHitRef {
     Pattern(u32),
 }
 
+/// The precedence of name rules, strongest first (see `Policy::decide`, steps 5 and 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum NameClass {
+    ImportantAllow,
+    ImportantBlock,
+    Allow,
+    Block,
+}
+
+impl NameClass {
+    pub fn verdict(self) -> Verdict {
+        match self {
+            NameClass::ImportantAllow | NameClass::Allow => Verdict::Allow,
+            NameClass::ImportantBlock | NameClass::Block => Verdict::Block,
+        }
+    }
+}
+
 impl NameMatch {
+    /// The hit of the strongest class that matched.
+    pub fn strongest(&self) -> Option<(NameClass, NameHitRef)> {
+        let class = |c: NameClass| move |h| (c, h);
+        self.important_allow
+            .map(class(NameClass::ImportantAllow))
+            .or(self.important_block.map(class(NameClass::ImportantBlock)))
+            .or(self.allow.map(class(NameClass::Allow)))
+            .or(self.block.map(class(NameClass::Block)))
+    }
+
     fn offer(&mut self, important: bool, allow: bool, hit: NameHitRef) {
         let slot = match (important, allow) {
             (true, true) => &mut self.important_allow,
@@ -745,6 +774,10 @@ pub(crate) fn owner_matches(needle: &str, owner: &str) -> bool {
 /// The rule text shown for an indexed name, in the Embargo native syntax.
 fn name_rule_text(name: &str, allow: bool, exact: bool, important: bool) -> CompactString {
     const IMPORTANT: &str = " $important";
+    if !(allow || exact || important) {
+        // The usual subtree block (hagezi, OISD, AdGuard `||name^`): the text is the name.
+        return CompactString::new(name);
+    }
     // The exact length: up to 24 bytes the text stays inline (no allocation).
     let len = name.len()
         + if allow { 2 } else { 0 }

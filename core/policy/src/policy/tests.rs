@@ -515,3 +515,30 @@ fn policy_is_send_and_sync() {
     check::<crate::PolicyHandle>();
     check::<RuleSet>();
 }
+
+#[test]
+fn needs_normalizing_finds_every_uppercase_letter_and_a_trailing_dot() {
+    // Every byte value at every position of names of 1 to 70 bytes, against the plain
+    // definition: the word-at-a-time test must agree on all of them.
+    let reference = |n: &[u8]| n.last() == Some(&b'.') || n.iter().any(u8::is_ascii_uppercase);
+    for len in 1..70usize {
+        for at in 0..len {
+            for b in 0..=255u8 {
+                let mut name = vec![b'a'; len];
+                name[at] = b;
+                // Only valid UTF-8 reaches a query; other bytes are covered by the ASCII ones.
+                let Ok(text) = std::str::from_utf8(&name) else {
+                    continue;
+                };
+                assert_eq!(
+                    super::needs_normalizing(text),
+                    reference(&name),
+                    "{len} bytes, {b:#x} at {at}"
+                );
+            }
+        }
+    }
+    assert!(!super::needs_normalizing(""));
+    assert!(super::needs_normalizing("é.Ü.example.COM"));
+    assert!(!super::needs_normalizing("é.ü.example.com"));
+}

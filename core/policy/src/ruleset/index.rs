@@ -71,23 +71,43 @@ const BUCKET_SHIFT: u32 = 3;
 /// but no extra dependent load.
 const MAX_DIRECTORY_BITS: u32 = 15;
 
+/// Fingerprints compared as one block by [`IndexView::matches`]: 32 covers a bucket of the
+/// sizes [`BUCKET_SHIFT`] and [`MAX_DIRECTORY_BITS`] give (4-8 keys on average, 30 at a million
+/// keys) with room for the spread around the average; 128 bytes, two cache lines, which
+/// [`IndexView::candidates`] has already asked for.
+const WINDOW: usize = 32;
+
+/// The block for buckets below the directory cap (4-8 keys on average): one cache line at most.
+const SMALL_WINDOW: usize = 16;
+
+/// The `BYTES / 4` fingerprints from key `lo` on, when the fingerprints hold that many.
+#[inline(always)]
+fn block<const BYTES: usize>(fingerprints: &[u8], lo: usize) -> Option<&[u8; BYTES]> {
+    let start = lo.checked_mul(4)?;
+    fingerprints
+        .get(start..start.checked_add(BYTES)?)?
+        .try_into()
+        .ok()
+}
+
+/// Bit `j` set when fingerprint `j` of the block is `fp`: a fixed-length loop that compiles
+/// to vector compares, with no branch.
+#[inline(always)]
+fn equal_lanes<const BYTES: usize>(block: &[u8; BYTES], fp: u32) -> u64 {
+    let mut equal = 0u64;
+    for (j, lane) in block.chunks_exact(4).enumerate() {
+        let lane = u32::from_le_bytes([lane[0], lane[1], lane[2], lane[3]]);
+        equal |= u64::from(lane == fp) << j;
+    }
+    equal
+}
+
 /// Multiplies to 128 bits and folds the halves together: every input bit reaches every output
 /// bit, in one multiply.
 #[inline(always)]
 fn folded_multiply(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ ((p >> 64) as u64)
-}
-
-/// The `c` bytes (1-7) of `bytes` that end at `end`, in the low bytes of a word. `bytes` must
-/// be at least 8 long (one unaligned load, no per-byte loop).
-#[inline(always)]
-fn tail(bytes: &[u8], end: usize, c: usize) -> u64 {
-    if end >= 8 {
-        read_u64(bytes, end - 8) >> (8 * (8 - c))
-    } else {
-        (read_u64(bytes, 0) >> (8 * (end - c))) & ((1u64 << (8 * c)) - 1)
-    }
 }
 
 /// The fewest and most labels of the keys of an index (`a.b.c` has 3): suffixes with other
@@ -172,6 +192,12 @@ fn padded<'a>(name: &'a [u8], pad: &'a mut [u8; 8]) -> &'a [u8] {
     pad
 }
 
+/// Names shorter than this are walked with a bit mask of their dots (one bit per byte, so 63
+/// bytes fit a `u64` with room to shift): a label's start is then one `leading_zeros`, where
+/// the general walk ([`label_start`]) loops over words and branches on what it finds. Almost
+/// every name a lookup sees is this short (StevenBlack's average is 19 bytes).
+const MASKED_LEN: usize = 64;
+
 /// The suffix hashes of one name, shortest first (see [`for_each_suffix`]). A plain iterator
 /// rather than a callback, so that a lookup can collect a batch of hashes in a loop the
 /// compiler keeps in registers.
@@ -180,6 +206,8 @@ pub(crate) struct Suffixes<'a> {
     bytes: &'a [u8],
     len: usize,
     bounds: LabelBounds,
+    /// Bit `i` is set when byte `i` is a dot; only for names shorter than [`MASKED_LEN`].
+    dots: Option<u64>,
     /// The running hash of the labels absorbed so far.
     h: u64,
     /// Where the next label ends (exclusive); `None` once the front of the name is reached.
@@ -192,10 +220,12 @@ impl<'a> Suffixes<'a> {
     #[inline(always)]
     pub fn new(name: &'a [u8], pad: &'a mut [u8; 8], bounds: LabelBounds) -> Suffixes<'a> {
         let len = name.len();
+        let bytes = padded(name, pad);
         Suffixes {
-            bytes: padded(name, pad),
+            bytes,
             len,
             bounds,
+            dots: (len < MASKED_LEN).then(|| dot_mask(bytes, len)),
             h: HASH_SEED,
             end: Some(len),
             labels: 0,
@@ -209,15 +239,22 @@ impl<'a> Suffixes<'a> {
         loop {
             let end = self.end?;
             self.labels += 1;
-            let start = label_start(bytes, end);
+            let start = match self.dots {
+                // `end < 64`: the shift is defined. The highest dot below `end` is at bit
+                // 63 - lz, so the label starts at 64 - lz (0 when there is none: lz = 64).
+                Some(dots) => 64 - (dots & ((1u64 << end) - 1)).leading_zeros() as usize,
+                None => label_start(bytes, end),
+            };
             // Absorb the label from its end, 7 bytes at a time, each word tagged with the number
             // of label bytes left (an empty label is one word holding only its tag, 0).
             let mut e = end;
             loop {
                 let left = e - start;
                 let c = left.min(7);
-                let word = if c == 0 { 0 } else { tail(bytes, e, c) };
-                self.h = folded_multiply(self.h ^ word ^ ((left as u64) << 56), HASH_MULTIPLIER);
+                self.h = folded_multiply(
+                    self.h ^ tail(bytes, e, c) ^ ((left as u64) << 56),
+                    HASH_MULTIPLIER,
+                );
                 if left <= 7 {
                     break;
                 }
@@ -234,6 +271,46 @@ impl<'a> Suffixes<'a> {
             }
         }
     }
+}
+
+/// Bit `i` set when `bytes[i]` is a dot, for `i < len` (`len < 64`, `bytes.len() >= 8`, and
+/// `bytes[len..]` holds no dot: it is either past the name or the zeros of [`padded`]).
+///
+/// Words are read at fixed steps clamped to the last whole word, so that the loop runs a fixed
+/// number of times (no branch on the length to mispredict); a clamped word overlaps the one
+/// before it, and marking a dot twice is harmless.
+#[inline(always)]
+fn dot_mask(bytes: &[u8], len: usize) -> u64 {
+    let last = bytes.len().min(len.max(8)) - 8;
+    let marks = |at: usize| {
+        let at = at.min(last);
+        byte_marks(dot_bytes(read_u64(bytes, at))) << at
+    };
+    let mut mask = marks(0) | marks(8) | marks(16) | marks(24);
+    if len > 32 {
+        mask |= marks(32) | marks(40) | marks(48) | marks(56);
+    }
+    mask
+}
+
+/// The top bits of the 8 bytes of `marks` (each byte 0x80 or 0) gathered into 8 bits, byte
+/// `i` to bit `i`: a multiply sums shifted copies so that every mark lands in the top byte.
+#[inline(always)]
+fn byte_marks(marks: u64) -> u64 {
+    ((marks >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+}
+
+/// The `c` bytes (0-7) of `bytes` that end at `end`, in the low bytes of a word. `bytes` must
+/// be at least 8 long: one unaligned load of the word that ends at `end`, or of the first word
+/// when `end < 8`, and shifts (no branch on where the label lies).
+#[inline(always)]
+fn tail(bytes: &[u8], end: usize, c: usize) -> u64 {
+    let base = end.saturating_sub(8);
+    let word = read_u64(bytes, base);
+    // Byte `end - c` to the bottom, then keep `c` bytes (`c <= 7`: the mask's shift is below
+    // 64). The first shift is 64 only for an empty label (`c = 0`, `end >= 8`), whose mask is
+    // 0 anyway: the wrapping shift keeps that case free of a branch and of overflow.
+    word.wrapping_shr(8 * (end - c - base) as u32) & ((1u64 << (8 * c)) - 1)
 }
 
 /// Where the label that ends at `end` starts: one past the last dot before `end`, or 0. Reads
@@ -534,29 +611,48 @@ impl<'f> IndexView<'f> {
         }
         let fp = u64::from(fingerprint_of(h, self.d));
         let guess = lo + ((fp * (hi - lo) as u64) >> 32) as usize;
-        prefetch(self.values, guess * self.width as usize / 8);
+        let at = guess * self.width as usize / 8;
+        prefetch(self.values, at.saturating_sub(16));
+        prefetch(self.values, at + 16);
         (lo, hi)
     }
 
     /// Calls `found` with the index of every key in `range` whose fingerprint is `h`'s.
     ///
-    /// Counts the smaller fingerprints of the bucket without a branch per key (a bucket is a
-    /// few keys, and whether each is smaller is a coin toss the branch predictor would lose),
-    /// then looks at the keys right after them.
+    /// A bucket of up to [`WINDOW`] keys (nearly all of them: 4-8 on average, up to 30 past the
+    /// directory cap) is compared as a fixed block of [`SMALL_WINDOW`] or [`WINDOW`]
+    /// fingerprints, masked to the bucket: no branch per key or on the bucket's size, whose outcomes the branch predictor
+    /// would lose; equal keys come out as bits. Larger buckets, and one so close to the end of
+    /// the fingerprints that the block would run past them, take the loop.
     #[inline(always)]
     pub fn matches(&self, h: u64, (lo, hi): (usize, usize), mut found: impl FnMut(usize)) {
         let fp = fingerprint_of(h, self.d);
+        let n = hi - lo;
+        // Two block sizes: a small set's buckets (4-8 keys) need a quarter of the compares a
+        // million keys' (30) do. Which one an index takes is the same for nearly every lookup.
+        let equal = if n <= SMALL_WINDOW {
+            block::<{ SMALL_WINDOW * 4 }>(self.fingerprints, lo).map(|b| equal_lanes(b, fp))
+        } else if n <= WINDOW {
+            block::<{ WINDOW * 4 }>(self.fingerprints, lo).map(|b| equal_lanes(b, fp))
+        } else {
+            None
+        };
+        if let Some(mut equal) = equal {
+            // Lanes past the bucket belong to other buckets.
+            equal &= (1u64 << n) - 1;
+            while equal != 0 {
+                found(lo + equal.trailing_zeros() as usize);
+                equal &= equal - 1;
+            }
+            return;
+        }
         let Some(bucket) = self.fingerprints.get(lo * 4..hi * 4) else {
             return;
         };
-        let below = bucket
-            .chunks_exact(4)
-            .map(|c| usize::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]) < fp))
-            .sum::<usize>();
-        let mut i = lo + below;
-        while i < hi && read_u32(self.fingerprints, i * 4) == fp {
-            found(i);
-            i += 1;
+        for (j, c) in bucket.chunks_exact(4).enumerate() {
+            if u32::from_le_bytes([c[0], c[1], c[2], c[3]]) == fp {
+                found(lo + j);
+            }
         }
     }
 
@@ -681,6 +777,74 @@ mod tests {
                     .collect();
                 assert_every_label_suffix(&name);
             }
+        }
+    }
+
+    #[test]
+    fn dot_masks_mark_exactly_the_dots() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..MASKED_LEN {
+            for _ in 0..50 {
+                let name: Vec<u8> = (0..len)
+                    .map(|_| {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        // Dots, letters, and bytes one away from a dot or with the top bit set.
+                        [b'.', b'a', b'-', b'/', 0xae, 0x2e ^ 0x80][(rng % 6) as usize]
+                    })
+                    .collect();
+                let mut pad = [0u8; 8];
+                let bytes = padded(&name, &mut pad);
+                let expected = name
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| b == b'.')
+                    .fold(0u64, |m, (i, _)| m | 1 << i);
+                assert_eq!(dot_mask(bytes, len), expected, "{name:?}");
+            }
+        }
+        assert_eq!(byte_marks(0x8000_0000_0000_0080), 0b1000_0001);
+    }
+
+    #[test]
+    fn buckets_of_every_size_find_exactly_their_keys() {
+        // Keys crafted into chosen buckets: sizes 0 to 40 (past the compared block of 32),
+        // and the last buckets, whose block would run past the fingerprints.
+        let d = directory_bits(2000);
+        let last = (1u64 << d) - 1;
+        let mut entries = Vec::new();
+        let add = |entries: &mut Vec<(u64, u64)>, bucket: u64, fp: u64| {
+            // Top `d` bits: the bucket; the next 32: the fingerprint.
+            let value = entries.len() as u64;
+            entries.push(((bucket << (64 - d)) | (fp << (32 - d)), value));
+        };
+        let sizes = (0..=40u64)
+            .map(|b| (b, b))
+            .chain([(last, 3), (last - 1, 1)]);
+        for (bucket, size) in sizes {
+            for k in 0..size {
+                add(&mut entries, bucket, (k + 1) << 26);
+            }
+        }
+        // The rest in one large bucket, so that the key count (and `d`) is right.
+        while entries.len() < 2000 {
+            let fp = 4 * entries.len() as u64;
+            add(&mut entries, 100, fp);
+        }
+        entries.sort_unstable();
+        let bytes = write(&entries, 16, 0, LabelBounds::ALL);
+        let layout = IndexLayout::parse(&bytes, 0, bytes.len()).unwrap();
+        assert_eq!(layout.d, d);
+        let view = layout.view(&bytes);
+        for (i, &(h, _)) in entries.iter().enumerate() {
+            let mut found = Vec::new();
+            view.matches(h, view.candidates(h), |j| found.push(j));
+            assert_eq!(found, vec![i], "key {i}");
+            // The same bucket, a fingerprint no key has.
+            let mut found = Vec::new();
+            view.matches(h ^ (1 << (32 - d)), view.candidates(h), |j| found.push(j));
+            assert!(found.is_empty(), "near key {i}: {found:?}");
         }
     }
 

@@ -738,7 +738,7 @@ impl RuleSet {
 /// flight since the first.
 #[inline(always)]
 fn probe(view: &index::IndexView<'_>, batch: &[(u64, usize)], found: &mut impl FnMut(usize, u64)) {
-    let mut ranges = [(0usize, 0usize); PROBE_BATCH];
+    let mut ranges = [index::Candidates::default(); PROBE_BATCH];
     for (range, &(h, _)) in ranges.iter_mut().zip(batch) {
         *range = view.candidates(h);
     }

@@ -67,18 +67,18 @@ const BUCKET_SHIFT: u32 = 3;
 /// At most 2^15 buckets: a 128 KiB directory stays in a core's L2 cache however large the set,
 /// so a lookup's only likely cache miss is the bucket itself (the directory entry would
 /// otherwise be a second miss that the bucket's load must wait for). Above 262,144 keys the
-/// buckets grow instead (30 keys, two cache lines, at a million), which costs comparisons
-/// but no extra dependent load.
+/// buckets grow instead (30 keys at a million), which costs no extra dependent load, and
+/// no extra comparisons either: only a window of [`WINDOW`] of them is compared.
 const MAX_DIRECTORY_BITS: u32 = 15;
 
-/// Fingerprints compared as one block by [`IndexView::matches`]: 32 covers a bucket of the
-/// sizes [`BUCKET_SHIFT`] and [`MAX_DIRECTORY_BITS`] give (4-8 keys on average, 30 at a million
-/// keys) with room for the spread around the average; 128 bytes, two cache lines, which
-/// [`IndexView::candidates`] has already asked for.
-const WINDOW: usize = 32;
-
-/// The block for buckets below the directory cap (4-8 keys on average): one cache line at most.
-const SMALL_WINDOW: usize = 16;
+/// Fingerprints compared as one block by [`IndexView::matches`]: 64 bytes, one cache line
+/// when aligned and never more than two. A bucket of up to 16 keys (4-8 on average below the
+/// directory cap) is compared whole. A larger one (30 keys on average at a million) is
+/// compared only around where its sorted, uniform fingerprints put the one sought: the key of
+/// rank r sits within a few places of `fp * n / 2^32` (the spread is about sqrt(n) / 2, under
+/// 3 places at 30 keys), so a window of 16 centred there holds it nearly always, and the
+/// window's first and last fingerprints prove when it cannot be elsewhere.
+const WINDOW: usize = 16;
 
 /// The `BYTES / 4` fingerprints from key `lo` on, when the fingerprints hold that many.
 #[inline(always)]
@@ -100,6 +100,16 @@ fn equal_lanes<const BYTES: usize>(block: &[u8; BYTES], fp: u32) -> u64 {
         equal |= u64::from(lane == fp) << j;
     }
     equal
+}
+
+/// The low `n` bits set (all 64 from 64 on).
+#[inline(always)]
+fn low_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
 }
 
 /// Multiplies to 128 bits and folds the halves together: every input bit reaches every output
@@ -570,6 +580,15 @@ impl IndexLayout {
     }
 }
 
+/// A bucket's key range `lo..hi`, and `start`, the first key of the window compared first
+/// (see [`IndexView::matches`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Candidates {
+    lo: usize,
+    hi: usize,
+    start: usize,
+}
+
 /// An index over borrowed bytes, for one lookup.
 #[derive(Clone, Copy)]
 pub(crate) struct IndexView<'f> {
@@ -594,57 +613,64 @@ impl<'f> IndexView<'f> {
         prefetch(self.dir, bucket_of(h, self.d) * 4);
     }
 
-    /// The key range of `h`'s bucket; also starts loading its fingerprints (every cache line
-    /// of them, up to four) and the value where a match would be (fingerprints are uniform,
-    /// so its place in the bucket is about `fp / 2^32` of the way), so that a match does not
-    /// wait for a third load after the directory and the fingerprints.
+    /// Where `h`'s key would be: its bucket's key range and the [`WINDOW`] of it to compare
+    /// first. Also starts loading that window's fingerprints and the value where a match
+    /// would be, so that a match does not wait for a third load after the directory and the
+    /// fingerprints.
     #[inline(always)]
-    pub fn candidates(&self, h: u64) -> (usize, usize) {
+    pub fn candidates(&self, h: u64) -> Candidates {
         let (lo, hi) = self.range(bucket_of(h, self.d));
-        let mut at = lo * 4;
-        for _ in 0..4 {
-            prefetch(self.fingerprints, at);
-            at += 64;
-            if at >= hi * 4 {
-                break;
-            }
-        }
         let fp = u64::from(fingerprint_of(h, self.d));
         let guess = lo + ((fp * (hi - lo) as u64) >> 32) as usize;
+        // Centred on the guess, kept inside the bucket when the bucket is larger than the
+        // window, at the bucket's start when it is not.
+        let start = guess
+            .saturating_sub(WINDOW / 2)
+            .min(hi.saturating_sub(WINDOW))
+            .max(lo);
+        prefetch(self.fingerprints, start * 4);
+        prefetch(self.fingerprints, start * 4 + (WINDOW * 4 - 1));
         let at = guess * self.width as usize / 8;
         prefetch(self.values, at.saturating_sub(16));
         prefetch(self.values, at + 16);
-        (lo, hi)
+        Candidates { lo, hi, start }
     }
 
-    /// Calls `found` with the index of every key in `range` whose fingerprint is `h`'s.
+    /// Calls `found` with the index of every key of the bucket whose fingerprint is `h`'s
+    /// (`h` need not be the hash `candidates` was given: the window is only where to look
+    /// first).
     ///
-    /// A bucket of up to [`WINDOW`] keys (nearly all of them: 4-8 on average, up to 30 past the
-    /// directory cap) is compared as a fixed block of [`SMALL_WINDOW`] or [`WINDOW`]
-    /// fingerprints, masked to the bucket: no branch per key or on the bucket's size, whose outcomes the branch predictor
-    /// would lose; equal keys come out as bits. Larger buckets, and one so close to the end of
-    /// the fingerprints that the block would run past them, take the loop.
+    /// The window is compared as one fixed block, masked to the bucket: no branch per key or
+    /// on the bucket's size, whose outcomes the branch predictor would lose; equal keys come
+    /// out as bits. Fingerprints are sorted within a bucket, so the window holds every equal
+    /// key unless its first fingerprint (when keys precede it) is not below `fp` or its last
+    /// (when keys follow) not above. Then, and for a window that would run past the end of the
+    /// fingerprints, the whole bucket is compared key by key.
     #[inline(always)]
-    pub fn matches(&self, h: u64, (lo, hi): (usize, usize), mut found: impl FnMut(usize)) {
+    pub fn matches(&self, h: u64, c: Candidates, mut found: impl FnMut(usize)) {
         let fp = fingerprint_of(h, self.d);
-        let n = hi - lo;
-        // Two block sizes: a small set's buckets (4-8 keys) need a quarter of the compares a
-        // million keys' (30) do. Which one an index takes is the same for nearly every lookup.
-        let equal = if n <= SMALL_WINDOW {
-            block::<{ SMALL_WINDOW * 4 }>(self.fingerprints, lo).map(|b| equal_lanes(b, fp))
-        } else if n <= WINDOW {
-            block::<{ WINDOW * 4 }>(self.fingerprints, lo).map(|b| equal_lanes(b, fp))
-        } else {
-            None
-        };
-        if let Some(mut equal) = equal {
-            // Lanes past the bucket belong to other buckets.
-            equal &= (1u64 << n) - 1;
-            while equal != 0 {
-                found(lo + equal.trailing_zeros() as usize);
-                equal &= equal - 1;
+        let Candidates { lo, hi, start } = c;
+        if let Some(b) = block::<{ WINDOW * 4 }>(self.fingerprints, start) {
+            // A bucket the window holds whole (every bucket of a set below the directory cap)
+            // needs no proof; which case an index takes is the same for nearly every lookup.
+            let whole = hi - lo <= WINDOW;
+            let lane =
+                |j: usize| u32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]]);
+            // `|` and `&`, not `||` and `&&`: evaluated whole, no branch per condition to
+            // mispredict (which way they go depends on the query).
+            if whole
+                || ((start <= lo) | (lane(0) < fp))
+                    & ((start + WINDOW >= hi) | (lane(WINDOW - 1) > fp))
+            {
+                // Lanes past the bucket belong to other buckets (`hi - start` is below the
+                // window only when the window starts the bucket).
+                let mut equal = equal_lanes(b, fp) & low_bits(hi.saturating_sub(start));
+                while equal != 0 {
+                    found(start + equal.trailing_zeros() as usize);
+                    equal &= equal - 1;
+                }
+                return;
             }
-            return;
         }
         let Some(bucket) = self.fingerprints.get(lo * 4..hi * 4) else {
             return;
@@ -809,8 +835,8 @@ mod tests {
 
     #[test]
     fn buckets_of_every_size_find_exactly_their_keys() {
-        // Keys crafted into chosen buckets: sizes 0 to 40 (past the compared block of 32),
-        // and the last buckets, whose block would run past the fingerprints.
+        // Keys crafted into chosen buckets: sizes 0 to 40 (past the compared window of 16),
+        // and the last buckets, whose window would run past the fingerprints.
         let d = directory_bits(2000);
         let last = (1u64 << d) - 1;
         let mut entries = Vec::new();
@@ -845,6 +871,72 @@ mod tests {
             let mut found = Vec::new();
             view.matches(h ^ (1 << (32 - d)), view.candidates(h), |j| found.push(j));
             assert!(found.is_empty(), "near key {i}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn windows_find_every_equal_fingerprint_however_a_bucket_spreads_them() {
+        // Buckets of 1 to 120 keys whose fingerprints are uniform, bunched into a narrow range,
+        // all at one end, or repeated in runs (keys whose hashes agree on all d + 32 bits),
+        // so that the key sought is often far from where a uniform bucket would put it: the
+        // windowed compare must report exactly what a scan of the whole bucket does.
+        // Between 2^14 and 2^15 keys: d = 12, 4096 buckets, of which every 13th is filled.
+        let d = directory_bits(20_000);
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut entries: Vec<(u64, u64)> = Vec::new();
+        let mut bucket = 0u64;
+        while entries.len() < 17_000 {
+            let size = 1 + next() % 120;
+            let shape = bucket % 4;
+            let base = next() >> 32;
+            for _ in 0..size {
+                let fp = match shape {
+                    0 => next() >> 32,
+                    1 => (base + next() % 64).min(u64::from(u32::MAX)),
+                    2 => next() % 40,
+                    _ => (base + next() % 6 * 1000).min(u64::from(u32::MAX)),
+                };
+                entries.push(((bucket << (64 - d)) | (fp << (32 - d)), 0));
+            }
+            bucket += 13;
+        }
+        entries.sort_unstable();
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.1 = i as u64;
+        }
+        let bytes = write(
+            &entries,
+            bits_for(entries.len() as u64),
+            0,
+            LabelBounds::ALL,
+        );
+        let layout = IndexLayout::parse(&bytes, 0, bytes.len()).unwrap();
+        assert_eq!(layout.d, d);
+        let view = layout.view(&bytes);
+        let scan = |h: u64| -> Vec<usize> {
+            let b = bucket_of(h, d);
+            let lo = entries.partition_point(|e| bucket_of(e.0, d) < b);
+            let hi = entries.partition_point(|e| bucket_of(e.0, d) <= b);
+            (lo..hi)
+                .filter(|&j| fingerprint_of(entries[j].0, d) == fingerprint_of(h, d))
+                .collect()
+        };
+        let step = 1u64 << (32 - d);
+        for &(h, _) in &entries {
+            for probe in [h, h.wrapping_add(step), h.wrapping_sub(step)] {
+                if bucket_of(probe, d) != bucket_of(h, d) {
+                    continue;
+                }
+                let mut found = Vec::new();
+                view.matches(probe, view.candidates(probe), |j| found.push(j));
+                assert_eq!(found, scan(probe), "{probe:#x}");
+            }
         }
     }
 

@@ -722,51 +722,13 @@ mod tests {
         }
     }
 
-    fn sum16(data: &[u8]) -> u32 {
-        data.chunks(2)
-            .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
-            .sum()
-    }
-
-    fn fold(mut s: u32) -> u16 {
-        while s >> 16 != 0 {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(s as u16)
-    }
-
     /// An IPv4/UDP DNS A question for `name` from 10.111.0.2:40000 to 10.111.0.1:53.
     fn dns_packet(name: &str) -> Vec<u8> {
-        let mut dns = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in name.split('.') {
-            dns.push(label.len() as u8);
-            dns.extend_from_slice(label.as_bytes());
-        }
-        dns.extend_from_slice(&[0, 0, 1, 0, 1]);
-        let (src, dst) = ([10, 111, 0, 2], [10, 111, 0, 1]);
-        let len = (8 + dns.len()) as u16;
-        let mut udp = Vec::new();
-        udp.extend_from_slice(&40000u16.to_be_bytes());
-        udp.extend_from_slice(&53u16.to_be_bytes());
-        udp.extend_from_slice(&len.to_be_bytes());
-        udp.extend_from_slice(&[0, 0]);
-        udp.extend_from_slice(&dns);
-        let mut pseudo = Vec::new();
-        pseudo.extend_from_slice(&src);
-        pseudo.extend_from_slice(&dst);
-        pseudo.extend_from_slice(&[0, 17]);
-        pseudo.extend_from_slice(&len.to_be_bytes());
-        pseudo.extend_from_slice(&udp);
-        let c = fold(sum16(&pseudo));
-        udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
-        let mut ip = vec![0x45, 0, 0, 0, 0x11, 0x11, 0x40, 0, 64, 17, 0, 0];
-        ip[2..4].copy_from_slice(&(20 + len).to_be_bytes());
-        ip.extend_from_slice(&src);
-        ip.extend_from_slice(&dst);
-        let c = fold(sum16(&ip));
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        ip.extend_from_slice(&udp);
-        ip
+        crate::engine_harness::udp(
+            "10.111.0.2:40000".parse().unwrap(),
+            "10.111.0.1:53".parse().unwrap(),
+            &crate::engine_harness::dns_query(0x1234, name, 1),
+        )
     }
 
     #[test]

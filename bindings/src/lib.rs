@@ -29,6 +29,11 @@ pub mod rules;
 #[cfg(target_os = "linux")]
 pub mod tun;
 
+/// The engine's test harness (packet builders), shared by path rather than written again here.
+#[cfg(test)]
+#[path = "../../core/engine/tests/common/mod.rs"]
+mod engine_harness;
+
 pub use config::EmbargoConfig;
 pub use embargo::{Embargo, TunnelStatus};
 pub use error::{EmbargoError, HookError};

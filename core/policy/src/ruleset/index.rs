@@ -293,19 +293,28 @@ impl<'a> Suffixes<'a> {
                 None => label_start(bytes, end),
             };
             // Absorb the label from its end, 7 bytes at a time, each word tagged with the number
-            // of label bytes left (an empty label is one word holding only its tag, 0).
-            let mut e = end;
-            loop {
-                let left = e - start;
-                let c = left.min(7);
+            // of label bytes left (an empty label is one word holding only its tag, 0). Most
+            // labels are one word: that case is written out, without the loop's bookkeeping.
+            let len = end - start;
+            if len <= 7 {
                 self.h = folded_multiply(
-                    self.h ^ tail(bytes, e, c) ^ ((left as u64) << 56),
+                    self.h ^ tail(bytes, end, len) ^ ((len as u64) << 56),
                     HASH_MULTIPLIER,
                 );
-                if left <= 7 {
-                    break;
+            } else {
+                let mut e = end;
+                loop {
+                    let left = e - start;
+                    let c = left.min(7);
+                    self.h = folded_multiply(
+                        self.h ^ tail(bytes, e, c) ^ ((left as u64) << 56),
+                        HASH_MULTIPLIER,
+                    );
+                    if left <= 7 {
+                        break;
+                    }
+                    e -= 7;
                 }
-                e -= 7;
             }
             self.end = if start == 0 || self.labels >= self.bounds.most {
                 None

@@ -80,12 +80,12 @@ const MAX_DIRECTORY_BITS: u32 = 15;
 /// window's first and last fingerprints prove when it cannot be elsewhere.
 const WINDOW: usize = 16;
 
-/// The `BYTES / 4` fingerprints from key `lo` on, when the fingerprints hold that many.
+/// The [`WINDOW`] fingerprints from key `start` on, when the fingerprints hold that many.
 #[inline(always)]
-fn block<const BYTES: usize>(fingerprints: &[u8], lo: usize) -> Option<&[u8; BYTES]> {
-    let start = lo.checked_mul(4)?;
+fn window_at(fingerprints: &[u8], start: usize) -> Option<&[u8; WINDOW * 4]> {
+    let at = start.checked_mul(4)?;
     fingerprints
-        .get(start..start.checked_add(BYTES)?)?
+        .get(at..at.checked_add(WINDOW * 4)?)?
         .try_into()
         .ok()
 }
@@ -293,29 +293,21 @@ impl<'a> Suffixes<'a> {
                 None => label_start(bytes, end),
             };
             // Absorb the label from its end, 7 bytes at a time, each word tagged with the number
-            // of label bytes left (an empty label is one word holding only its tag, 0). Most
-            // labels are one word: that case is written out, without the loop's bookkeeping.
-            let len = end - start;
-            if len <= 7 {
-                self.h = folded_multiply(
-                    self.h ^ tail(bytes, end, len) ^ ((len as u64) << 56),
+            // of label bytes left (an empty label is one word holding only its tag, 0). The
+            // last word, the only one of most labels, holds the 0-7 bytes left: the loop runs
+            // only for longer labels, and keeps no bookkeeping for the usual case.
+            let absorb = |h: u64, e: usize, c: usize| {
+                folded_multiply(
+                    h ^ tail(bytes, e, c) ^ (((e - start) as u64) << 56),
                     HASH_MULTIPLIER,
-                );
-            } else {
-                let mut e = end;
-                loop {
-                    let left = e - start;
-                    let c = left.min(7);
-                    self.h = folded_multiply(
-                        self.h ^ tail(bytes, e, c) ^ ((left as u64) << 56),
-                        HASH_MULTIPLIER,
-                    );
-                    if left <= 7 {
-                        break;
-                    }
-                    e -= 7;
-                }
+                )
+            };
+            let mut e = end;
+            while e - start > 7 {
+                self.h = absorb(self.h, e, 7);
+                e -= 7;
             }
+            self.h = absorb(self.h, e, e - start);
             self.end = if start == 0 || self.labels >= self.bounds.most {
                 None
             } else {
@@ -696,18 +688,14 @@ impl<'f> IndexView<'f> {
     pub fn matches(&self, h: u64, c: Candidates, mut found: impl FnMut(usize)) {
         let fp = fingerprint_of(h, self.d);
         let Candidates { lo, hi, start } = c;
-        if let Some(b) = block::<{ WINDOW * 4 }>(self.fingerprints, start) {
+        if let Some(b) = window_at(self.fingerprints, start) {
             // A bucket the window holds whole (every bucket of a set below the directory cap)
             // needs no proof; which case an index takes is the same for nearly every lookup.
             let whole = hi - lo <= WINDOW;
-            let lane =
-                |j: usize| u32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]]);
+            let (first, last) = (read_u32(b, 0), read_u32(b, 4 * (WINDOW - 1)));
             // `|` and `&`, not `||` and `&&`: evaluated whole, no branch per condition to
             // mispredict (which way they go depends on the query).
-            if whole
-                || ((start <= lo) | (lane(0) < fp))
-                    & ((start + WINDOW >= hi) | (lane(WINDOW - 1) > fp))
-            {
+            if whole || ((start <= lo) | (first < fp)) & ((start + WINDOW >= hi) | (last > fp)) {
                 // Lanes past the bucket belong to other buckets (`hi - start` is below the
                 // window only when the window starts the bucket).
                 let mut equal = equal_lanes(b, fp) & low_bits(hi.saturating_sub(start));

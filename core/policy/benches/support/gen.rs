@@ -216,6 +216,16 @@ impl Queries {
         self.ends.len()
     }
 
+    /// The query after `i`, back to the first after the last: a compare, not `%` (a 64-bit
+    /// division costs more than the hash of a name, and would be timed with every decision).
+    pub fn after(&self, i: usize) -> usize {
+        if i + 1 >= self.ends.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
     pub fn get(&self, i: usize) -> &str {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.text[start..self.ends[i] as usize]

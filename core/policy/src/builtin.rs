@@ -16,7 +16,10 @@
 
 use std::sync::{Arc, OnceLock};
 
+use serde::{Deserialize, Serialize};
+
 use crate::ipdb::{IpDb, IpDbFormat};
+use crate::rules::Intent;
 use crate::ruleset::{RuleSet, RuleSetBuilder};
 
 /// The text of the built-in rule list (Embargo native format).
@@ -24,6 +27,54 @@ pub const BUILTIN_RULES: &str = include_str!("../data/builtin.rules");
 
 /// The list name decisions show for built-in rules.
 pub const BUILTIN_LIST_NAME: &str = "builtin";
+
+/// The text of the built-in rules added at level [`EmbargoLevel::Full`].
+pub const BUILTIN_FULL_RULES: &str = include_str!("../data/builtin-full.rules");
+
+/// The list name decisions show for the rules of level full.
+pub const BUILTIN_FULL_LIST_NAME: &str = "builtin-full";
+
+/// How much of the embargoed companies the built-in default blocks, for every app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbargoLevel {
+    /// Their telemetry, analytics, crash, push-tracking, ad-measurement and fingerprinting
+    /// endpoints (`builtin.rules`); the apps' content, API and login keep working.
+    #[default]
+    Telemetry,
+    /// Also every endpoint they own (owner and ASN rules, whole clouds included) and every
+    /// endpoint located in the embargoed countries (`builtin-full.rules`): their apps stop
+    /// working, and so do other apps' servers rented in those clouds.
+    Full,
+}
+
+impl EmbargoLevel {
+    /// `telemetry` or `full`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EmbargoLevel::Telemetry => "telemetry",
+            EmbargoLevel::Full => "full",
+        }
+    }
+
+    /// The level for a `--embargo` value.
+    pub fn from_name(s: &str) -> Option<EmbargoLevel> {
+        match s {
+            "telemetry" => Some(EmbargoLevel::Telemetry),
+            "full" => Some(EmbargoLevel::Full),
+            _ => None,
+        }
+    }
+}
+
+/// The built-in rule sets of a level, in the order they are asked (each an embargo set).
+pub fn rule_sets(level: EmbargoLevel) -> Vec<Arc<RuleSet>> {
+    let shared = shared_sets();
+    match level {
+        EmbargoLevel::Telemetry => vec![shared.0.clone()],
+        EmbargoLevel::Full => vec![shared.0.clone(), shared.1.clone()],
+    }
+}
 
 const ASN_V4: &[u8] = include_bytes!("../data/asn-ipv4.chinese-cloud-subset.csv");
 const ASN_V6: &[u8] = include_bytes!("../data/asn-ipv6.chinese-cloud-subset.csv");
@@ -39,27 +90,40 @@ pub(crate) const ASN_V6_NAME: &str = "ip-location-db/asn-ipv6 (subset)";
 pub(crate) const COUNTRY_V4_NAME: &str = "ip-location-db/geo-whois-asn-country-ipv4";
 pub(crate) const COUNTRY_V6_NAME: &str = "ip-location-db/geo-whois-asn-country-ipv6";
 
-/// The built-in rule set and IP database, built once.
-pub(crate) fn shared() -> (Arc<RuleSet>, Arc<IpDb>) {
-    static SHARED: OnceLock<(Arc<RuleSet>, Arc<IpDb>)> = OnceLock::new();
-    SHARED
-        .get_or_init(|| (Arc::new(rules()), Arc::new(ipdb())))
-        .clone()
+/// The built-in rule sets (telemetry, full additions), built once.
+fn shared_sets() -> &'static (Arc<RuleSet>, Arc<RuleSet>) {
+    static SETS: OnceLock<(Arc<RuleSet>, Arc<RuleSet>)> = OnceLock::new();
+    SETS.get_or_init(|| (Arc::new(rules()), Arc::new(full_rules())))
 }
 
-/// Compiles the built-in list.
+/// The bundled IP databases, built once.
+pub(crate) fn shared_ipdb() -> Arc<IpDb> {
+    static IPDB: OnceLock<Arc<IpDb>> = OnceLock::new();
+    IPDB.get_or_init(|| Arc::new(ipdb())).clone()
+}
+
+/// Compiles the built-in list of level telemetry.
 pub fn rules() -> RuleSet {
-    let mut builder = RuleSetBuilder::new();
+    compile(BUILTIN_LIST_NAME, BUILTIN_RULES)
+}
+
+/// Compiles the built-in rules that level full adds.
+pub fn full_rules() -> RuleSet {
+    compile(BUILTIN_FULL_LIST_NAME, BUILTIN_FULL_RULES)
+}
+
+fn compile(name: &str, text: &str) -> RuleSet {
+    let mut builder = RuleSetBuilder::new().with_intent(Intent::Embargo);
     let report = crate::parse::parse_bytes(
         crate::parse::Format::Embargo,
-        BUILTIN_LIST_NAME,
-        BUILTIN_RULES.as_bytes(),
+        name,
+        text.as_bytes(),
         &mut |rule| builder.add(rule),
     );
-    // The built-in list is tested to load with zero errors (`builtin_list_loads_cleanly`).
+    // The built-in lists are tested to load with zero errors (`builtin_list_loads_cleanly`).
     if report.error_count > 0 {
         log::error!(
-            "built-in list: {} errors: {:?}",
+            "built-in list {name}: {} errors: {:?}",
             report.error_count,
             report.errors
         );
@@ -91,15 +155,20 @@ mod tests {
 
     #[test]
     fn builtin_list_loads_cleanly() {
-        let mut rules = Vec::new();
-        let report = crate::parse::parse_bytes(
-            crate::parse::Format::Embargo,
-            BUILTIN_LIST_NAME,
-            BUILTIN_RULES.as_bytes(),
-            &mut |r| rules.push(r),
-        );
-        assert_eq!(report.error_count, 0, "{:?}", report.errors);
-        assert!(report.accepted > 300, "{report:?}");
+        for (name, text) in [
+            (BUILTIN_LIST_NAME, BUILTIN_RULES),
+            (BUILTIN_FULL_LIST_NAME, BUILTIN_FULL_RULES),
+        ] {
+            let mut rules = Vec::new();
+            let report = crate::parse::parse_bytes(
+                crate::parse::Format::Embargo,
+                name,
+                text.as_bytes(),
+                &mut |r| rules.push(r),
+            );
+            assert_eq!(report.error_count, 0, "{name}: {:?}", report.errors);
+            assert!(report.accepted > 25, "{name}: {report:?}");
+        }
     }
 
     #[test]
@@ -178,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn builtin_blocks_tiktok_telemetry_and_tencent_network() {
+    fn builtin_blocks_tiktok_telemetry_and_tencent_network_at_level_full() {
         let policy = Policy::builtin();
         let d = policy.decide(&Query::name("log16-normal-c-useast1a.tiktokv.com"));
         assert_eq!(d.verdict, Verdict::Block, "{d:?}");
@@ -193,9 +262,15 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // 1.12.0.0-1.12.33.255 is AS45090 in the bundled subset.
+        // 1.12.0.0-1.12.33.255 is AS45090 in the bundled subset: attributed at every level,
+        // blocked at level full only (a whole network is more than telemetry).
         let d = policy.decide(&Query::addr("1.12.0.1".parse().unwrap()));
+        assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+        assert!(d.owner.unwrap().value.contains("Tencent"));
+        let full = Policy::builtin_at(EmbargoLevel::Full);
+        let d = full.decide(&Query::addr("1.12.0.1".parse().unwrap()));
         assert_eq!(d.verdict, Verdict::Block, "{d:?}");
+        assert_eq!(d.intent, Some(Intent::Embargo));
         let owner = d.owner.unwrap();
         assert_eq!(owner.asn, Some(45090));
         assert!(owner.value.contains("Tencent"));

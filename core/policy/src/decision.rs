@@ -11,6 +11,8 @@ use compact_str::CompactString;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rules::Intent;
+
 /// How the name in a query was learned. It sets how certain the name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -174,6 +176,10 @@ pub struct Attribution {
 pub struct Decision {
     pub verdict: Verdict,
     pub reason: Reason,
+    /// The intent of the rule that decided (`None` when no list rule did: an override, the
+    /// allowlist, the first-party exception, no match).
+    #[serde(default)]
+    pub intent: Option<Intent>,
     pub owner: Option<Attribution>,
     pub country: Option<Attribution>,
     /// How sure the name/address attribution behind this decision is.

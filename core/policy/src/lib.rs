@@ -23,7 +23,9 @@ pub mod rules;
 mod ruleset;
 
 pub use apps::{AppRules, AppSettings, Override, Target};
-pub use builtin::{BUILTIN_LIST_NAME, BUILTIN_RULES};
+pub use builtin::{
+    EmbargoLevel, BUILTIN_FULL_LIST_NAME, BUILTIN_FULL_RULES, BUILTIN_LIST_NAME, BUILTIN_RULES,
+};
 pub use decision::{
     Attribution, AttributionSource, Certainty, Decision, NameSource, Protocol, Query, Reason,
     RuleRef, Verdict,
@@ -33,7 +35,7 @@ pub use handle::PolicyHandle;
 pub use ipdb::{AsnInfo, CountryInfo, IpDb, IpDbFormat};
 pub use policy::Policy;
 pub use rules::{
-    Action, AppOwner, DnsTypeFilter, DomainOwner, IpNet, LoadError, LoadReport, NamePattern,
-    NameRule, Rule, SkipReason,
+    Action, AppOwner, DnsTypeFilter, DomainOwner, Intent, IpNet, LoadError, LoadReport,
+    NamePattern, NameRule, Rule, SkipReason,
 };
 pub use ruleset::{Backing, BuildReport, RuleSet, RuleSetBuilder};

@@ -7,13 +7,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::apps::{AppRules, Target};
+use crate::builtin::EmbargoLevel;
 use crate::decision::{
     Attribution, AttributionSource, Certainty, Decision, NameSource, Query, Reason, RuleRef,
     Verdict,
 };
 use crate::format::read_u64;
 use crate::ipdb::{AsnInfo, CountryInfo, IpDb};
-use crate::rules::Action;
+use crate::rules::{Action, Intent};
 use crate::ruleset::{
     owner_matches, MetaRule, NameClass, NameHitRef, NameMatch, OwnerFact, RuleSet,
 };
@@ -64,8 +65,16 @@ impl Policy {
     /// endpoints and networks, with the bundled IP databases, and default app rules. Needs no
     /// file or download. Built once per process and shared.
     pub fn builtin() -> Policy {
-        let (rules, ipdb) = crate::builtin::shared();
-        Policy::new(vec![rules], ipdb, AppRules::default())
+        Policy::builtin_at(EmbargoLevel::Telemetry)
+    }
+
+    /// The built-in default at this embargo level (see [`EmbargoLevel`]).
+    pub fn builtin_at(level: EmbargoLevel) -> Policy {
+        Policy::new(
+            crate::builtin::rule_sets(level),
+            crate::builtin::shared_ipdb(),
+            AppRules::default(),
+        )
     }
 
     /// The same rules and databases with other app rules (cheap: shares everything else).
@@ -129,31 +138,33 @@ impl Policy {
 
     /// Decides one query. Precedence, first match wins:
     ///
-    /// 1. **App blocking off** -> allow. The person turned Embargo off for this app; nothing
-    ///    else may second-guess that.
+    /// 1. **App blocking off** (or paused) -> allow. The person turned Embargo off for this
+    ///    app; nothing else may second-guess that.
     /// 2. **Per-app override** (allow or block a name, ASN, owner or country for this app) ->
     ///    as it says. It is the most specific statement a person can make, so it beats every
     ///    list and the global allowlist. Among overrides the most specific target wins
     ///    (name, then ASN, then owner, then country) and allow beats block on the same target.
     /// 3. **Global allowlist** -> allow. The person's word beats any list, including
     ///    `$important` rules (those are a list author's priority, not the user's).
-    /// 4. **First party** (the app's owner, from app-owner facts, owns the endpoint) -> allow.
-    ///    Blocking an app from its own servers breaks it and protects nothing (DuckDuckGo's
-    ///    packageNames rule). Per-app block overrides (step 2) still apply.
-    /// 5. **`$important` name rules**: an important exception allows, else an important block
-    ///    blocks (AdGuard semantics: important beats plain exceptions; an important exception
-    ///    beats an important block).
-    /// 6. **Name rules**: an exception (`@@`) allows, else a block blocks. Across lists:
-    ///    an exception in any list beats a block in any list.
-    /// 7. **Address rules** (IP/CIDR, most specific network wins; allow on an identical network).
-    /// 8. **Owner rules**: ASN rules, then owner-name rules (list owner or AS organisation);
-    ///    allow before block.
-    /// 9. **Country rules**: allow before block.
-    /// 10. No rule -> allow ([`Reason::NoMatch`]).
+    /// 4. **Embargo rules** ([`Intent::Embargo`]: Embargo's own lists, and every ASN, owner
+    ///    and country rule): the steps below, in this order, over embargo rules only. No
+    ///    first-party exception: an embargo is the person's statement that this company or
+    ///    country must not get their data, from the company's own apps least of all.
+    ///    a. `$important` name rules, then name rules (an exception beats a block);
+    ///    b. address rules (most specific network wins; allow on an identical network);
+    ///    c. ASN rules, then owner-name rules (list owner or AS organisation), allow first;
+    ///    d. country rules, allow first.
+    /// 5. **First party** (the app's owner, from app-owner facts, owns the endpoint) -> allow.
+    ///    Blocking an app from its own servers with a third-party tracker list breaks it and
+    ///    protects nothing (DuckDuckGo's packageNames rule).
+    /// 6. **Tracker rules** ([`Intent::Tracker`]: third-party lists): 4a and 4b over them.
+    /// 7. No rule -> allow ([`Reason::NoMatch`]).
     ///
-    /// Steps 6-9 go from the most specific evidence (a name the app used) to the least (where
-    /// a database places an address), so an exception for a name is not undone by a block of
-    /// the network it is hosted on, and an allowed address is not undone by its country.
+    /// Within 4 and 6 the steps go from the most specific evidence (a name the app used) to
+    /// the least (where a database places an address), so an exception for a name is not
+    /// undone by a block of the network it is hosted on, and an allowed address is not
+    /// undone by its country. An exception in a tracker list cannot undo an embargo: the
+    /// allowlist and per-app overrides are the person's way to do that.
     pub fn decide(&self, q: &Query) -> Decision {
         let lowered;
         let name = match q.name {
@@ -165,6 +176,12 @@ impl Policy {
         };
         let facts = self.facts(q, name);
         let (outcome, certainty) = self.evaluate(q, &facts);
+        let intent = match &outcome {
+            Outcome::Name(set, ..) => Some(self.rules[*set].intent()),
+            Outcome::Address(set, _) => Some(set.intent()),
+            Outcome::Owner(..) | Outcome::Country(..) => Some(Intent::Embargo),
+            _ => None,
+        };
         let (verdict, reason) = match outcome {
             Outcome::AppBlockingOff => (Verdict::Allow, Reason::AppBlockingOff),
             Outcome::AppOverride(target, action) => (
@@ -226,6 +243,7 @@ impl Policy {
         Decision {
             verdict,
             reason,
+            intent,
             owner,
             country: country_attribution(&facts),
             certainty,
@@ -283,49 +301,78 @@ impl Policy {
             let certainty = self.target_certainty(target, facts);
             return (Outcome::Allowlisted(target), Some(certainty));
         }
-        // 4. First party.
+        // 4. Embargo rules.
+        if let Some(found) = self.rules_of(Intent::Embargo, q, facts) {
+            return found;
+        }
+        // 5. First party.
         if let Some(owner) = self.first_party(q.app, facts) {
             return (
                 Outcome::FirstParty(owner),
                 Some(self.owner_certainty(facts)),
             );
         }
-        // 5 and 6. Name rules: important exception, important block, exception, block.
+        // 6. Tracker rules.
+        if let Some(found) = self.rules_of(Intent::Tracker, q, facts) {
+            return found;
+        }
+        // 7. Nothing matched.
+        (Outcome::NoMatch, None)
+    }
+
+    /// Steps 4a-4d (embargo) or 6 (tracker, names and addresses only) of the precedence.
+    fn rules_of<'p>(
+        &'p self,
+        intent: Intent,
+        q: &Query<'_>,
+        facts: &Facts<'p, '_>,
+    ) -> Option<(Outcome<'p>, Option<Certainty>)> {
+        // a. Name rules: important exception, important block, exception, block.
         if let Some(name) = facts.name {
-            if let Some((set, hit, verdict)) = self.name_rule(name, q.dns_type) {
-                return (Outcome::Name(set, hit, verdict), Some(facts.name_certainty));
+            if let Some((set, hit, verdict)) = self.name_rule(intent, name, q.dns_type) {
+                return Some((Outcome::Name(set, hit, verdict), Some(facts.name_certainty)));
             }
         }
-        // 7. Address rules: the packet goes to that address, so the fact is certain.
+        // b. Address rules: the packet goes to that address, so the fact is certain.
         if let Some(addr) = q.addr {
-            if let Some((set, rule)) = self.first_rule(|s| s.match_addr(addr)) {
-                return (Outcome::Address(set, rule), Some(Certainty::Certain));
+            if let Some((set, rule)) = self.first_rule(intent, |s| s.match_addr(addr)) {
+                return Some((Outcome::Address(set, rule), Some(Certainty::Certain)));
             }
         }
-        // 8. Owner rules: ASN (a database fact: inferred), then owner name.
+        if intent == Intent::Tracker {
+            return None;
+        }
+        // c. Owner rules: ASN (a database fact: inferred), then owner name.
         if let Some(asn) = facts.asn {
-            if let Some((set, rule)) = self.first_rule(|s| s.match_asn(asn.asn)) {
-                return (Outcome::Owner(set, rule), Some(Certainty::Inferred));
+            if let Some((set, rule)) = self.first_meta_rule(|s| s.match_asn(asn.asn)) {
+                return Some((Outcome::Owner(set, rule), Some(Certainty::Inferred)));
             }
         }
         if let Some((set, rule)) = self.owner_rule(facts) {
-            return (Outcome::Owner(set, rule), Some(self.owner_certainty(facts)));
+            return Some((Outcome::Owner(set, rule), Some(self.owner_certainty(facts))));
         }
-        // 9. Country rules (a database fact: inferred).
+        // d. Country rules (a database fact: inferred).
         if let Some(country) = facts.country {
-            if let Some((set, rule)) = self.first_rule(|s| s.match_country(country.code)) {
-                return (Outcome::Country(set, rule), Some(Certainty::Inferred));
+            if let Some((set, rule)) = self.first_meta_rule(|s| s.match_country(country.code)) {
+                return Some((Outcome::Country(set, rule), Some(Certainty::Inferred)));
             }
         }
-        // 10. Nothing matched.
-        (Outcome::NoMatch, None)
+        None
     }
 
     /// The name rule that decides: the strongest class any set has (important exception,
     /// important block, exception, block), from the first set that has it.
-    fn name_rule(&self, name: &str, dns_type: Option<u16>) -> Option<(usize, NameHitRef, Verdict)> {
+    fn name_rule(
+        &self,
+        intent: Intent,
+        name: &str,
+        dns_type: Option<u16>,
+    ) -> Option<(usize, NameHitRef, Verdict)> {
         let mut best: Option<(NameClass, usize, NameHitRef)> = None;
         for (i, set) in self.rules.iter().enumerate() {
+            if set.intent() != intent {
+                continue;
+            }
             let mut m = NameMatch::default();
             set.match_name(name, dns_type, &mut m);
             if let Some((class, hit)) = m.strongest() {
@@ -338,13 +385,31 @@ impl Policy {
         best.map(|(class, set, hit)| (set, hit, class.verdict()))
     }
 
-    /// The first allow rule any set gives, else the first block rule.
+    /// The first allow rule any set of this intent gives, else the first block rule.
     fn first_rule<'s>(
+        &'s self,
+        intent: Intent,
+        f: impl Fn(&'s RuleSet) -> Option<&'s MetaRule>,
+    ) -> Option<(&'s RuleSet, &'s MetaRule)> {
+        self.first_rule_where(|s| s.intent() == intent, f)
+    }
+
+    /// [`Policy::first_rule`] over every set: ASN, owner and country rules are embargo rules
+    /// whatever list holds them.
+    fn first_meta_rule<'s>(
         &'s self,
         f: impl Fn(&'s RuleSet) -> Option<&'s MetaRule>,
     ) -> Option<(&'s RuleSet, &'s MetaRule)> {
+        self.first_rule_where(|_| true, f)
+    }
+
+    fn first_rule_where<'s>(
+        &'s self,
+        keep: impl Fn(&RuleSet) -> bool,
+        f: impl Fn(&'s RuleSet) -> Option<&'s MetaRule>,
+    ) -> Option<(&'s RuleSet, &'s MetaRule)> {
         let mut block = None;
-        for set in &self.rules {
+        for set in self.rules.iter().filter(|s| keep(s)) {
             if let Some(rule) = f(set) {
                 if rule.allow {
                     return Some((set, rule));
@@ -367,7 +432,7 @@ impl Policy {
         if let Some(asn) = facts.asn {
             candidates[2] = Some(asn.org);
         }
-        self.first_rule(|s| {
+        self.first_meta_rule(|s| {
             candidates
                 .iter()
                 .flatten()

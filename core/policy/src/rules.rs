@@ -19,6 +19,42 @@ pub enum Action {
     Allow,
 }
 
+/// Why a list's rules block: the two kinds of rule Embargo knows, shown in every decision.
+///
+/// The first-party exception (an app may reach its own company's endpoints) applies to
+/// *tracker* rules only: third-party tracker lists block an app's own servers by accident, and
+/// the app breaks. *Embargo* rules are the person's statement that a company or country must
+/// not get their data, so they apply to the company's own apps too. Address-owner and country
+/// rules (`AS45090`, `owner: X`, `country: CN`) are embargo rules whatever list holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// A third-party tracker list (hosts, AdBlock, DuckDuckGo, Disconnect, ...).
+    #[default]
+    Tracker,
+    /// An embargo: Embargo's own lists and every owner, ASN and country rule.
+    Embargo,
+}
+
+impl Intent {
+    /// `tracker` or `embargo`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Intent::Tracker => "tracker",
+            Intent::Embargo => "embargo",
+        }
+    }
+
+    /// The intent for a `--intent` value.
+    pub fn from_name(s: &str) -> Option<Intent> {
+        match s {
+            "tracker" => Some(Intent::Tracker),
+            "embargo" => Some(Intent::Embargo),
+            _ => None,
+        }
+    }
+}
+
 /// Which names a name rule covers. Names are lowercase ASCII (IDNA already applied), no
 /// trailing dot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::Verdict;
 use crate::format::{self, CompiledError, SectionId};
-use crate::rules::{Action, DnsTypeFilter, IpNet, NamePattern, Rule};
+use crate::rules::{Action, DnsTypeFilter, Intent, IpNet, NamePattern, Rule};
 use index::IndexLayout;
 
 /// Anything that holds the bytes of a compiled file: `Vec<u8>`, a memory map, a static slice.
@@ -173,6 +173,10 @@ pub(crate) struct AppOwnerFact {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Meta {
     lists: Vec<Arc<str>>,
+    /// The intent of the set's name and address rules (owner, ASN and country rules are
+    /// always [`Intent::Embargo`]).
+    #[serde(default)]
+    intent: Intent,
     name_keys: u64,
     /// The distinct (list, flags) tuples of indexed name rules; index 0 is the side table.
     combinations: Vec<Combination>,
@@ -452,6 +456,11 @@ impl RuleSet {
     /// The compiled bytes (write them to a file to load them later).
     pub fn as_bytes(&self) -> &[u8] {
         (*self.data).as_ref()
+    }
+
+    /// The intent of this set's name and address rules.
+    pub fn intent(&self) -> Intent {
+        self.meta.intent
     }
 
     /// Names of the lists compiled into this set, in list-index order.
@@ -893,12 +902,25 @@ pub struct BuildReport {
 #[derive(Debug, Default)]
 pub struct RuleSetBuilder {
     rules: Vec<Rule>,
+    intent: Intent,
 }
 
 impl RuleSetBuilder {
     /// An empty builder.
     pub fn new() -> RuleSetBuilder {
         RuleSetBuilder::default()
+    }
+
+    /// Sets the intent of the set's name and address rules ([`Intent::Tracker`] unless set;
+    /// see [`crate::parse::Format::intent`] for each format's own).
+    pub fn set_intent(&mut self, intent: Intent) {
+        self.intent = intent;
+    }
+
+    /// The builder with this intent.
+    pub fn with_intent(mut self, intent: Intent) -> RuleSetBuilder {
+        self.intent = intent;
+        self
     }
 
     /// Adds one rule (parsers call this for every rule they produce).
@@ -943,6 +965,7 @@ impl RuleSetBuilder {
     /// Compiles the rules into the bytes of a compiled file.
     pub fn compile(self) -> (Vec<u8>, BuildReport) {
         let mut c = Compiler::default();
+        c.meta.intent = self.intent;
         let mut report = BuildReport::default();
         // `$badfilter` disables the identical rule without it, across every list (AdGuard).
         let bad: HashSet<BadKey> = self

@@ -283,14 +283,16 @@ fn builtin_policy_with_app_rules() {
     let p = Policy::builtin();
     let d = p.decide(&Query::name("log.tiktokv.com").with_app("com.example.game"));
     assert!(d.is_block());
-    // The TikTok app reaching its own owner's servers: first-party exception.
+    // The TikTok app reaching its own owner's telemetry: the built-in rules are an embargo,
+    // so the first-party exception does not apply (issue 15).
     let d = p.decide(&Query::name("log.tiktokv.com").with_app("com.zhiliaoapp.musically"));
-    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(d.verdict, Verdict::Block);
     assert!(
-        matches!(d.reason, Reason::FirstParty { .. }),
+        matches!(d.reason, Reason::NameRule { .. }),
         "{:?}",
         d.reason
     );
+    assert_eq!(d.intent, Some(embargo_policy::Intent::Embargo));
     let (owner, country) = p.attribute(None, Some(ip("1.12.0.1")));
     assert_eq!(owner.unwrap().asn, Some(45090));
     assert_eq!(country.unwrap().value, "CN");

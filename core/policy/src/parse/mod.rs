@@ -109,6 +109,15 @@ impl Format {
         }
     }
 
+    /// The intent of a list in this format: Embargo's own rule files are embargo statements;
+    /// every other format is a third-party tracker list (see [`crate::Intent`]).
+    pub fn intent(self) -> crate::rules::Intent {
+        match self {
+            Format::Embargo => crate::rules::Intent::Embargo,
+            _ => crate::rules::Intent::Tracker,
+        }
+    }
+
     /// Guesses the format from the file name and the first bytes of the file (a few KiB is
     /// enough). `None` when nothing fits; the caller should then ask for `--format`.
     ///

@@ -1,5 +1,7 @@
 //! Precedence, step by step: each test puts two adjacent steps of [`Policy::decide`] in conflict
-//! and checks that the earlier one wins.
+//! and checks that the earlier one wins; `precedence_table` checks the whole order at once.
+//! Sets built by [`policy`] are tracker sets (the default intent); ASN, owner and country rules
+//! are embargo rules wherever they are.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,7 +35,11 @@ fn name(pattern: &str, action: Action, important: bool, line: u32) -> Rule {
 }
 
 fn set(rules: Vec<Rule>) -> Arc<RuleSet> {
-    let mut b = RuleSetBuilder::new();
+    set_of(Intent::Tracker, rules)
+}
+
+fn set_of(intent: Intent, rules: Vec<Rule>) -> Arc<RuleSet> {
+    let mut b = RuleSetBuilder::new().with_intent(intent);
     for r in rules {
         b.add(r);
     }
@@ -237,7 +243,26 @@ fn step4_first_party_beats_important_block() {
 }
 
 #[test]
-fn step4_first_party_by_asn_organisation() {
+fn step5_first_party_by_asn_organisation() {
+    // A tracker list blocks Tencent's network by address: WeChat (Tencent's app) may reach it.
+    let p = policy(
+        vec![addr_rule("1.12.0.0", 16, Action::Block, 1)],
+        AppRules::default(),
+    );
+    let d = decide(
+        &p,
+        &Query::addr(addr(TENCENT_ADDR)).with_app("com.tencent.mm"),
+    );
+    assert_eq!((d.verdict, kind(&d)), (Verdict::Allow, "first_party"));
+    assert_eq!(d.certainty, Certainty::Inferred);
+    let d = decide(&p, &Query::addr(addr(TENCENT_ADDR)).with_app("com.example"));
+    assert_eq!((d.verdict, kind(&d)), (Verdict::Block, "address"));
+    assert_eq!(d.intent, Some(Intent::Tracker));
+}
+
+#[test]
+fn step4_embargo_rules_have_no_first_party_exception() {
+    // An ASN rule is an embargo rule: Tencent's own app is blocked from Tencent's network.
     let p = policy(
         vec![Rule::Asn {
             asn: 45090,
@@ -250,10 +275,170 @@ fn step4_first_party_by_asn_organisation() {
         &p,
         &Query::addr(addr(TENCENT_ADDR)).with_app("com.tencent.mm"),
     );
-    assert_eq!((d.verdict, kind(&d)), (Verdict::Allow, "first_party"));
-    assert_eq!(d.certainty, Certainty::Inferred);
-    let d = decide(&p, &Query::addr(addr(TENCENT_ADDR)).with_app("com.example"));
     assert_eq!((d.verdict, kind(&d)), (Verdict::Block, "owner"));
+    assert_eq!(d.intent, Some(Intent::Embargo));
+    // So is an embargo list's name rule for TikTok's own telemetry, and an owner rule.
+    let embargo = set_of(
+        Intent::Embargo,
+        vec![
+            name("log.tiktokv.com", Action::Block, false, 1),
+            Rule::OwnerName {
+                owner: "ByteDance".into(),
+                action: Action::Block,
+                source: src("e", 2, "owner: ByteDance"),
+            },
+        ],
+    );
+    let p = Policy::new(vec![set(facts()), embargo], ipdb(), AppRules::default());
+    let d = decide(&p, &app_query(TIKTOK_APP, "log.tiktokv.com"));
+    assert_eq!((d.verdict, kind(&d)), (Verdict::Block, "name_block"));
+    assert_eq!(d.intent, Some(Intent::Embargo));
+    let d = decide(&p, &app_query(TIKTOK_APP, "api.tiktokv.com"));
+    assert_eq!((d.verdict, kind(&d)), (Verdict::Block, "owner"));
+}
+
+#[test]
+fn step4_tracker_exception_does_not_undo_an_embargo() {
+    let embargo = set_of(
+        Intent::Embargo,
+        vec![name("log.tiktokv.com", Action::Block, false, 1)],
+    );
+    let tracker = set(vec![name("log.tiktokv.com", Action::Allow, true, 1)]);
+    let p = Policy::new(vec![tracker, embargo], ipdb(), AppRules::default());
+    let d = decide(&p, &Query::name("log.tiktokv.com"));
+    assert_eq!((d.verdict, kind(&d)), (Verdict::Block, "name_block"));
+    // An exception in an embargo list does (the list's author said so).
+    let embargo = set_of(
+        Intent::Embargo,
+        vec![
+            name("tiktokv.com", Action::Block, false, 1),
+            name("help.tiktokv.com", Action::Allow, false, 2),
+        ],
+    );
+    let p = Policy::new(vec![embargo], ipdb(), AppRules::default());
+    let d = decide(&p, &Query::name("help.tiktokv.com"));
+    assert_eq!((d.verdict, kind(&d)), (Verdict::Allow, "name_exception"));
+}
+
+/// The whole precedence as a table: allowlist, per-app override, pause (blocking off),
+/// embargo, first party, tracker, default. Each row is decided by the step it names, against
+/// one policy in which the later steps would decide otherwise.
+#[test]
+fn precedence_table() {
+    const WECHAT: &str = "com.tencent.mm";
+    let embargo = set_of(
+        Intent::Embargo,
+        vec![
+            name("log.tiktokv.com", Action::Block, false, 1),
+            Rule::Asn {
+                asn: 45090,
+                action: Action::Block,
+                source: src("embargo", 2, "AS45090"),
+            },
+        ],
+    );
+    let mut tracker_rules = facts();
+    tracker_rules.push(name("tiktokv.com", Action::Block, false, 9));
+    let tracker = set(tracker_rules);
+    let mut apps = AppRules::default();
+    apps.allowlist
+        .push(Target::Name("ok.log.tiktokv.com".into()));
+    apps.add_override(
+        "com.override2",
+        Target::Name("log.tiktokv.com".into()),
+        Action::Allow,
+    );
+    apps.add_override(
+        "com.override",
+        Target::Name("ok.log.tiktokv.com".into()),
+        Action::Block,
+    );
+    apps.add_override(
+        "com.paused",
+        Target::Name("example.org".into()),
+        Action::Block,
+    );
+    apps.set_blocking("com.paused", false);
+    let p = Policy::new(vec![tracker, embargo], ipdb(), apps);
+
+    let rows: &[(&str, &str, Verdict, &str, Option<Intent>)] = &[
+        // allowlist beats an embargo rule
+        (
+            "com.example",
+            "ok.log.tiktokv.com",
+            Verdict::Allow,
+            "allowlist",
+            None,
+        ),
+        // a per-app override beats the allowlist and an embargo rule
+        (
+            "com.override",
+            "ok.log.tiktokv.com",
+            Verdict::Block,
+            "override",
+            None,
+        ),
+        (
+            "com.override2",
+            "log.tiktokv.com",
+            Verdict::Allow,
+            "override",
+            None,
+        ),
+        // blocking off (a pause) beats the app's overrides
+        ("com.paused", "example.org", Verdict::Allow, "app_off", None),
+        // an embargo rule beats the first-party exception
+        (
+            TIKTOK_APP,
+            "log.tiktokv.com",
+            Verdict::Block,
+            "name_block",
+            Some(Intent::Embargo),
+        ),
+        (
+            WECHAT,
+            TENCENT_ADDR,
+            Verdict::Block,
+            "owner",
+            Some(Intent::Embargo),
+        ),
+        // the first-party exception beats a tracker rule
+        (
+            TIKTOK_APP,
+            "api.tiktokv.com",
+            Verdict::Allow,
+            "first_party",
+            None,
+        ),
+        // a tracker rule blocks for other apps
+        (
+            "com.example",
+            "api.tiktokv.com",
+            Verdict::Block,
+            "name_block",
+            Some(Intent::Tracker),
+        ),
+        // nothing matches: allow
+        (
+            "com.example",
+            "example.org",
+            Verdict::Allow,
+            "no_match",
+            None,
+        ),
+    ];
+    for &(app, target, verdict, step, intent) in rows {
+        let q = match target.parse::<IpAddr>() {
+            Ok(a) => Query::addr(a).with_app(app),
+            Err(_) => app_query(app, target),
+        };
+        let d = decide(&p, &q);
+        assert_eq!(
+            (d.verdict, kind(&d), d.intent),
+            (verdict, step, intent),
+            "{app} {target}: {d:?}"
+        );
+    }
 }
 
 #[test]
@@ -335,15 +520,20 @@ fn step6_name_rules_beat_address_rules() {
 
 #[test]
 fn step7_address_rules_beat_owner_rules() {
-    let p = policy(
-        vec![
-            addr_rule("1.12.0.0", 24, Action::Allow, 1),
-            Rule::Asn {
-                asn: 45090,
-                action: Action::Block,
-                source: src("test", 2, "AS45090"),
-            },
-        ],
+    // Within the embargo step (an address rule of a tracker list comes after every embargo).
+    let p = Policy::new(
+        vec![set_of(
+            Intent::Embargo,
+            vec![
+                addr_rule("1.12.0.0", 24, Action::Allow, 1),
+                Rule::Asn {
+                    asn: 45090,
+                    action: Action::Block,
+                    source: src("test", 2, "AS45090"),
+                },
+            ],
+        )],
+        ipdb(),
         AppRules::default(),
     );
     let d = decide(&p, &Query::addr(addr(TENCENT_ADDR)));

@@ -34,7 +34,9 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Whether an instance runs, what it has done, and what is stored.
     Status(commands::status::StatusArgs),
-    /// Apps seen, with blocking on or off; `apps block|allow|pause APP`.
+    /// The built-in default: telemetry (default), full or off; shown or set.
+    Default(commands::default::DefaultArgs),
+    /// Apps seen, with blocking on or off; `apps block|allow|pause APP`, per-app targets.
     Apps(commands::apps::AppsArgs),
     /// What apps tried to reach, newest first (filters; --json, --export csv|json|ndjson).
     History(commands::history::HistoryArgs),
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Lists(cmd) => commands::lists::run(cmd),
         Command::Run(args) => commands::run::run(args),
         Command::Status(args) => commands::status::run(args),
+        Command::Default(args) => commands::default::run(args),
         Command::Apps(args) => commands::apps::run(args),
         Command::History(args) => commands::history::run(args),
         Command::Stats(args) => commands::stats::run(args),

@@ -23,7 +23,7 @@ use embargo_policy::parse::{parse_bytes, Format};
 use embargo_policy::{IpDb, Policy, PolicyHandle, RuleSet, RuleSetBuilder};
 
 use crate::control::{AppSeen, Handler, Live, ReloadReport, Status};
-use crate::state::{now_ms, StateDir};
+use crate::state::{now_ms, DefaultRules, StateDir};
 
 /// A source of extra counters for `embargo status` (driver and engine statistics).
 pub type Counters = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
@@ -32,9 +32,11 @@ pub type Counters = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
 pub struct RunControl {
     state: StateDir,
     handle: Arc<PolicyHandle>,
-    /// Rules from the command line (or the built-in default) and the IP databases: what every
-    /// rebuilt policy starts from.
+    /// Rules from the command line (`--list`, `--rules`) and the IP databases: what every
+    /// rebuilt policy has besides the built-in default and the state's lists.
     base: Arc<Policy>,
+    /// `--embargo` / `--no-default` of this run; `None`: `settings.json` decides.
+    default_flag: Option<DefaultRules>,
     live: Arc<Live>,
     mode: String,
     counters: Mutex<Option<Counters>>,
@@ -45,7 +47,7 @@ pub struct RunControl {
 }
 
 /// A compiled list and what it was compiled from.
-struct CompiledList {
+pub struct CompiledList {
     path: PathBuf,
     len: u64,
     modified: Option<std::time::SystemTime>,
@@ -59,12 +61,14 @@ impl RunControl {
         state: StateDir,
         handle: Arc<PolicyHandle>,
         base: Arc<Policy>,
+        default_flag: Option<DefaultRules>,
         mode: impl Into<String>,
     ) -> Self {
         RunControl {
             state,
             handle,
             base,
+            default_flag,
             live: Arc::new(Live::default()),
             mode: mode.into(),
             counters: Mutex::new(None),
@@ -84,76 +88,99 @@ impl RunControl {
         }
     }
 
-    /// The policy the state directory asks for now: base rules plus every list of
-    /// `lists.json`, with the effective per-app settings. A list that fails to load is left
-    /// out and named in the report; the rest still apply.
+    /// The policy the state directory asks for now (see [`assemble`]).
     pub fn build_policy(&self) -> Result<(Policy, ReloadReport)> {
-        let mut report = ReloadReport::default();
-        let mut sets = self.base.rules().to_vec();
         let mut compiled = self
             .compiled
             .lock()
             .map_err(|_| anyhow::anyhow!("list cache poisoned"))?;
-        let lists = self.state.load_lists()?.lists;
-        compiled.retain(|name, _| lists.iter().any(|l| &l.name == name));
-        for entry in lists {
-            let path = self.state.list_path(&entry);
-            let meta = std::fs::metadata(&path).ok();
-            let (len, modified) = (
-                meta.as_ref().map_or(0, |m| m.len()),
-                meta.as_ref().and_then(|m| m.modified().ok()),
-            );
-            if let Some(c) = compiled.get(&entry.name) {
-                if c.path == path
-                    && c.len == len
-                    && c.modified == modified
-                    && c.format == entry.format
-                {
-                    sets.push(Arc::clone(&c.set));
-                    continue;
-                }
-            }
-            let loaded = (|| -> Result<_> {
-                let bytes =
-                    std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-                let format = match &entry.format {
-                    Some(f) => Format::from_name(f),
-                    None => Format::detect(&entry.name, &bytes[..bytes.len().min(16 * 1024)]),
-                }
-                .with_context(|| format!("{}: unknown format", entry.name))?;
-                let mut builder = RuleSetBuilder::new();
-                parse_bytes(format, &entry.name, &bytes, &mut |rule| builder.add(rule));
-                Ok(builder.build())
-            })();
-            match loaded {
-                Ok(set) => {
-                    let set = Arc::new(set);
-                    compiled.insert(
-                        entry.name.clone(),
-                        CompiledList {
-                            path,
-                            len,
-                            modified,
-                            format: entry.format.clone(),
-                            set: Arc::clone(&set),
-                        },
-                    );
-                    sets.push(set);
-                }
-                Err(e) => report
-                    .notes
-                    .push(format!("list {} left out: {e:#}", entry.name)),
+        assemble(&self.state, &self.base, self.default_flag, &mut compiled)
+    }
+}
+
+/// The policy an instance with this state directory enforces: the built-in default at the
+/// level `default_flag` or `settings.json` says (none when off), then the command line's rule
+/// sets (`base`), then every list of `lists.json`, with the effective per-app settings. A list
+/// that fails to load is left out and named in the report; the rest still apply. `embargo run`
+/// and `embargo check` both decide with this, so `check` answers what `run` does.
+pub fn assemble(
+    state: &StateDir,
+    base: &Policy,
+    default_flag: Option<DefaultRules>,
+    compiled: &mut HashMap<String, CompiledList>,
+) -> Result<(Policy, ReloadReport)> {
+    let mut report = ReloadReport::default();
+    let default = match default_flag {
+        Some(d) => d,
+        None => state.load_settings()?.default_rules,
+    };
+    let mut sets = default
+        .level()
+        .map(embargo_policy::builtin_rule_sets)
+        .unwrap_or_default();
+    sets.extend(base.rules().iter().cloned());
+    report
+        .notes
+        .push(format!("built-in default: {}", default.name()));
+    let lists = state.load_lists()?.lists;
+    compiled.retain(|name, _| lists.iter().any(|l| &l.name == name));
+    for entry in lists {
+        let path = state.list_path(&entry);
+        let meta = std::fs::metadata(&path).ok();
+        let (len, modified) = (
+            meta.as_ref().map_or(0, |m| m.len()),
+            meta.as_ref().and_then(|m| m.modified().ok()),
+        );
+        if let Some(c) = compiled.get(&entry.name) {
+            if c.path == path
+                && c.len == len
+                && c.modified == modified
+                && c.format == entry.format
+            {
+                sets.push(Arc::clone(&c.set));
+                continue;
             }
         }
-        report.rules = sets
-            .iter()
-            .map(|s| s.name_count() + s.counts().iter().sum::<usize>() as u64)
-            .sum();
-        let apps = self.state.effective_app_rules(now_ms())?;
-        report.apps_with_settings = apps.apps.len() as u64;
-        let policy = Policy::new(sets, Arc::clone(self.base.ipdb()), apps);
-        Ok((policy, report))
+        let loaded = (|| -> Result<_> {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            let format = match &entry.format {
+                Some(f) => Format::from_name(f),
+                None => Format::detect(&entry.name, &bytes[..bytes.len().min(16 * 1024)]),
+            }
+            .with_context(|| format!("{}: unknown format", entry.name))?;
+            let mut builder = RuleSetBuilder::new().with_intent(format.intent());
+            parse_bytes(format, &entry.name, &bytes, &mut |rule| builder.add(rule));
+            Ok(builder.build())
+        })();
+        match loaded {
+            Ok(set) => {
+                let set = Arc::new(set);
+                compiled.insert(
+                    entry.name.clone(),
+                    CompiledList {
+                        path,
+                        len,
+                        modified,
+                        format: entry.format.clone(),
+                        set: Arc::clone(&set),
+                    },
+                );
+                sets.push(set);
+            }
+            Err(e) => report
+                .notes
+                .push(format!("list {} left out: {e:#}", entry.name)),
+        }
     }
+    report.rules = sets
+        .iter()
+        .map(|s| s.name_count() + s.counts().iter().sum::<usize>() as u64)
+        .sum();
+    let apps = state.effective_app_rules(now_ms())?;
+    report.apps_with_settings = apps.apps.len() as u64;
+    let policy = Policy::new(sets, Arc::clone(base.ipdb()), apps);
+    Ok((policy, report))
 }
 
 impl Handler for RunControl {

@@ -6,6 +6,7 @@
 //!   apps.json                  per-app settings (embargo_policy::AppRules, serde JSON)
 //!   pauses.json                apps whose blocking is paused, and until when
 //!   lists.json                 the rule lists added with `embargo lists add`
+//!   settings.json              how the built-in default applies (`embargo default`)
 //!   lists/NAME                 downloaded copies of URL lists
 //!   history.db                 the history (embargo_history)
 //!   control.sock               a running instance's control socket (mode 0600)
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use embargo_policy::AppRules;
+use embargo_policy::{AppRules, EmbargoLevel};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Where state lives unless `--state-dir` says otherwise.
@@ -93,6 +94,63 @@ pub struct ListsConfig {
     pub lists: Vec<ListEntry>,
 }
 
+/// How the built-in default applies: at which embargo level, or not at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultRules {
+    /// The embargoed companies' telemetry (the built-in default's own default).
+    #[default]
+    Telemetry,
+    /// Everything they own and everything located in the embargoed countries.
+    Full,
+    /// No built-in rules: only the lists the person added.
+    Off,
+}
+
+impl DefaultRules {
+    /// The built-in level, `None` when off.
+    pub fn level(self) -> Option<EmbargoLevel> {
+        match self {
+            DefaultRules::Telemetry => Some(EmbargoLevel::Telemetry),
+            DefaultRules::Full => Some(EmbargoLevel::Full),
+            DefaultRules::Off => None,
+        }
+    }
+
+    /// `telemetry`, `full` or `off`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DefaultRules::Telemetry => "telemetry",
+            DefaultRules::Full => "full",
+            DefaultRules::Off => "off",
+        }
+    }
+
+    /// What `--embargo LEVEL` and `--no-default` ask for (`None`: what the state says).
+    pub fn from_flags(embargo: Option<EmbargoLevel>, no_default: bool) -> Option<DefaultRules> {
+        match (no_default, embargo) {
+            (true, _) => Some(DefaultRules::Off),
+            (false, Some(EmbargoLevel::Full)) => Some(DefaultRules::Full),
+            (false, Some(EmbargoLevel::Telemetry)) => Some(DefaultRules::Telemetry),
+            (false, None) => None,
+        }
+    }
+}
+
+/// `settings.json`: settings that are not about one app or one list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// How the built-in default applies.
+    #[serde(default)]
+    pub default_rules: DefaultRules,
+}
+
+/// The value of `--embargo`: `telemetry` or `full`.
+pub fn parse_level(text: &str) -> std::result::Result<EmbargoLevel, String> {
+    EmbargoLevel::from_name(text)
+        .ok_or_else(|| format!("{text:?}: the embargo level is telemetry or full"))
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -137,6 +195,21 @@ impl StateDir {
     /// Running pauses (app -> until when).
     pub fn pauses_file(&self) -> PathBuf {
         self.root.join("pauses.json")
+    }
+
+    /// Settings that are not about one app or one list.
+    pub fn settings_file(&self) -> PathBuf {
+        self.root.join("settings.json")
+    }
+
+    /// The settings as stored (defaults when the file does not exist).
+    pub fn load_settings(&self) -> Result<Settings> {
+        read_json_or_default(&self.settings_file())
+    }
+
+    /// Stores the settings (atomically).
+    pub fn save_settings(&self, settings: &Settings) -> Result<()> {
+        self.write_json(&self.settings_file(), settings)
     }
 
     /// The lists added with `embargo lists add`.

@@ -98,6 +98,7 @@ mod tests {
             decision: embargo_policy::Decision {
                 verdict,
                 reason,
+                intent: None,
                 owner: Some(Attribution {
                     value: "Tracker Corp".into(),
                     asn: None,

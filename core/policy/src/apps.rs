@@ -36,6 +36,44 @@ impl std::fmt::Display for Target {
     }
 }
 
+impl Target {
+    /// Reads a target as people write it: `AS45090`, `owner: ByteDance` (or `owner:ByteDance`),
+    /// `country: CN`, or a host name (which covers its subdomains).
+    pub fn parse(text: &str) -> Result<Target, String> {
+        let text = text.trim();
+        let field = |prefix: &str| {
+            text.get(..prefix.len())
+                .filter(|p| p.eq_ignore_ascii_case(prefix))
+                .map(|_| text[prefix.len()..].trim())
+        };
+        if let Some(owner) = field("owner:") {
+            if owner.is_empty() || owner.chars().any(char::is_control) {
+                return Err(format!("{text:?}: an owner name is needed after \"owner:\""));
+            }
+            return Ok(Target::Owner(owner.to_owned()));
+        }
+        if let Some(code) = field("country:") {
+            if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(format!(
+                    "{text:?}: a country is a two-letter ISO 3166-1 code, such as CN"
+                ));
+            }
+            return Ok(Target::Country(code.to_ascii_uppercase()));
+        }
+        if let Some(digits) = field("as") {
+            if let Ok(asn) = digits.parse::<u32>() {
+                return Ok(Target::Asn(asn));
+            }
+        }
+        match crate::parse::normalize_name(text) {
+            Ok(name) => Ok(Target::Name(name)),
+            Err(e) => Err(format!(
+                "{text:?}: not a host name, ASnnn, owner: NAME or country: CC ({e})"
+            )),
+        }
+    }
+}
+
 /// One per-app override: allow or block a target for this app alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
@@ -126,6 +164,23 @@ impl AppRules {
             .overrides
             .push(Override { target, action });
     }
+
+    /// Sets the app's override of this target (replacing an earlier one of the same target).
+    pub fn set_override(&mut self, app: &str, target: Target, action: Action) {
+        let overrides = &mut self.app_mut(app).overrides;
+        overrides.retain(|o| o.target != target);
+        overrides.push(Override { target, action });
+    }
+
+    /// Removes the app's override of this target; whether there was one.
+    pub fn remove_override(&mut self, app: &str, target: &Target) -> bool {
+        let Some(settings) = self.apps.get_mut(app) else {
+            return false;
+        };
+        let before = settings.overrides.len();
+        settings.overrides.retain(|o| &o.target != target);
+        settings.overrides.len() != before
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +200,45 @@ mod tests {
         assert!(!rules.blocking_enabled(Some("android")));
         rules.new_app_blocking = false;
         assert!(!rules.blocking_enabled(Some("com.other")));
+    }
+
+    #[test]
+    fn targets_parse_as_people_write_them() {
+        assert_eq!(Target::parse("AS45090"), Ok(Target::Asn(45090)));
+        assert_eq!(Target::parse("as45090"), Ok(Target::Asn(45090)));
+        assert_eq!(
+            Target::parse("owner: ByteDance"),
+            Ok(Target::Owner("ByteDance".into()))
+        );
+        assert_eq!(
+            Target::parse("Country:cn"),
+            Ok(Target::Country("CN".into()))
+        );
+        assert_eq!(
+            Target::parse("Log.TikTokV.com."),
+            Ok(Target::Name("log.tiktokv.com".into()))
+        );
+        // A name that starts with "as" is a name.
+        assert_eq!(
+            Target::parse("assets.example"),
+            Ok(Target::Name("assets.example".into()))
+        );
+        for bad in ["country: CHN", "owner:", "not a name", ""] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_and_remove_by_target() {
+        let mut rules = AppRules::default();
+        let t = Target::Name("log.tiktokv.com".into());
+        rules.set_override("app", t.clone(), Action::Allow);
+        rules.set_override("app", t.clone(), Action::Block);
+        assert_eq!(rules.app("app").unwrap().overrides.len(), 1);
+        assert_eq!(rules.app("app").unwrap().overrides[0].action, Action::Block);
+        assert!(rules.remove_override("app", &t));
+        assert!(!rules.remove_override("app", &t));
+        assert!(!rules.remove_override("other", &t));
     }
 
     #[test]

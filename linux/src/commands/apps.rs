@@ -1,5 +1,9 @@
 //! `embargo apps`: the apps seen, with blocking on or off, and `apps block|allow|pause APP`.
 //!
+//! `apps allow-target APP TARGET` and `apps block-target APP TARGET` allow or block one target
+//! (a name and its subdomains, `AS45090`, `owner: ByteDance`, `country: CN`) for one app alone,
+//! over every list, embargo rules included; `apps unset-target` removes such an override.
+//!
 //! An app is its executable path (`/usr/bin/curl`) or `uid:N` when no process was found.
 //! `block` turns blocking on for the app, `allow` turns it off (its traffic passes every list),
 //! `pause` turns it off for a while ([`DEFAULT_PAUSE`] unless `--for` says otherwise).
@@ -11,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use embargo_policy::{Action, Target};
 use serde::Serialize;
 
 use super::output::{self, cell, Common, Table, Tone};
@@ -35,6 +40,13 @@ pub enum AppsAction {
     Block(AppArg),
     /// Turn blocking off for APP (nothing it sends is blocked).
     Allow(AppArg),
+    /// Allow TARGET for APP alone, over every list and embargo (a name, ASnnn, "owner: X",
+    /// "country: CC").
+    AllowTarget(TargetArgs),
+    /// Block TARGET for APP alone, whatever the lists say.
+    BlockTarget(TargetArgs),
+    /// Remove APP's override of TARGET.
+    UnsetTarget(TargetArgs),
     /// Turn blocking off for APP for a while (default 15 minutes), then back on.
     Pause {
         #[command(flatten)]
@@ -50,6 +62,16 @@ pub enum AppsAction {
 pub struct AppArg {
     /// Executable path, a command name found in PATH, or `uid:N`.
     pub app: String,
+}
+
+/// An app and a target of a per-app override.
+#[derive(clap::Args)]
+pub struct TargetArgs {
+    /// Executable path, a command name found in PATH, `uid:N`, or an Android package.
+    pub app: String,
+    /// A host name (and its subdomains), ASnnn, "owner: NAME" or "country: CC".
+    #[arg(value_parser = |t: &str| Target::parse(t))]
+    pub target: Target,
 }
 
 /// One line of `embargo apps`.
@@ -77,6 +99,24 @@ pub fn run(args: AppsArgs) -> Result<ExitCode> {
         Some(AppsAction::Allow(a)) => {
             change(&state, &a.app, Change::Blocking(false), args.common.json)
         }
+        Some(AppsAction::AllowTarget(t)) => change(
+            &state,
+            &t.app,
+            Change::Override(t.target, Some(Action::Allow)),
+            args.common.json,
+        ),
+        Some(AppsAction::BlockTarget(t)) => change(
+            &state,
+            &t.app,
+            Change::Override(t.target, Some(Action::Block)),
+            args.common.json,
+        ),
+        Some(AppsAction::UnsetTarget(t)) => change(
+            &state,
+            &t.app,
+            Change::Override(t.target, None),
+            args.common.json,
+        ),
         Some(AppsAction::Pause { app, duration }) => change(
             &state,
             &app.app,
@@ -112,6 +152,8 @@ pub fn resolve_app(text: &str) -> String {
 enum Change {
     Blocking(bool),
     Pause(std::time::Duration),
+    /// Allow or block a target for the app (`None`: remove the override).
+    Override(Target, Option<Action>),
 }
 
 fn change(state: &StateDir, typed: &str, change: Change, json: bool) -> Result<ExitCode> {
@@ -124,6 +166,20 @@ fn change(state: &StateDir, typed: &str, change: Change, json: bool) -> Result<E
             rules.set_blocking(&app, on);
             pauses.remove(&app);
             format!("blocking {} for {app}", if on { "on" } else { "off" })
+        }
+        Change::Override(target, Some(action)) => {
+            rules.set_override(&app, target.clone(), action);
+            let word = match action {
+                Action::Allow => "allowed",
+                Action::Block => "blocked",
+            };
+            format!("{target} {word} for {app}")
+        }
+        Change::Override(target, None) => {
+            if !rules.remove_override(&app, &target) {
+                anyhow::bail!("{app} has no override of {target}");
+            }
+            format!("override of {target} removed for {app}")
         }
         Change::Pause(d) => {
             let until_ms = now + d.as_millis() as i64;

@@ -1,7 +1,11 @@
 //! `embargo check`: one decision per name or address, with reason, owner and country.
 //!
-//! With no `--list` and no `--rules`, the built-in default decides. IP databases given with
-//! `--asn-db` / `--country-db` are asked first; the bundled ones answer what they do not know.
+//! With no `--list` and no `--rules`, `check` decides as the instance of `--state-dir` would
+//! (`runtime::assemble`): the built-in default at the stored level, the lists added with
+//! `embargo lists add`, per-app settings, pauses and the allowlist. With `--list`/`--rules`
+//! it decides with those files and the built-in default only (none with `--no-default`).
+//! IP databases given with `--asn-db` / `--country-db` are asked first; the bundled ones
+//! answer what they do not know.
 //! Load reports go to stderr; decisions to stdout (aligned text, or one JSON object per line
 //! with `--json`).
 
@@ -14,8 +18,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use embargo_policy::parse::{parse_list, Format};
+
+use crate::runtime::assemble;
+use crate::state::{DefaultRules, StateDir};
 use embargo_policy::{
-    AppRules, Attribution, AttributionSource, Decision, IpDb, IpDbFormat, LoadReport, Policy,
+    AppRules, Attribution, AttributionSource, Decision, Intent, IpDb, IpDbFormat, LoadReport, Policy,
     Query, Reason, RuleSet, RuleSetBuilder, Verdict,
 };
 
@@ -48,6 +55,18 @@ pub struct CheckArgs {
     /// One JSON object per target, one per line.
     #[arg(long)]
     pub json: bool,
+    /// The built-in default's level for this check: telemetry or full (default: the state's).
+    #[arg(long, value_name = "LEVEL", value_parser = crate::state::parse_level)]
+    pub embargo: Option<embargo_policy::EmbargoLevel>,
+    /// Leave the built-in default out.
+    #[arg(long)]
+    pub no_default: bool,
+    /// Show the precedence and which step decided each target.
+    #[arg(long)]
+    pub explain: bool,
+    /// The instance whose lists, app settings and allowlist decide (when no --list/--rules).
+    #[arg(long, env = "EMBARGO_STATE_DIR", default_value = crate::state::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
     /// Names or addresses to check.
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
@@ -61,18 +80,13 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     for path in &args.rules {
         rule_sets.push(Arc::new(open_compiled(path)?));
     }
-    if !args.lists.is_empty() {
-        let (set, reports) = compile_lists(&args.lists, format)?;
-        for report in &reports {
-            load_errors += report.error_count;
-            print_report(report);
-        }
+    for path in &args.lists {
+        let (set, report) = list_set(path, format)?;
+        load_errors += report.error_count;
+        print_report(&report);
         rule_sets.push(Arc::new(set));
     }
     let builtin = Policy::builtin();
-    if rule_sets.is_empty() {
-        rule_sets = builtin.rules().to_vec();
-    }
 
     let ipdb = if args.asn_dbs.is_empty() && args.country_dbs.is_empty() {
         builtin.ipdb().clone()
@@ -89,22 +103,47 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         Arc::new(db)
     };
 
-    let policy = Policy::new(rule_sets, ipdb, AppRules::default());
+    let flag = DefaultRules::from_flags(args.embargo, args.no_default);
+    let explicit = !rule_sets.is_empty();
+    let base = Policy::new(rule_sets, ipdb, AppRules::default());
+    let policy = if explicit {
+        let mut sets = flag
+            .unwrap_or_default()
+            .level()
+            .map(embargo_policy::builtin_rule_sets)
+            .unwrap_or_default();
+        sets.extend(base.rules().iter().cloned());
+        base.with_rules(sets)
+    } else {
+        let state = StateDir::new(&args.state_dir);
+        let (policy, report) = assemble(&state, &base, flag, &mut Default::default())
+            .with_context(|| format!("read the state in {}", args.state_dir.display()))?;
+        for note in report.notes.iter().filter(|n| !n.starts_with("built-in")) {
+            eprintln!("embargo check: {note}");
+        }
+        policy
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut rows = Vec::with_capacity(args.targets.len());
+    let mut decisions = Vec::with_capacity(args.targets.len());
     for target in &args.targets {
         let decision = decide(&policy, target, args.app.as_deref())?;
+        decisions.push(decision.clone());
         if args.json {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "target": target,
                 "verdict": decision.verdict,
                 "reason": decision.reason,
+                "intent": decision.intent,
                 "owner": decision.owner,
                 "country": decision.country,
                 "certainty": decision.certainty,
                 "app": args.app,
             });
+            if args.explain {
+                line["step"] = step_of(&decision).into();
+            }
             writeln!(out, "{line}")?;
         } else {
             rows.push(text_row(target, &decision));
@@ -112,6 +151,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     }
     if !args.json {
         write_table(&mut out, &rows)?;
+        if args.explain {
+            for (target, decision) in args.targets.iter().zip(&decisions) {
+                writeln!(out)?;
+                explain(&mut out, target, decision)?;
+            }
+        }
     }
     out.flush()?;
     if load_errors > 0 {
@@ -153,18 +198,30 @@ pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>> {
     }
 }
 
-/// Parses every list into one rule set (streaming: memory stays bounded by the parser).
+/// Parses one list into a rule set of its own, with its format's intent (embargo for Embargo's
+/// own rule files, tracker for the rest). `format`: `None` = detected.
+pub(crate) fn list_set(path: &Path, format: Option<Format>) -> Result<(RuleSet, LoadReport)> {
+    let (set, mut reports) = compile_lists(std::slice::from_ref(&path.to_path_buf()), format)?;
+    Ok((set, reports.remove(0)))
+}
+
+/// Parses every list into one rule set (streaming: memory stays bounded by the parser). The
+/// set's intent is embargo when every list is in Embargo's own format, else tracker.
 pub(crate) fn compile_lists(
     paths: &[PathBuf],
     format: Option<Format>,
 ) -> Result<(RuleSet, Vec<LoadReport>)> {
     let mut builder = RuleSetBuilder::new();
     let mut reports = Vec::with_capacity(paths.len());
+    let mut intent = Intent::Embargo;
     for path in paths {
         let format = match format {
             Some(f) => f,
             None => detect_format(path)?,
         };
+        if format.intent() == Intent::Tracker {
+            intent = Intent::Tracker;
+        }
         let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
         let report = parse_list(
             format,
@@ -174,6 +231,7 @@ pub(crate) fn compile_lists(
         );
         reports.push(report);
     }
+    builder.set_intent(intent);
     let (set, build) = builder.build_with_report();
     if build.badfiltered > 0 {
         eprintln!("{} rule(s) disabled by $badfilter", build.badfiltered);
@@ -276,6 +334,43 @@ pub(crate) fn print_report(report: &LoadReport) {
     }
 }
 
+/// The precedence of `Policy::decide`, as `--explain` shows it (one line per step).
+const PRECEDENCE: [&str; 7] = [
+    "blocking off or paused for the app -> allow",
+    "per-app override (apps allow-target / block-target) -> as it says",
+    "allowlist -> allow",
+    "embargo rules (Embargo's lists, ASN, owner and country rules; no first-party exception)",
+    "first party (the app's own company owns the endpoint) -> allow",
+    "tracker rules (third-party lists)",
+    "no rule -> allow",
+];
+
+/// Which step of [`PRECEDENCE`] decided (1-based).
+fn step_of(d: &Decision) -> u8 {
+    match (&d.reason, d.intent) {
+        (Reason::AppBlockingOff, _) => 1,
+        (Reason::AppOverride { .. }, _) => 2,
+        (Reason::Allowlisted { .. }, _) => 3,
+        (Reason::FirstParty { .. }, _) => 5,
+        (Reason::NoMatch, _) => 7,
+        (_, Some(Intent::Tracker)) => 6,
+        _ => 4,
+    }
+}
+
+fn explain(out: &mut impl Write, target: &str, d: &Decision) -> std::io::Result<()> {
+    writeln!(out, "{target}: precedence, first match wins")?;
+    let decided = step_of(d);
+    for (i, step) in PRECEDENCE.iter().enumerate() {
+        let n = i as u8 + 1;
+        let mark = if n == decided { "=>" } else { "  " };
+        writeln!(out, "  {mark} {n}. {step}")?;
+    }
+    let row = text_row(target, d);
+    writeln!(out, "  decided: {} by {}", row[1], row[5])?;
+    writeln!(out, "  owner: {}; country: {}; certainty: {}", row[2], row[3], row[4])
+}
+
 fn text_row(target: &str, d: &Decision) -> [String; 6] {
     let verdict = match d.verdict {
         Verdict::Allow => "allow",
@@ -288,19 +383,34 @@ fn text_row(target: &str, d: &Decision) -> [String; 6] {
         Reason::AppOverride { entry } => format!("app override: {entry}"),
         Reason::FirstParty { owner } => format!("first party ({owner})"),
         Reason::NameRule { rule, exception } => format!(
-            "{} {} ({}:{})",
+            "{}{} {} ({}:{})",
+            intent_word(d.intent),
             if *exception { "exception" } else { "name" },
             rule.rule,
             rule.list,
             rule.line
         ),
-        Reason::AddressRule { rule } => {
-            format!("address {} ({}:{})", rule.rule, rule.list, rule.line)
-        }
-        Reason::OwnerRule { rule } => format!("owner {} ({}:{})", rule.rule, rule.list, rule.line),
-        Reason::CountryRule { rule } => {
-            format!("country {} ({}:{})", rule.rule, rule.list, rule.line)
-        }
+        Reason::AddressRule { rule } => format!(
+            "{}address {} ({}:{})",
+            intent_word(d.intent),
+            rule.rule,
+            rule.list,
+            rule.line
+        ),
+        Reason::OwnerRule { rule } => format!(
+            "{}owner {} ({}:{})",
+            intent_word(d.intent),
+            rule.rule,
+            rule.list,
+            rule.line
+        ),
+        Reason::CountryRule { rule } => format!(
+            "{}country {} ({}:{})",
+            intent_word(d.intent),
+            rule.rule,
+            rule.list,
+            rule.line
+        ),
     };
     let certainty = serde_json::to_value(d.certainty)
         .ok()
@@ -314,6 +424,11 @@ fn text_row(target: &str, d: &Decision) -> [String; 6] {
         certainty,
         reason,
     ]
+}
+
+/// `embargo ` or `tracker ` before a rule's kind.
+fn intent_word(intent: Option<Intent>) -> String {
+    intent.map(|i| format!("{} ", i.name())).unwrap_or_default()
 }
 
 fn attribution_text(a: Option<&Attribution>) -> String {

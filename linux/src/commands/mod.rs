@@ -3,6 +3,7 @@
 pub mod apps;
 pub mod check;
 pub mod compile;
+pub mod default;
 pub mod history;
 pub mod lists;
 pub mod output;

@@ -25,8 +25,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use embargo_driver::{DriverConfig, FwmarkProtect, HookError, Hooks, Tunnel};
 use embargo_engine::{Decide, Engine, EngineConfig, Event};
-use embargo_policy::parse::{parse_bytes, Format};
-use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query, RuleSetBuilder};
+use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query};
 
 use crate::netns;
 use crate::procfs::AppResolver;
@@ -53,12 +52,21 @@ pub struct RunArgs {
     /// Touch no routes, rules or DNS: only attach to --tun and mark sockets.
     #[arg(long)]
     pub no_routes: bool,
-    /// Rule files (Adblock/hosts/domain lists and Embargo rules) instead of the built-in default.
+    /// Compiled rule sets (`embargo lists compile`), in addition to the built-in default.
     #[arg(long = "rules", value_name = "FILE")]
     pub rules: Vec<PathBuf>,
-    /// Same as --rules (a blocklist file).
+    /// Rule lists (AdBlock, hosts, domains, Embargo rules, ...), in addition to the built-in
+    /// default and the lists added with `embargo lists add`.
     #[arg(long = "list", value_name = "FILE")]
     pub lists: Vec<PathBuf>,
+    /// How much of the embargoed companies the built-in default blocks for every app:
+    /// `telemetry` (their telemetry, analytics and ad measurement) or `full` (everything they
+    /// own and everything in the embargoed countries). Default: `embargo default`'s setting.
+    #[arg(long, value_name = "LEVEL", value_parser = crate::state::parse_level)]
+    pub embargo: Option<embargo_policy::EmbargoLevel>,
+    /// Leave the built-in default out: only --list, --rules and the added lists apply.
+    #[arg(long)]
+    pub no_default: bool,
     /// Resolver that allowed DNS questions go to (default: the host's first nameserver).
     #[arg(long, value_name = "ADDR")]
     pub dns_upstream: Option<String>,
@@ -408,35 +416,21 @@ impl Decide for HandlePolicy {
     }
 }
 
-/// The policy: rule files when given (with the built-in IP databases), else the built-in
-/// default.
+/// The policy: the built-in default (at the level `--embargo` or the state says, unless
+/// `--no-default`), the command line's lists and compiled sets, and the state's lists and app
+/// settings (`runtime::assemble`).
 fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunControl>)> {
-    let files: Vec<&PathBuf> = args.rules.iter().chain(&args.lists).collect();
     let builtin = Policy::builtin();
-    let policy = if files.is_empty() {
-        builtin
-    } else {
-        let mut sets = Vec::new();
-        for path in files {
-            let bytes = fs::read(path).with_context(|| format!("read rules {}", path.display()))?;
-            let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("rules");
-            let head = &bytes[..bytes.len().min(8192)];
-            let Some(format) = Format::detect(file_name, head) else {
-                bail!("{}: unknown list format (name it *.rules for Embargo rules, or use a hosts/domains/AdBlock list)", path.display());
-            };
-            let mut builder = RuleSetBuilder::new();
-            let report = parse_bytes(format, file_name, &bytes, &mut |rule| builder.add(rule));
-            eprintln!(
-                "embargo: {}: {} rules ({})",
-                path.display(),
-                builder.len(),
-                format.name()
-            );
-            log::debug!("{}: {report:?}", path.display());
-            sets.push(Arc::new(builder.build()));
-        }
-        builtin.with_rules(sets)
-    };
+    let mut sets = Vec::new();
+    for path in &args.rules {
+        sets.push(Arc::new(super::check::open_compiled(path)?));
+    }
+    for path in &args.lists {
+        let (set, report) = super::check::list_set(path, None)?;
+        super::check::print_report(&report);
+        sets.push(Arc::new(set));
+    }
+    let policy = Policy::new(sets, builtin.ipdb().clone(), Default::default());
     let dbs: Vec<PathBuf> = args
         .asn_dbs
         .iter()
@@ -455,6 +449,7 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunC
         StateDir::new(&args.state_dir),
         handle.clone(),
         base,
+        crate::state::DefaultRules::from_flags(args.embargo, args.no_default),
         what,
     ));
     let report = crate::control::Handler::reload(&*control).map_err(anyhow::Error::msg)?;

@@ -49,6 +49,7 @@ fn policy(q: &Query<'_>) -> Decision {
             Verdict::Allow
         },
         reason: Reason::NoMatch,
+        intent: None,
         owner: None,
         country: None,
         certainty: Certainty::Unknown,

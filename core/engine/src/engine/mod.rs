@@ -826,6 +826,8 @@ impl Engine {
                         rule: rule.into(),
                     },
                 },
+                // The engine's own rule (encrypted DNS), not a list's.
+                intent: None,
                 owner: None,
                 country: None,
                 certainty: Certainty::Certain,

@@ -21,6 +21,7 @@ pub fn allow() -> Decision {
     Decision {
         verdict: Verdict::Allow,
         reason: Reason::NoMatch,
+        intent: None,
         owner: None,
         country: None,
         certainty: Certainty::Unknown,
@@ -31,6 +32,7 @@ pub fn block() -> Decision {
     Decision {
         verdict: Verdict::Block,
         reason: Reason::NoMatch,
+        intent: None,
         owner: None,
         country: None,
         certainty: Certainty::Certain,

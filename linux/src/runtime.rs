@@ -132,18 +132,14 @@ pub fn assemble(
             meta.as_ref().and_then(|m| m.modified().ok()),
         );
         if let Some(c) = compiled.get(&entry.name) {
-            if c.path == path
-                && c.len == len
-                && c.modified == modified
-                && c.format == entry.format
+            if c.path == path && c.len == len && c.modified == modified && c.format == entry.format
             {
                 sets.push(Arc::clone(&c.set));
                 continue;
             }
         }
         let loaded = (|| -> Result<_> {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
             let format = match &entry.format {
                 Some(f) => Format::from_name(f),
                 None => Format::detect(&entry.name, &bytes[..bytes.len().min(16 * 1024)]),

@@ -3,10 +3,18 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// `embargo ARGS` with a state directory of its own that does not exist (no stored lists or
+/// settings: the machine's /var/lib/embargo must not change what these tests see).
 fn embargo(args: &[&str]) -> Output {
+    let state = std::env::temp_dir().join(format!("embargo-check-cli-none-{}", std::process::id()));
+    embargo_in(&state, args)
+}
+
+fn embargo_in(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_embargo"))
         .args(args)
         .env("NO_COLOR", "1")
+        .env("EMBARGO_STATE_DIR", state)
         .output()
         .expect("run embargo")
 }
@@ -28,6 +36,8 @@ const AS45090_ADDR: &str = "1.12.0.1";
 fn builtin_blocks_tiktok_and_as45090_and_allows_example_org() {
     let o = embargo(&[
         "check",
+        "--embargo",
+        "full",
         "log.tiktokv.com",
         "mon.tiktokv.com",
         AS45090_ADDR,
@@ -57,7 +67,7 @@ fn json_is_one_object_per_target() {
         "example.org",
         "2400:3200::1",
     ];
-    let mut args = vec!["check", "--json"];
+    let mut args = vec!["check", "--json", "--embargo", "full"];
     args.extend(targets);
     let o = embargo(&args);
     assert!(o.status.success(), "{o:?}");
@@ -74,6 +84,7 @@ fn json_is_one_object_per_target() {
     assert_eq!(objects[0]["reason"]["kind"], "name_rule");
     assert_eq!(objects[0]["reason"]["rule"]["list"], "builtin");
     assert_eq!(objects[0]["owner"]["value"], "ByteDance");
+    assert_eq!(objects[0]["intent"], "embargo");
     assert_eq!(objects[0]["certainty"], "certain");
     assert_eq!(objects[1]["verdict"], "block");
     assert_eq!(objects[1]["owner"]["asn"], 45090);
@@ -134,9 +145,11 @@ fn compile_then_check_with_rules() {
     assert!(o.status.success(), "{o:?}");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("wrote "), "{stderr}");
+    // The compiled file alone (with the default, its embargo rule for the name decides first).
     let o = embargo(&[
         "check",
         "--json",
+        "--no-default",
         "--rules",
         out.to_str().unwrap(),
         "x.log.tiktokv.com",
@@ -196,4 +209,168 @@ fn errors_exit_non_zero_with_a_message() {
         assert!(stderr.contains("bad.txt:2"), "{stderr}");
     }
     assert!(stdout(&o).contains("block"));
+}
+
+const TIKTOK: &str = "com.zhiliaoapp.musically";
+const TIKTOK_ASIA: &str = "com.ss.android.ugc.trill";
+/// ByteDance's AS396986 announces 71.18.0.0/16 (located in the US).
+const BYTEDANCE_ADDR: &str = "71.18.0.1";
+
+fn verdicts(o: &Output) -> Vec<(String, String, Option<String>)> {
+    assert!(o.status.success(), "{o:?}");
+    stdout(o)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["verdict"].as_str().unwrap().to_owned(),
+                v["reason"]["kind"].as_str().unwrap().to_owned(),
+                v["intent"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// Issue 15's acceptance check: TikTok's own telemetry is blocked for TikTok in `telemetry`
+/// mode (its content is not), and everything ByteDance owns in `full` mode.
+#[test]
+fn embargo_blocks_tiktoks_own_telemetry_for_tiktok() {
+    for app in [TIKTOK, TIKTOK_ASIA] {
+        let targets = ["log.tiktokv.com", "mssdk-va.tiktokv.com", BYTEDANCE_ADDR];
+        let mut args = vec!["check", "--json", "--app", app];
+        args.extend(targets);
+        let v = verdicts(&embargo(&args));
+        assert_eq!(
+            v[0],
+            ("block".into(), "name_rule".into(), Some("embargo".into())),
+            "{app}"
+        );
+        assert_eq!(
+            v[1],
+            ("block".into(), "name_rule".into(), Some("embargo".into())),
+            "{app}"
+        );
+        assert_eq!(
+            v[2].0, "allow",
+            "{app}: content servers stay open in telemetry mode"
+        );
+
+        args.insert(2, "--embargo");
+        args.insert(3, "full");
+        let v = verdicts(&embargo(&args));
+        for (target, verdict) in targets.iter().zip(&v) {
+            assert_eq!(verdict.0, "block", "{app} {target}: {verdict:?}");
+            assert_eq!(verdict.2.as_deref(), Some("embargo"), "{app} {target}");
+        }
+    }
+}
+
+#[test]
+fn explain_marks_the_step_that_decided() {
+    let o = embargo(&["check", "--explain", "--app", TIKTOK, "log.tiktokv.com"]);
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    assert!(text.contains("=> 4. embargo rules"), "{text}");
+    assert!(text.contains("5. first party"), "{text}");
+    let o = embargo(&["check", "--explain", "--json", "example.org"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["step"], 7);
+}
+
+/// `--list` adds to the built-in default (it used to replace it, turning TikTok protection
+/// off); `--no-default` leaves the default out.
+#[test]
+fn lists_add_to_the_default_unless_no_default() {
+    let dir = std::env::temp_dir().join(format!("embargo-compose-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("extra.txt");
+    std::fs::write(&list, "0.0.0.0 extra.example\n").unwrap();
+    let list = list.to_str().unwrap();
+    let v = verdicts(&embargo(&[
+        "check",
+        "--json",
+        "--list",
+        list,
+        "log.tiktokv.com",
+        "extra.example",
+    ]));
+    assert_eq!(v[0].0, "block", "the default still applies");
+    assert_eq!(
+        v[1],
+        ("block".into(), "name_rule".into(), Some("tracker".into()))
+    );
+    let v = verdicts(&embargo(&[
+        "check",
+        "--json",
+        "--no-default",
+        "--list",
+        list,
+        "log.tiktokv.com",
+        "extra.example",
+    ]));
+    assert_eq!(v[0].0, "allow");
+    assert_eq!(v[1].0, "block");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Without --list/--rules, check decides as the instance of the state directory would: its
+/// lists, its per-app overrides and its default level.
+#[test]
+fn check_decides_with_the_state_directory() {
+    let dir = std::env::temp_dir().join(format!("embargo-check-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state");
+    let list = dir.join("mine.txt");
+    std::fs::write(&list, "0.0.0.0 mine.example\n").unwrap();
+    let ok = |args: &[&str]| {
+        let o = embargo_in(&state, args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    };
+    let check = |args: &[&str]| {
+        let mut all = vec!["check", "--json"];
+        all.extend(args);
+        verdicts(&embargo_in(&state, &all))
+    };
+    assert_eq!(check(&["mine.example"])[0].0, "allow");
+    ok(&["lists", "add", list.to_str().unwrap()]);
+    assert_eq!(check(&["mine.example"])[0].0, "block");
+
+    // A per-app override beats the embargo, for that app alone.
+    ok(&["apps", "allow-target", TIKTOK, "log.tiktokv.com"]);
+    let v = check(&["--app", TIKTOK, "log.tiktokv.com"]);
+    assert_eq!(
+        (v[0].0.as_str(), v[0].1.as_str()),
+        ("allow", "app_override")
+    );
+    assert_eq!(
+        check(&["--app", TIKTOK_ASIA, "log.tiktokv.com"])[0].0,
+        "block"
+    );
+    ok(&["apps", "block-target", "com.example", "owner: ByteDance"]);
+    let v = check(&["--app", "com.example", BYTEDANCE_ADDR]);
+    assert_eq!(
+        (v[0].0.as_str(), v[0].1.as_str()),
+        ("block", "app_override")
+    );
+    ok(&["apps", "unset-target", TIKTOK, "log.tiktokv.com"]);
+    assert_eq!(check(&["--app", TIKTOK, "log.tiktokv.com"])[0].0, "block");
+    let o = embargo_in(&state, &["apps", "unset-target", TIKTOK, "log.tiktokv.com"]);
+    assert!(
+        !o.status.success(),
+        "removing a missing override is an error"
+    );
+
+    // The stored level, and --embargo over it.
+    assert_eq!(check(&[BYTEDANCE_ADDR])[0].0, "allow");
+    ok(&["default", "full"]);
+    assert_eq!(check(&[BYTEDANCE_ADDR])[0].0, "block");
+    assert_eq!(
+        check(&["--embargo", "telemetry", BYTEDANCE_ADDR])[0].0,
+        "allow"
+    );
+    ok(&["default", "off"]);
+    assert_eq!(check(&["log.tiktokv.com"])[0].0, "allow");
+    assert_eq!(check(&["mine.example"])[0].0, "block");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -48,7 +48,9 @@ impl Target {
         };
         if let Some(owner) = field("owner:") {
             if owner.is_empty() || owner.chars().any(char::is_control) {
-                return Err(format!("{text:?}: an owner name is needed after \"owner:\""));
+                return Err(format!(
+                    "{text:?}: an owner name is needed after \"owner:\""
+                ));
             }
             return Ok(Target::Owner(owner.to_owned()));
         }

@@ -22,8 +22,8 @@ use embargo_policy::parse::{parse_list, Format};
 use crate::runtime::assemble;
 use crate::state::{DefaultRules, StateDir};
 use embargo_policy::{
-    AppRules, Attribution, AttributionSource, Decision, Intent, IpDb, IpDbFormat, LoadReport, Policy,
-    Query, Reason, RuleSet, RuleSetBuilder, Verdict,
+    AppRules, Attribution, AttributionSource, Decision, Intent, IpDb, IpDbFormat, LoadReport,
+    Policy, Query, Reason, RuleSet, RuleSetBuilder, Verdict,
 };
 
 /// How many bytes of a list are read to guess its format.
@@ -368,7 +368,11 @@ fn explain(out: &mut impl Write, target: &str, d: &Decision) -> std::io::Result<
     }
     let row = text_row(target, d);
     writeln!(out, "  decided: {} by {}", row[1], row[5])?;
-    writeln!(out, "  owner: {}; country: {}; certainty: {}", row[2], row[3], row[4])
+    writeln!(
+        out,
+        "  owner: {}; country: {}; certainty: {}",
+        row[2], row[3], row[4]
+    )
 }
 
 fn text_row(target: &str, d: &Decision) -> [String; 6] {

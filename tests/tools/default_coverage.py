@@ -44,7 +44,7 @@ mssdk-va.tiktokv.com log.us.tiktokv.com ib.snssdk.com toblog.ctobsnssdk.com sdk-
 mon.isnssdk.com log16-normal-c-useast1a.tiktokv.com log77-normal-c-alisg.tiktokv.com
 mcs-va.tiktok.com analytics.tiktok.com mon.zijieapi.com client_monitor.isnssdk.com
 mcs.tobsnssdk.com api-access.pangolin-sdk-toutiao.com apmplus.volces.com
-otheve.beacon.qq.com oth.eve.mdt.qq.com h.trace.qq.com pingma.qq.com android.bugly.qq.com
+otheve.beacon.qq.com oth.eve.mdt.qq.com h.trace.qq.com pingma.qq.com pingjs.qq.com tajs.qq.com android.bugly.qq.com
 mi.gdt.qq.com sdk.e.qq.com tpstelemetry.tencent.com
 ulogs.umeng.com c.cnzz.com log.mmstat.com adash-c.ut.taobao.com
 cn-hangzhou.log.aliyuncs.com myproject.ap-southeast-1.log.aliyuncs.com mdap.alipay.com

@@ -22,7 +22,7 @@ with the label wildcard patterns of issue 15:
               matching name and its subtree (`=` prefix: the matching name only)
   /regex/     a regular expression searched in the name
   @@R, allow R   exception: a matching name is not blocked (name exceptions beat name blocks)
-  owner: X    (full level) names whose owner, from `owns:` facts, is X or starts with the word X
+  owner: X    (full level) names whose owner, from `owns:` facts, contains X as a whole word
 ASN, address and country rules need an address and are not measured here (names only).
 The lists are test data only (see ../shared/data/SOURCES.md); nothing from them is written out.
 """
@@ -62,7 +62,9 @@ www.tiktok.com m.tiktok.com vm.tiktok.com webcast.tiktok.com v16-webapp.tiktok.c
 lemon8-api.tiktokv.com common16-normal.tiktokv.com logo.tiktokv.com logistics.tiktok.com
 v16m.tiktokcdn.com p16-sign-va.tiktokcdn.com p16-sign-sg.tiktokcdn.com v19-us.tiktokcdn.com
 lf16-tiktok-common.ibytedtos.com sf16-website-login.neutral.ttwstatic.com
-v16-webapp-prime.us.tiktok.com i.snssdk.com aweme.snssdk.com api.amemv.com
+v16-webapp-prime.us.tiktok.com i.snssdk.com is.snssdk.com lf-hl.snssdk.com aweme.snssdk.com
+api.amemv.com api5-normal-lf.amemv.com webcast3-normal-c-lf.amemv.com imapi-sg.isnssdk.com
+passport.tiktokv.com search-va.tiktokv.com
 www.capcut.com edit-api-sg.capcut.com
 weixin.qq.com wx.qq.com www.qq.com bugly.qq.com cloud.tencent.com
 www.taobao.com acs.m.taobao.com g.alicdn.com www.alipay.com mobilegw.alipay.com oss-cn-hangzhou.aliyuncs.com
@@ -137,7 +139,8 @@ class Rules:
             return val.search(name) is not None
         if kind == "owner":
             o = self.owner_of(name)
-            return o is not None and re.match(re.escape(val) + r"\b", o.lower()) is not None
+            # As ruleset.rs owner_matches: the rule's text as a whole word anywhere in the owner.
+            return o is not None and re.search(r"(?<![a-z0-9])" + re.escape(val) + r"(?![a-z0-9])", o.lower()) is not None
         ls = labels(name)
         if len(ls) < len(val) or (exact and len(ls) != len(val)):
             return False

@@ -21,8 +21,8 @@ use crate::history::{
 use crate::hooks::{DriverHooks, PacketSink, PlatformHooks};
 use crate::records::{RuleTarget, Verdict};
 use crate::rules::{
-    read_list_file, AppDefaults, AppSettings, CheckResult, ListFormat, ListInfo, LoadReport,
-    RulesStore,
+    read_list_file, AppDefaults, AppSettings, CheckResult, EmbargoLevel, ListFormat, ListInfo,
+    LoadReport, RulesStore,
 };
 use crate::EmbargoError;
 
@@ -476,6 +476,16 @@ impl Embargo {
             let ids: Vec<String> = r.apps().apps.keys().cloned().collect();
             Ok(ids.iter().map(|id| r.app_settings(id)).collect())
         })
+    }
+
+    /// How much of the embargoed companies the built-in list blocks (default telemetry).
+    pub fn embargo_level(&self) -> Result<EmbargoLevel, EmbargoError> {
+        self.with_rules(|r| Ok(r.embargo_level()))
+    }
+
+    /// Sets the built-in list's level: applied at once, kept across restarts.
+    pub fn set_embargo_level(&self, level: EmbargoLevel) -> Result<(), EmbargoError> {
+        self.with_rules(|r| r.set_embargo_level(level))
     }
 
     /// Defaults for new apps and system apps.

@@ -238,6 +238,47 @@ pub enum ReasonKind {
     CountryRule,
 }
 
+/// Why a rule blocks: a third-party tracker list, or an embargo (Embargo's own lists, and
+/// every network-owner and country rule). Embargo rules apply to the company's own apps too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum RuleIntent {
+    /// A third-party tracker list: an app may still reach its own company's endpoints.
+    Tracker,
+    /// An embargo: no first-party exception.
+    Embargo,
+}
+
+impl From<embargo_policy::Intent> for RuleIntent {
+    fn from(i: embargo_policy::Intent) -> Self {
+        match i {
+            embargo_policy::Intent::Tracker => RuleIntent::Tracker,
+            embargo_policy::Intent::Embargo => RuleIntent::Embargo,
+        }
+    }
+}
+
+/// How much of the embargoed companies the built-in list blocks, for every app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, uniffi::Enum)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbargoLevel {
+    /// Their telemetry, analytics, crash, ad-measurement and fingerprinting endpoints; their
+    /// apps' content keeps working.
+    #[default]
+    Telemetry,
+    /// Every endpoint they own and every endpoint in the embargoed countries; their apps stop
+    /// working, and so do other apps' servers rented in their clouds.
+    Full,
+}
+
+impl EmbargoLevel {
+    fn to_core(self) -> embargo_policy::EmbargoLevel {
+        match self {
+            EmbargoLevel::Telemetry => embargo_policy::EmbargoLevel::Telemetry,
+            EmbargoLevel::Full => embargo_policy::EmbargoLevel::Full,
+        }
+    }
+}
+
 /// The list line behind a decision.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct RuleSource {
@@ -300,6 +341,8 @@ pub struct CheckResult {
     pub verdict: Verdict,
     /// Which step decided.
     pub reason: ReasonKind,
+    /// The intent of the rule that decided, when a list rule did.
+    pub intent: Option<RuleIntent>,
     /// One sentence for a person, e.g. "Blocked by list builtin, line 12: log.tiktokv.com".
     pub explanation: String,
     /// The list line that decided, when a list rule did.
@@ -337,6 +380,9 @@ struct StoredRules {
     /// Counter for list file names (names are user text; files get numbers).
     #[serde(default)]
     next_file: u64,
+    /// The built-in list's level.
+    #[serde(default)]
+    embargo_level: EmbargoLevel,
 }
 
 /// The rules state: catalogue, compiled sets, app rules, and the live policy.
@@ -411,7 +457,9 @@ impl RulesStore {
         let base = Policy::builtin();
         let mut sets: Vec<Arc<RuleSet>> = Vec::new();
         if self.use_builtin {
-            sets.extend(base.rules().iter().cloned());
+            sets.extend(embargo_policy::builtin_rule_sets(
+                self.stored.embargo_level.to_core(),
+            ));
         }
         for list in &self.stored.lists {
             if list.enabled {
@@ -547,6 +595,19 @@ impl RulesStore {
             .collect()
     }
 
+    /// The built-in list's level.
+    pub(crate) fn embargo_level(&self) -> EmbargoLevel {
+        self.stored.embargo_level
+    }
+
+    /// Sets the built-in list's level, saves and publishes it.
+    pub(crate) fn set_embargo_level(&mut self, level: EmbargoLevel) -> Result<(), EmbargoError> {
+        self.stored.embargo_level = level;
+        self.save()?;
+        self.publish();
+        Ok(())
+    }
+
     /// Changes the app rules, saves and publishes them.
     pub(crate) fn edit_apps(
         &mut self,
@@ -623,7 +684,7 @@ impl RulesStore {
 
 /// Parses and compiles one list; the report says what happened, whatever happened.
 fn compile(name: &str, format: Format, bytes: &[u8]) -> (RuleSet, LoadReport) {
-    let mut builder = RuleSetBuilder::new();
+    let mut builder = RuleSetBuilder::new().with_intent(format.intent());
     let report = parse_bytes(format, name, bytes, &mut |rule| builder.add(rule));
     let (set, build) = builder.build_with_report();
     let dropped = build.badfiltered + build.rejected.len() as u64;
@@ -667,6 +728,15 @@ pub(crate) fn read_list_file(path: &str) -> Result<Vec<u8>, EmbargoError> {
     std::fs::read(p).map_err(|e| EmbargoError::List(format!("{path}: {e}")))
 }
 
+/// "embargo " or "tracker " before a rule's place, for the explanation.
+fn intent_text(intent: Option<embargo_policy::Intent>) -> &'static str {
+    match intent {
+        Some(embargo_policy::Intent::Embargo) => "embargo ",
+        Some(embargo_policy::Intent::Tracker) => "tracker ",
+        None => "",
+    }
+}
+
 /// Turns a policy decision into the record the app shows.
 pub(crate) fn explain(
     target: String,
@@ -704,7 +774,7 @@ pub(crate) fn explain(
         }
         Reason::FirstParty { owner } => (
             ReasonKind::FirstParty,
-            format!("Allowed: {owner} owns both the app and the server"),
+            format!("Allowed: {owner} owns both the app and the server (tracker lists only)"),
         ),
         Reason::NameRule { rule: r, exception } => {
             rule = Some(r);
@@ -714,7 +784,10 @@ pub(crate) fn explain(
                     format!("Allowed by an exception in {}", rule_text(r)),
                 )
             } else {
-                (ReasonKind::NameRule, format!("{verb} by {}", rule_text(r)))
+                (
+                    ReasonKind::NameRule,
+                    format!("{verb} by {}{}", intent_text(d.intent), rule_text(r)),
+                )
             }
         }
         Reason::AddressRule { rule: r } => {
@@ -744,6 +817,7 @@ pub(crate) fn explain(
         app: app.map(str::to_owned),
         verdict,
         reason,
+        intent: d.intent.map(RuleIntent::from),
         explanation,
         rule: rule.map(|r| RuleSource {
             list: r.list.to_string(),

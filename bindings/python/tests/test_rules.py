@@ -12,7 +12,9 @@ from embargo_ffi import (
     LogLevel,
     LogSink,
     PlatformHooks,
+    EmbargoLevel,
     ReasonKind,
+    RuleIntent,
     RuleTarget,
     SkipKind,
     SourceKind,
@@ -96,9 +98,14 @@ def test_missing_file_and_undetectable_format_are_errors(embargo):
 def test_per_app_blocking_overrides_defaults_and_allowlist_persist(tmp_path):
     d = str(tmp_path / "s")
     e = Embargo(EmbargoConfig(), d)
-    # TikTok talking to its own company's servers is first party: blocking it breaks the app.
+    # TikTok's own telemetry: the built-in list is an embargo, so the first-party exception
+    # (which applies to tracker lists) does not let TikTok reach ByteDance's telemetry.
     r = e.check("log.tiktokv.com", "com.zhiliaoapp.musically")
-    assert (r.verdict, r.reason) == (Verdict.ALLOW, ReasonKind.FIRST_PARTY)
+    assert (r.verdict, r.reason, r.intent) == (
+        Verdict.BLOCK,
+        ReasonKind.NAME_RULE,
+        RuleIntent.EMBARGO,
+    )
     app = "com.example.game"
     assert e.check("log.tiktokv.com", app).verdict == Verdict.BLOCK
     e.set_app_blocking(app, False)
@@ -187,3 +194,28 @@ def test_core_log_lines_reach_the_log_sink_and_a_failing_sink_is_harmless(embarg
         embargo.debug_panic()
     assert embargo.check("log.tiktokv.com").verdict == Verdict.BLOCK
     set_log_sink(sink, LogLevel.WARN)
+
+
+def test_embargo_level_full_blocks_what_the_companies_own_and_persists(tmp_path):
+    d = str(tmp_path / "s")
+    e = Embargo(EmbargoConfig(), d)
+    tiktok = "com.zhiliaoapp.musically"
+    # 71.18.0.1: ByteDance's AS396986 (content servers, located in the US).
+    assert e.embargo_level() == EmbargoLevel.TELEMETRY
+    assert e.check("71.18.0.1", tiktok).verdict == Verdict.ALLOW
+    e.set_embargo_level(EmbargoLevel.FULL)
+    r = e.check("71.18.0.1", tiktok)
+    assert (r.verdict, r.reason, r.intent) == (
+        Verdict.BLOCK,
+        ReasonKind.OWNER_RULE,
+        RuleIntent.EMBARGO,
+    )
+    e.shutdown()
+    e = Embargo(EmbargoConfig(), d)
+    assert e.embargo_level() == EmbargoLevel.FULL
+    assert e.check("71.18.0.1", tiktok).verdict == Verdict.BLOCK
+    # A per-app override still beats the embargo, for that app alone.
+    e.set_app_override(tiktok, RuleTarget.ASN(396986), Verdict.ALLOW)
+    assert e.check("71.18.0.1", tiktok).verdict == Verdict.ALLOW
+    assert e.check("71.18.0.1", "com.other").verdict == Verdict.BLOCK
+    e.shutdown()

@@ -41,6 +41,18 @@ class RulesTest {
     }
 
     @Test
+    fun embargoRulesBlockTikToksOwnTelemetryAndTheLevelIsASetting() {
+        val tiktok = "com.zhiliaoapp.musically"
+        val r = embargo.check("log.tiktokv.com", tiktok)
+        assertEquals(Verdict.BLOCK, r.verdict)
+        assertEquals(RuleIntent.EMBARGO, r.intent)
+        assertEquals(EmbargoLevel.TELEMETRY, embargo.embargoLevel())
+        assertEquals(Verdict.ALLOW, embargo.check("71.18.0.1", tiktok).verdict)
+        embargo.setEmbargoLevel(EmbargoLevel.FULL)
+        assertEquals(Verdict.BLOCK, embargo.check("71.18.0.1", tiktok).verdict)
+    }
+
+    @Test
     fun loadAListAndCheckADecision() {
         val text = "0.0.0.0 tracker.test\n0.0.0.0 localhost\nthis is not a hosts line !!\n"
         val report = embargo.setList("mine", text.toByteArray(), ListFormat.HOSTS)

@@ -303,6 +303,8 @@ http {{
             "--log-queries", f"--log-facility={self.log}/dnsmasq.log",
             f"--address=/allowed.test/{ALLOWED_IP}", f"--address=/allowed.test/{ALLOWED_IP6}",
             f"--address=/tracker.test/{TRACKER_IP}", f"--address=/tracker.test/{TRACKER_IP6}",
+            # ByteDance's TikTok API domain, telemetry and content alike, on the allowed server
+            f"--address=/tiktokv.com/{ALLOWED_IP}", "--local=/tiktokv.com/",
             # a CNAME target must be a name dnsmasq knows from a host record
             f"--host-record=cdn.tracker.test,{TRACKER_IP},{TRACKER_IP6}",
             "--cname=cdn.partner.test,cdn.tracker.test",

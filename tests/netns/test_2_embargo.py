@@ -316,6 +316,52 @@ def test_lists_add_url_update_remove_reach_the_running_instance(net, embargo):
     assert rc == 0, "removing the list did not lift the block"
 
 
+def test_tiktoks_own_telemetry_is_blocked_its_content_relayed_and_full_blocks_both(net, embargo, tmp_path):
+    """Embargo mode (issue 15): a process standing for TikTok, known as ByteDance's own app,
+    asks for ByteDance telemetry and content names. The built-in default (telemetry) blocks
+    the telemetry with no first-party exception and relays the content; `full` blocks both."""
+    status = embargo.cli_json("status")
+    if not status.get("running"):
+        loud_skip("the running `embargo run` does not serve the control socket yet")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    bindir.chmod(0o755)
+    tiktok = bindir / "tiktok"
+    shutil.copy2(shutil.which("curl"), tiktok)
+    facts = tmp_path / "tiktok-app.rules"
+    facts.write_text(f"app-owner: {tiktok} = ByteDance\n")
+    embargo.cli("lists", "add", facts, "--name", "tiktok-app")
+    telemetry = "log16-normal-c-useast1a.tiktokv.com"
+    content = "api16-normal-c-useast1a.tiktokv.com"
+
+    def fetch(name):
+        return in_ns(net.phone, tiktok, "-sS", "--max-time", "10", "-o", "/dev/null",
+                     f"http://{name}/index.html", check=False)
+
+    try:
+        r = fetch(telemetry)
+        assert r.returncode != 0, "TikTok reached ByteDance's telemetry (first-party exception?)"
+        assert f"query[A] {telemetry}" not in net.dns_log(), "the telemetry question left the phone"
+        r = fetch(content)
+        assert r.returncode == 0, f"TikTok's content was not relayed in telemetry mode: {r.stderr}"
+        assert f"query[A] {content}" in net.dns_log()
+        time.sleep(0.5)  # the history commits every 100 ms
+        rows = embargo.cli_json("history", "--app", str(tiktok), "--decision", "block")
+        blocked = [row for row in rows if row.get("name") == telemetry]
+        assert blocked, f"the telemetry block is not in the history: {rows}"
+        assert blocked[0].get("list") == "builtin", blocked[0]
+
+        embargo.cli("default", "full")
+        r = fetch(content)
+        assert r.returncode != 0, "full mode relayed ByteDance's content"
+        embargo.cli("default", "telemetry")
+        r = fetch(content)
+        assert r.returncode == 0, f"back in telemetry mode the content failed: {r.stderr}"
+    finally:
+        embargo.cli("default", "telemetry", check=False)
+        embargo.cli("lists", "remove", "tiktok-app", check=False)
+
+
 def test_iperf3_through_embargo(net, embargo):
     cp = in_ns(net.phone, "iperf3", "-c", ALLOWED_IP, "-t", "2", "-J", check=False, timeout=30)
     assert cp.returncode == 0, cp.stdout[-1000:]

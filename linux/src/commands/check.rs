@@ -78,7 +78,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
 
     let mut rule_sets: Vec<Arc<RuleSet>> = Vec::new();
     for path in &args.rules {
-        rule_sets.push(Arc::new(open_compiled(path)?));
+        rule_sets.push(Arc::new(rules_file_set(path)?));
     }
     for path in &args.lists {
         let (set, report) = list_set(path, format)?;
@@ -196,6 +196,22 @@ pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>> {
             ),
         },
     }
+}
+
+/// A `--rules` file: a compiled set (`embargo lists compile`, memory-mapped) or, for
+/// compatibility, a rule list in any format (parsed as `--list` is).
+pub(crate) fn rules_file_set(path: &Path) -> Result<RuleSet> {
+    let mut magic = [0u8; 8];
+    let compiled = File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == embargo_policy::format::MAGIC;
+    if compiled {
+        return open_compiled(path);
+    }
+    let (set, report) = list_set(path, None)?;
+    print_report(&report);
+    Ok(set)
 }
 
 /// Parses one list into a rule set of its own, with its format's intent (embargo for Embargo's

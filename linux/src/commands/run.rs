@@ -52,7 +52,8 @@ pub struct RunArgs {
     /// Touch no routes, rules or DNS: only attach to --tun and mark sockets.
     #[arg(long)]
     pub no_routes: bool,
-    /// Compiled rule sets (`embargo lists compile`), in addition to the built-in default.
+    /// Compiled rule sets (`embargo lists compile`) or rule files, in addition to the built-in
+    /// default.
     #[arg(long = "rules", value_name = "FILE")]
     pub rules: Vec<PathBuf>,
     /// Rule lists (AdBlock, hosts, domains, Embargo rules, ...), in addition to the built-in
@@ -423,7 +424,7 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunC
     let builtin = Policy::builtin();
     let mut sets = Vec::new();
     for path in &args.rules {
-        sets.push(Arc::new(super::check::open_compiled(path)?));
+        sets.push(Arc::new(super::check::rules_file_set(path)?));
     }
     for path in &args.lists {
         let (set, report) = super::check::list_set(path, None)?;

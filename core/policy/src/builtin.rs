@@ -67,6 +67,36 @@ impl EmbargoLevel {
     }
 }
 
+/// Networks whose servers anyone can rent, and how to name the owner of an address in them:
+/// a server there is the cloud's tenant's, not (necessarily) the cloud company's own endpoint.
+/// Sources: the registry organisation names in the bundled ASN subset and the providers' own
+/// cloud product pages (Alibaba Cloud, Tencent Cloud, Huawei Cloud, Volcano Engine/BytePlus).
+/// Networks that carry both the company's own services and its cloud say so.
+const HOSTING_ASNS: &[(u32, &str)] = &[
+    (37963, "Alibaba (or an Alibaba Cloud tenant)"),
+    (45102, "Alibaba Cloud (hosting)"),
+    (134963, "Alibaba Cloud (hosting)"),
+    (45090, "Tencent (or a Tencent Cloud tenant)"),
+    (132203, "Tencent Cloud (hosting)"),
+    (133478, "Tencent Cloud (hosting)"),
+    (137718, "Volcano Engine, ByteDance's cloud (hosting)"),
+    (150436, "BytePlus, ByteDance's cloud (hosting)"),
+    (55990, "Huawei Cloud (hosting)"),
+    (136907, "Huawei Cloud (hosting)"),
+    (131444, "Huawei Cloud (hosting)"),
+    (141180, "Huawei Cloud (hosting)"),
+    (149167, "Huawei Cloud (hosting)"),
+    (151610, "Huawei Cloud (hosting)"),
+];
+
+/// How to name the owner of an address in a rented-cloud network, if `asn` is one.
+pub(crate) fn hosting_owner(asn: u32) -> Option<&'static str> {
+    HOSTING_ASNS
+        .iter()
+        .find(|(a, _)| *a == asn)
+        .map(|(_, name)| *name)
+}
+
 /// The built-in rule sets of a level, in the order they are asked (each an embargo set).
 pub fn rule_sets(level: EmbargoLevel) -> Vec<Arc<RuleSet>> {
     let shared = shared_sets();

@@ -484,7 +484,9 @@ impl Policy {
                 certainty,
             }),
             OwnerRef::Asn(info) => Some(Attribution {
-                value: info.org.to_owned(),
+                // A rented cloud server is named as hosted there, not as the cloud's own.
+                value: crate::builtin::hosting_owner(info.asn)
+                    .map_or_else(|| info.org.to_owned(), str::to_owned),
                 asn: Some(info.asn),
                 source: AttributionSource::Database {
                     database: info.database.to_owned(),

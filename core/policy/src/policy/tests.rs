@@ -647,6 +647,30 @@ fn certainty_follows_how_the_name_was_learned() {
 }
 
 #[test]
+fn a_rented_cloud_server_is_attributed_as_hosted_there() {
+    let p = policy(vec![], AppRules::default());
+    let d = decide(&p, &Query::addr(addr(ALIBABA_SG_ADDR)));
+    let owner = d.owner.unwrap();
+    assert_eq!(owner.value, "Alibaba Cloud (hosting)");
+    assert_eq!(
+        (owner.asn, owner.certainty),
+        (Some(45102), Certainty::Inferred)
+    );
+    assert_eq!(d.country.unwrap().value, "SG");
+    // An owner rule still matches the registry organisation.
+    let p = policy(
+        vec![Rule::OwnerName {
+            owner: "Alibaba".into(),
+            action: Action::Block,
+            source: src("test", 1, "owner: Alibaba"),
+        }],
+        AppRules::default(),
+    );
+    let d = decide(&p, &Query::addr(addr(ALIBABA_SG_ADDR)));
+    assert_eq!((d.verdict, kind(&d)), (Verdict::Block, "owner"));
+}
+
+#[test]
 fn attribute_keeps_owner_and_country_apart() {
     let p = policy(vec![], AppRules::default());
     let (owner, country) = p.attribute(Some("LOG.TikTokV.com."), Some(addr(ALIBABA_SG_ADDR)));

@@ -380,3 +380,75 @@ fn crafted_files_are_rejected() {
     assert!(!p.decide(&Query::name("example.org")).is_block());
     let _ = p.decide(&Query::name("log.tiktokv.com"));
 }
+
+/// How many names of each hagezi list of these companies' hosts the built-in default blocks, at
+/// each level (the README's table; `tests/tools/default_coverage.py` counts the same with an
+/// independent matcher). A list's name counts when the name itself is blocked; hagezi lists
+/// mean "and subdomains", which the name's own block covers under the same rule.
+#[test]
+fn builtin_default_covers_the_embargoed_companies_telemetry() {
+    use embargo_policy::EmbargoLevel;
+    let dir = data("blocklists");
+    if !dir.join("native.tiktok.txt").exists() {
+        eprintln!(
+            "SKIPPED builtin_default_covers_the_embargoed_companies_telemetry: {} is missing \
+             (the hagezi lists are test data of ../shared only)",
+            dir.display()
+        );
+        return;
+    }
+    let count = |rel: &str, level: EmbargoLevel| -> (usize, usize) {
+        let text = String::from_utf8(read(rel)).unwrap();
+        let policy = Policy::builtin_at(level);
+        let names: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let blocked = names
+            .iter()
+            .filter(|n| policy.verdict(&Query::name(n)) == Verdict::Block)
+            .count();
+        (blocked, names.len())
+    };
+    let tiktok = count("blocklists/native.tiktok.txt", EmbargoLevel::Telemetry);
+    let tiktok_full = count("blocklists/native.tiktok.txt", EmbargoLevel::Full);
+    let huawei = count("blocklists/native.huawei.txt", EmbargoLevel::Telemetry);
+    let huawei_full = count("blocklists/native.huawei.txt", EmbargoLevel::Full);
+    eprintln!(
+        "default coverage: native.tiktok {}/{} telemetry, {} full; native.huawei {}/{} \
+         telemetry, {} full",
+        tiktok.0, tiktok.1, tiktok_full.0, huawei.0, huawei.1, huawei_full.0
+    );
+    assert_eq!(tiktok.1, 375);
+    assert!(tiktok.0 >= 363, "native.tiktok: {tiktok:?}");
+    assert!(tiktok_full.0 >= 373, "native.tiktok full: {tiktok_full:?}");
+    assert!(huawei.0 >= 110, "native.huawei: {huawei:?}");
+    assert!(huawei_full.0 >= 145, "native.huawei full: {huawei_full:?}");
+
+    // The issue's names, and content that must stay open at the telemetry level.
+    let telemetry = Policy::builtin();
+    for blocked in [
+        "log.tiktokv.com",
+        "mssdk-va.tiktokv.com",
+        "log.us.tiktokv.com",
+        "ib.snssdk.com",
+        "toblog.ctobsnssdk.com",
+        "sdk-log.pangle.io",
+        "mon.isnssdk.com",
+        "log16-normal-c-useast1a.tiktokv.com",
+    ] {
+        let d = telemetry.decide(&Query::name(blocked).with_app("com.zhiliaoapp.musically"));
+        assert_eq!(d.verdict, Verdict::Block, "{blocked}: {d:?}");
+        assert_eq!(d.intent, Some(embargo_policy::Intent::Embargo), "{blocked}");
+    }
+    for open in [
+        "api16-normal-c-useast1a.tiktokv.com",
+        "webcast-va.tiktokv.com",
+        "v16m.tiktokcdn.com",
+        "login.tiktok.com",
+    ] {
+        let d = telemetry.decide(&Query::name(open).with_app("com.zhiliaoapp.musically"));
+        assert_eq!(d.verdict, Verdict::Allow, "{open}: {d:?}");
+    }
+}

@@ -8,7 +8,7 @@
 //! let state = StateDir::new(&args.state_dir);
 //! let base = Arc::new(with_ip_databases(&Policy::builtin() /* or --rules */, &args.asn_db)?);
 //! let handle = Arc::new(PolicyHandle::new(base.clone()));
-//! let control = Arc::new(RunControl::new(state.clone(), handle.clone(), base, "netns phone"));
+//! let control = Arc::new(RunControl::new(state.clone(), handle.clone(), base, None, "netns phone"));
 //! control.reload()?;                                  // apps.json, pauses.json, lists.json
 //! control::Server::bind(&state)?.spawn(control.clone())?;
 //! // in Hooks::on_event, per decision:  control.live().record(d.app.as_deref(), blocked)
@@ -352,7 +352,7 @@ mod tests {
             .unwrap();
         let base = Arc::new(Policy::new(vec![], IpDb::new(), Default::default()));
         let handle = Arc::new(PolicyHandle::new(base.clone()));
-        let control = RunControl::new(state.clone(), handle.clone(), base, "test");
+        let control = RunControl::new(state.clone(), handle.clone(), base, None, "test");
         assert_eq!(
             verdict(&handle, "/bin/a", "pixel.tracker.test"),
             Verdict::Allow

@@ -108,6 +108,7 @@ mod tests {
                 }),
                 country: None,
                 certainty: embargo_policy::Certainty::Inferred,
+                category: None,
             },
         }
     }

@@ -52,6 +52,7 @@ fn policy(q: &Query<'_>) -> Decision {
         owner: None,
         country: None,
         certainty: Certainty::Unknown,
+        category: None,
     }
 }
 

@@ -829,6 +829,7 @@ impl Engine {
                 owner: None,
                 country: None,
                 certainty: Certainty::Certain,
+                category: None,
             },
             None => self.policy.decide(&query),
         };

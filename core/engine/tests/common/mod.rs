@@ -24,6 +24,7 @@ pub fn allow() -> Decision {
         owner: None,
         country: None,
         certainty: Certainty::Unknown,
+        category: None,
     }
 }
 
@@ -34,6 +35,7 @@ pub fn block() -> Decision {
         owner: None,
         country: None,
         certainty: Certainty::Certain,
+        category: None,
     }
 }
 

@@ -59,6 +59,7 @@ fn kinds(rules: &[Rule]) -> BTreeMap<&'static str, u64> {
             Rule::Country { .. } => "country",
             Rule::DomainOwner(_) => "domain_owner",
             Rule::AppOwner(_) => "app_owner",
+            Rule::Category(_) => "category",
         };
         *counts.entry(kind).or_insert(0) += 1;
     }

@@ -197,3 +197,81 @@ fn errors_exit_non_zero_with_a_message() {
     }
     assert!(stdout(&o).contains("block"));
 }
+
+/// A wrong `--format` that reads no rule from a list with rules in it is an error naming the
+/// file and the format, in every command that loads lists; a list of only comments is not.
+#[test]
+fn wrong_format_accepting_nothing_is_an_error() {
+    let hosts = shared("blocklists/stevenblack-hosts.head3000.txt");
+    let hosts = hosts.to_str().unwrap();
+    let refused = |o: &Output| {
+        assert!(!o.status.success(), "{o:?}");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("stevenblack-hosts.head3000.txt"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("ddg-app"), "{stderr}");
+        assert!(stderr.contains("no rule accepted"), "{stderr}");
+    };
+    refused(&embargo(&[
+        "check",
+        "--list",
+        hosts,
+        "--format",
+        "ddg-app",
+        "example.org",
+    ]));
+    // Read as dnsmasq configuration, every hosts line is skipped without an error: that
+    // used to decide with no rule and exit 0.
+    let o = embargo(&[
+        "check",
+        "--list",
+        hosts,
+        "--format",
+        "dnsmasq",
+        "example.org",
+    ]);
+    assert!(!o.status.success(), "{o:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("stevenblack-hosts.head3000.txt: no rule accepted when read as dnsmasq"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.embargo");
+    refused(&embargo(&[
+        "lists",
+        "compile",
+        "--format",
+        "ddg-app",
+        hosts,
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    assert!(!out.exists());
+    let state = dir.path().join("state");
+    refused(&embargo(&[
+        "lists",
+        "add",
+        hosts,
+        "--format",
+        "ddg-app",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]));
+    // The right format still works, and a list of only comments is no error.
+    let o = embargo(&["check", "--list", hosts, "--format", "hosts", "example.org"]);
+    assert!(o.status.success(), "{o:?}");
+    let comments = dir.path().join("empty.txt");
+    std::fs::write(&comments, "# nothing yet\n\n   # still nothing\n").unwrap();
+    let o = embargo(&[
+        "check",
+        "--list",
+        comments.to_str().unwrap(),
+        "--format",
+        "hosts",
+        "example.org",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+}

@@ -28,7 +28,8 @@ pub struct CheckArgs {
     #[arg(long = "list", value_name = "FILE")]
     pub lists: Vec<PathBuf>,
     /// The syntax of every --list: hosts, hosts-subtree, domains, domains-subtree, adblock,
-    /// dnsmasq, unbound, wildcard, ddg-app, ddg-web, disconnect, embargo.
+    /// dnsmasq, unbound, wildcard, ddg-app, ddg-web, disconnect, disconnect-entities, xray,
+    /// exodus, embargo.
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
     /// An IP-to-ASN database (ip-location-db `start,end,asn,org` CSV or iptoasn TSV, optionally
@@ -147,7 +148,7 @@ pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>> {
             None => bail!(
                 "--format {n}: unknown format; use one of hosts, hosts-subtree, domains, \
                  domains-subtree, adblock, dnsmasq, unbound, wildcard, ddg-app, ddg-web, \
-                 disconnect, embargo"
+                 disconnect, disconnect-entities, xray, exodus, embargo"
             ),
         },
     }
@@ -172,6 +173,12 @@ pub(crate) fn compile_lists(
             BufReader::with_capacity(1 << 16, file),
             &mut |rule| builder.add(rule),
         );
+        if report.accepted == 0 {
+            // Only now is the file read whole, to tell comments from rules read wrong.
+            let bytes =
+                std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+            ensure_rules(&path.display().to_string(), format, &report, &bytes)?;
+        }
         reports.push(report);
     }
     let (set, build) = builder.build_with_report();
@@ -182,6 +189,41 @@ pub(crate) fn compile_lists(
         eprintln!("rule refused: {rule}: {why}");
     }
     Ok((set, reports))
+}
+
+/// Refuses a list that gave no rule although it holds more than comments and blank lines:
+/// almost always the wrong `--format` (a hosts file read as `ddg-app` gives one JSON error and
+/// nothing else). Every place that loads a list (check, lists add/update/compile, run, the
+/// runtime's rebuilds) asks this, so a wrong format is an error, never a silent exit 0.
+pub(crate) fn ensure_rules(
+    list: &str,
+    format: Format,
+    report: &LoadReport,
+    bytes: &[u8],
+) -> Result<()> {
+    if report.accepted > 0 || !has_content(bytes) {
+        return Ok(());
+    }
+    let why = match report.errors.first() {
+        Some(first) => format!("{} error(s), first: {first}", report.error_count),
+        None => format!("{} line(s) skipped", report.skipped.values().sum::<u64>()),
+    };
+    bail!(
+        "{list}: no rule accepted when read as {} ({why}); is --format right?",
+        format.name()
+    )
+}
+
+/// Whether a list has a line other than blank lines and comments (`#`, `!`, `//`).
+fn has_content(bytes: &[u8]) -> bool {
+    bytes.split(|&b| b == b'\n').any(|line| {
+        let line = line.trim_ascii();
+        let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+        !(line.is_empty()
+            || line.starts_with(b"#")
+            || line.starts_with(b"!")
+            || line.starts_with(b"//"))
+    })
 }
 
 fn detect_format(path: &Path) -> Result<Format> {

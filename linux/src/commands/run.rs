@@ -426,6 +426,7 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunC
             };
             let mut builder = RuleSetBuilder::new();
             let report = parse_bytes(format, file_name, &bytes, &mut |rule| builder.add(rule));
+            super::check::ensure_rules(&path.display().to_string(), format, &report, &bytes)?;
             eprintln!(
                 "embargo: {}: {} rules ({})",
                 path.display(),

@@ -275,3 +275,56 @@ fn wrong_format_accepting_nothing_is_an_error() {
     ]);
     assert!(o.status.success(), "{o:?}");
 }
+
+/// The category Disconnect's services.json gives the deciding rule is shown, in the table and
+/// in `--json`.
+#[test]
+fn check_shows_the_category_of_a_disconnect_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.json");
+    std::fs::write(
+        &services,
+        r#"{
+  "license": "",
+  "categories": {
+    "Advertising": [
+      {"AdNetwork.net": {"http://www.adnetwork.net/": ["adnetwork.net"]}}
+    ],
+    "Analytics": [
+      {"ItIsATracker": {"https://itisatracker.com/": ["itisatracker.com"]}}
+    ]
+  }
+}"#,
+    )
+    .unwrap();
+    let list = services.to_str().unwrap();
+    let o = embargo(&[
+        "check",
+        "--json",
+        "--list",
+        list,
+        "ads.adnetwork.net",
+        "itisatracker.com",
+        "example.org",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["verdict"], "block", "{text}");
+    assert_eq!(lines[0]["category"], "Advertising", "{text}");
+    assert_eq!(lines[0]["owner"]["value"], "AdNetwork.net", "{text}");
+    assert_eq!(lines[1]["category"], "Analytics", "{text}");
+    assert_eq!(lines[2]["category"], serde_json::Value::Null, "{text}");
+
+    let o = embargo(&["check", "--list", list, "ads.adnetwork.net"]);
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    assert!(text.lines().next().unwrap().contains("CATEGORY"), "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().contains("Advertising"),
+        "{text}"
+    );
+}

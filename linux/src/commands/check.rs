@@ -1,4 +1,5 @@
-//! `embargo check`: one decision per name or address, with reason, owner and country.
+//! `embargo check`: one decision per name or address, with reason, owner, country and the
+//! category the deciding rule's list gives it.
 //!
 //! With no `--list` and no `--rules`, the built-in default decides. IP databases given with
 //! `--asn-db` / `--country-db` are asked first; the bundled ones answer what they do not know.
@@ -104,6 +105,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                 "owner": decision.owner,
                 "country": decision.country,
                 "certainty": decision.certainty,
+                "category": decision.category,
                 "app": args.app,
             });
             writeln!(out, "{line}")?;
@@ -318,7 +320,7 @@ pub(crate) fn print_report(report: &LoadReport) {
     }
 }
 
-fn text_row(target: &str, d: &Decision) -> [String; 6] {
+fn text_row(target: &str, d: &Decision) -> [String; 7] {
     let verdict = match d.verdict {
         Verdict::Allow => "allow",
         Verdict::Block => "block",
@@ -354,6 +356,7 @@ fn text_row(target: &str, d: &Decision) -> [String; 6] {
         attribution_text(d.owner.as_ref()),
         attribution_text(d.country.as_ref()),
         certainty,
+        d.category.clone().unwrap_or_else(|| "-".to_owned()),
         reason,
     ]
 }
@@ -372,13 +375,14 @@ fn attribution_text(a: Option<&Attribution>) -> String {
     }
 }
 
-fn write_table(out: &mut impl Write, rows: &[[String; 6]]) -> Result<()> {
-    const HEADER: [&str; 6] = [
+fn write_table(out: &mut impl Write, rows: &[[String; 7]]) -> Result<()> {
+    const HEADER: [&str; 7] = [
         "TARGET",
         "VERDICT",
         "OWNER",
         "COUNTRY",
         "CERTAINTY",
+        "CATEGORY",
         "REASON",
     ];
     let mut widths = HEADER.map(str::len);
@@ -387,7 +391,7 @@ fn write_table(out: &mut impl Write, rows: &[[String; 6]]) -> Result<()> {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut line = |cells: [&str; 6]| -> std::io::Result<()> {
+    let mut line = |cells: [&str; 7]| -> std::io::Result<()> {
         let mut s = String::new();
         for (i, cell) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
@@ -402,7 +406,7 @@ fn write_table(out: &mut impl Write, rows: &[[String; 6]]) -> Result<()> {
     };
     line(HEADER)?;
     for row in rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]])?;
+        line(row.each_ref().map(String::as_str))?;
     }
     Ok(())
 }

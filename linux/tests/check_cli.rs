@@ -327,4 +327,19 @@ fn check_shows_the_category_of_a_disconnect_rule() {
         text.lines().nth(1).unwrap().contains("Advertising"),
         "{text}"
     );
+
+    // The category survives the compiled file.
+    let compiled = dir.path().join("services.embargo");
+    let o = embargo(&["lists", "compile", list, "-o", compiled.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    let o = embargo(&[
+        "check",
+        "--json",
+        "--rules",
+        compiled.to_str().unwrap(),
+        "ads.adnetwork.net",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(line["category"], "Advertising", "{line}");
 }

@@ -7,7 +7,8 @@
 //! parent; the rule text names the company (`AdSense: adsense.com`). Companies marked
 //! `necessary` (CDNs and clouds such as Akamai and AWS, which TrackerControl does not block by
 //! default) give only the owner fact and count as [`SkipReason::Inert`]. A "domain" that is an
-//! address (`124.17.1.253`) is blocked as an address.
+//! address (`124.17.1.253`) is blocked as an address. Stray quotes around a domain are dropped
+//! (the published file has `"fwmrm.net'"`).
 //!
 //! The company's `country` is where the company is based, not where an endpoint is: the
 //! decision's country comes from IP databases, and an owner fact has no country, so it is not
@@ -74,7 +75,9 @@ pub(crate) fn parse<R: BufRead>(input: R, out: &mut Emitter<'_>) {
                 });
                 continue;
             }
-            let domain = match normalize_name(raw) {
+            let domain = match normalize_name(
+                raw.trim_matches(|c: char| c == '\'' || c == '"' || c.is_ascii_whitespace()),
+            ) {
                 Ok(domain) => domain,
                 Err(why) => {
                     out.error(line, Some(raw), why);
@@ -114,6 +117,7 @@ mod tests {
         let json = br#"[{"country":"us","doms":["adsense.com"],"owner_name":"AdSense","root_parent":"Alphabet","parent":"Google"},
 {"country":"us","doms":["akamai.net"],"owner_name":"Akamai","root_parent":null,"parent":null,"necessary":true},
 {"country":"cn","doms":["124.17.1.253","cnnic.cn"],"owner_name":"CNIC","root_parent":null,"parent":null},
+{"country":"us","doms":["fwmrm.net'"],"owner_name":"FreeWheel","root_parent":"Comcast","parent":"Comcast"},
 {"country":"us","doms":[],"owner_name":"AT&T","root_parent":null,"parent":null}]"#;
         let mut got = Vec::new();
         let report = parse_bytes(Format::Xray, "xray.json", json, &mut |r| got.push(r));
@@ -130,7 +134,8 @@ mod tests {
             [
                 ("adsense.com", "Alphabet", 1),
                 ("akamai.net", "Akamai", 2),
-                ("cnnic.cn", "CNIC", 3)
+                ("cnnic.cn", "CNIC", 3),
+                ("fwmrm.net", "Comcast", 4)
             ]
         );
         let blocks: Vec<_> = got
@@ -142,7 +147,7 @@ mod tests {
             .collect();
         assert_eq!(
             blocks,
-            ["adsense.com", "cnnic.cn"].map(|d| NamePattern::Subtree(d.into()))
+            ["adsense.com", "cnnic.cn", "fwmrm.net"].map(|d| NamePattern::Subtree(d.into()))
         );
         assert!(got.iter().any(
             |r| matches!(r, Rule::Address { net, .. } if net.addr.to_string() == "124.17.1.253")

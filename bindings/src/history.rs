@@ -140,6 +140,8 @@ pub struct HistoryRecord {
     pub country_source: Option<String>,
     /// How sure the attribution is.
     pub certainty: Certainty,
+    /// The category the deciding rule's list gives it (e.g. Disconnect's "Advertising").
+    pub category: Option<String>,
 }
 
 impl From<embargo_history::Record> for HistoryRecord {
@@ -163,6 +165,7 @@ impl From<embargo_history::Record> for HistoryRecord {
             country: r.country,
             country_source: r.country_source,
             certainty: r.certainty.into(),
+            category: r.category,
         }
     }
 }

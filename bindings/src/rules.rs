@@ -54,6 +54,12 @@ pub enum ListFormat {
     DdgWeb,
     /// Disconnect's services.json.
     Disconnect,
+    /// Disconnect's entities.json (who owns which domains; no blocking).
+    DisconnectEntities,
+    /// TrackerControl's X-Ray company list (xray-blacklist.json).
+    Xray,
+    /// Exodus Privacy's trackers.json.
+    Exodus,
     /// Embargo's own rule format (names, addresses, AS numbers, owners, countries).
     Embargo,
 }
@@ -72,6 +78,9 @@ impl ListFormat {
             ListFormat::DdgApp => Format::DdgApp,
             ListFormat::DdgWeb => Format::DdgWeb,
             ListFormat::Disconnect => Format::Disconnect,
+            ListFormat::DisconnectEntities => Format::DisconnectEntities,
+            ListFormat::Xray => Format::Xray,
+            ListFormat::Exodus => Format::Exodus,
             ListFormat::Embargo => Format::Embargo,
         }
     }
@@ -89,6 +98,9 @@ impl ListFormat {
             Format::DdgApp => ListFormat::DdgApp,
             Format::DdgWeb => ListFormat::DdgWeb,
             Format::Disconnect => ListFormat::Disconnect,
+            Format::DisconnectEntities => ListFormat::DisconnectEntities,
+            Format::Xray => ListFormat::Xray,
+            Format::Exodus => ListFormat::Exodus,
             Format::Embargo => ListFormat::Embargo,
         }
     }
@@ -355,6 +367,8 @@ pub struct CheckResult {
     pub country: Option<Attribution>,
     /// How sure the attribution behind the decision is.
     pub certainty: Certainty,
+    /// The category the deciding rule's list gives it (e.g. Disconnect's "Advertising").
+    pub category: Option<String>,
 }
 
 /// Catalogue entry as stored in `rules.json`.
@@ -828,6 +842,7 @@ pub(crate) fn explain(
         owner: d.owner.as_ref().map(Attribution::from),
         country: d.country.as_ref().map(Attribution::from),
         certainty: d.certainty.into(),
+        category: d.category.clone(),
     }
 }
 

@@ -146,7 +146,8 @@ pub fn assemble(
             }
             .with_context(|| format!("{}: unknown format", entry.name))?;
             let mut builder = RuleSetBuilder::new().with_intent(format.intent());
-            parse_bytes(format, &entry.name, &bytes, &mut |rule| builder.add(rule));
+            let report = parse_bytes(format, &entry.name, &bytes, &mut |rule| builder.add(rule));
+            crate::commands::check::ensure_rules(&entry.name, format, &report, &bytes)?;
             Ok(builder.build())
         })();
         match loaded {

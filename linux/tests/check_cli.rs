@@ -374,3 +374,149 @@ fn check_decides_with_the_state_directory() {
     assert_eq!(check(&["mine.example"])[0].0, "block");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A wrong `--format` that reads no rule from a list with rules in it is an error naming the
+/// file and the format, in every command that loads lists; a list of only comments is not.
+#[test]
+fn wrong_format_accepting_nothing_is_an_error() {
+    let hosts = shared("blocklists/stevenblack-hosts.head3000.txt");
+    let hosts = hosts.to_str().unwrap();
+    let refused = |o: &Output| {
+        assert!(!o.status.success(), "{o:?}");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("stevenblack-hosts.head3000.txt"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("ddg-app"), "{stderr}");
+        assert!(stderr.contains("no rule accepted"), "{stderr}");
+    };
+    refused(&embargo(&[
+        "check",
+        "--list",
+        hosts,
+        "--format",
+        "ddg-app",
+        "example.org",
+    ]));
+    // Read as dnsmasq configuration, every hosts line is skipped without an error: that
+    // used to decide with no rule and exit 0.
+    let o = embargo(&[
+        "check",
+        "--list",
+        hosts,
+        "--format",
+        "dnsmasq",
+        "example.org",
+    ]);
+    assert!(!o.status.success(), "{o:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("stevenblack-hosts.head3000.txt: no rule accepted when read as dnsmasq"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.embargo");
+    refused(&embargo(&[
+        "lists",
+        "compile",
+        "--format",
+        "ddg-app",
+        hosts,
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    assert!(!out.exists());
+    let state = dir.path().join("state");
+    refused(&embargo(&[
+        "lists",
+        "add",
+        hosts,
+        "--format",
+        "ddg-app",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]));
+    // The right format still works, and a list of only comments is no error.
+    let o = embargo(&["check", "--list", hosts, "--format", "hosts", "example.org"]);
+    assert!(o.status.success(), "{o:?}");
+    let comments = dir.path().join("empty.txt");
+    std::fs::write(&comments, "# nothing yet\n\n   # still nothing\n").unwrap();
+    let o = embargo(&[
+        "check",
+        "--list",
+        comments.to_str().unwrap(),
+        "--format",
+        "hosts",
+        "example.org",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+}
+
+/// The category Disconnect's services.json gives the deciding rule is shown, in the table and
+/// in `--json`.
+#[test]
+fn check_shows_the_category_of_a_disconnect_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services.json");
+    std::fs::write(
+        &services,
+        r#"{
+  "license": "",
+  "categories": {
+    "Advertising": [
+      {"AdNetwork.net": {"http://www.adnetwork.net/": ["adnetwork.net"]}}
+    ],
+    "Analytics": [
+      {"ItIsATracker": {"https://itisatracker.com/": ["itisatracker.com"]}}
+    ]
+  }
+}"#,
+    )
+    .unwrap();
+    let list = services.to_str().unwrap();
+    let o = embargo(&[
+        "check",
+        "--json",
+        "--list",
+        list,
+        "ads.adnetwork.net",
+        "itisatracker.com",
+        "example.org",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["verdict"], "block", "{text}");
+    assert_eq!(lines[0]["category"], "Advertising", "{text}");
+    assert_eq!(lines[0]["owner"]["value"], "AdNetwork.net", "{text}");
+    assert_eq!(lines[1]["category"], "Analytics", "{text}");
+    assert_eq!(lines[2]["category"], serde_json::Value::Null, "{text}");
+
+    let o = embargo(&["check", "--list", list, "ads.adnetwork.net"]);
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    assert!(text.lines().next().unwrap().contains("CATEGORY"), "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().contains("Advertising"),
+        "{text}"
+    );
+
+    // The category survives the compiled file.
+    let compiled = dir.path().join("services.embargo");
+    let o = embargo(&["lists", "compile", list, "-o", compiled.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    let o = embargo(&[
+        "check",
+        "--json",
+        "--rules",
+        compiled.to_str().unwrap(),
+        "ads.adnetwork.net",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(line["category"], "Advertising", "{line}");
+}

@@ -50,6 +50,7 @@ fn seed_history(state: &Path) {
         e.rule = Some("tiktokv.com".into());
         e.list = Some("builtin".into());
         e.line = Some(3);
+        e.category = (name == "log.tiktokv.com").then(|| "Advertising".to_owned());
         recorder.record(e);
     };
     event(
@@ -116,6 +117,16 @@ fn history_filters_and_json() {
         "{table}"
     );
     assert!(table.contains("log.tiktokv.com:443"), "{table}");
+    assert!(header.contains("CATEGORY"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.contains("log.tiktokv.com"))
+        .unwrap();
+    assert!(row.contains("Advertising"), "{table}");
+    let tiktok = json(&state, &["history", "--name", "log.tiktokv.com"]);
+    assert_eq!(tiktok[0]["category"], "Advertising");
+    let example = json(&state, &["history", "--name", "example.org"]);
+    assert_eq!(example[0]["category"], serde_json::Value::Null);
     assert!(
         !table.contains('\x1b'),
         "no colour when stdout is not a terminal"
@@ -123,6 +134,8 @@ fn history_filters_and_json() {
 
     let csv = text(&state, &["history", "--export", "csv"]);
     assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with(",category"), "{csv}");
+    assert!(csv.contains(",Advertising"), "{csv}");
 }
 
 #[test]

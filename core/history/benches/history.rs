@@ -115,6 +115,7 @@ fn random_event(rng: &mut Rng, time_ms: i64) -> Event {
         country: Some(COUNTRIES[(owner % COUNTRIES.len() as u64) as usize].into()),
         country_source: Some("ipdb-country".into()),
         certainty: Certainty::Certain,
+        category: None,
     }
 }
 

@@ -20,7 +20,7 @@ pub enum Format {
 }
 
 /// CSV header, in [`Record`]'s field order.
-pub const CSV_HEADER: [&str; 18] = [
+pub const CSV_HEADER: [&str; 19] = [
     "id",
     "first_seen_ms",
     "last_seen_ms",
@@ -39,6 +39,7 @@ pub const CSV_HEADER: [&str; 18] = [
     "country",
     "country_source",
     "certainty",
+    "category",
 ];
 
 /// Writes records in one format; `begin`, `row`..., `end`.
@@ -105,6 +106,7 @@ impl<W: Write> Exporter<W> {
                     opt(&r.country),
                     opt(&r.country_source),
                     r.certainty.to_string(),
+                    opt(&r.category),
                 ])
                 .map_err(io_err)?;
             }

@@ -68,6 +68,7 @@ impl Event {
             e.country = Some(country.value.clone());
             e.country_source = Some(source(&country.source));
         }
+        e.category = d.decision.category.clone();
         e.certainty = match d.decision.certainty {
             embargo_policy::Certainty::Unknown => Certainty::Unknown,
             embargo_policy::Certainty::Inferred => Certainty::Inferred,
@@ -109,6 +110,7 @@ mod tests {
                 }),
                 country: None,
                 certainty: embargo_policy::Certainty::Inferred,
+                category: None,
             },
         }
     }
@@ -128,7 +130,10 @@ mod tests {
                 exception: false,
             },
         );
+        let mut d = d;
+        d.decision.category = Some("Advertising".into());
         let e = Event::from_decision(1_000, &d);
+        assert_eq!(e.category.as_deref(), Some("Advertising"));
         assert_eq!(e.time_ms, 1_000);
         assert_eq!((e.protocol, e.decision), (Protocol::Tcp, Decision::Block));
         assert_eq!(e.addr, Some(d.addr));

@@ -137,6 +137,10 @@ pub struct Event {
     pub country_source: Option<String>,
     /// How sure the attribution is.
     pub certainty: Certainty,
+    /// The category the deciding rule's list gives it (Disconnect's `Advertising`, an Exodus
+    /// tracker's `Analytics`), if it gives one.
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 impl Event {
@@ -158,6 +162,7 @@ impl Event {
             country: None,
             country_source: None,
             certainty: Certainty::Unknown,
+            category: None,
         }
     }
 }
@@ -202,6 +207,9 @@ pub struct Record {
     pub country_source: Option<String>,
     /// See [`Event::certainty`].
     pub certainty: Certainty,
+    /// See [`Event::category`].
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 #[cfg(test)]

@@ -79,7 +79,8 @@ pub struct Page {
 }
 
 pub(crate) const COLUMNS: &str = "id, first_seen, last_seen, count, app, name, addr, port, \
-    protocol, decision, rule, list, line, owner, owner_source, country, country_source, certainty";
+    protocol, decision, rule, list, line, owner, owner_source, country, country_source, certainty, \
+    category";
 
 /// Built SQL and its parameters.
 pub(crate) struct Sql {
@@ -204,6 +205,7 @@ pub(crate) fn record_from_row(row: &Row<'_>) -> Result<Record, HistoryError> {
         country_source: row.get(16).map_err(get)?,
         certainty: Certainty::from_code(row.get(17).map_err(get)?)
             .map_err(|c| HistoryError::bad_code(id, c))?,
+        category: row.get(18).map_err(get)?,
     })
 }
 

@@ -342,11 +342,13 @@ enum Control {
 
 const INSERT_SQL: &str = "INSERT INTO records (first_seen, last_seen, count, app, name, addr, \
     port, protocol, decision, rule, list, line, owner, owner_source, country, country_source, \
-    certainty) VALUES (?1, ?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+    certainty, category) VALUES (?1, ?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+    ?14, ?15, ?16)";
 
 const UPDATE_SQL: &str = "UPDATE records SET count = count + 1, last_seen = max(last_seen, ?1), \
     addr = ?2, port = ?3, protocol = ?4, rule = ?5, list = ?6, line = ?7, owner = ?8, \
-    owner_source = ?9, country = ?10, country_source = ?11, certainty = ?12 WHERE id = ?13";
+    owner_source = ?9, country = ?10, country_source = ?11, certainty = ?12, category = ?14 \
+    WHERE id = ?13";
 
 const DAILY_SQL: &str = "INSERT INTO daily (day, app, owner, country, blocked, allowed) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (day, app, owner, country) DO UPDATE SET \
@@ -581,6 +583,7 @@ impl Writer {
                             e.country_source,
                             e.certainty.code(),
                             slot.id,
+                            e.category,
                         ])?;
                         coalesced = changed == 1;
                     }
@@ -602,6 +605,7 @@ impl Writer {
                         e.country,
                         e.country_source,
                         e.certainty.code(),
+                        e.category,
                     ])?;
                     if let Some(key) = key {
                         let id = tx.last_insert_rowid();

@@ -90,7 +90,8 @@ fn schema_holds_no_payload_or_url_columns() {
             "owner_source",
             "country",
             "country_source",
-            "certainty"
+            "certainty",
+            "category"
         ]
     );
     // No BLOB column anywhere in the schema.
@@ -175,7 +176,7 @@ fn upgrades_from_v1_keep_data() {
         history.open_outcome(),
         &OpenOutcome::Opened {
             from_version: 1,
-            to_version: 3
+            to_version: 4
         }
     );
     let page = history
@@ -878,4 +879,56 @@ fn exports_match_the_query_rows_in_all_formats() {
         export_string(&history, &none, Format::Csv).lines().count(),
         1
     );
+}
+
+/// The category of the deciding rule (migration 4) is stored, survives closing and opening
+/// the file, and is exported in every format.
+#[test]
+fn category_is_kept_across_a_reopen_and_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    {
+        let history = History::open(cfg.clone()).unwrap();
+        let mut e = event(now(), "app", "ads.adnetwork.net", Decision::Block);
+        e.category = Some("Advertising".into());
+        history.recorder().record(e);
+        history
+            .recorder()
+            .record(event(now(), "app", "example.org", Decision::Allow));
+        history.flush().unwrap();
+    }
+    let history = History::open(cfg).unwrap();
+    let page = history
+        .query(&Query {
+            include_hidden: true,
+            ..Query::default()
+        })
+        .unwrap();
+    let by_name = |name: &str| {
+        page.records
+            .iter()
+            .find(|r| r.name.as_deref() == Some(name))
+            .unwrap()
+    };
+    assert_eq!(
+        by_name("ads.adnetwork.net").category.as_deref(),
+        Some("Advertising")
+    );
+    assert_eq!(by_name("example.org").category, None);
+
+    let q = Query::default();
+    let csv_text = export_string(&history, &q, Format::Csv);
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let at = headers.iter().position(|h| h == "category").unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let row = rows.iter().find(|r| &r[5] == "ads.adnetwork.net").unwrap();
+    assert_eq!(&row[at], "Advertising");
+    let json = export_string(&history, &q, Format::Json);
+    let records: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let ads = records
+        .iter()
+        .find(|r| r["name"] == "ads.adnetwork.net")
+        .unwrap();
+    assert_eq!(ads["category"], "Advertising");
 }

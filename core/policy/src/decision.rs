@@ -184,6 +184,10 @@ pub struct Decision {
     pub country: Option<Attribution>,
     /// How sure the name/address attribution behind this decision is.
     pub certainty: Certainty,
+    /// The category the deciding rule's list gives it (Disconnect's `Advertising`, an Exodus
+    /// tracker's `Analytics`), when it gives one. Looked up only when a decision is explained.
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 impl Decision {

@@ -24,8 +24,9 @@ pub const MAGIC: [u8; 8] = *b"EMBARGO\x1a";
 ///
 /// Version 2 replaced the name and owner FSTs (and the two-label filter) by hashed
 /// fingerprint indexes (`ruleset/index.rs`); version 3 gave the index header's last field
-/// (zero in version 2) the keys' label bounds, which lookups trust.
-pub const VERSION: u32 = 3;
+/// (zero in version 2) the keys' label bounds, which lookups trust; version 4 added the
+/// `categories` section (line ranges of a list -> category, [`SectionId::Categories`]).
+pub const VERSION: u32 = 4;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 32;
 /// Length of one section-table entry.
@@ -101,6 +102,10 @@ pub enum SectionId {
     /// JSON metadata: list names, rule combinations, the side table of rare name rules,
     /// small rule tables.
     Meta = 5,
+    /// JSON: per list, line ranges and the category its list gives them (Disconnect's
+    /// `Advertising`). Read only when a decision is explained; optional (absent: no
+    /// categories). Its id leaves 6 and 7 free for other sections.
+    Categories = 8,
 }
 
 impl SectionId {
@@ -111,16 +116,26 @@ impl SectionId {
             SectionId::V4 => "v4",
             SectionId::V6 => "v6",
             SectionId::Meta => "meta",
+            SectionId::Categories => "categories",
         }
     }
 
-    const ALL: [SectionId; 5] = [
+    const ALL: [SectionId; 6] = [
         SectionId::Names,
         SectionId::Owners,
         SectionId::V4,
         SectionId::V6,
         SectionId::Meta,
+        SectionId::Categories,
     ];
+
+    /// Position in [`SectionId::ALL`] (ids need not be consecutive).
+    fn slot(self) -> usize {
+        SectionId::ALL
+            .iter()
+            .position(|s| *s == self)
+            .unwrap_or_default()
+    }
 }
 
 /// Writes a file from its sections (in [`SectionId::ALL`] order).
@@ -186,13 +201,13 @@ fn align8(n: usize) -> usize {
 /// Byte ranges of each section inside a validated file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Layout {
-    ranges: [(usize, usize); 5],
+    ranges: [(usize, usize); SectionId::ALL.len()],
 }
 
 impl Layout {
     /// The byte range of a section.
     pub fn range(&self, id: SectionId) -> (usize, usize) {
-        self.ranges[id as usize - 1]
+        self.ranges[id.slot()]
     }
 }
 
@@ -243,7 +258,7 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, CompiledError> {
             message: format!("{count} sections do not fit in the file"),
         })?;
     let mut layout = Layout::default();
-    let mut seen = [false; 5];
+    let mut seen = [false; SectionId::ALL.len()];
     for entry in bytes[HEADER_LEN..table_end].chunks_exact(ENTRY_LEN) {
         let id = read_u32(entry, 0);
         let offset = read_u64(entry, 8);
@@ -259,11 +274,12 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, CompiledError> {
                 section: section.name(),
                 message: format!("bytes {offset}+{len} outside the file"),
             })?;
-        layout.ranges[id as usize - 1] = (offset as usize, end as usize);
-        seen[id as usize - 1] = true;
+        layout.ranges[section.slot()] = (offset as usize, end as usize);
+        seen[section.slot()] = true;
     }
     for (i, present) in seen.iter().enumerate() {
-        if !present {
+        // `categories` may be left out: a set without it has no categories.
+        if !present && SectionId::ALL[i] != SectionId::Categories {
             return Err(CompiledError::BadSection {
                 section: SectionId::ALL[i].name(),
                 message: "missing".into(),
@@ -319,6 +335,7 @@ mod tests {
             (SectionId::V4, vec![9; 16]),
             (SectionId::V6, vec![]),
             (SectionId::Meta, b"{}".to_vec()),
+            (SectionId::Categories, b"[]".to_vec()),
         ])
     }
 

@@ -182,6 +182,15 @@ impl Policy {
             Outcome::Owner(..) | Outcome::Country(..) => Some(Intent::Embargo),
             _ => None,
         };
+        // The category the deciding rule's list gives its line (name rules set it below).
+        let mut category = match &outcome {
+            Outcome::Address(set, rule)
+            | Outcome::Owner(set, rule)
+            | Outcome::Country(set, rule) => {
+                set.category_of(rule.list, rule.line).map(str::to_owned)
+            }
+            _ => None,
+        };
         let (verdict, reason) = match outcome {
             Outcome::AppBlockingOff => (Verdict::Allow, Reason::AppBlockingOff),
             Outcome::AppOverride(target, action) => (
@@ -205,6 +214,7 @@ impl Policy {
             Outcome::Name(set, hit, verdict) => {
                 let rule_set = &self.rules[set];
                 let hit = rule_set.resolve_hit(facts.name.unwrap_or_default(), hit);
+                category = rule_set.category_of(hit.list, hit.line).map(str::to_owned);
                 let reason = Reason::NameRule {
                     rule: RuleRef {
                         list: rule_set.list_ref(hit.list),
@@ -247,6 +257,7 @@ impl Policy {
             owner,
             country: country_attribution(&facts),
             certainty,
+            category,
         }
     }
 

@@ -128,6 +128,18 @@ pub struct AppOwner {
     pub source: RuleRef,
 }
 
+/// The category a list gives a run of its lines (Disconnect's `Advertising`, an Exodus
+/// tracker's `Analytics`): decisions made by a rule on lines `first_line..=last_line` of
+/// `source.list` carry it. Attribution, not a decision: it blocks nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryRange {
+    pub category: String,
+    pub first_line: u32,
+    /// Inclusive; `u32::MAX` for "to the end of the list".
+    pub last_line: u32,
+    pub source: RuleRef,
+}
+
 /// One statement of a rule source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -159,6 +171,8 @@ pub enum Rule {
     },
     DomainOwner(DomainOwner),
     AppOwner(AppOwner),
+    /// A category over a range of lines of the list (see [`CategoryRange`]).
+    Category(CategoryRange),
 }
 
 /// Why a line was skipped rather than accepted (counted per reason in a [`LoadReport`]).

@@ -30,6 +30,7 @@
 //! Globs and regexes are rare (AdBlock lists); they live in the metadata and are checked only
 //! when a literal prefilter (globs) or the combined regex set says they may apply.
 
+mod categories;
 mod index;
 
 use std::collections::{HashMap, HashSet};
@@ -42,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::decision::Verdict;
 use crate::format::{self, CompiledError, SectionId};
 use crate::rules::{Action, DnsTypeFilter, Intent, IpNet, NamePattern, Rule};
+use categories::Categories;
 use index::IndexLayout;
 
 /// Anything that holds the bytes of a compiled file: `Vec<u8>`, a memory map, a static slice.
@@ -303,6 +305,8 @@ pub struct RuleSet {
     regex_patterns: Vec<u32>,
     /// Indices of glob patterns with their required literal.
     globs: Vec<(u32, String)>,
+    /// Line ranges -> category (the `categories` section).
+    categories: Categories,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -370,6 +374,18 @@ impl RuleSet {
                     message: e.to_string(),
                 }
             })?;
+        let categories_bytes = section(SectionId::Categories);
+        let categories: Categories = if categories_bytes.as_ref().is_empty() {
+            Ok(Categories::default())
+        } else {
+            serde_json::from_slice(categories_bytes.as_ref())
+        }
+        .map_err(|e| e.to_string())
+        .and_then(|c: Categories| c.check().map(|()| c))
+        .map_err(|message| CompiledError::BadSection {
+            section: "categories",
+            message,
+        })?;
         if meta.combinations.is_empty() {
             return Err(CompiledError::BadSection {
                 section: "meta",
@@ -415,6 +431,7 @@ impl RuleSet {
             regexes,
             regex_patterns,
             globs,
+            categories,
         })
     }
 
@@ -485,6 +502,15 @@ impl RuleSet {
             self.meta.domain_owners.len(),
             self.meta.app_owners.len(),
         ]
+    }
+
+    /// The category the list `list` gives its line `line`, if it gives one (Disconnect's
+    /// `Advertising`). A binary search over a few hundred ranges: for explained decisions only.
+    pub(crate) fn category_of(&self, list: u16, line: u32) -> Option<&str> {
+        if self.categories.is_empty() {
+            return None;
+        }
+        self.categories.lookup(list, line)
     }
 
     pub(crate) fn list_name(&self, list: u16) -> &str {
@@ -1076,6 +1102,11 @@ impl RuleSetBuilder {
                     });
                     c.owner_keys.push((key, idx));
                 }
+                Rule::Category(r) => {
+                    let list = c.list(&r.source.list);
+                    c.categories
+                        .add(list, r.first_line, r.last_line, &r.category);
+                }
                 Rule::AppOwner(a) => {
                     let list = c.list(&a.source.list);
                     c.meta.app_owners.push(AppOwnerFact {
@@ -1145,6 +1176,7 @@ struct Compiler {
     owner_keys: Vec<(String, u64)>,
     addresses: Vec<(IpNet, MetaRule)>,
     duplicates_hint: u64,
+    categories: Categories,
 }
 
 /// A name rule during compilation.
@@ -1437,12 +1469,15 @@ impl Compiler {
         self.meta.asn_rules.dedup_by_key(|(a, _)| *a);
         // serde_json cannot fail on these plain types.
         let meta_bytes = serde_json::to_vec(&self.meta).unwrap_or_default();
+        self.categories.finish();
+        let categories_bytes = serde_json::to_vec(&self.categories).unwrap_or_default();
         format::write(&[
             (SectionId::Names, names_bytes),
             (SectionId::Owners, owners_bytes),
             (SectionId::V4, v4_bytes),
             (SectionId::V6, v6_bytes),
             (SectionId::Meta, meta_bytes),
+            (SectionId::Categories, categories_bytes),
         ])
     }
 }

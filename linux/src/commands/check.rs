@@ -1,4 +1,5 @@
-//! `embargo check`: one decision per name or address, with reason, owner and country.
+//! `embargo check`: one decision per name or address, with reason, owner, country and the
+//! category the deciding rule's list gives it.
 //!
 //! With no `--list` and no `--rules`, `check` decides as the instance of `--state-dir` would
 //! (`runtime::assemble`): the built-in default at the stored level, the lists added with
@@ -35,7 +36,8 @@ pub struct CheckArgs {
     #[arg(long = "list", value_name = "FILE")]
     pub lists: Vec<PathBuf>,
     /// The syntax of every --list: hosts, hosts-subtree, domains, domains-subtree, adblock,
-    /// dnsmasq, unbound, wildcard, ddg-app, ddg-web, disconnect, embargo.
+    /// dnsmasq, unbound, wildcard, ddg-app, ddg-web, disconnect, disconnect-entities, xray,
+    /// exodus, embargo.
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
     /// An IP-to-ASN database (ip-location-db `start,end,asn,org` CSV or iptoasn TSV, optionally
@@ -139,6 +141,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                 "owner": decision.owner,
                 "country": decision.country,
                 "certainty": decision.certainty,
+                "category": decision.category,
                 "app": args.app,
             });
             if args.explain {
@@ -192,7 +195,7 @@ pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>> {
             None => bail!(
                 "--format {n}: unknown format; use one of hosts, hosts-subtree, domains, \
                  domains-subtree, adblock, dnsmasq, unbound, wildcard, ddg-app, ddg-web, \
-                 disconnect, embargo"
+                 disconnect, disconnect-entities, xray, exodus, embargo"
             ),
         },
     }
@@ -245,6 +248,12 @@ pub(crate) fn compile_lists(
             BufReader::with_capacity(1 << 16, file),
             &mut |rule| builder.add(rule),
         );
+        if report.accepted == 0 {
+            // Only now is the file read whole, to tell comments from rules read wrong.
+            let bytes =
+                std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+            ensure_rules(&path.display().to_string(), format, &report, &bytes)?;
+        }
         reports.push(report);
     }
     builder.set_intent(intent);
@@ -256,6 +265,41 @@ pub(crate) fn compile_lists(
         eprintln!("rule refused: {rule}: {why}");
     }
     Ok((set, reports))
+}
+
+/// Refuses a list that gave no rule although it holds more than comments and blank lines:
+/// almost always the wrong `--format` (a hosts file read as `ddg-app` gives one JSON error and
+/// nothing else). Every place that loads a list (check, lists add/update/compile, run, the
+/// runtime's rebuilds) asks this, so a wrong format is an error, never a silent exit 0.
+pub(crate) fn ensure_rules(
+    list: &str,
+    format: Format,
+    report: &LoadReport,
+    bytes: &[u8],
+) -> Result<()> {
+    if report.accepted > 0 || !has_content(bytes) {
+        return Ok(());
+    }
+    let why = match report.errors.first() {
+        Some(first) => format!("{} error(s), first: {first}", report.error_count),
+        None => format!("{} line(s) skipped", report.skipped.values().sum::<u64>()),
+    };
+    bail!(
+        "{list}: no rule accepted when read as {} ({why}); is --format right?",
+        format.name()
+    )
+}
+
+/// Whether a list has a line other than blank lines and comments (`#`, `!`, `//`).
+fn has_content(bytes: &[u8]) -> bool {
+    bytes.split(|&b| b == b'\n').any(|line| {
+        let line = line.trim_ascii();
+        let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+        !(line.is_empty()
+            || line.starts_with(b"#")
+            || line.starts_with(b"!")
+            || line.starts_with(b"//"))
+    })
 }
 
 fn detect_format(path: &Path) -> Result<Format> {
@@ -383,7 +427,10 @@ fn explain(out: &mut impl Write, target: &str, d: &Decision) -> std::io::Result<
         writeln!(out, "  {mark} {n}. {step}")?;
     }
     let row = text_row(target, d);
-    writeln!(out, "  decided: {} by {}", row[1], row[5])?;
+    writeln!(out, "  decided: {} by {}", row[1], row[6])?;
+    if !row[5].is_empty() && row[5] != "-" {
+        writeln!(out, "  category: {}", row[5])?;
+    }
     writeln!(
         out,
         "  owner: {}; country: {}; certainty: {}",
@@ -391,7 +438,7 @@ fn explain(out: &mut impl Write, target: &str, d: &Decision) -> std::io::Result<
     )
 }
 
-fn text_row(target: &str, d: &Decision) -> [String; 6] {
+fn text_row(target: &str, d: &Decision) -> [String; 7] {
     let verdict = match d.verdict {
         Verdict::Allow => "allow",
         Verdict::Block => "block",
@@ -442,6 +489,7 @@ fn text_row(target: &str, d: &Decision) -> [String; 6] {
         attribution_text(d.owner.as_ref()),
         attribution_text(d.country.as_ref()),
         certainty,
+        d.category.clone().unwrap_or_else(|| "-".to_owned()),
         reason,
     ]
 }
@@ -465,13 +513,14 @@ fn attribution_text(a: Option<&Attribution>) -> String {
     }
 }
 
-fn write_table(out: &mut impl Write, rows: &[[String; 6]]) -> Result<()> {
-    const HEADER: [&str; 6] = [
+fn write_table(out: &mut impl Write, rows: &[[String; 7]]) -> Result<()> {
+    const HEADER: [&str; 7] = [
         "TARGET",
         "VERDICT",
         "OWNER",
         "COUNTRY",
         "CERTAINTY",
+        "CATEGORY",
         "REASON",
     ];
     let mut widths = HEADER.map(str::len);
@@ -480,7 +529,7 @@ fn write_table(out: &mut impl Write, rows: &[[String; 6]]) -> Result<()> {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut line = |cells: [&str; 6]| -> std::io::Result<()> {
+    let mut line = |cells: [&str; 7]| -> std::io::Result<()> {
         let mut s = String::new();
         for (i, cell) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
@@ -495,7 +544,7 @@ fn write_table(out: &mut impl Write, rows: &[[String; 6]]) -> Result<()> {
     };
     line(HEADER)?;
     for row in rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]])?;
+        line(row.each_ref().map(String::as_str))?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use super::check::{compile_lists, parse_format, print_report};
 pub struct CompileArgs {
     /// The syntax of every FILE (detected per file when omitted): hosts, hosts-subtree,
     /// domains, domains-subtree, adblock, dnsmasq, unbound, wildcard, ddg-app, ddg-web,
-    /// disconnect, embargo.
+    /// disconnect, disconnect-entities, xray, exodus, embargo.
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
     /// Rule lists to compile into one rule set.

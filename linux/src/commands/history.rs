@@ -126,6 +126,7 @@ fn print_table(records: &[Record]) {
         "DECISION",
         "OWNER",
         "CC",
+        "CATEGORY",
         "COUNT",
         "RULE",
     ]);
@@ -157,6 +158,7 @@ fn print_table(records: &[Record]) {
             decision,
             cell(r.owner.clone().unwrap_or_default()),
             cell(r.country.clone().unwrap_or_default()),
+            cell(r.category.clone().unwrap_or_default()),
             cell(r.count.to_string()),
             (rule, Tone::Dim),
         ]);

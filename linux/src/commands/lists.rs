@@ -44,7 +44,8 @@ pub struct AddArgs {
     /// A file path or an http:// or https:// URL.
     pub source: String,
     /// The list's syntax (hosts, hosts-subtree, domains, domains-subtree, adblock, dnsmasq,
-    /// unbound, wildcard, ddg-app, ddg-web, disconnect, embargo); detected when omitted.
+    /// unbound, wildcard, ddg-app, ddg-web, disconnect, disconnect-entities, xray, exodus,
+    /// embargo); detected when omitted.
     #[arg(long)]
     pub format: Option<String>,
     /// A short name for the list (default: the file name).
@@ -325,19 +326,7 @@ fn refresh(state: &StateDir, entry: &mut ListEntry) -> Result<()> {
         }
     };
     let report = parse_bytes(format, &entry.name, &bytes, &mut |_| {});
-    if report.accepted == 0 && report.error_count > 0 {
-        let first = report
-            .errors
-            .first()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        bail!(
-            "{}: no rule accepted and {} errors as {} (first: {first}); is --format right?",
-            entry.name,
-            report.error_count,
-            format.name()
-        );
-    }
+    super::check::ensure_rules(&entry.name, format, &report, &bytes)?;
     entry.format = Some(format.name().to_owned());
     entry.updated_ms = now_ms();
     entry.counts = ListCounts {

@@ -53,6 +53,7 @@ fn policy(q: &Query<'_>) -> Decision {
         owner: None,
         country: None,
         certainty: Certainty::Unknown,
+        category: None,
     }
 }
 

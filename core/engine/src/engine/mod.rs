@@ -831,6 +831,7 @@ impl Engine {
                 owner: None,
                 country: None,
                 certainty: Certainty::Certain,
+                category: None,
             },
             None => self.policy.decide(&query),
         };

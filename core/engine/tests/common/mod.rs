@@ -25,6 +25,7 @@ pub fn allow() -> Decision {
         owner: None,
         country: None,
         certainty: Certainty::Unknown,
+        category: None,
     }
 }
 
@@ -36,6 +37,7 @@ pub fn block() -> Decision {
         owner: None,
         country: None,
         certainty: Certainty::Certain,
+        category: None,
     }
 }
 

@@ -36,5 +36,6 @@ pub fn event(time_ms: i64, app: &str, name: &str, decision: Decision) -> Event {
         country: Some("US".into()),
         country_source: Some("ipdb-country".into()),
         certainty: Certainty::Certain,
+        category: None,
     }
 }

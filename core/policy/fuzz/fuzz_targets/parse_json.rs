@@ -1,12 +1,22 @@
-//! Fuzzes the JSON parsers (DuckDuckGo app and web tracker data, Disconnect services.json).
+//! Fuzzes the JSON parsers (DuckDuckGo app and web tracker data, Disconnect services.json and
+//! entities.json, TrackerControl's X-Ray list, Exodus trackers.json).
 //! The first byte picks the format; the rest is the document.
 #![no_main]
 
-use embargo_policy::parse::{normalize_name, parse_bytes, Format, MAX_STORED_ERRORS};
+use embargo_policy::parse::{
+    compile_name_regex, normalize_name, parse_bytes, Format, MAX_STORED_ERRORS,
+};
 use embargo_policy::{NamePattern, Rule};
 use libfuzzer_sys::fuzz_target;
 
-const FORMATS: [Format; 3] = [Format::DdgApp, Format::DdgWeb, Format::Disconnect];
+const FORMATS: [Format; 6] = [
+    Format::DdgApp,
+    Format::DdgWeb,
+    Format::Disconnect,
+    Format::DisconnectEntities,
+    Format::Xray,
+    Format::Exodus,
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, document)) = data.split_first() else {
@@ -21,6 +31,11 @@ fuzz_target!(|data: &[u8]| {
             Rule::Name(rule) => match &rule.pattern {
                 NamePattern::Exact(n) | NamePattern::Subtree(n) => {
                     assert_eq!(normalize_name(n).as_deref(), Ok(n.as_str()))
+                }
+                // Exodus keeps network signatures that are not plain domains as regexes, and
+                // only those that compile within the budget.
+                NamePattern::Regex(r) if format == Format::Exodus => {
+                    assert!(compile_name_regex(r).is_ok(), "{r}")
                 }
                 other => panic!("JSON formats only name whole domains: {other:?}"),
             },

@@ -10,6 +10,9 @@
 //! (`host/script.js`) cannot apply to names and count as [`SkipReason::NotApplicable`].
 //! Non-array values in an organisation (`"dnt": "eff"`, `"performance": "true"`) are tags and
 //! are ignored.
+//!
+//! Each category's run of lines (from its key to the line before the next category's) gives a
+//! [`Rule::Category`], so that a decision by one of its rules says `Advertising`.
 
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -21,7 +24,7 @@ use super::json::{from_slice, read_capped, KeyLocator, Ordered};
 use super::lines::Emitter;
 use super::name::normalize_name;
 use super::name_rule;
-use crate::rules::{Action, DomainOwner, NamePattern, Rule, SkipReason};
+use crate::rules::{Action, CategoryRange, DomainOwner, NamePattern, Rule, SkipReason};
 
 /// Categories whose domains are attributed but not blocked.
 pub const NON_BLOCKING_CATEGORIES: &[&str] = &[
@@ -56,8 +59,15 @@ pub(crate) fn parse<R: BufRead>(input: R, out: &mut Emitter<'_>) {
     let mut blocked: HashSet<String> = HashSet::new();
     let mut locate = KeyLocator::new(&bytes);
     locate.line_of("categories");
+    let mut open: Option<(&str, u32)> = None;
     for (category, orgs) in &services.categories.0 {
-        locate.line_of(category);
+        let category_line = locate.line_of(category);
+        if category_line != 0 {
+            if let Some((name, first)) = open.take() {
+                emit_category(out, name, first, category_line - 1);
+            }
+            open = Some((category, category_line));
+        }
         let blocking = !NON_BLOCKING_CATEGORIES.contains(&category.as_str());
         for org_map in orgs {
             for (org, values) in &org_map.0 {
@@ -105,6 +115,20 @@ pub(crate) fn parse<R: BufRead>(input: R, out: &mut Emitter<'_>) {
             }
         }
     }
+    if let Some((name, first)) = open {
+        emit_category(out, name, first, u32::MAX);
+    }
+}
+
+/// Gives the lines `first..=last` the category `name`.
+pub(crate) fn emit_category(out: &mut Emitter<'_>, name: &str, first: u32, last: u32) {
+    let source = out.rule_ref(first, name);
+    out.accept(Rule::Category(CategoryRange {
+        category: name.to_owned(),
+        first_line: first,
+        last_line: last,
+        source,
+    }));
 }
 
 #[cfg(test)]
@@ -183,6 +207,23 @@ mod tests {
         );
         assert_eq!(report.skipped[&SkipReason::Inert], 2);
         assert_eq!(report.skipped[&SkipReason::NotApplicable], 1);
+        let categories: Vec<_> = got
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Category(c) => Some((c.category.as_str(), c.first_line, c.last_line)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            categories,
+            [
+                ("Advertising", 4, 7),
+                ("Content", 8, 10),
+                ("Analytics", 11, 13),
+                ("FingerprintingInvasive", 14, 17),
+                ("Cryptomining", 18, u32::MAX),
+            ]
+        );
     }
 
     #[test]

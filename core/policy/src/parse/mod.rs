@@ -15,19 +15,25 @@
 //! | [`Format::Unbound`] | [`unbound`] | `local-zone: "name." always_null` |
 //! | [`Format::DdgApp`], [`Format::DdgWeb`] | [`ddg`] | DuckDuckGo tracker data JSON |
 //! | [`Format::Disconnect`] | [`disconnect`] | Disconnect `services.json` |
+//! | [`Format::DisconnectEntities`] | [`disconnect_entities`] | Disconnect `entities.json` (owners only) |
+//! | [`Format::Xray`] | [`xray`] | TrackerControl's X-Ray `xray-blacklist.json` |
+//! | [`Format::Exodus`] | [`exodus`] | Exodus Privacy `trackers.json` |
 //! | [`Format::Embargo`] | [`embargo`] | Embargo's native rules (names, addresses, ASNs, owners, countries, facts) |
 
 pub mod adblock;
 pub mod ddg;
 pub mod disconnect;
+pub mod disconnect_entities;
 pub mod dnsmasq;
 pub mod domains;
 pub mod embargo;
+pub mod exodus;
 pub mod hosts;
 pub mod json;
 pub mod lines;
 pub mod name;
 pub mod unbound;
+pub mod xray;
 
 use std::io::BufRead;
 
@@ -65,6 +71,12 @@ pub enum Format {
     DdgWeb,
     /// Disconnect's `services.json`.
     Disconnect,
+    /// Disconnect's `entities.json` (who owns which domains; no block rules).
+    DisconnectEntities,
+    /// TrackerControl's X-Ray company list (`xray-blacklist.json`).
+    Xray,
+    /// Exodus Privacy's tracker list (`trackers.json`).
+    Exodus,
     /// Embargo's native rule format (see [`embargo`]).
     Embargo,
 }
@@ -72,7 +84,7 @@ pub enum Format {
 impl Format {
     /// The format for a `--format` flag value: `hosts`, `hosts-subtree`, `domains`,
     /// `domains-subtree`, `adblock`, `dnsmasq`, `unbound`, `wildcard`, `ddg-app`, `ddg-web`,
-    /// `disconnect`, `embargo`.
+    /// `disconnect`, `disconnect-entities`, `xray`, `exodus`, `embargo`.
     pub fn from_name(s: &str) -> Option<Format> {
         Some(match s {
             "hosts" => Format::Hosts,
@@ -86,6 +98,9 @@ impl Format {
             "ddg-app" => Format::DdgApp,
             "ddg-web" => Format::DdgWeb,
             "disconnect" => Format::Disconnect,
+            "disconnect-entities" => Format::DisconnectEntities,
+            "xray" => Format::Xray,
+            "exodus" => Format::Exodus,
             "embargo" => Format::Embargo,
             _ => return None,
         })
@@ -105,6 +120,9 @@ impl Format {
             Format::DdgApp => "ddg-app",
             Format::DdgWeb => "ddg-web",
             Format::Disconnect => "disconnect",
+            Format::DisconnectEntities => "disconnect-entities",
+            Format::Xray => "xray",
+            Format::Exodus => "exodus",
             Format::Embargo => "embargo",
         }
     }
@@ -139,7 +157,28 @@ impl Format {
             return None;
         }
         let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+        if trimmed.starts_with('[') {
+            // X-Ray: an array of companies.
+            if text.contains("\"owner_name\"") && text.contains("\"doms\"") {
+                return Some(Format::Xray);
+            }
+            return None;
+        }
         if trimmed.starts_with('{') {
+            // Exodus: trackers keyed by id, each with its signatures.
+            if text.contains("\"trackers\"")
+                && (text.contains("\"network_signature\"") || text.contains("\"code_signature\""))
+            {
+                return Some(Format::Exodus);
+            }
+            // Disconnect's entities.json: companies with properties and resources.
+            if text.contains("\"properties\"")
+                && text.contains("\"resources\"")
+                && !text.contains("\"trackers\"")
+                && !text.contains("\"categories\"")
+            {
+                return Some(Format::DisconnectEntities);
+            }
             if text.contains("\"categories\"") && !text.contains("\"trackers\"") {
                 return Some(Format::Disconnect);
             }
@@ -296,6 +335,9 @@ pub fn parse_list<R: BufRead>(
         Format::DdgApp => ddg::parse_app(input, &mut out),
         Format::DdgWeb => ddg::parse_web(input, &mut out),
         Format::Disconnect => disconnect::parse(input, &mut out),
+        Format::DisconnectEntities => disconnect_entities::parse(input, &mut out),
+        Format::Xray => xray::parse(input, &mut out),
+        Format::Exodus => exodus::parse(input, &mut out),
     }
     debug_assert!(!out.list().is_empty() || list_name.is_empty());
     out.finish()

@@ -59,6 +59,7 @@ fn kinds(rules: &[Rule]) -> BTreeMap<&'static str, u64> {
             Rule::Country { .. } => "country",
             Rule::DomainOwner(_) => "domain_owner",
             Rule::AppOwner(_) => "app_owner",
+            Rule::Category(_) => "category",
         };
         *counts.entry(kind).or_insert(0) += 1;
     }
@@ -343,6 +344,27 @@ fn detects_other_formats() {
         ),
         Some(Format::Disconnect)
     );
+    assert_eq!(
+        Format::detect(
+            "trackers.json",
+            br#"{"trackers": {"1": {"name": "Teemo", "network_signature": "databerries\\.com"}}}"#
+        ),
+        Some(Format::Exodus)
+    );
+    assert_eq!(
+        Format::detect(
+            "entities.json",
+            br#"{"Adobe": {"properties": ["adobe.com"], "resources": ["demdex.net"]}}"#
+        ),
+        Some(Format::DisconnectEntities)
+    );
+    assert_eq!(
+        Format::detect(
+            "xray-blacklist.json",
+            br#"[{"country":"us","doms":["adsense.com"],"owner_name":"AdSense"}]"#
+        ),
+        Some(Format::Xray)
+    );
     assert_eq!(Format::detect("x.bin", b"\x00\x01\x02"), None);
     assert_eq!(
         Format::detect("x.txt", b"hello world, this is prose\n"),
@@ -368,6 +390,9 @@ fn format_names_round_trip() {
         "ddg-app",
         "ddg-web",
         "disconnect",
+        "disconnect-entities",
+        "xray",
+        "exodus",
         "embargo",
     ] {
         let format = Format::from_name(name).unwrap();
@@ -376,7 +401,7 @@ fn format_names_round_trip() {
     assert_eq!(Format::from_name("nope"), None);
 }
 
-const ALL_FORMATS: [Format; 12] = [
+const ALL_FORMATS: [Format; 15] = [
     Format::Hosts,
     Format::HostsSubtree,
     Format::Domains { subdomains: false },
@@ -388,6 +413,9 @@ const ALL_FORMATS: [Format; 12] = [
     Format::DdgApp,
     Format::DdgWeb,
     Format::Disconnect,
+    Format::DisconnectEntities,
+    Format::Xray,
+    Format::Exodus,
     Format::Embargo,
 ];
 

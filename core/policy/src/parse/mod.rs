@@ -15,7 +15,7 @@
 //! | [`Format::Unbound`] | [`unbound`] | `local-zone: "name." always_null` |
 //! | [`Format::DdgApp`], [`Format::DdgWeb`] | [`ddg`] | DuckDuckGo tracker data JSON |
 //! | [`Format::Disconnect`] | [`disconnect`] | Disconnect `services.json` |
-//! | [`Format::Embargo`] | [`embargo`] | Embargo's native rules (names, addresses, ASNs, owners, countries, facts) |
+//! | [`Format::Embargo`] | [`embargo`] | Embargo's native rules (names, name patterns `log*.tiktokv.com`, `/regex/`, addresses, ASNs, owners, countries, facts) |
 
 pub mod adblock;
 pub mod ddg;

@@ -263,7 +263,8 @@ pub(crate) struct NameMatch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NameHitRef {
     /// An indexed name: its index value, the rule in a side-table entry (`u32::MAX` for a
-    /// plain value) and where the matched suffix starts in the query name.
+    /// plain value; past the entry's rules, its label pattern `entry_index - rules`) and where
+    /// the matched suffix starts in the query name.
     Indexed {
         value: u64,
         entry_index: u32,
@@ -271,13 +272,6 @@ pub(crate) enum NameHitRef {
     },
     /// Pattern `i` of the metadata.
     Pattern(u32),
-    /// Label pattern `index` of side-table entry `side`, whose fixed suffix starts at
-    /// `suffix_start` in the query name.
-    Labels {
-        side: u32,
-        index: u32,
-        suffix_start: u32,
-    },
 }
 
 /// The precedence of name rules, strongest first (see `Policy::decide`, steps 5 and 6).
@@ -617,40 +611,45 @@ impl RuleSet {
                 }
                 return;
             }
-            let Some(side) = self.meta.side.get((value & low_mask) as usize) else {
-                return;
-            };
-            if let Some(key) = &side.name {
-                if name.get(start..) != Some(key.as_str()) {
-                    return;
-                }
-            }
-            for (j, e) in side.rules.iter().enumerate() {
-                if (e.exact && !full) || !e.applies(name, dns_type) {
-                    continue;
-                }
-                m.offer(e.important, e.allow, hit(j as u32));
-            }
-            if side.patterns.is_empty() || full {
-                return;
-            }
-            // The labels left of the suffix, without the dot before it.
-            let left = name.as_bytes().get(..start - 1).unwrap_or_default();
-            for (j, p) in side.patterns.iter().enumerate() {
-                let e = &p.rule;
-                if labels_match(p.labels.as_bytes(), left, e.exact) && e.applies(name, dns_type) {
-                    m.offer(
-                        e.important,
-                        e.allow,
-                        NameHitRef::Labels {
-                            side: (value & low_mask) as u32,
-                            index: j as u32,
-                            suffix_start: start as u32,
-                        },
-                    );
-                }
-            }
+            self.offer_side(name, start, value, value & low_mask, dns_type, m);
         });
+    }
+
+    /// Offers the rules and label patterns of side-table entry `side` (the key matched at
+    /// `start`). Out of line: plain values, the common hit, keep the walk's code small.
+    #[inline(never)]
+    fn offer_side(
+        &self,
+        name: &str,
+        start: usize,
+        value: u64,
+        side: u64,
+        dns_type: Option<u16>,
+        m: &mut NameMatch,
+    ) {
+        let Some(side) = self.meta.side.get(side as usize) else {
+            return;
+        };
+        if let Some(key) = &side.name {
+            if name.get(start..) != Some(key.as_str()) {
+                return;
+            }
+        }
+        let full = start == 0;
+        let hit = |entry_index| NameHitRef::Indexed {
+            value,
+            entry_index,
+            suffix_start: start as u32,
+        };
+        for (j, e) in side.rules.iter().enumerate() {
+            if (e.exact && !full) || !e.applies(name, dns_type) {
+                continue;
+            }
+            m.offer(e.important, e.allow, hit(j as u32));
+        }
+        if !side.patterns.is_empty() && !full {
+            offer_label_patterns(side, name, start, value, dns_type, m);
+        }
     }
 
     fn match_patterns(&self, name: &str, dns_type: Option<u16>, m: &mut NameMatch) {
@@ -719,10 +718,15 @@ impl RuleSet {
                 }
                 // Read in place: a side entry owns its denyallow list and text.
                 let none = NameEntry::default();
-                let entry = self
-                    .meta
-                    .side
-                    .get(low as usize)
+                let side = self.meta.side.get(low as usize);
+                let pattern = side.and_then(|s| {
+                    let j = (entry_index as usize).checked_sub(s.rules.len())?;
+                    s.patterns.get(j)
+                });
+                if let Some(p) = pattern {
+                    return label_pattern_hit(p, suffix);
+                }
+                let entry = side
                     .and_then(|s| s.rules.get(entry_index as usize))
                     .unwrap_or(&none);
                 NameHit {
@@ -734,42 +738,6 @@ impl RuleSet {
                         Some(text) => text.as_str().into(),
                         None => name_rule_text(suffix, entry.allow, entry.exact, entry.important),
                     },
-                }
-            }
-            NameHitRef::Labels {
-                side,
-                index,
-                suffix_start,
-            } => {
-                let none = LabelPattern {
-                    labels: String::new(),
-                    rule: NameEntry::default(),
-                };
-                let p = self
-                    .meta
-                    .side
-                    .get(side as usize)
-                    .and_then(|s| s.patterns.get(index as usize))
-                    .unwrap_or(&none);
-                let e = &p.rule;
-                let rule = match &e.text {
-                    Some(text) => text.as_str().into(),
-                    None => {
-                        let suffix = name.get(suffix_start as usize..).unwrap_or_default();
-                        let mut pattern =
-                            CompactString::with_capacity(p.labels.len() + 1 + suffix.len());
-                        pattern.push_str(&p.labels);
-                        pattern.push('.');
-                        pattern.push_str(suffix);
-                        name_rule_text(&pattern, e.allow, e.exact, e.important)
-                    }
-                };
-                NameHit {
-                    list: e.list,
-                    line: e.line,
-                    allow: e.allow,
-                    important: e.important,
-                    rule,
                 }
             }
             NameHitRef::Pattern(i) => match self.meta.patterns.get(i as usize) {
@@ -945,6 +913,61 @@ fn lookup_v6(table: &[u8], key: u128) -> Option<u32> {
     let i = lo.checked_sub(1)?;
     let v = format::read_u32(table, n * 16 + i * 4);
     (v != NO_RULE).then_some(v)
+}
+
+/// Offers every label pattern of a side entry that matches the labels of `name` left of its
+/// suffix at `start` (> 0). Out of line: the lookup of a set without patterns never comes here
+/// and keeps its code as it was.
+#[inline(never)]
+fn offer_label_patterns(
+    side: &SideEntry,
+    name: &str,
+    start: usize,
+    value: u64,
+    dns_type: Option<u16>,
+    m: &mut NameMatch,
+) {
+    // The labels left of the suffix, without the dot before it.
+    let left = name
+        .as_bytes()
+        .get(..start.saturating_sub(1))
+        .unwrap_or_default();
+    for (j, p) in side.patterns.iter().enumerate() {
+        let e = &p.rule;
+        if labels_match(p.labels.as_bytes(), left, e.exact) && e.applies(name, dns_type) {
+            // Label pattern `j` is entry `rules + j` of the side entry.
+            let hit = NameHitRef::Indexed {
+                value,
+                entry_index: (side.rules.len() + j) as u32,
+                suffix_start: start as u32,
+            };
+            m.offer(e.important, e.allow, hit);
+        }
+    }
+}
+
+/// The hit of label pattern `p` whose fixed suffix is `suffix` in the query: the rule text is
+/// the pattern (its wildcard labels, the suffix) as the native format writes it, or its noted
+/// text.
+fn label_pattern_hit(p: &LabelPattern, suffix: &str) -> NameHit {
+    let e = &p.rule;
+    let rule = match &e.text {
+        Some(text) => text.as_str().into(),
+        None => {
+            let mut pattern = CompactString::with_capacity(p.labels.len() + 1 + suffix.len());
+            pattern.push_str(&p.labels);
+            pattern.push('.');
+            pattern.push_str(suffix);
+            name_rule_text(&pattern, e.allow, e.exact, e.important)
+        }
+    };
+    NameHit {
+        list: e.list,
+        line: e.line,
+        allow: e.allow,
+        important: e.important,
+        rule,
+    }
 }
 
 /// Whether the labels `left` of a query name (left of a pattern's fixed suffix, without the

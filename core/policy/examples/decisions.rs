@@ -13,7 +13,8 @@
 //! `prepare` builds the StevenBlack set (exact rules) and the generated 1M set (subtree rules)
 //! as `memory.rs` does, writes their compiled files and 20 000 queries each (half listed names
 //! or a subdomain of one, half unlisted, as in the bench), so that the run under valgrind only
-//! opens a file and decides. Only [`run`] is counted (`--toggle-collect`).
+//! opens a file and decides. Only [`run`] is counted (`--toggle-collect`). A third set,
+//! `patterns`, is StevenBlack with 1 000 label patterns under the suffixes of its names.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,35 @@ fn prepare(dir: &Path) {
     std::fs::write(dir.join("stevenblack.set"), b.build().as_bytes()).unwrap();
     std::fs::write(dir.join("stevenblack.q"), queries(&names, &others)).unwrap();
 
+    // The same list with 1 000 label patterns (`*-x*.example.com`, `x*.example.com`) keyed by
+    // the last two labels of its names, and its queries, half of whose listed names start
+    // with `x.`: the cost of lookups that reach patterns.
+    let mut b = RuleSetBuilder::new();
+    parse_bytes(
+        Format::Hosts,
+        "stevenblack-hosts.txt",
+        text.as_bytes(),
+        &mut |r| b.add(r),
+    );
+    let mut rng = gen::SplitMix(11);
+    let mut patterns = String::new();
+    for _ in 0..500 {
+        let n = &names[rng.below(names.len() as u64) as usize];
+        let labels: Vec<&str> = n.rsplitn(3, '.').take(2).collect();
+        if labels.len() == 2 {
+            let suffix = format!("{}.{}", labels[1], labels[0]);
+            patterns.push_str(&format!("x*.{suffix}\n*-x*.{suffix}\n"));
+        }
+    }
+    parse_bytes(
+        Format::Embargo,
+        "patterns.rules",
+        patterns.as_bytes(),
+        &mut |r| b.add(r),
+    );
+    std::fs::write(dir.join("patterns.set"), b.build().as_bytes()).unwrap();
+    std::fs::write(dir.join("patterns.q"), queries(&names, &others)).unwrap();
+
     let names = gen::names(1_000_000);
     let mut b = RuleSetBuilder::new();
     for (i, n) in names.iter().enumerate() {
@@ -116,6 +146,6 @@ fn main() {
             let blocked = run(&policy, &qs);
             println!("{which}: {} decisions, {blocked} blocked", qs.len());
         }
-        _ => eprintln!("usage: decisions prepare DIR | decisions run DIR stevenblack|1m"),
+        _ => eprintln!("usage: decisions prepare DIR | decisions run DIR stevenblack|1m|patterns"),
     }
 }

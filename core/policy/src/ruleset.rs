@@ -19,11 +19,13 @@
 //! dictionary of the distinct (list, exception, `$important`, exact-or-subtree) tuples of the
 //! set, and `low` is the rule's line, with `low_bits` as wide as the largest line needs (20 bits
 //! for a million-line list). One combination means "see the side table": keys with several
-//! rules, `$dnstype` / `$denyallow`, a noted text, exceptions, or a hash that collides with
-//! another key's; `low` then indexes the side table in the metadata section.
+//! rules, `$dnstype` / `$denyallow`, a noted text, exceptions, label patterns under the key,
+//! or a hash that collides with another key's; `low` then indexes the side table in the
+//! metadata section.
 //!
 //! **False matches** (see [`index`] for the odds, about 2^-27 per probe at a million keys)
-//! can only block: a side-table key that can allow (an exception) or whose hash is shared with
+//! can only block: a side-table key that can allow (an exception, or an exception pattern
+//! under it) or whose hash is shared with
 //! another key keeps its full name, and a match is confirmed against it. Domain-owner facts use
 //! the same index, unconfirmed.
 //!
@@ -520,8 +522,8 @@ impl RuleSet {
         self.meta.name_keys
     }
 
-    /// Counts of the other rule kinds: (patterns: globs, regexes and label patterns, address rules, ASN rules, owner rules,
-    /// country rules, domain-owner facts, app-owner facts).
+    /// Counts of the other rule kinds: (patterns: globs, regexes and label patterns; address
+    /// rules, ASN rules, owner rules, country rules, domain-owner facts, app-owner facts).
     pub fn counts(&self) -> [usize; 7] {
         [
             self.meta.patterns.len() + self.label_patterns,

@@ -167,6 +167,70 @@ fn compile_then_check_with_rules() {
 }
 
 #[test]
+fn compile_then_check_with_label_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("patterns.rules");
+    std::fs::write(
+        &list,
+        "log*.tracker-example.net\n\
+         @@=mon-*.tracker-example.net\n\
+         *-normal*.tracker-example.net\n\
+         mon-*.tracker-example.net\n",
+    )
+    .unwrap();
+    let out = dir.path().join("patterns.embargo");
+    let o = embargo(&[
+        "lists",
+        "compile",
+        list.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let o = embargo(&[
+        "check",
+        "--json",
+        "--rules",
+        out.to_str().unwrap(),
+        "LOG15.tracker-example.net.",
+        "a.log15.tracker-example.net",
+        "api16-normal-c.tracker-example.net",
+        "mon-va.tracker-example.net",
+        "x.mon-va.tracker-example.net",
+        "www.tracker-example.net",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["verdict"].as_str().unwrap(),
+                l["reason"]["rule"]["rule"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("block", "log*.tracker-example.net"),
+            ("block", "log*.tracker-example.net"),
+            ("block", "*-normal*.tracker-example.net"),
+            ("allow", "@@=mon-*.tracker-example.net"),
+            ("block", "mon-*.tracker-example.net"),
+            ("allow", ""),
+        ],
+        "{text}"
+    );
+    assert_eq!(lines[0]["reason"]["rule"]["list"], "patterns.rules");
+    assert_eq!(lines[0]["reason"]["rule"]["line"], 1);
+}
+
+#[test]
 fn errors_exit_non_zero_with_a_message() {
     let o = embargo(&["check", "--list", "/nonexistent/list.txt", "example.org"]);
     assert!(!o.status.success());

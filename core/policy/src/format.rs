@@ -24,7 +24,9 @@ pub const MAGIC: [u8; 8] = *b"EMBARGO\x1a";
 ///
 /// Version 2 replaced the name and owner FSTs (and the two-label filter) by hashed
 /// fingerprint indexes (`ruleset/index.rs`); version 3 gave the index header's last field
-/// (zero in version 2) the keys' label bounds, which lookups trust; version 4 added the
+/// (zero in version 2) the keys' label bounds, which lookups trust; version 4 keys label
+/// patterns (`log*.tiktokv.com`) by their fixed suffix in the name index, their wildcard
+/// labels in that key's side-table entry (the metadata), checked at open, and added the
 /// `categories` section (line ranges of a list -> category, [`SectionId::Categories`]).
 pub const VERSION: u32 = 4;
 /// Header length in bytes.

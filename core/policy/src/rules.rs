@@ -74,6 +74,12 @@ pub enum NamePattern {
     },
     /// `/regex/` rules; compiled with a size limit so that cost is bounded.
     Regex(String),
+    /// A name whose labels hold `*` (Embargo's native `log*.tiktokv.com`): each `*` matches
+    /// any run, possibly empty, of characters inside one label (never a dot). The labels right
+    /// of the last one with a `*` (the fixed suffix, at least two) are indexed like a plain
+    /// name; the labels left of it are matched label by label. Covers the names matched and
+    /// their subtrees, or only the names matched when `exact`.
+    Labels { pattern: String, exact: bool },
 }
 
 /// A DNS-record-type filter (`$dnstype=A|~AAAA`).

@@ -19,13 +19,23 @@
 //! dictionary of the distinct (list, exception, `$important`, exact-or-subtree) tuples of the
 //! set, and `low` is the rule's line, with `low_bits` as wide as the largest line needs (20 bits
 //! for a million-line list). One combination means "see the side table": keys with several
-//! rules, `$dnstype` / `$denyallow`, a noted text, exceptions, or a hash that collides with
-//! another key's; `low` then indexes the side table in the metadata section.
+//! rules, `$dnstype` / `$denyallow`, a noted text, exceptions, label patterns under the key,
+//! or a hash that collides with another key's; `low` then indexes the side table in the
+//! metadata section.
 //!
 //! **False matches** (see [`index`] for the odds, about 2^-27 per probe at a million keys)
-//! can only block: a side-table key that can allow (an exception) or whose hash is shared with
+//! can only block: a side-table key that can allow (an exception, or an exception pattern
+//! under it) or whose hash is shared with
 //! another key keeps its full name, and a match is confirmed against it. Domain-owner facts use
 //! the same index, unconfirmed.
+//!
+//! **Label patterns** (`log*.tiktokv.com`, Embargo's native format: `*` within one label) are
+//! keyed by their fixed suffix (`tiktokv.com`, the labels right of the last one with a `*`):
+//! that key's value sends it to the side table, whose entry holds the suffix's patterns
+//! (their wildcard labels and rule) beside any plain rules of the key. When a query's suffix
+//! hits such a key, its labels left of the suffix are matched against each pattern by a small
+//! label matcher (no allocation, no regex). A lookup of a set without patterns is unchanged:
+//! no extra probe, no extra branch outside the side-table path.
 //!
 //! Globs and regexes are rare (AdBlock lists); they live in the metadata and are checked only
 //! when a literal prefilter (globs) or the combined regex set says they may apply.
@@ -104,6 +114,16 @@ pub(crate) struct NameEntry {
 }
 
 impl NameEntry {
+    /// Whether `other` is the same rule apart from its list and line (a duplicate).
+    fn same_as(&self, other: &NameEntry) -> bool {
+        self.allow == other.allow
+            && self.important == other.important
+            && self.exact == other.exact
+            && self.dnstype == other.dnstype
+            && self.denyallow == other.denyallow
+            && self.text == other.text
+    }
+
     /// Whether the value fits a combination and a line (else it goes to the side table).
     fn is_plain(&self) -> bool {
         self.dnstype.is_none() && self.denyallow.is_empty() && self.text.is_none()
@@ -212,6 +232,19 @@ struct SideEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     rules: Vec<NameEntry>,
+    /// The label patterns whose fixed suffix is this key (`log*` for `log*.tiktokv.com`):
+    /// tested against the query's labels left of the suffix when the key matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    patterns: Vec<LabelPattern>,
+}
+
+/// A label pattern, stored in the side entry of its fixed suffix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LabelPattern {
+    /// The labels left of the fixed suffix, lowercase, dot-separated, each `*` any run of
+    /// characters inside its label (`log*`, `a*.b*`).
+    labels: String,
+    rule: NameEntry,
 }
 
 /// What a name matched in one rule set.
@@ -238,7 +271,8 @@ pub(crate) struct NameMatch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NameHitRef {
     /// An indexed name: its index value, the rule in a side-table entry (`u32::MAX` for a
-    /// plain value) and where the matched suffix starts in the query name.
+    /// plain value; past the entry's rules, its label pattern `entry_index - rules`) and where
+    /// the matched suffix starts in the query name.
     Indexed {
         value: u64,
         entry_index: u32,
@@ -307,6 +341,8 @@ pub struct RuleSet {
     globs: Vec<(u32, String)>,
     /// Line ranges -> category (the `categories` section).
     categories: Categories,
+    /// Label patterns in the side table.
+    label_patterns: usize,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -392,6 +428,27 @@ impl RuleSet {
                 message: "no side-table combination".into(),
             });
         }
+        let mut label_patterns = 0;
+        for p in meta.side.iter().flat_map(|s| &s.patterns) {
+            match crate::parse::name::label_pattern_wild_part(&p.labels) {
+                Ok(wild) if wild == p.labels.len() => label_patterns += 1,
+                Ok(_) => {
+                    return Err(CompiledError::BadSection {
+                        section: "meta",
+                        message: format!(
+                            "label pattern {:?} has no `*` in its last label",
+                            p.labels
+                        ),
+                    })
+                }
+                Err(why) => {
+                    return Err(CompiledError::BadSection {
+                        section: "meta",
+                        message: format!("label pattern {:?}: {why}", p.labels),
+                    })
+                }
+            }
+        }
         let mut regex_sources = Vec::new();
         let mut regex_patterns = Vec::new();
         let mut globs = Vec::new();
@@ -432,6 +489,7 @@ impl RuleSet {
             regex_patterns,
             globs,
             categories,
+            label_patterns,
         })
     }
 
@@ -490,11 +548,11 @@ impl RuleSet {
         self.meta.name_keys
     }
 
-    /// Counts of the other rule kinds: (patterns, address rules, ASN rules, owner rules,
-    /// country rules, domain-owner facts, app-owner facts).
+    /// Counts of the other rule kinds: (patterns: globs, regexes and label patterns; address
+    /// rules, ASN rules, owner rules, country rules, domain-owner facts, app-owner facts).
     pub fn counts(&self) -> [usize; 7] {
         [
-            self.meta.patterns.len(),
+            self.meta.patterns.len() + self.label_patterns,
             self.meta.addr_rules.len(),
             self.meta.asn_rules.len(),
             self.meta.owner_rules.len(),
@@ -590,21 +648,45 @@ impl RuleSet {
                 }
                 return;
             }
-            let Some(side) = self.meta.side.get((value & low_mask) as usize) else {
-                return;
-            };
-            if let Some(key) = &side.name {
-                if name.get(start..) != Some(key.as_str()) {
-                    return;
-                }
-            }
-            for (j, e) in side.rules.iter().enumerate() {
-                if (e.exact && !full) || !e.applies(name, dns_type) {
-                    continue;
-                }
-                m.offer(e.important, e.allow, hit(j as u32));
-            }
+            self.offer_side(name, start, value, value & low_mask, dns_type, m);
         });
+    }
+
+    /// Offers the rules and label patterns of side-table entry `side` (the key matched at
+    /// `start`). Out of line: plain values, the common hit, keep the walk's code small.
+    #[inline(never)]
+    fn offer_side(
+        &self,
+        name: &str,
+        start: usize,
+        value: u64,
+        side: u64,
+        dns_type: Option<u16>,
+        m: &mut NameMatch,
+    ) {
+        let Some(side) = self.meta.side.get(side as usize) else {
+            return;
+        };
+        if let Some(key) = &side.name {
+            if name.get(start..) != Some(key.as_str()) {
+                return;
+            }
+        }
+        let full = start == 0;
+        let hit = |entry_index| NameHitRef::Indexed {
+            value,
+            entry_index,
+            suffix_start: start as u32,
+        };
+        for (j, e) in side.rules.iter().enumerate() {
+            if (e.exact && !full) || !e.applies(name, dns_type) {
+                continue;
+            }
+            m.offer(e.important, e.allow, hit(j as u32));
+        }
+        if !side.patterns.is_empty() && !full {
+            offer_label_patterns(side, name, start, value, dns_type, m);
+        }
     }
 
     fn match_patterns(&self, name: &str, dns_type: Option<u16>, m: &mut NameMatch) {
@@ -673,10 +755,15 @@ impl RuleSet {
                 }
                 // Read in place: a side entry owns its denyallow list and text.
                 let none = NameEntry::default();
-                let entry = self
-                    .meta
-                    .side
-                    .get(low as usize)
+                let side = self.meta.side.get(low as usize);
+                let pattern = side.and_then(|s| {
+                    let j = (entry_index as usize).checked_sub(s.rules.len())?;
+                    s.patterns.get(j)
+                });
+                if let Some(p) = pattern {
+                    return label_pattern_hit(p, suffix);
+                }
+                let entry = side
                     .and_then(|s| s.rules.get(entry_index as usize))
                     .unwrap_or(&none);
                 NameHit {
@@ -865,6 +952,111 @@ fn lookup_v6(table: &[u8], key: u128) -> Option<u32> {
     (v != NO_RULE).then_some(v)
 }
 
+/// Offers every label pattern of a side entry that matches the labels of `name` left of its
+/// suffix at `start` (> 0). Out of line: the lookup of a set without patterns never comes here
+/// and keeps its code as it was.
+#[inline(never)]
+fn offer_label_patterns(
+    side: &SideEntry,
+    name: &str,
+    start: usize,
+    value: u64,
+    dns_type: Option<u16>,
+    m: &mut NameMatch,
+) {
+    // The labels left of the suffix, without the dot before it.
+    let left = name
+        .as_bytes()
+        .get(..start.saturating_sub(1))
+        .unwrap_or_default();
+    for (j, p) in side.patterns.iter().enumerate() {
+        let e = &p.rule;
+        if labels_match(p.labels.as_bytes(), left, e.exact) && e.applies(name, dns_type) {
+            // Label pattern `j` is entry `rules + j` of the side entry.
+            let hit = NameHitRef::Indexed {
+                value,
+                entry_index: (side.rules.len() + j) as u32,
+                suffix_start: start as u32,
+            };
+            m.offer(e.important, e.allow, hit);
+        }
+    }
+}
+
+/// The hit of label pattern `p` whose fixed suffix is `suffix` in the query: the rule text is
+/// the pattern (its wildcard labels, the suffix) as the native format writes it, or its noted
+/// text.
+fn label_pattern_hit(p: &LabelPattern, suffix: &str) -> NameHit {
+    let e = &p.rule;
+    let rule = match &e.text {
+        Some(text) => text.as_str().into(),
+        None => {
+            let mut pattern = CompactString::with_capacity(p.labels.len() + 1 + suffix.len());
+            pattern.push_str(&p.labels);
+            pattern.push('.');
+            pattern.push_str(suffix);
+            name_rule_text(&pattern, e.allow, e.exact, e.important)
+        }
+    };
+    NameHit {
+        list: e.list,
+        line: e.line,
+        allow: e.allow,
+        important: e.important,
+        rule,
+    }
+}
+
+/// Whether the labels `left` of a query name (left of a pattern's fixed suffix, without the
+/// dot before it) match a pattern's wildcard labels `pattern`, compared from the right, label
+/// against label: all of `left` when `exact`, else its last labels (the names below a match
+/// are in its subtree). No allocation.
+fn labels_match(pattern: &[u8], left: &[u8], exact: bool) -> bool {
+    if left.is_empty() {
+        return false;
+    }
+    let mut names = left.rsplit(|&b| b == b'.');
+    for p in pattern.rsplit(|&b| b == b'.') {
+        match names.next() {
+            Some(n) if label_match(p, n) => {}
+            _ => return false,
+        }
+    }
+    !exact || names.next().is_none()
+}
+
+/// Whether one label `name` matches one pattern label, where `*` matches any run (possibly
+/// empty) of bytes: the linear two-pointer match with one backtrack point.
+fn label_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut pi, mut ni) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < name.len() {
+        match pattern.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == name[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern
+        .get(pi..)
+        .unwrap_or_default()
+        .iter()
+        .all(|&c| c == b'*')
+}
+
 /// The longest run of non-`*` characters: a name must contain it for the glob to match.
 fn longest_literal(pattern: &str) -> &str {
     pattern
@@ -1018,7 +1210,10 @@ impl RuleSetBuilder {
                         line: n.source.line,
                         allow: n.action == Action::Allow,
                         important: n.important,
-                        exact: matches!(n.pattern, NamePattern::Exact(_)),
+                        exact: matches!(
+                            n.pattern,
+                            NamePattern::Exact(_) | NamePattern::Labels { exact: true, .. }
+                        ),
                         dnstype: n.dnstype,
                         denyallow: n.denyallow.iter().map(|d| normalize(d)).collect(),
                         text: n.source.rule.contains('#').then(|| tidy(&n.source.rule)),
@@ -1026,6 +1221,11 @@ impl RuleSetBuilder {
                     match n.pattern {
                         NamePattern::Exact(name) | NamePattern::Subtree(name) => {
                             c.push_name(&name, entry);
+                        }
+                        NamePattern::Labels { pattern, .. } => {
+                            if let Err(why) = c.push_label_pattern(&pattern, entry) {
+                                report.rejected.push((n.source.rule.into_string(), why));
+                            }
                         }
                         NamePattern::Regex(r) => {
                             match regex::RegexBuilder::new(&r)
@@ -1172,6 +1372,8 @@ struct Compiler {
     names: Vec<NameSlot>,
     /// Rules that are not plain (`$dnstype`, `$denyallow`, a noted text).
     complex: Vec<NameEntry>,
+    /// Label patterns (their wildcard labels and rule), keyed by their fixed suffix.
+    label_patterns: Vec<LabelPattern>,
     /// Normalised owner domains and the index of their fact.
     owner_keys: Vec<(String, u64)>,
     addresses: Vec<(IpNet, MetaRule)>,
@@ -1186,13 +1388,16 @@ struct NameSlot {
     hash: u64,
     start: u32,
     len: u32,
-    /// The rule's line, or its index in `Compiler::complex` when `complex`.
+    /// The rule's line, or its index in `Compiler::complex` when `complex`, or in
+    /// `Compiler::label_patterns` when `pattern`.
     line: u32,
     list: u16,
     allow: bool,
     important: bool,
     exact: bool,
     complex: bool,
+    /// A label pattern keyed by its fixed suffix.
+    pattern: bool,
 }
 
 /// Where an indexed key's rules went: a plain combination and line, or the side table.
@@ -1257,6 +1462,7 @@ impl Compiler {
             important: entry.important,
             exact: entry.exact,
             complex: false,
+            pattern: false,
         };
         if !entry.is_plain() {
             slot.complex = true;
@@ -1264,6 +1470,27 @@ impl Compiler {
             self.complex.push(entry);
         }
         self.names.push(slot);
+    }
+
+    /// Keys a label pattern (`log*.tiktokv.com`) by its fixed suffix (`tiktokv.com`).
+    fn push_label_pattern(&mut self, pattern: &str, entry: NameEntry) -> Result<(), String> {
+        let pattern = normalize(pattern);
+        let split = crate::parse::name::label_pattern_split(&pattern)?;
+        let (labels, suffix) = (&pattern[..split - 1], &pattern[split..]);
+        let index = self.label_patterns.len() as u32;
+        let before = self.names.len();
+        self.push_name(suffix, NameEntry::default());
+        let Some(slot) = self.names.get_mut(before) else {
+            return Err("no room for the pattern's suffix".into());
+        };
+        slot.pattern = true;
+        slot.complex = false;
+        slot.line = index;
+        self.label_patterns.push(LabelPattern {
+            labels: labels.to_owned(),
+            rule: entry,
+        });
+        Ok(())
     }
 
     fn list(&mut self, name: &str) -> u16 {
@@ -1331,7 +1558,7 @@ impl Compiler {
             let hash = slots[i].hash;
             let collides = (g > 0 && tag(g - 1) == tag(g)) || (g + 1 < n && tag(g + 1) == tag(g));
             let first = &slots[i];
-            if j == i + 1 && !first.complex && !first.allow && !collides {
+            if j == i + 1 && !first.complex && !first.pattern && !first.allow && !collides {
                 let c = Combination {
                     list: first.list,
                     allow: false,
@@ -1347,24 +1574,35 @@ impl Compiler {
                 continue;
             }
             let mut rules: Vec<NameEntry> = Vec::with_capacity(j - i);
+            let mut patterns: Vec<LabelPattern> = Vec::new();
             for slot in &slots[i..j] {
+                if slot.pattern {
+                    let Some(p) = self.label_patterns.get(slot.line as usize) else {
+                        continue;
+                    };
+                    if patterns
+                        .iter()
+                        .any(|q| q.labels == p.labels && q.rule.same_as(&p.rule))
+                    {
+                        report.duplicates += 1;
+                    } else {
+                        patterns.push(p.clone());
+                    }
+                    continue;
+                }
                 let e = self.entry(slot);
-                let dup = rules.iter().any(|g| {
-                    g.allow == e.allow
-                        && g.important == e.important
-                        && g.exact == e.exact
-                        && g.dnstype == e.dnstype
-                        && g.denyallow == e.denyallow
-                        && g.text == e.text
-                });
+                let dup = rules.iter().any(|g| g.same_as(&e));
                 if dup {
                     report.duplicates += 1;
                 } else {
                     rules.push(e);
                 }
             }
-            let confirm = collides || rules.iter().any(|r| r.allow);
-            let plain = rules.len() == 1 && rules[0].is_plain() && !confirm;
+            // A pattern that allows is confirmed like an exception: a false match of its
+            // suffix must never allow.
+            let confirm =
+                collides || rules.iter().any(|r| r.allow) || patterns.iter().any(|p| p.rule.allow);
+            let plain = rules.len() == 1 && patterns.is_empty() && rules[0].is_plain() && !confirm;
             if plain {
                 let e = &rules[0];
                 let c = Combination {
@@ -1387,7 +1625,11 @@ impl Compiler {
                 combination: SIDE_COMBINATION as u32,
                 low: self.meta.side.len() as u32,
             });
-            self.meta.side.push(SideEntry { name, rules });
+            self.meta.side.push(SideEntry {
+                name,
+                rules,
+                patterns,
+            });
         }
         let max_low = values.iter().map(|v| v.low).max().unwrap_or(0);
         let low_bits = index::bits_for(u64::from(max_low));
@@ -1877,6 +2119,311 @@ mod tests {
                 format!("={name}{}", if i == 2 { " $important" } else { "" })
             );
         }
+    }
+
+    /// A rule set from Embargo-format text (list "p"), with no load error.
+    fn native(text: &str) -> RuleSet {
+        native_with(text, vec![])
+    }
+
+    /// [`native`] with more rules added after the text's.
+    fn native_with(text: &str, more: Vec<Rule>) -> RuleSet {
+        let mut b = RuleSetBuilder::new();
+        let report = crate::parse::parse_bytes(
+            crate::parse::Format::Embargo,
+            "p",
+            text.as_bytes(),
+            &mut |r| b.add(r),
+        );
+        assert_eq!(report.error_count, 0, "{:?}", report.errors);
+        for r in more {
+            b.add(r);
+        }
+        let (set, build) = b.build_with_report();
+        assert!(build.rejected.is_empty(), "{:?}", build.rejected);
+        set.verify().unwrap();
+        set
+    }
+
+    /// The strongest hit's rule text and verdict class, as a decision would show it.
+    fn strongest(set: &RuleSet, name: &str) -> Option<(NameClass, String, u32)> {
+        let mut m = NameMatch::default();
+        set.match_name(name, None, &mut m);
+        m.strongest().map(|(class, hit)| {
+            let hit = set.resolve_hit(name, hit);
+            (class, hit.rule.to_string(), hit.line)
+        })
+    }
+
+    #[test]
+    fn label_matcher() {
+        for (p, n, want) in [
+            ("log*", "log", true),
+            ("log*", "log15", true),
+            ("log*", "xlog15", false),
+            ("*-normal", "api-normal", true),
+            ("*-normal", "api-normal-c", false),
+            ("*-normal*", "api16-normal-c", true),
+            ("*-normal*", "-normal", true),
+            ("log*-*", "log15-va", true),
+            ("log*-*", "log-", true),
+            ("log*-*", "log15", false),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "axxbyybc", true),
+            ("a*b*c", "axxbyybcd", false),
+            ("*", "x", true),
+            ("mon", "mon", true),
+            ("mon", "mona", false),
+        ] {
+            assert_eq!(label_match(p.as_bytes(), n.as_bytes()), want, "{p} {n}");
+        }
+        // Labels are compared from the right; a subtree pattern takes more labels on the left.
+        assert!(labels_match(b"log*", b"log15", false));
+        assert!(labels_match(b"log*", b"a.b.log15", false));
+        assert!(!labels_match(b"log*", b"a.log15", true));
+        assert!(labels_match(b"a*.b*", b"a1.b2", true));
+        assert!(!labels_match(b"a*.b*", b"b2", false));
+        assert!(!labels_match(b"a*.b*", b"x.b2", false));
+        assert!(!labels_match(b"*", b"", false));
+    }
+
+    #[test]
+    fn label_patterns_are_keyed_by_their_fixed_suffix() {
+        let set = native(
+            "log*.tiktokv.com\n\
+             mon-*.tiktokv.com\n\
+             *-normal*.tiktokv.com\n\
+             log*-*.byteoversea.com\n\
+             =api*.*.sgsnssdk.com\n\
+             ads.tiktokv.com\n",
+        );
+        assert_eq!(set.counts()[0], 5);
+        let rule = |name: &str| strongest(&set, name).map(|(_, rule, _)| rule);
+        // Prefix, infix and suffix stars; the star may match nothing.
+        assert_eq!(
+            rule("log15.tiktokv.com").as_deref(),
+            Some("log*.tiktokv.com")
+        );
+        assert_eq!(rule("log.tiktokv.com").as_deref(), Some("log*.tiktokv.com"));
+        assert_eq!(
+            rule("mon-va.tiktokv.com").as_deref(),
+            Some("mon-*.tiktokv.com")
+        );
+        assert_eq!(
+            rule("api16-normal-c-useast1a.tiktokv.com").as_deref(),
+            Some("*-normal*.tiktokv.com")
+        );
+        assert_eq!(
+            rule("log16-va.byteoversea.com").as_deref(),
+            Some("log*-*.byteoversea.com")
+        );
+        // The subtree of a match.
+        assert_eq!(
+            rule("a.b.log15.tiktokv.com").as_deref(),
+            Some("log*.tiktokv.com")
+        );
+        // A star never crosses a dot, and the suffix itself is not matched.
+        assert_eq!(rule("logx.a.tiktokv.com"), None);
+        assert_eq!(rule("xlog.tiktokv.com"), None);
+        assert_eq!(rule("tiktokv.com"), None);
+        assert_eq!(rule("log15.tiktokv.net"), None);
+        assert_eq!(rule("log15.xtiktokv.com"), None);
+        assert_eq!(rule("log16.byteoversea.com"), None);
+        // Several starred labels, exact: exactly that many labels.
+        assert_eq!(
+            rule("api1.x.sgsnssdk.com").as_deref(),
+            Some("=api*.*.sgsnssdk.com")
+        );
+        assert_eq!(rule("z.api1.x.sgsnssdk.com"), None);
+        assert_eq!(rule("x.sgsnssdk.com"), None);
+        // A plain name under the same suffix as patterns keeps its own rule, and its subtree.
+        assert_eq!(rule("ads.tiktokv.com").as_deref(), Some("ads.tiktokv.com"));
+        assert_eq!(
+            rule("log1.ads.tiktokv.com").as_deref(),
+            Some("ads.tiktokv.com")
+        );
+        assert_eq!(rule("www.tiktokv.com"), None);
+    }
+
+    #[test]
+    fn label_pattern_exceptions_beat_blocks() {
+        let important = Rule::Name(NameRule {
+            pattern: NamePattern::Labels {
+                pattern: "log*.ttlivecdn.com".into(),
+                exact: false,
+            },
+            action: Action::Block,
+            important: true,
+            dnstype: None,
+            denyallow: vec![],
+            badfilter: false,
+            source: src(9),
+        });
+        let set = native_with(
+            "tiktokv.com\n\
+             log*.tiktokv.com\n\
+             @@log*.us.tiktokv.com\n\
+             @@=mon-*.tiktokv.com\n\
+             @@log1*.ttlivecdn.com\n\
+             allow api*.tiktokv.com\n",
+            vec![important],
+        );
+        let got = |name: &str| strongest(&set, name).map(|(c, rule, _)| (c, rule));
+        let allow = |r: &str| Some((NameClass::Allow, r.to_owned()));
+        let block = |r: &str| Some((NameClass::Block, r.to_owned()));
+        assert_eq!(got("log1.us.tiktokv.com"), allow("@@log*.us.tiktokv.com"));
+        assert_eq!(got("a.log1.us.tiktokv.com"), allow("@@log*.us.tiktokv.com"));
+        assert_eq!(got("log1.tiktokv.com"), block("log*.tiktokv.com"));
+        assert_eq!(got("mon-va.tiktokv.com"), allow("@@=mon-*.tiktokv.com"));
+        // The exact exception does not cover the subtree: the plain suffix rule blocks.
+        assert_eq!(got("a.mon-va.tiktokv.com"), block("tiktokv.com"));
+        assert_eq!(got("api16.tiktokv.com"), allow("@@api*.tiktokv.com"));
+        // An important pattern beats an exception pattern.
+        assert_eq!(
+            got("log15.ttlivecdn.com"),
+            Some((
+                NameClass::ImportantBlock,
+                "log*.ttlivecdn.com $important".to_owned()
+            ))
+        );
+        // Patterns that allow are confirmed by their suffix's name.
+        assert!(set
+            .meta
+            .side
+            .iter()
+            .filter(|s| s.patterns.iter().any(|p| p.rule.allow))
+            .all(|s| s.name.is_some()));
+    }
+
+    #[test]
+    fn label_patterns_take_names_as_the_policy_normalises_them() {
+        let set = native("LOG*.TikTokv.COM.\n");
+        let policy = crate::Policy::new(
+            vec![Arc::new(set)],
+            crate::IpDb::new(),
+            crate::AppRules::default(),
+        );
+        for name in [
+            "LOG15.TikTokv.com.",
+            "log15.tiktokv.com",
+            "a.Log.tiktokv.com",
+        ] {
+            let d = policy.decide(&crate::Query::name(name));
+            assert_eq!(d.verdict, Verdict::Block, "{name}");
+            let crate::Reason::NameRule { rule, exception } = d.reason else {
+                panic!("{name}: {:?}", d.reason)
+            };
+            assert!(!exception);
+            assert_eq!((&*rule.list, rule.line), ("p", 1));
+            assert_eq!(rule.rule, "log*.tiktokv.com");
+        }
+        assert_eq!(
+            policy
+                .decide(&crate::Query::name("Logs.X.tiktokv.com"))
+                .verdict,
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn label_patterns_round_trip_through_the_compiled_file() {
+        let text = "log*.tiktokv.com  # source: issue 15\n\
+                    @@=mon-*.tiktokv.com\n\
+                    *-normal*.tiktokv.com\n\
+                    tiktokv.com\n\
+                    /^ad[0-9]+\\./\n";
+        let set = native(text);
+        let bytes = set.as_bytes().to_vec();
+        let dir = std::env::temp_dir().join(format!("embargo-labels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.embargo");
+        std::fs::write(&path, &bytes).unwrap();
+        let again = RuleSet::from_bytes(std::fs::read(&path).unwrap()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        again.verify().unwrap();
+        assert_eq!(again.counts()[0], 4);
+        for name in [
+            "log1.tiktokv.com",
+            "mon-va.tiktokv.com",
+            "x.mon-va.tiktokv.com",
+            "api-normal.tiktokv.com",
+            "ad12.example.org",
+            "tiktokv.com",
+        ] {
+            assert_eq!(strongest(&again, name), strongest(&set, name), "{name}");
+        }
+        assert_eq!(
+            strongest(&again, "log1.tiktokv.com").unwrap().1,
+            "log*.tiktokv.com # source: issue 15"
+        );
+        assert_eq!(strongest(&again, "ad12.example.org").unwrap().2, 5);
+        assert_eq!(
+            strongest(&again, "mon-va.tiktokv.com").unwrap().1,
+            "@@=mon-*.tiktokv.com"
+        );
+    }
+
+    #[test]
+    fn a_malformed_label_pattern_table_is_an_error() {
+        let set = native("log*.tiktokv.com\n");
+        let meta = set.meta.clone();
+        for bad in ["", "log**", "a..b*", "log", "lo g*", "a*.b"] {
+            let mut meta = meta.clone();
+            meta.side[0].patterns[0].labels = bad.into();
+            // Rewrite the file with this metadata (checksum and all), then open it.
+            let sections = [
+                SectionId::Names,
+                SectionId::Owners,
+                SectionId::V4,
+                SectionId::V6,
+            ]
+            .map(|id| {
+                let (s, e) = format::validate(set.as_bytes()).unwrap().range(id);
+                (id, set.as_bytes()[s..e].to_vec())
+            });
+            let mut all = sections.to_vec();
+            all.push((SectionId::Meta, serde_json::to_vec(&meta).unwrap()));
+            let err = RuleSet::from_bytes(format::write(&all)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    CompiledError::BadSection {
+                        section: "meta",
+                        ..
+                    }
+                ),
+                "{bad:?}: {err}"
+            );
+        }
+        // The same table, well formed, opens.
+        let sections = [
+            SectionId::Names,
+            SectionId::Owners,
+            SectionId::V4,
+            SectionId::V6,
+            SectionId::Meta,
+        ]
+        .map(|id| {
+            let (s, e) = format::validate(set.as_bytes()).unwrap().range(id);
+            (id, set.as_bytes()[s..e].to_vec())
+        });
+        assert!(RuleSet::from_bytes(format::write(&sections)).is_ok());
+    }
+
+    #[test]
+    fn builder_rejects_a_label_pattern_without_a_fixed_suffix() {
+        let mut b = RuleSetBuilder::new();
+        b.add(name_rule(
+            NamePattern::Labels {
+                pattern: "log*.com".into(),
+                exact: false,
+            },
+            Action::Block,
+            1,
+        ));
+        let (set, report) = b.build_with_report();
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(strongest(&set, "log1.com"), None);
     }
 
     #[test]

@@ -11,6 +11,16 @@
 //! @@help.tiktokv.com           # exception: allow this name and its subtree
 //! @@=www.example.com           # exception for exactly this name
 //!
+//! # Name patterns: `*` matches any run (possibly empty) of characters inside one label,
+//! # never a dot; labels right of the last `*` label (at least two) are fixed
+//! log*.tiktokv.com             # log.tiktokv.com, log15.tiktokv.com, a.log15.tiktokv.com
+//! *-normal*.tiktokv.com        # api16-normal-c.tiktokv.com and its subtree
+//! log*-*.byteoversea.com       # several stars in one label
+//! *.*.tiktokv.com              # any name at least two labels below tiktokv.com
+//! =mon-*.tiktokv.com           # exactly mon-va.tiktokv.com, not a.mon-va.tiktokv.com
+//! @@log*.us.tiktokv.com        # exceptions take patterns too
+//! /^ad[0-9]+\./                # a regular expression over the whole name (AdBlock's `/re/`)
+//!
 //! # Addresses (v4 or v6, bare address = /32 or /128; host bits must be zero)
 //! 203.0.113.0/24
 //! 2001:db8::/32
@@ -39,8 +49,8 @@
 use std::net::IpAddr;
 
 use super::lines::Emitter;
-use super::name::normalize_name;
-use super::name_rule;
+use super::name::{normalize_label_pattern, normalize_name};
+use super::{compile_name_regex, name_rule};
 use crate::rules::{Action, AppOwner, DomainOwner, IpNet, NamePattern, Rule};
 
 /// Longest owner name accepted. Registry organisation names run to ~100 characters.
@@ -166,6 +176,27 @@ pub(crate) fn parse_line(text: &str, line: u32, out: &mut Emitter<'_>) {
         return;
     }
 
+    if body.len() >= 2 && body.starts_with('/') && body.ends_with('/') {
+        let regex = &body[1..body.len() - 1];
+        match compile_name_regex(regex) {
+            _ if regex.is_empty() => out.error(line, Some(body), "empty regular expression"),
+            Ok(_) => {
+                let source = out.rule_ref(line, rule_text);
+                out.accept(name_rule(
+                    NamePattern::Regex(regex.to_owned()),
+                    action,
+                    source,
+                ));
+            }
+            Err(regex::Error::CompiledTooBig(limit)) => out.error(
+                line,
+                Some(body),
+                format!("regular expression compiles to more than {limit} bytes"),
+            ),
+            Err(e) => out.error(line, Some(body), format!("invalid regular expression: {e}")),
+        }
+        return;
+    }
     if let Ok(net) = parse_net(body) {
         let source = out.rule_ref(line, rule_text);
         out.accept(Rule::Address {
@@ -216,6 +247,20 @@ pub(crate) fn parse_line(text: &str, line: u32, out: &mut Emitter<'_>) {
         Some(name) => (true, name),
         None => (false, body),
     };
+    if name.contains('*') {
+        match normalize_label_pattern(name) {
+            Ok(pattern) => {
+                let source = out.rule_ref(line, rule_text);
+                out.accept(name_rule(
+                    NamePattern::Labels { pattern, exact },
+                    action,
+                    source,
+                ));
+            }
+            Err(why) => out.error(line, Some(body), why),
+        }
+        return;
+    }
     match normalize_name(name) {
         Ok(name) => {
             let pattern = if exact {
@@ -409,6 +454,89 @@ mod tests {
         };
         assert_eq!(rule.pattern, NamePattern::Subtree("allowed.com".into()));
         assert_eq!(rule.action, Action::Block);
+    }
+
+    #[test]
+    fn label_patterns() {
+        let labels = |input: &str| match one(input) {
+            Rule::Name(rule) => match rule.pattern {
+                NamePattern::Labels { pattern, exact } => (pattern, exact, rule.action),
+                other => panic!("{input}: {other:?}"),
+            },
+            other => panic!("{input}: {other:?}"),
+        };
+        let block = |p: &str, exact| (p.to_owned(), exact, Action::Block);
+        assert_eq!(labels("log*.tiktokv.com"), block("log*.tiktokv.com", false));
+        assert_eq!(
+            labels("Mon-*.TikTokv.com."),
+            block("mon-*.tiktokv.com", false)
+        );
+        assert_eq!(
+            labels("*-normal*.tiktokv.com"),
+            block("*-normal*.tiktokv.com", false)
+        );
+        assert_eq!(
+            labels("log*-*.byteoversea.com"),
+            block("log*-*.byteoversea.com", false)
+        );
+        assert_eq!(labels("*.tiktokv.com"), block("*.tiktokv.com", false));
+        assert_eq!(
+            labels("a*.b.*c.tiktokv.com # source: x"),
+            block("a*.b.*c.tiktokv.com", false)
+        );
+        assert_eq!(labels("=log*.tiktokv.com"), block("log*.tiktokv.com", true));
+        assert_eq!(
+            labels("@@log*.us.tiktokv.com"),
+            ("log*.us.tiktokv.com".into(), false, Action::Allow)
+        );
+        assert_eq!(
+            labels("allow =mon-*.tiktokv.com"),
+            ("mon-*.tiktokv.com".into(), true, Action::Allow)
+        );
+        let Rule::Name(rule) = one("log*.tiktokv.com  # source: issue 15") else {
+            panic!()
+        };
+        assert_eq!(rule.source.rule, "log*.tiktokv.com  # source: issue 15");
+    }
+
+    #[test]
+    fn label_pattern_errors_name_the_line() {
+        let (got, report) = run("tiktokv.com\nlog*.com\n");
+        assert_eq!(got.len(), 1);
+        assert_eq!(report.error_count, 1);
+        assert_eq!(report.errors[0].line, 2);
+        assert!(
+            report.errors[0].message.contains("two labels"),
+            "{:?}",
+            report.errors
+        );
+        for bad in ["log.tiktokv.c*m", "log.tikto*v.com", "*.com", "*"] {
+            assert!(err(bad).contains("two labels without `*`"), "{bad}");
+        }
+        assert!(err("lo**g.tiktokv.com").contains("`**`"));
+        assert!(err("a..log*.tiktokv.com").contains("empty label"));
+        assert!(err(".log*.tiktokv.com").contains("empty label"));
+        assert!(err("log*!.tiktokv.com").contains("not allowed"));
+    }
+
+    #[test]
+    fn regexes() {
+        let Rule::Name(rule) = one(r"/^ad[0-9]+\./") else {
+            panic!()
+        };
+        assert_eq!(rule.pattern, NamePattern::Regex(r"^ad[0-9]+\.".into()));
+        assert_eq!(rule.action, Action::Block);
+        let Rule::Name(rule) = one(r"@@/^ok\.example\.com$/  # source: me") else {
+            panic!()
+        };
+        assert_eq!(rule.action, Action::Allow);
+        assert_eq!(
+            rule.pattern,
+            NamePattern::Regex(r"^ok\.example\.com$".into())
+        );
+        assert!(err("//").contains("empty regular expression"));
+        assert!(err("/a(/").contains("invalid regular expression"));
+        assert!(err("/(a{100}){100}/").contains("more than"));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! | [`Format::DisconnectEntities`] | [`disconnect_entities`] | Disconnect `entities.json` (owners only) |
 //! | [`Format::Xray`] | [`xray`] | TrackerControl's X-Ray `xray-blacklist.json` |
 //! | [`Format::Exodus`] | [`exodus`] | Exodus Privacy `trackers.json` |
-//! | [`Format::Embargo`] | [`embargo`] | Embargo's native rules (names, addresses, ASNs, owners, countries, facts) |
+//! | [`Format::Embargo`] | [`embargo`] | Embargo's native rules (names, name patterns `log*.tiktokv.com`, `/regex/`, addresses, ASNs, owners, countries, facts) |
 
 pub mod adblock;
 pub mod ddg;

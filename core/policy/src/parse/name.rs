@@ -34,6 +34,77 @@ pub(crate) fn normalize_glob(raw: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Checks a label pattern (`log*.tiktokv.com`, Embargo's native format) and returns it in
+/// canonical form (lowercase, no trailing dot).
+///
+/// A `*` stands for any run of characters inside one label; labels may not be empty, a label
+/// may not hold `**`, and the fixed suffix (the labels right of the last label with a `*`)
+/// must have at least two labels, so that a pattern is always keyed by a registrable-looking
+/// suffix (`tiktokv.com`), never by a top-level domain alone.
+pub(crate) fn normalize_label_pattern(raw: &str) -> Result<String, String> {
+    let pattern = raw.strip_suffix('.').unwrap_or(raw);
+    check_name_chars(pattern, true)?;
+    let pattern = pattern.to_ascii_lowercase();
+    label_pattern_split(&pattern)?;
+    Ok(pattern)
+}
+
+/// Where the fixed suffix of a canonical label pattern starts (the byte after the dot that
+/// ends the last label with a `*`), or why the pattern is not one.
+pub(crate) fn label_pattern_split(pattern: &str) -> Result<usize, String> {
+    let wild = label_pattern_wild_part(pattern)?;
+    let fixed = pattern.get(wild + 1..).unwrap_or_default();
+    if wild == 0 || fixed.split('.').count() < 2 || fixed.split('.').any(str::is_empty) {
+        return Err(format!(
+            "pattern {pattern:?} needs at least two labels without `*` at its end \
+             (e.g. log*.tiktokv.com)"
+        ));
+    }
+    Ok(wild + 1)
+}
+
+/// The length of the labels up to and including the last one holding a `*` (0 when none),
+/// checking them: no empty label, no `**`, at most [`MAX_LABEL_LEN`] bytes each, only name
+/// characters and `*`.
+pub(crate) fn label_pattern_wild_part(pattern: &str) -> Result<usize, String> {
+    if pattern.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "pattern is {} bytes long, more than the DNS limit of {MAX_NAME_LEN}",
+            pattern.len()
+        ));
+    }
+    let mut wild = 0;
+    let mut at = 0;
+    for label in pattern.split('.') {
+        if label.is_empty() {
+            return Err("empty label (leading dot or \"..\") in pattern".into());
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(format!(
+                "label {label:?} is longer than {MAX_LABEL_LEN} bytes"
+            ));
+        }
+        if label.contains("**") {
+            return Err(format!(
+                "label {label:?} holds `**`; one `*` already matches any run of characters"
+            ));
+        }
+        if !label.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'*')
+        }) {
+            return Err(format!(
+                "label {label:?} holds a character not allowed in a name"
+            ));
+        }
+        at += label.len();
+        if label.contains('*') {
+            wild = at;
+        }
+        at += 1;
+    }
+    Ok(wild)
+}
+
 fn check_name_chars(name: &str, allow_star: bool) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty name".into());
@@ -118,6 +189,36 @@ mod tests {
         let long_name = ["abcdefghi"; 26].join(".");
         assert_eq!(long_name.len(), 259);
         assert!(normalize_name(&long_name).is_err());
+    }
+
+    #[test]
+    fn label_patterns() {
+        assert_eq!(
+            normalize_label_pattern("LOG*.TikTokv.com.").unwrap(),
+            "log*.tiktokv.com"
+        );
+        assert_eq!(label_pattern_split("log*.tiktokv.com"), Ok(5));
+        assert_eq!(label_pattern_split("a*.b.c*.d.tiktokv.com"), Ok(8));
+        for good in [
+            "*.tiktokv.com",
+            "mon-*.tiktokv.com",
+            "log*-*.byteoversea.com",
+        ] {
+            assert!(normalize_label_pattern(good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("log*.com", "two labels"),
+            ("log.tiktokv.c*m", "two labels"),
+            ("log.*.com", "two labels"),
+            ("tiktokv.com", "two labels"),
+            ("lo**g.tiktokv.com", "`**`"),
+            ("a..*.tiktokv.com", "empty label"),
+            (".*.tiktokv.com", "empty label"),
+            ("l?g*.tiktokv.com", "not allowed"),
+        ] {
+            let err = normalize_label_pattern(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -206,6 +206,7 @@ impl ReferenceMatcher {
                 Self::glob_matches(p.as_bytes(), name.as_bytes())
             }
             NamePattern::Regex(r) => compile_name_regex(r).unwrap().is_match(name.as_bytes()),
+            NamePattern::Labels { .. } => unimplemented!("no label patterns in these lists"),
         }
     }
 

@@ -297,3 +297,51 @@ fn absolute_uri_requests_are_decided_on_the_uri_host_and_the_host_header() {
     h.upstream(UpstreamEvent::Connected { flow });
     assert_eq!(h.read_app(flow), req);
 }
+
+/// `test_policy`, saying that no app can change its verdict: flows are not held for their app
+/// at the SYN, so a block found later waits for the app's name instead.
+struct AppBlind;
+
+impl embargo_engine::Decide for AppBlind {
+    fn decide(&self, query: &embargo_policy::Query<'_>) -> embargo_policy::Decision {
+        test_policy(query)
+    }
+
+    fn app_can_change(&self, _: &embargo_policy::Query<'_>) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_blocked_inner_name_waits_for_the_app_then_is_reset_with_it_named() {
+    let mut h = Harness::with_config(EngineConfig {
+        resolve_apps: true,
+        ..EngineConfig::default()
+    });
+    h.engine.set_policy(std::sync::Arc::new(AppBlind));
+    let mut app = AppConn::new("10.0.0.2:40020", PROXY);
+    h.send(&app.syn());
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
+    let wait = match h.commands().as_slice() {
+        [Command::ResolveApp { flow, .. }] => *flow,
+        other => panic!("expected ResolveApp, got {other:?}"),
+    };
+    let flow = tunnel_open(&mut h, &mut app, "allowed.example:443");
+    assert_eq!(flow, wait);
+    h.send(&app.data(&client_hello(BLOCKED_NAME)));
+    assert!(h.segs().is_empty(), "held while the app is looked up");
+    assert!(h.commands().is_empty());
+    assert_eq!(h.read_app(flow), b"");
+    assert!(h.engine.holds_for_app(flow));
+    h.engine
+        .app_resolved(h.now, flow, Some("com.tracked".into()));
+    assert!(h.segs().iter().any(|s| s.rst));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert_eq!(d[1].name.as_deref(), Some(BLOCKED_NAME));
+    assert_eq!(d[1].app.as_deref(), Some("com.tracked"));
+    assert!(d[1].decision.is_block());
+}

@@ -345,3 +345,39 @@ fn a_blocked_inner_name_waits_for_the_app_then_is_reset_with_it_named() {
     assert_eq!(d[1].app.as_deref(), Some("com.tracked"));
     assert!(d[1].decision.is_block());
 }
+
+#[test]
+fn a_second_connect_after_a_407_is_decided_and_its_tunnel_held_again() {
+    let mut h = Harness::new();
+    let mut app = handshake(&mut h, "10.0.0.2:40021");
+    let head = connect_head("allowed.example:443");
+    h.send(&app.data(&head));
+    let flow = connect_flow(&mut h);
+    h.upstream(UpstreamEvent::Connected { flow });
+    assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
+    assert_eq!(h.read_app(flow), head);
+    let refused = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n";
+    h.engine.write_upstream_data(h.now, flow, refused);
+    let segs = h.segs();
+    h.send(&app.ack_all(&segs));
+    // The same CONNECT with credentials: its head goes to the proxy...
+    let again = b"CONNECT allowed.example:443 HTTP/1.1\r\nHost: allowed.example:443\r\n\
+                  Proxy-Authorization: Basic dXNlcjpwYXNz\r\n\r\n";
+    h.send(&app.data(again));
+    assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
+    assert_eq!(h.read_app(flow), again);
+    // ...and its tunnel is held for the inner name as the first one was.
+    h.send(&app.data(&client_hello(BLOCKED_NAME)));
+    assert!(h.segs().iter().any(|s| s.rst));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    assert_eq!(h.read_app(flow), b"");
+
+    // A second CONNECT to a blocked name is refused like a first one.
+    let mut h = Harness::new();
+    let mut app = handshake(&mut h, "10.0.0.2:40022");
+    let flow = tunnel_open(&mut h, &mut app, "allowed.example:443");
+    h.send(&app.data(&connect_head("blocked.example:443")));
+    assert!(h.segs().iter().any(|s| s.rst));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    assert_eq!(h.read_app(flow), b"");
+}

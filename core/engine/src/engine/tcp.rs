@@ -629,41 +629,56 @@ impl Engine {
         let FlowKind::Tcp(t) = &f.kind else { return };
         let Some(tunnel) = &t.tunnel else { return };
         let (app, dst) = (f.app.clone(), f.dst);
-        let (mut names, source) = match found {
-            Some(found) => (found.names, found.source),
-            None => (Vec::new(), NameSource::TlsSni),
+        let (names, source, connect) = match found {
+            Some(found) => (found.names, found.source, found.connect),
+            None => (Vec::new(), NameSource::TlsSni, None),
         };
-        // The CONNECT's own names were decided (allowed) already.
-        names.retain(|n| !tunnel.target.contains(n));
-        if names.is_empty() {
-            return self.tcp_tunnel_release(id);
-        }
-        let (decision, event) = self.evaluate_names(id, app.as_deref(), &names, source, dst);
-        let wait = app.is_none().then_some(id);
-        if decision.is_block() && wait.is_some_and(|id| self.app_waits.contains_key(&id)) {
-            // Held for the app's name, as a flow's first bytes are (`tcp_inspection_done`).
-            if let Some(f) = self.flows.get_mut(&id) {
-                f.app_pending = true;
-            }
-            return;
-        }
-        self.record_after_app(wait, event, &decision);
-        if decision.is_block() {
-            // The upstream is closed with none of the held bytes sent.
+        if connect == Some(None) || (connect.is_none() && unfinished_connect(&tunnel.held)) {
+            // Another CONNECT (after a 407, the proxy asked for credentials) cut short.
             return self.tcp_abort(id);
         }
-        self.tcp_tunnel_release(id);
+        // The CONNECT's own names were decided (allowed) already.
+        let new: Vec<String> = names
+            .iter()
+            .filter(|n| !tunnel.target.contains(n))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            let (decision, event) = self.evaluate_names(id, app.as_deref(), &new, source, dst);
+            let wait = app.is_none().then_some(id);
+            if decision.is_block() && wait.is_some_and(|id| self.app_waits.contains_key(&id)) {
+                // Held for the app's name, as a flow's first bytes are (`tcp_inspection_done`).
+                if let Some(f) = self.flows.get_mut(&id) {
+                    f.app_pending = true;
+                }
+                return;
+            }
+            self.record_after_app(wait, event, &decision);
+            if decision.is_block() {
+                // The upstream is closed with none of the held bytes sent.
+                return self.tcp_abort(id);
+            }
+        }
+        // A CONNECT again (the first was refused, e.g. `407 Proxy Authentication Required`):
+        // its head goes, and the bytes after it are held for their own name in turn.
+        self.tcp_tunnel_release(id, connect.flatten().map(|head| (head, names)));
     }
 
-    /// The tunnel's name is allowed: its held bytes go upstream after the CONNECT head.
-    fn tcp_tunnel_release(&mut self, id: FlowId) {
+    /// The tunnel's name is allowed: its held bytes go upstream after what is already queued
+    /// for replay; all of them, or only a new CONNECT's head (`head` bytes) when `again` says
+    /// so, the rest staying held for the names of that CONNECT.
+    fn tcp_tunnel_release(&mut self, id: FlowId, again: Option<(usize, Vec<String>)>) {
         let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) else {
             return;
         };
-        let Some(tunnel) = t.tunnel.take() else {
+        let Some(mut tunnel) = t.tunnel.take() else {
             return;
         };
         self.inspect_bytes -= t.inspect.capacity() + tunnel.held.capacity();
+        let rest = match &again {
+            Some((head, _)) => tunnel.held.split_off((*head).min(tunnel.held.len())),
+            None => Vec::new(),
+        };
         if t.replay_pos >= t.inspect.len() {
             t.inspect = tunnel.held;
             t.replay_pos = 0;
@@ -675,6 +690,10 @@ impl Engine {
         }
         self.inspect_bytes += t.inspect.capacity();
         t.deadline = None;
+        if let Some((_, target)) = again {
+            self.inspect_bytes += rest.capacity();
+            t.tunnel = Some(Box::new(TunnelCheck { target, held: rest }));
+        }
         self.dirty.push(id);
     }
 

@@ -9,6 +9,8 @@ want curl curl
 want dig dnsutils
 want dnsmasq dnsmasq-base
 want nginx nginx-light
+# The HTTP proxy of the netns proxy tests (the binary alone: no service is installed).
+want tinyproxy tinyproxy-bin
 want iperf3 iperf3
 want openssl openssl
 want sqlite3 sqlite3

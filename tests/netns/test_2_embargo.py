@@ -370,6 +370,126 @@ def test_iperf3_through_embargo(net, embargo):
     assert bps > 0
 
 
+# -- HTTP proxies: decided on the names inside, not on the proxy's address ---------------------
+PROXY_PORT = 8888  # tinyproxy's usual port, one of Embargo's default proxy ports
+PROXY = f"http://{ALLOWED_IP}:{PROXY_PORT}"
+SINK_PORT = 9443
+
+# A CONNECT destination that records every byte each connection sends it (one file per
+# connection) and closes: the proof of what the proxy forwarded.
+SINK_SERVER = r"""
+import socket, sys, pathlib
+out = pathlib.Path(sys.argv[3])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+n = 0
+while True:
+    c, _ = s.accept()
+    c.settimeout(2)
+    got = b""
+    try:
+        while len(got) < 65536:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except OSError:
+        pass
+    n += 1
+    (out / f"conn-{n}.bin").write_bytes(got)
+    c.close()
+"""
+
+
+def wait_listening(ns: str, port: int, what: str):
+    deadline = time.time() + 10
+    while not in_ns(ns, "ss", "-Hltn", f"sport = :{port}", check=False).stdout.strip():
+        assert time.time() < deadline, f"{what} did not listen on {port}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def proxy(net):
+    """tinyproxy on the allowed server's address in `internet`, resolving with the test DNS;
+    returns its log (one `Connect (file descriptor N)` line per client connection, one
+    `Request` line with each request line it got)."""
+    if shutil.which("tinyproxy") is None:
+        loud_skip("tinyproxy not installed (tests/install-deps.sh installs tinyproxy-bin)")
+    etc = Path(f"/etc/netns/{net.inet}")
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "resolv.conf").write_text(f"nameserver {DNS_IP}\n")  # for processes started now on
+    log = net.log / "tinyproxy.log"
+    conf = net.dir / "tinyproxy.conf"
+    conf.write_text(f'Port {PROXY_PORT}\nListen {ALLOWED_IP}\nTimeout 30\nMaxClients 50\n'
+                    f'LogFile "{log}"\nLogLevel Info\n')
+    net.spawn(net.inet, ["tinyproxy", "-d", "-c", conf], "tinyproxy")
+    wait_listening(net.inet, PROXY_PORT, "tinyproxy")
+    sink = net.dir / "sink"
+    sink.mkdir()
+    net.spawn(net.inet, ["python3", "-c", SINK_SERVER, ALLOWED_IP, str(SINK_PORT), sink], "sink")
+    wait_listening(net.inet, SINK_PORT, "the sink")
+    return log, sink
+
+
+def proxy_log(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def test_proxy_requests_are_decided_on_the_names_inside(net, embargo, proxy):
+    log, _ = proxy
+    ca = net.ca / "ca.pem"
+    for url in ("https://allowed.test/index.html", "http://www.allowed.test/index.html"):
+        rc, _, out = curl(net.phone, "-x", PROXY, "--cacert", ca, url)
+        assert rc == 0 and "allowed" in out, f"{url} through the proxy failed (curl exit {rc}); " \
+            f"proxy log:\n{proxy_log(log)[-1500:]}\nembargo log:\n{embargo.log()[-1500:]}"
+    assert "CONNECT allowed.test:443" in proxy_log(log)
+    before = proxy_log(log)
+    before_tracker = len(net.access_log("tracker"))
+    for url in ("https://tracker.test/index.html", "https://pixel.tracker.test/p.gif",
+                "http://ads.tracker.test/t.js"):
+        rc, secs, _ = curl(net.phone, "-x", PROXY, "--cacert", ca, "-o", "/dev/null", url)
+        assert rc != 0, f"{url} through the proxy was not blocked"
+        assert secs < 5, f"{url} took {secs:.1f} s to fail"
+    time.sleep(0.5)
+    new = proxy_log(log)[len(before):]
+    assert "tracker.test" not in new, f"a blocked name reached the proxy:\n{new}"
+    assert "Connect (file descriptor" not in new, f"the proxy was connected to at all:\n{new}"
+    assert len(net.settled_log("tracker")) == before_tracker
+
+
+def test_proxy_tunnel_with_a_blocked_inner_sni_sends_no_byte_of_it(net, embargo, proxy):
+    """CONNECT to an allowed name, then a ClientHello naming a tracker: the CONNECT reaches the
+    proxy (which opens the tunnel), no byte of the hello reaches the tunnel's far end."""
+    log, sink = proxy
+
+    def s_client(sni: str) -> subprocess.CompletedProcess:
+        return in_ns(net.phone, "openssl", "s_client", "-proxy", f"{ALLOWED_IP}:{PROXY_PORT}",
+                     "-connect", f"allowed.test:{SINK_PORT}", "-servername", sni,
+                     check=False, timeout=20, stdin=subprocess.DEVNULL)
+
+    def received() -> list[bytes]:
+        time.sleep(2.5)  # the sink closes each connection after 2 s of silence
+        return [p.read_bytes() for p in sorted(sink.iterdir())]
+
+    # The control: an allowed inner name goes through, so the sink sees a hello.
+    s_client("www.allowed.test")
+    got = received()
+    assert any(b"www.allowed.test" in g for g in got), f"the allowed hello did not arrive: {got}"
+    for f in sink.iterdir():
+        f.unlink()
+    before = proxy_log(log)
+    cp = s_client("pixel.tracker.test")
+    new = proxy_log(log)[len(before):]
+    assert f"CONNECT allowed.test:{SINK_PORT}" in new, \
+        f"the allowed CONNECT did not reach the proxy:\n{new}\n{cp.stdout[-500:]}{cp.stderr[-500:]}"
+    got = received()
+    assert all(g == b"" for g in got), f"bytes of the blocked hello left: {got}"
+    assert "tracker.test" not in new
+    records = blocks(embargo)
+    assert any(r.get("name") == "pixel.tracker.test" and r.get("port") == PROXY_PORT
+               for r in records), f"no block of the inner name on the proxy flow: {records[-5:]}"
+
+
 def blocks(embargo) -> list[dict]:
     time.sleep(0.5)  # the history commits every 100 ms
     cp = embargo.cli("history", "--decision", "block", "--json", "--limit", "1000", check=False)

@@ -65,3 +65,12 @@ for ip in frames():
             save("http_host", payload)
 
 save("quic_initial", bytes.fromhex("".join(open(RFC).read().split())))
+
+# Requests to an HTTP proxy: a CONNECT head followed by the tunnel's first bytes, an
+# absolute-form request whose Host header names another host, a bare CONNECT without Host.
+save("http_host", b"CONNECT tracker.example:443 HTTP/1.1\r\nHost: tracker.example:443\r\n"
+                  b"User-Agent: curl/8.5.0\r\nProxy-Connection: Keep-Alive\r\n\r\n"
+                  b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+save("http_host", b"GET http://allowed.example:8080/a?b=c HTTP/1.1\r\nHost: blocked.example\r\n"
+                  b"Accept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n")
+save("http_host", b"CONNECT [2001:db8::1]:8443 HTTP/1.0\n\n")

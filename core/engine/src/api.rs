@@ -124,7 +124,8 @@ pub struct DecisionEvent {
 /// Events for the history and the user interface. Drain with [`crate::Engine::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A block or allow decision (one per flow or DNS question).
+    /// A block or allow decision (one per flow or DNS question; two for an HTTP proxy tunnel
+    /// whose inner name differs from its CONNECT target: the target's, then the inner one's).
     Decision(Box<DecisionEvent>),
     /// A DNS answer the engine relayed (or served from its cache).
     DnsAnswered {

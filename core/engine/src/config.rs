@@ -27,6 +27,10 @@ impl DnsBlockAnswer {
     }
 }
 
+/// The common HTTP proxy ports: Squid's 3128, 8080 (also inspected as plain web), tinyproxy's
+/// and many apps' 8888, Privoxy's 8118.
+pub const DEFAULT_PROXY_PORTS: [u16; 4] = [3128, 8080, 8888, 8118];
+
 /// Everything the engine needs to know up front. [`EngineConfig::default`] fits the iOS budget
 /// (see [`crate::budget`]).
 #[derive(Debug, Clone)]
@@ -56,6 +60,12 @@ pub struct EngineConfig {
     pub inspect_max_bytes: usize,
     /// Time to wait for the first bytes (ClientHello/Host) before deciding by address.
     pub inspect_timeout: Duration,
+    /// Ports of HTTP proxies, inspected first like 80/443/8080/8443: a `CONNECT host:port` is
+    /// decided on its target before the proxy is asked, then the tunnel's own first bytes
+    /// (the inner ClientHello) are held until their name is decided too; an absolute-URI
+    /// request (`GET http://host/`) is decided on its host and its Host header. Default
+    /// [`DEFAULT_PROXY_PORTS`]; SOCKS (1080) is not HTTP and is not inspected.
+    pub proxy_ports: Vec<u16>,
     /// Time to wait for [`crate::Engine::app_resolved`] before deciding with the app unknown.
     pub app_wait: Duration,
     /// Whether the driver can resolve apps; when false no `ResolveApp` command is sent.
@@ -111,6 +121,7 @@ impl Default for EngineConfig {
             tcp_large_slots: crate::budget::LARGE_SLOTS,
             inspect_max_bytes: crate::budget::INSPECT_MAX,
             inspect_timeout: Duration::from_millis(1500),
+            proxy_ports: DEFAULT_PROXY_PORTS.to_vec(),
             app_wait: Duration::from_millis(20),
             resolve_apps: false,
             app_cache_ttl: Duration::from_secs(300),

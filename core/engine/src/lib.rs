@@ -115,5 +115,5 @@ pub mod inspect;
 mod packet;
 
 pub use api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
-pub use config::{DnsBlockAnswer, EngineConfig};
+pub use config::{DnsBlockAnswer, EngineConfig, DEFAULT_PROXY_PORTS};
 pub use engine::Engine;

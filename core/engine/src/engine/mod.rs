@@ -726,6 +726,9 @@ impl Engine {
                     self.small_in_use -= 1;
                 }
                 self.inspect_bytes -= t.inspect.capacity() + t.dns_out.capacity();
+                if let Some(tunnel) = &t.tunnel {
+                    self.inspect_bytes -= tunnel.held.capacity();
+                }
             }
             FlowKind::Udp(u) => {
                 self.udp_keys.remove(&(f.src, f.dst));

@@ -4,12 +4,25 @@
 //! - **connect first** (ports other than the inspected ones): the socket listens with its
 //!   SYN-ACK paused, the driver connects upstream, and only a successful connect releases the
 //!   SYN-ACK; a refused connect becomes an RST to the app, as if the server had refused it.
-//! - **inspect first** (ports 80, 443, 8080, 8443): the engine completes the app's handshake
+//! - **inspect first** (ports 80, 443, 8080, 8443, and the HTTP proxy ports of
+//!   [`crate::EngineConfig::proxy_ports`]): the engine completes the app's handshake
 //!   itself (it must ACK the SYN to receive the ClientHello), reads the first bytes up to
 //!   [`crate::EngineConfig::inspect_max_bytes`] or [`crate::EngineConfig::inspect_timeout`],
 //!   decides with the SNI/Host, and only then asks for the upstream connection. A blocked flow
 //!   gets an RST and the driver never hears of it. The bytes read are replayed first by
 //!   [`Engine::read_app_data`].
+//!
+//! Requests to an HTTP proxy are decided on the names inside them, not on the proxy's address:
+//! an absolute-URI request (`GET http://host/`) on its target's host and on its Host header
+//! (blocked when either is); a `CONNECT host:port` on its target, before the proxy is asked. An
+//! allowed CONNECT is relayed (its head only), and the app's next bytes, the tunnel's own
+//! ClientHello (or HTTP request), are held in [`TunnelCheck`] until their name is read and
+//! decided: a blocked inner name resets the flow before any of those bytes leaves. The inner
+//! name is decided (and recorded) only when it differs from the CONNECT target's. The names
+//! are reported as [`NameSource::HttpHost`] (the CONNECT target and absolute URI are the HTTP
+//! request's own host) and [`NameSource::TlsSni`] for the inner ClientHello. Only the first
+//! request of a connection is read: a proxy connection kept alive for later requests is not
+//! inspected again.
 //!
 //! A SYN whose address is already blocked is answered with a hand-built RST and no socket.
 //! Retransmitted SYNs find their flow by 4-tuple and go to the same socket. Finished, reset and
@@ -91,6 +104,31 @@ pub(crate) struct TcpFlow {
     /// An `AppDataReady` is outstanding (reset when the driver drains everything).
     pub data_notified: bool,
     pub shutdown_sent: bool,
+    /// An allowed HTTP CONNECT whose tunnelled bytes are not decided yet (boxed: rare).
+    pub tunnel: Option<Box<TunnelCheck>>,
+}
+
+/// An allowed HTTP CONNECT: the app's bytes after the CONNECT head are held here, never
+/// relayed, until their own name (the inner ClientHello's SNI, or an inner HTTP Host) is read
+/// and decided, at most [`crate::EngineConfig::inspect_max_bytes`] or
+/// [`crate::EngineConfig::inspect_timeout`] from the first held byte (as for a flow's first
+/// bytes: past either, the CONNECT's verdict stands). The proxy's answer (`200 Connection
+/// established`) passes to the app meanwhile.
+pub(crate) struct TunnelCheck {
+    /// The CONNECT's names: an inner name among them was decided already.
+    pub target: Vec<String>,
+    /// The app's bytes after the CONNECT head.
+    pub held: Vec<u8>,
+}
+
+/// What the first bytes of a flow (or of a CONNECT tunnel) said.
+pub(crate) struct Found {
+    /// The names to decide on (blocked when any is); empty when none was found.
+    pub names: Vec<String>,
+    pub source: NameSource,
+    /// For an HTTP CONNECT: the length of its head, `None` when it did not end within the
+    /// inspection limit.
+    pub connect: Option<Option<usize>>,
 }
 
 fn listen_endpoint(dst: SocketAddr) -> IpListenEndpoint {
@@ -104,7 +142,9 @@ impl Engine {
     fn tcp_mode(&self, dst: SocketAddr) -> Phase {
         if dst.port() == 53 {
             Phase::Dns
-        } else if INSPECT_PORTS.contains(&dst.port()) {
+        } else if INSPECT_PORTS.contains(&dst.port())
+            || self.config.proxy_ports.contains(&dst.port())
+        {
             Phase::Inspecting
         } else {
             Phase::Connecting
@@ -243,6 +283,7 @@ impl Engine {
                 deadline,
                 data_notified: false,
                 shutdown_sent: false,
+                tunnel: None,
             }),
         });
         if await_app {
@@ -453,11 +494,21 @@ impl Engine {
                 f.app_pending = false;
                 self.tcp_after_app(id);
             }
-            // No name in time: decide by address.
-            Phase::Inspecting => self.tcp_inspection_done(id, None),
+            // No name in time: decide by address (a CONNECT head cut short is reset).
+            Phase::Inspecting => {
+                if unfinished_connect(&t.inspect) {
+                    self.stats.flows_timed_out += 1;
+                    return self.tcp_abort(id);
+                }
+                self.tcp_inspection_done(id, None);
+            }
             Phase::Connecting => {
                 self.stats.flows_timed_out += 1;
                 self.tcp_abort(id);
+            }
+            // No inner name in time: the CONNECT's verdict stands.
+            Phase::Relaying if t.tunnel.is_some() && !f.app_pending => {
+                self.tcp_tunnel_decide(id, None);
             }
             Phase::Relaying | Phase::Dns => {}
         }
@@ -488,8 +539,33 @@ impl Engine {
         self.remove_flow(id);
     }
 
-    /// The inspection finished with `name` (or none): decide, then connect or reset.
-    fn tcp_inspection_done(&mut self, id: FlowId, name: Option<(String, NameSource)>) {
+    /// Decide a flow on every name its bytes gave (blocked when any is): the decision and event
+    /// of the first blocked name, else of the first name; by address when there is none.
+    fn evaluate_names(
+        &mut self,
+        id: FlowId,
+        app: Option<&str>,
+        names: &[String],
+        source: NameSource,
+        dst: SocketAddr,
+    ) -> (embargo_policy::Decision, crate::api::DecisionEvent) {
+        let mut first = None;
+        for name in names {
+            let (decision, event) =
+                self.evaluate(id, app, Some((name, source)), dst, Protocol::Tcp, None);
+            if decision.is_block() {
+                return (decision, event);
+            }
+            first.get_or_insert((decision, event));
+        }
+        match first {
+            Some(found) => found,
+            None => self.evaluate(id, app, None, dst, Protocol::Tcp, None),
+        }
+    }
+
+    /// The inspection finished with `found` (or nothing): decide, then connect or reset.
+    fn tcp_inspection_done(&mut self, id: FlowId, found: Option<Found>) {
         let Some(f) = self.flows.get(&id) else { return };
         if f.app_pending {
             // Found blocked and held for its app: `finish_app_wait` decides it again from
@@ -498,14 +574,11 @@ impl Engine {
             return;
         }
         let (app, dst) = (f.app.clone(), f.dst);
-        let (decision, event) = self.evaluate(
-            id,
-            app.as_deref(),
-            name.as_ref().map(|(n, s)| (n.as_str(), *s)),
-            dst,
-            Protocol::Tcp,
-            None,
-        );
+        let (names, source, connect) = match found {
+            Some(found) => (found.names, found.source, found.connect),
+            None => (Vec::new(), NameSource::DnsAnswer, None),
+        };
+        let (decision, event) = self.evaluate_names(id, app.as_deref(), &names, source, dst);
         let wait = app.is_none().then_some(id);
         if decision.is_block() && wait.is_some_and(|id| self.app_waits.contains_key(&id)) {
             // The app's name is still being looked up, and the RST would end the process
@@ -520,19 +593,108 @@ impl Engine {
         // Decided without the app when none could change the verdict: the event still waits
         // for the app's name (the answer asked for at the SYN is usually in by now).
         self.record_after_app(wait, event, &decision);
+        // A blocked CONNECT is reset before the proxy is asked, as any blocked flow: apps
+        // treat a reset as a failed connection and fail fast, where a 403 could be retried.
         if decision.is_block() {
             return self.tcp_abort(id);
         }
         let connect_deadline = self.now + self.config.connect_timeout;
+        let mut held = 0;
         if let Some(f) = self.flows.get_mut(&id) {
             if let FlowKind::Tcp(t) = &mut f.kind {
                 t.phase = Phase::Connecting;
                 t.deadline = Some(connect_deadline);
+                if let Some(head) = connect.flatten() {
+                    // Only the CONNECT head is replayed; what follows it waits for its name.
+                    let rest = t.inspect.get(head..).unwrap_or_default().to_vec();
+                    t.inspect.truncate(head);
+                    held = rest.capacity();
+                    t.tunnel = Some(Box::new(TunnelCheck {
+                        target: names,
+                        held: rest,
+                    }));
+                }
             }
             f.upstream_open = true;
         }
+        self.inspect_bytes += held;
         self.commands.push_back(Command::Connect { flow: id, dst });
         self.schedule(id);
+    }
+
+    /// The tunnel of an allowed CONNECT said `found` (or nothing, or its bytes ran out of time
+    /// or room): decide its inner name, then release the held bytes or reset the flow.
+    fn tcp_tunnel_decide(&mut self, id: FlowId, found: Option<Found>) {
+        let Some(f) = self.flows.get(&id) else { return };
+        let FlowKind::Tcp(t) = &f.kind else { return };
+        let Some(tunnel) = &t.tunnel else { return };
+        let (app, dst) = (f.app.clone(), f.dst);
+        let (names, source, connect) = match found {
+            Some(found) => (found.names, found.source, found.connect),
+            None => (Vec::new(), NameSource::TlsSni, None),
+        };
+        if connect == Some(None) || (connect.is_none() && unfinished_connect(&tunnel.held)) {
+            // Another CONNECT (after a 407, the proxy asked for credentials) cut short.
+            return self.tcp_abort(id);
+        }
+        // The CONNECT's own names were decided (allowed) already.
+        let new: Vec<String> = names
+            .iter()
+            .filter(|n| !tunnel.target.contains(n))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            let (decision, event) = self.evaluate_names(id, app.as_deref(), &new, source, dst);
+            let wait = app.is_none().then_some(id);
+            if decision.is_block() && wait.is_some_and(|id| self.app_waits.contains_key(&id)) {
+                // Held for the app's name, as a flow's first bytes are (`tcp_inspection_done`).
+                if let Some(f) = self.flows.get_mut(&id) {
+                    f.app_pending = true;
+                }
+                return;
+            }
+            self.record_after_app(wait, event, &decision);
+            if decision.is_block() {
+                // The upstream is closed with none of the held bytes sent.
+                return self.tcp_abort(id);
+            }
+        }
+        // A CONNECT again (the first was refused, e.g. `407 Proxy Authentication Required`):
+        // its head goes, and the bytes after it are held for their own name in turn.
+        self.tcp_tunnel_release(id, connect.flatten().map(|head| (head, names)));
+    }
+
+    /// The tunnel's name is allowed: its held bytes go upstream after what is already queued
+    /// for replay; all of them, or only a new CONNECT's head (`head` bytes) when `again` says
+    /// so, the rest staying held for the names of that CONNECT.
+    fn tcp_tunnel_release(&mut self, id: FlowId, again: Option<(usize, Vec<String>)>) {
+        let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) else {
+            return;
+        };
+        let Some(mut tunnel) = t.tunnel.take() else {
+            return;
+        };
+        self.inspect_bytes -= t.inspect.capacity() + tunnel.held.capacity();
+        let rest = match &again {
+            Some((head, _)) => tunnel.held.split_off((*head).min(tunnel.held.len())),
+            None => Vec::new(),
+        };
+        if t.replay_pos >= t.inspect.len() {
+            t.inspect = tunnel.held;
+            t.replay_pos = 0;
+        } else {
+            t.inspect.extend_from_slice(&tunnel.held);
+        }
+        if t.inspect.is_empty() {
+            t.inspect = Vec::new();
+        }
+        self.inspect_bytes += t.inspect.capacity();
+        t.deadline = None;
+        if let Some((_, target)) = again {
+            self.inspect_bytes += rest.capacity();
+            t.tunnel = Some(Box::new(TunnelCheck { target, held: rest }));
+        }
+        self.dirty.push(id);
     }
 
     /// Look at a flow after smoltcp or the driver touched it.
@@ -540,6 +702,7 @@ impl Engine {
         let Some(f) = self.flows.get_mut(&id) else {
             return;
         };
+        let app_pending = f.app_pending;
         let FlowKind::Tcp(t) = &mut f.kind else {
             return;
         };
@@ -577,8 +740,58 @@ impl Engine {
                 let found = sniff(&t.inspect);
                 match found {
                     Sniff::NeedMore if !app_done && !over => {}
-                    Sniff::Done(Some(name)) => self.tcp_inspection_done(id, Some(name)),
+                    Sniff::Done(found) if found.connect != Some(None) => {
+                        self.tcp_inspection_done(id, Some(found));
+                    }
+                    // A CONNECT whose head does not end within the limit, or that the app
+                    // gave up on: where the tunnel starts is unknown, so nothing is relayed.
+                    _ if unfinished_connect(&t.inspect) => self.tcp_abort(id),
                     _ => self.tcp_inspection_done(id, None),
+                }
+            }
+            Phase::Relaying if t.tunnel.is_some() => {
+                // The tunnel of an allowed CONNECT: hold the app's bytes until their name is
+                // decided (the proxy's answer still flows to the app meanwhile).
+                if t.replay_pos < t.inspect.len() && !t.data_notified {
+                    // The CONNECT head goes first.
+                    t.data_notified = true;
+                    self.commands.push_back(Command::AppDataReady { flow: id });
+                }
+                let Some(tunnel) = t.tunnel.as_deref_mut() else {
+                    return;
+                };
+                let cap = self.config.inspect_max_bytes;
+                let before = tunnel.held.capacity();
+                while tunnel.held.len() < cap && sock.recv_queue() > 0 {
+                    let room = cap - tunnel.held.len();
+                    let held = &mut tunnel.held;
+                    let got = sock.recv(|buf| {
+                        let n = buf.len().min(room);
+                        held.extend_from_slice(&buf[..n]);
+                        (n, n)
+                    });
+                    if !matches!(got, Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+                self.inspect_bytes = self.inspect_bytes + tunnel.held.capacity() - before;
+                let app_done = fin_received(state);
+                if (tunnel.held.is_empty() && !app_done) || app_pending {
+                    // Nothing sent into the tunnel yet (the app waits for the proxy's answer),
+                    // or held for the app's name (`finish_app_wait` services the flow again).
+                    return;
+                }
+                let over =
+                    tunnel.held.len() >= cap || self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                match sniff(&tunnel.held) {
+                    Sniff::NeedMore if !app_done && !over => {
+                        if t.deadline.is_none() {
+                            t.deadline = Some(self.now + self.config.inspect_timeout);
+                            self.schedule(id);
+                        }
+                    }
+                    Sniff::Done(found) => self.tcp_tunnel_decide(id, Some(found)),
+                    _ => self.tcp_tunnel_decide(id, None),
                 }
             }
             Phase::Relaying => {
@@ -830,7 +1043,9 @@ impl Engine {
             return Some(r);
         }
         let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
-        if sock.recv_queue() == 0 {
+        if t.tunnel.is_some() || sock.recv_queue() == 0 {
+            // Nothing more, or the tunnel's bytes are held until their name is decided (the
+            // release marks the flow dirty, and servicing notifies the driver again).
             t.data_notified = false;
             self.dirty.push(flow);
             return None;
@@ -895,11 +1110,26 @@ fn fin_received(state: tcp::State) -> bool {
 }
 
 /// Run the inspectors on the first bytes of a flow.
-fn sniff(buf: &[u8]) -> Sniff<Option<(String, NameSource)>> {
+fn sniff(buf: &[u8]) -> Sniff<Found> {
     match buf.first() {
         None => Sniff::NeedMore,
         // A TLS handshake record.
-        Some(0x16) => tls::client_hello_sni(buf).map(|n| n.map(|n| (n, NameSource::TlsSni))),
-        Some(_) => http::request(buf).map(|r| r.host.map(|h| (h, NameSource::HttpHost))),
+        Some(0x16) => tls::client_hello_sni(buf).map(|n| Found {
+            names: n.into_iter().collect(),
+            source: NameSource::TlsSni,
+            connect: None,
+        }),
+        Some(_) => http::request(buf).map(|r| Found {
+            names: r.names().map(str::to_owned).collect(),
+            source: NameSource::HttpHost,
+            connect: r.is_connect().then_some(r.head_len),
+        }),
     }
+}
+
+/// Whether `buf` starts an HTTP CONNECT whose head did not end: it cannot be relayed, since
+/// the tunnel's bytes cannot be told from the head's.
+fn unfinished_connect(buf: &[u8]) -> bool {
+    buf.starts_with(b"CONNECT ")
+        && !matches!(http::request(buf), Sniff::Done(r) if r.head_len.is_some())
 }

@@ -4,6 +4,12 @@
 //! Only what the policy needs is read: the method, the request target (for events) and the host the
 //! request is for, taken from the Host header, or from the target itself for the absolute form
 //! (`GET http://host/ HTTP/1.1`, sent to proxies) and the authority form (`CONNECT host:443`).
+//!
+//! Requests to an HTTP proxy name two hosts that may differ (the target's and the Host header's):
+//! both are kept ([`HttpRequest::names`]) so that the caller can refuse the request when either is
+//! blocked. A `CONNECT` head is read to its end (the blank line), and its length is given
+//! ([`HttpRequest::head_len`]): the bytes after it are the tunnel's, which the caller inspects
+//! on their own.
 
 use super::{normalize_host_name, Sniff};
 
@@ -36,17 +42,57 @@ pub struct HttpRequest {
     pub minor_version: u8,
     /// The host the request is for, lowercased, port and trailing dot removed, IPv6 brackets
     /// removed (`[::1]:8080` gives `::1`). `None` when absent or not a host name or IP literal.
+    /// The target's host when it names one (RFC 9112 §3.2.2: it wins over the Host header),
+    /// else the Host header's.
     pub host: Option<String>,
+    /// The host named by the request target itself: an absolute-form target's
+    /// (`GET http://host:port/path`) or a `CONNECT`'s (`CONNECT host:port`), normalized as
+    /// [`HttpRequest::host`]. `None` for the origin form (`GET /path`).
+    pub target_host: Option<String>,
+    /// The Host header's host, normalized as [`HttpRequest::host`]; `None` when absent or not
+    /// a host. For requests other than `CONNECT` only the head up to the Host line is read.
+    pub host_header: Option<String>,
+    /// Length in bytes of the whole request head (request line to the blank line, included)
+    /// when its end was read. Always read to the end for `CONNECT` (within [`SNIFF_LIMIT`]);
+    /// other requests stop at the Host line and leave it `None` unless the head ended first.
+    pub head_len: Option<usize>,
+}
+
+impl HttpRequest {
+    /// Whether this is a `CONNECT` (a tunnel request to a proxy).
+    pub fn is_connect(&self) -> bool {
+        self.method == "CONNECT"
+    }
+
+    /// Every host the request names, the target's first, each once: the caller blocks the
+    /// request when any of them is blocked (a proxy request may name one host in its target
+    /// and another in its Host header). Empty when it names none.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        let target = self.target_host.as_deref();
+        let header = self.host_header.as_deref().filter(|h| Some(*h) != target);
+        target.into_iter().chain(header)
+    }
+
+    /// Fills [`HttpRequest::host`] from the target's and the Host header's hosts.
+    fn finish(mut self) -> Self {
+        self.host = self
+            .target_host
+            .clone()
+            .or_else(|| self.host_header.clone());
+        self
+    }
 }
 
 /// Reads the request line and the Host header from the first bytes of a TCP stream.
 ///
-/// - [`Sniff::NeedMore`]: a valid prefix of an HTTP/1.x request head without a Host line yet.
+/// - [`Sniff::NeedMore`]: a valid prefix of an HTTP/1.x request head without a Host line yet
+///   (for `CONNECT`: without the blank line ending the head yet).
 /// - [`Sniff::Done`]: the host was found, or the head ended (blank line) without one, or
 ///   [`SNIFF_LIMIT`] bytes were seen without one.
 /// - [`Sniff::NotThisProtocol`]: the bytes cannot start an HTTP/1.x request.
 ///
-/// Returns as soon as the Host line is complete: the rest of the head is not needed.
+/// Returns as soon as the Host line is complete: the rest of the head is not needed, except for
+/// `CONNECT`, whose head is read to its end so that the caller knows where the tunnel starts.
 pub fn request(buf: &[u8]) -> Sniff<HttpRequest> {
     let limited = &buf[..buf.len().min(SNIFF_LIMIT)];
     let Some(line_end) = find_line_end(limited) else {
@@ -58,30 +104,36 @@ pub fn request(buf: &[u8]) -> Sniff<HttpRequest> {
     let Some(mut request) = parse_request_line(trim_cr(&limited[..line_end])) else {
         return Sniff::NotThisProtocol;
     };
-    let authority_from_target = target_authority(&request.method, &request.target);
-    let mut rest = &limited[line_end + 1..];
+    request.target_host =
+        target_authority(&request.method, &request.target).and_then(normalize_authority);
+    let connect = request.is_connect();
+    let mut seen_host = false;
+    let mut pos = line_end + 1;
     loop {
+        let rest = limited.get(pos..).unwrap_or_default();
         let Some(end) = find_line_end(rest) else {
             // Head not complete. Past the limit, give what we have rather than waiting forever.
             if limited.len() >= SNIFF_LIMIT {
-                request.host = authority_from_target.and_then(normalize_authority);
-                return Sniff::Done(request);
+                return Sniff::Done(request.finish());
             }
             return Sniff::NeedMore;
         };
         let line = trim_cr(&rest[..end]);
-        rest = &rest[end + 1..];
+        pos += end + 1;
         if line.is_empty() {
-            // End of the head without a Host header (HTTP/1.0, or a broken client).
-            request.host = authority_from_target.and_then(normalize_authority);
-            return Sniff::Done(request);
+            // End of the head (without a Host header: HTTP/1.0, a CONNECT, a broken client).
+            request.head_len = Some(pos);
+            return Sniff::Done(request.finish());
+        }
+        if seen_host {
+            continue;
         }
         if let Some(value) = header_value(line, b"host") {
-            // RFC 9112 §3.2.2: an absolute-form target wins over the Host header.
-            request.host = authority_from_target
-                .or(Some(value))
-                .and_then(normalize_authority);
-            return Sniff::Done(request);
+            seen_host = true;
+            request.host_header = normalize_authority(value);
+            if !connect {
+                return Sniff::Done(request.finish());
+            }
         }
     }
 }
@@ -141,6 +193,9 @@ fn parse_request_line(line: &[u8]) -> Option<HttpRequest> {
         target: String::from_utf8_lossy(kept).into_owned(),
         minor_version,
         host: None,
+        target_host: None,
+        host_header: None,
+        head_len: None,
     })
 }
 
@@ -272,6 +327,74 @@ mod tests {
             host_of(b"GET http://u:p@h.example/ HTTP/1.0\r\n\r\n").as_deref(),
             Some("h.example")
         );
+    }
+
+    #[test]
+    fn connect_head_is_read_to_its_end_and_the_tunnel_bytes_are_not_part_of_it() {
+        let head = b"CONNECT Tracker.Example:443 HTTP/1.1\r\nHost: tracker.example:443\r\n\
+                     User-Agent: curl/8\r\nProxy-Connection: Keep-Alive\r\n\r\n";
+        for cut in 0..head.len() {
+            assert_eq!(request(&head[..cut]), Sniff::NeedMore, "cut {cut}");
+        }
+        let mut stream = head.to_vec();
+        stream.extend_from_slice(b"\x16\x03\x01\x02\x00\x01");
+        let Sniff::Done(r) = request(&stream) else {
+            panic!()
+        };
+        assert!(r.is_connect());
+        assert_eq!(r.head_len, Some(head.len()));
+        assert_eq!(r.target_host.as_deref(), Some("tracker.example"));
+        assert_eq!(r.host.as_deref(), Some("tracker.example"));
+        assert_eq!(r.names().collect::<Vec<_>>(), ["tracker.example"]);
+        // Without a Host header, and with a bare LF.
+        let Sniff::Done(r) = request(b"CONNECT [2001:db8::1]:443 HTTP/1.0\n\n") else {
+            panic!()
+        };
+        assert_eq!(
+            (r.head_len, r.host.as_deref()),
+            (Some(36), Some("2001:db8::1"))
+        );
+        // A head that never ends within the limit: done, without a head length.
+        let mut long = b"CONNECT a.example:443 HTTP/1.1\r\n".to_vec();
+        while long.len() < SNIFF_LIMIT {
+            long.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        let Sniff::Done(r) = request(&long) else {
+            panic!()
+        };
+        assert_eq!((r.head_len, r.host.as_deref()), (None, Some("a.example")));
+    }
+
+    #[test]
+    fn a_proxy_request_names_its_target_and_a_differing_host_header() {
+        let Sniff::Done(r) =
+            request(b"GET http://allowed.example/x HTTP/1.1\r\nHost: Blocked.Example\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(r.target_host.as_deref(), Some("allowed.example"));
+        assert_eq!(r.host_header.as_deref(), Some("blocked.example"));
+        assert_eq!(
+            r.names().collect::<Vec<_>>(),
+            ["allowed.example", "blocked.example"]
+        );
+        let Sniff::Done(r) = request(b"GET http://a.example:8080/ HTTP/1.1\r\nHost: a.example\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(r.names().collect::<Vec<_>>(), ["a.example"]);
+        assert!(!r.is_connect() && r.head_len.is_none());
+        // Origin form: the Host header alone.
+        let Sniff::Done(r) = request(b"GET / HTTP/1.1\r\nHost: h.example\r\n") else {
+            panic!()
+        };
+        assert_eq!(r.target_host, None);
+        assert_eq!(r.names().collect::<Vec<_>>(), ["h.example"]);
+        // A target that is not a host does not hide the Host header.
+        let Sniff::Done(r) = request(b"GET http://a%20b/ HTTP/1.1\r\nHost: h.example\r\n") else {
+            panic!()
+        };
+        assert_eq!(r.names().collect::<Vec<_>>(), ["h.example"]);
     }
 
     #[test]

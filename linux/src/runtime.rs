@@ -352,7 +352,7 @@ mod tests {
             .unwrap();
         let base = Arc::new(Policy::new(vec![], IpDb::new(), Default::default()));
         let handle = Arc::new(PolicyHandle::new(base.clone()));
-        let control = RunControl::new(state.clone(), handle.clone(), base, "test");
+        let control = RunControl::new(state.clone(), handle.clone(), base, None, "test");
         assert_eq!(
             verdict(&handle, "/bin/a", "pixel.tracker.test"),
             Verdict::Allow

@@ -302,7 +302,11 @@ fn refresh(state: &StateDir, entry: &mut ListEntry) -> Result<()> {
         }
         ListSource::Url(url) => {
             let bytes = download(url, &entry.name)?;
-            std::fs::create_dir_all(state.lists_dir())?;
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(state.lists_dir())?;
             write_atomic(&state.list_path(entry), &bytes)?;
             bytes
         }

@@ -29,7 +29,7 @@ use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query};
 
 use crate::netns;
 use crate::procfs::AppResolver;
-use crate::routes::{self, Changes};
+use crate::routes::{self, Changes, Scope};
 use crate::runtime::{with_ip_databases, RunControl};
 use crate::state::StateDir;
 
@@ -166,16 +166,21 @@ impl Hooks for LinuxHooks {
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     crate::runtime::tune_allocator();
     let mode = Mode::of(&args)?;
-    let (policy, control) = load_policy(&args, &mode)?;
-    // Owner-only: the history and the per-app settings say what this machine's apps did.
+    // Owner-only, and checked before anything in it is read: the history and the per-app
+    // settings say what this machine's apps did, and the undo log is replayed as root.
     StateDir::new(&args.state_dir).create()?;
+    let (policy, control) = load_policy(&args, &mode)?;
 
     let mut changes = match &mode {
         Mode::Attach { .. } => None,
-        _ => Some(Changes::recover_and_start(&state_file(
-            &args.state_dir,
-            &mode,
-        ))?),
+        Mode::Netns(ns) => Some(Changes::recover_and_start(
+            &state_file(&args.state_dir, &mode),
+            Scope::Netns(ns.clone()),
+        )?),
+        Mode::Machine => Some(Changes::recover_and_start(
+            &state_file(&args.state_dir, &mode),
+            Scope::Machine,
+        )?),
     };
     let result = run_with(&args, &mode, policy, control, changes.as_mut());
     if let Some(changes) = changes.as_mut() {
@@ -203,8 +208,11 @@ impl Mode {
         }
         Ok(match &args.netns {
             Some(name) => {
-                if name.is_empty() || name.contains('/') || name.len() > 64 {
-                    bail!("invalid namespace name {name:?}");
+                if !routes::valid_netns_name(name) {
+                    bail!(
+                        "invalid namespace name {name:?}: 1 to 64 of A-Z a-z 0-9 _ . -, \
+                         not starting with . or -"
+                    );
                 }
                 Mode::Netns(name.clone())
             }

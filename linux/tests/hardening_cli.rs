@@ -100,3 +100,72 @@ fn run_refuses_a_world_writable_state_dir() {
     );
     assert!(!marker.exists(), "the planted undo log was replayed");
 }
+
+/// Before: no logger was installed, so every `log::warn!` (here the history's "moved aside")
+/// was lost, and a history with damaged data pages opened as if healthy. After: the damage is
+/// found at open and the warning names both paths on stderr.
+#[test]
+fn a_history_with_corrupt_pages_is_moved_aside_and_said_so() {
+    use std::io::{Seek, Write};
+    let t = Temp::new("corrupt");
+    let state = t.0.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let db = state.join("history.db");
+    {
+        let history = embargo_history::History::open(embargo_history::Config::new(&db)).unwrap();
+        let recorder = history.recorder();
+        for i in 0..5_000 {
+            let mut e = embargo_history::Event::new(
+                embargo_history::now_ms() + i,
+                embargo_history::Protocol::Tcp,
+                embargo_history::Decision::Block,
+            );
+            e.app = Some(format!("/usr/bin/app-{}", i % 40));
+            e.name = Some(format!("n{i}.example"));
+            recorder.record(e);
+        }
+        history.flush().unwrap();
+    }
+    let len = std::fs::metadata(&db).unwrap().len();
+    let from = (len / 4096 / 2) * 4096;
+    let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    f.seek(std::io::SeekFrom::Start(from)).unwrap();
+    f.write_all(&vec![0x5A; (len - from) as usize]).unwrap();
+    drop(f);
+    let out = embargo_within(
+        Duration::from_secs(60),
+        &["history", "--state-dir", path(&state)],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("warn")
+            && err.contains(&format!("{} is damaged", db.display()))
+            && err.contains(&format!("moved to {}.corrupt-", db.display())),
+        "{err}"
+    );
+}
+
+/// `-v` turns debug on, and `RUST_LOG` replaces the flags.
+#[test]
+fn verbosity_flags_and_rust_log_reach_the_logger() {
+    let t = Temp::new("verbose");
+    let state = t.0.join("state");
+    let state = path(&state);
+    // The state directory's 0755 -> 0700 note is a warning: shown by default.
+    std::fs::create_dir(state).unwrap();
+    std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = embargo_within(
+        Duration::from_secs(30),
+        &["default", "full", "--state-dir", state],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("now 0700"), "{}", stderr(&out));
+    let quiet = Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["default", "telemetry", "--state-dir", state])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(quiet.status.success());
+    assert!(!stderr(&quiet).contains("warn"), "{}", stderr(&quiet));
+}

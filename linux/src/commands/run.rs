@@ -143,7 +143,8 @@ impl Hooks for LinuxHooks {
         if let Event::Decision(d) = event {
             self.live.record(d.app.as_deref(), d.decision.is_block());
             if d.decision.is_block() {
-                log::info!(
+                // Debug, not info: the history keeps every decision; -v shows them live.
+                log::debug!(
                     "blocked {} {}:{} ({:?})",
                     d.name.as_deref().unwrap_or("-"),
                     d.addr,

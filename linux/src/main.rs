@@ -2,6 +2,7 @@
 
 mod commands;
 mod control;
+mod input;
 mod logger;
 mod netns;
 mod procfs;

@@ -139,7 +139,7 @@ pub fn assemble(
             }
         }
         let loaded = (|| -> Result<_> {
-            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            let bytes = crate::input::read(&path, "list")?;
             let format = match &entry.format {
                 Some(f) => Format::from_name(f),
                 None => Format::detect(&entry.name, &bytes[..bytes.len().min(16 * 1024)]),
@@ -276,7 +276,7 @@ pub fn with_ip_databases(base: &Policy, files: &[PathBuf]) -> Result<Policy> {
     }
     let mut db = IpDb::new();
     for file in files {
-        let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+        let bytes = crate::input::read(file, "IP database")?;
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -169,3 +169,130 @@ fn verbosity_flags_and_rust_log_reach_the_logger() {
     assert!(quiet.status.success());
     assert!(!stderr(&quiet).contains("warn"), "{}", stderr(&quiet));
 }
+
+/// Before: `--list /dev/zero` spun at 100 % CPU forever (a line reader over an endless line)
+/// and `--asn-db /dev/zero` read until memory ran out (2.1 GB RSS in 7 s, then failed at the
+/// test's 4 GB ulimit). After: refused at once, naming the file and the limit.
+#[test]
+fn devices_as_lists_or_databases_are_refused_quickly() {
+    let t = Temp::new("devzero");
+    let state = t.0.join("state");
+    let state = path(&state);
+    let limit = Duration::from_secs(20);
+    for (args, what) in [
+        (
+            vec![
+                "check",
+                "--list",
+                "/dev/zero",
+                "--format",
+                "domains",
+                "a.example",
+            ],
+            "the list is a device",
+        ),
+        (
+            vec!["check", "--list", "/dev/zero", "a.example"],
+            "the list is a device",
+        ),
+        (
+            vec!["check", "--asn-db", "/dev/zero", "a.example"],
+            "the ASN database is a device",
+        ),
+        (
+            vec!["check", "--country-db", "/dev/zero", "a.example"],
+            "the country database is a device",
+        ),
+        (
+            vec!["check", "--rules", "/dev/zero", "a.example"],
+            "the rule file is a device",
+        ),
+        (
+            vec![
+                "lists",
+                "compile",
+                "--format",
+                "domains",
+                "/dev/zero",
+                "-o",
+                "/dev/null",
+            ],
+            "the list is a device",
+        ),
+        (
+            vec![
+                "lists",
+                "add",
+                "/dev/zero",
+                "--format",
+                "domains",
+                "--state-dir",
+                state,
+            ],
+            "the list is a device",
+        ),
+        (
+            vec![
+                "run",
+                "--netns",
+                "embt-hzero",
+                "--list",
+                "/dev/zero",
+                "--state-dir",
+                state,
+                "--dns-upstream",
+                "192.0.2.53",
+            ],
+            "the list is a device",
+        ),
+        (
+            vec![
+                "run",
+                "--netns",
+                "embt-hzero",
+                "--asn-db",
+                "/dev/zero",
+                "--state-dir",
+                state,
+                "--dns-upstream",
+                "192.0.2.53",
+            ],
+            "the IP database is a device",
+        ),
+    ] {
+        let out = embargo_within(limit, &args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} succeeded: {err}");
+        assert!(
+            err.contains(&format!("/dev/zero: {what}")) && err.contains("256 MiB"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// A FIFO would block the open (no writer) or stream forever: refused like a device.
+#[test]
+fn a_fifo_as_a_list_is_refused_without_blocking() {
+    let t = Temp::new("fifo");
+    let fifo = t.0.join("list.txt");
+    let c = std::ffi::CString::new(path(&fifo)).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = embargo_within(
+        Duration::from_secs(20),
+        &[
+            "check",
+            "--list",
+            path(&fifo),
+            "--format",
+            "domains",
+            "a.example",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the list is a FIFO"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -9,7 +9,6 @@
 //! Load reports go to stderr; decisions to stdout (aligned text, or one JSON object per line
 //! with `--json`).
 
-use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -202,8 +201,9 @@ pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>> {
 /// compatibility, a rule list in any format (parsed as `--list` is).
 pub(crate) fn rules_file_set(path: &Path) -> Result<RuleSet> {
     let mut magic = [0u8; 8];
-    let compiled = File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
+    let compiled = crate::input::open(path, "rule file")?
+        .0
+        .read_exact(&mut magic)
         .is_ok()
         && magic == embargo_policy::format::MAGIC;
     if compiled {
@@ -238,7 +238,7 @@ pub(crate) fn compile_lists(
         if format.intent() == Intent::Tracker {
             intent = Intent::Tracker;
         }
-        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let file = crate::input::reader(path, "list")?;
         let report = parse_list(
             format,
             &list_name(path),
@@ -260,8 +260,7 @@ pub(crate) fn compile_lists(
 
 fn detect_format(path: &Path) -> Result<Format> {
     let mut head = Vec::with_capacity(DETECT_HEAD);
-    File::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
+    crate::input::reader(path, "list")?
         .take(DETECT_HEAD as u64)
         .read_to_end(&mut head)
         .with_context(|| format!("{}: cannot read", path.display()))?;
@@ -283,7 +282,7 @@ pub(crate) fn list_name(path: &Path) -> String {
 
 /// Memory-maps a compiled rule set and opens it in place.
 pub(crate) fn open_compiled(path: &Path) -> Result<RuleSet> {
-    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let (file, _) = crate::input::open(path, "compiled rule set")?;
     // SAFETY: the map is read-only; Embargo writes compiled files to a temporary name and
     // renames them into place, so a mapped file is never modified while in use. (A third party
     // truncating it would raise SIGBUS; that is the documented cost of memory maps.)
@@ -299,8 +298,7 @@ pub(crate) fn open_compiled(path: &Path) -> Result<RuleSet> {
 }
 
 fn load_ipdb(db: &mut IpDb, path: &Path, kind: &str) -> Result<LoadReport> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("{}: cannot read {kind} database", path.display()))?;
+    let bytes = crate::input::read(path, &format!("{kind} database"))?;
     let name = list_name(path);
     let format = match kind {
         // Country files have three fields; iptoasn (tabs) is detected either way.

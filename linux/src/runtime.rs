@@ -22,11 +22,14 @@ use anyhow::{Context, Result};
 use embargo_policy::parse::{parse_bytes, Format};
 use embargo_policy::{IpDb, Policy, PolicyHandle, RuleSet, RuleSetBuilder};
 
-use crate::control::{AppSeen, Handler, Live, ReloadReport, Status};
+use crate::control::{AppSeen, Handler, HistoryHealth, Limits, Live, ReloadReport, Status};
 use crate::state::{now_ms, DefaultRules, StateDir};
 
 /// A source of extra counters for `embargo status` (driver and engine statistics).
 pub type Counters = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
+
+/// A source of the history's health for `embargo status`.
+pub type HistorySource = Box<dyn Fn() -> HistoryHealth + Send + Sync>;
 
 /// The control-socket handler of a running instance.
 pub struct RunControl {
@@ -40,6 +43,8 @@ pub struct RunControl {
     live: Arc<Live>,
     mode: String,
     counters: Mutex<Option<Counters>>,
+    history: Mutex<Option<HistorySource>>,
+    limits: Mutex<Option<Limits>>,
     /// Lists already compiled, so that a reload for an app change does not parse every list
     /// again (a 20 MB blocklist takes seconds): reused while file, size, mtime and format
     /// are unchanged.
@@ -72,6 +77,8 @@ impl RunControl {
             live: Arc::new(Live::default()),
             mode: mode.into(),
             counters: Mutex::new(None),
+            history: Mutex::new(None),
+            limits: Mutex::new(None),
             compiled: Mutex::new(HashMap::new()),
         }
     }
@@ -85,6 +92,20 @@ impl RunControl {
     pub fn set_counters(&self, counters: Counters) {
         if let Ok(mut c) = self.counters.lock() {
             *c = Some(counters);
+        }
+    }
+
+    /// Where `embargo status` reads the history's health from.
+    pub fn set_history(&self, source: HistorySource) {
+        if let Ok(mut h) = self.history.lock() {
+            *h = Some(source);
+        }
+    }
+
+    /// The open-file limits and flow cap `embargo status` reports.
+    pub fn set_limits(&self, limits: Limits) {
+        if let Ok(mut l) = self.limits.lock() {
+            *l = Some(limits);
         }
     }
 
@@ -198,6 +219,12 @@ impl Handler for RunControl {
             blocked,
             apps_seen: self.live.apps().len() as u64,
             counters,
+            history: self
+                .history
+                .lock()
+                .ok()
+                .and_then(|h| h.as_ref().map(|f| f())),
+            limits: self.limits.lock().ok().and_then(|l| l.clone()),
         }
     }
 

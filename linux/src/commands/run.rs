@@ -513,7 +513,7 @@ fn raise_open_file_limit() -> OpenFiles {
             hard: 1024,
         };
     }
-    let at_start = lim.rlim_cur as u64;
+    let at_start: u64 = lim.rlim_cur;
     let mut target = lim.rlim_max;
     if target == libc::RLIM_INFINITY {
         target = fs::read_to_string("/proc/sys/fs/nr_open")
@@ -529,7 +529,7 @@ fn raise_open_file_limit() -> OpenFiles {
         };
         // SAFETY: setrlimit reads one rlimit we own.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            now = target as u64;
+            now = target;
         } else {
             log::warn!(
                 "could not raise the open-file limit from {at_start} to {target}: {}",
@@ -540,7 +540,7 @@ fn raise_open_file_limit() -> OpenFiles {
     OpenFiles {
         at_start,
         now,
-        hard: lim.rlim_max as u64,
+        hard: lim.rlim_max,
     }
 }
 

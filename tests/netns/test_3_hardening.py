@@ -159,6 +159,8 @@ def test_open_file_limit_is_raised_and_1200_connections_get_through(net, embargo
         assert limits["open_files"] > 1024 and limits["open_files"] == min(
             limits["open_files_hard"], limits["open_files"]), limits
         assert limits["max_flows"] >= CONNECTIONS + 100, limits
+        history = status["instance"]["history"]
+        assert history["state"] == "ok" and history["dropped"] == 0, history
         got = in_ns(own_ns, sys.executable, "-c", CLIENT, ALLOWED_IP, str(PORT), str(CONNECTIONS),
                     timeout=600)
         result = json.loads(got.stdout)

@@ -674,6 +674,32 @@ fn random_seed() -> u64 {
 mod tests {
     use super::*;
 
+    /// Issue 16: `status` said nothing of the history; a damaged file set aside at open was
+    /// only a (lost) log line.
+    #[test]
+    fn history_health_reports_ok_and_a_file_set_aside_at_open() {
+        let dir = std::env::temp_dir().join(format!("embargo-run-health-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("history.db");
+        let h = embargo_history::History::open(embargo_history::Config::new(&db)).unwrap();
+        let health = history_health(&h)();
+        assert_eq!(health.state, "ok");
+        assert_eq!((health.dropped, health.last_error), (0, None));
+        drop(h);
+        for suffix in ["-wal", "-shm"] {
+            let _ = fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        fs::write(&db, b"not a database ".repeat(500)).unwrap();
+        let h = embargo_history::History::open(embargo_history::Config::new(&db)).unwrap();
+        let health = history_health(&h)();
+        assert_eq!(health.state, "ok");
+        let problem = health.last_error.expect("the damaged file is reported");
+        assert!(problem.contains("moved to"), "{problem}");
+        drop(h);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn the_flow_cap_fits_the_open_file_limit() {
         let default = EngineConfig::default().max_flows;

@@ -139,6 +139,10 @@ pub struct ReloadReport {
     /// Human-readable notes (lists that failed to load, and why).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Lists left out because nothing in them is usable (all errors, or binary): a running
+    /// instance goes on without them; `run` refuses to start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unusable: Vec<String>,
 }
 
 /// The response envelope.

@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 use embargo_policy::parse::{parse_bytes, Format};
 use embargo_policy::{IpDb, Policy, PolicyHandle, RuleSet, RuleSetBuilder};
 
+use crate::commands::check::{report_list, ListHealth};
 use crate::control::{AppSeen, Handler, HistoryHealth, Limits, Live, ReloadReport, Status};
 use crate::state::{now_ms, DefaultRules, StateDir};
 
@@ -167,11 +168,23 @@ pub fn assemble(
             }
             .with_context(|| format!("{}: unknown format", entry.name))?;
             let mut builder = RuleSetBuilder::new().with_intent(format.intent());
-            parse_bytes(format, &entry.name, &bytes, &mut |rule| builder.add(rule));
-            Ok(builder.build())
+            let load = parse_bytes(format, &entry.name, &bytes, &mut |rule| builder.add(rule));
+            let binary = crate::commands::check::bytes_look_binary(&bytes);
+            if let ListHealth::Unusable(why) = report_list(&load, binary) {
+                return Ok(Err(format!(
+                    "list {} ({}): {why}",
+                    entry.name,
+                    path.display()
+                )));
+            }
+            Ok(Ok(builder.build()))
         })();
         match loaded {
-            Ok(set) => {
+            Ok(Err(unusable)) => {
+                report.notes.push(format!("{unusable}; left out"));
+                report.unusable.push(unusable);
+            }
+            Ok(Ok(set)) => {
                 let set = Arc::new(set);
                 compiled.insert(
                     entry.name.clone(),

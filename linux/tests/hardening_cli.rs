@@ -296,3 +296,67 @@ fn a_fifo_as_a_list_is_refused_without_blocking() {
         stderr(&out)
     );
 }
+
+/// Before: the lists a run loads from the state directory were parsed with their report
+/// thrown away, so a list that had become a binary file (0 rules) loaded silently and the run
+/// protected nothing from it; `--list` reports had no warning however bad. After: every
+/// report is logged (info), a list mostly of errors gets a warning, and an unusable one (all
+/// errors, or binary) makes `run` refuse to start, naming it.
+#[test]
+fn run_reports_lists_warns_on_mostly_errors_and_refuses_a_binary_one() {
+    let t = Temp::new("lists");
+    let state = t.0.join("state");
+    let state = path(&state);
+    let list = t.0.join("mine.txt");
+    std::fs::write(&list, "a.example\nb.example\n").unwrap();
+    let out = embargo_within(
+        Duration::from_secs(30),
+        &[
+            "lists",
+            "add",
+            path(&list),
+            "--format",
+            "domains",
+            "--state-dir",
+            state,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The file is replaced by a binary one after it was added.
+    let mut binary = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    binary.extend((0..20_000u32).map(|i| (i * 7 % 251) as u8));
+    std::fs::write(&list, &binary).unwrap();
+    let mostly = t.0.join("mostly.txt");
+    std::fs::write(&mostly, "good.example\nbad name\nanother bad\nthird bad\n").unwrap();
+    let out = embargo_within(
+        Duration::from_secs(60),
+        &[
+            "run",
+            "--netns",
+            "embt-hlist",
+            "--dns-upstream",
+            "192.0.2.53",
+            "--state-dir",
+            state,
+            "--list",
+            path(&mostly),
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "started with a binary list: {err}");
+    assert!(
+        err.contains("info: mostly.txt: 1 accepted, 3 error(s)")
+            && err.contains("mostly.txt:2: bad name"),
+        "no load report: {err}"
+    );
+    assert!(
+        err.contains("warn: list mostly.txt: 3 of 4 lines are errors (75 %)"),
+        "no warning: {err}"
+    );
+    assert!(
+        err.contains(&format!("list mine.txt ({})", list.display()))
+            && err.contains("a binary file")
+            && err.contains("Refusing to start"),
+        "{err}"
+    );
+}

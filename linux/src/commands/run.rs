@@ -585,7 +585,14 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunC
     }
     for path in &args.lists {
         let (set, report) = super::check::list_set(path, None)?;
-        super::check::print_report(&report);
+        let binary = super::check::looks_binary(path);
+        if let super::check::ListHealth::Unusable(why) = super::check::report_list(&report, binary)
+        {
+            bail!(
+                "--list {}: {why}. Refusing to start: fix the list or leave it out",
+                path.display()
+            );
+        }
         sets.push(Arc::new(set));
     }
     let policy = Policy::new(sets, builtin.ipdb().clone(), Default::default());
@@ -612,7 +619,17 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunC
     ));
     let report = crate::control::Handler::reload(&*control).map_err(anyhow::Error::msg)?;
     for note in &report.notes {
-        eprintln!("embargo: {note}");
+        log::info!("{note}");
+    }
+    if let Some(first) = report.unusable.first() {
+        bail!(
+            "{first}. Refusing to start: fix the list, or `embargo lists remove` it{}",
+            if report.unusable.len() > 1 {
+                format!(" ({} lists like it)", report.unusable.len())
+            } else {
+                String::new()
+            }
+        );
     }
     Ok((Arc::new(HandlePolicy(handle)), control))
 }

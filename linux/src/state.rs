@@ -2,7 +2,7 @@
 //! runs, and what the management commands read and change whether or not an instance runs.
 //!
 //! ```text
-//! /var/lib/embargo/            mode 0700: history and app choices are private
+//! /var/lib/embargo/            mode 0700, owned by the user running embargo (check_private)
 //!   apps.json                  per-app settings (embargo_policy::AppRules, serde JSON)
 //!   pauses.json                apps whose blocking is paused, and until when
 //!   lists.json                 the rule lists added with `embargo lists add`
@@ -10,7 +10,11 @@
 //!   lists/NAME                 downloaded copies of URL lists
 //!   history.db                 the history (embargo_history)
 //!   control.sock               a running instance's control socket (mode 0600)
+//!   run-netns-NAME.json        a run's undo log (routes.rs; run-machine.json in machine mode)
+//!   run-netns-NAME.lock        flocked by the run for its life (routes.rs)
 //! ```
+//!
+//! Every file is 0600 and the directory 0700.
 //!
 //! Every file is written whole to a temporary name and renamed over the old one, so a reader
 //! (a running instance reloading, a second command) sees the old or the new file, never half.

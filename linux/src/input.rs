@@ -78,6 +78,32 @@ pub fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// [`read`], and for an IP database: gzip-compressed content is decompressed here, through the
+/// same cap, so a small .gz cannot expand without bound (a "zip bomb") in the parser.
+pub fn read_database(path: &Path, what: &str) -> Result<Vec<u8>> {
+    gunzip_capped(path, what, read(path, what)?, MAX_INPUT)
+}
+
+/// `bytes` decompressed when they are gzip (at most `cap` bytes), else as they are.
+fn gunzip_capped(path: &Path, what: &str, bytes: Vec<u8>, cap: u64) -> Result<Vec<u8>> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let mut plain = Vec::new();
+    flate2::read::MultiGzDecoder::new(&bytes[..])
+        .take(cap + 1)
+        .read_to_end(&mut plain)
+        .with_context(|| format!("{}: cannot decompress the {what}", path.display()))?;
+    if plain.len() as u64 > cap {
+        bail!(
+            "{}: the {what} decompresses to more than the {} MiB limit",
+            path.display(),
+            cap >> 20
+        );
+    }
+    Ok(plain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +123,24 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let err = format!("{:#}", read(&fifo, "list").unwrap_err());
         assert!(err.contains("a FIFO"), "{err}");
+        // a gzip bomb (the cap scaled down: 3 MiB of zeros against a 2 MiB cap)
+        let bomb = dir.join("asn.csv.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &vec![0u8; 3 << 20]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert!(gz.len() < 64 * 1024);
+        let err = gunzip_capped(&bomb, "ASN database", gz.clone(), 2 << 20).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("decompresses to more than the 2 MiB limit"),
+            "{err}"
+        );
+        assert_eq!(
+            gunzip_capped(&bomb, "ASN database", gz, 4 << 20)
+                .unwrap()
+                .len(),
+            3 << 20
+        );
         let file = dir.join("list.txt");
         std::fs::write(&file, "a.example\n").unwrap();
         assert_eq!(read(&file, "list").unwrap(), b"a.example\n");

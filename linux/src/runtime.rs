@@ -316,7 +316,7 @@ pub fn with_ip_databases(base: &Policy, files: &[PathBuf]) -> Result<Policy> {
     }
     let mut db = IpDb::new();
     for file in files {
-        let bytes = crate::input::read(file, "IP database")?;
+        let bytes = crate::input::read_database(file, "IP database")?;
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

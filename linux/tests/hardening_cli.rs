@@ -360,3 +360,38 @@ fn run_reports_lists_warns_on_mostly_errors_and_refuses_a_binary_one() {
         "{err}"
     );
 }
+
+/// Before: a state directory another user owns (and so could fill) was used as it was, by
+/// root. After: refused, naming the owner.
+#[test]
+fn run_refuses_a_state_dir_owned_by_another_user() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED run_refuses_a_state_dir_owned_by_another_user: needs root (chown)");
+        return;
+    }
+    let t = Temp::new("foreign");
+    let state = t.0.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let out = embargo_within(
+        Duration::from_secs(60),
+        &[
+            "run",
+            "--netns",
+            "embt-hforeign",
+            "--dns-upstream",
+            "192.0.2.53",
+            "--state-dir",
+            path(&state),
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "started: {err}");
+    assert!(
+        err.contains(&format!("refusing state directory {}", state.display()))
+            && err.contains("owned by uid 65534"),
+        "{err}"
+    );
+}

@@ -370,7 +370,7 @@ pub(crate) fn open_compiled(path: &Path) -> Result<RuleSet> {
 }
 
 fn load_ipdb(db: &mut IpDb, path: &Path, kind: &str) -> Result<LoadReport> {
-    let bytes = crate::input::read(path, &format!("{kind} database"))?;
+    let bytes = crate::input::read_database(path, &format!("{kind} database"))?;
     let name = list_name(path);
     let format = match kind {
         // Country files have three fields; iptoasn (tabs) is detected either way.

@@ -57,6 +57,15 @@ pub struct TunnelStatus {
     pub memory_bytes: u64,
     /// Live events dropped because the app did not read them in time.
     pub events_dropped: u64,
+    /// Whether the history's commits go through (`false`: they fail, e.g. storage full; the
+    /// events are held in memory and retried). Show it: nothing else says history stopped.
+    pub history_ok: bool,
+    /// History events dropped since [`Embargo::new`] (the writer's queue or retry buffer was
+    /// full).
+    pub history_dropped: u64,
+    /// The history's latest problem: the failing commit's error, or the damaged file moved
+    /// aside when the history opened. Kept after writes resume.
+    pub history_last_error: Option<String>,
 }
 
 /// A running tunnel.
@@ -85,6 +94,8 @@ pub struct Embargo {
     storage_dir: PathBuf,
     rules: Mutex<RulesStore>,
     history: History,
+    /// The history's latest problem, for [`TunnelStatus::history_last_error`].
+    history_problem: Mutex<Option<String>>,
     bus: Arc<EventBus>,
     running: Mutex<Option<Running>>,
     shared: Arc<Mutex<TunnelShared>>,
@@ -196,13 +207,18 @@ impl Embargo {
                 .map_err(|e| EmbargoError::Storage(format!("cannot create {storage_dir}: {e}")))?;
             let rules = RulesStore::open(&dir, config.use_builtin_rules)?;
             let history = History::open(config.history(dir.join("history.db")))?;
-            if let embargo_history::OpenOutcome::RecoveredFromCorruption { .. } =
+            let mut history_problem = None;
+            if let embargo_history::OpenOutcome::RecoveredFromCorruption { moved_to, error } =
                 history.open_outcome()
             {
                 log::warn!(
                     "history was damaged and set aside: {:?}",
                     history.open_outcome()
                 );
+                history_problem = Some(format!(
+                    "damaged at start ({error}); moved to {}",
+                    moved_to.display()
+                ));
             }
             let bus = Arc::new(EventBus::new(config.event_queue_capacity as usize));
             Ok(Arc::new(Embargo {
@@ -210,6 +226,7 @@ impl Embargo {
                 storage_dir: dir,
                 rules: Mutex::new(rules),
                 history,
+                history_problem: Mutex::new(history_problem),
                 bus,
                 running: Mutex::new(None),
                 shared: Arc::new(Mutex::new(TunnelShared::default())),
@@ -297,6 +314,14 @@ impl Embargo {
                 }
                 _ => (embargo_driver::Stats::default(), None),
             };
+            let recorder = self.history.recorder();
+            let history_ok = match recorder.health() {
+                embargo_history::Health::Healthy => true,
+                embargo_history::Health::Failing { fault, .. } => {
+                    *lock(&self.history_problem) = Some(fault.to_string());
+                    false
+                }
+            };
             Ok(TunnelStatus {
                 state,
                 error,
@@ -312,6 +337,9 @@ impl Embargo {
                 dns_forwarded: stats.engine.dns_forwarded,
                 memory_bytes: stats.engine.memory_bytes as u64,
                 events_dropped: self.bus.dropped(),
+                history_ok,
+                history_dropped: recorder.counters().dropped,
+                history_last_error: lock(&self.history_problem).clone(),
             })
         })
     }
@@ -783,6 +811,32 @@ mod tests {
             .unwrap();
         assert_eq!(page.records.len(), 1);
         assert_eq!(page.records[0].list.as_deref(), Some("builtin"));
+    }
+
+    /// Issue 16: the history's health was not in the status; a damaged history was set aside
+    /// with only a log line the app may not show.
+    #[test]
+    fn status_reports_the_history_health() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Embargo::new(EmbargoConfig::default(), dir.path().display().to_string()).unwrap();
+        let s = e.status().unwrap();
+        assert!(s.history_ok);
+        assert_eq!(s.history_dropped, 0);
+        assert_eq!(s.history_last_error, None);
+        drop(e);
+        let db = dir.path().join("history.db");
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        std::fs::write(&db, b"not a database ".repeat(500)).unwrap();
+        let e = Embargo::new(EmbargoConfig::default(), dir.path().display().to_string()).unwrap();
+        let s = e.status().unwrap();
+        assert!(s.history_ok);
+        let problem = s.history_last_error.expect("the damaged file is reported");
+        assert!(
+            problem.contains("moved to") && problem.contains("history.db.corrupt-"),
+            "{problem}"
+        );
     }
 
     #[test]

@@ -74,6 +74,44 @@ pub struct Status {
     /// Anything else the instance counts (engine and driver statistics), by name.
     #[serde(default)]
     pub counters: BTreeMap<String, u64>,
+    /// Whether the history records (`None`: an instance of an older version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryHealth>,
+    /// The open-file limit and the flow cap sized from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// The history writer's health, as `embargo status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryHealth {
+    /// `ok` (commits go through), `failing` (held in memory and retried), `off` (could not
+    /// be opened: nothing is recorded).
+    pub state: String,
+    /// Events committed since the instance started.
+    pub committed: u64,
+    /// Events dropped since the instance started (queue or retry buffer full).
+    pub dropped: u64,
+    /// Since when commits fail (ms since the epoch), while failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since_ms: Option<i64>,
+    /// The latest problem (a failing commit, a damaged file moved aside at start, why it is
+    /// off), kept after writes resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Open files: what the process may hold, and how many flows that leaves room for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// The soft RLIMIT_NOFILE the process started with.
+    pub open_files_at_start: u64,
+    /// The soft limit now (raised to the hard limit at start).
+    pub open_files: u64,
+    /// The hard limit.
+    pub open_files_hard: u64,
+    /// The engine's flow cap (`max_flows`), sized so every flow's socket fits.
+    pub max_flows: u64,
 }
 
 /// One app an instance has seen traffic from.
@@ -101,6 +139,10 @@ pub struct ReloadReport {
     /// Human-readable notes (lists that failed to load, and why).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Lists left out because nothing in them is usable (all errors, or binary): a running
+    /// instance goes on without them; `run` refuses to start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unusable: Vec<String>,
 }
 
 /// The response envelope.

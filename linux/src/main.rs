@@ -2,6 +2,8 @@
 
 mod commands;
 mod control;
+mod input;
+mod logger;
 mod netns;
 mod procfs;
 mod routes;
@@ -19,6 +21,10 @@ use clap::{Parser, Subcommand};
     about = "See and stop which app sends data where"
 )]
 struct Cli {
+    /// More log detail on stderr: -v debug, -vv trace (default: info). RUST_LOG, when set,
+    /// replaces it (`warn`, `embargo_history=debug,info`).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +52,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logger::init(cli.verbose);
     let result = match cli.command {
         Command::Check(args) => commands::check::run(args),
         Command::Lists(cmd) => commands::lists::run(cmd),

@@ -3,11 +3,10 @@
 //! protected namespace, where it becomes the only route (v4 and v6) and the namespace's DNS.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::routes::{ip, ip_output, Changes, Undo};
+use crate::routes::{etc_netns, ip, ip_output, netns_dir, Changes, Undo};
 
 /// Addresses given to the TUN device inside the namespace (source addresses of the apps).
 /// Chosen from ranges unlikely to collide with test or home networks.
@@ -67,12 +66,10 @@ pub fn protect(name: &str, tun: &str, mtu: u32, changes: &mut Changes) -> Result
 }
 
 fn write_resolv_conf(name: &str, changes: &mut Changes) -> Result<()> {
-    let dir = PathBuf::from("/etc/netns").join(name);
+    let dir = netns_dir(name);
     if !dir.exists() {
-        if !Path::new("/etc/netns").exists() {
-            changes.push(Undo::RemoveDir {
-                path: "/etc/netns".into(),
-            })?;
+        if !etc_netns().exists() {
+            changes.push(Undo::RemoveDir { path: etc_netns() })?;
         }
         changes.push(Undo::RemoveDir { path: dir.clone() })?;
         fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;

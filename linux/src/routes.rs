@@ -35,6 +35,12 @@ pub fn ip_output(args: &[&str]) -> Result<String> {
 }
 
 /// One step that reverts one change.
+///
+/// The undo log is data, not commands: a step read back from the log is replayed only if it is
+/// one that a run of the same scope ([`Scope`]) records ([`Undo::check`]): the namespace's
+/// deletion, its TUN device, its `/etc/netns/NAME` files; the whole-machine rules at Embargo's
+/// own priorities and table, the `rp_filter` values it loosened. Anything else is refused with
+/// a message and not executed, whoever wrote the file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "undo", rename_all = "snake_case")]
 pub enum Undo {
@@ -49,9 +55,83 @@ pub enum Undo {
     RemoveDir { path: PathBuf },
 }
 
+/// What a run changes, and so what its undo log may hold: one network namespace, or the whole
+/// machine's policy routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// `run --netns NAME`.
+    Netns(String),
+    /// `run` without `--netns`.
+    Machine,
+}
+
+/// Largest previous content of a file restored from the log (a resolv.conf, an rp_filter
+/// value); a real one is a few hundred bytes.
+const MAX_RESTORED: usize = 64 * 1024;
+
+/// Whether `name` is a network namespace name Embargo accepts: 1 to 64 characters of
+/// `[A-Za-z0-9_.-]`, not starting with `.` or `-` (so never `.`, `..` or an option).
+pub fn valid_netns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Whether `name` is a network interface name (the kernel's limit: 15 bytes), with no `/`,
+/// not `.`/`..`, not an option.
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 impl Undo {
+    /// Whether a run of `scope` records this step (see the type's documentation); the reason
+    /// when not.
+    pub fn check(&self, scope: &Scope) -> std::result::Result<(), String> {
+        let ok = match (self, scope) {
+            (Undo::Ip { args }, Scope::Netns(ns)) => {
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                match a.as_slice() {
+                    ["netns", "del", name] => name == ns,
+                    ["-n", name, "link", "del", dev] => name == ns && valid_ifname(dev),
+                    _ => false,
+                }
+            }
+            (Undo::Ip { args }, Scope::Machine) => {
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                machine_ip_step(&a)
+            }
+            (Undo::RestoreFile { path, previous }, Scope::Netns(ns)) => {
+                *path == netns_dir(ns).join("resolv.conf")
+                    && previous.as_ref().is_none_or(|p| p.len() <= MAX_RESTORED)
+            }
+            (Undo::RestoreFile { path, previous }, Scope::Machine) => {
+                let value_ok = previous
+                    .as_deref()
+                    .is_some_and(|p| matches!(p.trim(), "0" | "1" | "2"));
+                value_ok && is_rp_filter_path(path)
+            }
+            (Undo::RemoveDir { path }, Scope::Netns(ns)) => {
+                *path == netns_dir(ns) || *path == etc_netns()
+            }
+            (Undo::RemoveDir { .. }, Scope::Machine) => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("not a step a run of {scope:?} records: {self:?}"))
+        }
+    }
+
     /// Reverts the change; failures (already reverted) are reported, not fatal.
-    pub fn run(&self) {
+    fn run(&self) {
         let result = match self {
             Undo::Ip { args } => {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -79,11 +159,67 @@ impl Undo {
     }
 }
 
-/// The undo log, mirrored to a state file after every change.
+/// `/etc/netns`: where `ip netns exec` finds per-namespace files (a directory of the test
+/// process's own in unit tests, which run unprivileged).
+pub fn etc_netns() -> PathBuf {
+    #[cfg(not(test))]
+    return PathBuf::from("/etc/netns");
+    #[cfg(test)]
+    return std::env::temp_dir().join(format!("embargo-test-etc-netns-{}", std::process::id()));
+}
+
+/// `/etc/netns/NAME`: where `ip netns exec` finds the namespace's resolv.conf.
+pub fn netns_dir(name: &str) -> PathBuf {
+    etc_netns().join(name)
+}
+
+/// `/proc/sys/net/ipv4/conf/IFACE/rp_filter` for a valid interface name (or all/default).
+fn is_rp_filter_path(path: &Path) -> bool {
+    let Ok(rest) = path.strip_prefix("/proc/sys/net/ipv4/conf") else {
+        return false;
+    };
+    let parts: Vec<_> = rest.iter().filter_map(|p| p.to_str()).collect();
+    rest.iter().count() == 2
+        && matches!(parts.as_slice(), [iface, "rp_filter"] if valid_ifname(iface))
+}
+
+/// The `ip` steps of whole-machine mode ([`route_machine`]): the tunnel table's flush and the
+/// deletion of each rule it adds, at its own priority, selector and table.
+fn machine_ip_step(a: &[&str]) -> bool {
+    let table = TUNNEL_TABLE;
+    match a {
+        [fam, "route", "flush", "table", t] => matches!(*fam, "-4" | "-6") && *t == table,
+        [fam, "rule", "del", "pref", pref, rest @ ..] if matches!(*fam, "-4" | "-6") => {
+            let pref: u32 = match pref.parse() {
+                Ok(p) => p,
+                Err(_) => return false,
+            };
+            match (pref, rest) {
+                (PREF_MARKED, ["fwmark", mark, "table", "main"]) => mark
+                    .strip_prefix("0x")
+                    .is_some_and(|hex| u32::from_str_radix(hex, 16).is_ok_and(|m| m != 0)),
+                (PREF_DNS, ["ipproto", proto, "dport", "53", "table", t]) => {
+                    matches!(*proto, "udp" | "tcp") && *t == table
+                }
+                (PREF_SUPPRESS, ["suppress_prefixlength", "0", "table", "main"]) => true,
+                (PREF_TUNNEL, ["table", t]) => *t == table,
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The undo log, mirrored to a state file after every change, and the lock that says a live
+/// process owns it.
 #[derive(Debug)]
 pub struct Changes {
     path: PathBuf,
+    scope: Scope,
     steps: Vec<Undo>,
+    /// `PATH.lock`, `flock`ed for the life of the process: the kernel drops the lock when the
+    /// process dies (even by SIGKILL, before it is reaped), so a dead instance never holds it.
+    _lock: fs::File,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,23 +228,50 @@ struct StateFile {
     steps: Vec<Undo>,
 }
 
+/// Takes the exclusive lock of `path` (created owner-only), without waiting.
+fn lock(path: &Path) -> Result<fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("open lock file {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let holder = fs::read_to_string(path).unwrap_or_default();
+            bail!(
+                "another embargo (pid {}) is running with this state: it holds the lock {}",
+                holder.trim(),
+                path.display()
+            );
+        }
+        return Err(err).with_context(|| format!("lock {}", path.display()));
+    }
+    file.set_len(0)?;
+    (&file).write_all(std::process::id().to_string().as_bytes())?;
+    Ok(file)
+}
+
 impl Changes {
-    /// Starts an empty log stored at `path`. If a previous instance left a log there (it was
-    /// killed), its changes are reverted first, and reported on stderr.
-    pub fn recover_and_start(path: &Path) -> Result<Changes> {
+    /// Takes the lock of the log at `path` (refused while a live instance holds it), then, if
+    /// a previous instance left a log there (it was killed), reverts its changes, reported on
+    /// stderr: only the steps a run of `scope` records ([`Undo::check`]); any other is named
+    /// and not executed.
+    pub fn recover_and_start(path: &Path, scope: Scope) -> Result<Changes> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        let lock = lock(&path.with_extension("lock"))?;
         if let Ok(text) = fs::read_to_string(path) {
             match serde_json::from_str::<StateFile>(&text) {
                 Ok(old) => {
-                    if old.pid != std::process::id()
-                        && Path::new(&format!("/proc/{}", old.pid)).exists()
-                        && is_embargo(old.pid)
-                    {
-                        bail!(
-                            "another embargo (pid {}) is running with state file {}",
-                            old.pid,
-                            path.display()
-                        );
-                    }
                     if !old.steps.is_empty() {
                         eprintln!(
                             "embargo: reverting {} change(s) left by a previous run (pid {}) from {}",
@@ -118,7 +281,13 @@ impl Changes {
                         );
                     }
                     for step in old.steps.iter().rev() {
-                        step.run();
+                        match step.check(&scope) {
+                            Ok(()) => step.run(),
+                            Err(why) => eprintln!(
+                                "embargo: refused to replay a step of {}: {why}",
+                                path.display()
+                            ),
+                        }
                     }
                 }
                 Err(e) => eprintln!(
@@ -127,19 +296,20 @@ impl Changes {
                 ),
             }
         }
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        }
         let changes = Changes {
             path: path.to_owned(),
+            scope,
             steps: Vec::new(),
+            _lock: lock,
         };
         changes.save()?;
         Ok(changes)
     }
 
-    /// Records how to revert a change that is about to be made.
+    /// Records how to revert a change that is about to be made. A step the next start would
+    /// refuse to replay is an error here, before the change is made.
     pub fn push(&mut self, undo: Undo) -> Result<()> {
+        undo.check(&self.scope).map_err(anyhow::Error::msg)?;
         self.steps.push(undo);
         self.save()
     }
@@ -149,12 +319,8 @@ impl Changes {
             pid: std::process::id(),
             steps: self.steps.clone(),
         };
-        let tmp = self.path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp).with_context(|| format!("write {}", tmp.display()))?;
-        f.write_all(serde_json::to_string_pretty(&state)?.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &self.path).with_context(|| format!("write {}", self.path.display()))?;
-        Ok(())
+        let text = serde_json::to_string_pretty(&state)?;
+        crate::state::write_atomic(&self.path, text.as_bytes())
     }
 
     /// Reverts everything, newest first, and removes the state file.
@@ -165,12 +331,6 @@ impl Changes {
         }
         let _ = fs::remove_file(&self.path);
     }
-}
-
-fn is_embargo(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| c.trim() == "embargo")
-        .unwrap_or(false)
 }
 
 /// Routing table that holds the default route into the tunnel in whole-machine mode.
@@ -282,13 +442,52 @@ fn add_rule(add: Vec<String>, changes: &mut Changes) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("embargo-routes-test-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Rewrites a log as if another process (now dead) had written it.
+    fn as_dead_writer(path: &Path) {
+        let text = fs::read_to_string(path).unwrap();
+        let rewritten = text.replacen(
+            &format!("\"pid\": {}", std::process::id()),
+            "\"pid\": 999999999",
+            1,
+        );
+        fs::write(path, rewritten).unwrap();
+    }
+
+    /// `recover_and_start` once the lock is free. Another test of this process spawning `ip`
+    /// forks a child that holds a copy of every descriptor until its exec closes them (they are
+    /// close-on-exec), so a lock released a moment ago can still be held for a few ms.
+    fn start_when_free(path: &Path, scope: Scope) -> Changes {
+        for _ in 0..200 {
+            match Changes::recover_and_start(path, scope.clone()) {
+                Ok(c) => return c,
+                Err(e) if format!("{e:#}").contains("another embargo") => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("{e:#}"),
+            }
+        }
+        panic!("the lock of {} stayed held", path.display());
+    }
 
     #[test]
     fn state_file_round_trips_and_is_removed_after_revert() {
-        let dir = std::env::temp_dir().join(format!("embargo-routes-test-{}", std::process::id()));
+        let dir = temp("roundtrip");
         let path = dir.join("run.json");
-        let flag = dir.join("flag");
-        let mut changes = Changes::recover_and_start(&path).unwrap();
+        let ns = format!("embt-rt-{}", std::process::id());
+        let scope = Scope::Netns(ns.clone());
+        let flag = netns_dir(&ns).join("resolv.conf");
+        fs::create_dir_all(flag.parent().unwrap()).unwrap();
+        let mut changes = Changes::recover_and_start(&path, scope.clone()).unwrap();
         fs::write(&flag, "x").unwrap();
         changes
             .push(Undo::RestoreFile {
@@ -296,21 +495,197 @@ mod tests {
                 previous: None,
             })
             .unwrap();
-        // a "crash": the next start finds the log and reverts it
+        // a "crash": the log stays, the lock goes with the process; the next start reverts it
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("restore_file"));
-        std::mem::forget(changes);
-        // pretend the writer was another, dead process
-        let rewritten = text.replacen(
-            &format!("\"pid\": {}", std::process::id()),
-            "\"pid\": 999999999",
-            1,
-        );
-        fs::write(&path, rewritten).unwrap();
-        let mut again = Changes::recover_and_start(&path).unwrap();
+        drop(changes);
+        as_dead_writer(&path);
+        let mut again = start_when_free(&path, scope);
         assert!(!flag.exists());
         again.revert_all();
         assert!(!path.exists());
+        let _ = fs::remove_dir_all(netns_dir(&ns));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 16: the undo log was replayed as commands. A log planted in the state directory
+    /// made root run any `ip` command and write any file at the next start.
+    #[test]
+    fn foreign_steps_in_the_log_are_refused_and_not_executed() {
+        let dir = temp("foreign");
+        let path = dir.join("run-netns-phone.json");
+        let marker = dir.join("marker");
+        let evil_ns = format!("embt-evil-{}", std::process::id());
+        let planted = serde_json::json!({
+            "pid": 999_999_999u32,
+            "steps": [
+                {"undo": "restore_file", "path": marker, "previous": "written by the log"},
+                {"undo": "restore_file", "path": format!("{}/../../../{}", netns_dir("phone").display(), marker.display()), "previous": "x"},
+                {"undo": "ip", "args": ["netns", "add", evil_ns]},
+                {"undo": "ip", "args": ["netns", "del", "someone-elses"]},
+                {"undo": "remove_dir", "path": dir.join("empty")},
+            ]
+        });
+        fs::create_dir_all(dir.join("empty")).unwrap();
+        fs::write(&path, planted.to_string()).unwrap();
+        let mut changes = Changes::recover_and_start(&path, Scope::Netns("phone".into())).unwrap();
+        assert!(
+            !marker.exists(),
+            "a file outside /etc/netns/phone was written"
+        );
+        assert!(
+            dir.join("empty").exists(),
+            "a directory outside /etc/netns was removed"
+        );
+        let namespaces = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        assert!(
+            !namespaces.contains(&evil_ns),
+            "a foreign ip command ran: {namespaces}"
+        );
+        changes.revert_all();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &evil_ns])
+            .output();
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_the_steps_a_run_records_pass_the_check() {
+        let ns = Scope::Netns("phone".into());
+        let ip = |a: &[&str]| Undo::Ip {
+            args: a.iter().map(|s| s.to_string()).collect(),
+        };
+        let file = |p: &Path, prev: Option<&str>| Undo::RestoreFile {
+            path: p.to_owned(),
+            previous: prev.map(str::to_owned),
+        };
+        // what netns mode records
+        assert!(ip(&["netns", "del", "phone"]).check(&ns).is_ok());
+        assert!(ip(&["-n", "phone", "link", "del", "emb0"])
+            .check(&ns)
+            .is_ok());
+        let resolv = netns_dir("phone").join("resolv.conf");
+        assert!(file(&resolv, Some("nameserver 1.1.1.1\n"))
+            .check(&ns)
+            .is_ok());
+        assert!(file(&resolv, None).check(&ns).is_ok());
+        let dir = Undo::RemoveDir {
+            path: netns_dir("phone"),
+        };
+        assert!(dir.check(&ns).is_ok());
+        assert!(Undo::RemoveDir { path: etc_netns() }.check(&ns).is_ok());
+        // what it never records
+        for bad in [
+            ip(&["netns", "del", "other"]),
+            ip(&["netns", "exec", "phone", "sh", "-c", "id"]),
+            ip(&["-n", "phone", "link", "del", "../../aaaaaaaaaaaaaa"]),
+            ip(&["-batch", "/tmp/cmds"]),
+            file(Path::new("/etc/passwd"), Some("root::0:0::/:/bin/sh")),
+            file(&netns_dir("other").join("resolv.conf"), None),
+            file(&netns_dir("phone").join("../other/resolv.conf"), None),
+            Undo::RemoveDir {
+                path: "/var/lib".into(),
+            },
+        ] {
+            assert!(bad.check(&ns).is_err(), "accepted {bad:?}");
+        }
+        // whole-machine mode
+        let m = Scope::Machine;
+        for good in [
+            ip(&["-4", "route", "flush", "table", TUNNEL_TABLE]),
+            ip(&[
+                "-6", "rule", "del", "pref", "5209", "fwmark", "0xcaa0", "table", "main",
+            ]),
+            ip(&[
+                "-4",
+                "rule",
+                "del",
+                "pref",
+                "5210",
+                "ipproto",
+                "udp",
+                "dport",
+                "53",
+                "table",
+                TUNNEL_TABLE,
+            ]),
+            ip(&[
+                "-4",
+                "rule",
+                "del",
+                "pref",
+                "5211",
+                "suppress_prefixlength",
+                "0",
+                "table",
+                "main",
+            ]),
+            ip(&["-6", "rule", "del", "pref", "5212", "table", TUNNEL_TABLE]),
+            file(
+                Path::new("/proc/sys/net/ipv4/conf/eth0/rp_filter"),
+                Some("1\n"),
+            ),
+            file(
+                Path::new("/proc/sys/net/ipv4/conf/all/rp_filter"),
+                Some("1"),
+            ),
+        ] {
+            assert!(good.check(&m).is_ok(), "refused {good:?}");
+        }
+        for bad in [
+            ip(&["-4", "route", "flush", "table", "main"]),
+            ip(&["-4", "rule", "del", "pref", "100", "table", "main"]),
+            ip(&["-4", "rule", "del", "pref", "5212", "table", "main"]),
+            ip(&["route", "add", "default", "via", "192.0.2.1"]),
+            file(
+                Path::new("/proc/sys/net/ipv4/conf/../ip_forward"),
+                Some("1"),
+            ),
+            file(
+                Path::new("/proc/sys/net/ipv4/conf/eth0/rp_filter"),
+                Some("evil"),
+            ),
+            file(Path::new("/proc/sys/kernel/core_pattern"), Some("1")),
+            ip(&["netns", "del", "phone"]),
+        ] {
+            assert!(bad.check(&m).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    /// Issue 16: the undo log was written 0644 (anyone could read which namespace and rules
+    /// a run changed); every file in the state directory is owner-only.
+    #[test]
+    fn the_log_and_its_lock_are_owner_only() {
+        let dir = temp("modes");
+        let path = dir.join("run-netns-phone.json");
+        let changes = Changes::recover_and_start(&path, Scope::Netns("phone".into())).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&path.with_extension("lock")), 0o600);
+        drop(changes);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 16: a restart right after a SIGKILL was refused while the killed process was a
+    /// zombie (its comm still read `embargo`). The lock is what says a run is alive: held, a
+    /// second start is refused; released (by exit or death), the next start goes ahead.
+    #[test]
+    fn a_held_lock_refuses_a_second_start_and_a_released_one_does_not() {
+        let dir = temp("lock");
+        let path = dir.join("run-netns-phone.json");
+        let first = Changes::recover_and_start(&path, Scope::Netns("phone".into())).unwrap();
+        let err = Changes::recover_and_start(&path, Scope::Netns("phone".into())).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("another embargo") && err.contains(".lock"),
+            "{err}"
+        );
+        drop(first);
+        start_when_free(&path, Scope::Netns("phone".into()));
         let _ = fs::remove_dir_all(&dir);
     }
 }

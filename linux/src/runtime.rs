@@ -22,11 +22,15 @@ use anyhow::{Context, Result};
 use embargo_policy::parse::{parse_bytes, Format};
 use embargo_policy::{IpDb, Policy, PolicyHandle, RuleSet, RuleSetBuilder};
 
-use crate::control::{AppSeen, Handler, Live, ReloadReport, Status};
+use crate::commands::check::{report_list, ListHealth};
+use crate::control::{AppSeen, Handler, HistoryHealth, Limits, Live, ReloadReport, Status};
 use crate::state::{now_ms, DefaultRules, StateDir};
 
 /// A source of extra counters for `embargo status` (driver and engine statistics).
 pub type Counters = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
+
+/// A source of the history's health for `embargo status`.
+pub type HistorySource = Box<dyn Fn() -> HistoryHealth + Send + Sync>;
 
 /// The control-socket handler of a running instance.
 pub struct RunControl {
@@ -40,6 +44,8 @@ pub struct RunControl {
     live: Arc<Live>,
     mode: String,
     counters: Mutex<Option<Counters>>,
+    history: Mutex<Option<HistorySource>>,
+    limits: Mutex<Option<Limits>>,
     /// Lists already compiled, so that a reload for an app change does not parse every list
     /// again (a 20 MB blocklist takes seconds): reused while file, size, mtime and format
     /// are unchanged.
@@ -72,6 +78,8 @@ impl RunControl {
             live: Arc::new(Live::default()),
             mode: mode.into(),
             counters: Mutex::new(None),
+            history: Mutex::new(None),
+            limits: Mutex::new(None),
             compiled: Mutex::new(HashMap::new()),
         }
     }
@@ -85,6 +93,20 @@ impl RunControl {
     pub fn set_counters(&self, counters: Counters) {
         if let Ok(mut c) = self.counters.lock() {
             *c = Some(counters);
+        }
+    }
+
+    /// Where `embargo status` reads the history's health from.
+    pub fn set_history(&self, source: HistorySource) {
+        if let Ok(mut h) = self.history.lock() {
+            *h = Some(source);
+        }
+    }
+
+    /// The open-file limits and flow cap `embargo status` reports.
+    pub fn set_limits(&self, limits: Limits) {
+        if let Ok(mut l) = self.limits.lock() {
+            *l = Some(limits);
         }
     }
 
@@ -139,19 +161,31 @@ pub fn assemble(
             }
         }
         let loaded = (|| -> Result<_> {
-            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            let bytes = crate::input::read(&path, "list")?;
             let format = match &entry.format {
                 Some(f) => Format::from_name(f),
                 None => Format::detect(&entry.name, &bytes[..bytes.len().min(16 * 1024)]),
             }
             .with_context(|| format!("{}: unknown format", entry.name))?;
             let mut builder = RuleSetBuilder::new().with_intent(format.intent());
-            let report = parse_bytes(format, &entry.name, &bytes, &mut |rule| builder.add(rule));
-            crate::commands::check::ensure_rules(&entry.name, format, &report, &bytes)?;
-            Ok(builder.build())
+            let load = parse_bytes(format, &entry.name, &bytes, &mut |rule| builder.add(rule));
+            let binary = crate::commands::check::bytes_look_binary(&bytes);
+            if let ListHealth::Unusable(why) = report_list(&load, binary) {
+                return Ok(Err(format!(
+                    "list {} ({}): {why}",
+                    entry.name,
+                    path.display()
+                )));
+            }
+            crate::commands::check::ensure_rules(&entry.name, format, &load, &bytes)?;
+            Ok(Ok(builder.build()))
         })();
         match loaded {
-            Ok(set) => {
+            Ok(Err(unusable)) => {
+                report.notes.push(format!("{unusable}; left out"));
+                report.unusable.push(unusable);
+            }
+            Ok(Ok(set)) => {
                 let set = Arc::new(set);
                 compiled.insert(
                     entry.name.clone(),
@@ -199,6 +233,12 @@ impl Handler for RunControl {
             blocked,
             apps_seen: self.live.apps().len() as u64,
             counters,
+            history: self
+                .history
+                .lock()
+                .ok()
+                .and_then(|h| h.as_ref().map(|f| f())),
+            limits: self.limits.lock().ok().and_then(|l| l.clone()),
         }
     }
 
@@ -277,7 +317,7 @@ pub fn with_ip_databases(base: &Policy, files: &[PathBuf]) -> Result<Policy> {
     }
     let mut db = IpDb::new();
     for file in files {
-        let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+        let bytes = crate::input::read_database(file, "IP database")?;
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

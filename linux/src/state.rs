@@ -2,7 +2,7 @@
 //! runs, and what the management commands read and change whether or not an instance runs.
 //!
 //! ```text
-//! /var/lib/embargo/            mode 0700: history and app choices are private
+//! /var/lib/embargo/            mode 0700, owned by the user running embargo (check_private)
 //!   apps.json                  per-app settings (embargo_policy::AppRules, serde JSON)
 //!   pauses.json                apps whose blocking is paused, and until when
 //!   lists.json                 the rule lists added with `embargo lists add`
@@ -10,7 +10,11 @@
 //!   lists/NAME                 downloaded copies of URL lists
 //!   history.db                 the history (embargo_history)
 //!   control.sock               a running instance's control socket (mode 0600)
+//!   run-netns-NAME.json        a run's undo log (routes.rs; run-machine.json in machine mode)
+//!   run-netns-NAME.lock        flocked by the run for its life (routes.rs)
 //! ```
+//!
+//! Every file is 0600 and the directory 0700.
 //!
 //! Every file is written whole to a temporary name and renamed over the old one, so a reader
 //! (a running instance reloading, a second command) sees the old or the new file, never half.
@@ -168,13 +172,18 @@ impl StateDir {
         &self.root
     }
 
-    /// Creates the directory (owner-only) if missing.
+    /// Creates the directory (owner-only) if missing, and makes sure it is private before
+    /// anything is read from it or written to it ([`check_private`]): `embargo run` replays
+    /// its undo log from here as root, and the history says what the machine's apps did.
     pub fn create(&self) -> Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
-            .with_context(|| format!("create state directory {}", self.root.display()))
+        if !self.root.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)
+                .with_context(|| format!("create state directory {}", self.root.display()))?;
+        }
+        check_private(&self.root)
     }
 
     /// The control socket of a running instance.
@@ -293,6 +302,54 @@ impl StateDir {
     }
 }
 
+/// Whether the state directory `dir` is Embargo's alone: owned by the running user and
+/// writable by nobody else. Group- or other-writable (0777, 0775, even with the sticky bit) or
+/// owned by another user: refused, because whoever can write there can plant the undo log a
+/// root `embargo run` replays, the lists it loads, or swap the history. Readable by others
+/// only (0755, what `mkdir` gives): nobody else could have written anything, so it is
+/// tightened to 0700 with a note rather than refused; the history and app choices in it are
+/// private.
+pub fn check_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::metadata(dir).with_context(|| format!("state directory {}", dir.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("state directory {} is not a directory", dir.display());
+    }
+    let mode = meta.mode() & 0o7777;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        anyhow::bail!(
+            "refusing state directory {}: it is owned by uid {} (mode {mode:04o}), not by the \
+             user running embargo (uid {me}). Another user could plant files that embargo \
+             reads and replays. Use a directory you own (--state-dir, EMBARGO_STATE_DIR), or \
+             `chown {me} {}` if it really is yours.",
+            dir.display(),
+            meta.uid(),
+            dir.display()
+        );
+    }
+    if mode & 0o022 != 0 {
+        anyhow::bail!(
+            "refusing state directory {}: mode {mode:04o} (owner uid {}) lets other users \
+             write in it, so they could plant files that embargo reads and replays. Check \
+             what is in it, then `chmod 0700 {}`, or use another --state-dir.",
+            dir.display(),
+            meta.uid(),
+            dir.display()
+        );
+    }
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 0700 {}", dir.display()))?;
+        log::warn!(
+            "state directory {} was mode {mode:04o} (readable by others): now 0700",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` via a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
@@ -392,6 +449,49 @@ mod tests {
         assert!(!at(3_000).blocking_enabled(Some("/bin/b")));
         assert_eq!(state.next_pause_end(1_000), Some(2_000));
         assert_eq!(state.next_pause_end(6_000), None);
+    }
+
+    /// Issue 16: `embargo run` used any existing state directory whatever its owner and mode
+    /// (and replayed the undo log found there as root).
+    #[test]
+    fn a_writable_by_others_state_dir_is_refused_and_a_readable_one_tightened() {
+        let (_d, state) = tmp();
+        fs::create_dir_all(state.root()).unwrap();
+        for mode in [0o777, 0o1777, 0o770, 0o702] {
+            fs::set_permissions(state.root(), fs::Permissions::from_mode(mode)).unwrap();
+            let err = format!("{:#}", state.create().unwrap_err());
+            assert!(
+                err.contains(&state.root().display().to_string())
+                    && err.contains(&format!("{mode:04o}"))
+                    && err.contains("chmod 0700"),
+                "{err}"
+            );
+            // and nothing is written there
+            assert!(state.save_settings(&Settings::default()).is_err());
+            assert!(!state.settings_file().exists());
+        }
+        fs::set_permissions(state.root(), fs::Permissions::from_mode(0o755)).unwrap();
+        state.create().unwrap();
+        let mode = fs::metadata(state.root()).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn a_state_dir_owned_by_another_user_is_refused() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: needs root to give a directory to another user");
+            return;
+        }
+        let (_d, state) = tmp();
+        fs::create_dir_all(state.root()).unwrap();
+        std::os::unix::fs::chown(state.root(), Some(65534), Some(65534)).unwrap();
+        fs::set_permissions(state.root(), fs::Permissions::from_mode(0o700)).unwrap();
+        let err = format!("{:#}", state.create().unwrap_err());
+        assert!(
+            err.contains("owned by uid 65534") && err.contains(&state.root().display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

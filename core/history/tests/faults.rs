@@ -172,6 +172,61 @@ fn damaged_header_of_a_real_database_is_recovered_too() {
     assert_eq!(history.stats().unwrap().rows, 0);
 }
 
+/// Issue 16: a database whose header and schema read fine but whose data pages are garbage
+/// opened as `Opened`, and then every commit failed while the shell looked healthy. `PRAGMA
+/// quick_check` at open finds it; the file is moved aside like an unreadable one.
+#[test]
+fn corrupt_data_pages_are_found_at_open_and_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    {
+        let history = History::open(cfg.clone()).unwrap();
+        for i in 0..5_000 {
+            history.recorder().record(event(
+                now() + i,
+                &format!("app-{}", i % 50),
+                &format!("n{i}.example"),
+                Decision::Block,
+            ));
+        }
+        history.flush().unwrap();
+    }
+    {
+        // Everything in the main file, nothing left in the WAL.
+        let conn = rusqlite::Connection::open(&cfg.path).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
+    let len = std::fs::metadata(&cfg.path).unwrap().len();
+    let page = 4096u64;
+    assert!(len >= 16 * page, "database too small to damage: {len}");
+    // Garbage over the second half of the pages (the header and schema on page 1 stay).
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cfg.path)
+        .unwrap();
+    use std::io::Seek;
+    let from = (len / page / 2) * page;
+    f.seek(std::io::SeekFrom::Start(from)).unwrap();
+    f.write_all(&vec![0x5A; (len - from) as usize]).unwrap();
+    drop(f);
+    let history = History::open(cfg.clone()).unwrap();
+    let OpenOutcome::RecoveredFromCorruption { moved_to, .. } = history.open_outcome().clone()
+    else {
+        panic!(
+            "corrupt data pages not found at open: {:?}",
+            history.open_outcome()
+        );
+    };
+    assert!(moved_to.exists());
+    assert_eq!(std::fs::metadata(&moved_to).unwrap().len(), len);
+    history
+        .recorder()
+        .record(event(now(), "a", "n.example", Decision::Block));
+    history.flush().unwrap();
+    assert_eq!(history.stats().unwrap().rows, 1);
+}
+
 fn wait_for(events: &mpsc::Receiver<Health>, want: impl Fn(&Health) -> bool) -> Health {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {

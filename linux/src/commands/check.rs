@@ -10,7 +10,6 @@
 //! Load reports go to stderr; decisions to stdout (aligned text, or one JSON object per line
 //! with `--json`).
 
-use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -85,7 +84,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     for path in &args.lists {
         let (set, report) = list_set(path, format)?;
         load_errors += report.error_count;
-        print_report(&report);
+        report_list(&report, looks_binary(path));
         rule_sets.push(Arc::new(set));
     }
     let builtin = Policy::builtin();
@@ -205,16 +204,89 @@ pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>> {
 /// compatibility, a rule list in any format (parsed as `--list` is).
 pub(crate) fn rules_file_set(path: &Path) -> Result<RuleSet> {
     let mut magic = [0u8; 8];
-    let compiled = File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
+    let compiled = crate::input::open(path, "rule file")?
+        .0
+        .read_exact(&mut magic)
         .is_ok()
         && magic == embargo_policy::format::MAGIC;
     if compiled {
         return open_compiled(path);
     }
     let (set, report) = list_set(path, None)?;
-    print_report(&report);
+    if let ListHealth::Unusable(why) = report_list(&report, looks_binary(path)) {
+        bail!("{}: {why}", path.display());
+    }
     Ok(set)
+}
+
+/// What a list's load report says about the list as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListHealth {
+    /// Most lines are rules (or skipped on purpose).
+    Fine,
+    /// More than half the lines are errors, or the file looks binary: worth a loud warning.
+    MostlyErrors(String),
+    /// Nothing usable: no rule accepted and errors, or a binary file with more errors than
+    /// rules. `run` refuses to start with it.
+    Unusable(String),
+}
+
+/// Judges `report` (`binary`: NUL bytes at the start of the file, see [`looks_binary`]).
+pub(crate) fn list_health(report: &LoadReport, binary: bool) -> ListHealth {
+    let skipped: u64 = report.skipped.values().sum();
+    let lines = report.accepted + skipped + report.error_count;
+    let first = report
+        .errors
+        .first()
+        .map(|e| format!(" (first: {e})"))
+        .unwrap_or_default();
+    let what = if binary { "a binary file, " } else { "" };
+    if (report.accepted == 0 && report.error_count > 0)
+        || (binary && report.error_count > report.accepted)
+    {
+        return ListHealth::Unusable(format!(
+            "{what}{} of {lines} lines are errors and {} rules were accepted{first}: not a rule \
+             list (or not in the format it was read as: pass --format)",
+            report.error_count, report.accepted
+        ));
+    }
+    if binary || report.error_count * 2 > lines {
+        return ListHealth::MostlyErrors(format!(
+            "{what}{} of {lines} lines are errors ({} %){first}: is it the right file, and \
+             the right --format?",
+            report.error_count,
+            report.error_count * 100 / lines.max(1)
+        ));
+    }
+    ListHealth::Fine
+}
+
+/// Whether the first 8 KiB of `path` hold a NUL byte (no text list does).
+pub(crate) fn looks_binary(path: &Path) -> bool {
+    let mut head = Vec::with_capacity(DETECT_HEAD);
+    crate::input::reader(path, "list")
+        .and_then(|r| Ok(r.take(DETECT_HEAD as u64).read_to_end(&mut head)?))
+        .is_ok()
+        && bytes_look_binary(&head)
+}
+
+/// Whether `bytes` (a file's start) hold a NUL byte in their first 8 KiB.
+pub(crate) fn bytes_look_binary(bytes: &[u8]) -> bool {
+    bytes[..bytes.len().min(DETECT_HEAD)].contains(&0)
+}
+
+/// Logs the load report (info) and, when the list is mostly errors or unusable, a warning
+/// naming it; returns the judgement.
+pub(crate) fn report_list(report: &LoadReport, binary: bool) -> ListHealth {
+    print_report(report);
+    let health = list_health(report, binary);
+    match &health {
+        ListHealth::Fine => {}
+        ListHealth::MostlyErrors(why) | ListHealth::Unusable(why) => {
+            log::warn!("list {}: {why}", report.list)
+        }
+    }
+    health
 }
 
 /// Parses one list into a rule set of its own, with its format's intent (embargo for Embargo's
@@ -241,7 +313,7 @@ pub(crate) fn compile_lists(
         if format.intent() == Intent::Tracker {
             intent = Intent::Tracker;
         }
-        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let file = crate::input::reader(path, "list")?;
         let report = parse_list(
             format,
             &list_name(path),
@@ -304,8 +376,7 @@ fn has_content(bytes: &[u8]) -> bool {
 
 fn detect_format(path: &Path) -> Result<Format> {
     let mut head = Vec::with_capacity(DETECT_HEAD);
-    File::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
+    crate::input::reader(path, "list")?
         .take(DETECT_HEAD as u64)
         .read_to_end(&mut head)
         .with_context(|| format!("{}: cannot read", path.display()))?;
@@ -327,7 +398,7 @@ pub(crate) fn list_name(path: &Path) -> String {
 
 /// Memory-maps a compiled rule set and opens it in place.
 pub(crate) fn open_compiled(path: &Path) -> Result<RuleSet> {
-    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let (file, _) = crate::input::open(path, "compiled rule set")?;
     // SAFETY: the map is read-only; Embargo writes compiled files to a temporary name and
     // renames them into place, so a mapped file is never modified while in use. (A third party
     // truncating it would raise SIGBUS; that is the documented cost of memory maps.)
@@ -343,8 +414,7 @@ pub(crate) fn open_compiled(path: &Path) -> Result<RuleSet> {
 }
 
 fn load_ipdb(db: &mut IpDb, path: &Path, kind: &str) -> Result<LoadReport> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("{}: cannot read {kind} database", path.display()))?;
+    let bytes = crate::input::read_database(path, &format!("{kind} database"))?;
     let name = list_name(path);
     let format = match kind {
         // Country files have three fields; iptoasn (tabs) is detected either way.
@@ -369,7 +439,8 @@ fn load_ipdb(db: &mut IpDb, path: &Path, kind: &str) -> Result<LoadReport> {
     Ok(report)
 }
 
-/// One load report on stderr: counts, then the first errors with file:line.
+/// One load report (info level: shown unless RUST_LOG asks for less): counts, then the first
+/// errors with file:line.
 pub(crate) fn print_report(report: &LoadReport) {
     let mut line = format!("{}: {} accepted", report.list, report.accepted);
     for (reason, n) in &report.skipped {
@@ -382,12 +453,12 @@ pub(crate) fn print_report(report: &LoadReport) {
     if report.error_count > 0 {
         line.push_str(&format!(", {} error(s)", report.error_count));
     }
-    eprintln!("{line}");
+    log::info!("{line}");
     for err in &report.errors {
-        eprintln!("  error: {err}");
+        log::info!("  error: {err}");
     }
     if report.error_count > report.errors.len() as u64 {
-        eprintln!(
+        log::info!(
             "  ... and {} more",
             report.error_count - report.errors.len() as u64
         );
@@ -547,4 +618,50 @@ fn write_table(out: &mut impl Write, rows: &[[String; 7]]) -> Result<()> {
         line(row.each_ref().map(String::as_str))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(accepted: u64, skipped: u64, errors: u64) -> LoadReport {
+        let mut r = LoadReport {
+            list: "l.txt".into(),
+            accepted,
+            error_count: errors,
+            ..LoadReport::default()
+        };
+        if skipped > 0 {
+            r.skipped
+                .insert(embargo_policy::SkipReason::LocalName, skipped);
+        }
+        r
+    }
+
+    /// Issue 16: a list that was mostly (or only) errors loaded with its report at most.
+    #[test]
+    fn lists_are_judged_by_their_share_of_errors_and_binary_content() {
+        assert_eq!(list_health(&report(10, 5, 0), false), ListHealth::Fine);
+        assert_eq!(list_health(&report(10, 0, 10), false), ListHealth::Fine);
+        assert!(matches!(
+            list_health(&report(10, 0, 11), false),
+            ListHealth::MostlyErrors(w) if w.contains("11 of 21 lines are errors (52 %)")
+        ));
+        assert!(matches!(
+            list_health(&report(0, 0, 3), false),
+            ListHealth::Unusable(_)
+        ));
+        assert!(matches!(
+            list_health(&report(90, 0, 1), true),
+            ListHealth::MostlyErrors(w) if w.contains("binary")
+        ));
+        assert!(matches!(
+            list_health(&report(3, 0, 40), true),
+            ListHealth::Unusable(w) if w.contains("binary")
+        ));
+        // an empty list is not an error
+        assert_eq!(list_health(&report(0, 0, 0), false), ListHealth::Fine);
+        assert!(bytes_look_binary(b"\x7fELF\x02\x01\x01\x00"));
+        assert!(!bytes_look_binary(b"a.example\n"));
+    }
 }

@@ -298,12 +298,14 @@ fn human_bytes(n: u64) -> String {
 /// A download goes to a temporary file first: a failed one leaves the previous copy in place.
 fn refresh(state: &StateDir, entry: &mut ListEntry) -> Result<()> {
     let bytes = match &entry.source {
-        ListSource::File(path) => {
-            std::fs::read(path).with_context(|| format!("read {}", path.display()))?
-        }
+        ListSource::File(path) => crate::input::read(path, "list")?,
         ListSource::Url(url) => {
             let bytes = download(url, &entry.name)?;
-            std::fs::create_dir_all(state.lists_dir())?;
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(state.lists_dir())?;
             write_atomic(&state.list_path(entry), &bytes)?;
             bytes
         }

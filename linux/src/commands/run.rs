@@ -29,7 +29,7 @@ use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query};
 
 use crate::netns;
 use crate::procfs::AppResolver;
-use crate::routes::{self, Changes};
+use crate::routes::{self, Changes, Scope};
 use crate::runtime::{with_ip_databases, RunControl};
 use crate::state::StateDir;
 
@@ -143,7 +143,8 @@ impl Hooks for LinuxHooks {
         if let Event::Decision(d) = event {
             self.live.record(d.app.as_deref(), d.decision.is_block());
             if d.decision.is_block() {
-                log::info!(
+                // Debug, not info: the history keeps every decision; -v shows them live.
+                log::debug!(
                     "blocked {} {}:{} ({:?})",
                     d.name.as_deref().unwrap_or("-"),
                     d.addr,
@@ -165,19 +166,25 @@ impl Hooks for LinuxHooks {
 /// Runs `embargo run` until a signal; exits non-zero when setup or the loop failed.
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     crate::runtime::tune_allocator();
+    let nofile = raise_open_file_limit();
     let mode = Mode::of(&args)?;
-    let (policy, control) = load_policy(&args, &mode)?;
-    // Owner-only: the history and the per-app settings say what this machine's apps did.
+    // Owner-only, and checked before anything in it is read: the history and the per-app
+    // settings say what this machine's apps did, and the undo log is replayed as root.
     StateDir::new(&args.state_dir).create()?;
+    let (policy, control) = load_policy(&args, &mode)?;
 
     let mut changes = match &mode {
         Mode::Attach { .. } => None,
-        _ => Some(Changes::recover_and_start(&state_file(
-            &args.state_dir,
-            &mode,
-        ))?),
+        Mode::Netns(ns) => Some(Changes::recover_and_start(
+            &state_file(&args.state_dir, &mode),
+            Scope::Netns(ns.clone()),
+        )?),
+        Mode::Machine => Some(Changes::recover_and_start(
+            &state_file(&args.state_dir, &mode),
+            Scope::Machine,
+        )?),
     };
-    let result = run_with(&args, &mode, policy, control, changes.as_mut());
+    let result = run_with(&args, &mode, policy, control, changes.as_mut(), nofile);
     if let Some(changes) = changes.as_mut() {
         changes.revert_all();
     }
@@ -203,8 +210,11 @@ impl Mode {
         }
         Ok(match &args.netns {
             Some(name) => {
-                if name.is_empty() || name.contains('/') || name.len() > 64 {
-                    bail!("invalid namespace name {name:?}");
+                if !routes::valid_netns_name(name) {
+                    bail!(
+                        "invalid namespace name {name:?}: 1 to 64 of A-Z a-z 0-9 _ . -, \
+                         not starting with . or -"
+                    );
                 }
                 Mode::Netns(name.clone())
             }
@@ -231,6 +241,7 @@ fn run_with(
     policy: Arc<dyn Decide>,
     control: Arc<RunControl>,
     changes: Option<&mut Changes>,
+    nofile: OpenFiles,
 ) -> Result<ExitCode> {
     let mtu = args.mtu.clamp(1280, 65535);
     let (fd, tun_name, fwmark) = match mode {
@@ -277,6 +288,30 @@ fn run_with(
         ..EngineConfig::default()
     };
     config.app_wait = std::time::Duration::from_millis(args.app_wait_ms);
+    config.max_flows = flow_cap(config.max_flows, nofile.now);
+    log::info!(
+        "open-file limit {} (was {}, hard {}): up to {} flows",
+        nofile.now,
+        nofile.at_start,
+        nofile.hard,
+        config.max_flows
+    );
+    if config.max_flows < EngineConfig::default().max_flows {
+        log::warn!(
+            "the open-file limit ({}, hard {}) leaves room for {} flows instead of {}: \
+             raise the hard limit (ulimit -Hn, LimitNOFILE=) for more",
+            nofile.now,
+            nofile.hard,
+            config.max_flows,
+            EngineConfig::default().max_flows
+        );
+    }
+    control.set_limits(crate::control::Limits {
+        open_files_at_start: nofile.at_start,
+        open_files: nofile.now,
+        open_files_hard: nofile.hard,
+        max_flows: config.max_flows as u64,
+    });
     if let Some(bytes) = args.tcp_buffer {
         let bytes = bytes.clamp(4096, 16 << 20);
         config.tcp_large_rx = bytes;
@@ -296,10 +331,19 @@ fn run_with(
         match embargo_history::History::open(crate::runtime::history_config(&history_path)) {
             Ok(h) => Some(h),
             Err(e) => {
-                eprintln!("embargo: history off: {}: {e}", history_path.display());
+                log::error!("history off: {}: {e}", history_path.display());
+                let why = e.to_string();
+                control.set_history(Box::new(move || crate::control::HistoryHealth {
+                    state: "off".into(),
+                    last_error: Some(why.clone()),
+                    ..Default::default()
+                }));
                 None
             }
         };
+    if let Some(h) = &history {
+        control.set_history(history_health(h));
+    }
     let hooks = Arc::new(LinuxHooks {
         mark: FwmarkProtect(fwmark),
         apps,
@@ -396,6 +440,119 @@ fn run_with(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The history's health for `embargo status`: ok or failing, events committed and dropped
+/// since start, and the latest problem (kept after writes resume; a damaged file moved aside
+/// at open counts as one).
+fn history_health(history: &embargo_history::History) -> crate::runtime::HistorySource {
+    use embargo_history::{Health, OpenOutcome};
+    let recorder = history.recorder();
+    let last = std::sync::Mutex::new(match history.open_outcome() {
+        OpenOutcome::RecoveredFromCorruption { moved_to, error } => Some(format!(
+            "damaged at start ({error}); moved to {}",
+            moved_to.display()
+        )),
+        _ => None,
+    });
+    Box::new(move || {
+        let counters = recorder.counters();
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        let (state, since) = match recorder.health() {
+            Health::Healthy => ("ok", None),
+            Health::Failing { fault, since_ms } => {
+                *last = Some(fault.to_string());
+                ("failing", Some(since_ms))
+            }
+        };
+        crate::control::HistoryHealth {
+            state: state.into(),
+            committed: counters.committed,
+            dropped: counters.dropped,
+            failing_since_ms: since,
+            last_error: last.clone(),
+        }
+    })
+}
+
+/// The open-file limits: at start, now, hard.
+#[derive(Debug, Clone, Copy)]
+struct OpenFiles {
+    at_start: u64,
+    now: u64,
+    hard: u64,
+}
+
+/// Descriptors kept for everything but flows: the TUN device, the poll and its waker, the
+/// DNS sockets and DNS-over-TCP exchanges, the history's files, the control socket and its
+/// clients, netlink and /proc reads, the `ip` commands' pipes.
+const FD_RESERVE: u64 = 256;
+
+/// Descriptors one flow holds: its upstream socket (TCP stream or connected UDP socket).
+const FDS_PER_FLOW: u64 = 1;
+
+/// Fewest flows the cap goes down to, whatever the limit (below it the limit is the problem,
+/// and the warning says so).
+const MIN_FLOWS: usize = 64;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (capped by `fs.nr_open`). With the usual
+/// soft limit of 1024, past ~1,000 flows every new upstream socket failed (EMFILE) and each new
+/// connection was accepted, then reset.
+fn raise_open_file_limit() -> OpenFiles {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        log::warn!(
+            "getrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+        return OpenFiles {
+            at_start: 1024,
+            now: 1024,
+            hard: 1024,
+        };
+    }
+    let at_start: u64 = lim.rlim_cur;
+    let mut target = lim.rlim_max;
+    if target == libc::RLIM_INFINITY {
+        target = fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(1 << 20);
+    }
+    let mut now = at_start;
+    if target > lim.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            now = target;
+        } else {
+            log::warn!(
+                "could not raise the open-file limit from {at_start} to {target}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    OpenFiles {
+        at_start,
+        now,
+        hard: lim.rlim_max,
+    }
+}
+
+/// The flow cap: the engine's `default`, or fewer when the open-file limit `nofile` cannot
+/// hold a socket for each (after [`FD_RESERVE`]).
+fn flow_cap(default: usize, nofile: u64) -> usize {
+    let room = nofile.saturating_sub(FD_RESERVE) / FDS_PER_FLOW;
+    default
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(MIN_FLOWS)
+}
+
 /// The engine's view of the active policy: every decision reads the handle, so a policy
 /// stored into it (lists updated, an app paused) applies to the next decision.
 struct HandlePolicy(Arc<PolicyHandle>);
@@ -428,7 +585,14 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunC
     }
     for path in &args.lists {
         let (set, report) = super::check::list_set(path, None)?;
-        super::check::print_report(&report);
+        let binary = super::check::looks_binary(path);
+        if let super::check::ListHealth::Unusable(why) = super::check::report_list(&report, binary)
+        {
+            bail!(
+                "--list {}: {why}. Refusing to start: fix the list or leave it out",
+                path.display()
+            );
+        }
         sets.push(Arc::new(set));
     }
     let policy = Policy::new(sets, builtin.ipdb().clone(), Default::default());
@@ -455,7 +619,17 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunC
     ));
     let report = crate::control::Handler::reload(&*control).map_err(anyhow::Error::msg)?;
     for note in &report.notes {
-        eprintln!("embargo: {note}");
+        log::info!("{note}");
+    }
+    if let Some(first) = report.unusable.first() {
+        bail!(
+            "{first}. Refusing to start: fix the list, or `embargo lists remove` it{}",
+            if report.unusable.len() > 1 {
+                format!(" ({} lists like it)", report.unusable.len())
+            } else {
+                String::new()
+            }
+        );
     }
     Ok((Arc::new(HandlePolicy(handle)), control))
 }
@@ -516,6 +690,40 @@ fn random_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16: `status` said nothing of the history; a damaged file set aside at open was
+    /// only a (lost) log line.
+    #[test]
+    fn history_health_reports_ok_and_a_file_set_aside_at_open() {
+        let dir = std::env::temp_dir().join(format!("embargo-run-health-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("history.db");
+        let h = embargo_history::History::open(embargo_history::Config::new(&db)).unwrap();
+        let health = history_health(&h)();
+        assert_eq!(health.state, "ok");
+        assert_eq!((health.dropped, health.last_error), (0, None));
+        drop(h);
+        for suffix in ["-wal", "-shm"] {
+            let _ = fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        fs::write(&db, b"not a database ".repeat(500)).unwrap();
+        let h = embargo_history::History::open(embargo_history::Config::new(&db)).unwrap();
+        let health = history_health(&h)();
+        assert_eq!(health.state, "ok");
+        let problem = health.last_error.expect("the damaged file is reported");
+        assert!(problem.contains("moved to"), "{problem}");
+        drop(h);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_flow_cap_fits_the_open_file_limit() {
+        let default = EngineConfig::default().max_flows;
+        assert_eq!(flow_cap(default, 1 << 20), default);
+        assert_eq!(flow_cap(default, 1024), 768);
+        assert_eq!(flow_cap(default, 100), MIN_FLOWS);
+    }
 
     #[test]
     fn reads_nameservers_and_dns_addresses() {

@@ -66,6 +66,35 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             t.row(vec![cell("allowed"), cell(s.allowed.to_string())]);
             t.row(vec![cell("blocked"), (s.blocked.to_string(), Tone::Bad)]);
             t.row(vec![cell("apps seen"), cell(s.apps_seen.to_string())]);
+            if let Some(h) = &s.history {
+                let tone = if h.state == "ok" {
+                    Tone::Good
+                } else {
+                    Tone::Bad
+                };
+                let mut text = h.state.clone();
+                if let Some(since) = h.failing_since_ms {
+                    text.push_str(&format!(" since {} UTC", output::time(since)));
+                }
+                t.row(vec![cell("history writes"), (text, tone)]);
+                t.row(vec![
+                    cell("history events"),
+                    cell(format!("{} recorded, {} dropped", h.committed, h.dropped)),
+                ]);
+                if let Some(e) = &h.last_error {
+                    t.row(vec![cell("history problem"), (e.clone(), Tone::Bad)]);
+                }
+            }
+            if let Some(l) = &s.limits {
+                t.row(vec![
+                    cell("open files"),
+                    cell(format!(
+                        "{} (was {}, hard {})",
+                        l.open_files, l.open_files_at_start, l.open_files_hard
+                    )),
+                ]);
+                t.row(vec![cell("flow cap"), cell(l.max_flows.to_string())]);
+            }
             for (name, value) in &s.counters {
                 t.row(vec![cell(name), (value.to_string(), Tone::Dim)]);
             }

@@ -312,8 +312,13 @@ impl Policy {
             let certainty = self.target_certainty(target, facts);
             return (Outcome::Allowlisted(target), Some(certainty));
         }
+        // Name rules of both intents in one walk over the sets.
+        let [embargo_name, tracker_name] = match facts.name {
+            Some(name) => self.name_rules(name, q.dns_type),
+            None => [None, None],
+        };
         // 4. Embargo rules.
-        if let Some(found) = self.rules_of(Intent::Embargo, q, facts) {
+        if let Some(found) = self.rules_of(Intent::Embargo, embargo_name, q, facts) {
             return found;
         }
         // 5. First party.
@@ -324,7 +329,7 @@ impl Policy {
             );
         }
         // 6. Tracker rules.
-        if let Some(found) = self.rules_of(Intent::Tracker, q, facts) {
+        if let Some(found) = self.rules_of(Intent::Tracker, tracker_name, q, facts) {
             return found;
         }
         // 7. Nothing matched.
@@ -332,17 +337,17 @@ impl Policy {
     }
 
     /// Steps 4a-4d (embargo) or 6 (tracker, names and addresses only) of the precedence.
+    /// `name_hit`: this intent's deciding name rule ([`Policy::name_rules`]).
     fn rules_of<'p>(
         &'p self,
         intent: Intent,
+        name_hit: Option<NameHit>,
         q: &Query<'_>,
         facts: &Facts<'p, '_>,
     ) -> Option<(Outcome<'p>, Option<Certainty>)> {
         // a. Name rules: important exception, important block, exception, block.
-        if let Some(name) = facts.name {
-            if let Some((set, hit, verdict)) = self.name_rule(intent, name, q.dns_type) {
-                return Some((Outcome::Name(set, hit, verdict), Some(facts.name_certainty)));
-            }
+        if let Some((set, hit, verdict)) = name_hit {
+            return Some((Outcome::Name(set, hit, verdict), Some(facts.name_certainty)));
         }
         // b. Address rules: the packet goes to that address, so the fact is certain.
         if let Some(addr) = q.addr {
@@ -371,29 +376,23 @@ impl Policy {
         None
     }
 
-    /// The name rule that decides: the strongest class any set has (important exception,
-    /// important block, exception, block), from the first set that has it.
-    fn name_rule(
-        &self,
-        intent: Intent,
-        name: &str,
-        dns_type: Option<u16>,
-    ) -> Option<(usize, NameHitRef, Verdict)> {
-        let mut best: Option<(NameClass, usize, NameHitRef)> = None;
+    /// The name rule that decides for each intent (`[embargo, tracker]`): the strongest class
+    /// any set of that intent has (important exception, important block, exception, block),
+    /// from the first set that has it.
+    fn name_rules(&self, name: &str, dns_type: Option<u16>) -> [Option<NameHit>; 2] {
+        let mut best: [Option<(NameClass, usize, NameHitRef)>; 2] = [None, None];
         for (i, set) in self.rules.iter().enumerate() {
-            if set.intent() != intent {
-                continue;
-            }
             let mut m = NameMatch::default();
             set.match_name(name, dns_type, &mut m);
             if let Some((class, hit)) = m.strongest() {
+                let slot = &mut best[usize::from(set.intent() == Intent::Tracker)];
                 // Strictly stronger: on a tie the earlier set keeps it.
-                if best.is_none_or(|(b, _, _)| class < b) {
-                    best = Some((class, i, hit));
+                if slot.is_none_or(|(b, _, _)| class < b) {
+                    *slot = Some((class, i, hit));
                 }
             }
         }
-        best.map(|(class, set, hit)| (set, hit, class.verdict()))
+        best.map(|b| b.map(|(class, set, hit)| (set, hit, class.verdict())))
     }
 
     /// The first allow rule any set of this intent gives, else the first block rule.
@@ -572,6 +571,9 @@ impl Policy {
         same.then_some(app_owner.owner.as_str())
     }
 }
+
+/// A deciding name rule: rule set index, hit, verdict.
+type NameHit = (usize, NameHitRef, Verdict);
 
 /// Which step of the precedence decided, with borrowed references only (no allocation).
 enum Outcome<'p> {

@@ -54,10 +54,12 @@ pub const MAX_PARKED: usize = 1024;
 /// table). That is still 3.5 times the bench's wrk -c1000, more connections than a phone's
 /// apps hold, and keeps the worst case near 14 MiB of flows.
 pub const DEFAULT_MAX_FLOWS: usize = 4096 / 8 * 7;
-/// Bytes read from one connection to find its SNI/Host. A ClientHello with post-quantum key
-/// shares is about 1.8 KB; 8 KiB leaves room for ECH and large extensions.
-pub const INSPECT_MAX: usize = 8 * 1024;
-/// All inspection buffers together (flows beyond it decide by address at once).
+/// Bytes read from one connection to find its SNI/Host: the HTTP head limit
+/// (`inspect::http::SNIFF_LIMIT`, 32 KiB), above the largest TLS record a ClientHello fills
+/// (16 KiB + 5). A ClientHello with post-quantum key shares is about 1.8 KB. Only the bytes a
+/// flow actually sent are held, and all flows together stay within [`INSPECT_TOTAL`].
+pub const INSPECT_MAX: usize = 32 * 1024;
+/// All inspection buffers together (a client-first flow beyond it is refused: fail closed).
 pub const INSPECT_TOTAL: usize = 1024 * 1024;
 /// Packets queued for the tunnel before the oldest are dropped (the driver drains every batch).
 pub const MAX_QUEUED_PACKETS: usize = 256;

@@ -56,9 +56,12 @@ pub struct EngineConfig {
     pub tcp_large_rx: usize,
     pub tcp_large_tx: usize,
     pub tcp_large_slots: usize,
-    /// Bytes of the first app data read to find an SNI/Host before deciding by address.
+    /// Bytes of the first app data read to find an SNI/Host; a client-first flow (see
+    /// `engine::tcp`) that names nothing within them is refused (fail closed).
     pub inspect_max_bytes: usize,
-    /// Time to wait for the first bytes (ClientHello/Host) before deciding by address.
+    /// Time to wait for the first bytes (ClientHello/Host) of a client-first flow; past it the
+    /// flow is refused (fail closed), never connected by address. Generous: an app whose first
+    /// bytes are this late has given up on its own connect timeout anyway.
     pub inspect_timeout: Duration,
     /// Ports of HTTP proxies, inspected first like 80/443/8080/8443: a `CONNECT host:port` is
     /// decided on its target before the proxy is asked, then the tunnel's own first bytes
@@ -120,7 +123,7 @@ impl Default for EngineConfig {
             tcp_large_tx: crate::budget::LARGE_TX,
             tcp_large_slots: crate::budget::LARGE_SLOTS,
             inspect_max_bytes: crate::budget::INSPECT_MAX,
-            inspect_timeout: Duration::from_millis(1500),
+            inspect_timeout: Duration::from_secs(30),
             proxy_ports: DEFAULT_PROXY_PORTS.to_vec(),
             app_wait: Duration::from_millis(20),
             resolve_apps: false,

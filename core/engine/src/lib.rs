@@ -48,12 +48,13 @@
 //! 3. TCP SYN, new: the policy decides by address (and the name DNS gave it) *before anything is
 //!    allocated*; blocked -> hand-built RST, no socket. Allowed -> one smoltcp socket listening
 //!    on exactly that destination (`set_any_ip`, default routes to a dummy own address), in one
-//!    of two modes (see `engine::tcp`): **connect first** (SYN-ACK paused with
-//!    `socket-tcp-pause-synack` until the upstream connects; refused -> RST) or **inspect
-//!    first** for ports 80/443/8080/8443 (handshake completed locally, the ClientHello SNI or
-//!    HTTP Host read across segments within a byte and time bound, then the decision, then
-//!    `Connect`, and the read bytes replayed first). A blocked inspected flow gets an RST and
-//!    the driver never hears of it.
+//!    of two modes (see `engine::tcp`): **connect first** (handshake completed locally, the
+//!    upstream asked for only on the app's ACK, so a spoofed SYN opens nothing; refused ->
+//!    RST) or **inspect first** for the client-first ports (80/443/8080/8443, the proxy ports,
+//!    the implicit-TLS ports: handshake completed locally, the ClientHello SNI or HTTP Host
+//!    read across segments within a byte and time bound, then the decision, then `Connect`,
+//!    and the read bytes replayed first). A blocked inspected flow gets an RST and the driver
+//!    never hears of it; so does one whose name cannot be read (fail closed).
 //! 4. UDP to port 53, any address: DNS answered by the engine (blocked: 0.0.0.0/:: TTL 5 s or
 //!    NXDOMAIN, HTTPS/SVCB with no data; allowed: cache, or forwarded on the shared
 //!    [`FlowId::DNS`] upstream flow under a fresh random id; answers teach the name table which

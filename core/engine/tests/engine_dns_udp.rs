@@ -140,6 +140,8 @@ fn allowed_dns_is_forwarded_learned_and_cached() {
     assert_eq!(d.name_source, NameSource::DnsAnswer);
     assert_eq!(d.names_sharing_address, 1);
     h.commands();
+    // The connect-first SYN-ACK (the upstream waits for the app's ACK).
+    assert!(h.segs().iter().all(|s| s.syn));
     // Repeats are served from the cache.
     h.send(&udp(
         app,
@@ -271,15 +273,33 @@ fn blocked_udp_gets_icmp_prohibited() {
     );
 }
 
+/// Issue 16: UDP 443 that is not a readable QUIC Initial is refused at once (it used to be
+/// relayed by address): the app gets the ICMP error of a block and falls back to TCP, where its
+/// ClientHello is read.
 #[test]
-fn non_quic_udp_443_is_decided_by_address_at_once() {
+fn non_quic_udp_443_is_refused_at_once() {
     let mut h = Harness::new();
     let app: SocketAddr = "10.0.0.2:6002".parse().unwrap();
     let server: SocketAddr = "198.51.100.30:443".parse().unwrap();
     h.send(&udp(app, server, b"\xc0not really quic"));
     let cmds = h.commands();
-    // Not a QUIC Initial: decided at once by address and relayed.
-    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert!(cmds.is_empty(), "{cmds:?}");
+    let out = h.out();
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Out::Icmp {
+                kind: 3,
+                code: 13,
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    let events = h.events();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Decision(d) if d.decision.is_block())));
 }
 
 #[test]

@@ -85,6 +85,42 @@ fn engine_rule(config: &EngineConfig, name: Option<&str>, port: u16) -> Option<&
     None
 }
 
+/// A block by the engine itself, reported with list `engine` and `rule` as its text.
+pub(crate) fn engine_block(rule: &'static str) -> Decision {
+    Decision {
+        verdict: Verdict::Block,
+        reason: Reason::AddressRule {
+            rule: RuleRef {
+                list: "engine".into(),
+                line: 0,
+                rule: rule.into(),
+            },
+        },
+        // The engine's own rule (encrypted DNS, unreadable first bytes), not a list's.
+        intent: None,
+        owner: None,
+        country: None,
+        certainty: Certainty::Certain,
+        category: None,
+    }
+}
+
+/// Fail closed: a flow whose name could not be read where the protocol must carry one is
+/// blocked, unless its address is blocked anyway (that decision stands) or the user allowed it
+/// explicitly (blocking off for the app, an allowlist entry, an allow override), which no name
+/// could have changed.
+pub(crate) fn fail_closed(decision: &mut Decision, event: &mut DecisionEvent, why: &'static str) {
+    let explicit = matches!(
+        decision.reason,
+        Reason::AppBlockingOff | Reason::Allowlisted { .. } | Reason::AppOverride { .. }
+    );
+    if decision.is_block() || explicit {
+        return;
+    }
+    *decision = engine_block(why);
+    event.decision = decision.clone();
+}
+
 /// Hasher for maps keyed by [`FlowId`]: ids are the engine's own counter, not input an app
 /// controls, so SipHash's flood resistance buys nothing there and its cost is paid several
 /// times per packet. A multiplicative (Fibonacci) hash spreads consecutive ids over both the
@@ -820,22 +856,7 @@ impl Engine {
         let (name, source) = (query.name, query.name_source);
         let port = if dns_type.is_some() { 0 } else { dst.port() };
         let decision = match engine_rule(&self.config, name, port) {
-            Some(rule) => Decision {
-                verdict: Verdict::Block,
-                reason: Reason::AddressRule {
-                    rule: RuleRef {
-                        list: "engine".into(),
-                        line: 0,
-                        rule: rule.into(),
-                    },
-                },
-                // The engine's own rule (encrypted DNS), not a list's.
-                intent: None,
-                owner: None,
-                country: None,
-                certainty: Certainty::Certain,
-                category: None,
-            },
+            Some(rule) => engine_block(rule),
             None => self.policy.decide(&query),
         };
         let event = DecisionEvent {

@@ -87,10 +87,11 @@ pub struct EngineConfig {
     /// Entries in the DNS answer cache, as counted by the memory budget; the cache itself is
     /// bounded by [`crate::dns::MAX_CACHE_ENTRIES`] and [`crate::dns::MAX_CACHE_BYTES`].
     pub dns_cache_entries: usize,
-    /// Refuse TCP/UDP port 853 (DNS over TLS) so apps fall back to plain DNS.
-    pub block_dot: bool,
-    /// Refuse connections to known DNS-over-HTTPS endpoints (by name or address).
-    pub block_doh: bool,
+    /// Refuse encrypted DNS the engine cannot read, so apps and the OS fall back to the plain
+    /// DNS it answers: DNS over TLS and over QUIC (port 853, TCP and UDP), and the known
+    /// DNS-over-HTTPS endpoints of [`crate::dns::doh`] (their names and subdomains, in DNS
+    /// questions, SNI and Host; their anycast addresses on ports 443 and 853). On by default.
+    pub block_encrypted_dns: bool,
     /// Seed for TCP initial sequence numbers and DNS transaction ids (give real randomness).
     pub random_seed: u64,
 }
@@ -134,8 +135,7 @@ impl Default for EngineConfig {
             dns_timeout: Duration::from_secs(5),
             max_pending_dns: 1024,
             dns_cache_entries: 1024,
-            block_dot: true,
-            block_doh: false,
+            block_encrypted_dns: true,
             random_seed: 0x0123_4567_89ab_cdef,
         }
     }

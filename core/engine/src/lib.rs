@@ -102,9 +102,10 @@
 //!
 //! The engine asks a [`Decide`] trait object (`embargo_policy::Policy` implements it; tests use
 //! closures). [`Engine::set_policy`] swaps it between batches; flows already decided keep their
-//! verdict. The engine adds two rules of its own, reported with list `engine`: DNS over TLS
-//! (port 853) and known DNS-over-HTTPS endpoints, when [`EngineConfig::block_dot`] /
-//! [`EngineConfig::block_doh`] are set, so apps fall back to plain DNS the engine can see.
+//! verdict. The engine adds rules of its own, reported with list `engine`: encrypted DNS
+//! ([`EngineConfig::block_encrypted_dns`], on by default: port 853 and the DNS-over-HTTPS
+//! endpoints of [`dns::doh`], names with their subdomains), so apps fall back to plain DNS the
+//! engine can see; and the fail-closed refusal of client-first flows whose name cannot be read.
 
 pub mod api;
 pub mod budget;

@@ -60,7 +60,7 @@ impl Engine {
         let mut learned = None;
         let (query, _) = self.query(None, name, dst, protocol, dns_type, &mut learned);
         let port = if dns_type.is_some() { 0 } else { dst.port() };
-        if engine_rule(&self.config, query.name, port).is_some() {
+        if engine_rule(&self.config, query.name, query.addr, port).is_some() {
             return false;
         }
         // A block waits for its app too, even when no per-app rule could change it: the

@@ -45,42 +45,27 @@ const MAX_QUEUED_EVENTS: usize = 4096;
 /// App answers cached at most.
 const MAX_APP_CACHE: usize = 4096;
 
-/// Known DNS-over-HTTPS endpoints refused when [`EngineConfig::block_doh`] is set: the public
-/// resolvers browsers and Android fall back to (PCAPdroid blocks the same kind of list).
-const DOH_NAMES: &[&str] = &[
-    "dns.google",
-    "dns.google.com",
-    "cloudflare-dns.com",
-    "mozilla.cloudflare-dns.com",
-    "chrome.cloudflare-dns.com",
-    "one.one.one.one",
-    "1dot1dot1dot1.cloudflare-dns.com",
-    "dns.quad9.net",
-    "dns9.quad9.net",
-    "dns10.quad9.net",
-    "dns11.quad9.net",
-    "doh.opendns.com",
-    "dns.adguard.com",
-    "dns.adguard-dns.com",
-    "doh.cleanbrowsing.org",
-    "dns.nextdns.io",
-    "doh.mullvad.net",
-    "dns.alidns.com",
-    "doh.pub",
-    "dns.twnic.tw",
-];
-
-/// Whether the engine's own DoT/DoH rules refuse this endpoint (name or port).
-fn engine_rule(config: &EngineConfig, name: Option<&str>, port: u16) -> Option<&'static str> {
-    if config.block_dot && port == 853 {
+/// Whether the engine's own encrypted-DNS rule refuses this endpoint, when
+/// [`EngineConfig::block_encrypted_dns`] is set: port 853 (DNS over TLS/QUIC), a known DoH name
+/// or its subdomain ([`crate::dns::doh`], the one list), or a known DoH anycast address on the
+/// ports DoH and DoT use (`addr` is `None` for DNS questions, which are about the name only).
+fn engine_rule(
+    config: &EngineConfig,
+    name: Option<&str>,
+    addr: Option<std::net::IpAddr>,
+    port: u16,
+) -> Option<&'static str> {
+    if !config.block_encrypted_dns {
+        return None;
+    }
+    if crate::dns::is_dot_port(port) {
         return Some("port 853 (DNS over TLS)");
     }
-    if config.block_doh {
-        if let Some(n) = name {
-            if DOH_NAMES.contains(&n) {
-                return Some("known DNS-over-HTTPS endpoint");
-            }
-        }
+    if name.is_some_and(crate::dns::is_known_doh_name) {
+        return Some("known DNS-over-HTTPS endpoint");
+    }
+    if port == 443 && addr.is_some_and(crate::dns::is_known_doh_addr) {
+        return Some("known DNS-over-HTTPS address");
     }
     None
 }
@@ -855,7 +840,7 @@ impl Engine {
         let (query, sharing) = self.query(app, name, dst, protocol, dns_type, &mut learned);
         let (name, source) = (query.name, query.name_source);
         let port = if dns_type.is_some() { 0 } else { dst.port() };
-        let decision = match engine_rule(&self.config, name, port) {
+        let decision = match engine_rule(&self.config, name, query.addr, port) {
             Some(rule) => engine_block(rule),
             None => self.policy.decide(&query),
         };

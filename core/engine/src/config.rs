@@ -46,7 +46,9 @@ pub struct EngineConfig {
     /// TTL of block answers: short, so unblocking takes effect soon; not zero, so apps do not
     /// hammer (5 s, like RethinkDNS and Blokada).
     pub dns_block_ttl: u32,
-    /// Maximum flows (TCP + UDP) in the table; the oldest idle one is evicted beyond it.
+    /// Maximum flows (TCP + UDP) in the table. Beyond it, fair shares (`Engine::make_room`):
+    /// an app holding half of it gives up its own oldest flow (UDP first), else the oldest UDP
+    /// flow goes, else the oldest idle one.
     pub max_flows: usize,
     /// TCP buffer sizes for ordinary flows (receive = from the app, send = to the app).
     pub tcp_small_rx: usize,

@@ -84,9 +84,10 @@
 //!
 //! ## Bounded memory
 //!
-//! See [`budget`]: every structure that grows with traffic is capped (flows with second-chance
-//! eviction of the oldest idle one, held handshakes, inspection bytes, pending DNS, cache,
-//! queues), TCP rings are fixed per flow in two tiers, and a `const` assertion keeps the default
+//! See [`budget`]: every structure that grows with traffic is capped (flows with fair shares:
+//! an app, or the unknown app, holding half the table gives up its own flows first, UDP goes
+//! before TCP, then second-chance eviction of the oldest idle one; held handshakes,
+//! inspection bytes, pending DNS, cache, queues), TCP rings are fixed per flow in two tiers, and a `const` assertion keeps the default
 //! worst case inside 40 MiB of the iOS extension's 50 MiB. `tests/engine_memory.rs` measures
 //! 10,000 concurrent flows with a counting allocator.
 //!

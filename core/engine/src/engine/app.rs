@@ -155,6 +155,10 @@ impl Engine {
         if let Some(f) = self.flows.get_mut(&id) {
             if f.app_pending && f.app.is_none() {
                 f.app_pending = false;
+                if app.is_some() {
+                    super::share_sub(&mut self.shares, &None);
+                    super::share_add(&mut self.shares, &app);
+                }
                 f.app.clone_from(&app);
                 self.dirty.push(id);
             }

@@ -106,6 +106,22 @@ pub(crate) fn fail_closed(decision: &mut Decision, event: &mut DecisionEvent, wh
     event.decision = decision.clone();
 }
 
+/// Flows of one app (or of the unknown app) count in this map: `share_add` / `share_sub`.
+type Shares = HashMap<Option<String>, usize>;
+
+pub(crate) fn share_add(shares: &mut Shares, app: &Option<String>) {
+    *shares.entry(app.clone()).or_default() += 1;
+}
+
+pub(crate) fn share_sub(shares: &mut Shares, app: &Option<String>) {
+    if let Some(n) = shares.get_mut(app) {
+        *n -= 1;
+        if *n == 0 {
+            shares.remove(app);
+        }
+    }
+}
+
 /// Hasher for maps keyed by [`FlowId`]: ids are the engine's own counter, not input an app
 /// controls, so SipHash's flood resistance buys nothing there and its cost is paid several
 /// times per packet. A multiplicative (Fibonacci) hash spreads consecutive ids over both the
@@ -214,6 +230,10 @@ pub struct Engine {
     timers: Timers,
     /// Second-chance eviction order (may hold ids of removed flows; compacted lazily).
     lru: VecDeque<FlowId>,
+    /// Flows in the table per app (`None`: not known), for the fair shares of `make_room`.
+    shares: Shares,
+    /// UDP flows in the table (evicted before TCP when the table is full).
+    udp_count: usize,
     /// Flows touched since the last service pass: serviced, then given smoltcp egress.
     pub(crate) dirty: Vec<FlowId>,
     /// Flows whose egress stopped at a full tunnel queue (made dirty again once it drains).
@@ -294,6 +314,8 @@ impl Engine {
             events_dropped: 0,
             timers: BinaryHeap::new(),
             lru: VecDeque::new(),
+            shares: HashMap::new(),
+            udp_count: 0,
             dirty: Vec::new(),
             starved: Vec::new(),
             names: NameTable::new(),
@@ -390,6 +412,10 @@ impl Engine {
             return;
         };
         let key = (f.protocol, f.src);
+        if f.app != app {
+            share_sub(&mut self.shares, &f.app);
+            share_add(&mut self.shares, &app);
+        }
         f.app.clone_from(&app);
         let was_pending = std::mem::replace(&mut f.app_pending, false);
         self.cache_app(key.0, key.1, app);
@@ -680,11 +706,43 @@ impl Engine {
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    /// Make room for one more flow: evict the oldest idle flow when the table is full. Returns
-    /// false when nothing could be evicted.
-    pub(crate) fn make_room(&mut self) -> bool {
+    /// Make room for one more flow of `app` when the table is full. Fair shares first: an app
+    /// (or the unknown app, `None`) holding half the table or more gives up its own oldest
+    /// flow, UDP first, whoever needs the room (a UDP spray cycles through its own flows and
+    /// cannot push other apps' connections out); then the oldest idle UDP flow, then any UDP
+    /// flow (UDP is connectionless: an evicted NAT entry costs a new one, an evicted TCP flow
+    /// costs the connection); then the oldest idle flow with a second chance for recently
+    /// active ones. Returns false when nothing could be evicted.
+    pub(crate) fn make_room(&mut self, app: &Option<String>) -> bool {
         if self.flows.len() < self.config.max_flows {
             return true;
+        }
+        let share = (self.config.max_flows / 2).max(1);
+        let hog = if self.shares.get(app).copied().unwrap_or(0) >= share {
+            Some(app.clone())
+        } else {
+            self.shares
+                .iter()
+                .filter(|&(_, &n)| n > share)
+                .max_by_key(|&(_, &n)| n)
+                .map(|(a, _)| a.clone())
+        };
+        if let Some(hog) = hog {
+            let udp = self.udp_count > 0;
+            if (udp && self.evict_where(|f| f.app == hog && f.protocol == Protocol::Udp))
+                || self.evict_where(|f| f.app == hog)
+            {
+                return true;
+            }
+        }
+        if self.udp_count > 0 {
+            let now = self.now;
+            if self.evict_where(|f| {
+                f.protocol == Protocol::Udp && f.last_active + RECENTLY_ACTIVE <= now
+            }) || self.evict_where(|f| f.protocol == Protocol::Udp)
+            {
+                return true;
+            }
         }
         let now = self.now;
         let mut budget = self.lru.len();
@@ -709,6 +767,28 @@ impl Engine {
         self.flows.len() < self.config.max_flows
     }
 
+    /// Evict the oldest flow (in eviction order) that `pred` picks; false when none does.
+    fn evict_where(&mut self, pred: impl Fn(&Flow) -> bool) -> bool {
+        while let Some(id) = self.lru.front() {
+            if self.flows.contains_key(id) {
+                break;
+            }
+            self.lru.pop_front();
+        }
+        let flows = &self.flows;
+        let victim = self
+            .lru
+            .iter()
+            .copied()
+            .find(|id| flows.get(id).is_some_and(&pred));
+        let Some(id) = victim else {
+            return false;
+        };
+        self.stats.flows_evicted += 1;
+        self.kill_flow(id);
+        true
+    }
+
     /// Register a new flow in the table.
     pub(crate) fn insert_flow(&mut self, flow: Flow) {
         let id = flow.id;
@@ -718,8 +798,10 @@ impl Engine {
             }
             FlowKind::Udp(_) => {
                 self.udp_keys.insert((flow.src, flow.dst), id);
+                self.udp_count += 1;
             }
         }
+        share_add(&mut self.shares, &flow.app);
         self.flows.insert(id, flow);
         self.stats.flows_created += 1;
         self.lru.push_back(id);
@@ -735,6 +817,7 @@ impl Engine {
         let Some(f) = self.flows.remove(&id) else {
             return;
         };
+        share_sub(&mut self.shares, &f.app);
         match &f.kind {
             FlowKind::Tcp(t) => {
                 self.tcp_keys.remove(&(f.src, f.dst));
@@ -753,6 +836,7 @@ impl Engine {
             }
             FlowKind::Udp(u) => {
                 self.udp_keys.remove(&(f.src, f.dst));
+                self.udp_count -= 1;
                 self.inspect_bytes -= u.held_bytes();
             }
         }

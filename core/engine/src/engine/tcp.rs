@@ -257,7 +257,7 @@ impl Engine {
             // retransmits it in a second, when connects have completed.
             return self.drop_packet(DropReason::TableFull);
         }
-        if !self.make_room() {
+        if !self.make_room(&app) {
             self.drop_packet(DropReason::TableFull);
             self.send_rst_for(p);
             return;

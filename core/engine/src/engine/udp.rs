@@ -90,7 +90,7 @@ impl Engine {
             self.record(event, &decision);
             blocked = decision.is_block();
         }
-        if !self.make_room() {
+        if !self.make_room(&app) {
             return self.drop_packet(DropReason::TableFull);
         }
         let holding = await_app || quic;

@@ -209,6 +209,8 @@ pub struct Stats {
     pub dns_cached: u64,
     /// DNS answers from upstream dropped (unknown id, bad question, malformed).
     pub dns_bad_answers: u64,
+    /// Upstream answer records whose TTL was lowered to `dns::MAX_ANSWER_TTL` (one day).
+    pub dns_ttls_clamped: u64,
     /// Bytes the engine's own accounting says it holds (socket buffers, flow state, queues).
     pub memory_bytes: usize,
 }

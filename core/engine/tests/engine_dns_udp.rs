@@ -434,6 +434,36 @@ fn cached_answers_count_their_ttl_down() {
     );
 }
 
+/// Issue 16, finding 4: an upstream TTL of 2^32-1 used to reach the app unchanged (and be
+/// cached for the cache's own 30 min cap only); now every answer TTL is clamped to one day, in
+/// what is forwarded and in what the cache serves.
+#[test]
+fn huge_upstream_ttls_are_clamped_to_a_day() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:5362".parse().unwrap();
+    let addr: IpAddr = "198.51.100.61".parse().unwrap();
+    let got = resolve_via_upstream(&mut h, app, 1, "forever.example.com", |q| {
+        let mut a = dns_answer(q, &[addr]);
+        let ttl = q.len() + 2 + 4;
+        a[ttl..ttl + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        a
+    });
+    let msg = hickory_proto::op::Message::from_vec(&got).unwrap();
+    assert_eq!(msg.answers[0].ttl, 86_400, "forwarded clamped");
+    assert_eq!(h.engine.stats().dns_ttls_clamped, 1);
+    h.advance(Duration::from_secs(100));
+    h.send(&udp(
+        app,
+        "8.8.8.8:53".parse().unwrap(),
+        &dns_query(2, "forever.example.com", 1),
+    ));
+    assert!(h.commands().is_empty(), "served from the cache");
+    let out = h.out();
+    let Out::Udp(d) = &out[0] else { panic!() };
+    let msg = hickory_proto::op::Message::from_vec(&d.payload).unwrap();
+    assert_eq!(msg.answers[0].ttl, 86_300, "cached clamped");
+}
+
 #[test]
 fn an_address_shared_by_names_reports_how_many_share_it() {
     let mut h = Harness::new();

@@ -110,8 +110,12 @@ pub const fn worst_case_bytes(b: BudgetInputs) -> usize {
     // Packets for the tunnel plus the command queue's datagrams (both bounded by MTU each).
     let queues = 2 * MAX_QUEUED_PACKETS * (b.mtu + 64);
     let dns = b.max_pending_dns * DNS_PENDING_BYTES + b.dns_cache_entries * DNS_CACHE_ENTRY_BYTES;
-    flows + INSPECT_TOTAL + queues + dns + EVENT_QUEUE_BYTES
+    flows + INSPECT_TOTAL + queues + dns + EVENT_QUEUE_BYTES + REASSEMBLY_TOTAL
 }
+
+/// Fragments held for reassembly at most, with the per-datagram records.
+pub const REASSEMBLY_TOTAL: usize =
+    crate::reassembly::MAX_BYTES + crate::reassembly::MAX_DATAGRAMS * 128;
 
 /// The defaults as budget inputs.
 pub const DEFAULT_INPUTS: BudgetInputs = BudgetInputs {

@@ -40,8 +40,9 @@
 //! 1. Parsing (module `packet`) before anything else: lengths, IPv4 header and TCP/UDP/ICMP
 //!    checksums verified once (smoltcp is then told not to re-verify), IPv6 extension chains
 //!    walked (hop-by-hop, destination options and exhausted routing headers skipped and
-//!    stripped for smoltcp), fragments and unknown protocols dropped. Every drop is counted by
-//!    [`DropReason`]; nothing panics.
+//!    stripped for smoltcp), unknown protocols dropped; fragments of UDP datagrams are joined
+//!    within a memory bound ([`reassembly`]) and the whole datagram handled as one packet, other
+//!    fragments dropped. Every drop is counted by [`DropReason`]; nothing panics.
 //! 2. TCP, known 4-tuple: fed to smoltcp (one packet ingested at a time, so a new flow's socket
 //!    exists before its SYN is processed: shadowsocks-rust #1412). Retransmitted SYNs find their
 //!    flow: no duplicate listener (tailscale-rs #239).
@@ -116,6 +117,7 @@ pub mod dns;
 mod engine;
 pub mod inspect;
 mod packet;
+pub mod reassembly;
 
 pub use api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
 pub use config::{DnsBlockAnswer, EngineConfig, DEFAULT_PROXY_PORTS};

@@ -262,6 +262,8 @@ pub struct Engine {
     /// Bytes held by inspection buffers and QUIC sniffers.
     pub(crate) inspect_bytes: usize,
     pub(crate) scratch: Vec<u8>,
+    /// UDP datagrams arriving as IP fragments, being joined.
+    frags: crate::reassembly::Reassembly,
     pub(crate) stats: Stats,
 }
 
@@ -335,6 +337,7 @@ impl Engine {
             small_in_use: 0,
             inspect_bytes: 0,
             scratch: Vec::with_capacity(2048),
+            frags: crate::reassembly::Reassembly::default(),
             stats: Stats::default(),
         }
     }
@@ -367,6 +370,7 @@ impl Engine {
         self.stats.packets_in += 1;
         let parsed = match packet::parse(packet) {
             Ok(p) => p,
+            Err(DropReason::Fragment) => return self.on_fragment(packet),
             Err(reason) => return self.drop_packet(reason),
         };
         match parsed.proto {
@@ -375,6 +379,26 @@ impl Engine {
             // ICMP echo is left unanswered rather than faked (a fake reply would tell the user
             // a blocked host is up); other ICMP from the app has no flow to belong to.
             _ => self.drop_packet(DropReason::Icmp),
+        }
+    }
+
+    /// A fragment of a UDP datagram: held until the datagram is whole, which is then handled
+    /// as if it had arrived in one packet (see [`crate::reassembly`]).
+    fn on_fragment(&mut self, packet: &[u8]) {
+        use crate::reassembly::Outcome;
+        match self.frags.push(self.now, packet) {
+            Outcome::Held => {}
+            Outcome::Dropped(n) => {
+                self.stats.dropped[DropReason::Fragment as usize] += n;
+            }
+            Outcome::Complete(whole) => {
+                self.stats.datagrams_reassembled += 1;
+                match packet::parse(&whole) {
+                    Ok(p) if p.proto == packet::PROTO_UDP => self.on_udp(&whole, &p),
+                    Ok(_) => self.drop_packet(DropReason::Fragment),
+                    Err(reason) => self.drop_packet(reason),
+                }
+            }
         }
     }
 
@@ -659,6 +683,7 @@ impl Engine {
             + (self.large_in_use + self.socket_pool.len()) * (large + budget::TCP_FLOW_OVERHEAD)
             + self.udp_keys.len() * budget::UDP_FLOW_OVERHEAD
             + self.inspect_bytes
+            + self.frags.memory()
             + self.device.memory()
             + self.pending_dns.len() * budget::DNS_PENDING_BYTES
             + self.cache.len() * budget::DNS_CACHE_ENTRY_BYTES

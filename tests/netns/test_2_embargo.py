@@ -767,12 +767,14 @@ while time.time() < end:
     except OSError:
         pass
     n += 1
+    if n % 20 == 0:
+        time.sleep(0.01)  # ~2,000 new flows a second: the table churns, the CPU keeps up
 print("sprayed", n)
 """
 
 HELD_TCP = r"""
 import socket, sys, time
-host, n = sys.argv[1], int(sys.argv[2])
+host, n, hold = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 req = b"GET /index.html HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
 conns, ok = [], 0
 for i in range(n):
@@ -784,7 +786,7 @@ for i in range(n):
     except OSError as e:
         print("open", i, e)
     time.sleep(0.05)
-time.sleep(1)
+time.sleep(hold)
 for c in conns:   # the connections held through the spray still work
     try:
         c.sendall(req)
@@ -799,13 +801,17 @@ print("ok", ok, "of", n)
 
 
 def test_a_udp_spray_does_not_evict_other_apps_tcp(net, embargo):
-    """Issue 16: a process spraying UDP to 20,000 ports kept the 3,584-flow table full and
-    pushed out other apps' TCP connections (1 of 24 survived); now UDP goes first."""
+    """Issue 16: a process spraying UDP to 20,000 ports keeps the 3,584-flow table full. Before,
+    another process's new connections were refused (10 of 60 worked; the issue's release-build
+    run: 1 of 24); now UDP goes first and an app over half the table gives up its own flows."""
     spray = subprocess.Popen(["ip", "netns", "exec", net.phone, "python3", "-c", UDP_SPRAY,
-                              ALLOWED_IP, "12"], stdout=subprocess.PIPE, text=True)
+                              ALLOWED_IP, "22"], stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(2)  # the table is full by now
-        cp = in_ns(net.phone, "python3", "-c", HELD_TCP, ALLOWED_IP, "60", check=False, timeout=60)
+        # 60 connections opened during the spray and held idle past the engine's 10 s
+        # "recently active" grace (a push channel, a keep-alive), then used again.
+        cp = in_ns(net.phone, "python3", "-c", HELD_TCP, ALLOWED_IP, "60", "12",
+                   check=False, timeout=90)
     finally:
         out, _ = spray.communicate(timeout=30)
     assert "sprayed" in out

@@ -237,3 +237,34 @@ fn from_hex(s: &str) -> Vec<u8> {
         .collect();
     digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
 }
+
+/// A full inspection pool (1 MiB for all flows) makes a client-first flow wait, its bytes left
+/// in its socket's ring, not refused for other flows' load; it reads on once there is room.
+#[test]
+fn a_full_inspection_pool_makes_flows_wait_not_fail() {
+    let mut h = Harness::new();
+    // 1,200 flows each holding 900 bytes of an unfinished ClientHello: over 1 MiB.
+    let hello = client_hello("allowed.example");
+    let mut partial = hello[..9].to_vec();
+    partial[3..5].copy_from_slice(&4000u16.to_be_bytes()); // a record of 4000 bytes
+    partial[6..9].copy_from_slice(&[0, 0x0f, 0x9c]); // a hello of 3996
+    partial.extend_from_slice(&vec![0u8; 891]);
+    let mut apps = Vec::new();
+    let mut rst = 0;
+    for i in 0..1200u32 {
+        let src = format!("10.{}.{}.2:{}", 20 + i / 250, i % 250, 40000 + i % 20000);
+        let mut app = handshake(&mut h, &src, "93.184.216.34:443");
+        h.send(&app.data(&partial));
+        rst += h.segs().iter().filter(|s| s.rst).count();
+        apps.push(app);
+    }
+    assert_eq!(rst, 0, "flows refused because the pool was full");
+    assert_eq!(connects(&h.commands()), 0);
+    // Room again: 600 flows go away; the rest read on.
+    for app in &apps[..600] {
+        h.send(&app.rst());
+    }
+    let _ = h.segs();
+    assert_eq!(h.engine.stats().tcp_flows, 600);
+    assert_eq!(connects(&h.commands()), 0, "still no name");
+}

@@ -261,6 +261,9 @@ pub struct Engine {
     pub(crate) small_in_use: usize,
     /// Bytes held by inspection buffers and QUIC sniffers.
     pub(crate) inspect_bytes: usize,
+    /// Inspected flows waiting for room in the inspection pool (their bytes wait in their
+    /// socket's ring meanwhile): serviced again once the pool is under its bound.
+    pub(crate) inspect_waiting: Vec<FlowId>,
     pub(crate) scratch: Vec<u8>,
     /// UDP datagrams arriving as IP fragments, being joined.
     frags: crate::reassembly::Reassembly,
@@ -336,6 +339,7 @@ impl Engine {
             socket_pool: SocketPool::default(),
             small_in_use: 0,
             inspect_bytes: 0,
+            inspect_waiting: Vec::new(),
             scratch: Vec::with_capacity(2048),
             frags: crate::reassembly::Reassembly::default(),
             stats: Stats::default(),
@@ -694,6 +698,9 @@ impl Engine {
     /// Flush deferred work: service each touched flow, then run its smoltcp egress (which
     /// files its next deadline). O(touched flows), never O(all flows).
     pub(crate) fn pump(&mut self) {
+        if !self.inspect_waiting.is_empty() && self.inspect_bytes <= budget::INSPECT_TOTAL {
+            self.dirty.append(&mut self.inspect_waiting);
+        }
         // Servicing can touch flows again (a DNS answer written, a state change seen after
         // egress); a few rounds settle it, the rest waits for the next call.
         for _ in 0..3 {

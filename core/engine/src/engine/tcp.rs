@@ -752,6 +752,15 @@ impl Engine {
         self.dirty.push(id);
     }
 
+    /// Service `id` again once the inspection pool has room (see `Engine::inspect_waiting`).
+    fn wait_for_inspect_room(&mut self, id: FlowId) {
+        self.inspect_waiting.push(id);
+        if self.inspect_waiting.len() > 2 * self.flows.len() + 64 {
+            self.inspect_waiting.sort_unstable();
+            self.inspect_waiting.dedup();
+        }
+    }
+
     /// Look at a flow after smoltcp or the driver touched it.
     pub(crate) fn service_tcp(&mut self, id: FlowId) {
         let Some(f) = self.flows.get_mut(&id) else {
@@ -786,7 +795,9 @@ impl Engine {
             Phase::Inspecting => {
                 let cap = self.config.inspect_max_bytes;
                 let before = t.inspect.capacity();
-                while t.inspect.len() < cap && sock.recv_queue() > 0 {
+                // A full pool: read nothing more now (the bytes wait in the socket's ring).
+                let pool_full = self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                while !pool_full && t.inspect.len() < cap && sock.recv_queue() > 0 {
                     let room = cap - t.inspect.len();
                     let inspect = &mut t.inspect;
                     let got = sock.recv(|buf| {
@@ -803,11 +814,15 @@ impl Engine {
                 if t.inspect.is_empty() && !app_done {
                     return;
                 }
-                let over =
-                    t.inspect.len() >= cap || self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                let over = t.inspect.len() >= cap;
                 let found = sniff(&t.inspect);
                 match found {
-                    Sniff::NeedMore if !app_done && !over => {}
+                    Sniff::NeedMore if !app_done && !over => {
+                        if pool_full || sock.recv_queue() > 0 {
+                            // Waits for room in the pool (not refused for others' load).
+                            self.wait_for_inspect_room(id);
+                        }
+                    }
                     Sniff::Done(found) if found.connect != Some(None) => {
                         // A name, or none where none is required (by address); none where
                         // one is required is refused.
@@ -834,7 +849,8 @@ impl Engine {
                 };
                 let cap = self.config.inspect_max_bytes;
                 let before = tunnel.held.capacity();
-                while tunnel.held.len() < cap && sock.recv_queue() > 0 {
+                let pool_full = self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                while !pool_full && tunnel.held.len() < cap && sock.recv_queue() > 0 {
                     let room = cap - tunnel.held.len();
                     let held = &mut tunnel.held;
                     let got = sock.recv(|buf| {
@@ -853,13 +869,16 @@ impl Engine {
                     // or held for the app's name (`finish_app_wait` services the flow again).
                     return;
                 }
-                let over =
-                    tunnel.held.len() >= cap || self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                let over = tunnel.held.len() >= cap;
+                let waiting = pool_full || sock.recv_queue() > 0;
                 match sniff(&tunnel.held) {
                     Sniff::NeedMore if !app_done && !over => {
                         if t.deadline.is_none() {
                             t.deadline = Some(self.now + self.config.inspect_timeout);
                             self.schedule(id);
+                        }
+                        if waiting {
+                            self.wait_for_inspect_room(id);
                         }
                     }
                     Sniff::Done(found) => self.tcp_tunnel_decide(id, Some(found), false),

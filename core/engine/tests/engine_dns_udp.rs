@@ -126,8 +126,7 @@ fn allowed_dns_is_forwarded_learned_and_cached() {
         .iter()
         .any(|e| matches!(e, Event::DnsAnswered { name, .. } if name == "www.example.com")));
     // A later connection to the address is attributed to the name.
-    let c = AppConn::new("10.0.0.2:41000", "198.51.100.10:22");
-    h.send(&c.syn());
+    complete_handshake(&mut h, AppConn::new("10.0.0.2:41000", "198.51.100.10:22"));
     let events = h.events();
     let d = events
         .iter()
@@ -385,6 +384,18 @@ fn quic_initial_sni_decides_the_flow() {
     );
 }
 
+/// A connect-first connection whose handshake completes (its decision is recorded on the app's
+/// ACK, when the upstream is asked for).
+fn complete_handshake(h: &mut Harness, mut app: AppConn) {
+    h.send(&app.syn());
+    let segs = h.segs();
+    let synack = segs
+        .iter()
+        .find(|s| s.syn && s.dst == app.src)
+        .expect("SYN-ACK");
+    h.send(&app.on_synack(synack));
+}
+
 /// Forward `name`/`qtype` from `app` and answer it upstream with `answer_for(sent query)`;
 /// returns what the app received.
 fn resolve_via_upstream(
@@ -473,7 +484,7 @@ fn an_address_shared_by_names_reports_how_many_share_it() {
         resolve_via_upstream(&mut h, app, id, name, |q| dns_answer(q, &[addr]));
     }
     h.events();
-    h.send(&AppConn::new("10.0.0.2:41061", "198.51.100.61:22").syn());
+    complete_handshake(&mut h, AppConn::new("10.0.0.2:41061", "198.51.100.61:22"));
     let events = h.events();
     let d = events
         .iter()
@@ -517,7 +528,7 @@ fn a_cname_chain_into_a_blocked_name_is_blocked() {
     );
     assert_eq!(h.engine.stats().dns_blocked, 1);
     // The tracker's address was not learned for the name.
-    h.send(&AppConn::new("10.0.0.2:41062", "198.51.100.62:22").syn());
+    complete_handshake(&mut h, AppConn::new("10.0.0.2:41062", "198.51.100.62:22"));
     let events = h.events();
     assert!(events
         .iter()
@@ -534,7 +545,10 @@ fn a_name_still_attributes_its_address_for_the_grace_after_its_ttl() {
     });
     let name_at = |h: &mut Harness, port: u16| {
         h.events();
-        h.send(&AppConn::new(&format!("10.0.0.2:{port}"), "198.51.100.63:22").syn());
+        complete_handshake(
+            h,
+            AppConn::new(&format!("10.0.0.2:{port}"), "198.51.100.63:22"),
+        );
         h.events().iter().find_map(|e| match e {
             Event::Decision(d) if d.port == 22 => Some(d.name.clone()),
             _ => None,

@@ -223,6 +223,10 @@ fn spoofed_syns_open_no_upstream() {
         h.send(&app.syn());
     }
     assert_eq!(connects(&h.commands()), 0);
+    assert!(
+        decisions(&h.events()).is_empty(),
+        "no history for a handshake never completed"
+    );
     assert_eq!(h.engine.stats().tcp_flows, 200);
     h.advance(h.engine.config().connect_timeout + Duration::from_secs(1));
     assert_eq!(connects(&h.commands()), 0);

@@ -122,6 +122,9 @@ pub(crate) struct TcpFlow {
     pub shutdown_sent: bool,
     /// An allowed HTTP CONNECT whose tunnelled bytes are not decided yet (boxed: rare).
     pub tunnel: Option<Box<TunnelCheck>>,
+    /// A connect-first flow's (allowed) decision, recorded when the app's ACK completes the
+    /// handshake: a spoofed SYN leaves no trace in the history either.
+    pub pending_event: Option<Box<crate::api::DecisionEvent>>,
 }
 
 /// An allowed HTTP CONNECT: the app's bytes after the CONNECT head are held here, never
@@ -237,19 +240,20 @@ impl Engine {
             });
         }
         let mut mode = Phase::AwaitApp;
+        let mut pending_event = None;
         if !await_app {
             // Decide by address before allocating anything.
             mode = self.tcp_mode(dst);
-            let record = mode == Phase::Handshake;
             let (decision, event) =
                 self.evaluate(id, app.as_deref(), None, dst, Protocol::Tcp, None);
-            if decision.is_block() || record {
+            if decision.is_block() {
                 let wait = app.is_none().then_some(id);
                 self.record_after_app(wait, event, &decision);
-            }
-            if decision.is_block() {
                 self.send_rst_for(p);
                 return;
+            }
+            if mode == Phase::Handshake {
+                pending_event = Some(Box::new(event));
             }
         }
         if mode == Phase::AwaitApp && self.parked_count >= crate::budget::MAX_PARKED {
@@ -314,6 +318,7 @@ impl Engine {
                 data_notified: false,
                 shutdown_sent: false,
                 tunnel: None,
+                pending_event,
             }),
         });
         if await_app {
@@ -435,10 +440,8 @@ impl Engine {
         let (app, dst) = (f.app.clone(), f.dst);
         let mode = self.tcp_mode(dst);
         let (decision, event) = self.evaluate(id, app.as_deref(), None, dst, Protocol::Tcp, None);
-        if decision.is_block() || mode == Phase::Handshake {
-            self.record(event, &decision);
-        }
         if decision.is_block() {
+            self.record(event, &decision);
             return self.tcp_abort(id);
         }
         let now = self.now;
@@ -450,6 +453,9 @@ impl Engine {
         if let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) {
             t.phase = mode;
             t.deadline = deadline;
+            if mode == Phase::Handshake {
+                t.pending_event = Some(Box::new(event));
+            }
         }
         self.unpark(id);
         self.schedule(id);
@@ -787,10 +793,15 @@ impl Engine {
                 // Now the upstream is asked for; the app's bytes wait in the ring meanwhile.
                 t.phase = Phase::Connecting;
                 t.deadline = Some(self.now + self.config.connect_timeout);
+                let event = t.pending_event.take();
                 f.upstream_open = true;
-                let dst = f.dst;
+                let (dst, wait) = (f.dst, f.app.is_none().then_some(id));
                 self.commands.push_back(Command::Connect { flow: id, dst });
                 self.schedule(id);
+                if let Some(event) = event {
+                    let decision = event.decision.clone();
+                    self.record_after_app(wait, *event, &decision);
+                }
             }
             Phase::Inspecting => {
                 let cap = self.config.inspect_max_bytes;

@@ -46,6 +46,12 @@ pub const LARGE_SLOTS: usize = 32;
 /// TCP handshakes held at once (SYN-ACK paused for the app id or the upstream connect). More
 /// SYNs are dropped without allocating (the app retransmits): a SYN flood costs nothing.
 pub const MAX_PARKED: usize = 1024;
+/// Handshakes the engine completes itself (SYN-ACK sent, the app's ACK not in yet) at once:
+/// connect-first and inspect-first flows alike. Beyond it a new SYN takes the place of the
+/// oldest such handshake (a real app ACKs within a round trip; a spoofed SYN never does), so
+/// spoofed SYNs hold at most this many flows, never the whole table, and never lock real
+/// clients out.
+pub const MAX_HALF_OPEN: usize = 1024;
 /// Default flow cap (TCP + UDP); beyond it the oldest idle flow is evicted. It also sizes the
 /// engine's flow tables up front, and their entries land at hashed positions, so 1,000 flows
 /// already touch nearly every page of a table sized for the cap (4.5 MiB resident at 8,192,

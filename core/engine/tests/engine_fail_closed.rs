@@ -233,6 +233,37 @@ fn spoofed_syns_open_no_upstream() {
     assert_eq!(h.engine.stats().tcp_flows, 0, "half-open flows expire");
 }
 
+/// Spoofed SYNs hold at most `MAX_HALF_OPEN` flows (connect-first and inspect-first alike),
+/// never the whole table: past it each new SYN takes the oldest one's place, so a real client
+/// still gets in during the flood.
+#[test]
+fn half_open_flows_are_capped() {
+    let mut h = Harness::new();
+    let cap = embargo_engine::budget::MAX_HALF_OPEN;
+    for i in 0..(cap as u32 + 300) {
+        let port = if i % 2 == 0 { "5222" } else { "443" };
+        let app = AppConn::new(
+            &format!("10.8.{}.{}:{}", i / 250, i % 250 + 1, 30_000 + i % 20_000),
+            &format!("198.51.100.7:{port}"),
+        );
+        h.send(&app.syn());
+    }
+    let s = h.engine.stats();
+    assert_eq!(s.tcp_flows, cap, "{s:?}");
+    assert_eq!(s.flows_evicted, 300, "{s:?}");
+    let _ = h.segs();
+    // A real client during the flood: its SYN gets a place, its ACK the upstream.
+    let mut app = AppConn::new("10.0.0.2:41999", "198.51.100.7:5222");
+    h.send(&app.syn());
+    let segs = h.segs();
+    let synack = segs
+        .iter()
+        .find(|s| s.syn && s.dst == app.src)
+        .expect("SYN-ACK");
+    h.send(&app.on_synack(synack));
+    assert_eq!(connects(&h.commands()), 1);
+}
+
 fn from_hex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s
         .bytes()

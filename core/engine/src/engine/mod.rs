@@ -220,6 +220,11 @@ pub struct Engine {
     /// TCP flows holding a paused SYN-ACK now (at most [`budget::MAX_PARKED`]). Each TCP flow
     /// owns its socket (see [`tcp`]); a parked one only ever sees ingress.
     pub(crate) parked_count: usize,
+    /// TCP flows whose SYN-ACK is out and whose app has not ACKed it yet (at most
+    /// [`budget::MAX_HALF_OPEN`]).
+    pub(crate) half_open_count: usize,
+    /// Half-open flows, oldest first (may hold ids no longer half-open; skipped lazily).
+    pub(crate) half_open_order: VecDeque<FlowId>,
     pub(crate) flows: FlowMap<Flow>,
     pub(crate) tcp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
     pub(crate) udp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
@@ -310,6 +315,8 @@ impl Engine {
             iface,
             device,
             parked_count: 0,
+            half_open_count: 0,
+            half_open_order: VecDeque::new(),
             flows: FlowMap::with_capacity_and_hasher(max_flows, Default::default()),
             tcp_keys: HashMap::with_capacity(max_flows),
             udp_keys: HashMap::new(),
@@ -855,6 +862,9 @@ impl Engine {
                 self.tcp_keys.remove(&(f.src, f.dst));
                 if t.parked {
                     self.parked_count -= 1;
+                }
+                if t.half_open {
+                    self.half_open_count -= 1;
                 }
                 if t.large {
                     self.large_in_use -= 1;

@@ -125,6 +125,9 @@ pub(crate) struct TcpFlow {
     /// A connect-first flow's (allowed) decision, recorded when the app's ACK completes the
     /// handshake: a spoofed SYN leaves no trace in the history either.
     pub pending_event: Option<Box<crate::api::DecisionEvent>>,
+    /// Counted in `Engine::half_open_count`: the SYN-ACK is out (or will be once unparked)
+    /// and the app has not completed the handshake yet.
+    pub half_open: bool,
 }
 
 /// An allowed HTTP CONNECT: the app's bytes after the CONNECT head are held here, never
@@ -256,6 +259,11 @@ impl Engine {
                 pending_event = Some(Box::new(event));
             }
         }
+        let half_open = mode != Phase::AwaitApp;
+        if half_open && self.half_open_count >= crate::budget::MAX_HALF_OPEN {
+            // The oldest handshake in flight gives way (a spoofed SYN's, as a rule).
+            self.drop_oldest_half_open();
+        }
         if mode == Phase::AwaitApp && self.parked_count >= crate::budget::MAX_PARKED {
             // Too many handshakes in flight: drop the SYN without allocating; the app
             // retransmits it in a second, when connects have completed.
@@ -277,6 +285,9 @@ impl Engine {
         sock.pause_synack(parked);
         if parked {
             self.parked_count += 1;
+        }
+        if half_open {
+            self.half_open_count += 1;
         }
         if large {
             self.large_in_use += 1;
@@ -319,8 +330,12 @@ impl Engine {
                 shutdown_sent: false,
                 tunnel: None,
                 pending_event,
+                half_open,
             }),
         });
+        if half_open {
+            self.note_half_open(id);
+        }
         if await_app {
             self.commands.push_back(Command::ResolveApp {
                 flow: id,
@@ -413,6 +428,34 @@ impl Engine {
         changed
     }
 
+    /// Remember `id` as half-open, oldest first; stale entries are dropped once they are many.
+    fn note_half_open(&mut self, id: FlowId) {
+        self.half_open_order.push_back(id);
+        if self.half_open_order.len() > 2 * self.half_open_count + 64 {
+            let flows = &self.flows;
+            self.half_open_order.retain(|id| {
+                flows
+                    .get(id)
+                    .is_some_and(|f| matches!(&f.kind, FlowKind::Tcp(t) if t.half_open))
+            });
+        }
+    }
+
+    /// Forget the oldest half-open flow (see [`crate::budget::MAX_HALF_OPEN`]).
+    fn drop_oldest_half_open(&mut self) {
+        while let Some(id) = self.half_open_order.pop_front() {
+            let live = self.flows.get(&id).is_some_and(|f| match &f.kind {
+                FlowKind::Tcp(t) => t.half_open,
+                FlowKind::Udp(_) => false,
+            });
+            if live {
+                self.stats.flows_evicted += 1;
+                self.remove_flow(id);
+                return;
+            }
+        }
+    }
+
     /// Release a parked socket's SYN-ACK (its egress then runs with the other touched flows).
     fn unpark(&mut self, id: FlowId) {
         let Some(f) = self.flows.get_mut(&id) else {
@@ -427,7 +470,16 @@ impl Engine {
         self.parked_count -= 1;
         t.parked = false;
         t.sock_mut().pause_synack(false);
+        let newly = !t.half_open;
+        if newly {
+            // The SYN-ACK leaves now: a handshake in flight until the app's ACK.
+            t.half_open = true;
+            self.half_open_count += 1;
+        }
         self.dirty.push(id);
+        if newly {
+            self.note_half_open(id);
+        }
     }
 
     /// The app answer arrived (or `app_wait` passed) for a flow holding its SYN-ACK.
@@ -782,6 +834,10 @@ impl Engine {
         if matches!(state, tcp::State::Listen | tcp::State::Closed) {
             self.remove_flow(id);
             return;
+        }
+        if t.half_open && state != tcp::State::SynReceived {
+            t.half_open = false;
+            self.half_open_count -= 1;
         }
         match t.phase {
             Phase::AwaitApp | Phase::Connecting => {}

@@ -41,9 +41,11 @@ pub struct EmbargoConfig {
     /// Live events kept for the app when it does not read them; the oldest go first.
     #[uniffi(default = 1024)]
     pub event_queue_capacity: u32,
-    /// Refuse DNS over TLS (port 853) so apps fall back to plain DNS Embargo can see.
+    /// Refuse encrypted DNS Embargo cannot read, so apps and the OS fall back to the plain DNS
+    /// it answers: DNS over TLS/QUIC (port 853) and the known DNS-over-HTTPS providers (their
+    /// names with subdomains, and their addresses on 443/853). One setting, on by default.
     #[uniffi(default = true)]
-    pub block_dns_over_tls: bool,
+    pub block_encrypted_dns: bool,
     /// How long a new flow may wait for [`crate::PlatformHooks::app_owner`] before it is
     /// decided with the app unknown (ms). 20 ms covers Android's `getConnectionOwnerUid`
     /// binder call with room to spare while adding no delay a person notices; raise it when
@@ -64,7 +66,7 @@ impl Default for EmbargoConfig {
             history_retention_days: 30,
             history_max_bytes: None,
             event_queue_capacity: 1024,
-            block_dns_over_tls: true,
+            block_encrypted_dns: true,
             app_wait_ms: 20,
         }
     }
@@ -123,7 +125,7 @@ impl EmbargoConfig {
                 None => None,
             },
             resolve_apps,
-            block_dot: self.block_dns_over_tls,
+            block_encrypted_dns: self.block_encrypted_dns,
             app_wait: Duration::from_millis(u64::from(self.app_wait_ms)),
             ..Default::default()
         };

@@ -305,6 +305,8 @@ http {{
             f"--address=/tracker.test/{TRACKER_IP}", f"--address=/tracker.test/{TRACKER_IP6}",
             # ByteDance's TikTok API domain, telemetry and content alike, on the allowed server
             f"--address=/tiktokv.com/{ALLOWED_IP}", "--local=/tiktokv.com/",
+            # a DNS-over-HTTPS provider of core/engine/src/dns/doh.rs, on the allowed server
+            f"--address=/dns.google/{ALLOWED_IP}", "--local=/dns.google/",
             # a CNAME target must be a name dnsmasq knows from a host record
             f"--host-record=cdn.tracker.test,{TRACKER_IP},{TRACKER_IP6}",
             "--cname=cdn.partner.test,cdn.tracker.test",

@@ -156,7 +156,8 @@ pub enum DropReason {
     Malformed = 0,
     /// IPv4 header checksum, or TCP/UDP/ICMP checksum, wrong.
     BadChecksum = 1,
-    /// IPv4 fragment or IPv6 Fragment header (no reassembly: the app's stack uses PMTU).
+    /// A fragment not joined: not UDP, malformed, overlapping, over the reassembly bounds or
+    /// out of time (see [`crate::reassembly`]; UDP fragments are joined, TCP uses PMTU).
     Fragment = 2,
     /// IPv6 extension header the engine does not walk (e.g. ESP, unknown).
     UnsupportedExtension = 3,
@@ -209,6 +210,10 @@ pub struct Stats {
     pub dns_cached: u64,
     /// DNS answers from upstream dropped (unknown id, bad question, malformed).
     pub dns_bad_answers: u64,
+    /// UDP datagrams joined from IP fragments (see [`crate::reassembly`]).
+    pub datagrams_reassembled: u64,
+    /// Upstream answer records whose TTL was lowered to `dns::MAX_ANSWER_TTL` (one day).
+    pub dns_ttls_clamped: u64,
     /// Bytes the engine's own accounting says it holds (socket buffers, flow state, queues).
     pub memory_bytes: usize,
 }

@@ -46,6 +46,12 @@ pub const LARGE_SLOTS: usize = 32;
 /// TCP handshakes held at once (SYN-ACK paused for the app id or the upstream connect). More
 /// SYNs are dropped without allocating (the app retransmits): a SYN flood costs nothing.
 pub const MAX_PARKED: usize = 1024;
+/// Handshakes the engine completes itself (SYN-ACK sent, the app's ACK not in yet) at once:
+/// connect-first and inspect-first flows alike. Beyond it a new SYN takes the place of the
+/// oldest such handshake (a real app ACKs within a round trip; a spoofed SYN never does), so
+/// spoofed SYNs hold at most this many flows, never the whole table, and never lock real
+/// clients out.
+pub const MAX_HALF_OPEN: usize = 1024;
 /// Default flow cap (TCP + UDP); beyond it the oldest idle flow is evicted. It also sizes the
 /// engine's flow tables up front, and their entries land at hashed positions, so 1,000 flows
 /// already touch nearly every page of a table sized for the cap (4.5 MiB resident at 8,192,
@@ -54,10 +60,12 @@ pub const MAX_PARKED: usize = 1024;
 /// table). That is still 3.5 times the bench's wrk -c1000, more connections than a phone's
 /// apps hold, and keeps the worst case near 14 MiB of flows.
 pub const DEFAULT_MAX_FLOWS: usize = 4096 / 8 * 7;
-/// Bytes read from one connection to find its SNI/Host. A ClientHello with post-quantum key
-/// shares is about 1.8 KB; 8 KiB leaves room for ECH and large extensions.
-pub const INSPECT_MAX: usize = 8 * 1024;
-/// All inspection buffers together (flows beyond it decide by address at once).
+/// Bytes read from one connection to find its SNI/Host: the HTTP head limit
+/// (`inspect::http::SNIFF_LIMIT`, 32 KiB), above the largest TLS record a ClientHello fills
+/// (16 KiB + 5). A ClientHello with post-quantum key shares is about 1.8 KB. Only the bytes a
+/// flow actually sent are held, and all flows together stay within [`INSPECT_TOTAL`].
+pub const INSPECT_MAX: usize = 32 * 1024;
+/// All inspection buffers together (a client-first flow beyond it is refused: fail closed).
 pub const INSPECT_TOTAL: usize = 1024 * 1024;
 /// Packets queued for the tunnel before the oldest are dropped (the driver drains every batch).
 pub const MAX_QUEUED_PACKETS: usize = 256;
@@ -108,8 +116,12 @@ pub const fn worst_case_bytes(b: BudgetInputs) -> usize {
     // Packets for the tunnel plus the command queue's datagrams (both bounded by MTU each).
     let queues = 2 * MAX_QUEUED_PACKETS * (b.mtu + 64);
     let dns = b.max_pending_dns * DNS_PENDING_BYTES + b.dns_cache_entries * DNS_CACHE_ENTRY_BYTES;
-    flows + INSPECT_TOTAL + queues + dns + EVENT_QUEUE_BYTES
+    flows + INSPECT_TOTAL + queues + dns + EVENT_QUEUE_BYTES + REASSEMBLY_TOTAL
 }
+
+/// Fragments held for reassembly at most, with the per-datagram records.
+pub const REASSEMBLY_TOTAL: usize =
+    crate::reassembly::MAX_BYTES + crate::reassembly::MAX_DATAGRAMS * 128;
 
 /// The defaults as budget inputs.
 pub const DEFAULT_INPUTS: BudgetInputs = BudgetInputs {

@@ -46,7 +46,9 @@ pub struct EngineConfig {
     /// TTL of block answers: short, so unblocking takes effect soon; not zero, so apps do not
     /// hammer (5 s, like RethinkDNS and Blokada).
     pub dns_block_ttl: u32,
-    /// Maximum flows (TCP + UDP) in the table; the oldest idle one is evicted beyond it.
+    /// Maximum flows (TCP + UDP) in the table. Beyond it, fair shares (`Engine::make_room`):
+    /// an app holding half of it gives up its own oldest flow (UDP first), else the oldest UDP
+    /// flow goes, else the oldest idle one.
     pub max_flows: usize,
     /// TCP buffer sizes for ordinary flows (receive = from the app, send = to the app).
     pub tcp_small_rx: usize,
@@ -56,9 +58,12 @@ pub struct EngineConfig {
     pub tcp_large_rx: usize,
     pub tcp_large_tx: usize,
     pub tcp_large_slots: usize,
-    /// Bytes of the first app data read to find an SNI/Host before deciding by address.
+    /// Bytes of the first app data read to find an SNI/Host; a client-first flow (see
+    /// `engine::tcp`) that names nothing within them is refused (fail closed).
     pub inspect_max_bytes: usize,
-    /// Time to wait for the first bytes (ClientHello/Host) before deciding by address.
+    /// Time to wait for the first bytes (ClientHello/Host) of a client-first flow; past it the
+    /// flow is refused (fail closed), never connected by address. Generous: an app whose first
+    /// bytes are this late has given up on its own connect timeout anyway.
     pub inspect_timeout: Duration,
     /// Ports of HTTP proxies, inspected first like 80/443/8080/8443: a `CONNECT host:port` is
     /// decided on its target before the proxy is asked, then the tunnel's own first bytes
@@ -84,10 +89,11 @@ pub struct EngineConfig {
     /// Entries in the DNS answer cache, as counted by the memory budget; the cache itself is
     /// bounded by [`crate::dns::MAX_CACHE_ENTRIES`] and [`crate::dns::MAX_CACHE_BYTES`].
     pub dns_cache_entries: usize,
-    /// Refuse TCP/UDP port 853 (DNS over TLS) so apps fall back to plain DNS.
-    pub block_dot: bool,
-    /// Refuse connections to known DNS-over-HTTPS endpoints (by name or address).
-    pub block_doh: bool,
+    /// Refuse encrypted DNS the engine cannot read, so apps and the OS fall back to the plain
+    /// DNS it answers: DNS over TLS and over QUIC (port 853, TCP and UDP), and the known
+    /// DNS-over-HTTPS endpoints of [`crate::dns::doh`] (their names and subdomains, in DNS
+    /// questions, SNI and Host; their anycast addresses on ports 443 and 853). On by default.
+    pub block_encrypted_dns: bool,
     /// Seed for TCP initial sequence numbers and DNS transaction ids (give real randomness).
     pub random_seed: u64,
 }
@@ -120,7 +126,7 @@ impl Default for EngineConfig {
             tcp_large_tx: crate::budget::LARGE_TX,
             tcp_large_slots: crate::budget::LARGE_SLOTS,
             inspect_max_bytes: crate::budget::INSPECT_MAX,
-            inspect_timeout: Duration::from_millis(1500),
+            inspect_timeout: Duration::from_secs(30),
             proxy_ports: DEFAULT_PROXY_PORTS.to_vec(),
             app_wait: Duration::from_millis(20),
             resolve_apps: false,
@@ -131,8 +137,7 @@ impl Default for EngineConfig {
             dns_timeout: Duration::from_secs(5),
             max_pending_dns: 1024,
             dns_cache_entries: 1024,
-            block_dot: true,
-            block_doh: false,
+            block_encrypted_dns: true,
             random_seed: 0x0123_4567_89ab_cdef,
         }
     }

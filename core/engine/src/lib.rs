@@ -40,20 +40,22 @@
 //! 1. Parsing (module `packet`) before anything else: lengths, IPv4 header and TCP/UDP/ICMP
 //!    checksums verified once (smoltcp is then told not to re-verify), IPv6 extension chains
 //!    walked (hop-by-hop, destination options and exhausted routing headers skipped and
-//!    stripped for smoltcp), fragments and unknown protocols dropped. Every drop is counted by
-//!    [`DropReason`]; nothing panics.
+//!    stripped for smoltcp), unknown protocols dropped; fragments of UDP datagrams are joined
+//!    within a memory bound ([`reassembly`]) and the whole datagram handled as one packet, other
+//!    fragments dropped. Every drop is counted by [`DropReason`]; nothing panics.
 //! 2. TCP, known 4-tuple: fed to smoltcp (one packet ingested at a time, so a new flow's socket
 //!    exists before its SYN is processed: shadowsocks-rust #1412). Retransmitted SYNs find their
 //!    flow: no duplicate listener (tailscale-rs #239).
 //! 3. TCP SYN, new: the policy decides by address (and the name DNS gave it) *before anything is
 //!    allocated*; blocked -> hand-built RST, no socket. Allowed -> one smoltcp socket listening
 //!    on exactly that destination (`set_any_ip`, default routes to a dummy own address), in one
-//!    of two modes (see `engine::tcp`): **connect first** (SYN-ACK paused with
-//!    `socket-tcp-pause-synack` until the upstream connects; refused -> RST) or **inspect
-//!    first** for ports 80/443/8080/8443 (handshake completed locally, the ClientHello SNI or
-//!    HTTP Host read across segments within a byte and time bound, then the decision, then
-//!    `Connect`, and the read bytes replayed first). A blocked inspected flow gets an RST and
-//!    the driver never hears of it.
+//!    of two modes (see `engine::tcp`): **connect first** (handshake completed locally, the
+//!    upstream asked for only on the app's ACK, so a spoofed SYN opens nothing; refused ->
+//!    RST) or **inspect first** for the client-first ports (80/443/8080/8443, the proxy ports,
+//!    the implicit-TLS ports: handshake completed locally, the ClientHello SNI or HTTP Host
+//!    read across segments within a byte and time bound, then the decision, then `Connect`,
+//!    and the read bytes replayed first). A blocked inspected flow gets an RST and the driver
+//!    never hears of it; so does one whose name cannot be read (fail closed).
 //! 4. UDP to port 53, any address: DNS answered by the engine (blocked: 0.0.0.0/:: TTL 5 s or
 //!    NXDOMAIN, HTTPS/SVCB with no data; allowed: cache, or forwarded on the shared
 //!    [`FlowId::DNS`] upstream flow under a fresh random id; answers teach the name table which
@@ -83,9 +85,10 @@
 //!
 //! ## Bounded memory
 //!
-//! See [`budget`]: every structure that grows with traffic is capped (flows with second-chance
-//! eviction of the oldest idle one, held handshakes, inspection bytes, pending DNS, cache,
-//! queues), TCP rings are fixed per flow in two tiers, and a `const` assertion keeps the default
+//! See [`budget`]: every structure that grows with traffic is capped (flows with fair shares:
+//! an app, or the unknown app, holding half the table gives up its own flows first, UDP goes
+//! before TCP, then second-chance eviction of the oldest idle one; held handshakes,
+//! inspection bytes, pending DNS, cache, queues), TCP rings are fixed per flow in two tiers, and a `const` assertion keeps the default
 //! worst case inside 40 MiB of the iOS extension's 50 MiB. `tests/engine_memory.rs` measures
 //! 10,000 concurrent flows with a counting allocator.
 //!
@@ -101,9 +104,10 @@
 //!
 //! The engine asks a [`Decide`] trait object (`embargo_policy::Policy` implements it; tests use
 //! closures). [`Engine::set_policy`] swaps it between batches; flows already decided keep their
-//! verdict. The engine adds two rules of its own, reported with list `engine`: DNS over TLS
-//! (port 853) and known DNS-over-HTTPS endpoints, when [`EngineConfig::block_dot`] /
-//! [`EngineConfig::block_doh`] are set, so apps fall back to plain DNS the engine can see.
+//! verdict. The engine adds rules of its own, reported with list `engine`: encrypted DNS
+//! ([`EngineConfig::block_encrypted_dns`], on by default: port 853 and the DNS-over-HTTPS
+//! endpoints of [`dns::doh`], names with their subdomains), so apps fall back to plain DNS the
+//! engine can see; and the fail-closed refusal of client-first flows whose name cannot be read.
 
 pub mod api;
 pub mod budget;
@@ -113,6 +117,7 @@ pub mod dns;
 mod engine;
 pub mod inspect;
 mod packet;
+pub mod reassembly;
 
 pub use api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
 pub use config::{DnsBlockAnswer, EngineConfig, DEFAULT_PROXY_PORTS};

@@ -207,10 +207,17 @@ fn a_blocked_dns_question_waits_for_its_app_so_the_history_names_it() {
 #[test]
 fn a_flow_the_app_cannot_change_connects_at_once_and_is_named_later() {
     let mut h = harness(Arc::new(AppBlind));
-    let app = AppConn::new("10.0.0.2:40100", "198.51.100.7:5100");
+    let mut app = AppConn::new("10.0.0.2:40100", "198.51.100.7:5100");
     h.send(&app.syn());
     let cmds = h.commands();
     let flow = resolve_app(&cmds);
+    let segs = h.segs();
+    assert!(
+        segs.len() == 1 && segs[0].syn,
+        "no app wait before the SYN-ACK: {segs:?}"
+    );
+    h.send(&app.on_synack(&segs[0]));
+    let cmds = h.commands();
     assert!(
         cmds.iter().any(|c| matches!(c, Command::Connect { .. })),
         "no app wait before connecting: {cmds:?}"

@@ -126,8 +126,7 @@ fn allowed_dns_is_forwarded_learned_and_cached() {
         .iter()
         .any(|e| matches!(e, Event::DnsAnswered { name, .. } if name == "www.example.com")));
     // A later connection to the address is attributed to the name.
-    let c = AppConn::new("10.0.0.2:41000", "198.51.100.10:22");
-    h.send(&c.syn());
+    complete_handshake(&mut h, AppConn::new("10.0.0.2:41000", "198.51.100.10:22"));
     let events = h.events();
     let d = events
         .iter()
@@ -140,6 +139,8 @@ fn allowed_dns_is_forwarded_learned_and_cached() {
     assert_eq!(d.name_source, NameSource::DnsAnswer);
     assert_eq!(d.names_sharing_address, 1);
     h.commands();
+    // The connect-first SYN-ACK (the upstream waits for the app's ACK).
+    assert!(h.segs().iter().all(|s| s.syn));
     // Repeats are served from the cache.
     h.send(&udp(
         app,
@@ -271,15 +272,33 @@ fn blocked_udp_gets_icmp_prohibited() {
     );
 }
 
+/// Issue 16: UDP 443 that is not a readable QUIC Initial is refused at once (it used to be
+/// relayed by address): the app gets the ICMP error of a block and falls back to TCP, where its
+/// ClientHello is read.
 #[test]
-fn non_quic_udp_443_is_decided_by_address_at_once() {
+fn non_quic_udp_443_is_refused_at_once() {
     let mut h = Harness::new();
     let app: SocketAddr = "10.0.0.2:6002".parse().unwrap();
     let server: SocketAddr = "198.51.100.30:443".parse().unwrap();
     h.send(&udp(app, server, b"\xc0not really quic"));
     let cmds = h.commands();
-    // Not a QUIC Initial: decided at once by address and relayed.
-    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert!(cmds.is_empty(), "{cmds:?}");
+    let out = h.out();
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Out::Icmp {
+                kind: 3,
+                code: 13,
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    let events = h.events();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Decision(d) if d.decision.is_block())));
 }
 
 #[test]
@@ -365,6 +384,18 @@ fn quic_initial_sni_decides_the_flow() {
     );
 }
 
+/// A connect-first connection whose handshake completes (its decision is recorded on the app's
+/// ACK, when the upstream is asked for).
+fn complete_handshake(h: &mut Harness, mut app: AppConn) {
+    h.send(&app.syn());
+    let segs = h.segs();
+    let synack = segs
+        .iter()
+        .find(|s| s.syn && s.dst == app.src)
+        .expect("SYN-ACK");
+    h.send(&app.on_synack(synack));
+}
+
 /// Forward `name`/`qtype` from `app` and answer it upstream with `answer_for(sent query)`;
 /// returns what the app received.
 fn resolve_via_upstream(
@@ -414,6 +445,36 @@ fn cached_answers_count_their_ttl_down() {
     );
 }
 
+/// Issue 16, finding 4: an upstream TTL of 2^32-1 used to reach the app unchanged (and be
+/// cached for the cache's own 30 min cap only); now every answer TTL is clamped to one day, in
+/// what is forwarded and in what the cache serves.
+#[test]
+fn huge_upstream_ttls_are_clamped_to_a_day() {
+    let mut h = Harness::new();
+    let app: SocketAddr = "10.0.0.2:5362".parse().unwrap();
+    let addr: IpAddr = "198.51.100.61".parse().unwrap();
+    let got = resolve_via_upstream(&mut h, app, 1, "forever.example.com", |q| {
+        let mut a = dns_answer(q, &[addr]);
+        let ttl = q.len() + 2 + 4;
+        a[ttl..ttl + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        a
+    });
+    let msg = hickory_proto::op::Message::from_vec(&got).unwrap();
+    assert_eq!(msg.answers[0].ttl, 86_400, "forwarded clamped");
+    assert_eq!(h.engine.stats().dns_ttls_clamped, 1);
+    h.advance(Duration::from_secs(100));
+    h.send(&udp(
+        app,
+        "8.8.8.8:53".parse().unwrap(),
+        &dns_query(2, "forever.example.com", 1),
+    ));
+    assert!(h.commands().is_empty(), "served from the cache");
+    let out = h.out();
+    let Out::Udp(d) = &out[0] else { panic!() };
+    let msg = hickory_proto::op::Message::from_vec(&d.payload).unwrap();
+    assert_eq!(msg.answers[0].ttl, 86_300, "cached clamped");
+}
+
 #[test]
 fn an_address_shared_by_names_reports_how_many_share_it() {
     let mut h = Harness::new();
@@ -423,7 +484,7 @@ fn an_address_shared_by_names_reports_how_many_share_it() {
         resolve_via_upstream(&mut h, app, id, name, |q| dns_answer(q, &[addr]));
     }
     h.events();
-    h.send(&AppConn::new("10.0.0.2:41061", "198.51.100.61:22").syn());
+    complete_handshake(&mut h, AppConn::new("10.0.0.2:41061", "198.51.100.61:22"));
     let events = h.events();
     let d = events
         .iter()
@@ -467,7 +528,7 @@ fn a_cname_chain_into_a_blocked_name_is_blocked() {
     );
     assert_eq!(h.engine.stats().dns_blocked, 1);
     // The tracker's address was not learned for the name.
-    h.send(&AppConn::new("10.0.0.2:41062", "198.51.100.62:22").syn());
+    complete_handshake(&mut h, AppConn::new("10.0.0.2:41062", "198.51.100.62:22"));
     let events = h.events();
     assert!(events
         .iter()
@@ -484,7 +545,10 @@ fn a_name_still_attributes_its_address_for_the_grace_after_its_ttl() {
     });
     let name_at = |h: &mut Harness, port: u16| {
         h.events();
-        h.send(&AppConn::new(&format!("10.0.0.2:{port}"), "198.51.100.63:22").syn());
+        complete_handshake(
+            h,
+            AppConn::new(&format!("10.0.0.2:{port}"), "198.51.100.63:22"),
+        );
         h.events().iter().find_map(|e| match e {
             Event::Decision(d) if d.port == 22 => Some(d.name.clone()),
             _ => None,

@@ -57,7 +57,7 @@ fn ten_thousand_concurrent_flows_fit_the_budget() {
     assert!(budget_bytes <= budget::IOS_EXTENSION_CAP, "{budget_bytes}");
 
     // Build every packet first so the measurement sees only the engine.
-    let apps: Vec<AppConn> = (0..FLOWS)
+    let mut apps: Vec<AppConn> = (0..FLOWS)
         .map(|i| {
             AppConn::new(
                 &format!("10.{}.{}.2:{}", i / 250, i % 250, 10_000 + i % 50_000),
@@ -66,16 +66,25 @@ fn ten_thousand_concurrent_flows_fit_the_budget() {
         })
         .collect();
     let syns: Vec<Vec<u8>> = apps.iter().map(AppConn::syn).collect();
+    let index: std::collections::HashMap<std::net::SocketAddr, usize> =
+        apps.iter().enumerate().map(|(i, a)| (a.src, i)).collect();
 
     let before = LIVE.load(Ordering::Relaxed);
     let mut h = Harness::with_config(config);
     let mut buf = vec![0u8; 2048];
     let mut synacks = 0;
     let mut events = 0;
-    // As a driver would see it: batches of SYNs, their connects, the SYN-ACKs written out.
+    // As a driver would see it: batches of SYNs, the SYN-ACKs written out, the apps' ACKs,
+    // their connects (a connect-first flow asks for its upstream on the app's ACK).
     for batch in syns.chunks(500) {
         for syn in batch {
             h.send(syn);
+        }
+        let segs = h.segs();
+        synacks += segs.len();
+        for s in &segs {
+            let ack = apps[index[&s.dst]].on_synack(s);
+            h.send(&ack);
         }
         let connects: Vec<_> = h
             .commands()
@@ -89,9 +98,7 @@ fn ten_thousand_concurrent_flows_fit_the_budget() {
         for flow in connects {
             h.upstream(UpstreamEvent::Connected { flow });
         }
-        while h.engine.poll_tun_packet(&mut buf).is_some() {
-            synacks += 1;
-        }
+        while h.engine.poll_tun_packet(&mut buf).is_some() {}
         events += h.events().len();
     }
     assert_eq!(synacks, FLOWS);

@@ -93,9 +93,12 @@ fn proxy_ports_are_inspected_first_and_the_list_is_configurable() {
         proxy_ports: Vec::new(),
         ..EngineConfig::default()
     });
-    let app = AppConn::new("10.0.0.2:40000", PROXY);
+    let mut app = AppConn::new("10.0.0.2:40000", PROXY);
     h.send(&app.syn());
-    assert!(h.segs().is_empty(), "SYN-ACK waits for the upstream");
+    let segs = h.segs();
+    assert!(segs[0].syn, "SYN-ACK at once");
+    assert!(h.commands().is_empty(), "no upstream before the app's ACK");
+    h.send(&app.on_synack(&segs[0]));
     assert!(matches!(h.commands().as_slice(), [Command::Connect { .. }]));
 }
 
@@ -220,20 +223,43 @@ fn an_inner_plain_http_request_is_decided_on_its_host() {
     assert_eq!(h.read_app(flow), b"");
 }
 
+/// Issue 16: the tunnel of an allowed CONNECT whose inner bytes name nothing in time is reset
+/// (the CONNECT's verdict used to stand after 1.5 s, the inner bytes then reaching the
+/// server), none of the held bytes sent.
 #[test]
-fn an_inner_hello_that_never_completes_is_released_at_the_inspection_timeout() {
+fn an_inner_hello_that_never_completes_is_reset_at_the_inspection_timeout() {
     let mut h = Harness::new();
     let mut app = handshake(&mut h, "10.0.0.2:40007");
     let flow = tunnel_open(&mut h, &mut app, "allowed.example:443");
     let hello = client_hello("allowed.example");
     h.send(&app.data(&hello[..10]));
     assert!(h.commands().is_empty());
-    h.advance(Duration::from_millis(1000));
-    assert_eq!(h.read_app(flow), b"", "still held before the timeout");
-    h.advance(Duration::from_millis(600));
-    // No inner name in time: the CONNECT's verdict (allowed) stands.
+    h.advance(Duration::from_millis(1600));
+    assert_eq!(h.read_app(flow), b"", "still held past the old 1.5 s");
+    assert!(h.commands().is_empty());
+    h.advance(h.engine.config().inspect_timeout);
+    assert!(h.segs().iter().any(|s| s.rst));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+    assert_eq!(h.read_app(flow), b"");
+}
+
+/// Issue 16: inner bytes that are not TLS or HTTP, in a tunnel to a client-first port, are
+/// reset too; to another port (SSH through a proxy) the CONNECT's verdict stands.
+#[test]
+fn an_unreadable_inner_stream_is_reset_on_a_client_first_port_only() {
+    let mut h = Harness::new();
+    let mut app = handshake(&mut h, "10.0.0.2:40017");
+    let flow = tunnel_open(&mut h, &mut app, "allowed.example:443");
+    h.send(&app.data(b"\x00\x01junk that is not TLS"));
+    assert!(h.segs().iter().any(|s| s.rst));
+    assert_eq!(h.commands(), vec![Command::Close { flow }]);
+
+    let mut app = handshake(&mut h, "10.0.0.2:40018");
+    let flow = tunnel_open(&mut h, &mut app, "allowed.example:22");
+    h.send(&app.data(b"SSH-2.0-OpenSSH_9.6\r\n"));
+    assert!(!h.segs().iter().any(|s| s.rst));
     assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
-    assert_eq!(h.read_app(flow), &hello[..10]);
+    assert_eq!(h.read_app(flow), b"SSH-2.0-OpenSSH_9.6\r\n");
 }
 
 #[test]
@@ -255,7 +281,7 @@ fn a_connect_head_that_never_ends_is_reset() {
     let mut app = handshake(&mut h, "10.0.0.2:40009");
     h.send(&app.data(b"CONNECT allowed.example:443 HTTP/1.1\r\nHost: allowed.example"));
     assert!(h.segs().iter().all(|s| !s.rst));
-    h.advance(Duration::from_millis(1600));
+    h.advance(h.engine.config().inspect_timeout);
     assert!(h.segs().iter().any(|s| s.rst));
     assert!(
         h.commands().is_empty(),

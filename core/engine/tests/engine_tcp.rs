@@ -30,6 +30,17 @@ fn handshake(h: &mut Harness, dst: &str) -> AppConn {
     app
 }
 
+/// A connect-first flow: the engine completes the handshake (SYN-ACK at once) and asks for the
+/// upstream only once the app's ACK arrives (a spoofed SYN never opens one).
+fn ack_first(h: &mut Harness, app: &mut AppConn) -> FlowId {
+    h.send(&app.syn());
+    assert!(h.commands().is_empty(), "no upstream before the app's ACK");
+    let segs = h.segs();
+    assert!(segs.len() == 1 && segs[0].syn, "{segs:?}");
+    h.send(&app.on_synack(&segs[0]));
+    connect_flow(h).0
+}
+
 fn connect_flow(h: &mut Harness) -> (FlowId, std::net::SocketAddr) {
     let cmds = h.commands();
     match cmds.as_slice() {
@@ -132,22 +143,19 @@ fn syn_to_blocked_address_gets_rst_without_a_socket() {
 #[test]
 fn duplicate_syns_make_one_flow() {
     let mut h = Harness::new();
-    // Connect-first port: the SYN-ACK waits for the upstream.
+    // Connect-first port: the SYN-ACK leaves at once, the upstream waits for the app's ACK.
     let mut app = AppConn::new("10.0.0.2:40002", "198.51.100.7:22");
     h.send(&app.syn());
     h.send(&app.syn());
     h.send(&app.syn());
-    assert!(
-        h.segs().is_empty(),
-        "SYN-ACK is paused until the upstream connects"
-    );
-    let (flow, _) = connect_flow(&mut h);
+    let segs = h.segs();
+    assert!(!segs.is_empty() && segs.iter().all(|s| s.syn), "{segs:?}");
+    assert!(h.commands().is_empty(), "no upstream before the app's ACK");
     let s = h.engine.stats();
     assert_eq!((s.tcp_flows, s.sockets), (1, 1), "{s:?}");
-    h.upstream(UpstreamEvent::Connected { flow });
-    let segs = h.segs();
-    assert_eq!(segs.len(), 1, "{segs:?}");
     h.send(&app.on_synack(&segs[0]));
+    let (flow, _) = connect_flow(&mut h);
+    h.upstream(UpstreamEvent::Connected { flow });
     // Inspected port: duplicates after the SYN-ACK are answered, not re-created.
     let app2 = AppConn::new("10.0.0.2:40003", "198.51.100.7:443");
     h.send(&app2.syn());
@@ -160,13 +168,12 @@ fn duplicate_syns_make_one_flow() {
 #[test]
 fn refused_upstream_resets_the_app() {
     let mut h = Harness::new();
-    let app = AppConn::new("10.0.0.2:40004", "198.51.100.7:25");
-    h.send(&app.syn());
-    let (flow, _) = connect_flow(&mut h);
+    let mut app = AppConn::new("10.0.0.2:40004", "198.51.100.7:25");
+    let flow = ack_first(&mut h, &mut app);
     h.upstream(UpstreamEvent::ConnectFailed { flow });
     let segs = h.segs();
     assert_eq!(segs.len(), 1);
-    assert!(segs[0].rst && segs[0].ack == Some(app.seq + 1), "{segs:?}");
+    assert!(segs[0].rst && segs[0].seq == app.ack, "{segs:?}");
     assert_eq!(h.engine.stats().sockets, 0);
 }
 
@@ -178,12 +185,9 @@ fn relayed(h: &mut Harness, port: u16) -> (AppConn, FlowId) {
 /// A connect-first flow from `src` to port `port`, relayed and established.
 fn relayed_from(h: &mut Harness, src: &str, port: u16) -> (AppConn, FlowId) {
     let mut app = AppConn::new(src, &format!("198.51.100.7:{port}"));
-    h.send(&app.syn());
-    let (flow, _) = connect_flow(h);
+    let flow = ack_first(h, &mut app);
     h.upstream(UpstreamEvent::Connected { flow });
-    let segs = h.segs();
-    assert_eq!(segs.len(), 1, "one SYN-ACK: {segs:?}");
-    h.send(&app.on_synack(&segs[0]));
+    assert!(h.segs().is_empty(), "the SYN-ACK went before the connect");
     (app, flow)
 }
 
@@ -256,24 +260,33 @@ fn upstream_reset_resets_the_app() {
     assert!(h.commands().is_empty());
 }
 
+/// Issue 16: a client-first flow that names nothing in time is refused (it used to be connected
+/// by address after 1.5 s, the blocked name then reaching the server), and nothing goes
+/// upstream while it waits.
 #[test]
-fn inspection_times_out_to_an_address_decision() {
+fn inspection_timeout_refuses_the_flow() {
     let mut h = Harness::new();
     let _app = handshake(&mut h, "93.184.216.34:443");
     let deadline = h.engine.poll_timeout().expect("inspection deadline");
     assert!(deadline <= h.now + h.engine.config().inspect_timeout);
+    assert!(h.engine.config().inspect_timeout >= Duration::from_secs(30));
+    h.advance(Duration::from_millis(1500));
+    assert!(h.commands().is_empty(), "no address decision at 1.5 s");
     h.advance(h.engine.config().inspect_timeout);
-    let (flow, _) = connect_flow(&mut h);
-    assert!(flow.0 > 0);
+    assert!(h.segs().iter().any(|s| s.rst));
+    assert!(h.commands().is_empty(), "never connected upstream");
+    let events = h.events();
+    let d = decisions(&events);
+    assert_eq!(d.len(), 1);
+    assert!(d[0].decision.is_block(), "{:?}", d[0].decision);
 }
 
 #[test]
 fn connect_timeout_resets_and_idle_engine_sleeps() {
     let mut h = Harness::new();
     assert_eq!(h.engine.poll_timeout(), None, "no flows: no wake-ups");
-    let app = AppConn::new("10.0.0.2:40020", "198.51.100.7:5004");
-    h.send(&app.syn());
-    let (flow, _) = connect_flow(&mut h);
+    let mut app = AppConn::new("10.0.0.2:40020", "198.51.100.7:5004");
+    let flow = ack_first(&mut h, &mut app);
     h.advance(h.engine.config().connect_timeout + Duration::from_millis(1));
     let segs = h.segs();
     assert!(segs.iter().any(|s| s.rst));
@@ -364,6 +377,10 @@ fn app_identity_is_asked_once_and_waited_for_briefly() {
         [Command::ResolveApp { .. }]
     ));
     h.advance(h.engine.config().app_wait);
+    assert!(h.commands().is_empty(), "no upstream before the app's ACK");
+    let mut app2 = app2;
+    let segs = h.segs();
+    h.send(&app2.on_synack(&segs[0]));
     let cmds = h.commands();
     assert!(
         matches!(cmds.as_slice(), [Command::Connect { .. }]),
@@ -382,18 +399,20 @@ fn full_table_evicts_the_oldest_idle_flow() {
     let mut h = Harness::with_config(config);
     let mut flows = Vec::new();
     for port in [40050u16, 40051] {
-        let app = AppConn::new(&format!("10.0.0.2:{port}"), "198.51.100.7:5007");
-        h.send(&app.syn());
-        flows.push(connect_flow(&mut h).0);
+        let mut app = AppConn::new(&format!("10.0.0.2:{port}"), "198.51.100.7:5007");
+        flows.push(ack_first(&mut h, &mut app));
     }
     h.advance(Duration::from_secs(11));
-    let app = AppConn::new("10.0.0.2:40052", "198.51.100.7:5007");
+    let mut app = AppConn::new("10.0.0.2:40052", "198.51.100.7:5007");
     h.send(&app.syn());
     let cmds = h.commands();
     assert!(
         cmds.contains(&Command::Close { flow: flows[0] }),
         "{cmds:?}"
     );
+    let segs = h.segs();
+    h.send(&app.on_synack(segs.last().expect("SYN-ACK")));
+    let cmds = h.commands();
     assert!(cmds.iter().any(|c| matches!(c, Command::Connect { .. })));
     let s = h.engine.stats();
     assert_eq!((s.tcp_flows, s.flows_evicted), (2, 1));
@@ -423,8 +442,6 @@ fn ipv6_syn_with_extension_headers_is_handled() {
     with_ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
     with_ext.extend_from_slice(&syn[40..]);
     h.send(&with_ext);
-    let (flow, _) = connect_flow(&mut h);
-    h.upstream(UpstreamEvent::Connected { flow });
     let segs = h.segs();
     assert!(segs[0].syn && segs[0].ack == Some(app.seq + 1), "{segs:?}");
     // A fragment header: dropped and counted.
@@ -525,11 +542,8 @@ fn idle_established_flows_do_not_wake_the_driver() {
             &format!("10.0.1.{}:{}", i + 1, 41000 + i),
             "198.51.100.8:5012",
         );
-        h.send(&app.syn());
-        let (flow, _) = connect_flow(&mut h);
+        let flow = ack_first(&mut h, &mut app);
         h.upstream(UpstreamEvent::Connected { flow });
-        let segs = h.segs();
-        h.send(&app.on_synack(&segs[0]));
     }
     assert!(h.segs().is_empty());
     assert_eq!(h.engine.stats().sockets, 50);
@@ -555,11 +569,8 @@ fn full_tunnel_queue_resumes_after_drain() {
             &format!("10.0.2.{}:{}", i + 1, 42000 + i),
             "198.51.100.9:5013",
         );
-        h.send(&app.syn());
-        let (flow, _) = connect_flow(&mut h);
+        let flow = ack_first(&mut h, &mut app);
         h.upstream(UpstreamEvent::Connected { flow });
-        let segs = h.segs();
-        h.send(&app.on_synack(&segs[0]));
         flows.push(flow);
     }
     // Whatever each flow's ring takes (large or small slot), more than the queue holds in all.

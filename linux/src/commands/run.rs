@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// lookup delaying a connection's handshake).
     #[arg(long, value_name = "MS", default_value_t = 20)]
     pub app_wait_ms: u64,
+    /// Let encrypted DNS through: DNS over TLS (port 853) and the known DNS-over-HTTPS
+    /// providers are refused by default, so apps fall back to the plain DNS Embargo answers
+    /// and blocks.
+    #[arg(long)]
+    pub allow_encrypted_dns: bool,
     /// Buffer size per direction for TCP flows that move data (the window the app sees).
     /// Larger moves bulk data faster over a busy machine at the cost of memory per busy flow.
     #[arg(long, value_name = "BYTES")]
@@ -312,6 +317,7 @@ fn run_with(
         open_files_hard: nofile.hard,
         max_flows: config.max_flows as u64,
     });
+    config.block_encrypted_dns = !args.allow_encrypted_dns;
     if let Some(bytes) = args.tcp_buffer {
         let bytes = bytes.clamp(4096, 16 << 20);
         config.tcp_large_rx = bytes;

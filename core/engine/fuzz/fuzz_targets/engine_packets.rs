@@ -158,7 +158,7 @@ fuzz_target!(|data: &[u8]| {
     let config = EngineConfig {
         max_flows: 8,
         resolve_apps: mode & 1 != 0,
-        block_doh: mode & 2 != 0,
+        block_encrypted_dns: mode & 2 != 0,
         tcp_large_slots: usize::from(mode >> 4),
         ..EngineConfig::default()
     };

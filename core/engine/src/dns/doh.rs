@@ -1,5 +1,6 @@
-//! DNS-over-TLS and DNS-over-HTTPS endpoints, for the optional blocking that keeps apps and the
-//! OS from slipping past the engine's DNS inspection.
+//! DNS-over-TLS and DNS-over-HTTPS endpoints: the one list the engine refuses when
+//! `EngineConfig::block_encrypted_dns` is set (the default), which keeps apps and the OS from
+//! slipping past the engine's DNS inspection.
 //!
 //! Why block them: Android's Private DNS (DoT, port 853) and browsers' secure DNS (DoH on 443)
 //! bypass a VPN's plain DNS, so the engine would learn no names and block none. When the known
@@ -56,6 +57,8 @@ const DNSPOD: &str = "DNSPod (Tencent) public DNS docs, docs.dnspod.cn/public-dn
 const CHROMIUM: &str =
     "Chromium DoH provider list, net/dns/public/doh_provider_entry.cc (auto-upgrade table)";
 const FIREFOX: &str = "Firefox TRR defaults (network.trr.uri / resolvers list)";
+const MULLVAD: &str = "Mullvad DNS docs, mullvad.net/help/dns-over-https-and-dns-over-tls";
+const TWNIC: &str = "TWNIC Quad101 docs, 101.101.101.101 (dns.twnic.tw)";
 
 /// Well-known DoH/DoT host names.
 pub const DOH_NAMES: &[DohName] = &[
@@ -150,6 +153,18 @@ pub const DOH_NAMES: &[DohName] = &[
     DohName {
         name: "doh.xfinity.com",
         source: FIREFOX,
+    },
+    DohName {
+        name: "doh.mullvad.net",
+        source: MULLVAD,
+    },
+    DohName {
+        name: "dns.mullvad.net",
+        source: MULLVAD,
+    },
+    DohName {
+        name: "dns.twnic.tw",
+        source: TWNIC,
     },
 ];
 

@@ -526,6 +526,42 @@ impl<'a> RecordWalker<'a> {
     }
 }
 
+/// The longest TTL the engine passes on or caches: one day. An upstream's TTL of 2^32-1 (or any
+/// value over 2^31-1, which RFC 2181 §8 says to treat as zero but many stubs do not) would pin a
+/// name's address in apps' caches for as long as they run.
+pub const MAX_ANSWER_TTL: u32 = 24 * 60 * 60;
+
+/// Clamps the TTL of every record of `msg` (answers, authorities, additionals; not OPT, whose
+/// TTL field holds EDNS flags) to `max`, in place. Returns how many were lowered; a message that
+/// cannot be walked is left as it is (the caller's parse rejects it).
+pub fn clamp_ttls(msg: &mut [u8], max: u32) -> usize {
+    let Some(header) = msg.get(..HEADER_LEN) else {
+        return 0;
+    };
+    let count = |i: usize| usize::from(u16::from_be_bytes([header[i], header[i + 1]]));
+    let (questions, records) = (count(4), count(6) + count(8) + count(10));
+    let mut at = HEADER_LEN;
+    for _ in 0..questions {
+        match skip_name(msg, at) {
+            Ok(end) => at = end + 4,
+            Err(_) => return 0,
+        }
+    }
+    let mut offsets = Vec::new();
+    let Ok(mut walker) = RecordWalker::new(msg, at, records) else {
+        return 0;
+    };
+    while let Ok(Some(record)) = walker.next_record() {
+        if record.rtype != TYPE_OPT && record.ttl > max {
+            offsets.push(record.ttl_offset);
+        }
+    }
+    for &offset in &offsets {
+        msg[offset..offset + 4].copy_from_slice(&max.to_be_bytes());
+    }
+    offsets.len()
+}
+
 /// Offset just past the (possibly compressed) name at `at`.
 pub(crate) fn skip_name(msg: &[u8], mut at: usize) -> Result<usize, DnsError> {
     // 128 labels is more than a 255-byte name can hold: the bound ends any malformed walk.
@@ -1022,5 +1058,32 @@ pub(crate) mod tests {
         assert!(skip_name(&[0xc0], 0).is_err());
         let many = [1u8, b'a'].repeat(200);
         assert!(skip_name(&many, 0).is_err());
+    }
+}
+
+#[cfg(test)]
+mod clamp_tests {
+    use super::*;
+
+    #[test]
+    fn clamps_record_ttls_but_not_opt_flags() {
+        // Header: 1 question, 1 answer, 0 authority, 1 additional (OPT).
+        let mut msg = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1];
+        msg.extend_from_slice(b"\x01a\x07example\x00\x00\x01\x00\x01");
+        msg.extend_from_slice(&[
+            0xc0, 12, 0, 1, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 4, 1, 2, 3, 4,
+        ]);
+        msg.extend_from_slice(&[0, 0, 41, 0x10, 0, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+        let before = msg.clone();
+        assert_eq!(clamp_ttls(&mut msg, MAX_ANSWER_TTL), 1);
+        let ttl_at = 12 + 15 + 6;
+        assert_eq!(&msg[ttl_at..ttl_at + 4], &MAX_ANSWER_TTL.to_be_bytes());
+        let opt_ttl = msg.len() - 6;
+        assert_eq!(&msg[opt_ttl..opt_ttl + 4], &[0xff; 4], "OPT flags kept");
+        assert_eq!(msg.len(), before.len());
+        // Malformed: left alone.
+        let mut cut = before[..20].to_vec();
+        assert_eq!(clamp_ttls(&mut cut, MAX_ANSWER_TTL), 0);
+        assert_eq!(cut, before[..20]);
     }
 }

@@ -23,8 +23,8 @@ mod names;
 pub use cache::{Cache, MAX_CACHE_BYTES, MAX_CACHE_ENTRIES, MAX_CACHE_TTL};
 pub use doh::{is_dot_port, is_known_doh_addr, is_known_doh_name};
 pub use message::{
-    AnswerAddress, BlockResponse, DnsAnswer, DnsQuery, EdnsInfo, TcpFramer, DEFAULT_BLOCK_TTL,
-    MAX_TCP_FRAMER_BYTES,
+    clamp_ttls, AnswerAddress, BlockResponse, DnsAnswer, DnsQuery, EdnsInfo, TcpFramer,
+    DEFAULT_BLOCK_TTL, MAX_ANSWER_TTL, MAX_TCP_FRAMER_BYTES,
 };
 pub use names::{
     LearnedName, NameTable, NamesForAddr, ATTRIBUTION_GRACE, MAX_ADDRS, MAX_NAMES_PER_ADDR,

@@ -60,7 +60,7 @@ impl Engine {
         let mut learned = None;
         let (query, _) = self.query(None, name, dst, protocol, dns_type, &mut learned);
         let port = if dns_type.is_some() { 0 } else { dst.port() };
-        if engine_rule(&self.config, query.name, port).is_some() {
+        if engine_rule(&self.config, query.name, query.addr, port).is_some() {
             return false;
         }
         // A block waits for its app too, even when no per-app rule could change it: the
@@ -155,6 +155,10 @@ impl Engine {
         if let Some(f) = self.flows.get_mut(&id) {
             if f.app_pending && f.app.is_none() {
                 f.app_pending = false;
+                if app.is_some() {
+                    super::share_sub(&mut self.shares, &None);
+                    super::share_add(&mut self.shares, &app);
+                }
                 f.app.clone_from(&app);
                 self.dirty.push(id);
             }

@@ -223,6 +223,12 @@ impl Engine {
 
     /// An answer from the upstream resolver.
     pub(crate) fn dns_upstream_answer(&mut self, from: SocketAddr, data: &[u8]) {
+        // TTLs over a day are lowered to a day before anything reads the answer: what the app
+        // gets, the cache and the name table all see the clamped value.
+        let mut clamped = data.to_vec();
+        self.stats.dns_ttls_clamped +=
+            crate::dns::clamp_ttls(&mut clamped, crate::dns::MAX_ANSWER_TTL) as u64;
+        let data = &clamped[..];
         let expected =
             from == self.config.dns_upstream_v4 || Some(from) == self.config.dns_upstream_v6;
         let Some(info) = DnsAnswer::parse(data).ok().filter(|_| expected) else {

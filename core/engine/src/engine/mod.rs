@@ -45,44 +45,81 @@ const MAX_QUEUED_EVENTS: usize = 4096;
 /// App answers cached at most.
 const MAX_APP_CACHE: usize = 4096;
 
-/// Known DNS-over-HTTPS endpoints refused when [`EngineConfig::block_doh`] is set: the public
-/// resolvers browsers and Android fall back to (PCAPdroid blocks the same kind of list).
-const DOH_NAMES: &[&str] = &[
-    "dns.google",
-    "dns.google.com",
-    "cloudflare-dns.com",
-    "mozilla.cloudflare-dns.com",
-    "chrome.cloudflare-dns.com",
-    "one.one.one.one",
-    "1dot1dot1dot1.cloudflare-dns.com",
-    "dns.quad9.net",
-    "dns9.quad9.net",
-    "dns10.quad9.net",
-    "dns11.quad9.net",
-    "doh.opendns.com",
-    "dns.adguard.com",
-    "dns.adguard-dns.com",
-    "doh.cleanbrowsing.org",
-    "dns.nextdns.io",
-    "doh.mullvad.net",
-    "dns.alidns.com",
-    "doh.pub",
-    "dns.twnic.tw",
-];
-
-/// Whether the engine's own DoT/DoH rules refuse this endpoint (name or port).
-fn engine_rule(config: &EngineConfig, name: Option<&str>, port: u16) -> Option<&'static str> {
-    if config.block_dot && port == 853 {
+/// Whether the engine's own encrypted-DNS rule refuses this endpoint, when
+/// [`EngineConfig::block_encrypted_dns`] is set: port 853 (DNS over TLS/QUIC), a known DoH name
+/// or its subdomain ([`crate::dns::doh`], the one list), or a known DoH anycast address on the
+/// ports DoH and DoT use (`addr` is `None` for DNS questions, which are about the name only).
+fn engine_rule(
+    config: &EngineConfig,
+    name: Option<&str>,
+    addr: Option<std::net::IpAddr>,
+    port: u16,
+) -> Option<&'static str> {
+    if !config.block_encrypted_dns {
+        return None;
+    }
+    if crate::dns::is_dot_port(port) {
         return Some("port 853 (DNS over TLS)");
     }
-    if config.block_doh {
-        if let Some(n) = name {
-            if DOH_NAMES.contains(&n) {
-                return Some("known DNS-over-HTTPS endpoint");
-            }
-        }
+    if name.is_some_and(crate::dns::is_known_doh_name) {
+        return Some("known DNS-over-HTTPS endpoint");
+    }
+    if port == 443 && addr.is_some_and(crate::dns::is_known_doh_addr) {
+        return Some("known DNS-over-HTTPS address");
     }
     None
+}
+
+/// A block by the engine itself, reported with list `engine` and `rule` as its text.
+pub(crate) fn engine_block(rule: &'static str) -> Decision {
+    Decision {
+        verdict: Verdict::Block,
+        reason: Reason::AddressRule {
+            rule: RuleRef {
+                list: "engine".into(),
+                line: 0,
+                rule: rule.into(),
+            },
+        },
+        // The engine's own rule (encrypted DNS, unreadable first bytes), not a list's.
+        intent: None,
+        owner: None,
+        country: None,
+        certainty: Certainty::Certain,
+        category: None,
+    }
+}
+
+/// Fail closed: a flow whose name could not be read where the protocol must carry one is
+/// blocked, unless its address is blocked anyway (that decision stands) or the user allowed it
+/// explicitly (blocking off for the app, an allowlist entry, an allow override), which no name
+/// could have changed.
+pub(crate) fn fail_closed(decision: &mut Decision, event: &mut DecisionEvent, why: &'static str) {
+    let explicit = matches!(
+        decision.reason,
+        Reason::AppBlockingOff | Reason::Allowlisted { .. } | Reason::AppOverride { .. }
+    );
+    if decision.is_block() || explicit {
+        return;
+    }
+    *decision = engine_block(why);
+    event.decision = decision.clone();
+}
+
+/// Flows of one app (or of the unknown app) count in this map: `share_add` / `share_sub`.
+type Shares = HashMap<Option<String>, usize>;
+
+pub(crate) fn share_add(shares: &mut Shares, app: &Option<String>) {
+    *shares.entry(app.clone()).or_default() += 1;
+}
+
+pub(crate) fn share_sub(shares: &mut Shares, app: &Option<String>) {
+    if let Some(n) = shares.get_mut(app) {
+        *n -= 1;
+        if *n == 0 {
+            shares.remove(app);
+        }
+    }
 }
 
 /// Hasher for maps keyed by [`FlowId`]: ids are the engine's own counter, not input an app
@@ -183,6 +220,11 @@ pub struct Engine {
     /// TCP flows holding a paused SYN-ACK now (at most [`budget::MAX_PARKED`]). Each TCP flow
     /// owns its socket (see [`tcp`]); a parked one only ever sees ingress.
     pub(crate) parked_count: usize,
+    /// TCP flows whose SYN-ACK is out and whose app has not ACKed it yet (at most
+    /// [`budget::MAX_HALF_OPEN`]).
+    pub(crate) half_open_count: usize,
+    /// Half-open flows, oldest first (may hold ids no longer half-open; skipped lazily).
+    pub(crate) half_open_order: VecDeque<FlowId>,
     pub(crate) flows: FlowMap<Flow>,
     pub(crate) tcp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
     pub(crate) udp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
@@ -193,6 +235,10 @@ pub struct Engine {
     timers: Timers,
     /// Second-chance eviction order (may hold ids of removed flows; compacted lazily).
     lru: VecDeque<FlowId>,
+    /// Flows in the table per app (`None`: not known), for the fair shares of `make_room`.
+    shares: Shares,
+    /// UDP flows in the table (evicted before TCP when the table is full).
+    udp_count: usize,
     /// Flows touched since the last service pass: serviced, then given smoltcp egress.
     pub(crate) dirty: Vec<FlowId>,
     /// Flows whose egress stopped at a full tunnel queue (made dirty again once it drains).
@@ -220,7 +266,12 @@ pub struct Engine {
     pub(crate) small_in_use: usize,
     /// Bytes held by inspection buffers and QUIC sniffers.
     pub(crate) inspect_bytes: usize,
+    /// Inspected flows waiting for room in the inspection pool (their bytes wait in their
+    /// socket's ring meanwhile): serviced again once the pool is under its bound.
+    pub(crate) inspect_waiting: Vec<FlowId>,
     pub(crate) scratch: Vec<u8>,
+    /// UDP datagrams arriving as IP fragments, being joined.
+    frags: crate::reassembly::Reassembly,
     pub(crate) stats: Stats,
 }
 
@@ -264,6 +315,8 @@ impl Engine {
             iface,
             device,
             parked_count: 0,
+            half_open_count: 0,
+            half_open_order: VecDeque::new(),
             flows: FlowMap::with_capacity_and_hasher(max_flows, Default::default()),
             tcp_keys: HashMap::with_capacity(max_flows),
             udp_keys: HashMap::new(),
@@ -273,6 +326,8 @@ impl Engine {
             events_dropped: 0,
             timers: BinaryHeap::new(),
             lru: VecDeque::new(),
+            shares: HashMap::new(),
+            udp_count: 0,
             dirty: Vec::new(),
             starved: Vec::new(),
             names: NameTable::new(),
@@ -291,7 +346,9 @@ impl Engine {
             socket_pool: SocketPool::default(),
             small_in_use: 0,
             inspect_bytes: 0,
+            inspect_waiting: Vec::new(),
             scratch: Vec::with_capacity(2048),
+            frags: crate::reassembly::Reassembly::default(),
             stats: Stats::default(),
         }
     }
@@ -324,6 +381,7 @@ impl Engine {
         self.stats.packets_in += 1;
         let parsed = match packet::parse(packet) {
             Ok(p) => p,
+            Err(DropReason::Fragment) => return self.on_fragment(packet),
             Err(reason) => return self.drop_packet(reason),
         };
         match parsed.proto {
@@ -332,6 +390,26 @@ impl Engine {
             // ICMP echo is left unanswered rather than faked (a fake reply would tell the user
             // a blocked host is up); other ICMP from the app has no flow to belong to.
             _ => self.drop_packet(DropReason::Icmp),
+        }
+    }
+
+    /// A fragment of a UDP datagram: held until the datagram is whole, which is then handled
+    /// as if it had arrived in one packet (see [`crate::reassembly`]).
+    fn on_fragment(&mut self, packet: &[u8]) {
+        use crate::reassembly::Outcome;
+        match self.frags.push(self.now, packet) {
+            Outcome::Held => {}
+            Outcome::Dropped(n) => {
+                self.stats.dropped[DropReason::Fragment as usize] += n;
+            }
+            Outcome::Complete(whole) => {
+                self.stats.datagrams_reassembled += 1;
+                match packet::parse(&whole) {
+                    Ok(p) if p.proto == packet::PROTO_UDP => self.on_udp(&whole, &p),
+                    Ok(_) => self.drop_packet(DropReason::Fragment),
+                    Err(reason) => self.drop_packet(reason),
+                }
+            }
         }
     }
 
@@ -369,6 +447,10 @@ impl Engine {
             return;
         };
         let key = (f.protocol, f.src);
+        if f.app != app {
+            share_sub(&mut self.shares, &f.app);
+            share_add(&mut self.shares, &app);
+        }
         f.app.clone_from(&app);
         let was_pending = std::mem::replace(&mut f.app_pending, false);
         self.cache_app(key.0, key.1, app);
@@ -612,6 +694,7 @@ impl Engine {
             + (self.large_in_use + self.socket_pool.len()) * (large + budget::TCP_FLOW_OVERHEAD)
             + self.udp_keys.len() * budget::UDP_FLOW_OVERHEAD
             + self.inspect_bytes
+            + self.frags.memory()
             + self.device.memory()
             + self.pending_dns.len() * budget::DNS_PENDING_BYTES
             + self.cache.len() * budget::DNS_CACHE_ENTRY_BYTES
@@ -622,6 +705,9 @@ impl Engine {
     /// Flush deferred work: service each touched flow, then run its smoltcp egress (which
     /// files its next deadline). O(touched flows), never O(all flows).
     pub(crate) fn pump(&mut self) {
+        if !self.inspect_waiting.is_empty() && self.inspect_bytes <= budget::INSPECT_TOTAL {
+            self.dirty.append(&mut self.inspect_waiting);
+        }
         // Servicing can touch flows again (a DNS answer written, a state change seen after
         // egress); a few rounds settle it, the rest waits for the next call.
         for _ in 0..3 {
@@ -659,11 +745,43 @@ impl Engine {
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    /// Make room for one more flow: evict the oldest idle flow when the table is full. Returns
-    /// false when nothing could be evicted.
-    pub(crate) fn make_room(&mut self) -> bool {
+    /// Make room for one more flow of `app` when the table is full. Fair shares first: an app
+    /// (or the unknown app, `None`) holding half the table or more gives up its own oldest
+    /// flow, UDP first, whoever needs the room (a UDP spray cycles through its own flows and
+    /// cannot push other apps' connections out); then the oldest idle UDP flow, then any UDP
+    /// flow (UDP is connectionless: an evicted NAT entry costs a new one, an evicted TCP flow
+    /// costs the connection); then the oldest idle flow with a second chance for recently
+    /// active ones. Returns false when nothing could be evicted.
+    pub(crate) fn make_room(&mut self, app: &Option<String>) -> bool {
         if self.flows.len() < self.config.max_flows {
             return true;
+        }
+        let share = (self.config.max_flows / 2).max(1);
+        let hog = if self.shares.get(app).copied().unwrap_or(0) >= share {
+            Some(app.clone())
+        } else {
+            self.shares
+                .iter()
+                .filter(|&(_, &n)| n > share)
+                .max_by_key(|&(_, &n)| n)
+                .map(|(a, _)| a.clone())
+        };
+        if let Some(hog) = hog {
+            let udp = self.udp_count > 0;
+            if (udp && self.evict_where(|f| f.app == hog && f.protocol == Protocol::Udp))
+                || self.evict_where(|f| f.app == hog)
+            {
+                return true;
+            }
+        }
+        if self.udp_count > 0 {
+            let now = self.now;
+            if self.evict_where(|f| {
+                f.protocol == Protocol::Udp && f.last_active + RECENTLY_ACTIVE <= now
+            }) || self.evict_where(|f| f.protocol == Protocol::Udp)
+            {
+                return true;
+            }
         }
         let now = self.now;
         let mut budget = self.lru.len();
@@ -688,6 +806,28 @@ impl Engine {
         self.flows.len() < self.config.max_flows
     }
 
+    /// Evict the oldest flow (in eviction order) that `pred` picks; false when none does.
+    fn evict_where(&mut self, pred: impl Fn(&Flow) -> bool) -> bool {
+        while let Some(id) = self.lru.front() {
+            if self.flows.contains_key(id) {
+                break;
+            }
+            self.lru.pop_front();
+        }
+        let flows = &self.flows;
+        let victim = self
+            .lru
+            .iter()
+            .copied()
+            .find(|id| flows.get(id).is_some_and(&pred));
+        let Some(id) = victim else {
+            return false;
+        };
+        self.stats.flows_evicted += 1;
+        self.kill_flow(id);
+        true
+    }
+
     /// Register a new flow in the table.
     pub(crate) fn insert_flow(&mut self, flow: Flow) {
         let id = flow.id;
@@ -697,8 +837,10 @@ impl Engine {
             }
             FlowKind::Udp(_) => {
                 self.udp_keys.insert((flow.src, flow.dst), id);
+                self.udp_count += 1;
             }
         }
+        share_add(&mut self.shares, &flow.app);
         self.flows.insert(id, flow);
         self.stats.flows_created += 1;
         self.lru.push_back(id);
@@ -714,11 +856,15 @@ impl Engine {
         let Some(f) = self.flows.remove(&id) else {
             return;
         };
+        share_sub(&mut self.shares, &f.app);
         match &f.kind {
             FlowKind::Tcp(t) => {
                 self.tcp_keys.remove(&(f.src, f.dst));
                 if t.parked {
                     self.parked_count -= 1;
+                }
+                if t.half_open {
+                    self.half_open_count -= 1;
                 }
                 if t.large {
                     self.large_in_use -= 1;
@@ -732,6 +878,7 @@ impl Engine {
             }
             FlowKind::Udp(u) => {
                 self.udp_keys.remove(&(f.src, f.dst));
+                self.udp_count -= 1;
                 self.inspect_bytes -= u.held_bytes();
             }
         }
@@ -819,23 +966,8 @@ impl Engine {
         let (query, sharing) = self.query(app, name, dst, protocol, dns_type, &mut learned);
         let (name, source) = (query.name, query.name_source);
         let port = if dns_type.is_some() { 0 } else { dst.port() };
-        let decision = match engine_rule(&self.config, name, port) {
-            Some(rule) => Decision {
-                verdict: Verdict::Block,
-                reason: Reason::AddressRule {
-                    rule: RuleRef {
-                        list: "engine".into(),
-                        line: 0,
-                        rule: rule.into(),
-                    },
-                },
-                // The engine's own rule (encrypted DNS), not a list's.
-                intent: None,
-                owner: None,
-                country: None,
-                certainty: Certainty::Certain,
-                category: None,
-            },
+        let decision = match engine_rule(&self.config, name, query.addr, port) {
+            Some(rule) => engine_block(rule),
             None => self.policy.decide(&query),
         };
         let event = DecisionEvent {

@@ -1,16 +1,21 @@
 //! TCP: smoltcp-terminated connections.
 //!
 //! Two modes, chosen per SYN after the address check:
-//! - **connect first** (ports other than the inspected ones): the socket listens with its
-//!   SYN-ACK paused, the driver connects upstream, and only a successful connect releases the
-//!   SYN-ACK; a refused connect becomes an RST to the app, as if the server had refused it.
-//! - **inspect first** (ports 80, 443, 8080, 8443, and the HTTP proxy ports of
+//! - **connect first** (server-first ports, the ones not in [`INSPECT_PORTS`]): the engine
+//!   completes the app's handshake and asks for the upstream connection only when the app's
+//!   ACK arrives ([`Phase::Handshake`]): a spoofed SYN, whose source never sees the SYN-ACK,
+//!   opens no upstream socket (it expires after `connect_timeout`). A refused connect becomes
+//!   an RST to the app, as on the inspected ports. The SYN-ACK is paused only while the app's
+//!   identity is awaited.
+//! - **inspect first** (the client-first ports [`INSPECT_PORTS`] and the HTTP proxy ports of
 //!   [`crate::EngineConfig::proxy_ports`]): the engine completes the app's handshake
 //!   itself (it must ACK the SYN to receive the ClientHello), reads the first bytes up to
 //!   [`crate::EngineConfig::inspect_max_bytes`] or [`crate::EngineConfig::inspect_timeout`],
 //!   decides with the SNI/Host, and only then asks for the upstream connection. A blocked flow
-//!   gets an RST and the driver never hears of it. The bytes read are replayed first by
-//!   [`Engine::read_app_data`].
+//!   gets an RST and the driver never hears of it. It fails closed: bytes that are not TLS or
+//!   HTTP, an HTTP/1.1 head without Host, the app's FIN, or either limit passing, all refuse
+//!   the flow; only a ClientHello without SNI and an HTTP/1.0 head without Host are decided by
+//!   address. The bytes read are replayed first by [`Engine::read_app_data`].
 //!
 //! Requests to an HTTP proxy are decided on the names inside them, not on the proxy's address:
 //! an absolute-URI request (`GET http://host/`) on its target's host and on its Host header
@@ -53,8 +58,16 @@ use crate::api::{Command, DropReason, FlowId};
 use crate::inspect::{http, tls, Sniff};
 use crate::packet::{self, Parsed, TCP_ACK, TCP_RST, TCP_SYN};
 
-/// Ports whose first bytes are read before deciding (TLS and HTTP, where apps speak first).
-const INSPECT_PORTS: [u16; 4] = [80, 443, 8080, 8443];
+/// Ports whose first bytes are read before deciding: the ports where the client speaks first
+/// and its first bytes carry the name. HTTP (80, 8080) and HTTPS (443, 8443), and the IANA
+/// implicit-TLS ports whose first bytes are a ClientHello: SMTPS submission (465), DNS over TLS
+/// (853, when it is not refused outright), IMAPS (993), POP3S (995), Apple push (5223) and
+/// MQTT over TLS (8883). Ports where the server speaks first (SMTP 25/587, IMAP 143, SSH 22,
+/// FTP 21 send a banner before the client says anything) cannot be read first and keep the
+/// address decision.
+pub(crate) const INSPECT_PORTS: [u16; 10] = [80, 443, 8080, 8443, 465, 853, 993, 995, 5223, 8883];
+/// Rule text of the engine's block of a client-first flow whose name could not be read.
+const UNREADABLE: &str = "no name readable on a client-first port (fail closed)";
 /// Largest DNS-over-TCP message accepted from an app (queries are tiny).
 const MAX_TCP_DNS_QUERY: usize = 4096;
 /// Answers held for a DNS-over-TCP flow whose send ring is full, framed: one answer of the
@@ -69,6 +82,9 @@ pub(crate) enum Phase {
     AwaitApp,
     /// Handshake done locally; reading the first bytes.
     Inspecting,
+    /// A connect-first flow whose SYN-ACK is out: the upstream is asked for only once the
+    /// app's ACK completes the handshake (a spoofed SYN never does).
+    Handshake,
     /// Upstream connect requested.
     Connecting,
     /// Both sides connected; bytes flow through the driver.
@@ -106,17 +122,27 @@ pub(crate) struct TcpFlow {
     pub shutdown_sent: bool,
     /// An allowed HTTP CONNECT whose tunnelled bytes are not decided yet (boxed: rare).
     pub tunnel: Option<Box<TunnelCheck>>,
+    /// A connect-first flow's (allowed) decision, recorded when the app's ACK completes the
+    /// handshake: a spoofed SYN leaves no trace in the history either.
+    pub pending_event: Option<Box<crate::api::DecisionEvent>>,
+    /// Counted in `Engine::half_open_count`: the SYN-ACK is out (or will be once unparked)
+    /// and the app has not completed the handshake yet.
+    pub half_open: bool,
 }
 
 /// An allowed HTTP CONNECT: the app's bytes after the CONNECT head are held here, never
 /// relayed, until their own name (the inner ClientHello's SNI, or an inner HTTP Host) is read
 /// and decided, at most [`crate::EngineConfig::inspect_max_bytes`] or
 /// [`crate::EngineConfig::inspect_timeout`] from the first held byte (as for a flow's first
-/// bytes: past either, the CONNECT's verdict stands). The proxy's answer (`200 Connection
-/// established`) passes to the app meanwhile.
+/// bytes: past either the flow is reset, fail closed; bytes that are not TLS or HTTP are reset
+/// when the CONNECT's port is client-first, and released on the CONNECT's verdict otherwise,
+/// e.g. SSH through a proxy). The proxy's answer (`200 Connection established`) passes to the
+/// app meanwhile.
 pub(crate) struct TunnelCheck {
     /// The CONNECT's names: an inner name among them was decided already.
     pub target: Vec<String>,
+    /// The CONNECT's port is client-first: inner bytes that give no name are refused.
+    pub strict: bool,
     /// The app's bytes after the CONNECT head.
     pub held: Vec<u8>,
 }
@@ -129,6 +155,14 @@ pub(crate) struct Found {
     /// For an HTTP CONNECT: the length of its head, `None` when it did not end within the
     /// inspection limit.
     pub connect: Option<Option<usize>>,
+    /// Whether a missing name may be decided by address: a ClientHello without SNI (apps that
+    /// connect to an address send none) or an HTTP/1.0 head that ended without a Host (HTTP/1.0
+    /// does not require one). An HTTP/1.1 request without one, or whose head did not reach a
+    /// Host within the limit, is refused.
+    pub no_name_ok: bool,
+    /// For an HTTP CONNECT: the target's port (its tunnel is inspected strictly when it is a
+    /// client-first port, see `Engine::client_first`).
+    pub port: Option<u16>,
 }
 
 fn listen_endpoint(dst: SocketAddr) -> IpListenEndpoint {
@@ -142,13 +176,17 @@ impl Engine {
     fn tcp_mode(&self, dst: SocketAddr) -> Phase {
         if dst.port() == 53 {
             Phase::Dns
-        } else if INSPECT_PORTS.contains(&dst.port())
-            || self.config.proxy_ports.contains(&dst.port())
-        {
+        } else if self.client_first(dst.port()) {
             Phase::Inspecting
         } else {
-            Phase::Connecting
+            Phase::Handshake
         }
+    }
+
+    /// Whether the client speaks first on `port` with bytes that carry the name (TLS, HTTP,
+    /// an HTTP proxy): such a flow is never connected upstream before its name is read.
+    pub(crate) fn client_first(&self, port: u16) -> bool {
+        INSPECT_PORTS.contains(&port) || self.config.proxy_ports.contains(&port)
     }
 
     /// A closed socket with a large slot's rings or a small flow's, alone in its set.
@@ -205,29 +243,33 @@ impl Engine {
             });
         }
         let mut mode = Phase::AwaitApp;
+        let mut pending_event = None;
         if !await_app {
             // Decide by address before allocating anything.
             mode = self.tcp_mode(dst);
-            let record = mode == Phase::Connecting;
             let (decision, event) =
                 self.evaluate(id, app.as_deref(), None, dst, Protocol::Tcp, None);
-            if decision.is_block() || record {
+            if decision.is_block() {
                 let wait = app.is_none().then_some(id);
                 self.record_after_app(wait, event, &decision);
-            }
-            if decision.is_block() {
                 self.send_rst_for(p);
                 return;
             }
+            if mode == Phase::Handshake {
+                pending_event = Some(Box::new(event));
+            }
         }
-        if matches!(mode, Phase::AwaitApp | Phase::Connecting)
-            && self.parked_count >= crate::budget::MAX_PARKED
-        {
+        let half_open = mode != Phase::AwaitApp;
+        if half_open && self.half_open_count >= crate::budget::MAX_HALF_OPEN {
+            // The oldest handshake in flight gives way (a spoofed SYN's, as a rule).
+            self.drop_oldest_half_open();
+        }
+        if mode == Phase::AwaitApp && self.parked_count >= crate::budget::MAX_PARKED {
             // Too many handshakes in flight: drop the SYN without allocating; the app
             // retransmits it in a second, when connects have completed.
             return self.drop_packet(DropReason::TableFull);
         }
-        if !self.make_room() {
+        if !self.make_room(&app) {
             self.drop_packet(DropReason::TableFull);
             self.send_rst_for(p);
             return;
@@ -239,10 +281,13 @@ impl Engine {
         if sock.listen(listen_endpoint(dst)).is_err() {
             return self.drop_packet(DropReason::Malformed);
         }
-        let parked = matches!(mode, Phase::AwaitApp | Phase::Connecting);
+        let parked = mode == Phase::AwaitApp;
         sock.pause_synack(parked);
         if parked {
             self.parked_count += 1;
+        }
+        if half_open {
+            self.half_open_count += 1;
         }
         if large {
             self.large_in_use += 1;
@@ -253,7 +298,7 @@ impl Engine {
         let deadline = match mode {
             Phase::AwaitApp => Some(now + self.config.app_wait),
             Phase::Inspecting => Some(now + self.config.inspect_timeout),
-            Phase::Connecting => Some(now + self.config.connect_timeout),
+            Phase::Handshake | Phase::Connecting => Some(now + self.config.connect_timeout),
             Phase::Relaying | Phase::Dns => None,
         };
         self.insert_flow(Flow {
@@ -267,7 +312,7 @@ impl Engine {
             bytes_from_app: 0,
             bytes_to_app: 0,
             timer_at: None,
-            upstream_open: mode == Phase::Connecting,
+            upstream_open: false,
             kind: FlowKind::Tcp(TcpFlow {
                 socket,
                 handle,
@@ -284,8 +329,13 @@ impl Engine {
                 data_notified: false,
                 shutdown_sent: false,
                 tunnel: None,
+                pending_event,
+                half_open,
             }),
         });
+        if half_open {
+            self.note_half_open(id);
+        }
         if await_app {
             self.commands.push_back(Command::ResolveApp {
                 flow: id,
@@ -293,9 +343,6 @@ impl Engine {
                 src,
                 dst,
             });
-        }
-        if mode == Phase::Connecting {
-            self.commands.push_back(Command::Connect { flow: id, dst });
         }
         self.tcp_ingest(id, packet, p);
         // The SYN must have bound the new socket to this app's 4-tuple.
@@ -381,6 +428,34 @@ impl Engine {
         changed
     }
 
+    /// Remember `id` as half-open, oldest first; stale entries are dropped once they are many.
+    fn note_half_open(&mut self, id: FlowId) {
+        self.half_open_order.push_back(id);
+        if self.half_open_order.len() > 2 * self.half_open_count + 64 {
+            let flows = &self.flows;
+            self.half_open_order.retain(|id| {
+                flows
+                    .get(id)
+                    .is_some_and(|f| matches!(&f.kind, FlowKind::Tcp(t) if t.half_open))
+            });
+        }
+    }
+
+    /// Forget the oldest half-open flow (see [`crate::budget::MAX_HALF_OPEN`]).
+    fn drop_oldest_half_open(&mut self) {
+        while let Some(id) = self.half_open_order.pop_front() {
+            let live = self.flows.get(&id).is_some_and(|f| match &f.kind {
+                FlowKind::Tcp(t) => t.half_open,
+                FlowKind::Udp(_) => false,
+            });
+            if live {
+                self.stats.flows_evicted += 1;
+                self.remove_flow(id);
+                return;
+            }
+        }
+    }
+
     /// Release a parked socket's SYN-ACK (its egress then runs with the other touched flows).
     fn unpark(&mut self, id: FlowId) {
         let Some(f) = self.flows.get_mut(&id) else {
@@ -395,7 +470,16 @@ impl Engine {
         self.parked_count -= 1;
         t.parked = false;
         t.sock_mut().pause_synack(false);
+        let newly = !t.half_open;
+        if newly {
+            // The SYN-ACK leaves now: a handshake in flight until the app's ACK.
+            t.half_open = true;
+            self.half_open_count += 1;
+        }
         self.dirty.push(id);
+        if newly {
+            self.note_half_open(id);
+        }
     }
 
     /// The app answer arrived (or `app_wait` passed) for a flow holding its SYN-ACK.
@@ -408,31 +492,24 @@ impl Engine {
         let (app, dst) = (f.app.clone(), f.dst);
         let mode = self.tcp_mode(dst);
         let (decision, event) = self.evaluate(id, app.as_deref(), None, dst, Protocol::Tcp, None);
-        if decision.is_block() || mode == Phase::Connecting {
-            self.record(event, &decision);
-        }
         if decision.is_block() {
+            self.record(event, &decision);
             return self.tcp_abort(id);
         }
         let now = self.now;
         let deadline = match mode {
             Phase::Inspecting => Some(now + self.config.inspect_timeout),
-            Phase::Connecting => Some(now + self.config.connect_timeout),
+            Phase::Handshake => Some(now + self.config.connect_timeout),
             _ => None,
         };
-        if let Some(f) = self.flows.get_mut(&id) {
-            if let FlowKind::Tcp(t) = &mut f.kind {
-                t.phase = mode;
-                t.deadline = deadline;
-            }
-            if mode == Phase::Connecting {
-                f.upstream_open = true;
-                self.commands.push_back(Command::Connect { flow: id, dst });
+        if let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) {
+            t.phase = mode;
+            t.deadline = deadline;
+            if mode == Phase::Handshake {
+                t.pending_event = Some(Box::new(event));
             }
         }
-        if mode != Phase::Connecting {
-            self.unpark(id);
-        }
+        self.unpark(id);
         self.schedule(id);
     }
 
@@ -494,21 +571,24 @@ impl Engine {
                 f.app_pending = false;
                 self.tcp_after_app(id);
             }
-            // No name in time: decide by address (a CONNECT head cut short is reset).
+            // No name in time: refused (fail closed; a CONNECT head cut short too).
             Phase::Inspecting => {
+                self.stats.flows_timed_out += 1;
                 if unfinished_connect(&t.inspect) {
-                    self.stats.flows_timed_out += 1;
                     return self.tcp_abort(id);
                 }
-                self.tcp_inspection_done(id, None);
+                self.tcp_inspection_done(id, None, true);
             }
-            Phase::Connecting => {
+            // The app never completed the handshake (a spoofed SYN), or the upstream never
+            // answered.
+            Phase::Handshake | Phase::Connecting => {
                 self.stats.flows_timed_out += 1;
                 self.tcp_abort(id);
             }
-            // No inner name in time: the CONNECT's verdict stands.
+            // No inner name in time: refused too (fail closed).
             Phase::Relaying if t.tunnel.is_some() && !f.app_pending => {
-                self.tcp_tunnel_decide(id, None);
+                self.stats.flows_timed_out += 1;
+                self.tcp_tunnel_decide(id, None, true);
             }
             Phase::Relaying | Phase::Dns => {}
         }
@@ -565,7 +645,10 @@ impl Engine {
     }
 
     /// The inspection finished with `found` (or nothing): decide, then connect or reset.
-    fn tcp_inspection_done(&mut self, id: FlowId, found: Option<Found>) {
+    /// `refuse`: no name could be read where the protocol must carry one (not the protocol,
+    /// cut short, over the byte limit or out of time): the flow is refused unless its address
+    /// decision is a block anyway or an explicit allow (see `fail_closed`).
+    fn tcp_inspection_done(&mut self, id: FlowId, found: Option<Found>, refuse: bool) {
         let Some(f) = self.flows.get(&id) else { return };
         if f.app_pending {
             // Found blocked and held for its app: `finish_app_wait` decides it again from
@@ -574,13 +657,18 @@ impl Engine {
             return;
         }
         let (app, dst) = (f.app.clone(), f.dst);
-        let (names, source, connect) = match found {
-            Some(found) => (found.names, found.source, found.connect),
-            None => (Vec::new(), NameSource::DnsAnswer, None),
+        let (names, source, connect, port) = match found {
+            Some(found) => (found.names, found.source, found.connect, found.port),
+            None => (Vec::new(), NameSource::DnsAnswer, None, None),
         };
-        let (decision, event) = self.evaluate_names(id, app.as_deref(), &names, source, dst);
+        let (mut decision, mut event) =
+            self.evaluate_names(id, app.as_deref(), &names, source, dst);
+        if refuse {
+            super::fail_closed(&mut decision, &mut event, UNREADABLE);
+        }
         let wait = app.is_none().then_some(id);
-        if decision.is_block() && wait.is_some_and(|id| self.app_waits.contains_key(&id)) {
+        if !refuse && decision.is_block() && wait.is_some_and(|id| self.app_waits.contains_key(&id))
+        {
             // The app's name is still being looked up, and the RST would end the process
             // before the lookup finds its socket: keep the bytes and decide again when the
             // answer comes or the wait ends (`finish_app_wait` services the flow; nothing
@@ -599,6 +687,7 @@ impl Engine {
             return self.tcp_abort(id);
         }
         let connect_deadline = self.now + self.config.connect_timeout;
+        let strict = port.is_none_or(|p| self.client_first(p));
         let mut held = 0;
         if let Some(f) = self.flows.get_mut(&id) {
             if let FlowKind::Tcp(t) = &mut f.kind {
@@ -611,6 +700,7 @@ impl Engine {
                     held = rest.capacity();
                     t.tunnel = Some(Box::new(TunnelCheck {
                         target: names,
+                        strict,
                         held: rest,
                     }));
                 }
@@ -622,27 +712,45 @@ impl Engine {
         self.schedule(id);
     }
 
-    /// The tunnel of an allowed CONNECT said `found` (or nothing, or its bytes ran out of time
-    /// or room): decide its inner name, then release the held bytes or reset the flow.
-    fn tcp_tunnel_decide(&mut self, id: FlowId, found: Option<Found>) {
+    /// The tunnel of an allowed CONNECT said `found` (or nothing: not TLS or HTTP, or its
+    /// bytes ran out of time or room): decide its inner name, then release the held bytes or
+    /// reset the flow. `timed_out`: no name in time, refused whatever the CONNECT's port.
+    fn tcp_tunnel_decide(&mut self, id: FlowId, found: Option<Found>, timed_out: bool) {
         let Some(f) = self.flows.get(&id) else { return };
         let FlowKind::Tcp(t) = &f.kind else { return };
         let Some(tunnel) = &t.tunnel else { return };
         let (app, dst) = (f.app.clone(), f.dst);
-        let (names, source, connect) = match found {
-            Some(found) => (found.names, found.source, found.connect),
-            None => (Vec::new(), NameSource::TlsSni, None),
-        };
-        if connect == Some(None) || (connect.is_none() && unfinished_connect(&tunnel.held)) {
+        let strict = tunnel.strict;
+        if connect_cut_short(found.as_ref(), &tunnel.held) {
             // Another CONNECT (after a 407, the proxy asked for credentials) cut short.
             return self.tcp_abort(id);
         }
+        // Fail closed: nothing readable in time, or (to a client-first port) bytes that are
+        // not TLS or HTTP or name nothing where the protocol must.
+        let unreadable = match &found {
+            None => timed_out || strict,
+            Some(found) => strict && found.names.is_empty() && !found.no_name_ok,
+        };
+        let (names, source, connect, port) = match found {
+            Some(found) => (found.names, found.source, found.connect, found.port),
+            None => (Vec::new(), NameSource::TlsSni, None, None),
+        };
         // The CONNECT's own names were decided (allowed) already.
         let new: Vec<String> = names
             .iter()
             .filter(|n| !tunnel.target.contains(n))
             .cloned()
             .collect();
+        if unreadable {
+            let (mut decision, mut event) =
+                self.evaluate_names(id, app.as_deref(), &[], NameSource::TlsSni, dst);
+            super::fail_closed(&mut decision, &mut event, UNREADABLE);
+            let wait = app.is_none().then_some(id);
+            self.record_after_app(wait, event, &decision);
+            if decision.is_block() {
+                return self.tcp_abort(id);
+            }
+        }
         if !new.is_empty() {
             let (decision, event) = self.evaluate_names(id, app.as_deref(), &new, source, dst);
             let wait = app.is_none().then_some(id);
@@ -661,13 +769,14 @@ impl Engine {
         }
         // A CONNECT again (the first was refused, e.g. `407 Proxy Authentication Required`):
         // its head goes, and the bytes after it are held for their own name in turn.
-        self.tcp_tunnel_release(id, connect.flatten().map(|head| (head, names)));
+        let strict = port.is_none_or(|p| self.client_first(p));
+        self.tcp_tunnel_release(id, connect.flatten().map(|head| (head, names, strict)));
     }
 
     /// The tunnel's name is allowed: its held bytes go upstream after what is already queued
     /// for replay; all of them, or only a new CONNECT's head (`head` bytes) when `again` says
     /// so, the rest staying held for the names of that CONNECT.
-    fn tcp_tunnel_release(&mut self, id: FlowId, again: Option<(usize, Vec<String>)>) {
+    fn tcp_tunnel_release(&mut self, id: FlowId, again: Option<(usize, Vec<String>, bool)>) {
         let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) else {
             return;
         };
@@ -676,7 +785,7 @@ impl Engine {
         };
         self.inspect_bytes -= t.inspect.capacity() + tunnel.held.capacity();
         let rest = match &again {
-            Some((head, _)) => tunnel.held.split_off((*head).min(tunnel.held.len())),
+            Some((head, _, _)) => tunnel.held.split_off((*head).min(tunnel.held.len())),
             None => Vec::new(),
         };
         if t.replay_pos >= t.inspect.len() {
@@ -690,11 +799,24 @@ impl Engine {
         }
         self.inspect_bytes += t.inspect.capacity();
         t.deadline = None;
-        if let Some((_, target)) = again {
+        if let Some((_, target, strict)) = again {
             self.inspect_bytes += rest.capacity();
-            t.tunnel = Some(Box::new(TunnelCheck { target, held: rest }));
+            t.tunnel = Some(Box::new(TunnelCheck {
+                target,
+                strict,
+                held: rest,
+            }));
         }
         self.dirty.push(id);
+    }
+
+    /// Service `id` again once the inspection pool has room (see `Engine::inspect_waiting`).
+    fn wait_for_inspect_room(&mut self, id: FlowId) {
+        self.inspect_waiting.push(id);
+        if self.inspect_waiting.len() > 2 * self.flows.len() + 64 {
+            self.inspect_waiting.sort_unstable();
+            self.inspect_waiting.dedup();
+        }
     }
 
     /// Look at a flow after smoltcp or the driver touched it.
@@ -713,12 +835,36 @@ impl Engine {
             self.remove_flow(id);
             return;
         }
+        if t.half_open && state != tcp::State::SynReceived {
+            t.half_open = false;
+            self.half_open_count -= 1;
+        }
         match t.phase {
             Phase::AwaitApp | Phase::Connecting => {}
+            Phase::Handshake => {
+                if matches!(state, tcp::State::SynReceived) {
+                    return;
+                }
+                // The app's ACK completed the handshake: a real app, not a spoofed source.
+                // Now the upstream is asked for; the app's bytes wait in the ring meanwhile.
+                t.phase = Phase::Connecting;
+                t.deadline = Some(self.now + self.config.connect_timeout);
+                let event = t.pending_event.take();
+                f.upstream_open = true;
+                let (dst, wait) = (f.dst, f.app.is_none().then_some(id));
+                self.commands.push_back(Command::Connect { flow: id, dst });
+                self.schedule(id);
+                if let Some(event) = event {
+                    let decision = event.decision.clone();
+                    self.record_after_app(wait, *event, &decision);
+                }
+            }
             Phase::Inspecting => {
                 let cap = self.config.inspect_max_bytes;
                 let before = t.inspect.capacity();
-                while t.inspect.len() < cap && sock.recv_queue() > 0 {
+                // A full pool: read nothing more now (the bytes wait in the socket's ring).
+                let pool_full = self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                while !pool_full && t.inspect.len() < cap && sock.recv_queue() > 0 {
                     let room = cap - t.inspect.len();
                     let inspect = &mut t.inspect;
                     let got = sock.recv(|buf| {
@@ -735,18 +881,26 @@ impl Engine {
                 if t.inspect.is_empty() && !app_done {
                     return;
                 }
-                let over =
-                    t.inspect.len() >= cap || self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                let over = t.inspect.len() >= cap;
                 let found = sniff(&t.inspect);
                 match found {
-                    Sniff::NeedMore if !app_done && !over => {}
+                    Sniff::NeedMore if !app_done && !over => {
+                        if pool_full || sock.recv_queue() > 0 {
+                            // Waits for room in the pool (not refused for others' load).
+                            self.wait_for_inspect_room(id);
+                        }
+                    }
                     Sniff::Done(found) if found.connect != Some(None) => {
-                        self.tcp_inspection_done(id, Some(found));
+                        // A name, or none where none is required (by address); none where
+                        // one is required is refused.
+                        let refuse = found.names.is_empty() && !found.no_name_ok;
+                        self.tcp_inspection_done(id, Some(found), refuse);
                     }
                     // A CONNECT whose head does not end within the limit, or that the app
                     // gave up on: where the tunnel starts is unknown, so nothing is relayed.
                     _ if unfinished_connect(&t.inspect) => self.tcp_abort(id),
-                    _ => self.tcp_inspection_done(id, None),
+                    // Not TLS or HTTP, cut short by the app, or over the limit: refused.
+                    _ => self.tcp_inspection_done(id, None, true),
                 }
             }
             Phase::Relaying if t.tunnel.is_some() => {
@@ -762,7 +916,8 @@ impl Engine {
                 };
                 let cap = self.config.inspect_max_bytes;
                 let before = tunnel.held.capacity();
-                while tunnel.held.len() < cap && sock.recv_queue() > 0 {
+                let pool_full = self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                while !pool_full && tunnel.held.len() < cap && sock.recv_queue() > 0 {
                     let room = cap - tunnel.held.len();
                     let held = &mut tunnel.held;
                     let got = sock.recv(|buf| {
@@ -781,17 +936,20 @@ impl Engine {
                     // or held for the app's name (`finish_app_wait` services the flow again).
                     return;
                 }
-                let over =
-                    tunnel.held.len() >= cap || self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                let over = tunnel.held.len() >= cap;
+                let waiting = pool_full || sock.recv_queue() > 0;
                 match sniff(&tunnel.held) {
                     Sniff::NeedMore if !app_done && !over => {
                         if t.deadline.is_none() {
                             t.deadline = Some(self.now + self.config.inspect_timeout);
                             self.schedule(id);
                         }
+                        if waiting {
+                            self.wait_for_inspect_room(id);
+                        }
                     }
-                    Sniff::Done(found) => self.tcp_tunnel_decide(id, Some(found)),
-                    _ => self.tcp_tunnel_decide(id, None),
+                    Sniff::Done(found) => self.tcp_tunnel_decide(id, Some(found), false),
+                    _ => self.tcp_tunnel_decide(id, None, false),
                 }
             }
             Phase::Relaying => {
@@ -1118,12 +1276,27 @@ fn sniff(buf: &[u8]) -> Sniff<Found> {
             names: n.into_iter().collect(),
             source: NameSource::TlsSni,
             connect: None,
+            no_name_ok: true,
+            port: None,
         }),
         Some(_) => http::request(buf).map(|r| Found {
             names: r.names().map(str::to_owned).collect(),
             source: NameSource::HttpHost,
             connect: r.is_connect().then_some(r.head_len),
+            no_name_ok: r.head_len.is_some() && r.minor_version == 0 && !r.is_connect(),
+            port: r
+                .is_connect()
+                .then(|| r.target.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+                .flatten(),
         }),
+    }
+}
+
+/// Whether the tunnel's bytes are another CONNECT cut short (its head did not end).
+fn connect_cut_short(found: Option<&Found>, held: &[u8]) -> bool {
+    match found {
+        Some(found) => found.connect == Some(None),
+        None => unfinished_connect(held),
     }
 }
 

@@ -2,8 +2,11 @@
 //! the driver's per-flow host socket, idle expiry.
 //!
 //! QUIC (UDP 443): the first datagrams are held (at most [`MAX_HELD`]) while the Initial is
-//! decrypted for its SNI (keys from public salts, RFC 9001); a flow whose name cannot be read in
-//! [`QUIC_SNIFF_WAIT`] or [`MAX_HELD`] datagrams is decided by address.
+//! decrypted for its SNI (keys from public salts, RFC 9001); a flow whose Initial cannot be read
+//! (not QUIC, not in [`QUIC_SNIFF_WAIT`] or [`MAX_HELD`] datagrams, no room to decrypt) is
+//! dropped, with the ICMP error of a block (fail closed: the app falls back to TCP, where its
+//! ClientHello is read). An Initial whose ClientHello has no SNI is decided by address, as a
+//! TCP ClientHello without one is.
 //!
 //! Blocked flows answer every datagram with ICMP "administratively prohibited" rather than
 //! silence: the app's kernel reports an error on a connected socket at once (QUIC stacks then
@@ -34,6 +37,8 @@ pub(crate) struct UdpFlow {
     pub deadline: Option<Instant>,
     pub sniffer: Option<Box<InitialSniffer>>,
     pub sniff_done: bool,
+    /// QUIC whose Initial could not be read: refused when decided (fail closed).
+    pub unreadable: bool,
     pub name: Option<String>,
     pub held: Vec<Vec<u8>>,
 }
@@ -85,7 +90,7 @@ impl Engine {
             self.record(event, &decision);
             blocked = decision.is_block();
         }
-        if !self.make_room() {
+        if !self.make_room(&app) {
             return self.drop_packet(DropReason::TableFull);
         }
         let holding = await_app || quic;
@@ -109,6 +114,7 @@ impl Engine {
                 deadline: holding.then(|| now + QUIC_SNIFF_WAIT.max(self.config.app_wait)),
                 sniffer: (quic && !pool_full).then(|| Box::new(InitialSniffer::new())),
                 sniff_done: !quic || pool_full,
+                unreadable: quic && pool_full,
                 name: None,
                 held: Vec::new(),
             }),
@@ -164,8 +170,14 @@ impl Engine {
                     u.name = hello.server_name;
                     u.sniff_done = true;
                 }
-                Sniff::NotThisProtocol => u.sniff_done = true,
-                Sniff::NeedMore => u.sniff_done = u.held.len() >= MAX_HELD,
+                Sniff::NotThisProtocol => {
+                    u.sniff_done = true;
+                    u.unreadable = true;
+                }
+                Sniff::NeedMore => {
+                    u.sniff_done = u.held.len() >= MAX_HELD;
+                    u.unreadable = u.sniff_done;
+                }
             }
         }
         if u.sniff_done {
@@ -184,7 +196,8 @@ impl Engine {
         }
         let (app, dst, src) = (f.app.clone(), f.dst, f.src);
         let name = u.name.clone();
-        let (decision, event) = self.evaluate(
+        let unreadable = u.unreadable;
+        let (mut decision, mut event) = self.evaluate(
             id,
             app.as_deref(),
             name.as_deref().map(|n| (n, NameSource::QuicSni)),
@@ -192,6 +205,13 @@ impl Engine {
             Protocol::Udp,
             None,
         );
+        if unreadable {
+            super::fail_closed(
+                &mut decision,
+                &mut event,
+                "QUIC Initial not readable on UDP 443 (fail closed)",
+            );
+        }
         self.record(event, &decision);
         let Some(f) = self.flows.get_mut(&id) else {
             return;
@@ -238,7 +258,10 @@ impl Engine {
         u.deadline = None;
         f.app_pending = false;
         if !u.sniff_done {
+            // No readable Initial in time (junk first, or too slow): refused.
             u.sniff_done = true;
+            u.unreadable = u.sniffer.is_some();
+            u.sniffer = None;
         }
         self.udp_try_decide(id);
     }

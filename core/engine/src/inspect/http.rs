@@ -15,12 +15,13 @@ use super::{normalize_host_name, Sniff};
 
 /// How many bytes of a stream the caller should hold at most while waiting for the Host header.
 ///
-/// Why 8 KiB: it is the smallest request-head limit among common servers (Apache's
-/// LimitRequestLine/LimitRequestFieldSize and nginx's large_client_header_buffers are both 8 KiB),
-/// so no request that a server would accept is cut short, while a flow that never sends a Host
-/// costs at most this much while the engine waits. Past it, [`request`] answers `Done` with
-/// whatever it found (usually no host) instead of `NeedMore`.
-pub const SNIFF_LIMIT: usize = 8 * 1024;
+/// Why 32 KiB: above the request-head limits of common servers (Apache's
+/// LimitRequestFieldSize and nginx's large_client_header_buffers are 8 KiB per line, nginx
+/// allows 4 such buffers), so a Host that follows kilobytes of cookies is still read, while a
+/// flow that never sends a Host costs at most this much while the engine waits. Past it,
+/// [`request`] answers `Done` with whatever it found (usually no host, which the engine
+/// refuses) instead of `NeedMore`.
+pub const SNIFF_LIMIT: usize = 32 * 1024;
 
 /// Longest method token accepted ("PROPPATCH", "MKCALENDAR" and the like fit); anything longer is
 /// not an HTTP request. Lets a non-HTTP stream be rejected on its first bytes.

@@ -1,5 +1,14 @@
 //! `embargo`: the Linux shell of Embargo (see README.md for every command).
 
+/// `eprintln!` that never panics. `embargo run 2>&1 | tee log`, then Ctrl-C: the shell ends
+/// `tee` too, and a panic on the closed pipe would skip the cleanup that follows.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod commands;
 mod control;
 mod input;
@@ -66,7 +75,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("embargo: {err:#}");
+            say!("embargo: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -273,7 +273,7 @@ impl Changes {
             match serde_json::from_str::<StateFile>(&text) {
                 Ok(old) => {
                     if !old.steps.is_empty() {
-                        eprintln!(
+                        say!(
                             "embargo: reverting {} change(s) left by a previous run (pid {}) from {}",
                             old.steps.len(),
                             old.pid,
@@ -283,14 +283,14 @@ impl Changes {
                     for step in old.steps.iter().rev() {
                         match step.check(&scope) {
                             Ok(()) => step.run(),
-                            Err(why) => eprintln!(
+                            Err(why) => say!(
                                 "embargo: refused to replay a step of {}: {why}",
                                 path.display()
                             ),
                         }
                     }
                 }
-                Err(e) => eprintln!(
+                Err(e) => say!(
                     "embargo: ignoring unreadable state file {}: {e}",
                     path.display()
                 ),

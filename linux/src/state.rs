@@ -480,7 +480,7 @@ mod tests {
     fn a_state_dir_owned_by_another_user_is_refused() {
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: needs root to give a directory to another user");
+            say!("SKIPPED: needs root to give a directory to another user");
             return;
         }
         let (_d, state) = tmp();

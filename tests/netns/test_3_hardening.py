@@ -204,3 +204,42 @@ def test_a_second_run_is_refused_and_a_run_right_after_sigkill_starts(net, embar
     finally:
         first.poll()
         stop(first)
+
+
+def test_a_closed_output_pipe_does_not_stop_the_cleanup(net, embargo_bin, own_ns, tmp_path):
+    """`embargo run ... 2>&1 | tee log`, then Ctrl-C: the shell ends `tee` too, so Embargo's
+    last lines go to a closed pipe. Before: the write panicked (exit 101) before the routes
+    and DNS of the namespace were restored. After: the lines are dropped, the cleanup runs."""
+    import select
+
+    state = tmp_path / "state"
+    args = [embargo_bin, "run", "--netns", own_ns, "--state-dir", state, "--dns-upstream",
+            DNS_IP, "--app-wait-ms", "0", "--no-default"]
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([str(a) for a in args], stdout=write_end, stderr=write_end,
+                            start_new_session=True)
+    os.close(write_end)
+    seen, deadline = b"", time.time() + 60
+    try:
+        while b"protecting network namespace" not in seen and time.time() < deadline:
+            ready, _, _ = select.select([read_end], [], [], 1)
+            if ready:
+                chunk = os.read(read_end, 65536)
+                if not chunk:
+                    break
+                seen += chunk
+        assert b"protecting network namespace" in seen, seen.decode(errors="replace")
+        assert "dev" in in_ns(own_ns, "ip", "route", "show", "default").stdout
+    finally:
+        os.close(read_end)  # the reader is gone, as `tee` is after Ctrl-C
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    assert proc.returncode == 0, f"embargo exited {proc.returncode} (101 = panic)"
+    routes = in_ns(own_ns, "ip", "route", "show", "default", check=False).stdout
+    assert routes.strip() == "", f"the namespace still routes into the tunnel: {routes}"
+    assert not Path(f"/etc/netns/{own_ns}/resolv.conf").exists(), "DNS of the namespace not restored"

@@ -366,7 +366,7 @@ fn run_with(
     let _control_server = match crate::control::Server::bind(&StateDir::new(&args.state_dir)) {
         Ok(server) => Some(server.spawn(control.clone())?),
         Err(e) => {
-            eprintln!("embargo: control socket off: {e:#}");
+            say!("embargo: control socket off: {e:#}");
             None
         }
     };
@@ -404,16 +404,16 @@ fn run_with(
     });
 
     match mode {
-        Mode::Netns(ns) => eprintln!(
+        Mode::Netns(ns) => say!(
             "embargo: protecting network namespace {ns} (device {tun_name}, DNS via {dns}).\n\
              Try it:  sudo ip netns exec {ns} curl -sI https://example.com\n\
              Stop with Ctrl-C; routes and DNS are restored on exit."
         ),
-        Mode::Machine => eprintln!(
+        Mode::Machine => say!(
             "embargo: protecting this machine (device {tun_name}, fwmark {fwmark}, DNS via {dns}). \
              Stop with Ctrl-C; routing is restored on exit."
         ),
-        Mode::Attach { .. } => eprintln!(
+        Mode::Attach { .. } => say!(
             "embargo: attached to {tun_name} (fwmark {fwmark}, DNS via {dns}); routes untouched."
         ),
     }
@@ -424,7 +424,7 @@ fn run_with(
     signal_handle.close();
     let _ = signal_thread.join();
     let stats = handle.stats();
-    eprintln!(
+    say!(
         "embargo: stopped: {} packets in, {} out, {} upstream sockets, {} connect failures, \
          {} flows blocked; DNS {} forwarded, {} from cache, {} blocked; {} loop wake-ups",
         stats.driver.tun_packets_in,
@@ -439,7 +439,7 @@ fn run_with(
     );
     if let Some(history) = &history {
         if let Err(e) = history.recorder().flush() {
-            eprintln!("embargo: history flush: {e}");
+            say!("embargo: history flush: {e}");
         }
     }
     outcome.context("driver loop")?;

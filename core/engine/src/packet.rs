@@ -18,11 +18,97 @@ const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
 const IPV6_DEST_OPTS: u8 = 60;
 
-/// TCP flags (byte 13 of the header).
+/// TCP flags (byte [`field::tcp::FLAGS`] of the header).
 pub(crate) const TCP_FIN: u8 = 0x01;
 pub(crate) const TCP_SYN: u8 = 0x02;
 pub(crate) const TCP_RST: u8 = 0x04;
 pub(crate) const TCP_ACK: u8 = 0x10;
+
+/// Header field offsets, from the start of each header, in the manner of smoltcp's `mod field`:
+/// a `usize` for a one-byte field, a range for a wider one (big-endian).
+mod field {
+    pub(super) type Field = std::ops::Range<usize>;
+
+    /// Field `f` of a header that starts at `base` in a buffer.
+    pub(super) fn at(base: usize, f: Field) -> Field {
+        base + f.start..base + f.end
+    }
+
+    /// IPv4 (RFC 791).
+    pub(super) mod ipv4 {
+        use super::Field;
+        /// Version (high nibble) and header length in 32-bit words (low nibble).
+        pub const VER_IHL: usize = 0;
+        /// Total length, header included.
+        pub const LENGTH: Field = 2..4;
+        /// Flags (reserved, DF, MF) and fragment offset.
+        pub const FLG_OFF: Field = 6..8;
+        pub const PROTOCOL: usize = 9;
+        pub const CHECKSUM: Field = 10..12;
+        pub const SRC_ADDR: Field = 12..16;
+        pub const DST_ADDR: Field = 16..20;
+        /// The header without options.
+        pub const HEADER_LEN: usize = DST_ADDR.end;
+    }
+
+    /// IPv6 (RFC 8200) fixed header.
+    pub(super) mod ipv6 {
+        use super::Field;
+        /// Payload length: extension headers and transport, not this header.
+        pub const LENGTH: Field = 4..6;
+        pub const NXT_HDR: usize = 6;
+        pub const SRC_ADDR: Field = 8..24;
+        pub const DST_ADDR: Field = 24..40;
+        pub const HEADER_LEN: usize = DST_ADDR.end;
+    }
+
+    /// IPv6 extension headers with the common layout (hop-by-hop, routing, destination
+    /// options).
+    pub(super) mod ipv6_ext {
+        pub const NXT_HDR: usize = 0;
+        /// Length in 8-byte units, not counting the first 8.
+        pub const LENGTH: usize = 1;
+        /// Routing header only: segments left.
+        pub const SEG_LEFT: usize = 3;
+        /// The smallest extension header (and its length unit).
+        pub const MIN_LEN: usize = 8;
+    }
+
+    /// TCP (RFC 9293).
+    pub(super) mod tcp {
+        use super::Field;
+        pub const SRC_PORT: Field = 0..2;
+        pub const DST_PORT: Field = 2..4;
+        pub const SEQ_NUM: Field = 4..8;
+        pub const ACK_NUM: Field = 8..12;
+        /// Data offset in 32-bit words (high nibble).
+        pub const DATA_OFF: usize = 12;
+        pub const FLAGS: usize = 13;
+        pub const CHECKSUM: Field = 16..18;
+        /// The header without options.
+        pub const HEADER_LEN: usize = 20;
+    }
+
+    /// UDP (RFC 768).
+    pub(super) mod udp {
+        use super::Field;
+        pub const SRC_PORT: Field = 0..2;
+        pub const DST_PORT: Field = 2..4;
+        /// Length, header included.
+        pub const LENGTH: Field = 4..6;
+        pub const CHECKSUM: Field = 6..8;
+        pub const HEADER_LEN: usize = CHECKSUM.end;
+    }
+
+    /// ICMP and ICMPv6 (RFC 792, RFC 4443): type, code, checksum, 4 more bytes.
+    pub(super) mod icmp {
+        use super::Field;
+        pub const CHECKSUM: Field = 2..4;
+        pub const HEADER_LEN: usize = 8;
+    }
+}
+
+use field::{icmp, ipv4, ipv6, ipv6_ext, tcp, udp};
 
 /// A packet whose IP header, extension chain and transport header were checked.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +145,7 @@ impl Parsed {
 
     /// True when IPv6 extension headers sit between the IPv6 header and the transport header.
     pub fn has_ipv6_extensions(&self) -> bool {
-        self.dst.is_ipv6() && self.l4 != 40
+        self.dst.is_ipv6() && self.l4 != ipv6::HEADER_LEN
     }
 }
 
@@ -76,24 +162,27 @@ pub(crate) fn parse(packet: &[u8]) -> Result<Parsed, DropReason> {
     let version = packet.first().ok_or(DropReason::Malformed)? >> 4;
     let (src, dst, mut proto, mut l4, end) = match version {
         4 => {
-            if packet.len() < 20 {
+            if packet.len() < ipv4::HEADER_LEN {
                 return Err(DropReason::Malformed);
             }
-            let ihl = usize::from(packet[0] & 0x0f) * 4;
-            let total = usize::from(read_u16(packet, 2));
-            if ihl < 20 || total < ihl || total > packet.len() {
+            let ihl = usize::from(packet[ipv4::VER_IHL] & 0x0f) * 4;
+            let total = usize::from(read_u16(packet, ipv4::LENGTH.start));
+            if ihl < ipv4::HEADER_LEN || total < ihl || total > packet.len() {
                 return Err(DropReason::Malformed);
             }
             if checksum(0, &packet[..ihl]) != 0 {
                 return Err(DropReason::BadChecksum);
             }
-            let frag = read_u16(packet, 6);
+            let frag = read_u16(packet, ipv4::FLG_OFF.start);
             // More-fragments flag or a non-zero offset: a fragment.
             if frag & 0x3fff != 0 {
                 return Err(DropReason::Fragment);
             }
-            let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
-            let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&packet[ipv4::SRC_ADDR]);
+            let src = Ipv4Addr::from(a);
+            a.copy_from_slice(&packet[ipv4::DST_ADDR]);
+            let dst = Ipv4Addr::from(a);
             if src.is_unspecified()
                 || src.is_multicast()
                 || src.is_broadcast()
@@ -103,20 +192,26 @@ pub(crate) fn parse(packet: &[u8]) -> Result<Parsed, DropReason> {
             {
                 return Err(DropReason::BadAddress);
             }
-            (IpAddr::V4(src), IpAddr::V4(dst), packet[9], ihl, total)
+            (
+                IpAddr::V4(src),
+                IpAddr::V4(dst),
+                packet[ipv4::PROTOCOL],
+                ihl,
+                total,
+            )
         }
         6 => {
-            if packet.len() < 40 {
+            if packet.len() < ipv6::HEADER_LEN {
                 return Err(DropReason::Malformed);
             }
-            let end = 40 + usize::from(read_u16(packet, 4));
+            let end = ipv6::HEADER_LEN + usize::from(read_u16(packet, ipv6::LENGTH.start));
             if end > packet.len() {
                 return Err(DropReason::Malformed);
             }
             let mut s = [0u8; 16];
-            s.copy_from_slice(&packet[8..24]);
+            s.copy_from_slice(&packet[ipv6::SRC_ADDR]);
             let src = Ipv6Addr::from(s);
-            s.copy_from_slice(&packet[24..40]);
+            s.copy_from_slice(&packet[ipv6::DST_ADDR]);
             let dst = Ipv6Addr::from(s);
             if src.is_unspecified()
                 || src.is_multicast()
@@ -125,7 +220,14 @@ pub(crate) fn parse(packet: &[u8]) -> Result<Parsed, DropReason> {
             {
                 return Err(DropReason::BadAddress);
             }
-            (IpAddr::V6(src), IpAddr::V6(dst), packet[6], 40, end)
+            let next = packet[ipv6::NXT_HDR];
+            (
+                IpAddr::V6(src),
+                IpAddr::V6(dst),
+                next,
+                ipv6::HEADER_LEN,
+                end,
+            )
         }
         _ => return Err(DropReason::Malformed),
     };
@@ -135,18 +237,19 @@ pub(crate) fn parse(packet: &[u8]) -> Result<Parsed, DropReason> {
         loop {
             match proto {
                 IPV6_HOP_BY_HOP | IPV6_DEST_OPTS | IPV6_ROUTING => {
-                    if l4 + 8 > end {
+                    if l4 + ipv6_ext::MIN_LEN > end {
                         return Err(DropReason::Malformed);
                     }
-                    let len = (usize::from(packet[l4 + 1]) + 1) * 8;
+                    let units = usize::from(packet[l4 + ipv6_ext::LENGTH]) + 1;
+                    let len = units * ipv6_ext::MIN_LEN;
                     if l4 + len > end {
                         return Err(DropReason::Malformed);
                     }
                     // A routing header with segments left: the destination is not final.
-                    if proto == IPV6_ROUTING && packet[l4 + 3] != 0 {
+                    if proto == IPV6_ROUTING && packet[l4 + ipv6_ext::SEG_LEFT] != 0 {
                         return Err(DropReason::UnsupportedExtension);
                     }
-                    proto = packet[l4];
+                    proto = packet[l4 + ipv6_ext::NXT_HDR];
                     l4 += len;
                 }
                 IPV6_FRAGMENT => return Err(DropReason::Fragment),
@@ -175,51 +278,51 @@ pub(crate) fn parse(packet: &[u8]) -> Result<Parsed, DropReason> {
     let segment = &packet[l4..end];
     match proto {
         PROTO_TCP => {
-            if segment.len() < 20 {
+            if segment.len() < tcp::HEADER_LEN {
                 return Err(DropReason::Malformed);
             }
-            let header = usize::from(segment[12] >> 4) * 4;
-            if header < 20 || header > segment.len() {
+            let header = usize::from(segment[tcp::DATA_OFF] >> 4) * 4;
+            if header < tcp::HEADER_LEN || header > segment.len() {
                 return Err(DropReason::Malformed);
             }
             if transport_checksum(src, dst, PROTO_TCP, segment) != 0 {
                 return Err(DropReason::BadChecksum);
             }
-            parsed.src_port = read_u16(segment, 0);
-            parsed.dst_port = read_u16(segment, 2);
-            parsed.tcp_seq = read_u32(segment, 4);
-            parsed.tcp_ack = read_u32(segment, 8);
-            parsed.tcp_flags = segment[13];
+            parsed.src_port = read_u16(segment, tcp::SRC_PORT.start);
+            parsed.dst_port = read_u16(segment, tcp::DST_PORT.start);
+            parsed.tcp_seq = read_u32(segment, tcp::SEQ_NUM.start);
+            parsed.tcp_ack = read_u32(segment, tcp::ACK_NUM.start);
+            parsed.tcp_flags = segment[tcp::FLAGS];
             parsed.payload = l4 + header;
             if parsed.src_port == 0 || parsed.dst_port == 0 {
                 return Err(DropReason::Malformed);
             }
         }
         PROTO_UDP => {
-            if segment.len() < 8 {
+            if segment.len() < udp::HEADER_LEN {
                 return Err(DropReason::Malformed);
             }
-            let len = usize::from(read_u16(segment, 4));
-            if len < 8 || len > segment.len() {
+            let len = usize::from(read_u16(segment, udp::LENGTH.start));
+            if len < udp::HEADER_LEN || len > segment.len() {
                 return Err(DropReason::Malformed);
             }
-            let sum = read_u16(segment, 6);
+            let sum = read_u16(segment, udp::CHECKSUM.start);
             // IPv4 allows "no checksum" (0); IPv6 does not.
             if (sum != 0 || dst.is_ipv6())
                 && transport_checksum(src, dst, PROTO_UDP, &segment[..len]) != 0
             {
                 return Err(DropReason::BadChecksum);
             }
-            parsed.src_port = read_u16(segment, 0);
-            parsed.dst_port = read_u16(segment, 2);
-            parsed.payload = l4 + 8;
+            parsed.src_port = read_u16(segment, udp::SRC_PORT.start);
+            parsed.dst_port = read_u16(segment, udp::DST_PORT.start);
+            parsed.payload = l4 + udp::HEADER_LEN;
             parsed.end = l4 + len;
             if parsed.src_port == 0 || parsed.dst_port == 0 {
                 return Err(DropReason::Malformed);
             }
         }
         PROTO_ICMP if src.is_ipv4() => {
-            if segment.len() < 8 {
+            if segment.len() < icmp::HEADER_LEN {
                 return Err(DropReason::Malformed);
             }
             if checksum(0, segment) != 0 {
@@ -227,7 +330,7 @@ pub(crate) fn parse(packet: &[u8]) -> Result<Parsed, DropReason> {
             }
         }
         PROTO_ICMPV6 if src.is_ipv6() => {
-            if segment.len() < 8 {
+            if segment.len() < icmp::HEADER_LEN {
                 return Err(DropReason::Malformed);
             }
             if transport_checksum(src, dst, PROTO_ICMPV6, segment) != 0 {
@@ -314,14 +417,14 @@ pub(crate) fn transport_checksum(src: IpAddr, dst: IpAddr, proto: u8, segment: &
 fn write_ip_header(out: &mut Vec<u8>, src: IpAddr, dst: IpAddr, proto: u8, payload_len: usize) {
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = (20 + payload_len) as u16;
+            let total = (ipv4::HEADER_LEN + payload_len) as u16;
             let start = out.len();
             out.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0]);
-            out[start + 2..start + 4].copy_from_slice(&total.to_be_bytes());
+            out[field::at(start, ipv4::LENGTH)].copy_from_slice(&total.to_be_bytes());
             out.extend_from_slice(&s.octets());
             out.extend_from_slice(&d.octets());
-            let sum = checksum(0, &out[start..start + 20]);
-            out[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
+            let sum = checksum(0, &out[start..start + ipv4::HEADER_LEN]);
+            out[field::at(start, ipv4::CHECKSUM)].copy_from_slice(&sum.to_be_bytes());
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             out.extend_from_slice(&[0x60, 0, 0, 0]);
@@ -360,7 +463,7 @@ pub(crate) fn write_rst(
     flags: u8,
 ) {
     out.clear();
-    write_ip_header(out, src.ip(), dst.ip(), PROTO_TCP, 20);
+    write_ip_header(out, src.ip(), dst.ip(), PROTO_TCP, tcp::HEADER_LEN);
     let l4 = out.len();
     out.extend_from_slice(&src.port().to_be_bytes());
     out.extend_from_slice(&dst.port().to_be_bytes());
@@ -368,13 +471,13 @@ pub(crate) fn write_rst(
     out.extend_from_slice(&ack.to_be_bytes());
     out.extend_from_slice(&[0x50, flags, 0, 0, 0, 0, 0, 0]);
     let sum = transport_checksum(src.ip(), dst.ip(), PROTO_TCP, &out[l4..]);
-    out[l4 + 16..l4 + 18].copy_from_slice(&sum.to_be_bytes());
+    out[field::at(l4, tcp::CHECKSUM)].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// A UDP datagram `payload` from `src` to `dst` (the tunnel side of a NAT reply).
 pub(crate) fn build_udp(out: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
     out.clear();
-    let len = 8 + payload.len();
+    let len = udp::HEADER_LEN + payload.len();
     write_ip_header(out, src.ip(), dst.ip(), PROTO_UDP, len);
     let l4 = out.len();
     out.extend_from_slice(&src.port().to_be_bytes());
@@ -387,7 +490,7 @@ pub(crate) fn build_udp(out: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr, pay
         // RFC 768: a computed zero is sent as all ones (zero means "none" in IPv4).
         sum = 0xffff;
     }
-    out[l4 + 6..l4 + 8].copy_from_slice(&sum.to_be_bytes());
+    out[field::at(l4, udp::CHECKSUM)].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// ICMP "administratively prohibited" for the packet `original` (as much of it as RFC 792 /
@@ -399,26 +502,26 @@ pub(crate) fn build_icmp_prohibited(out: &mut Vec<u8>, p: &Parsed, original: &[u
     match (p.src, p.dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => {
             let quoted = &original[..(p.l4 + 8).min(original.len())];
-            let len = 8 + quoted.len();
+            let len = icmp::HEADER_LEN + quoted.len();
             write_ip_header(out, p.dst, p.src, PROTO_ICMP, len);
             let l4 = out.len();
             // Type 3 destination unreachable, code 13 communication administratively prohibited.
             out.extend_from_slice(&[3, 13, 0, 0, 0, 0, 0, 0]);
             out.extend_from_slice(quoted);
             let sum = checksum(0, &out[l4..]);
-            out[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+            out[field::at(l4, icmp::CHECKSUM)].copy_from_slice(&sum.to_be_bytes());
         }
         _ => {
             // 1280 (minimum MTU) - 40 (IPv6) - 8 (ICMPv6).
             let quoted = &original[..original.len().min(1232)];
-            let len = 8 + quoted.len();
+            let len = icmp::HEADER_LEN + quoted.len();
             write_ip_header(out, p.dst, p.src, PROTO_ICMPV6, len);
             let l4 = out.len();
             // Type 1 destination unreachable, code 1 administratively prohibited.
             out.extend_from_slice(&[1, 1, 0, 0, 0, 0, 0, 0]);
             out.extend_from_slice(quoted);
             let sum = transport_checksum(p.dst, p.src, PROTO_ICMPV6, &out[l4..]);
-            out[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+            out[field::at(l4, icmp::CHECKSUM)].copy_from_slice(&sum.to_be_bytes());
         }
     }
 }
@@ -428,10 +531,10 @@ pub(crate) fn build_icmp_prohibited(out: &mut Vec<u8>, p: &Parsed, original: &[u
 /// not cover extension headers.
 pub(crate) fn strip_ipv6_extensions(out: &mut Vec<u8>, packet: &[u8], p: &Parsed) {
     out.clear();
-    out.extend_from_slice(&packet[..40]);
-    out[6] = p.proto;
+    out.extend_from_slice(&packet[..ipv6::HEADER_LEN]);
+    out[ipv6::NXT_HDR] = p.proto;
     let payload = (p.end - p.l4) as u16;
-    out[4..6].copy_from_slice(&payload.to_be_bytes());
+    out[ipv6::LENGTH].copy_from_slice(&payload.to_be_bytes());
     out.extend_from_slice(&packet[p.l4..p.end]);
 }
 

@@ -139,7 +139,7 @@ class Rules:
             return val.search(name) is not None
         if kind == "owner":
             o = self.owner_of(name)
-            # As ruleset.rs owner_matches: the rule's text as a whole word anywhere in the owner.
+            # As ruleset/mod.rs owner_matches: the rule's text as a whole word anywhere in the owner.
             return o is not None and re.search(r"(?<![a-z0-9])" + re.escape(val) + r"(?![a-z0-9])", o.lower()) is not None
         ls = labels(name)
         if len(ls) < len(val) or (exact and len(ls) != len(val)):

@@ -26,7 +26,7 @@
 //! about one false match per 50 million queries. The caller makes
 //! such a match harmless: every key whose match could *allow* something (exceptions) or whose
 //! hash collides with another key's is confirmed against its full name, kept in the side table
-//! (see `ruleset.rs`); a false match can therefore only block, and a name crafted to collide
+//! (see `ruleset/mod.rs`); a false match can therefore only block, and a name crafted to collide
 //! only blocks its own author's name. Owner facts are unconfirmed: a false match there shows a
 //! wrong owner with the same odds.
 //!

@@ -1,32 +1,82 @@
 #!/usr/bin/env bash
-# Installs every Debian package and tool the test suites need. Idempotent: skips what is present.
+# Installs the Debian packages and tools the test stages need. Idempotent: skips what is present.
+#
+#   tests/install-deps.sh [--check] [lint|unit|netns|bindings|bench|all]...
+#
+# With no stage: all (every stage, and the netns benchmark's load tools). --check installs
+# nothing: it prints what is missing and exits 1 if anything is (tests/run.sh uses it when
+# installation is off). Installing needs root (apt-get).
 set -euo pipefail
+check=0
+stages=()
+for arg in "$@"; do
+    case $arg in
+        --check) check=1 ;;
+        lint | unit | netns | bindings | bench | all) stages+=("$arg") ;;
+        *) echo "install-deps: unknown argument $arg (stages: lint unit netns bindings bench all)" >&2; exit 2 ;;
+    esac
+done
+[ "${#stages[@]}" -gt 0 ] || stages=(all)
+wants() { [[ " ${stages[*]} " == *" $1 "* || " ${stages[*]} " == *" all "* ]]; }
+
 need=()
+missing=()
 have() { command -v "$1" >/dev/null 2>&1; }
-want() { have "$1" || need+=("$2"); }
-want ip iproute2
-want curl curl
-want dig dnsutils
-want dnsmasq dnsmasq-base
-want nginx nginx-light
-# The HTTP proxy of the netns proxy tests (the binary alone: no service is installed).
-want tinyproxy tinyproxy-bin
-want iperf3 iperf3
-want openssl openssl
-want sqlite3 sqlite3
-want python3 python3
-want chromium chromium
-want iptables iptables
-want ss iproute2
-want nstat iproute2
-# The bindings suites: Maven (with a JRE) compiles the generated Kotlin and runs JUnit.
-want mvn maven
-# The netns benchmark (tests/bench/run-bench.sh over ../shared/bench): load tools and the C passthrough.
-want dnsperf dnsperf
-want wrk wrk
-want jq jq
-want gcc gcc
+want() { have "$1" || { need+=("$2"); missing+=("$1"); }; }
+if wants lint; then
+    # rustfmt and clippy come from rustup, below.
+    cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+fi
+if wants unit || wants netns; then
+    # The cross-crate tests of `cargo test` drive `ip` too (linux/tests/run_netns.rs).
+    want ip iproute2
+    want curl curl
+    want python3 python3
+fi
+if wants netns; then
+    want dig dnsutils
+    want dnsmasq dnsmasq-base
+    want nginx nginx-light
+    # The HTTP proxy of the netns proxy tests (the binary alone: no service is installed).
+    want tinyproxy tinyproxy-bin
+    want iperf3 iperf3
+    want openssl openssl
+    want sqlite3 sqlite3
+    want chromium chromium
+    want iptables iptables
+    want ss iproute2
+    want nstat iproute2
+fi
+if wants bindings; then
+    want python3 python3
+    # The bindings suites: Maven (with a JRE) compiles the generated Kotlin and runs JUnit.
+    want mvn maven
+fi
+if wants bench; then
+    # The netns benchmark (tests/bench/run-bench.sh over ../shared/bench): load tools and the C passthrough.
+    want dnsperf dnsperf
+    want wrk wrk
+    want jq jq
+    want gcc gcc
+fi
+# pytest for tests/netns and the Python bindings, in the python3 that tests/run.sh uses.
+pytest=0
+if wants netns || wants bindings; then
+    pytest=1
+    python3 -c 'import pytest' 2>/dev/null || missing+=(pytest)
+fi
+
+if [ "$check" -eq 1 ]; then
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "install-deps: missing ${missing[*]}" >&2
+        exit 1
+    fi
+    exit 0
+fi
+
 if [ "${#need[@]}" -gt 0 ]; then
+    # Duplicates (ip, ss and nstat all come from iproute2) are harmless to apt-get.
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     # Keep package installs from starting system services on the host; the tests start their own.
@@ -35,9 +85,13 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# pytest for tests/netns, in the python3 that tests/run.sh uses (PyPI; Debian's python3-pytest
-# would only serve /usr/bin/python3, which may not be the python3 on PATH).
-python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest \
-    || { apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null; }
-rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+# pytest in the python3 that tests/run.sh uses (PyPI; Debian's python3-pytest would only serve
+# /usr/bin/python3, which may not be the python3 on PATH).
+if [ "$pytest" -eq 1 ]; then
+    python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest \
+        || { apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null; }
+fi
+if wants lint; then
+    rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi

@@ -1,41 +1,108 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and cross-crate tests, the real-network suite
+# The test suite, by stage: formatting, lints, unit and cross-crate tests, the real-network suite
 # and the bindings suites. Run as root (the network suite creates namespaces and TUN devices).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./tests/install-deps.sh
 
-echo "== cargo fmt --check"
-cargo fmt --all -- --check
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --workspace
+usage() {
+    cat <<'USAGE'
+Usage: tests/run.sh [--install] [STAGE]
 
-echo "== real-network suite (tests/netns)"
-# Builds the `embargo` binary the suite drives (debug: shares the build of `cargo test`).
-cargo build -p embargo-linux
-export EMBARGO_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/embargo"
-set +e
-python3 -m pytest -q -rs tests/netns
-rc=$?
-set -e
-# pytest exits 5 when it collected no test: that is a broken suite here, not a pass.
-if [ "$rc" -ne 0 ]; then
-    echo "tests/netns failed (pytest exit $rc)"
-    exit "$rc"
-fi
+Stages (default: all):
+  lint      cargo fmt --check, then clippy with -D warnings
+  unit      cargo test --workspace
+  netns     builds the debug `embargo` binary, then the real-network suite (pytest tests/netns)
+  bindings  generates the UniFFI bindings, then the JUnit (Maven) and Python (pytest) suites
+  all       lint, unit, netns and bindings, in that order
 
-echo "== bindings suites (UniFFI: generated Kotlin on the JVM with JUnit, generated Python with pytest)"
-# Builds the host library and generates Kotlin/Swift/Python into bindings/generated.
-bindings/generate.sh
-(cd bindings/kotlin && mvn -q -B test)
-set +e
-python3 -m pytest -q -rs bindings/python/tests
-rc=$?
-set -e
-# Exit 5 (no test collected) means the suite is broken, as for tests/netns.
-if [ "$rc" -ne 0 ]; then
-    echo "bindings/python/tests failed (pytest exit $rc)"
-    exit "$rc"
+--install installs the Debian packages and tools the stages need first (tests/install-deps.sh,
+as root); so do EMBARGO_INSTALL_DEPS=1 and CI=true. Without it nothing is installed, and a stage
+whose tools are missing stops before it starts, naming them.
+USAGE
+}
+
+install=0
+[ "${EMBARGO_INSTALL_DEPS:-0}" = 1 ] && install=1
+[ "${CI:-}" = true ] && install=1
+stage=
+for arg in "$@"; do
+    case $arg in
+        --install) install=1 ;;
+        -h | --help) usage; exit 0 ;;
+        lint | unit | netns | bindings | all)
+            [ -z "$stage" ] || { usage >&2; exit 2; }
+            stage=$arg
+            ;;
+        *) echo "tests/run.sh: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
+    esac
+done
+stage=${stage:-all}
+
+# Installs (--install) or checks the tools of the given install-deps.sh stages. Installing for
+# `all` also installs the benchmark's load tools (tests/bench); checking asks only for what the
+# test stages run.
+deps() {
+    local checked=("$@")
+    [ "$1" = all ] && checked=(lint unit netns bindings)
+    if [ "$install" -eq 1 ]; then
+        ./tests/install-deps.sh "$@"
+    elif ! ./tests/install-deps.sh --check "${checked[@]}"; then
+        local again="tests/run.sh --install"
+        [ "$stage" = all ] || again+=" $stage"
+        echo "tests/run.sh: tools missing for stage '$stage': run $again (as root)" >&2
+        exit 1
+    fi
+}
+
+# pytest DIR: runs the suite; pytest exits 5 when it collected no test, which is a broken suite
+# here, not a pass.
+pytest_suite() {
+    local rc
+    set +e
+    python3 -m pytest -q -rs "$1"
+    rc=$?
+    set -e
+    if [ "$rc" -ne 0 ]; then
+        echo "$1 failed (pytest exit $rc)"
+        exit "$rc"
+    fi
+}
+
+lint() {
+    echo "== cargo fmt --check"
+    cargo fmt --all -- --check
+    echo "== cargo clippy"
+    cargo clippy --workspace --all-targets -- -D warnings
+}
+
+unit() {
+    echo "== cargo test"
+    cargo test --workspace
+}
+
+netns() {
+    echo "== real-network suite (tests/netns)"
+    # Builds the `embargo` binary the suite drives (debug: shares the build of `cargo test`).
+    cargo build -p embargo-linux
+    export EMBARGO_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/embargo"
+    pytest_suite tests/netns
+}
+
+bindings() {
+    echo "== bindings suites (UniFFI: generated Kotlin on the JVM with JUnit, generated Python with pytest)"
+    # Builds the host library and generates Kotlin/Swift/Python into bindings/generated.
+    bindings/generate.sh
+    (cd bindings/kotlin && mvn -q -B test)
+    pytest_suite bindings/python/tests
+}
+
+if [ "$stage" = all ]; then
+    deps all
+    lint
+    unit
+    netns
+    bindings
+else
+    deps "$stage"
+    "$stage"
 fi

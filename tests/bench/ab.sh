@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
 # tests/bench/ab.sh: interleaved A/B of Embargo builds (and the C passthrough) on one load, with
-# the figures the shared bench does not give: CPU per request of each of Embargo's threads, how
-# many requests the history names with their app, and peak RSS. Built for before/after
-# comparisons on a machine whose absolute speed drifts: every round runs every program once, in
-# the order given, each restarted with a fresh state directory.
-#
-#   sudo flock -o /work/notes/bench.lock tests/bench/ab.sh LOAD PROG...
-#
-# LOAD: `http` (N sequential `curl`s of the bench's small page, a new connection and a new
-#       process each: p50 of time_total, time_connect and time_starttransfer), or
-#       `wrk` (wrk -t2 -c1000 for SECS seconds over keep-alive connections: requests/s, errors).
-# PROG: `passthrough` (the shared bench's C TUN pass-through), or LABEL=BINARY, or
-#       LABEL=BINARY:ARGS (extra `embargo run` flags, e.g. `nolookup=target/release/embargo:--app-wait-ms 0`).
-#
-# Topology: the shared bench's netns.sh in namespaces of our own (NS_PHONE=abph, NS_INET=abin),
-# so it never collides with a run of the shared bench. Env: ROUNDS (3), N (300), SECS (8),
-# BENCH_DIR (../shared/bench beside the repo).
+# the figures the shared bench does not give. Usage and environment: `usage` below.
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+tests/bench/ab.sh: interleaved A/B of Embargo builds (and the C passthrough) on one load, with
+the figures the shared bench does not give: CPU per request of each of Embargo's threads, how
+many requests the history names with their app, and peak RSS. Built for before/after
+comparisons on a machine whose absolute speed drifts: every round runs every program once, in
+the order given, each restarted with a fresh state directory.
+
+  sudo tests/bench/ab.sh LOAD PROG...
+
+LOAD: `http` (N sequential `curl`s of the bench's small page, a new connection and a new
+      process each: p50 of time_total, time_connect and time_starttransfer), or
+      `wrk` (wrk -t2 -c1000 for SECS seconds over keep-alive connections: requests/s, errors).
+PROG: `passthrough` (the shared bench's C TUN pass-through), or LABEL=BINARY, or
+      LABEL=BINARY:ARGS (extra `embargo run` flags, e.g. `nolookup=target/release/embargo:--app-wait-ms 0`).
+
+Topology: the shared bench's netns.sh in namespaces of our own (NS_PHONE=abph, NS_INET=abin),
+so it never collides with a run of the shared bench. Env: ROUNDS (3), N (300), SECS (8),
+BENCH_DIR (the shared bench, an input from outside this repository: default ../shared/bench
+beside the clone), BENCH_LOCK (one benchmark at a time: default $TMPDIR/embargo-bench.lock).
+USAGE
+}
+
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=${BENCH_DIR:-$REPO/../shared/bench}
+[[ $# -ge 2 ]] || { usage >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "needs root (network namespaces, TUN devices)" >&2; exit 2; }
-[[ $# -ge 2 ]] || { sed -n '2,19p' "$0" >&2; exit 2; }
 LOAD=$1; shift
 [[ $LOAD == http || $LOAD == wrk ]] || { echo "LOAD is http or wrk" >&2; exit 2; }
 export NS_PHONE=${NS_PHONE:-abph} NS_INET=${NS_INET:-abin} BENCH_STATE=${BENCH_STATE:-/tmp/ab-bench}
@@ -29,6 +38,8 @@ SRV=10.200.2.1
 STATE=$BENCH_STATE/embargo-state
 # shellcheck source=tests/bench/lib.sh
 source "$REPO/tests/bench/lib.sh"
+require_bench
+bench_lock
 
 trap cleanup EXIT INT TERM
 "$BENCH/netns.sh" up >/dev/null

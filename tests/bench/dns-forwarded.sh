@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# tests/bench/dns-forwarded.sh: forwarded DNS throughput (issue 3, "DNS qps, forwarded >= 0.9x
+# tests/bench/dns-forwarded.sh: forwarded DNS throughput (the target "DNS qps, forwarded >= 0.9x
 # passthrough"). The shared bench's DNS phase repeats 16 names, so through Embargo it measures
 # the answer cache; here every query is a name never asked before (`uN.allowed.test A`, 400k of
 # them), so Embargo must decide it, forward it upstream, learn the answer and record the event.
 #
-#   sudo flock -o /work/notes/bench.lock tests/bench/dns-forwarded.sh [PROG...]
+#   sudo tests/bench/dns-forwarded.sh [PROG...]
 #
 # PROG is `passthrough` (the shared bench's C TUN pass-through, the ceiling) or
 # `embargo[=BINARY]` (default BINARY: $CARGO_TARGET_DIR/release/embargo, not built here);
@@ -20,7 +20,9 @@
 # Phone's default route goes through tun0 while a program runs. Everything is torn down at exit.
 #
 # Env: RUNS (3), SECS (dnsperf -l, 5), CLIENTS (-c, 4), INFLIGHT (-q, 20), NAMES (400000),
-#      BENCH_DIR (../shared/bench beside the repo), EMBARGO_ARGS (extra flags for embargo run),
+#      BENCH_DIR (the shared bench, an input from outside this repository: default
+#      ../shared/bench beside the clone), BENCH_LOCK (one benchmark at a time: default
+#      $TMPDIR/embargo-bench.lock), EMBARGO_ARGS (extra flags for embargo run),
 #      PERF=PREFIX (perf record -g of the program during each dnsperf run, to PREFIX-pI-RUN.data;
 #      the perf CPU counts in cpu/query; PERF_CALLGRAPH="--call-graph dwarf" for Rust stacks,
 #      PERF_FREQ, default 1999 Hz), SYSCALLS=1 (system calls and context switches per query,
@@ -38,6 +40,8 @@ OUT=$(mktemp -d /tmp/dnsfwd-out.XXXXXX)
 log() { echo "[dns-fwd $(date +%T)] $*" >&2; }
 # shellcheck source=tests/bench/lib.sh
 source "$REPO/tests/bench/lib.sh"
+require_bench
+bench_lock
 trap cleanup EXIT INT TERM
 
 "$BENCH/netns.sh" up

@@ -47,3 +47,23 @@ thread_cpu_ns() {
     printf '%s %s\n' "$(tr ' ' _ < "$t/comm" 2>/dev/null)" "$(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"
   done | awk 'NF == 2 { s[$1] += $2 } END { for (c in s) print c, s[c] }' | sort
 }
+
+# require_bench: stops, saying so, when the shared benchmark is not at $BENCH. It is the one
+# input of these scripts from outside the repository: ../shared/bench beside the clone, or
+# BENCH_DIR.
+require_bench() {
+  [[ -x $BENCH/netns.sh ]] || {
+    echo "$(basename "$0"): the shared benchmark is missing: no $BENCH/netns.sh." >&2
+    echo "It is not part of this repository: put it at ../shared/bench beside the clone, or set BENCH_DIR." >&2
+    exit 2
+  }
+}
+
+# bench_lock: one benchmark at a time on this machine (they share CPU, namespaces' addresses
+# and the bench's ports). Holds the lock file BENCH_LOCK (default $TMPDIR/embargo-bench.lock,
+# /tmp when TMPDIR is unset) until the script exits, waiting for it if another run holds it.
+bench_lock() {
+  local lock=${BENCH_LOCK:-${TMPDIR:-/tmp}/embargo-bench.lock}
+  exec 9>"$lock"
+  flock -n 9 || { echo "$(basename "$0"): waiting for $lock (another benchmark holds it)" >&2; flock 9; }
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/bench/run-bench.sh: one batch of the shared netns benchmark (../shared/bench) with
 # the kernel path, the C TUN passthrough (the ceiling for any TUN program) and Embargo, then
-# the comparison table, Embargo's targets (issue 3) against the passthrough of the same batch,
+# the comparison table, Embargo's targets against the passthrough of the same batch,
 # and Embargo's idle wake-ups. Needs root, the bench's Debian packages and gcc.
 #
 #   sudo tests/bench/run-bench.sh            # results in $BENCH_OUT (default /tmp/embargo-bench)
@@ -11,13 +11,19 @@
 #      (subset; default "kernel passthrough embargo embargo-tuned"; the two peers need
 #      `../shared/bench/peers.sh build` first, PEERS=/tmp/peers), IDLE_SECS (10),
 #      CARGO_TARGET_DIR (where the release build goes; default <repo>/target), NO_BUILD=1
-#      (use the binary already there).
+#      (use the binary already there), BENCH_DIR (the shared bench, an input from outside this
+#      repository: default ../shared/bench beside the clone), BENCH_LOCK (one benchmark at a
+#      time: default $TMPDIR/embargo-bench.lock).
 # The shared bench directory is read-only: everything it writes goes to BENCH_OUT/BENCH_RUNS.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=${BENCH_DIR:-$REPO/../shared/bench}
-[[ -x $BENCH/run.sh ]] || { echo "bench not found at $BENCH (expected ../shared/bench beside the repo)" >&2; exit 2; }
+# shellcheck source=tests/bench/lib.sh
+source "$REPO/tests/bench/lib.sh"
+require_bench
+[[ -x $BENCH/run.sh ]] || { echo "the shared benchmark at $BENCH has no run.sh" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "run-bench.sh needs root (network namespaces, TUN devices)" >&2; exit 2; }
+bench_lock
 export BENCH_OUT=${BENCH_OUT:-/tmp/embargo-bench}
 export BENCH_RUNS=${BENCH_RUNS:-/tmp/embargo-bench-runs}
 export BATCH=${BATCH:-embargo-$(date +%Y%m%d-%H%M)}
@@ -41,7 +47,7 @@ mkdir -p "$STATE"
 
 # Rules for the blocking variant: block the bench's tracker names only (dnsperf then gets half
 # its answers from Embargo itself). The default run uses the built-in rules, which block none
-# of the bench's names, so every DNS query is forwarded (the issue's "DNS qps, forwarded").
+# of the bench's names, so every DNS query is forwarded (the target "DNS qps, forwarded").
 BLOCK_RULES=$BENCH_OUT/bench-block.txt
 printf '||tracker.test^\n' > "$BLOCK_RULES"
 
@@ -50,7 +56,7 @@ LAUNCH_COMMON="$BIN run --tun tun0 --fwmark 42 --no-routes --dns-upstream 10.200
 # ---- the batch
 want kernel && "$BENCH/run.sh" kernel none
 want passthrough && "$BENCH/run.sh" passthrough "$BENCH/passthrough/launch.sh"
-# The peers issue 3 compares against, as the shared bench configures them (build them once with
+# The peers the targets compare against, as the shared bench configures them (build them once with
 # `../shared/bench/peers.sh build`, into PEERS, default /tmp/peers).
 for peer in shadowsocks-rust tun2proxy; do
   if want $peer; then
@@ -105,7 +111,7 @@ for line in open(path):
             by[r["name"]] = r["metrics"]
 p = by.get("passthrough")
 variants = [v for v in ("embargo", "embargo-tuned") if v in by]
-print("## Targets (issue 3): Embargo vs the C passthrough of the same batch\n")
+print("## Targets: Embargo vs the C passthrough of the same batch\n")
 print("| metric | passthrough | " + " | ".join(variants) + " | target |")
 print("|---|---:|" + "---:|" * len(variants) + "---|")
 def f(v):

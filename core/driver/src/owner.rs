@@ -42,16 +42,11 @@ const MAX_ASK_AGE: Duration = Duration::from_millis(500);
 
 /// Puts the calling (worker) thread in `SCHED_BATCH`: same CPU share as before, but its
 /// wake-up no longer preempts the thread running on that core. A question is asked at the
-/// app's SYN, and the lookup (tens to hundreds of microseconds of /proc reading) used to
-/// preempt the app itself just as it was about to send its request: on the bench's 2 busy
-/// cores that put ~0.35 ms between the app's ACK and its GET. The answer is still wanted
-/// within the engine's app wait (20 ms), which a fair share gives. Failure (a platform that
-/// refuses the policy) leaves the thread as it was.
-///
-/// Less than a fair share for lookups that only name an event was measured and rejected:
-/// at nice 19 or `SCHED_IDLE`, sequential HTTP requests through the netns bench got 0.03-0.15
-/// ms faster at p50, but short-lived processes were gone before their lookup ran (curl named
-/// in 60-64 % of its records instead of 73-76 %). Naming who sent what is the point.
+/// app's SYN, and a lookup that preempts the app delays the request it is about to send. The
+/// answer is still wanted within the engine's app wait (20 ms), which a fair share gives; less
+/// than a fair share would lose short-lived processes before their lookup runs, and naming who
+/// sent what is the point (docs/decisions.md). Failure (a platform that refuses the policy)
+/// leaves the thread as it was.
 fn yield_to_the_traffic() {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {

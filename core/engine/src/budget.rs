@@ -25,19 +25,15 @@
 /// inspection buffer).
 pub const SMALL_RX: usize = 1024;
 /// Send ring of an ordinary TCP flow: how much of a response reaches the app before its ACK.
-/// At 1 KiB a small HTTP response (nginx's 1.3 KB page with headers) needed a second flight
-/// after the app's ACK: one more trip through the tunnel, a tunnel write, a tunnel read and an
-/// upstream read more per request. A ring that holds it takes it in one: at 2 KiB, wrk -c1000
-/// (968 flows without a large slot) went from 13.4-13.8k to 18.4-21.1k requests/s with 40 %
-/// less driver CPU per request, for 1.6-2.2 MiB more peak RSS (4 KiB measured no faster there
-/// and cost twice that). 1.75 KiB is the most that keeps the worst case of 10,000 flows
-/// (`tests/engine_memory.rs`) inside the iOS cap; the default 3,584 flows stay near 15 MiB.
+/// It holds a small HTTP response (nginx's 1.3 KB page with headers), so the response reaches
+/// the app in one flight instead of a second one after the app's ACK (docs/decisions.md).
+/// 1.75 KiB is the most that keeps the worst case of 10,000 flows (`tests/engine_memory.rs`)
+/// inside the iOS cap; the default 3,584 flows stay near 15 MiB.
 pub const SMALL_TX: usize = 1792;
 /// Rings of a flow holding a large slot: a 64 KiB window is what smoltcp needs for Gbit/s
-/// (6.5 Gbit/s measured with 64 KiB buffers, mvm PR #1661). They are zero-allocated, so where
-/// the allocator maps them fresh (`embargo run` sets glibc's mmap threshold to 64 KiB) only
-/// the pages a flow actually fills are resident: a slot taken by a small request costs a page
-/// or two, not 128 KiB.
+/// (docs/decisions.md). They are zero-allocated, so where the allocator maps them fresh
+/// (`embargo run` sets glibc's mmap threshold to 64 KiB) only the pages a flow actually fills
+/// are resident: a slot taken by a small request costs a page or two, not 128 KiB.
 pub const LARGE_RX: usize = 64 * 1024;
 /// See [`LARGE_RX`].
 pub const LARGE_TX: usize = 64 * 1024;
@@ -54,11 +50,11 @@ pub const MAX_PARKED: usize = 1024;
 pub const MAX_HALF_OPEN: usize = 1024;
 /// Default flow cap (TCP + UDP); beyond it the oldest idle flow is evicted. It also sizes the
 /// engine's flow tables up front, and their entries land at hashed positions, so 1,000 flows
-/// already touch nearly every page of a table sized for the cap (4.5 MiB resident at 8,192,
-/// measured in the netns bench). A std `HashMap` holds at most 7/8 of its power-of-two
-/// buckets: 3,584 is the largest cap whose tables stay at 4,096 buckets (1.1 MiB for the flow
-/// table). That is still 3.5 times the bench's wrk -c1000, more connections than a phone's
-/// apps hold, and keeps the worst case near 14 MiB of flows.
+/// already touch nearly every page of a table sized for the cap (docs/decisions.md). A std
+/// `HashMap` holds at most 7/8 of its power-of-two buckets: 3,584 is the largest cap whose
+/// tables stay at 4,096 buckets (1.1 MiB for the flow table). That is still 3.5 times the
+/// bench's wrk -c1000, more connections than a phone's apps hold, and keeps the worst case near
+/// 14 MiB of flows.
 pub const DEFAULT_MAX_FLOWS: usize = 4096 / 8 * 7;
 /// Bytes read from one connection to find its SNI/Host: the HTTP head limit
 /// (`inspect::http::SNIFF_LIMIT`, 32 KiB), above the largest TLS record a ClientHello fills

@@ -79,8 +79,8 @@
 //! [`EngineConfig::app_wait`] (20 ms by default: Android's binder call usually answers in a few
 //! ms), then decides with the app unknown rather than stall the packet path (OpenSnitch #164).
 //! Otherwise it is decided at once and only its decision event waits (same bound) for the app's
-//! name, so the history names the app without the handshake paying for a slow lookup (the
-//! driver's benchmark: a 20 ms wait on every handshake doubled HTTP p50 when /proc was slow).
+//! name, so the history names the app without the handshake paying for a slow lookup
+//! (docs/decisions.md).
 //! See `engine::app`.
 //!
 //! ## Bounded memory

@@ -1,8 +1,8 @@
 //! IP fragment reassembly for UDP, within a fixed memory bound.
 //!
 //! A UDP datagram larger than the tunnel's MTU (a DNS answer over EDNS, a game's or a VoIP
-//! app's large datagram) leaves the app's kernel as IP fragments; the engine used to drop every
-//! fragment, so such datagrams vanished. Fragments of UDP datagrams are now held and joined:
+//! app's large datagram) leaves the app's kernel as IP fragments; dropping them would make such
+//! datagrams vanish. Fragments of UDP datagrams are held and joined:
 //! IPv4 fragments (flags/offset in the header) and IPv6 fragments whose Fragment header follows
 //! the fixed header directly (what Linux, Android and iOS send; a fragment behind other
 //! extension headers is still dropped). The joined packet is an ordinary unfragmented packet,

@@ -8,11 +8,7 @@
 //!   runs. Targets: newest 100 blocks of one app <= 10 ms; per-owner daily aggregate over 30
 //!   days <= 200 ms. The size per million rows is printed.
 //!
-//! Figures of 2026-11-29 (2 vCPUs shared with other builds, load average 9 -> 5.5 during the
-//! run): insert with coalescing off 29,200 events/s wall (94,400 events per CPU-second of the
-//! writer thread, i.e. what one free core would sustain); newest 100 blocks of one app among
-//! 10M rows 0.48 ms; per-owner daily aggregate over 30 days of 10M rows 10 ms; 228 MB per
-//! million rows (indexes and daily tables included).
+//! Recorded figures: docs/decisions.md.
 
 use std::collections::HashMap;
 use std::hint::black_box;

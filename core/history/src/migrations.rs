@@ -68,11 +68,10 @@ pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 ///
 /// Every index costs write amplification: a commit rewrites each index page it touched, and an
 /// index on a high-cardinality key (name: tens of thousands of values) is touched at a random
-/// page by nearly every event, a 4 KiB page write per event, which capped inserts near 8,000
-/// events/s in the first benchmark. So name has no index: name searches read the time index
-/// newest first and stop after a page of matches. App (hundreds of values) and owner
-/// (hundreds) touch few pages per batch. Country has no index either: a handful of countries
-/// cover most rows, so a country filter is not selective.
+/// page by nearly every event, a 4 KiB page write per event (docs/decisions.md). So name has no
+/// index: name searches read the time index newest first and stop after a page of matches. App
+/// (hundreds of values) and owner (hundreds) touch few pages per batch. Country has no index
+/// either: a handful of countries cover most rows, so a country filter is not selective.
 const V1: &str = "
 CREATE TABLE records (
     id INTEGER PRIMARY KEY,

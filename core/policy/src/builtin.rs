@@ -8,8 +8,7 @@
 //! - `data/geo-whois-asn-country-ipv{4,6}.csv.gz`: ip-location-db geo-whois-asn-country, the
 //!   whole address space (CC0). `build.rs` encodes them into the compact form of
 //!   `ipdb::compact` (550k ranges: 2.3 MB v4 + 5.2 MB v6 in the binary), read in place: no
-//!   parse at start and no heap; only the pages lookups touch become resident (they were
-//!   ~11 MiB of heap when parsed at start).
+//!   parse at start and no heap; only the pages lookups touch become resident.
 //!
 //! The rules and the small ASN subset are parsed once per process, on first use, and shared
 //! (`Arc`).

@@ -168,7 +168,7 @@ impl Table {
 
     /// What this country table says about `addr`. `#[inline]` like the lookups that call it:
     /// a lookup is a few dependent loads, and a call the caller's crate cannot inline (the
-    /// closure of an iterator chain) doubled its cost in the benchmark.
+    /// closure of an iterator chain) costs as much again (docs/decisions.md).
     #[inline]
     fn country(&self, addr: IpAddr) -> Option<CountryInfo<'_>> {
         let fact = self.fact(addr)?;

@@ -570,7 +570,7 @@ impl Decide for HandlePolicy {
 
     /// Forwarded, not defaulted: the default (`true`) makes every new flow and DNS question
     /// wait up to `--app-wait-ms` for the /proc lookup even under a policy with no per-app
-    /// rule that could change its verdict (1.3 ms on every HTTP request in the bench).
+    /// rule that could change its verdict (docs/decisions.md).
     fn app_can_change(&self, query: &Query<'_>) -> bool {
         Decide::app_can_change(&*self.0, query)
     }

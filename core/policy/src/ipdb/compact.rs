@@ -1,10 +1,10 @@
 //! The compact form of one IP database: a byte blob that lookups read in place.
 //!
-//! Why: the bundled country database has 550k ranges. Parsed into heap vectors it cost ~11 MiB
-//! of anonymous memory in every process, plus the gunzip at start. In this form it is
-//! `include_bytes!`'d (made by `build.rs` from the `.csv.gz`), so its pages are file-backed
-//! and only the few a lookup touches become resident. User files (`--asn-db`) are parsed into
-//! the same form in memory, so there is one lookup path.
+//! Why: the bundled country database has 550k ranges. Parsed into heap vectors it costs
+//! anonymous memory in every process, plus the gunzip at start (docs/decisions.md). In this
+//! form it is `include_bytes!`'d (made by `build.rs` from the `.csv.gz`), so its pages are
+//! file-backed and only the few a lookup touches become resident. User files (`--asn-db`) are
+//! parsed into the same form in memory, so there is one lookup path.
 //!
 //! This file has no dependency beyond `std`: `build.rs` includes it with `#[path]` to encode the
 //! bundled data with the very code that decodes it.

@@ -1,5 +1,6 @@
 //! `embargo check` and `embargo lists compile`, run as a user would run them.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -28,8 +29,10 @@ fn shared_data(rel: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
+    // Straight to stderr, not `eprintln!`: libtest would hide it, as all output of a passing test.
     let test = std::thread::current().name().unwrap_or("?").to_owned();
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED {test}: {} is missing (test data from ../shared/data; see README)",
         path.display()
     );

@@ -2,6 +2,7 @@
 //! (smoltcp::wire, with checksums verified on everything the engine emits).
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,8 +26,10 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
+    // Straight to stderr, not `eprintln!`: libtest would hide it, as all output of a passing test.
     let test = std::thread::current().name().unwrap_or("?").to_owned();
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED {test}: {} is missing (test data from ../shared/data; see README)",
         path.display()
     );

@@ -1,6 +1,7 @@
 //! The test data beside the repository (`../shared/data`), used by the unit tests (`#[path]`
 //! from `src/parse/tests.rs`) and the integration tests of this crate.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 /// `../shared/data/<rel>`, or `None` after one SKIPPED line naming the running test when the
@@ -12,8 +13,10 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
+    // Straight to stderr, not `eprintln!`: libtest would hide it, as all output of a passing test.
     let test = std::thread::current().name().unwrap_or("?").to_owned();
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED {test}: {} is missing (test data from ../shared/data; see README)",
         path.display()
     );

@@ -13,12 +13,12 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    // Straight to stderr, not `eprintln!`: libtest would hide it, as all output of a passing test.
+    // Straight to stderr, not `eprintln!`: libtest hides what a passing test prints.
     let test = std::thread::current().name().unwrap_or("?").to_owned();
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {} is missing (test data from ../shared/data; see README)",
+    let line = format!(
+        "SKIPPED {test}: {} is missing (test data from ../shared/data; see README)\n",
         path.display()
     );
+    let _ = std::io::stderr().write_all(line.as_bytes()); // one write: no interleaving
     None
 }

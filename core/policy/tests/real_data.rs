@@ -2,7 +2,6 @@
 //! real compiled (and memory-mapped) matcher, IP databases head and full files.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use embargo_policy::parse::{parse_bytes, Format};
@@ -11,22 +10,22 @@ use embargo_policy::{
     RuleSetBuilder, Verdict,
 };
 
-fn data(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel)
+#[path = "support/shared_data.rs"]
+mod support;
+use support::shared_data;
+
+/// The bytes of `../shared/data/<rel>`, or `None` (the test is skipped) when it is missing.
+fn read(rel: &str) -> Option<Vec<u8>> {
+    let path = shared_data(rel)?;
+    Some(std::fs::read(path).unwrap_or_else(|e| panic!("{rel}: {e}")))
 }
 
-fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-fn compile(rel: &str, format: Format) -> (RuleSet, LoadReport) {
-    let bytes = read(rel);
+fn compile(rel: &str, format: Format) -> Option<(RuleSet, LoadReport)> {
+    let bytes = read(rel)?;
     let mut builder = RuleSetBuilder::new();
     let name = rel.rsplit('/').next().unwrap();
     let report = parse_bytes(format, name, &bytes, &mut |r| builder.add(r));
-    (builder.build(), report)
+    Some((builder.build(), report))
 }
 
 /// Opens the compiled bytes from a real memory map of a real file.
@@ -55,16 +54,25 @@ fn doh_six_syntaxes_decide_alike() {
         ("hosts", Format::HostsSubtree),
         ("domains", Format::Domains { subdomains: true }),
     ];
-    let policies: Vec<(&str, Policy)> = sources
+    let Some(compiled) = sources
         .iter()
         .map(|(name, format)| {
-            let (set, report) = compile(&format!("{DOH}/{name}.doh-vpn-proxy-bypass.txt"), *format);
+            compile(&format!("{DOH}/{name}.doh-vpn-proxy-bypass.txt"), *format).map(|c| (*name, c))
+        })
+        .collect::<Option<Vec<_>>>()
+    else {
+        return;
+    };
+    let policies: Vec<(&str, Policy)> = compiled
+        .into_iter()
+        .map(|(name, (set, report))| {
             assert_eq!(report.error_count, 0, "{name}: {:?}", report.errors);
-            (*name, policy(via_mmap(&set)))
+            (name, policy(via_mmap(&set)))
         })
         .collect();
     let domains =
-        String::from_utf8(read(&format!("{DOH}/domains.doh-vpn-proxy-bypass.txt"))).unwrap();
+        String::from_utf8(read(&format!("{DOH}/domains.doh-vpn-proxy-bypass.txt")).unwrap())
+            .unwrap();
     let names: Vec<&str> = domains
         .lines()
         .map(str::trim)
@@ -109,11 +117,13 @@ fn doh_six_syntaxes_decide_alike() {
 
 #[test]
 fn stevenblack_full_list_decisions() {
-    let (set, report) = compile("blocklists/stevenblack-hosts.txt", Format::Hosts);
+    let Some((set, report)) = compile("blocklists/stevenblack-hosts.txt", Format::Hosts) else {
+        return;
+    };
     assert_eq!(report.error_count, 0, "{:?}", report.errors);
     assert!(set.name_count() > 85_000, "{}", set.name_count());
     let p = policy(via_mmap(&set));
-    let text = String::from_utf8(read("blocklists/stevenblack-hosts.txt")).unwrap();
+    let text = String::from_utf8(read("blocklists/stevenblack-hosts.txt").unwrap()).unwrap();
     let mut n = 0;
     for (i, line) in text.lines().enumerate() {
         let Some(name) = line.strip_prefix("0.0.0.0 ") else {
@@ -154,9 +164,11 @@ fn hagezi_native_lists_and_ddg() {
         ("blocklists/native.huawei.txt", 150),
         ("blocklists/native.xiaomi.txt", 450),
     ] {
-        let bytes = read(rel);
+        let Some(bytes) = read(rel) else {
+            return;
+        };
         let format = Format::detect(rel, &bytes).unwrap();
-        let (set, report) = compile(rel, format);
+        let (set, report) = compile(rel, format).unwrap();
         assert_eq!(report.error_count, 0, "{rel}: {:?}", report.errors);
         assert!(set.name_count() >= min, "{rel}: {}", set.name_count());
         let p = policy(set);
@@ -173,7 +185,9 @@ fn hagezi_native_lists_and_ddg() {
             "{rel}: {first}"
         );
     }
-    let (set, report) = compile("blocklists/ddg-app-android-tds.json", Format::DdgApp);
+    let Some((set, report)) = compile("blocklists/ddg-app-android-tds.json", Format::DdgApp) else {
+        return;
+    };
     assert_eq!(report.error_count, 0, "{:?}", report.errors);
     let p = policy(set);
     // Whatever DDG blocks, the decision names an owner from the DDG list.
@@ -189,10 +203,12 @@ fn hagezi_native_lists_and_ddg() {
 
 #[test]
 fn compiled_file_corruption_is_an_error_not_a_panic() {
-    let (set, _) = compile(
+    let Some((set, _)) = compile(
         "blocklists/native.tiktok.txt",
         Format::Domains { subdomains: true },
-    );
+    ) else {
+        return;
+    };
     let bytes = set.as_bytes().to_vec();
     for len in (0..bytes.len()).step_by(97) {
         let err = RuleSet::from_bytes(bytes[..len].to_vec()).unwrap_err();
@@ -211,11 +227,11 @@ fn compiled_file_corruption_is_an_error_not_a_panic() {
     }
 }
 
-fn load_ipdb(rel: &str, format: Option<IpDbFormat>) -> (IpDb, LoadReport) {
+fn load_ipdb(rel: &str, format: Option<IpDbFormat>) -> Option<(IpDb, LoadReport)> {
     let mut db = IpDb::new();
-    let report = db.load_bytes(rel.rsplit('/').next().unwrap(), format, &read(rel));
+    let report = db.load_bytes(rel.rsplit('/').next().unwrap(), format, &read(rel)?);
     assert_eq!(report.error_count, 0, "{rel}: {:?}", report.errors);
-    (db, report)
+    Some((db, report))
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -224,24 +240,36 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 fn ipdb_head_files() {
-    let (db, r) = load_ipdb("ipdb/asn-ipv4.head20000.csv", None);
+    let Some((db, r)) = load_ipdb("ipdb/asn-ipv4.head20000.csv", None) else {
+        return;
+    };
     assert_eq!(r.accepted, 20_000);
     let a = db.lookup_asn(ip("1.0.0.1")).unwrap();
     assert_eq!((a.asn, a.org), (13335, "Cloudflare, Inc."));
-    let (db, r) = load_ipdb("ipdb/asn-ipv4.chinese-cloud-subset.csv", None);
+    let Some((db, r)) = load_ipdb("ipdb/asn-ipv4.chinese-cloud-subset.csv", None) else {
+        return;
+    };
     assert_eq!(r.accepted, 916);
     assert_eq!(db.lookup_asn(ip("1.12.0.1")).unwrap().asn, 45090);
-    let (db, r) = load_ipdb("ipdb/asn-ipv6.chinese-cloud-subset.csv", None);
+    let Some((db, r)) = load_ipdb("ipdb/asn-ipv6.chinese-cloud-subset.csv", None) else {
+        return;
+    };
     assert_eq!(r.accepted, 178);
     assert_eq!(db.lookup_asn(ip("2400:3200::1")).unwrap().asn, 37963);
-    let (db, _) = load_ipdb("ipdb/geo-whois-asn-country-ipv4.head20000.csv", None);
+    let Some((db, _)) = load_ipdb("ipdb/geo-whois-asn-country-ipv4.head20000.csv", None) else {
+        return;
+    };
     assert_eq!(db.lookup_country(ip("1.0.1.1")).unwrap().code_str(), "CN");
-    let (db, _) = load_ipdb("ipdb/geo-whois-asn-country-ipv6.head5000.csv", None);
+    let Some((db, _)) = load_ipdb("ipdb/geo-whois-asn-country-ipv6.head5000.csv", None) else {
+        return;
+    };
     assert_eq!(
         db.lookup_country(ip("2001:200::1")).unwrap().code_str(),
         "AU"
     );
-    let (db, r) = load_ipdb("ipdb/ip2asn-v4.asn-db-excerpt.tsv", None);
+    let Some((db, r)) = load_ipdb("ipdb/ip2asn-v4.asn-db-excerpt.tsv", None) else {
+        return;
+    };
     assert!(r.accepted > 1_000);
     assert_eq!(db.lookup_asn(ip("8.8.8.8")).unwrap().asn, 15169);
     assert_eq!(db.lookup_country(ip("8.8.8.8")).unwrap().code_str(), "US");
@@ -257,7 +285,10 @@ fn ipdb_full_files_and_owner_vs_country() {
         ("ipdb/full/geo-whois-asn-country-ipv6.csv.gz", 216_295),
         ("ipdb/full/asn-country-ipv4.csv.gz", 0),
     ] {
-        let report = db.load_bytes(rel.rsplit('/').next().unwrap(), None, &read(rel));
+        let Some(bytes) = read(rel) else {
+            return;
+        };
+        let report = db.load_bytes(rel.rsplit('/').next().unwrap(), None, &bytes);
         assert_eq!(report.error_count, 0, "{rel}: {:?}", report.errors);
         if rows > 0 {
             assert_eq!(report.accepted, rows, "{rel}");
@@ -318,10 +349,12 @@ fn crafted_files_are_rejected() {
     assert!(err.to_string().contains("names"), "{err}");
 
     // Every set Embargo writes verifies.
-    let (good, _) = compile(
+    let Some((good, _)) = compile(
         "blocklists/native.tiktok.txt",
         Format::Domains { subdomains: true },
-    );
+    ) else {
+        return;
+    };
     good.verify().unwrap();
 
     // A crafted name index behind a valid checksum: its header and directory are checked at
@@ -388,44 +421,6 @@ fn crafted_files_are_rejected() {
 #[test]
 fn builtin_default_covers_the_embargoed_companies_telemetry() {
     use embargo_policy::EmbargoLevel;
-    let dir = data("blocklists");
-    if !dir.join("native.tiktok.txt").exists() {
-        eprintln!(
-            "SKIPPED builtin_default_covers_the_embargoed_companies_telemetry: {} is missing \
-             (the hagezi lists are test data of ../shared only)",
-            dir.display()
-        );
-        return;
-    }
-    let count = |rel: &str, level: EmbargoLevel| -> (usize, usize) {
-        let text = String::from_utf8(read(rel)).unwrap();
-        let policy = Policy::builtin_at(level);
-        let names: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .collect();
-        let blocked = names
-            .iter()
-            .filter(|n| policy.verdict(&Query::name(n)) == Verdict::Block)
-            .count();
-        (blocked, names.len())
-    };
-    let tiktok = count("blocklists/native.tiktok.txt", EmbargoLevel::Telemetry);
-    let tiktok_full = count("blocklists/native.tiktok.txt", EmbargoLevel::Full);
-    let huawei = count("blocklists/native.huawei.txt", EmbargoLevel::Telemetry);
-    let huawei_full = count("blocklists/native.huawei.txt", EmbargoLevel::Full);
-    eprintln!(
-        "default coverage: native.tiktok {}/{} telemetry, {} full; native.huawei {}/{} \
-         telemetry, {} full",
-        tiktok.0, tiktok.1, tiktok_full.0, huawei.0, huawei.1, huawei_full.0
-    );
-    assert_eq!(tiktok.1, 375);
-    assert!(tiktok.0 >= 363, "native.tiktok: {tiktok:?}");
-    assert!(tiktok_full.0 >= 373, "native.tiktok full: {tiktok_full:?}");
-    assert!(huawei.0 >= 110, "native.huawei: {huawei:?}");
-    assert!(huawei_full.0 >= 145, "native.huawei full: {huawei_full:?}");
-
     // The issue's names, and content that must stay open at the telemetry level.
     let telemetry = Policy::builtin();
     for blocked in [
@@ -451,4 +446,42 @@ fn builtin_default_covers_the_embargoed_companies_telemetry() {
         let d = telemetry.decide(&Query::name(open).with_app("com.zhiliaoapp.musically"));
         assert_eq!(d.verdict, Verdict::Allow, "{open}: {d:?}");
     }
+
+    // The coverage counts need the hagezi lists (test data of ../shared only).
+    let count = |rel: &str, level: EmbargoLevel| -> Option<(usize, usize)> {
+        let text = String::from_utf8(read(rel)?).unwrap();
+        let policy = Policy::builtin_at(level);
+        let names: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let blocked = names
+            .iter()
+            .filter(|n| policy.verdict(&Query::name(n)) == Verdict::Block)
+            .count();
+        Some((blocked, names.len()))
+    };
+    let Some(tiktok) = count("blocklists/native.tiktok.txt", EmbargoLevel::Telemetry) else {
+        return;
+    };
+    let Some(tiktok_full) = count("blocklists/native.tiktok.txt", EmbargoLevel::Full) else {
+        return;
+    };
+    let Some(huawei) = count("blocklists/native.huawei.txt", EmbargoLevel::Telemetry) else {
+        return;
+    };
+    let Some(huawei_full) = count("blocklists/native.huawei.txt", EmbargoLevel::Full) else {
+        return;
+    };
+    eprintln!(
+        "default coverage: native.tiktok {}/{} telemetry, {} full; native.huawei {}/{} \
+         telemetry, {} full",
+        tiktok.0, tiktok.1, tiktok_full.0, huawei.0, huawei.1, huawei_full.0
+    );
+    assert_eq!(tiktok.1, 375);
+    assert!(tiktok.0 >= 363, "native.tiktok: {tiktok:?}");
+    assert!(tiktok_full.0 >= 373, "native.tiktok full: {tiktok_full:?}");
+    assert!(huawei.0 >= 110, "native.huawei: {huawei:?}");
+    assert!(huawei_full.0 >= 145, "native.huawei full: {huawei_full:?}");
 }

@@ -3,31 +3,35 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::rules::SkipReason;
 
-macro_rules! data {
-    ($path:literal) => {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/", $path)
-    };
-}
+#[path = "../../tests/support/shared_data.rs"]
+mod support;
+use support::shared_data;
 
 const DOH: [&str; 6] = [
-    data!("blocklists/doh-vpn-proxy-bypass-2022/adblock.doh-vpn-proxy-bypass.txt"),
-    data!("blocklists/doh-vpn-proxy-bypass-2022/dnsmasq.doh-vpn-proxy-bypass.txt"),
-    data!("blocklists/doh-vpn-proxy-bypass-2022/domains.doh-vpn-proxy-bypass.txt"),
-    data!("blocklists/doh-vpn-proxy-bypass-2022/hosts.doh-vpn-proxy-bypass.txt"),
-    data!("blocklists/doh-vpn-proxy-bypass-2022/unbound.doh-vpn-proxy-bypass.txt"),
-    data!("blocklists/doh-vpn-proxy-bypass-2022/wildcard.doh-vpn-proxy-bypass.txt"),
+    "blocklists/doh-vpn-proxy-bypass-2022/adblock.doh-vpn-proxy-bypass.txt",
+    "blocklists/doh-vpn-proxy-bypass-2022/dnsmasq.doh-vpn-proxy-bypass.txt",
+    "blocklists/doh-vpn-proxy-bypass-2022/domains.doh-vpn-proxy-bypass.txt",
+    "blocklists/doh-vpn-proxy-bypass-2022/hosts.doh-vpn-proxy-bypass.txt",
+    "blocklists/doh-vpn-proxy-bypass-2022/unbound.doh-vpn-proxy-bypass.txt",
+    "blocklists/doh-vpn-proxy-bypass-2022/wildcard.doh-vpn-proxy-bypass.txt",
 ];
 
-fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+/// The six DOH files, or `None` (skipped) when one is missing.
+fn doh() -> Option<Vec<PathBuf>> {
+    DOH.iter().map(|rel| shared_data(rel)).collect()
 }
 
-fn load(format: Format, path: &str) -> (Vec<Rule>, LoadReport) {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+fn file_name(path: &Path) -> &str {
+    path.file_name().and_then(|n| n.to_str()).unwrap()
+}
+
+fn load(format: Format, path: &Path) -> (Vec<Rule>, LoadReport) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut rules = Vec::new();
     let report = parse_list(
         format,
@@ -38,7 +42,7 @@ fn load(format: Format, path: &str) -> (Vec<Rule>, LoadReport) {
     (rules, report)
 }
 
-fn detect_file(path: &str) -> Option<Format> {
+fn detect_file(path: &Path) -> Option<Format> {
     let bytes = std::fs::read(path).unwrap();
     Format::detect(file_name(path), &bytes[..bytes.len().min(4096)])
 }
@@ -67,9 +71,15 @@ fn kinds(rules: &[Rule]) -> BTreeMap<&'static str, u64> {
 }
 
 /// Loads a real list, checks it has no error, and returns rule kinds and skips.
-fn real(format: Format, path: &str) -> (BTreeMap<&'static str, u64>, BTreeMap<SkipReason, u64>) {
+fn real(format: Format, path: &Path) -> (BTreeMap<&'static str, u64>, BTreeMap<SkipReason, u64>) {
     let (rules, report) = load(format, path);
-    assert_eq!(report.error_count, 0, "{path}: {:?}", report.errors);
+    assert_eq!(
+        report.error_count,
+        0,
+        "{}: {:?}",
+        path.display(),
+        report.errors
+    );
     assert_eq!(report.accepted, rules.len() as u64);
     assert_eq!(report.list, file_name(path));
     (kinds(&rules), report.skipped)
@@ -77,37 +87,49 @@ fn real(format: Format, path: &str) -> (BTreeMap<&'static str, u64>, BTreeMap<Sk
 
 #[test]
 fn stevenblack_hosts() {
-    let path = data!("blocklists/stevenblack-hosts.txt");
+    let Some(path) = shared_data("blocklists/stevenblack-hosts.txt") else {
+        return;
+    };
+    let path = &path;
     assert_eq!(detect_file(path), Some(Format::Hosts));
     let (kinds, skipped) = real(Format::Hosts, path);
     // SOURCES.md: 85,643 unique domains; the 14 housekeeping entries are local names.
     assert_eq!(kinds, BTreeMap::from([("exact", 85_643)]));
     assert_eq!(skipped, BTreeMap::from([(SkipReason::LocalName, 14)]));
 
-    let path = data!("blocklists/stevenblack-hosts.head3000.txt");
-    let (kinds, skipped) = real(Format::Hosts, path);
+    let Some(path) = shared_data("blocklists/stevenblack-hosts.head3000.txt") else {
+        return;
+    };
+    let (kinds, skipped) = real(Format::Hosts, &path);
     assert_eq!(kinds, BTreeMap::from([("exact", 2_567)]));
     assert_eq!(skipped, BTreeMap::from([(SkipReason::LocalName, 14)]));
 }
 
 #[test]
 fn hagezi_native_lists() {
-    for (path, count) in [
-        (data!("blocklists/native.tiktok.txt"), 375),
-        (data!("blocklists/native.huawei.txt"), 152),
-        (data!("blocklists/native.xiaomi.txt"), 461),
+    for (rel, count) in [
+        ("blocklists/native.tiktok.txt", 375),
+        ("blocklists/native.huawei.txt", 152),
+        ("blocklists/native.xiaomi.txt", 461),
     ] {
+        let Some(path) = shared_data(rel) else {
+            return;
+        };
+        let path = &path;
         let format = detect_file(path);
-        assert_eq!(format, Some(Format::Domains { subdomains: true }), "{path}");
+        assert_eq!(format, Some(Format::Domains { subdomains: true }), "{rel}");
         let (kinds, skipped) = real(Format::Domains { subdomains: true }, path);
-        assert_eq!(kinds, BTreeMap::from([("subtree", count)]), "{path}");
+        assert_eq!(kinds, BTreeMap::from([("subtree", count)]), "{rel}");
         assert!(skipped.is_empty());
     }
 }
 
 #[test]
 fn ddg_app_tds() {
-    let path = data!("blocklists/ddg-app-android-tds.json");
+    let Some(path) = shared_data("blocklists/ddg-app-android-tds.json") else {
+        return;
+    };
+    let path = &path;
     assert_eq!(detect_file(path), Some(Format::DdgApp));
     let (kinds, skipped) = real(Format::DdgApp, path);
     // SOURCES.md: 339 trackers (274 `block`, 65 `ignore`), 407 packages.
@@ -149,14 +171,18 @@ fn doh_vpn_proxy_bypass_all_six_syntaxes_load() {
         (Format::Unbound, "subtree", 714),
         (Format::Wildcard, "subtree", 714),
     ];
-    for (path, (format, kind, count)) in DOH.iter().zip(expected) {
-        assert_eq!(detect_file(path), Some(format), "{path}");
+    let Some(paths) = doh() else {
+        return;
+    };
+    for (path, (format, kind, count)) in paths.iter().zip(expected) {
+        let rel = path.display();
+        assert_eq!(detect_file(path), Some(format), "{rel}");
         let (kinds, skipped) = real(format, path);
-        assert_eq!(kinds, BTreeMap::from([(kind, count)]), "{path}");
-        assert!(skipped.is_empty(), "{path}: {skipped:?}");
+        assert_eq!(kinds, BTreeMap::from([(kind, count)]), "{rel}");
+        assert!(skipped.is_empty(), "{rel}: {skipped:?}");
     }
     // Read as a plain hosts file, the same names are exact.
-    let (kinds, _) = real(Format::Hosts, DOH[3]);
+    let (kinds, _) = real(Format::Hosts, &paths[3]);
     assert_eq!(kinds, BTreeMap::from([("exact", 1_205)]));
 }
 
@@ -223,7 +249,10 @@ impl ReferenceMatcher {
 
 #[test]
 fn doh_vpn_proxy_bypass_six_syntaxes_agree() {
-    let matchers: Vec<(String, ReferenceMatcher)> = DOH
+    let Some(paths) = doh() else {
+        return;
+    };
+    let matchers: Vec<(String, ReferenceMatcher)> = paths
         .iter()
         .map(|path| {
             let format = detect_file(path).unwrap();
@@ -232,7 +261,7 @@ fn doh_vpn_proxy_bypass_six_syntaxes_agree() {
             (file_name(path).to_owned(), ReferenceMatcher::new(&rules))
         })
         .collect();
-    let (domain_rules, _) = load(Format::Domains { subdomains: false }, DOH[2]);
+    let (domain_rules, _) = load(Format::Domains { subdomains: false }, &paths[2]);
     let names: Vec<String> = domain_rules
         .iter()
         .map(|r| match r {
@@ -281,7 +310,7 @@ fn doh_vpn_proxy_bypass_six_syntaxes_agree() {
     assert!(checked > 4 * 1_205);
 
     // A plain hosts reading covers exactly the listed names: same on those, not below.
-    let (rules, _) = load(Format::Hosts, DOH[3]);
+    let (rules, _) = load(Format::Hosts, &paths[3]);
     let hosts = ReferenceMatcher::new(&rules);
     for name in &names {
         assert!(hosts.blocks(name));
@@ -507,7 +536,10 @@ fn many_errors_are_capped() {
 #[ignore]
 fn parse_speed_stevenblack() {
     use std::io::BufRead;
-    let bytes = std::fs::read(data!("blocklists/stevenblack-hosts.txt")).unwrap();
+    let Some(path) = shared_data("blocklists/stevenblack-hosts.txt") else {
+        return;
+    };
+    let bytes = std::fs::read(path).unwrap();
     let mut best = std::time::Duration::MAX;
     let mut best_naive = std::time::Duration::MAX;
     for _ in 0..10 {

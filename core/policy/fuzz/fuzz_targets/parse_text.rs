@@ -40,6 +40,14 @@ fuzz_target!(|data: &[u8]| {
                 }
                 NamePattern::Regex(r) => assert!(compile_name_regex(r).is_ok(), "{rule:?}"),
                 NamePattern::Glob { pattern, .. } => assert!(!pattern.is_empty()),
+                NamePattern::Labels { pattern, .. } => {
+                    // A `*` somewhere, then a fixed suffix of at least two plain labels.
+                    let star = pattern.rfind('*').expect("a label pattern has a star");
+                    let suffix = pattern[star..].split_once('.').map(|(_, s)| s);
+                    let suffix = suffix.unwrap_or_else(|| panic!("no fixed suffix: {rule:?}"));
+                    assert_eq!(normalize_name(suffix).as_deref(), Ok(suffix), "{rule:?}");
+                    assert!(suffix.contains('.'), "{rule:?}");
+                }
             }
             assert!(rule.source.line >= 1);
         }

@@ -20,9 +20,8 @@ use std::io::BufRead;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::json::{from_slice, read_capped, KeyLocator, Ordered};
+use super::json::{from_slice, listed_domain, read_capped, KeyLocator, Ordered};
 use super::lines::Emitter;
-use super::name::normalize_name;
 use super::name_rule;
 use crate::rules::{Action, CategoryRange, DomainOwner, NamePattern, Rule, SkipReason};
 
@@ -77,18 +76,9 @@ pub(crate) fn parse<R: BufRead>(input: R, out: &mut Emitter<'_>) {
                         continue;
                     };
                     for raw in domains {
-                        let found = locate.line_of(raw);
-                        let line = if found == 0 { org_line } else { found };
-                        if raw.contains('/') {
-                            out.skip(SkipReason::NotApplicable);
+                        let Some((domain, line)) = listed_domain(out, &mut locate, raw, org_line)
+                        else {
                             continue;
-                        }
-                        let domain = match normalize_name(raw) {
-                            Ok(domain) => domain,
-                            Err(why) => {
-                                out.error(line, Some(raw), why);
-                                continue;
-                            }
                         };
                         let text = format!("{category}: {org}: {raw}");
                         if seen_owner.insert((domain.clone(), org.clone())) {

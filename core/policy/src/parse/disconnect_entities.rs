@@ -11,10 +11,9 @@ use std::io::BufRead;
 
 use serde::Deserialize;
 
-use super::json::{from_slice, read_capped, KeyLocator, Ordered};
+use super::json::{from_slice, listed_domain, read_capped, KeyLocator, Ordered};
 use super::lines::Emitter;
-use super::name::normalize_name;
-use crate::rules::{DomainOwner, Rule, SkipReason};
+use crate::rules::{DomainOwner, Rule};
 
 #[derive(Deserialize)]
 struct Entity {
@@ -42,18 +41,9 @@ pub(crate) fn parse<R: BufRead>(input: R, out: &mut Emitter<'_>) {
         ] {
             locate.line_of(kind);
             for raw in list {
-                let found = locate.line_of(raw);
-                let line = if found == 0 { company_line } else { found };
-                if raw.contains('/') {
-                    out.skip(SkipReason::NotApplicable);
+                let Some((domain, line)) = listed_domain(out, &mut locate, raw, company_line)
+                else {
                     continue;
-                }
-                let domain = match normalize_name(raw) {
-                    Ok(domain) => domain,
-                    Err(why) => {
-                        out.error(line, Some(raw), why);
-                        continue;
-                    }
                 };
                 if !seen.insert(domain.clone()) {
                     continue;

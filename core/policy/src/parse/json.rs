@@ -12,6 +12,8 @@ use std::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::lines::Emitter;
+use super::name::normalize_name;
+use crate::rules::SkipReason;
 
 /// Largest JSON rule source accepted, in bytes.
 ///
@@ -126,6 +128,37 @@ impl<'a> KeyLocator<'a> {
                 self.line
             }
             None => 0,
+        }
+    }
+
+    /// [`KeyLocator::line_of`], or `fallback` when the key is not found as written.
+    pub(crate) fn line_or(&mut self, key: &str, fallback: u32) -> u32 {
+        match self.line_of(key) {
+            0 => fallback,
+            found => found,
+        }
+    }
+}
+
+/// One domain of a JSON tracker list (Disconnect's `services.json` and `entities.json`), with
+/// its line (`fallback` when not found as written): `None` for a URL with a path (skipped as
+/// not applicable) or a string that is not a host name (an error naming its line).
+pub(crate) fn listed_domain(
+    out: &mut Emitter<'_>,
+    locate: &mut KeyLocator<'_>,
+    raw: &str,
+    fallback: u32,
+) -> Option<(String, u32)> {
+    let line = locate.line_or(raw, fallback);
+    if raw.contains('/') {
+        out.skip(SkipReason::NotApplicable);
+        return None;
+    }
+    match normalize_name(raw) {
+        Ok(domain) => Some((domain, line)),
+        Err(why) => {
+            out.error(line, Some(raw), why);
+            None
         }
     }
 }

@@ -56,8 +56,7 @@ pub(crate) fn parse<R: BufRead>(input: R, out: &mut Emitter<'_>) {
             .filter(|p| !p.trim().is_empty())
             .unwrap_or(&company.owner_name);
         for raw in &company.doms {
-            let found = locate.line_of(raw);
-            let line = if found == 0 { company_line } else { found };
+            let line = locate.line_or(raw, company_line);
             let text = format!("{}: {raw}", company.owner_name);
             if let Ok(addr) = raw.parse::<IpAddr>() {
                 if company.necessary {

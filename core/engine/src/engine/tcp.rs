@@ -864,17 +864,8 @@ impl Engine {
                 let before = t.inspect.capacity();
                 // A full pool: read nothing more now (the bytes wait in the socket's ring).
                 let pool_full = self.inspect_bytes > crate::budget::INSPECT_TOTAL;
-                while !pool_full && t.inspect.len() < cap && sock.recv_queue() > 0 {
-                    let room = cap - t.inspect.len();
-                    let inspect = &mut t.inspect;
-                    let got = sock.recv(|buf| {
-                        let n = buf.len().min(room);
-                        inspect.extend_from_slice(&buf[..n]);
-                        (n, n)
-                    });
-                    if !matches!(got, Ok(n) if n > 0) {
-                        break;
-                    }
+                if !pool_full {
+                    recv_capped(sock, &mut t.inspect, cap);
                 }
                 self.inspect_bytes = self.inspect_bytes + t.inspect.capacity() - before;
                 let app_done = fin_received(state);
@@ -917,17 +908,8 @@ impl Engine {
                 let cap = self.config.inspect_max_bytes;
                 let before = tunnel.held.capacity();
                 let pool_full = self.inspect_bytes > crate::budget::INSPECT_TOTAL;
-                while !pool_full && tunnel.held.len() < cap && sock.recv_queue() > 0 {
-                    let room = cap - tunnel.held.len();
-                    let held = &mut tunnel.held;
-                    let got = sock.recv(|buf| {
-                        let n = buf.len().min(room);
-                        held.extend_from_slice(&buf[..n]);
-                        (n, n)
-                    });
-                    if !matches!(got, Ok(n) if n > 0) {
-                        break;
-                    }
+                if !pool_full {
+                    recv_capped(sock, &mut tunnel.held, cap);
                 }
                 self.inspect_bytes = self.inspect_bytes + tunnel.held.capacity() - before;
                 let app_done = fin_received(state);
@@ -984,15 +966,7 @@ impl Engine {
             let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
             let before = t.inspect.capacity() + t.dns_out.capacity();
             flush_dns_out(sock, &mut t.dns_out);
-            while sock.recv_queue() > 0 && t.inspect.len() < MAX_TCP_DNS_QUERY + 2 {
-                let room = MAX_TCP_DNS_QUERY + 2 - t.inspect.len();
-                let inspect = &mut t.inspect;
-                let _ = sock.recv(|buf| {
-                    let n = buf.len().min(room);
-                    inspect.extend_from_slice(&buf[..n]);
-                    (n, ())
-                });
-            }
+            recv_capped(sock, &mut t.inspect, MAX_TCP_DNS_QUERY + 2);
             loop {
                 if t.inspect.len() < 2 {
                     break;
@@ -1257,6 +1231,21 @@ fn flush_dns_out(sock: &mut tcp::Socket<'static>, pending: &mut Vec<u8>) {
     }
     if let Ok(n) = sock.send_slice(pending) {
         pending.drain(..n);
+    }
+}
+
+/// Moves what the app sent from the socket's receive ring into `buf`, up to `cap` bytes in all.
+fn recv_capped(sock: &mut tcp::Socket, buf: &mut Vec<u8>, cap: usize) {
+    while buf.len() < cap && sock.recv_queue() > 0 {
+        let room = cap - buf.len();
+        let got = sock.recv(|data| {
+            let n = data.len().min(room);
+            buf.extend_from_slice(&data[..n]);
+            (n, n)
+        });
+        if !matches!(got, Ok(n) if n > 0) {
+            break;
+        }
     }
 }
 

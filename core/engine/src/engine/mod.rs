@@ -110,7 +110,13 @@ pub(crate) fn fail_closed(decision: &mut Decision, event: &mut DecisionEvent, wh
 type Shares = HashMap<Option<String>, usize>;
 
 pub(crate) fn share_add(shares: &mut Shares, app: &Option<String>) {
-    *shares.entry(app.clone()).or_default() += 1;
+    // The app's name is copied only for its first flow (`entry` would copy it every time).
+    match shares.get_mut(app) {
+        Some(n) => *n += 1,
+        None => {
+            shares.insert(app.clone(), 1);
+        }
+    }
 }
 
 pub(crate) fn share_sub(shares: &mut Shares, app: &Option<String>) {

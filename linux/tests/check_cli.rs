@@ -39,6 +39,13 @@ fn shared_data(rel: &str) -> Option<PathBuf> {
     None
 }
 
+/// `check --json` output: one JSON object per line.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -86,10 +93,7 @@ fn json_is_one_object_per_target() {
     let o = embargo(&args);
     assert!(o.status.success(), "{o:?}");
     let text = stdout(&o);
-    let objects: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
+    let objects = json_lines(&text);
     assert_eq!(objects.len(), targets.len());
     for (obj, target) in objects.iter().zip(targets) {
         assert_eq!(obj["target"], target);
@@ -179,10 +183,7 @@ fn compile_then_check_with_rules() {
     ]);
     assert!(o.status.success(), "{o:?}");
     let text = stdout(&o);
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&text);
     assert_eq!(lines[0]["verdict"], "block", "{text}");
     assert_eq!(lines[0]["reason"]["rule"]["list"], "native.tiktok.txt");
     assert_eq!(lines[1]["verdict"], "allow");
@@ -223,10 +224,7 @@ fn compile_then_check_with_label_patterns() {
     ]);
     assert!(o.status.success(), "{o:?}");
     let text = stdout(&o);
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&text);
     let got: Vec<(&str, &str)> = lines
         .iter()
         .map(|l| {
@@ -307,7 +305,7 @@ fn verdicts(o: &Output) -> Vec<(String, String, Option<String>)> {
     stdout(o)
         .lines()
         .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let v: serde_json::Value = serde_json::from_str(l).expect("each line is JSON");
             (
                 v["verdict"].as_str().unwrap().to_owned(),
                 v["reason"]["kind"].as_str().unwrap().to_owned(),
@@ -576,10 +574,7 @@ fn check_shows_the_category_of_a_disconnect_rule() {
     ]);
     assert!(o.status.success(), "{o:?}");
     let text = stdout(&o);
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&text);
     assert_eq!(lines[0]["verdict"], "block", "{text}");
     assert_eq!(lines[0]["category"], "Advertising", "{text}");
     assert_eq!(lines[0]["owner"]["value"], "AdNetwork.net", "{text}");

@@ -4,12 +4,13 @@
 //! the app's name, so that the history still says which app it was (events are off the packet
 //! path; the app is not).
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use embargo_policy::{Decision, NameSource, Protocol};
 
-use super::{engine_rule, Engine};
+use super::{engine_rule, Engine, FlowMap};
 use crate::api::{Command, DecisionEvent, Event, FlowId};
 use crate::dns::DnsQuery;
 
@@ -25,6 +26,9 @@ pub(crate) const MAX_HELD_DNS: usize = 8;
 /// hundreds of them, and keeps the worst case (every wait full of MTU-sized messages: 12 MB) out
 /// of the engine's memory budget. Past it questions are decided with the app unknown.
 pub(crate) const MAX_HELD_DNS_BYTES: usize = 64 * 1024;
+
+/// App answers cached at most.
+const MAX_APP_CACHE: usize = 4096;
 
 /// Expired waits remembered so that a late answer is still cached for the source (the next
 /// question from it then needs no wait). A late answer is rare; 256 covers a burst.
@@ -44,6 +48,90 @@ pub(crate) struct AppWait {
     /// Block answers (resolver address, message) held until the app is named: the app
     /// exits on its answer, and its socket with it, before a slower lookup can find it.
     pub answers: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+/// Answers to [`Command::ResolveApp`]: awaited by work that did not hold for them, and cached
+/// per source once given.
+#[derive(Default)]
+pub(crate) struct AppWaits {
+    waits: FlowMap<AppWait>,
+    /// Waits by deadline, oldest first (may hold finished ones; skipped lazily).
+    order: VecDeque<(Instant, FlowId)>,
+    /// The wait of each DNS source whose app is being resolved.
+    dns_sources: HashMap<SocketAddr, FlowId>,
+    /// Bytes of DNS questions and answers held in `waits` (at most [`MAX_HELD_DNS_BYTES`]).
+    held_dns_bytes: usize,
+    /// Expired waits (id, cache key), newest last, at most [`MAX_LATE_WAITS`].
+    late: VecDeque<(FlowId, Protocol, SocketAddr)>,
+    /// The app of each source, until its expiry.
+    cache: HashMap<(Protocol, SocketAddr), (Option<String>, Instant)>,
+}
+
+impl AppWaits {
+    /// Whether wait `id` is live.
+    pub fn is_waiting(&self, id: FlowId) -> bool {
+        self.waits.contains_key(&id)
+    }
+
+    /// The live wait of DNS source `src`, if any.
+    pub fn source_wait(&self, src: SocketAddr) -> Option<FlowId> {
+        self.dns_sources.get(&src).copied()
+    }
+
+    /// Hold a DNS question (to resolver `dst`) in `wait` until its app is known; `false` when
+    /// there is no such wait or no room (decide it now).
+    pub fn hold_question(&mut self, wait: Option<FlowId>, dst: SocketAddr, query: &[u8]) -> bool {
+        let room = self.held_dns_bytes + query.len() <= MAX_HELD_DNS_BYTES;
+        if let Some(w) = wait.and_then(|id| self.waits.get_mut(&id)) {
+            if w.dns.len() < MAX_HELD_DNS && room {
+                w.dns.push((dst, query.to_vec()));
+                self.held_dns_bytes += query.len();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Hold a block answer (from resolver `dst`) in `wait` until its app is known; the answer
+    /// back when there is no such wait or no room (send it now).
+    pub fn hold_answer(
+        &mut self,
+        wait: Option<FlowId>,
+        dst: SocketAddr,
+        answer: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let room = self.held_dns_bytes + answer.len() <= MAX_HELD_DNS_BYTES;
+        match wait.and_then(|id| self.waits.get_mut(&id)) {
+            Some(w) if room && w.answers.len() < MAX_HELD_DNS => {
+                self.held_dns_bytes += answer.len();
+                w.answers.push((dst, answer));
+                None
+            }
+            _ => Some(answer),
+        }
+    }
+
+    /// Keep a decision event without its app in the wait of its flow until the app is known;
+    /// the event back when its app is known or its flow has no wait (record it now).
+    pub fn hold_event(&mut self, event: DecisionEvent) -> Option<DecisionEvent> {
+        if event.app.is_none() {
+            if let Some(wait) = self.waits.get_mut(&event.flow) {
+                wait.events.push(event);
+                return None;
+            }
+        }
+        Some(event)
+    }
+
+    /// When the oldest wait expires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.order.front().map(|(t, _)| *t)
+    }
+
+    /// Bytes of DNS messages held.
+    pub fn held_dns_bytes(&self) -> usize {
+        self.held_dns_bytes
+    }
 }
 
 impl Engine {
@@ -80,11 +168,11 @@ impl Engine {
         protocol: Protocol,
         src: SocketAddr,
     ) -> bool {
-        if self.app_waits.len() >= MAX_APP_WAITS {
+        if self.apps.waits.len() >= MAX_APP_WAITS {
             return false;
         }
         let deadline = self.now + self.config.app_wait;
-        self.app_waits.insert(
+        self.apps.waits.insert(
             id,
             AppWait {
                 protocol,
@@ -96,15 +184,15 @@ impl Engine {
             },
         );
         // `app_wait` is one constant, so deadlines come in order.
-        self.app_wait_order.push_back((deadline, id));
+        self.apps.order.push_back((deadline, id));
         true
     }
 
     /// The wait for DNS questions from `src` (an existing one, or a new one with its
     /// [`Command::ResolveApp`] sent). `None` when no wait can be started.
     pub(crate) fn dns_app_wait(&mut self, src: SocketAddr, dst: SocketAddr) -> Option<FlowId> {
-        if let Some(&id) = self.dns_app_waits.get(&src) {
-            if self.app_waits.contains_key(&id) {
+        if let Some(&id) = self.apps.dns_sources.get(&src) {
+            if self.apps.waits.contains_key(&id) {
                 return Some(id);
             }
         }
@@ -112,7 +200,7 @@ impl Engine {
         if !self.start_app_wait(id, Protocol::Udp, src) {
             return None;
         }
-        self.dns_app_waits.insert(src, id);
+        self.apps.dns_sources.insert(src, id);
         self.commands.push_back(Command::ResolveApp {
             flow: id,
             protocol: Protocol::Udp,
@@ -131,7 +219,7 @@ impl Engine {
         decision: &Decision,
     ) {
         match wait
-            .and_then(|id| self.app_waits.get_mut(&id))
+            .and_then(|id| self.apps.waits.get_mut(&id))
             .filter(|w| w.events.len() < MAX_HELD_DNS)
         {
             Some(w) => {
@@ -147,35 +235,34 @@ impl Engine {
     /// The app of wait `id` is known (or the wait expired: `None`): name it in the waiting
     /// events and decide the held DNS questions.
     pub(crate) fn finish_app_wait(&mut self, id: FlowId, app: Option<String>) {
-        let Some(wait) = self.app_waits.remove(&id) else {
+        let Some(wait) = self.apps.waits.remove(&id) else {
             return;
         };
         // An inspected flow found blocked while its app was unknown: decide it again now (with
         // the app, or at the wait's end without it) from the bytes it holds.
-        if let Some(f) = self.flows.get_mut(&id) {
-            if f.app_pending && f.app.is_none() {
+        if self
+            .table
+            .get(&id)
+            .is_some_and(|f| f.app_pending && f.app.is_none())
+        {
+            if let Some(f) = self.table.name_app(id, &app) {
                 f.app_pending = false;
-                if app.is_some() {
-                    super::share_sub(&mut self.shares, &None);
-                    super::share_add(&mut self.shares, &app);
-                }
-                f.app.clone_from(&app);
-                self.dirty.push(id);
             }
+            self.dirty.push(id);
         }
-        if self.dns_app_waits.get(&wait.src) == Some(&id) {
-            self.dns_app_waits.remove(&wait.src);
+        if self.apps.dns_sources.get(&wait.src) == Some(&id) {
+            self.apps.dns_sources.remove(&wait.src);
         }
         for mut event in wait.events {
             event.app.clone_from(&app);
             self.push_event(Event::Decision(Box::new(event)));
         }
         for (dst, answer) in wait.answers {
-            self.held_dns_bytes -= answer.len();
+            self.apps.held_dns_bytes -= answer.len();
             self.dns_reply(wait.src, dst, None, &answer);
         }
         for (dst, message) in wait.dns {
-            self.held_dns_bytes -= message.len();
+            self.apps.held_dns_bytes -= message.len();
             if let Ok(query) = DnsQuery::parse(&message) {
                 self.dns_decide(wait.src, dst, &message, &query, None, app.clone(), None);
             }
@@ -188,49 +275,71 @@ impl Engine {
     /// which can wait for the driver's next pass (the wait's own deadline, `app_wait`, wakes
     /// the driver at the latest, and answers are taken before deadlines run).
     pub fn holds_for_app(&self, flow: FlowId) -> bool {
-        self.flows.get(&flow).is_some_and(|f| f.app_pending)
+        self.table.get(&flow).is_some_and(|f| f.app_pending)
             || self
-                .app_waits
+                .apps
+                .waits
                 .get(&flow)
-                .is_some_and(|w| self.dns_app_waits.get(&w.src) == Some(&flow))
+                .is_some_and(|w| self.apps.dns_sources.get(&w.src) == Some(&flow))
     }
 
     /// The cache key of wait `id`, live or expired.
     pub(crate) fn app_wait_key(&self, id: FlowId) -> Option<(Protocol, SocketAddr)> {
-        match self.app_waits.get(&id) {
+        match self.apps.waits.get(&id) {
             Some(w) => Some((w.protocol, w.src)),
             None => self
-                .late_waits
+                .apps
+                .late
                 .iter()
                 .find(|(late, _, _)| *late == id)
                 .map(|&(_, protocol, src)| (protocol, src)),
         }
     }
 
+    pub(crate) fn cache_app(&mut self, protocol: Protocol, src: SocketAddr, app: Option<String>) {
+        let cache = &mut self.apps.cache;
+        if cache.len() >= MAX_APP_CACHE {
+            let now = self.now;
+            cache.retain(|_, (_, e)| *e > now);
+            if cache.len() >= MAX_APP_CACHE {
+                cache.clear();
+            }
+        }
+        cache.insert((protocol, src), (app, self.now + self.config.app_cache_ttl));
+    }
+
+    /// The cached app of a source, if any; `None` outer = not cached.
+    pub(crate) fn cached_app(&self, protocol: Protocol, src: SocketAddr) -> Option<Option<String>> {
+        let (app, expires) = self.apps.cache.get(&(protocol, src))?;
+        (*expires > self.now).then(|| app.clone())
+    }
+
     /// Stop waiting for apps whose answer is late: go on with the app unknown.
     pub(crate) fn expire_app_waits(&mut self) {
-        while let Some(&(deadline, id)) = self.app_wait_order.front() {
+        while let Some(&(deadline, id)) = self.apps.order.front() {
             if deadline > self.now {
                 break;
             }
-            self.app_wait_order.pop_front();
+            self.apps.order.pop_front();
             if self
-                .app_waits
+                .apps
+                .waits
                 .get(&id)
                 .is_some_and(|w| w.deadline == deadline)
             {
-                if let Some(w) = self.app_waits.get(&id) {
-                    if self.late_waits.len() >= MAX_LATE_WAITS {
-                        self.late_waits.pop_front();
+                if let Some(w) = self.apps.waits.get(&id) {
+                    if self.apps.late.len() >= MAX_LATE_WAITS {
+                        self.apps.late.pop_front();
                     }
-                    self.late_waits.push_back((id, w.protocol, w.src));
+                    self.apps.late.push_back((id, w.protocol, w.src));
                 }
                 self.finish_app_wait(id, None);
             }
         }
-        if self.app_wait_order.len() > 2 * self.app_waits.len() + 64 {
-            let waits = &self.app_waits;
-            self.app_wait_order
+        if self.apps.order.len() > 2 * self.apps.waits.len() + 64 {
+            let waits = &self.apps.waits;
+            self.apps
+                .order
                 .retain(|(d, id)| waits.get(id).is_some_and(|w| w.deadline == *d));
         }
     }

@@ -3,15 +3,16 @@
 //! forwarded on the shared [`FlowId::DNS`] upstream flow with a fresh random transaction id;
 //! answers feed the name table (address -> names) that attributes later connections.
 
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use embargo_policy::{NameSource, Protocol};
 
-use super::app::{MAX_HELD_DNS, MAX_HELD_DNS_BYTES};
 use super::Engine;
 use crate::api::{Command, DropReason, Event, FlowId};
-use crate::dns::{DnsAnswer, DnsQuery, RecordType, ResponseCode};
+use crate::budget;
+use crate::dns::{Cache, DnsAnswer, DnsQuery, NameTable, NamesForAddr, RecordType, ResponseCode};
 use crate::packet;
 
 /// Questions asked of the resolver over TCP at once ([`Command::DnsOverTcp`]). Each holds a
@@ -43,6 +44,49 @@ pub(crate) struct PendingDns {
     pub app: Option<String>,
 }
 
+/// What the engine knows and awaits of DNS: names learned from answers, cached answers, and
+/// questions forwarded upstream.
+pub(crate) struct DnsState {
+    /// Address -> names, from answers (attributes later connections).
+    names: NameTable,
+    cache: Cache,
+    /// Forwarded questions by the transaction id sent upstream.
+    pending: HashMap<u16, PendingDns>,
+    /// Pending questions being asked again over TCP (`PendingDns::over_tcp` set).
+    over_tcp: usize,
+    /// Pending questions by deadline, oldest first (may hold answered ones; skipped lazily).
+    order: VecDeque<(Instant, u16)>,
+}
+
+impl DnsState {
+    pub fn new() -> Self {
+        DnsState {
+            names: NameTable::new(),
+            cache: Cache::new(),
+            pending: HashMap::new(),
+            over_tcp: 0,
+            order: VecDeque::new(),
+        }
+    }
+
+    /// The names answers gave for `addr` (see [`NameTable::lookup`]).
+    pub fn names_for(&mut self, addr: IpAddr, now: Instant) -> NamesForAddr {
+        self.names.lookup(addr, now)
+    }
+
+    /// When the oldest pending question expires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.order.front().map(|(t, _)| *t)
+    }
+
+    /// Bytes the pending questions, the cache and the name table account for.
+    pub fn memory_bytes(&self) -> usize {
+        self.pending.len() * budget::DNS_PENDING_BYTES
+            + self.cache.len() * budget::DNS_CACHE_ENTRY_BYTES
+            + self.names.len() * 200
+    }
+}
+
 impl Engine {
     /// One DNS query from the app (UDP payload, or one message of a TCP stream).
     ///
@@ -63,7 +107,7 @@ impl Engine {
         };
         let mut defer = None;
         let app = match tcp {
-            Some(id) => self.flows.get(&id).and_then(|f| f.app.clone()),
+            Some(id) => self.table.get(&id).and_then(|f| f.app.clone()),
             None => match self.cached_app(Protocol::Udp, src) {
                 Some(app) => app,
                 None if self.config.resolve_apps => {
@@ -75,13 +119,8 @@ impl Engine {
                     );
                     let wait = self.dns_app_wait(src, dst);
                     if matters {
-                        let room = self.held_dns_bytes + query.len() <= MAX_HELD_DNS_BYTES;
-                        if let Some(w) = wait.and_then(|id| self.app_waits.get_mut(&id)) {
-                            if w.dns.len() < MAX_HELD_DNS && room {
-                                w.dns.push((dst, query.to_vec()));
-                                self.held_dns_bytes += query.len();
-                                return;
-                            }
+                        if self.apps.hold_question(wait, dst, query) {
+                            return;
                         }
                     } else {
                         defer = wait;
@@ -139,24 +178,24 @@ impl Engine {
         } else {
             q.max_udp_answer_len()
         };
-        if let Some(answer) = self.cache.lookup(q, query, max_len, self.now) {
+        if let Some(answer) = self.dns.cache.lookup(q, query, max_len, self.now) {
             self.stats.dns_cached += 1;
             self.dns_answered_event(&answer, true);
             self.dns_reply(src, dst, tcp, &answer);
             return;
         }
-        if self.pending_dns.len() >= self.config.max_pending_dns {
+        if self.dns.pending.len() >= self.config.max_pending_dns {
             // The upstream is not answering fast enough; the app will retry.
             return self.drop_packet(DropReason::TableFull);
         }
         let mut id = 0;
         for _ in 0..16 {
             id = (self.next_random() >> 48) as u16;
-            if !self.pending_dns.contains_key(&id) {
+            if !self.dns.pending.contains_key(&id) {
                 break;
             }
         }
-        if self.pending_dns.contains_key(&id) {
+        if self.dns.pending.contains_key(&id) {
             return self.drop_packet(DropReason::TableFull);
         }
         let upstream = match (dst, self.config.dns_upstream_v6) {
@@ -166,7 +205,7 @@ impl Engine {
         let mut data = query.to_vec();
         data[..2].copy_from_slice(&id.to_be_bytes());
         let deadline = self.now + self.config.dns_timeout;
-        self.pending_dns.insert(
+        self.dns.pending.insert(
             id,
             PendingDns {
                 client_id: q.id,
@@ -183,7 +222,7 @@ impl Engine {
                 app,
             },
         );
-        self.pending_dns_order.push_back((deadline, id));
+        self.dns.order.push_back((deadline, id));
         if let Some(flow) = tcp {
             self.tcp_dns_outstanding(flow, true);
         }
@@ -235,7 +274,7 @@ impl Engine {
             self.stats.dns_bad_answers += 1;
             return;
         };
-        let Some(pending) = self.pending_dns.get(&info.id) else {
+        let Some(pending) = self.dns.pending.get(&info.id) else {
             self.stats.dns_bad_answers += 1;
             return;
         };
@@ -250,10 +289,10 @@ impl Engine {
             if pending.over_tcp.is_some() {
                 return; // a duplicate while the TCP exchange runs
             }
-            if pending.retry.is_some() && self.dns_over_tcp < MAX_DNS_OVER_TCP {
-                self.dns_over_tcp += 1;
+            if pending.retry.is_some() && self.dns.over_tcp < MAX_DNS_OVER_TCP {
+                self.dns.over_tcp += 1;
                 let exchange = self.next_flow_id();
-                if let Some(p) = self.pending_dns.get_mut(&info.id) {
+                if let Some(p) = self.dns.pending.get_mut(&info.id) {
                     p.over_tcp = Some(exchange);
                     if let Some(data) = p.retry.take() {
                         self.commands.push_back(Command::DnsOverTcp {
@@ -266,11 +305,11 @@ impl Engine {
                 return;
             }
         }
-        let Some(pending) = self.pending_dns.remove(&info.id) else {
+        let Some(pending) = self.dns.pending.remove(&info.id) else {
             return;
         };
         if pending.over_tcp.is_some() {
-            self.dns_over_tcp = self.dns_over_tcp.saturating_sub(1);
+            self.dns.over_tcp = self.dns.over_tcp.saturating_sub(1);
         }
         if let Some(flow) = pending.tcp {
             self.tcp_dns_outstanding(flow, false);
@@ -282,7 +321,7 @@ impl Engine {
             (None, Some(_)) => (None, None),
             (None, None) => match self.cached_app(Protocol::Udp, pending.src) {
                 Some(app) => (app, None),
-                None => (None, self.dns_app_waits.get(&pending.src).copied()),
+                None => (None, self.apps.source_wait(pending.src)),
             },
         };
         // CNAME cloaking: an allowed name whose chain leads to a blocked one is blocked.
@@ -305,13 +344,9 @@ impl Engine {
                         if q.block_answer(&query, self.config.block_response(), &mut answer)
                             .is_ok()
                         {
-                            let room = self.held_dns_bytes + answer.len() <= MAX_HELD_DNS_BYTES;
-                            match defer.and_then(|id| self.app_waits.get_mut(&id)) {
-                                Some(w) if room && w.answers.len() < MAX_HELD_DNS => {
-                                    self.held_dns_bytes += answer.len();
-                                    w.answers.push((pending.dst, answer));
-                                }
-                                _ => self.dns_reply(pending.src, pending.dst, pending.tcp, &answer),
+                            if let Some(answer) = self.apps.hold_answer(defer, pending.dst, answer)
+                            {
+                                self.dns_reply(pending.src, pending.dst, pending.tcp, &answer);
                             }
                         }
                     }
@@ -319,11 +354,11 @@ impl Engine {
                 return;
             }
         }
-        self.names.learn(&info, self.now);
+        self.dns.names.learn(&info, self.now);
         if matches!(info.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
             // NOERROR and NXDOMAIN are worth caching; SERVFAIL and REFUSED are not (the cache
             // also refuses truncated answers and negative ones without an SOA TTL).
-            self.cache.insert_answer(&info.name, data, self.now);
+            self.dns.cache.insert_answer(&info.name, data, self.now);
         }
         self.push_event(Event::DnsAnswered {
             time: self.now,
@@ -343,19 +378,20 @@ impl Engine {
 
     /// Forget questions the upstream never answered.
     pub(crate) fn dns_expire(&mut self) {
-        while let Some(&(deadline, id)) = self.pending_dns_order.front() {
+        while let Some(&(deadline, id)) = self.dns.order.front() {
             if deadline > self.now {
                 break;
             }
-            self.pending_dns_order.pop_front();
+            self.dns.order.pop_front();
             if self
-                .pending_dns
+                .dns
+                .pending
                 .get(&id)
                 .is_some_and(|p| p.deadline == deadline)
             {
-                if let Some(p) = self.pending_dns.remove(&id) {
+                if let Some(p) = self.dns.pending.remove(&id) {
                     if let Some(exchange) = p.over_tcp {
-                        self.dns_over_tcp = self.dns_over_tcp.saturating_sub(1);
+                        self.dns.over_tcp = self.dns.over_tcp.saturating_sub(1);
                         self.commands.push_back(Command::Close { flow: exchange });
                     }
                     if let Some(flow) = p.tcp {
@@ -365,9 +401,10 @@ impl Engine {
             }
         }
         // Entries answered early leave stale order entries; keep the queue bounded.
-        if self.pending_dns_order.len() > 2 * self.pending_dns.len() + 64 {
-            let pending = &self.pending_dns;
-            self.pending_dns_order
+        if self.dns.order.len() > 2 * self.dns.pending.len() + 64 {
+            let pending = &self.dns.pending;
+            self.dns
+                .order
                 .retain(|(d, id)| pending.get(id).is_some_and(|p| p.deadline == *d));
         }
     }

@@ -1,17 +1,21 @@
 //! The engine: the one public state machine, its flow table and timers.
 //!
 //! Split by concern: [`tcp`] (smoltcp-terminated connections, inspection, relay), [`udp`] (NAT,
-//! QUIC sniffing, block actions), [`dns`] (questions to port 53, upstream answers, TCP DNS).
+//! QUIC sniffing, block actions), [`dns`] (questions to port 53, upstream answers, TCP DNS),
+//! [`app`] (waiting for a flow's app). Each module owns its part of the engine's state:
+//! [`table::FlowTable`] (the flows), [`tcp::Handshakes`], [`dns::DnsState`], [`app::AppWaits`]
+//! and [`sockets::SocketBudget`]; what stays here is what every part shares (time, the
+//! smoltcp interface and tunnel queue, the timer heap, the driver's command and event queues).
 
 mod app;
 mod dns;
-mod socket_pool;
+mod sockets;
+mod table;
 mod tcp;
 mod udp;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,13 +28,14 @@ use crate::api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stat
 use crate::budget;
 use crate::config::EngineConfig;
 use crate::device::QueueDevice;
-use crate::dns::{Cache, NameTable};
 use crate::packet::{self, Parsed};
 
-use self::app::AppWait;
-use self::dns::PendingDns;
-use self::socket_pool::SocketPool;
-use self::tcp::TcpFlow;
+use self::app::AppWaits;
+use self::dns::DnsState;
+use self::sockets::SocketBudget;
+pub(crate) use self::table::FlowMap;
+use self::table::FlowTable;
+use self::tcp::{Handshakes, TcpFlow};
 use self::udp::UdpFlow;
 
 /// The interface's own (dummy) addresses: the gateway of the any-IP default routes. Nothing is
@@ -42,8 +47,6 @@ const OWN_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xe3b, 0, 0, 0, 0, 0, 1);
 const RECENTLY_ACTIVE: Duration = Duration::from_secs(10);
 /// Events kept for a driver that does not drain them (oldest dropped beyond).
 const MAX_QUEUED_EVENTS: usize = 4096;
-/// App answers cached at most.
-const MAX_APP_CACHE: usize = 4096;
 
 /// Whether the engine's own encrypted-DNS rule refuses this endpoint, when
 /// [`EngineConfig::block_encrypted_dns`] is set: port 853 (DNS over TLS/QUIC), a known DoH name
@@ -105,55 +108,6 @@ pub(crate) fn fail_closed(decision: &mut Decision, event: &mut DecisionEvent, wh
     *decision = engine_block(why);
     event.decision = decision.clone();
 }
-
-/// Flows of one app (or of the unknown app) count in this map: `share_add` / `share_sub`.
-type Shares = HashMap<Option<String>, usize>;
-
-pub(crate) fn share_add(shares: &mut Shares, app: &Option<String>) {
-    // The app's name is copied only for its first flow (`entry` would copy it every time).
-    match shares.get_mut(app) {
-        Some(n) => *n += 1,
-        None => {
-            shares.insert(app.clone(), 1);
-        }
-    }
-}
-
-pub(crate) fn share_sub(shares: &mut Shares, app: &Option<String>) {
-    if let Some(n) = shares.get_mut(app) {
-        *n -= 1;
-        if *n == 0 {
-            shares.remove(app);
-        }
-    }
-}
-
-/// Hasher for maps keyed by [`FlowId`]: ids are the engine's own counter, not input an app
-/// controls, so SipHash's flood resistance buys nothing there and its cost is paid several
-/// times per packet. A multiplicative (Fibonacci) hash spreads consecutive ids over both the
-/// bucket bits and the tag bits hashbrown uses.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FlowIdHasher(u64);
-
-impl std::hash::Hasher for FlowIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not reached for FlowId (a single u64); correct for anything else.
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-}
-
-/// A map keyed by flow id (see [`FlowIdHasher`]).
-pub(crate) type FlowMap<V> = HashMap<FlowId, V, BuildHasherDefault<FlowIdHasher>>;
 
 /// When a flow's timer must fire next: idle expiry, its phase deadline, smoltcp's deadline.
 fn flow_due(config: &EngineConfig, f: &Flow) -> Instant {
@@ -223,59 +177,21 @@ pub struct Engine {
     pub(crate) now: Instant,
     pub(crate) iface: Interface,
     pub(crate) device: QueueDevice,
-    /// TCP flows holding a paused SYN-ACK now (at most [`budget::MAX_PARKED`]). Each TCP flow
-    /// owns its socket (see [`tcp`]); a parked one only ever sees ingress.
-    pub(crate) parked_count: usize,
-    /// TCP flows whose SYN-ACK is out and whose app has not ACKed it yet (at most
-    /// [`budget::MAX_HALF_OPEN`]).
-    pub(crate) half_open_count: usize,
-    /// Half-open flows, oldest first (may hold ids no longer half-open; skipped lazily).
-    pub(crate) half_open_order: VecDeque<FlowId>,
-    pub(crate) flows: FlowMap<Flow>,
-    pub(crate) tcp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
-    pub(crate) udp_keys: HashMap<(SocketAddr, SocketAddr), FlowId>,
-    next_flow: u64,
+    table: FlowTable,
+    handshakes: Handshakes,
+    dns: DnsState,
+    apps: AppWaits,
+    sockets: SocketBudget,
     pub(crate) commands: VecDeque<Command>,
     events: VecDeque<Event>,
     events_dropped: u64,
     timers: Timers,
-    /// Second-chance eviction order (may hold ids of removed flows; compacted lazily).
-    lru: VecDeque<FlowId>,
-    /// Flows in the table per app (`None`: not known), for the fair shares of `make_room`.
-    shares: Shares,
-    /// UDP flows in the table (evicted before TCP when the table is full).
-    udp_count: usize,
     /// Flows touched since the last service pass: serviced, then given smoltcp egress.
-    pub(crate) dirty: Vec<FlowId>,
+    dirty: Vec<FlowId>,
     /// Flows whose egress stopped at a full tunnel queue (made dirty again once it drains).
-    pub(crate) starved: Vec<FlowId>,
-    pub(crate) names: NameTable,
-    pub(crate) cache: Cache,
-    pub(crate) pending_dns: HashMap<u16, PendingDns>,
-    /// Pending questions being asked again over TCP (`PendingDns::over_tcp` set).
-    pub(crate) dns_over_tcp: usize,
-    pub(crate) pending_dns_order: VecDeque<(Instant, u16)>,
-    app_cache: HashMap<(Protocol, SocketAddr), (Option<String>, Instant)>,
-    /// Answers to [`Command::ResolveApp`] awaited by work that did not hold for them.
-    pub(crate) app_waits: FlowMap<AppWait>,
-    pub(crate) app_wait_order: VecDeque<(Instant, FlowId)>,
-    /// The wait of each DNS source whose app is being resolved.
-    pub(crate) dns_app_waits: HashMap<SocketAddr, FlowId>,
-    /// Bytes of DNS questions held in `app_waits` (at most `app::MAX_HELD_DNS_BYTES`).
-    pub(crate) held_dns_bytes: usize,
-    /// Expired waits (id, cache key), newest last, at most `app::MAX_LATE_WAITS`.
-    pub(crate) late_waits: VecDeque<(FlowId, Protocol, SocketAddr)>,
+    starved: Vec<FlowId>,
     rng: u64,
-    pub(crate) large_in_use: usize,
-    /// Finished large-slot sockets kept for the next large flow.
-    pub(crate) socket_pool: SocketPool,
-    pub(crate) small_in_use: usize,
-    /// Bytes held by inspection buffers and QUIC sniffers.
-    pub(crate) inspect_bytes: usize,
-    /// Inspected flows waiting for room in the inspection pool (their bytes wait in their
-    /// socket's ring meanwhile): serviced again once the pool is under its bound.
-    pub(crate) inspect_waiting: Vec<FlowId>,
-    pub(crate) scratch: Vec<u8>,
+    scratch: Vec<u8>,
     /// UDP datagrams arriving as IP fragments, being joined.
     frags: crate::reassembly::Reassembly,
     pub(crate) stats: Stats,
@@ -320,39 +236,18 @@ impl Engine {
             now,
             iface,
             device,
-            parked_count: 0,
-            half_open_count: 0,
-            half_open_order: VecDeque::new(),
-            flows: FlowMap::with_capacity_and_hasher(max_flows, Default::default()),
-            tcp_keys: HashMap::with_capacity(max_flows),
-            udp_keys: HashMap::new(),
-            next_flow: 1,
+            table: FlowTable::new(max_flows),
+            handshakes: Handshakes::default(),
+            dns: DnsState::new(),
+            apps: AppWaits::default(),
+            sockets: SocketBudget::default(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
             events_dropped: 0,
             timers: BinaryHeap::new(),
-            lru: VecDeque::new(),
-            shares: HashMap::new(),
-            udp_count: 0,
             dirty: Vec::new(),
             starved: Vec::new(),
-            names: NameTable::new(),
-            cache: Cache::new(),
-            pending_dns: HashMap::new(),
-            dns_over_tcp: 0,
-            pending_dns_order: VecDeque::new(),
-            app_cache: HashMap::new(),
-            app_waits: FlowMap::default(),
-            app_wait_order: VecDeque::new(),
-            dns_app_waits: HashMap::new(),
-            held_dns_bytes: 0,
-            late_waits: VecDeque::new(),
             rng,
-            large_in_use: 0,
-            socket_pool: SocketPool::default(),
-            small_in_use: 0,
-            inspect_bytes: 0,
-            inspect_waiting: Vec::new(),
             scratch: Vec::with_capacity(2048),
             frags: crate::reassembly::Reassembly::default(),
             stats: Stats::default(),
@@ -449,15 +344,10 @@ impl Engine {
             self.cache_app(protocol, src, app.clone());
             self.finish_app_wait(flow, app.clone());
         }
-        let Some(f) = self.flows.get_mut(&flow) else {
+        let Some(f) = self.table.name_app(flow, &app) else {
             return;
         };
         let key = (f.protocol, f.src);
-        if f.app != app {
-            share_sub(&mut self.shares, &f.app);
-            share_add(&mut self.shares, &app);
-        }
-        f.app.clone_from(&app);
         let was_pending = std::mem::replace(&mut f.app_pending, false);
         self.cache_app(key.0, key.1, app);
         if was_pending {
@@ -465,32 +355,14 @@ impl Engine {
         }
     }
 
-    fn cache_app(&mut self, protocol: Protocol, src: SocketAddr, app: Option<String>) {
-        if self.app_cache.len() >= MAX_APP_CACHE {
-            let now = self.now;
-            self.app_cache.retain(|_, (_, e)| *e > now);
-            if self.app_cache.len() >= MAX_APP_CACHE {
-                self.app_cache.clear();
-            }
-        }
-        self.app_cache
-            .insert((protocol, src), (app, self.now + self.config.app_cache_ttl));
-    }
-
     fn continue_after_app(&mut self, flow: FlowId) {
-        let Some(f) = self.flows.get(&flow) else {
+        let Some(f) = self.table.get(&flow) else {
             return;
         };
         match f.kind {
             FlowKind::Tcp(_) => self.tcp_after_app(flow),
             FlowKind::Udp(_) => self.udp_try_decide(flow),
         }
-    }
-
-    /// The cached app of a source, if any; `None` outer = not cached.
-    pub(crate) fn cached_app(&self, protocol: Protocol, src: SocketAddr) -> Option<Option<String>> {
-        let (app, expires) = self.app_cache.get(&(protocol, src))?;
-        (*expires > self.now).then(|| app.clone())
     }
 
     /// Run timers (retransmissions, inspection and connect deadlines, idle expiry). Call when
@@ -502,11 +374,11 @@ impl Engine {
                 break;
             }
             self.timers.pop();
-            let current = self.flows.get(&id).and_then(|f| f.timer_at);
+            let current = self.table.get(&id).and_then(|f| f.timer_at);
             if current != Some(at) {
                 continue; // stale entry
             }
-            if let Some(f) = self.flows.get_mut(&id) {
+            if let Some(f) = self.table.get_mut(&id) {
                 f.timer_at = None;
             }
             self.flow_timer(id);
@@ -519,7 +391,7 @@ impl Engine {
 
     /// Schedule (or re-schedule) the flow's timer at its next due time.
     pub(crate) fn schedule(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         if file_timer(&self.config, &mut self.timers, id, f) {
@@ -529,11 +401,11 @@ impl Engine {
 
     /// Rebuild the timer heap if superseded entries outnumber the live ones.
     pub(crate) fn compact_timers(&mut self) {
-        if self.timers.len() > 2 * self.flows.len() + 64 {
+        if self.timers.len() > 2 * self.table.len() + 64 {
             // Superseded entries pile up when deadlines keep moving earlier (a delayed ACK
             // before a retransmission): rebuild from the live ones. Amortised O(1).
             self.timers = self
-                .flows
+                .table
                 .iter()
                 .filter_map(|(id, f)| f.timer_at.map(|t| Reverse((t, *id))))
                 .collect();
@@ -546,7 +418,7 @@ impl Engine {
     /// where it matters: a driver told to wake for nothing would wake idle phones.
     fn settle_timers(&mut self) {
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            let due = match self.flows.get(&id) {
+            let due = match self.table.get(&id) {
                 Some(f) if f.timer_at == Some(at) => flow_due(&self.config, f),
                 _ => {
                     self.timers.pop(); // superseded or flow gone
@@ -557,7 +429,7 @@ impl Engine {
                 break;
             }
             self.timers.pop();
-            if let Some(f) = self.flows.get_mut(&id) {
+            if let Some(f) = self.table.get_mut(&id) {
                 f.timer_at = Some(due);
             }
             self.timers.push(Reverse((due, id)));
@@ -565,7 +437,7 @@ impl Engine {
     }
 
     fn flow_timer(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get(&id) else { return };
+        let Some(f) = self.table.get(&id) else { return };
         let now = self.now;
         let idle = match f.kind {
             FlowKind::Tcp(_) => self.config.tcp_idle_timeout,
@@ -581,7 +453,7 @@ impl Engine {
             FlowKind::Udp(u) => u.deadline.is_some_and(|d| d <= now),
         };
         let is_tcp = matches!(f.kind, FlowKind::Tcp(_));
-        if let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) {
+        if let Some(FlowKind::Tcp(t)) = self.table.get_mut(&id).map(|f| &mut f.kind) {
             if t.stack_at.is_some_and(|d| d <= now) {
                 // smoltcp's deadline: egress (and a fresh deadline) in the coming pump.
                 t.stack_at = None;
@@ -601,7 +473,7 @@ impl Engine {
     /// End a flow now from the engine's side (timeout, eviction): RST to the app for TCP, Close
     /// to the driver.
     pub(crate) fn kill_flow(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get(&id) else { return };
+        let Some(f) = self.table.get(&id) else { return };
         match f.kind {
             FlowKind::Tcp(_) => self.tcp_abort(id),
             FlowKind::Udp(_) => self.remove_flow(id),
@@ -614,8 +486,8 @@ impl Engine {
         self.pump();
         self.settle_timers();
         let flows = self.timers.peek().map(|Reverse((t, _))| *t);
-        let dns = self.pending_dns_order.front().map(|(t, _)| *t);
-        let apps = self.app_wait_order.front().map(|(t, _)| *t);
+        let dns = self.dns.next_deadline();
+        let apps = self.apps.next_deadline();
         [flows, dns, apps].into_iter().flatten().min()
     }
 
@@ -683,37 +555,29 @@ impl Engine {
     /// Counters and gauges, as of the last `poll_*` call (input calls defer their work to it).
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
-        s.tcp_flows = self.tcp_keys.len();
-        s.udp_flows = self.udp_keys.len();
+        s.tcp_flows = self.table.tcp_count();
+        s.udp_flows = self.table.udp_count();
         // One socket per TCP flow (O(1): the driver asks after every pass).
-        s.sockets = self.tcp_keys.len();
-        s.sockets_reused = self.socket_pool.reused;
+        s.sockets = self.table.tcp_count();
+        s.sockets_reused = self.sockets.reused();
         s.memory_bytes = self.memory_bytes();
         s
     }
 
     /// The engine's own accounting of what it holds (see [`crate::budget`]).
     fn memory_bytes(&self) -> usize {
-        let small = self.config.tcp_small_rx + self.config.tcp_small_tx;
-        let large = self.config.tcp_large_rx + self.config.tcp_large_tx;
-        self.small_in_use * (small + budget::TCP_FLOW_OVERHEAD)
-            + (self.large_in_use + self.socket_pool.len()) * (large + budget::TCP_FLOW_OVERHEAD)
-            + self.udp_keys.len() * budget::UDP_FLOW_OVERHEAD
-            + self.inspect_bytes
+        self.sockets.memory_bytes(&self.config)
+            + self.table.udp_count() * budget::UDP_FLOW_OVERHEAD
             + self.frags.memory()
             + self.device.memory()
-            + self.pending_dns.len() * budget::DNS_PENDING_BYTES
-            + self.cache.len() * budget::DNS_CACHE_ENTRY_BYTES
-            + self.names.len() * 200
-            + self.held_dns_bytes
+            + self.dns.memory_bytes()
+            + self.apps.held_dns_bytes()
     }
 
     /// Flush deferred work: service each touched flow, then run its smoltcp egress (which
     /// files its next deadline). O(touched flows), never O(all flows).
     pub(crate) fn pump(&mut self) {
-        if !self.inspect_waiting.is_empty() && self.inspect_bytes <= budget::INSPECT_TOTAL {
-            self.dirty.append(&mut self.inspect_waiting);
-        }
+        self.sockets.wake_waiting(&mut self.dirty);
         // Servicing can touch flows again (a DNS answer written, a state change seen after
         // egress); a few rounds settle it, the rest waits for the next call.
         for _ in 0..3 {
@@ -738,9 +602,7 @@ impl Engine {
     }
 
     pub(crate) fn next_flow_id(&mut self) -> FlowId {
-        let id = FlowId(self.next_flow);
-        self.next_flow += 1;
-        id
+        self.table.next_id()
     }
 
     pub(crate) fn next_random(&mut self) -> u64 {
@@ -759,28 +621,19 @@ impl Engine {
     /// costs the connection); then the oldest idle flow with a second chance for recently
     /// active ones. Returns false when nothing could be evicted.
     pub(crate) fn make_room(&mut self, app: &Option<String>) -> bool {
-        if self.flows.len() < self.config.max_flows {
+        if self.table.len() < self.config.max_flows {
             return true;
         }
         let share = (self.config.max_flows / 2).max(1);
-        let hog = if self.shares.get(app).copied().unwrap_or(0) >= share {
-            Some(app.clone())
-        } else {
-            self.shares
-                .iter()
-                .filter(|&(_, &n)| n > share)
-                .max_by_key(|&(_, &n)| n)
-                .map(|(a, _)| a.clone())
-        };
-        if let Some(hog) = hog {
-            let udp = self.udp_count > 0;
+        if let Some(hog) = self.table.hog(app, share) {
+            let udp = self.table.has_udp();
             if (udp && self.evict_where(|f| f.app == hog && f.protocol == Protocol::Udp))
                 || self.evict_where(|f| f.app == hog)
             {
                 return true;
             }
         }
-        if self.udp_count > 0 {
+        if self.table.has_udp() {
             let now = self.now;
             if self.evict_where(|f| {
                 f.protocol == Protocol::Udp && f.last_active + RECENTLY_ACTIVE <= now
@@ -789,44 +642,23 @@ impl Engine {
                 return true;
             }
         }
-        let now = self.now;
-        let mut budget = self.lru.len();
-        while budget > 0 {
-            budget -= 1;
-            let Some(id) = self.lru.pop_front() else {
-                break;
-            };
-            let Some(f) = self.flows.get(&id) else {
-                continue;
-            };
-            if f.last_active + RECENTLY_ACTIVE > now && budget > 0 {
-                self.lru.push_back(id);
-                continue;
-            }
+        let mut tries = self.table.order_len();
+        while let Some(id) = self
+            .table
+            .second_chance(self.now, RECENTLY_ACTIVE, &mut tries)
+        {
             self.stats.flows_evicted += 1;
             self.kill_flow(id);
-            if self.flows.len() < self.config.max_flows {
+            if self.table.len() < self.config.max_flows {
                 return true;
             }
         }
-        self.flows.len() < self.config.max_flows
+        self.table.len() < self.config.max_flows
     }
 
     /// Evict the oldest flow (in eviction order) that `pred` picks; false when none does.
     fn evict_where(&mut self, pred: impl Fn(&Flow) -> bool) -> bool {
-        while let Some(id) = self.lru.front() {
-            if self.flows.contains_key(id) {
-                break;
-            }
-            self.lru.pop_front();
-        }
-        let flows = &self.flows;
-        let victim = self
-            .lru
-            .iter()
-            .copied()
-            .find(|id| flows.get(id).is_some_and(&pred));
-        let Some(id) = victim else {
+        let Some(id) = self.table.oldest_where(pred) else {
             return false;
         };
         self.stats.flows_evicted += 1;
@@ -837,56 +669,27 @@ impl Engine {
     /// Register a new flow in the table.
     pub(crate) fn insert_flow(&mut self, flow: Flow) {
         let id = flow.id;
-        match flow.kind {
-            FlowKind::Tcp(_) => {
-                self.tcp_keys.insert((flow.src, flow.dst), id);
-            }
-            FlowKind::Udp(_) => {
-                self.udp_keys.insert((flow.src, flow.dst), id);
-                self.udp_count += 1;
-            }
-        }
-        share_add(&mut self.shares, &flow.app);
-        self.flows.insert(id, flow);
+        self.table.insert(flow);
         self.stats.flows_created += 1;
-        self.lru.push_back(id);
-        if self.lru.len() > 2 * self.flows.len() + 64 {
-            let flows = &self.flows;
-            self.lru.retain(|id| flows.contains_key(id));
-        }
         self.schedule(id);
     }
 
     /// Forget a flow: free its socket and buffers, tell the driver, record the end.
     pub(crate) fn remove_flow(&mut self, id: FlowId) {
-        let Some(f) = self.flows.remove(&id) else {
+        let Some(f) = self.table.remove(id) else {
             return;
         };
-        share_sub(&mut self.shares, &f.app);
         match &f.kind {
             FlowKind::Tcp(t) => {
-                self.tcp_keys.remove(&(f.src, f.dst));
-                if t.parked {
-                    self.parked_count -= 1;
-                }
-                if t.half_open {
-                    self.half_open_count -= 1;
-                }
-                if t.large {
-                    self.large_in_use -= 1;
-                } else {
-                    self.small_in_use -= 1;
-                }
-                self.inspect_bytes -= t.inspect.capacity() + t.dns_out.capacity();
+                self.handshakes.ended(t.parked, t.half_open);
+                self.sockets.close(t.large);
+                self.sockets
+                    .release(t.inspect.capacity() + t.dns_out.capacity());
                 if let Some(tunnel) = &t.tunnel {
-                    self.inspect_bytes -= tunnel.held.capacity();
+                    self.sockets.release(tunnel.held.capacity());
                 }
             }
-            FlowKind::Udp(u) => {
-                self.udp_keys.remove(&(f.src, f.dst));
-                self.udp_count -= 1;
-                self.inspect_bytes -= u.held_bytes();
-            }
+            FlowKind::Udp(u) => self.sockets.release(u.held_bytes()),
         }
         if f.upstream_open {
             self.commands.push_back(Command::Close { flow: id });
@@ -902,8 +705,8 @@ impl Engine {
         }
         if let FlowKind::Tcp(t) = f.kind {
             if t.large {
-                self.socket_pool
-                    .give((t.socket, t.handle), f.bytes_from_app, f.bytes_to_app);
+                self.sockets
+                    .recycle((t.socket, t.handle), f.bytes_from_app, f.bytes_to_app);
             }
         }
     }
@@ -936,7 +739,7 @@ impl Engine {
         let (name, source, sharing) = match name {
             Some((n, s)) => (Some(n), s, 1),
             None => {
-                let found = self.names.lookup(dst.ip(), self.now);
+                let found = self.dns.names_for(dst.ip(), self.now);
                 *learned = found.names.into_iter().next().map(|n| n.name);
                 let learned: &'a Option<std::sync::Arc<str>> = learned;
                 (
@@ -998,12 +801,9 @@ impl Engine {
         if decision.is_block() {
             self.stats.flows_blocked += 1;
         }
-        if event.app.is_none() {
-            if let Some(wait) = self.app_waits.get_mut(&event.flow) {
-                wait.events.push(event);
-                return;
-            }
-        }
+        let Some(event) = self.apps.hold_event(event) else {
+            return;
+        };
         self.push_event(Event::Decision(Box::new(event)));
     }
 
@@ -1049,26 +849,6 @@ mod size_tests {
             std::mem::size_of::<super::udp::UdpFlow>(),
             std::mem::size_of::<crate::api::Command>(),
             std::mem::size_of::<crate::api::Event>(),
-        );
-    }
-}
-#[cfg(test)]
-mod flow_id_hash_tests {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-
-    use super::{FlowId, FlowIdHasher};
-
-    #[test]
-    fn consecutive_ids_spread_over_buckets_and_tags() {
-        let build = BuildHasherDefault::<FlowIdHasher>::default();
-        let hashes: Vec<u64> = (1..=1024u64).map(|i| build.hash_one(FlowId(i))).collect();
-        let buckets: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 1023).collect();
-        let tags: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
-        assert_eq!(buckets.len(), 1024, "low bits collide");
-        assert!(
-            tags.len() >= 100,
-            "top 7 bits (hashbrown's tag) barely vary: {}",
-            tags.len()
         );
     }
 }

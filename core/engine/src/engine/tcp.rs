@@ -44,6 +44,7 @@
 //! in the engine's per-flow timer heap. A parked socket (SYN-ACK paused) is simply never
 //! given egress or a deadline until it is released.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -52,8 +53,9 @@ use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
-use super::socket_pool::OwnSocket;
-use super::{file_timer, Engine, Flow, FlowKind, FlowMap};
+use super::sockets::OwnSocket;
+use super::table::FlowTable;
+use super::{file_timer, Engine, Flow, FlowKind};
 use crate::api::{Command, DropReason, FlowId};
 use crate::inspect::{http, tls, Sniff};
 use crate::packet::{self, Parsed, TCP_ACK, TCP_RST, TCP_SYN};
@@ -125,7 +127,7 @@ pub(crate) struct TcpFlow {
     /// A connect-first flow's (allowed) decision, recorded when the app's ACK completes the
     /// handshake: a spoofed SYN leaves no trace in the history either.
     pub pending_event: Option<Box<crate::api::DecisionEvent>>,
-    /// Counted in `Engine::half_open_count`: the SYN-ACK is out (or will be once unparked)
+    /// Counted in [`Handshakes`]: the SYN-ACK is out (or will be once unparked)
     /// and the app has not completed the handshake yet.
     pub half_open: bool,
 }
@@ -172,6 +174,31 @@ fn listen_endpoint(dst: SocketAddr) -> IpListenEndpoint {
     }
 }
 
+/// Handshakes in flight, bounded so that a SYN flood cannot take the table: parked SYN-ACKs
+/// (at most [`crate::budget::MAX_PARKED`]) and half-open flows (at most
+/// [`crate::budget::MAX_HALF_OPEN`]).
+#[derive(Default)]
+pub(crate) struct Handshakes {
+    /// TCP flows holding a paused SYN-ACK now. A parked one only ever sees ingress.
+    parked: usize,
+    /// TCP flows whose SYN-ACK is out and whose app has not ACKed it yet.
+    half_open: usize,
+    /// Half-open flows, oldest first (may hold ids no longer half-open; skipped lazily).
+    order: VecDeque<FlowId>,
+}
+
+impl Handshakes {
+    /// A flow that was parked and/or half-open ended.
+    pub fn ended(&mut self, parked: bool, half_open: bool) {
+        if parked {
+            self.parked -= 1;
+        }
+        if half_open {
+            self.half_open -= 1;
+        }
+    }
+}
+
 impl Engine {
     fn tcp_mode(&self, dst: SocketAddr) -> Phase {
         if dst.port() == 53 {
@@ -210,7 +237,7 @@ impl Engine {
 
     pub(crate) fn on_tcp(&mut self, packet: &[u8], p: &Parsed) {
         let key = (p.src_sock(), p.dst_sock());
-        if let Some(&id) = self.tcp_keys.get(&key) {
+        if let Some(id) = self.table.tcp_flow(&key) {
             self.tcp_ingest(id, packet, p);
             return;
         }
@@ -260,11 +287,11 @@ impl Engine {
             }
         }
         let half_open = mode != Phase::AwaitApp;
-        if half_open && self.half_open_count >= crate::budget::MAX_HALF_OPEN {
+        if half_open && self.handshakes.half_open >= crate::budget::MAX_HALF_OPEN {
             // The oldest handshake in flight gives way (a spoofed SYN's, as a rule).
             self.drop_oldest_half_open();
         }
-        if mode == Phase::AwaitApp && self.parked_count >= crate::budget::MAX_PARKED {
+        if mode == Phase::AwaitApp && self.handshakes.parked >= crate::budget::MAX_PARKED {
             // Too many handshakes in flight: drop the SYN without allocating; the app
             // retransmits it in a second, when connects have completed.
             return self.drop_packet(DropReason::TableFull);
@@ -274,8 +301,12 @@ impl Engine {
             self.send_rst_for(p);
             return;
         }
-        let large = self.large_in_use < self.config.tcp_large_slots;
-        let pooled = if large { self.socket_pool.take() } else { None };
+        let large = self.sockets.large_free(&self.config);
+        let pooled = if large {
+            self.sockets.take_pooled()
+        } else {
+            None
+        };
         let (mut socket, handle) = pooled.unwrap_or_else(|| self.new_socket(large));
         let sock = socket.get_mut::<tcp::Socket>(handle);
         if sock.listen(listen_endpoint(dst)).is_err() {
@@ -284,16 +315,12 @@ impl Engine {
         let parked = mode == Phase::AwaitApp;
         sock.pause_synack(parked);
         if parked {
-            self.parked_count += 1;
+            self.handshakes.parked += 1;
         }
         if half_open {
-            self.half_open_count += 1;
+            self.handshakes.half_open += 1;
         }
-        if large {
-            self.large_in_use += 1;
-        } else {
-            self.small_in_use += 1;
-        }
+        self.sockets.open(large);
         let now = self.now;
         let deadline = match mode {
             Phase::AwaitApp => Some(now + self.config.app_wait),
@@ -346,7 +373,7 @@ impl Engine {
         }
         self.tcp_ingest(id, packet, p);
         // The SYN must have bound the new socket to this app's 4-tuple.
-        let bound = self.flows.get(&id).is_some_and(|f| match &f.kind {
+        let bound = self.table.get(&id).is_some_and(|f| match &f.kind {
             FlowKind::Tcp(t) => t.sock().remote_endpoint().map(SocketAddr::from) == Some(src),
             FlowKind::Udp(_) => false,
         });
@@ -359,7 +386,7 @@ impl Engine {
     /// Feed one segment of a known flow to smoltcp.
     fn tcp_ingest(&mut self, id: FlowId, packet: &[u8], p: &Parsed) {
         let now = self.smol_now();
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Tcp(t) = &mut f.kind else {
@@ -385,7 +412,7 @@ impl Engine {
     pub(crate) fn tcp_egress(&mut self, id: FlowId) -> bool {
         let now = self.smol_now();
         let epoch = self.epoch;
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return false;
         };
         let FlowKind::Tcp(t) = &mut f.kind else {
@@ -430,11 +457,11 @@ impl Engine {
 
     /// Remember `id` as half-open, oldest first; stale entries are dropped once they are many.
     fn note_half_open(&mut self, id: FlowId) {
-        self.half_open_order.push_back(id);
-        if self.half_open_order.len() > 2 * self.half_open_count + 64 {
-            let flows = &self.flows;
-            self.half_open_order.retain(|id| {
-                flows
+        self.handshakes.order.push_back(id);
+        if self.handshakes.order.len() > 2 * self.handshakes.half_open + 64 {
+            let table = &self.table;
+            self.handshakes.order.retain(|id| {
+                table
                     .get(id)
                     .is_some_and(|f| matches!(&f.kind, FlowKind::Tcp(t) if t.half_open))
             });
@@ -443,8 +470,8 @@ impl Engine {
 
     /// Forget the oldest half-open flow (see [`crate::budget::MAX_HALF_OPEN`]).
     fn drop_oldest_half_open(&mut self) {
-        while let Some(id) = self.half_open_order.pop_front() {
-            let live = self.flows.get(&id).is_some_and(|f| match &f.kind {
+        while let Some(id) = self.handshakes.order.pop_front() {
+            let live = self.table.get(&id).is_some_and(|f| match &f.kind {
                 FlowKind::Tcp(t) => t.half_open,
                 FlowKind::Udp(_) => false,
             });
@@ -458,7 +485,7 @@ impl Engine {
 
     /// Release a parked socket's SYN-ACK (its egress then runs with the other touched flows).
     fn unpark(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Tcp(t) = &mut f.kind else {
@@ -467,14 +494,14 @@ impl Engine {
         if !t.parked {
             return;
         }
-        self.parked_count -= 1;
+        self.handshakes.parked -= 1;
         t.parked = false;
         t.sock_mut().pause_synack(false);
         let newly = !t.half_open;
         if newly {
             // The SYN-ACK leaves now: a handshake in flight until the app's ACK.
             t.half_open = true;
-            self.half_open_count += 1;
+            self.handshakes.half_open += 1;
         }
         self.dirty.push(id);
         if newly {
@@ -484,7 +511,7 @@ impl Engine {
 
     /// The app answer arrived (or `app_wait` passed) for a flow holding its SYN-ACK.
     pub(crate) fn tcp_after_app(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get(&id) else { return };
+        let Some(f) = self.table.get(&id) else { return };
         let FlowKind::Tcp(t) = &f.kind else { return };
         if t.phase != Phase::AwaitApp {
             return;
@@ -502,7 +529,7 @@ impl Engine {
             Phase::Handshake => Some(now + self.config.connect_timeout),
             _ => None,
         };
-        if let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) {
+        if let Some(FlowKind::Tcp(t)) = self.table.get_mut(&id).map(|f| &mut f.kind) {
             t.phase = mode;
             t.deadline = deadline;
             if mode == Phase::Handshake {
@@ -514,7 +541,7 @@ impl Engine {
     }
 
     pub(crate) fn tcp_connected(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Tcp(t) = &mut f.kind else {
@@ -531,7 +558,7 @@ impl Engine {
     }
 
     pub(crate) fn tcp_upstream_reset(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         if !matches!(f.kind, FlowKind::Tcp(_)) {
@@ -543,7 +570,7 @@ impl Engine {
     }
 
     pub(crate) fn tcp_upstream_closed(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Tcp(t) = &mut f.kind else {
@@ -559,7 +586,7 @@ impl Engine {
     }
 
     pub(crate) fn tcp_deadline(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Tcp(t) = &mut f.kind else {
@@ -597,7 +624,7 @@ impl Engine {
     /// Reset the app's side now and forget the flow (blocked after inspection, upstream reset,
     /// timeout, eviction). The RST leaves immediately; the socket does not linger.
     pub(crate) fn tcp_abort(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get(&id) else { return };
+        let Some(f) = self.table.get(&id) else { return };
         let FlowKind::Tcp(t) = &f.kind else { return };
         if t.parked {
             // SYN-RECEIVED with the SYN-ACK never sent: the RST acknowledges the app's SYN.
@@ -608,7 +635,7 @@ impl Engine {
             });
         } else {
             let now = self.smol_now();
-            let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) else {
+            let Some(FlowKind::Tcp(t)) = self.table.get_mut(&id).map(|f| &mut f.kind) else {
                 return;
             };
             // Let smoltcp write the RST with its own sequence numbers.
@@ -649,7 +676,7 @@ impl Engine {
     /// cut short, over the byte limit or out of time): the flow is refused unless its address
     /// decision is a block anyway or an explicit allow (see `fail_closed`).
     fn tcp_inspection_done(&mut self, id: FlowId, found: Option<Found>, refuse: bool) {
-        let Some(f) = self.flows.get(&id) else { return };
+        let Some(f) = self.table.get(&id) else { return };
         if f.app_pending {
             // Found blocked and held for its app: `finish_app_wait` decides it again from
             // the bytes it holds. Neither more bytes nor the inspection deadline (which would
@@ -667,13 +694,12 @@ impl Engine {
             super::fail_closed(&mut decision, &mut event, UNREADABLE);
         }
         let wait = app.is_none().then_some(id);
-        if !refuse && decision.is_block() && wait.is_some_and(|id| self.app_waits.contains_key(&id))
-        {
+        if !refuse && decision.is_block() && wait.is_some_and(|id| self.apps.is_waiting(id)) {
             // The app's name is still being looked up, and the RST would end the process
             // before the lookup finds its socket: keep the bytes and decide again when the
             // answer comes or the wait ends (`finish_app_wait` services the flow; nothing
             // reaches the network meanwhile, and the wait is `app_wait` at most).
-            if let Some(f) = self.flows.get_mut(&id) {
+            if let Some(f) = self.table.get_mut(&id) {
                 f.app_pending = true;
             }
             return;
@@ -689,7 +715,7 @@ impl Engine {
         let connect_deadline = self.now + self.config.connect_timeout;
         let strict = port.is_none_or(|p| self.client_first(p));
         let mut held = 0;
-        if let Some(f) = self.flows.get_mut(&id) {
+        if let Some(f) = self.table.get_mut(&id) {
             if let FlowKind::Tcp(t) = &mut f.kind {
                 t.phase = Phase::Connecting;
                 t.deadline = Some(connect_deadline);
@@ -707,7 +733,7 @@ impl Engine {
             }
             f.upstream_open = true;
         }
-        self.inspect_bytes += held;
+        self.sockets.hold(held);
         self.commands.push_back(Command::Connect { flow: id, dst });
         self.schedule(id);
     }
@@ -716,7 +742,7 @@ impl Engine {
     /// bytes ran out of time or room): decide its inner name, then release the held bytes or
     /// reset the flow. `timed_out`: no name in time, refused whatever the CONNECT's port.
     fn tcp_tunnel_decide(&mut self, id: FlowId, found: Option<Found>, timed_out: bool) {
-        let Some(f) = self.flows.get(&id) else { return };
+        let Some(f) = self.table.get(&id) else { return };
         let FlowKind::Tcp(t) = &f.kind else { return };
         let Some(tunnel) = &t.tunnel else { return };
         let (app, dst) = (f.app.clone(), f.dst);
@@ -754,9 +780,9 @@ impl Engine {
         if !new.is_empty() {
             let (decision, event) = self.evaluate_names(id, app.as_deref(), &new, source, dst);
             let wait = app.is_none().then_some(id);
-            if decision.is_block() && wait.is_some_and(|id| self.app_waits.contains_key(&id)) {
+            if decision.is_block() && wait.is_some_and(|id| self.apps.is_waiting(id)) {
                 // Held for the app's name, as a flow's first bytes are (`tcp_inspection_done`).
-                if let Some(f) = self.flows.get_mut(&id) {
+                if let Some(f) = self.table.get_mut(&id) {
                     f.app_pending = true;
                 }
                 return;
@@ -777,13 +803,14 @@ impl Engine {
     /// for replay; all of them, or only a new CONNECT's head (`head` bytes) when `again` says
     /// so, the rest staying held for the names of that CONNECT.
     fn tcp_tunnel_release(&mut self, id: FlowId, again: Option<(usize, Vec<String>, bool)>) {
-        let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) else {
+        let Some(FlowKind::Tcp(t)) = self.table.get_mut(&id).map(|f| &mut f.kind) else {
             return;
         };
         let Some(mut tunnel) = t.tunnel.take() else {
             return;
         };
-        self.inspect_bytes -= t.inspect.capacity() + tunnel.held.capacity();
+        self.sockets
+            .release(t.inspect.capacity() + tunnel.held.capacity());
         let rest = match &again {
             Some((head, _, _)) => tunnel.held.split_off((*head).min(tunnel.held.len())),
             None => Vec::new(),
@@ -797,10 +824,10 @@ impl Engine {
         if t.inspect.is_empty() {
             t.inspect = Vec::new();
         }
-        self.inspect_bytes += t.inspect.capacity();
+        self.sockets.hold(t.inspect.capacity());
         t.deadline = None;
         if let Some((_, target, strict)) = again {
-            self.inspect_bytes += rest.capacity();
+            self.sockets.hold(rest.capacity());
             t.tunnel = Some(Box::new(TunnelCheck {
                 target,
                 strict,
@@ -810,18 +837,14 @@ impl Engine {
         self.dirty.push(id);
     }
 
-    /// Service `id` again once the inspection pool has room (see `Engine::inspect_waiting`).
+    /// Service `id` again once the inspection pool has room (see `SocketBudget::wait_for_room`).
     fn wait_for_inspect_room(&mut self, id: FlowId) {
-        self.inspect_waiting.push(id);
-        if self.inspect_waiting.len() > 2 * self.flows.len() + 64 {
-            self.inspect_waiting.sort_unstable();
-            self.inspect_waiting.dedup();
-        }
+        self.sockets.wait_for_room(id, self.table.len());
     }
 
     /// Look at a flow after smoltcp or the driver touched it.
     pub(crate) fn service_tcp(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let app_pending = f.app_pending;
@@ -837,7 +860,7 @@ impl Engine {
         }
         if t.half_open && state != tcp::State::SynReceived {
             t.half_open = false;
-            self.half_open_count -= 1;
+            self.handshakes.half_open -= 1;
         }
         match t.phase {
             Phase::AwaitApp | Phase::Connecting => {}
@@ -863,11 +886,11 @@ impl Engine {
                 let cap = self.config.inspect_max_bytes;
                 let before = t.inspect.capacity();
                 // A full pool: read nothing more now (the bytes wait in the socket's ring).
-                let pool_full = self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                let pool_full = self.sockets.inspect_full();
                 if !pool_full {
                     recv_capped(sock, &mut t.inspect, cap);
                 }
-                self.inspect_bytes = self.inspect_bytes + t.inspect.capacity() - before;
+                self.sockets.resize(before, t.inspect.capacity());
                 let app_done = fin_received(state);
                 if t.inspect.is_empty() && !app_done {
                     return;
@@ -907,11 +930,11 @@ impl Engine {
                 };
                 let cap = self.config.inspect_max_bytes;
                 let before = tunnel.held.capacity();
-                let pool_full = self.inspect_bytes > crate::budget::INSPECT_TOTAL;
+                let pool_full = self.sockets.inspect_full();
                 if !pool_full {
                     recv_capped(sock, &mut tunnel.held, cap);
                 }
-                self.inspect_bytes = self.inspect_bytes + tunnel.held.capacity() - before;
+                self.sockets.resize(before, tunnel.held.capacity());
                 let app_done = fin_received(state);
                 if (tunnel.held.is_empty() && !app_done) || app_pending {
                     // Nothing sent into the tunnel yet (the app waits for the proxy's answer),
@@ -957,7 +980,7 @@ impl Engine {
     fn tcp_dns_service(&mut self, id: FlowId) {
         let mut queries: Vec<Vec<u8>> = Vec::new();
         let (src, dst, finished, stuck) = {
-            let Some(f) = self.flows.get_mut(&id) else {
+            let Some(f) = self.table.get_mut(&id) else {
                 return;
             };
             let FlowKind::Tcp(t) = &mut f.kind else {
@@ -981,8 +1004,8 @@ impl Engine {
             if t.dns_out.is_empty() && t.dns_out.capacity() > 0 {
                 t.dns_out = Vec::new();
             }
-            self.inspect_bytes =
-                self.inspect_bytes + t.inspect.capacity() + t.dns_out.capacity() - before;
+            self.sockets
+                .resize(before, t.inspect.capacity() + t.dns_out.capacity());
             f.bytes_from_app += queries.iter().map(|q| q.len() as u64 + 2).sum::<u64>();
             (
                 f.src,
@@ -1000,7 +1023,7 @@ impl Engine {
         }
         // Once the questions are out (or answered here): the app is done asking (or sent
         // garbage), and every answer has come and left, so finish.
-        if let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&id).map(|f| &mut f.kind) {
+        if let Some(FlowKind::Tcp(t)) = self.table.get_mut(&id).map(|f| &mut f.kind) {
             let settled = t.dns_out.is_empty() && t.dns_asked == 0;
             let sock = t.sock_mut();
             if stuck || (fin_received(sock.state()) && settled) {
@@ -1012,7 +1035,7 @@ impl Engine {
     /// A question of DNS-over-TCP flow `flow` went upstream (`asked`), or its answer came or it
     /// expired: the flow closes only once every question is settled.
     pub(crate) fn tcp_dns_outstanding(&mut self, flow: FlowId, asked: bool) {
-        let Some(FlowKind::Tcp(t)) = self.flows.get_mut(&flow).map(|f| &mut f.kind) else {
+        let Some(FlowKind::Tcp(t)) = self.table.get_mut(&flow).map(|f| &mut f.kind) else {
             return;
         };
         if asked {
@@ -1026,7 +1049,7 @@ impl Engine {
 
     /// Write one DNS answer (length-prefixed) to a DNS-over-TCP flow.
     pub(crate) fn tcp_dns_reply(&mut self, id: FlowId, answer: &[u8]) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Tcp(t) = &mut f.kind else {
@@ -1039,9 +1062,7 @@ impl Engine {
             return;
         };
         let framed = answer.len() + 2;
-        if t.dns_out.len() + framed > MAX_TCP_DNS_PENDING
-            || self.inspect_bytes + framed > crate::budget::INSPECT_TOTAL
-        {
+        if t.dns_out.len() + framed > MAX_TCP_DNS_PENDING || !self.sockets.inspect_room(framed) {
             return; // no room: the app will time out and retry, as after a lost answer
         }
         // Behind the answers already waiting, so that none is cut by another.
@@ -1050,13 +1071,13 @@ impl Engine {
         t.dns_out.extend_from_slice(answer);
         let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
         flush_dns_out(sock, &mut t.dns_out);
-        self.inspect_bytes = self.inspect_bytes + t.dns_out.capacity() - before;
+        self.sockets.resize(before, t.dns_out.capacity());
         f.bytes_to_app += framed as u64;
         self.dirty.push(id);
     }
 
-    fn relaying_flow(flows: &mut FlowMap<Flow>, flow: FlowId) -> Option<&mut Flow> {
-        let f = flows.get_mut(&flow)?;
+    fn relaying_flow(table: &mut FlowTable, flow: FlowId) -> Option<&mut Flow> {
+        let f = table.get_mut(&flow)?;
         let FlowKind::Tcp(t) = &f.kind else {
             return None;
         };
@@ -1069,7 +1090,7 @@ impl Engine {
     /// How many bytes from the server the engine can take for `flow` right now (what the driver
     /// should read from the host socket at most). 0 for unknown flows.
     pub fn upstream_window(&self, flow: FlowId) -> usize {
-        let Some(f) = self.flows.get(&flow) else {
+        let Some(f) = self.table.get(&flow) else {
             return 0;
         };
         let FlowKind::Tcp(t) = &f.kind else { return 0 };
@@ -1114,7 +1135,7 @@ impl Engine {
             self.now = now;
         }
         let t_now = self.now;
-        let f = Self::relaying_flow(&mut self.flows, flow)?;
+        let f = Self::relaying_flow(&mut self.table, flow)?;
         let FlowKind::Tcp(t) = &mut f.kind else {
             return None;
         };
@@ -1154,7 +1175,7 @@ impl Engine {
             self.now = now;
         }
         let t_now = self.now;
-        let f = Self::relaying_flow(&mut self.flows, flow)?;
+        let f = Self::relaying_flow(&mut self.table, flow)?;
         f.last_active = t_now;
         let FlowKind::Tcp(t) = &mut f.kind else {
             return None;
@@ -1167,7 +1188,7 @@ impl Engine {
                 t.replay_pos += n;
                 f.bytes_from_app += n as u64;
                 if t.replay_pos >= t.inspect.len() {
-                    self.inspect_bytes -= t.inspect.capacity();
+                    self.sockets.release(t.inspect.capacity());
                     t.inspect = Vec::new();
                     t.replay_pos = 0;
                 }

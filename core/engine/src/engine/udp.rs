@@ -62,7 +62,7 @@ impl Engine {
         }
         let payload = &packet[p.payload..p.end];
         let key = (p.src_sock(), p.dst_sock());
-        if let Some(&id) = self.udp_keys.get(&key) {
+        if let Some(id) = self.table.udp_flow(&key) {
             return self.udp_from_app(id, packet, p);
         }
         let (src, dst) = key;
@@ -95,7 +95,7 @@ impl Engine {
         }
         let holding = await_app || quic;
         let now = self.now;
-        let pool_full = self.inspect_bytes + MAX_CRYPTO_BYTES > crate::budget::INSPECT_TOTAL;
+        let pool_full = !self.sockets.inspect_room(MAX_CRYPTO_BYTES);
         self.insert_flow(Flow {
             id,
             protocol: Protocol::Udp,
@@ -119,8 +119,8 @@ impl Engine {
                 held: Vec::new(),
             }),
         });
-        if let Some(FlowKind::Udp(u)) = self.flows.get(&id).map(|f| &f.kind) {
-            self.inspect_bytes += u.held_bytes();
+        if let Some(FlowKind::Udp(u)) = self.table.get(&id).map(|f| &f.kind) {
+            self.sockets.hold(u.held_bytes());
         }
         if await_app {
             self.commands.push_back(Command::ResolveApp {
@@ -136,7 +136,7 @@ impl Engine {
 
     fn udp_from_app(&mut self, id: FlowId, packet: &[u8], p: &Parsed) {
         let payload = &packet[p.payload..p.end];
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Udp(u) = &mut f.kind else {
@@ -183,13 +183,13 @@ impl Engine {
         if u.sniff_done {
             u.sniffer = None;
         }
-        self.inspect_bytes = self.inspect_bytes + u.held_bytes() - before;
+        self.sockets.resize(before, u.held_bytes());
         self.udp_try_decide(id);
     }
 
     /// Decide a held flow once its app and name are known (or waited for long enough).
     pub(crate) fn udp_try_decide(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get(&id) else { return };
+        let Some(f) = self.table.get(&id) else { return };
         let FlowKind::Udp(u) = &f.kind else { return };
         if u.decided || f.app_pending || !u.sniff_done {
             return;
@@ -213,7 +213,7 @@ impl Engine {
             );
         }
         self.record(event, &decision);
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Udp(u) = &mut f.kind else {
@@ -224,7 +224,7 @@ impl Engine {
         u.sniffer = None;
         u.decided = true;
         u.deadline = None;
-        self.inspect_bytes -= freed;
+        self.sockets.release(freed);
         if decision.is_block() {
             u.blocked = true;
             if let Some(first) = held.first() {
@@ -249,7 +249,7 @@ impl Engine {
     }
 
     pub(crate) fn udp_deadline(&mut self, id: FlowId) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Udp(u) = &mut f.kind else {
@@ -267,7 +267,7 @@ impl Engine {
     }
 
     pub(crate) fn udp_upstream_datagram(&mut self, id: FlowId, data: &[u8]) {
-        let Some(f) = self.flows.get_mut(&id) else {
+        let Some(f) = self.table.get_mut(&id) else {
             return;
         };
         let FlowKind::Udp(u) = &f.kind else { return };

@@ -171,18 +171,18 @@ pub(crate) enum FlowKind {
 /// The sans-IO tunnel engine. See the crate documentation for the architecture and the driver
 /// loop that runs it.
 pub struct Engine {
-    pub(crate) config: EngineConfig,
-    pub(crate) policy: Arc<dyn Decide>,
-    pub(crate) epoch: Instant,
-    pub(crate) now: Instant,
-    pub(crate) iface: Interface,
-    pub(crate) device: QueueDevice,
+    config: EngineConfig,
+    policy: Arc<dyn Decide>,
+    epoch: Instant,
+    now: Instant,
+    iface: Interface,
+    device: QueueDevice,
     table: FlowTable,
     handshakes: Handshakes,
     dns: DnsState,
     apps: AppWaits,
     sockets: SocketBudget,
-    pub(crate) commands: VecDeque<Command>,
+    commands: VecDeque<Command>,
     events: VecDeque<Event>,
     events_dropped: u64,
     timers: Timers,
@@ -194,7 +194,7 @@ pub struct Engine {
     scratch: Vec<u8>,
     /// UDP datagrams arriving as IP fragments, being joined.
     frags: crate::reassembly::Reassembly,
-    pub(crate) stats: Stats,
+    stats: Stats,
 }
 
 impl Engine {

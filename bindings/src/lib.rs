@@ -29,10 +29,9 @@ pub mod rules;
 #[cfg(target_os = "linux")]
 pub mod tun;
 
-/// The engine's test harness (packet builders), shared by path rather than written again here.
+/// The engine's test harness (packet builders).
 #[cfg(test)]
-#[path = "../../core/engine/tests/common/mod.rs"]
-mod engine_harness;
+use embargo_test_support as engine_harness;
 
 pub use config::EmbargoConfig;
 pub use embargo::{Embargo, TunnelStatus};

@@ -4,6 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use embargo_test_support::shared_data;
+
 /// `embargo ARGS` with a state directory of its own that does not exist (no stored lists or
 /// settings: the machine's /var/lib/embargo must not change what these tests see).
 fn embargo(args: &[&str]) -> Output {
@@ -18,25 +20,6 @@ fn embargo_in(state: &Path, args: &[&str]) -> Output {
         .env("EMBARGO_STATE_DIR", state)
         .output()
         .expect("run embargo")
-}
-
-/// `../shared/data/<rel>` (the test data beside the repository), or `None` after one SKIPPED
-/// line naming the running test when the file is missing: the suite passes from a clone alone.
-fn shared_data(rel: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(rel);
-    if path.exists() {
-        return Some(path);
-    }
-    // Straight to stderr, not `eprintln!`: libtest hides what a passing test prints.
-    let test = std::thread::current().name().unwrap_or("?").to_owned();
-    let line = format!(
-        "SKIPPED {test}: {} is missing (test data from ../shared/data; see README)\n",
-        path.display()
-    );
-    let _ = std::io::stderr().write_all(line.as_bytes()); // one write: no interleaving
-    None
 }
 
 /// `check --json` output: one JSON object per line.
@@ -315,7 +298,7 @@ fn verdicts(o: &Output) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
-/// Issue 15's acceptance check: TikTok's own telemetry is blocked for TikTok in `telemetry`
+/// Embargo mode end to end: TikTok's own telemetry is blocked for TikTok in `telemetry`
 /// mode (its content is not), and everything ByteDance owns in `full` mode.
 #[test]
 fn embargo_blocks_tiktoks_own_telemetry_for_tiktok() {

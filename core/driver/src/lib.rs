@@ -264,21 +264,15 @@ pub fn start(
     Ok((handle, thread))
 }
 
-/// The engine's test harness (packet builders and test policies), shared by path rather than
-/// written again here.
-#[cfg(test)]
-#[path = "../../engine/tests/common/mod.rs"]
-mod engine_harness;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::FromRawFd;
     use std::time::{Duration, Instant};
 
-    use crate::engine_harness as harness;
     use embargo_engine::EngineConfig;
     use embargo_policy::Query;
+    use embargo_test_support as harness;
 
     fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];

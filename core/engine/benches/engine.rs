@@ -17,22 +17,12 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use embargo_engine::{Command, FlowId, UpstreamEvent};
 use smoltcp::wire::TcpControl;
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use common::{dns_answer, dns_query, tcp, udp, AppConn, Harness, BLOCKED_ADDR};
+use embargo_test_support::{dns_answer, dns_query, tcp, udp, AppConn, Harness, BLOCKED_ADDR};
 
 fn relayed_segment(c: &mut Criterion) {
     let mut h = Harness::new();
     let mut app = AppConn::new("10.0.0.2:40000", "198.51.100.7:5000");
-    h.send(&app.syn());
-    let flow = match h.commands().as_slice() {
-        [Command::Connect { flow, .. }] => *flow,
-        other => panic!("{other:?}"),
-    };
-    h.upstream(UpstreamEvent::Connected { flow });
-    let segs = h.segs();
-    h.send(&app.on_synack(&segs[0]));
+    let flow = connect_first(&mut h, &mut app);
     let payload = vec![0x5a; 1400];
     let mut buf = vec![0u8; 2048];
     let mut group = c.benchmark_group("engine");
@@ -75,16 +65,37 @@ fn relayed_segment(c: &mut Criterion) {
 /// An established connect-first flow from `src` (driver connected, handshake done).
 fn established(h: &mut Harness, src: &str, dst: &str) -> (AppConn, FlowId) {
     let mut app = AppConn::new(src, dst);
+    let flow = connect_first(h, &mut app);
+    assert!(h.segs().is_empty());
+    (app, flow)
+}
+
+/// Complete a connect-first flow's handshake: the engine's SYN-ACK at once, the app's ACK, then
+/// the driver's connect (the engine asks for the upstream only after the app's ACK).
+fn connect_first(h: &mut Harness, app: &mut AppConn) -> FlowId {
     h.send(&app.syn());
+    let segs = h.segs();
+    h.send(&app.on_synack(&segs[0]));
     let flow = match h.commands().as_slice() {
         [Command::Connect { flow, .. }] => *flow,
         other => panic!("{other:?}"),
     };
     h.upstream(UpstreamEvent::Connected { flow });
+    flow
+}
+
+/// [`connect_first`], returning the engine's initial sequence number too.
+fn connect_first_isn(h: &mut Harness, app: &mut AppConn) -> (FlowId, u32) {
+    h.send(&app.syn());
     let segs = h.segs();
+    let server_isn = segs[0].seq;
     h.send(&app.on_synack(&segs[0]));
-    assert!(h.segs().is_empty());
-    (app, flow)
+    let flow = match h.commands().as_slice() {
+        [Command::Connect { flow, .. }] => *flow,
+        other => panic!("{other:?}"),
+    };
+    h.upstream(UpstreamEvent::Connected { flow });
+    (flow, server_isn)
 }
 
 fn relayed_segment_among_flows(c: &mut Criterion) {
@@ -130,15 +141,7 @@ fn relayed_segment_among_flows(c: &mut Criterion) {
 fn download_segment(c: &mut Criterion) {
     let mut h = Harness::new();
     let mut app = AppConn::new("10.0.0.2:40002", "198.51.100.7:5001");
-    h.send(&app.syn());
-    let flow = match h.commands().as_slice() {
-        [Command::Connect { flow, .. }] => *flow,
-        other => panic!("{other:?}"),
-    };
-    h.upstream(UpstreamEvent::Connected { flow });
-    let segs = h.segs();
-    let server_isn = segs[0].seq;
-    h.send(&app.on_synack(&segs[0]));
+    let (flow, server_isn) = connect_first_isn(&mut h, &mut app);
     let chunk = vec![0xa5; 1400];
     let mut written: u64 = 0;
     let mut sent: u32 = 0;

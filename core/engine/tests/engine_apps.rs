@@ -1,15 +1,13 @@
 //! App identity for DNS questions and flows: asked once per source, waited for only when the
 //! app could change the verdict, and named in every decision event.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::*;
 use embargo_engine::{Command, Decide, DecisionEvent, EngineConfig, Event, FlowId};
 use embargo_policy::parse::{parse_bytes, Format};
 use embargo_policy::{AppRules, Decision, IpDb, Policy, Query, RuleSetBuilder};
+use embargo_test_support::*;
 
 /// The app whose blocking is off in these tests.
 const QUIET_APP: &str = "com.quiet";

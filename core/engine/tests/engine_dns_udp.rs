@@ -1,13 +1,11 @@
 //! DNS and UDP through the engine, no IO, fake clock.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use common::*;
 use embargo_engine::{Command, Event, FlowId, UpstreamEvent};
 use embargo_policy::NameSource;
+use embargo_test_support::*;
 use smoltcp::wire::TcpControl;
 
 fn upstream_query(cmds: &[Command]) -> (SocketAddr, Vec<u8>) {
@@ -272,7 +270,7 @@ fn blocked_udp_gets_icmp_prohibited() {
     );
 }
 
-/// Issue 16: UDP 443 that is not a readable QUIC Initial is refused at once (it used to be
+/// UDP 443 that is not a readable QUIC Initial is refused at once (it used to be
 /// relayed by address): the app gets the ICMP error of a block and falls back to TCP, where its
 /// ClientHello is read.
 #[test]
@@ -445,7 +443,7 @@ fn cached_answers_count_their_ttl_down() {
     );
 }
 
-/// Issue 16, finding 4: an upstream TTL of 2^32-1 used to reach the app unchanged (and be
+/// An upstream TTL of 2^32-1 used to reach the app unchanged (and be
 /// cached for the cache's own 30 min cap only); now every answer TTL is clamped to one day, in
 /// what is forwarded and in what the cache serves.
 #[test]

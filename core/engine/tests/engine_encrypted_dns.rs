@@ -1,12 +1,10 @@
-//! Issue 16, finding 2: encrypted DNS is one setting, `block_encrypted_dns`, on by default,
+//! Encrypted DNS is one setting, `block_encrypted_dns`, on by default,
 //! over the one list of `dns::doh` (names with their subdomains, and port 853).
-
-mod common;
 
 use std::net::SocketAddr;
 
-use common::*;
 use embargo_engine::{Command, EngineConfig, Event};
+use embargo_test_support::*;
 
 fn engine_blocks(events: &[Event]) -> usize {
     events

@@ -1,15 +1,13 @@
-//! Issue 16, finding 1: a client-first flow (TLS, HTTP, an HTTP proxy, QUIC on UDP 443) is
+//! A client-first flow (TLS, HTTP, an HTTP proxy, QUIC on UDP 443) is
 //! never connected upstream before its name is read, and is refused when what arrives cannot be
 //! read as its protocol, names nothing where the protocol must, or comes too late. Connect-first
 //! flows open no upstream before the app's ACK (a spoofed SYN never sends one). Fake clock.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
 use embargo_engine::{Command, Event};
+use embargo_test_support::*;
 
 fn decisions(events: &[Event]) -> Vec<&embargo_engine::DecisionEvent> {
     events

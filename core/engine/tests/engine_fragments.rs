@@ -1,14 +1,12 @@
-//! Issue 16, finding 4: a UDP datagram larger than the MTU arrives as IP fragments. They used
+//! A UDP datagram larger than the MTU arrives as IP fragments. They used
 //! to be dropped one by one (the datagram vanished); now they are joined within a memory bound
 //! and the datagram is relayed whole. Fake clock, no IO.
-
-mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
 use embargo_engine::{Command, DropReason};
+use embargo_test_support::*;
 
 fn ip_checksum(h: &[u8]) -> u16 {
     let mut sum = 0u32;

@@ -1,14 +1,12 @@
 //! 10,000 concurrent TCP flows stay inside the written memory budget, measured with a counting
 //! allocator (live heap bytes) and compared with the engine's own accounting.
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::*;
 use embargo_engine::budget::{self, BudgetInputs};
 use embargo_engine::{Command, EngineConfig, UpstreamEvent};
+use embargo_test_support::*;
 use smoltcp::wire::TcpControl;
 
 struct Counting;

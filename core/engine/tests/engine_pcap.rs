@@ -9,16 +9,14 @@
 //! - Checksums of the app's packets are recomputed (captures taken on the sending host often
 //!   hold offloaded, unfinished checksums; the engine rightly drops bad ones).
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{allow, parse_out, shared_data, Out};
 use embargo_engine::{Command, Engine, EngineConfig, Event, FlowId, UpstreamEvent};
 use embargo_policy::NameSource;
+use embargo_test_support::{allow, parse_out, shared_data, Out};
 use smoltcp::wire::{IpAddress, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 
 /// (timestamp, IP packet) records of a little- or big-endian microsecond pcap, Ethernet

@@ -2,13 +2,11 @@
 //! inside it (the CONNECT target, then the tunnel's own ClientHello; an absolute URI and its
 //! Host header), not on the proxy's address.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use embargo_engine::{Command, DecisionEvent, EngineConfig, Event, FlowId, UpstreamEvent};
 use embargo_policy::NameSource;
+use embargo_test_support::*;
 
 /// An allowed proxy's address and tinyproxy's port (one of the default proxy ports).
 const PROXY: &str = "198.51.100.7:8888";
@@ -223,7 +221,7 @@ fn an_inner_plain_http_request_is_decided_on_its_host() {
     assert_eq!(h.read_app(flow), b"");
 }
 
-/// Issue 16: the tunnel of an allowed CONNECT whose inner bytes name nothing in time is reset
+/// The tunnel of an allowed CONNECT whose inner bytes name nothing in time is reset
 /// (the CONNECT's verdict used to stand after 1.5 s, the inner bytes then reaching the
 /// server), none of the held bytes sent.
 #[test]
@@ -243,7 +241,7 @@ fn an_inner_hello_that_never_completes_is_reset_at_the_inspection_timeout() {
     assert_eq!(h.read_app(flow), b"");
 }
 
-/// Issue 16: inner bytes that are not TLS or HTTP, in a tunnel to a client-first port, are
+/// Inner bytes that are not TLS or HTTP, in a tunnel to a client-first port, are
 /// reset too; to another port (SSH through a proxy) the CONNECT's verdict stands.
 #[test]
 fn an_unreadable_inner_stream_is_reset_on_a_client_first_port_only() {

@@ -1,13 +1,11 @@
-//! Issue 16, finding 3: fair shares of the flow table. A UDP spray to many ports used to keep
+//! Fair shares of the flow table. A UDP spray to many ports used to keep
 //! the table full and push out other apps' TCP connections at once; now UDP goes before TCP,
 //! and an app holding half the table or more gives up its own flows first.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
 use embargo_engine::{Command, EngineConfig, FlowId, UpstreamEvent};
+use embargo_test_support::*;
 
 const MAX: usize = 64;
 

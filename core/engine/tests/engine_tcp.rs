@@ -1,12 +1,10 @@
 //! TCP through the engine, no IO, fake clock: inspection, relay, closes, resets, timeouts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use embargo_engine::{Command, Event, FlowId, UpstreamEvent};
 use embargo_policy::NameSource;
+use embargo_test_support::*;
 
 fn decisions(events: &[Event]) -> Vec<&embargo_engine::DecisionEvent> {
     events
@@ -260,7 +258,7 @@ fn upstream_reset_resets_the_app() {
     assert!(h.commands().is_empty());
 }
 
-/// Issue 16: a client-first flow that names nothing in time is refused (it used to be connected
+/// A client-first flow that names nothing in time is refused (it used to be connected
 /// by address after 1.5 s, the blocked name then reaching the server), and nothing goes
 /// upstream while it waits.
 #[test]
@@ -312,7 +310,7 @@ fn idle_relayed_flow_expires() {
 fn segment_without_flow_gets_rst() {
     let mut h = Harness::new();
     let app = AppConn::new("10.0.0.2:40030", "198.51.100.7:80");
-    let p = common::tcp(
+    let p = embargo_test_support::tcp(
         app.src,
         app.dst,
         5,

@@ -7,8 +7,6 @@
 //! flow in sequence order before inspection, so a ClientHello split over segments is exercised the
 //! way the engine meets it.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -17,7 +15,7 @@ use embargo_engine::dns::{Cache, DnsAnswer, DnsQuery, NameTable, TcpFramer};
 use embargo_engine::inspect::{http, quic, tls, Sniff};
 use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 
-use common::shared_data;
+use embargo_test_support::shared_data;
 
 const PCAP: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

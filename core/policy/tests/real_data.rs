@@ -10,9 +10,7 @@ use embargo_policy::{
     RuleSetBuilder, Verdict,
 };
 
-#[path = "support/shared_data.rs"]
-mod support;
-use support::shared_data;
+use embargo_test_support::shared_data;
 
 /// The bytes of `../shared/data/<rel>`, or `None` (the test is skipped) when it is missing.
 fn read(rel: &str) -> Option<Vec<u8>> {
@@ -315,7 +313,7 @@ fn builtin_policy_with_app_rules() {
     let d = p.decide(&Query::name("log.tiktokv.com").with_app("com.example.game"));
     assert!(d.is_block());
     // The TikTok app reaching its own owner's telemetry: the built-in rules are an embargo,
-    // so the first-party exception does not apply (issue 15).
+    // so the first-party exception does not apply.
     let d = p.decide(&Query::name("log.tiktokv.com").with_app("com.zhiliaoapp.musically"));
     assert_eq!(d.verdict, Verdict::Block);
     assert!(

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::rules::SkipReason;
 
-#[path = "../../tests/support/shared_data.rs"]
-mod support;
-use support::shared_data;
+use embargo_test_support::shared_data;
 
 const DOH: [&str; 6] = [
     "blocklists/doh-vpn-proxy-bypass-2022/adblock.doh-vpn-proxy-bypass.txt",

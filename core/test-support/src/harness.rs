@@ -1,10 +1,7 @@
-//! Test harness: a scripted app on the tunnel side, a fake clock, and packet builders/parsers
-//! (smoltcp::wire, with checksums verified on everything the engine emits).
-#![allow(dead_code)]
+//! The engine's test harness: a scripted app on the tunnel side, a fake clock, and packet
+//! builders/parsers (smoltcp::wire, with checksums verified on everything the engine emits).
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,26 +12,6 @@ use smoltcp::wire::{
     IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket,
     TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
 };
-
-/// `../shared/data/<rel>` (the test data beside the repository), or `None` after one SKIPPED
-/// line naming the running test when the file is missing: the suite passes from a clone alone.
-/// The path is from a crate two levels below the repository (core/engine, core/driver).
-pub fn shared_data(rel: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel);
-    if path.exists() {
-        return Some(path);
-    }
-    // Straight to stderr, not `eprintln!`: libtest hides what a passing test prints.
-    let test = std::thread::current().name().unwrap_or("?").to_owned();
-    let line = format!(
-        "SKIPPED {test}: {} is missing (test data from ../shared/data; see README)\n",
-        path.display()
-    );
-    let _ = std::io::stderr().write_all(line.as_bytes()); // one write: no interleaving
-    None
-}
 
 pub const BLOCKED_NAME: &str = "blocked.example";
 pub const BLOCKED_ADDR: &str = "203.0.113.66";

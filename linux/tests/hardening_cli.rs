@@ -1,4 +1,4 @@
-//! Issue 16 ("Hardening"), the shell's side: what `embargo` refuses, and that it refuses
+//! Hardening, the shell's side: what `embargo` refuses, and that it refuses
 //! quickly and says why. Each test runs the real binary.
 
 use std::os::unix::fs::PermissionsExt;

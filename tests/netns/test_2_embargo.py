@@ -317,7 +317,7 @@ def test_lists_add_url_update_remove_reach_the_running_instance(net, embargo):
 
 
 def test_tiktoks_own_telemetry_is_blocked_its_content_relayed_and_full_blocks_both(net, embargo, tmp_path):
-    """Embargo mode (issue 15): a process standing for TikTok, known as ByteDance's own app,
+    """Embargo mode: a process standing for TikTok, known as ByteDance's own app,
     asks for ByteDance telemetry and content names. The built-in default (telemetry) blocks
     the telemetry with no first-party exception and relays the content; `full` blocks both."""
     status = embargo.cli_json("status")
@@ -592,7 +592,7 @@ def test_a_server_that_sends_and_closes_delivers_every_byte_and_the_end(net, emb
     assert cp.returncode == 0 and "ok" in cp.stdout, (cp.stdout + cp.stderr)[-2000:]
 
 
-# -- issue 16: hardening ------------------------------------------------------------------------
+# -- hardening ---------------------------------------------------------------------------------
 
 LATE_TLS_CLIENT = r"""
 import socket, ssl, sys, time
@@ -636,7 +636,7 @@ except OSError as e:
 
 @pytest.mark.parametrize("mode", ["late", "split"])
 def test_a_late_or_split_client_hello_is_still_read_and_blocked(net, embargo, mode):
-    """Issue 16: a blocked SNI sent 2 s after the handshake (or split with a 2 s gap) used to
+    """A blocked SNI sent 2 s after the handshake (or split with a 2 s gap) used to
     be connected by address after 1.5 s, its ClientHello reaching the server."""
     before_log = len(net.access_log("tracker"))
     before_opens = net.passive_opens()
@@ -648,7 +648,7 @@ def test_a_late_or_split_client_hello_is_still_read_and_blocked(net, embargo, mo
 
 
 def test_a_host_after_eight_kib_of_headers_is_still_read_and_blocked(net, embargo):
-    """Issue 16: a Host header after 10 KiB of other headers used to go unread (decided by
+    """A Host header after 10 KiB of other headers used to go unread (decided by
     address at 8 KiB), the blocked request reaching the server."""
     before_log = len(net.access_log("tracker")) + len(net.access_log("allowed"))
     before_opens = net.passive_opens()
@@ -675,7 +675,7 @@ while True:
 
 
 def test_quic_after_junk_datagrams_never_leaves(net, embargo):
-    """Issue 16: UDP 443 whose first datagrams are not a readable QUIC Initial used to be
+    """UDP 443 whose first datagrams are not a readable QUIC Initial used to be
     relayed by address (and the Initial after them); now the flow is refused."""
     count = net.dir / "udp443.count"
     net.spawn(net.inet, ["python3", "-c", UDP_COUNTER, ALLOWED_IP, "443", count], "udp443")
@@ -720,7 +720,7 @@ print("sent", n)
 
 
 def test_spoofed_syns_open_no_upstream_connection(net, embargo):
-    """Issue 16: every spoofed SYN to an allowed connect-first port used to open a real
+    """Every spoofed SYN to an allowed connect-first port used to open a real
     upstream connection (3,583 in the issue's run); the upstream now waits for the app's ACK."""
     port = 7002
     net.spawn(net.inet, ["python3", "-c",
@@ -743,7 +743,7 @@ def test_spoofed_syns_open_no_upstream_connection(net, embargo):
 
 
 def test_encrypted_dns_is_refused_by_default(net, embargo):
-    """Issue 16: DoH by a name of core/engine/src/dns/doh.rs (dns.google, which the test DNS
+    """DoH by a name of core/engine/src/dns/doh.rs (dns.google, which the test DNS
     resolves to the allowed server) is refused: its DNS question gets the block answer and a
     ClientHello naming it never reaches the server, so curl --doh-url fails."""
     before_opens = net.passive_opens()
@@ -801,7 +801,7 @@ print("ok", ok, "of", n)
 
 
 def test_a_udp_spray_does_not_evict_other_apps_tcp(net, embargo):
-    """Issue 16: a process spraying UDP to 20,000 ports keeps the 3,584-flow table full. Before,
+    """A process spraying UDP to 20,000 ports keeps the 3,584-flow table full. Before,
     another process's new connections were refused (10 of 60 worked; the issue's release-build
     run: 1 of 24); now UDP goes first and an app over half the table gives up its own flows."""
     spray = subprocess.Popen(["ip", "netns", "exec", net.phone, "python3", "-c", UDP_SPRAY,
@@ -837,7 +837,7 @@ print("echoed", ok)
 
 
 def test_a_udp_datagram_larger_than_the_mtu_is_relayed(net, embargo):
-    """Issue 16: a 3000-byte datagram leaves the phone as IP fragments, which were dropped;
+    """A 3000-byte datagram leaves the phone as IP fragments, which were dropped;
     now they are joined and the datagram relayed (and its echo returned)."""
     count = net.dir / "echo.count"
     net.spawn(net.inet, ["python3", "-c", UDP_COUNTER, ALLOWED_IP, "7003", count, "echo"], "echo")

@@ -1,4 +1,4 @@
-"""Issue 16 ("Hardening") on the real network: the open-file limit and the run lock.
+"""Hardening on the real network: the open-file limit and the run lock.
 
 Each test runs its own `embargo run --netns` on a namespace of its own (`emb l-<id>`), routed
 to the suite's `internet` namespace like `phone`, so it never disturbs the session's Embargo.

@@ -172,7 +172,7 @@ fn damaged_header_of_a_real_database_is_recovered_too() {
     assert_eq!(history.stats().unwrap().rows, 0);
 }
 
-/// Issue 16: a database whose header and schema read fine but whose data pages are garbage
+/// A database whose header and schema read fine but whose data pages are garbage
 /// opened as `Opened`, and then every commit failed while the shell looked healthy. `PRAGMA
 /// quick_check` at open finds it; the file is moved aside like an unreadable one.
 #[test]

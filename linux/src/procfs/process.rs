@@ -30,9 +30,8 @@ struct ProcMeta {
 /// What the process finder remembers between lookups, so that a lookup rarely walks `/proc`.
 ///
 /// A full walk (a `stat` of two files per process to rank them, then every candidate's
-/// descriptor table) cost about 1.2 ms of CPU per flow on the bench's 100 processes, on the
-/// same 2 cores as the traffic it delayed. Three memories cut it to the few processes that can
-/// hold a new socket:
+/// descriptor table) costs a flow's worth of CPU several times over (docs/decisions.md). These
+/// memories cut it to the few processes that can hold a new socket:
 /// - `inodes`: sockets seen in descriptor tables already read, with their pid;
 /// - `recent`: pids that owned flows lately (most recent first);
 /// - `last_pid`: the last pid allocated at the previous lookup, so that processes started

@@ -1,9 +1,8 @@
 //! Exact socket lookup over netlink `sock_diag` (what `ss` uses).
 //!
 //! Reading `/proc/net/tcp` walks the kernel's whole TCP hash table, which all namespaces
-//! share and which is sized by the machine's memory: 35-60 ms per read on a 24 GiB test
-//! machine, longer than the engine waits for an app answer. A `sock_diag` request naming the
-//! 4-tuple is one hash lookup in the kernel, well under a millisecond.
+//! share and which is sized by the machine's memory: longer than the engine waits for an app
+//! answer (docs/decisions.md). A `sock_diag` request naming the 4-tuple is one hash lookup.
 
 use super::tables::{canonical_sa, SocketEntry};
 use std::net::{IpAddr, SocketAddr};

@@ -10,9 +10,8 @@
 //! the hash's top bits, and a bit-packed value: one pass over the query name from its end
 //! hashes every suffix, the buckets of all suffixes are prefetched, then compared. At a million
 //! keys that is about 4 bytes of fingerprint, 0.13 of directory and 2.6 of value per key
-//! (6.8 bytes per name in all, measured in `examples/memory.rs`; 14.1 with the FST of format
-//! version 1), read in place without parsing. The rule text shown to
-//! the user is rebuilt from the matched suffix of the query (which is the key) and the rule's
+//! (6.8 bytes per name in all, measured in `examples/memory.rs`; history in docs/decisions.md),
+//! read in place without parsing. The rule text shown to the user is rebuilt from the matched suffix of the query (which is the key) and the rule's
 //! kind, so a decision still names its rule, list and line.
 //!
 //! **Values.** A value is `combination << low_bits | low`: the combination indexes a small

@@ -1,7 +1,6 @@
 //! `embargo check` and `embargo lists compile`, run as a user would run them.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use embargo_test_support::shared_data;

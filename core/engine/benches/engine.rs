@@ -22,7 +22,7 @@ use embargo_test_support::{dns_answer, dns_query, tcp, udp, AppConn, Harness, BL
 fn relayed_segment(c: &mut Criterion) {
     let mut h = Harness::new();
     let mut app = AppConn::new("10.0.0.2:40000", "198.51.100.7:5000");
-    let flow = connect_first(&mut h, &mut app);
+    connect_first(&mut h, &mut app);
     let payload = vec![0x5a; 1400];
     let mut buf = vec![0u8; 2048];
     let mut group = c.benchmark_group("engine");

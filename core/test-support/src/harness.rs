@@ -329,6 +329,12 @@ pub struct Harness {
     pub now: Instant,
 }
 
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Harness {
     pub fn new() -> Self {
         Self::with_config(EngineConfig::default())

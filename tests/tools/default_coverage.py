@@ -11,12 +11,12 @@ prints how many of its names each level blocks. With --open it also prints the n
 telemetry level leaves open, grouped by family (first-label stem @ registrable domain), so they
 can be classified: telemetry missed (add a rule) or content/login/CDN left open on purpose.
 
-It also checks two probe sets written below: names the telemetry level must block (from issue 15
-and the tests) and content/login/CDN names it must leave open (TikTok has to keep working).
+It also checks two probe sets written below: names the telemetry level must block (embargo mode's
+telemetry hosts and the names the tests rely on) and content/login/CDN names it must leave open (TikTok has to keep working).
 Exit status 1 if a probe fails.
 
 The matcher is an independent Python reading of the native format (core/policy/src/parse/embargo.rs)
-with the label wildcard patterns of issue 15:
+with its label wildcard patterns:
   name        the name and its subtree           =name      exactly the name
   a*b.x.com   `*` = any run of characters inside one label (never a dot); the pattern covers the
               matching name and its subtree (`=` prefix: the matching name only)
@@ -37,7 +37,7 @@ DATA = os.path.join(ROOT, "core", "policy", "data")
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "blocklists")
 LEVELS = [("telemetry", ["builtin.rules"]), ("full", ["builtin.rules", "builtin-full.rules"])]
 
-# Must be blocked at level telemetry (issue 15, and names the existing tests rely on).
+# Must be blocked at level telemetry (embargo mode's telemetry hosts, and names the tests rely on).
 MUST_BLOCK = """
 log.tiktokv.com mon.tiktokv.com log-va.tiktokv.com mon-va.tiktokv.com x.log.tiktokv.com
 mssdk-va.tiktokv.com log.us.tiktokv.com ib.snssdk.com toblog.ctobsnssdk.com sdk-log.pangle.io

@@ -195,7 +195,7 @@ pub struct Stats {
     /// smoltcp sockets alive (should track `tcp_flows`; no lingering TIME-WAIT).
     pub sockets: usize,
     /// Large-slot sockets of finished flows handed to new flows instead of freshly allocated
-    /// rings (see the engine's `socket_pool`).
+    /// rings (see the engine's `sockets` module).
     pub sockets_reused: u64,
     /// Flows ever created, blocked, evicted, timed out.
     pub flows_created: u64,

@@ -11,7 +11,7 @@
 //!   enough for multi-Gbit/s over a sub-millisecond tunnel RTT), later ones small rings until a
 //!   large slot frees up. 64 KiB x 2 x 300 flows would already be 37 MiB (shadowsocks-rust).
 //!   Up to 8 sockets of finished short flows wait for the next large flow (the engine's
-//!   `socket_pool`); pooled and live large sockets together never exceed the slots.
+//!   `sockets`); pooled and live large sockets together never exceed the slots.
 //! - UDP flows: a small NAT entry, no buffer (datagrams pass straight through).
 //! - Inspection: the first bytes of a connection held until its name is known, up to
 //!   `INSPECT_MAX` per flow and `INSPECT_TOTAL` for all flows together.

@@ -17,14 +17,9 @@ use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 
 use embargo_test_support::shared_data;
 
-const PCAP: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/pcap/metadata.pcap"
-);
-const EXPECTED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/pcap/metadata.EXPECTED-dns-sni-http.txt"
-);
+/// The capture and its EXPECTED file, in ../shared/data.
+const PCAP: &str = "pcap/metadata.pcap";
+const EXPECTED: &str = "pcap/metadata.EXPECTED-dns-sni-http.txt";
 
 /// Link type of Ethernet captures (LINKTYPE_ETHERNET).
 const LINKTYPE_ETHERNET: u32 = 1;
@@ -219,8 +214,8 @@ impl Replay {
 
 /// Parses the section of the EXPECTED file for metadata.pcap: `frame proto src sport -> dst dport
 /// what...` lines, up to its `# packets=` line.
-fn expected_lines() -> (Vec<(u32, String, IpAddr)>, usize) {
-    let text = std::fs::read_to_string(EXPECTED).unwrap();
+fn expected_lines(path: &std::path::Path) -> (Vec<(u32, String, IpAddr)>, usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{EXPECTED}: {e}"));
     let mut lines = Vec::new();
     let mut in_section = false;
     for (number, line) in text.lines().enumerate() {
@@ -252,15 +247,12 @@ fn expected_lines() -> (Vec<(u32, String, IpAddr)>, usize) {
 
 #[test]
 fn every_expected_dns_name_sni_and_http_host_is_found() {
-    // PCAP and EXPECTED are these two files.
-    if shared_data("pcap/metadata.pcap").is_none()
-        || shared_data("pcap/metadata.EXPECTED-dns-sni-http.txt").is_none()
-    {
+    let (Some(pcap), Some(expected)) = (shared_data(PCAP), shared_data(EXPECTED)) else {
         return;
-    }
-    let bytes = std::fs::read(PCAP).unwrap_or_else(|e| panic!("{PCAP}: {e}"));
+    };
+    let bytes = std::fs::read(pcap).unwrap_or_else(|e| panic!("{PCAP}: {e}"));
     let frames = read_pcap(&bytes);
-    let (expected, packets) = expected_lines();
+    let (expected, packets) = expected_lines(&expected);
     assert_eq!(frames.len(), packets, "frame count");
 
     let start = Instant::now();

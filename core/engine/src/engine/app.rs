@@ -69,6 +69,7 @@ pub(crate) struct AppWaits {
 
 impl AppWaits {
     /// Whether wait `id` is live.
+    #[inline]
     pub fn is_waiting(&self, id: FlowId) -> bool {
         self.waits.contains_key(&id)
     }
@@ -111,19 +112,16 @@ impl AppWaits {
         }
     }
 
-    /// Keep a decision event without its app in the wait of its flow until the app is known;
-    /// the event back when its app is known or its flow has no wait (record it now).
-    pub fn hold_event(&mut self, event: DecisionEvent) -> Option<DecisionEvent> {
-        if event.app.is_none() {
-            if let Some(wait) = self.waits.get_mut(&event.flow) {
-                wait.events.push(event);
-                return None;
-            }
+    /// Keep a decision event in the wait of its flow (see [`AppWaits::is_waiting`]) until the
+    /// app is known.
+    pub fn hold_event(&mut self, event: DecisionEvent) {
+        if let Some(wait) = self.waits.get_mut(&event.flow) {
+            wait.events.push(event);
         }
-        Some(event)
     }
 
     /// When the oldest wait expires.
+    #[inline]
     pub fn next_deadline(&self) -> Option<Instant> {
         self.order.front().map(|(t, _)| *t)
     }

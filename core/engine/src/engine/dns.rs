@@ -75,6 +75,7 @@ impl DnsState {
     }
 
     /// When the oldest pending question expires.
+    #[inline]
     pub fn next_deadline(&self) -> Option<Instant> {
         self.order.front().map(|(t, _)| *t)
     }

@@ -801,9 +801,10 @@ impl Engine {
         if decision.is_block() {
             self.stats.flows_blocked += 1;
         }
-        let Some(event) = self.apps.hold_event(event) else {
+        if event.app.is_none() && self.apps.is_waiting(event.flow) {
+            self.apps.hold_event(event);
             return;
-        };
+        }
         self.push_event(Event::Decision(Box::new(event)));
     }
 

@@ -127,26 +127,31 @@ impl SocketBudget {
     }
 
     /// Inspection buffers grew by `n` bytes.
+    #[inline]
     pub fn hold(&mut self, n: usize) {
         self.inspect_bytes += n;
     }
 
     /// Inspection buffers shrank by `n` bytes.
+    #[inline]
     pub fn release(&mut self, n: usize) {
         self.inspect_bytes -= n;
     }
 
     /// An inspection buffer went from `before` to `after` bytes of capacity.
+    #[inline]
     pub fn resize(&mut self, before: usize, after: usize) {
         self.inspect_bytes = self.inspect_bytes + after - before;
     }
 
     /// The inspection pool is over its bound: read nothing more into it now.
+    #[inline]
     pub fn inspect_full(&self) -> bool {
         self.inspect_bytes > budget::INSPECT_TOTAL
     }
 
     /// Whether `n` more inspection bytes stay within the bound.
+    #[inline]
     pub fn inspect_room(&self, n: usize) -> bool {
         self.inspect_bytes + n <= budget::INSPECT_TOTAL
     }
@@ -162,6 +167,7 @@ impl SocketBudget {
     }
 
     /// Move the flows waiting for inspection room into `dirty` once the pool has room.
+    #[inline]
     pub fn wake_waiting(&mut self, dirty: &mut Vec<FlowId>) {
         if !self.inspect_waiting.is_empty() && self.inspect_bytes <= budget::INSPECT_TOTAL {
             dirty.append(&mut self.inspect_waiting);

@@ -86,15 +86,18 @@ impl FlowTable {
         }
     }
 
+    #[inline]
     pub fn get(&self, id: &FlowId) -> Option<&Flow> {
         self.flows.get(id)
     }
 
+    #[inline]
     pub fn get_mut(&mut self, id: &FlowId) -> Option<&mut Flow> {
         self.flows.get_mut(id)
     }
 
     /// Flows in the table.
+    #[inline]
     pub fn len(&self) -> usize {
         self.flows.len()
     }
@@ -104,11 +107,13 @@ impl FlowTable {
     }
 
     /// The TCP flow of this address pair.
+    #[inline]
     pub fn tcp_flow(&self, key: &Key) -> Option<FlowId> {
         self.tcp_keys.get(key).copied()
     }
 
     /// The UDP flow of this address pair.
+    #[inline]
     pub fn udp_flow(&self, key: &Key) -> Option<FlowId> {
         self.udp_keys.get(key).copied()
     }
@@ -122,6 +127,7 @@ impl FlowTable {
     }
 
     /// A fresh id (flows and app waits share the counter: a wait for a flow has its id).
+    #[inline]
     pub fn next_id(&mut self) -> FlowId {
         let id = FlowId(self.next_flow);
         self.next_flow += 1;

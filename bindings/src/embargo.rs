@@ -457,15 +457,12 @@ impl Embargo {
     ) -> Result<(), EmbargoError> {
         self.with_rules(|r| {
             let target = target.to_core()?;
+            let action = match verdict {
+                Verdict::Allow => Action::Allow,
+                Verdict::Block => Action::Block,
+            };
             r.edit_apps(|a| {
-                let s = a.app_mut(&nonempty_app(&app)?);
-                s.overrides.retain(|o| o.target != target);
-                let action = match verdict {
-                    Verdict::Allow => Action::Allow,
-                    Verdict::Block => Action::Block,
-                };
-                s.overrides
-                    .push(embargo_policy::Override { target, action });
+                a.set_override(&nonempty_app(&app)?, target, action);
                 Ok(())
             })
         })
@@ -481,11 +478,7 @@ impl Embargo {
             let target = target.to_core()?;
             let mut removed = false;
             r.edit_apps(|a| {
-                if let Some(s) = a.apps.get_mut(&app) {
-                    let before = s.overrides.len();
-                    s.overrides.retain(|o| o.target != target);
-                    removed = s.overrides.len() != before;
-                }
+                removed = a.remove_override(&app, &target);
                 Ok(())
             })?;
             Ok(removed)

@@ -178,3 +178,49 @@ pub fn history_config(path: impl Into<PathBuf>) -> embargo_history::Config {
     config.retry_capacity = HISTORY_RETRY;
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embargo_app::store::{ListCounts, ListEntry, ListSource, ListsConfig, Store};
+    use embargo_policy::{IpDb, Policy, Query, Verdict};
+
+    /// The control socket's reload reaches the engine's handle through `embargo_app::Rules`.
+    #[test]
+    fn a_reload_through_the_handler_puts_the_state_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let list = dir.path().join("test.rules");
+        std::fs::write(&list, "tracker.test\n").unwrap();
+        store
+            .save_lists(&ListsConfig {
+                lists: vec![ListEntry {
+                    name: "test.rules".into(),
+                    source: ListSource::File(list),
+                    format: None,
+                    added_ms: 0,
+                    updated_ms: 0,
+                    counts: ListCounts::default(),
+                    enabled: true,
+                }],
+            })
+            .unwrap();
+        let base = Arc::new(Policy::new(vec![], IpDb::new(), Default::default()));
+        let control = RunControl::new(Rules::new(store.clone(), base, None), "test");
+        let verdict = || {
+            control
+                .handle()
+                .load()
+                .decide(&Query::name("a.tracker.test"))
+                .verdict
+        };
+        assert_eq!(verdict(), Verdict::Allow);
+        let report = Handler::reload(&control).unwrap();
+        assert!(report.rules >= 1, "{report:?}");
+        assert_eq!(verdict(), Verdict::Block);
+        assert_eq!(
+            control.status().state_dir,
+            store.root().display().to_string()
+        );
+    }
+}

@@ -214,8 +214,9 @@ impl Rules {
     }
 
     /// Adds the list `name`, already loaded from `bytes` (see [`load_list`]), as a stored
-    /// copy, or replaces the list of that name (keeping whether it is on); then puts it in
-    /// force without compiling it again.
+    /// copy, or replaces the list of that name (keeping whether it is on; a file list's file
+    /// is left alone, a URL list's copy is overwritten); then puts it in force without
+    /// compiling it again.
     pub fn put_list(&self, name: &str, bytes: &[u8], loaded: LoadedList) -> Result<ReloadReport> {
         let mut lists = self.store.load_lists()?;
         let now = now_ms();
@@ -234,12 +235,6 @@ impl Rules {
             },
             enabled: existing.is_none_or(|i| lists.lists[i].enabled),
         };
-        if let Some(old) = existing.map(|i| &lists.lists[i]) {
-            // A file list replaced by bytes: the person's file stays, the entry changes.
-            if old.source != ListSource::Stored {
-                self.store.remove_list_copy(old)?;
-            }
-        }
         self.store.write_list_copy(&entry, bytes)?;
         let path = self.store.list_path(&entry);
         let meta = std::fs::metadata(&path).ok();

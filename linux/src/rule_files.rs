@@ -1,5 +1,6 @@
-//! The rule files named on the command line: `--list` files (`check`, `run`, `lists
-//! compile`), parsed streaming into one set, and `--rules` files (compiled sets, memory-mapped).
+//! The rule files named on the command line: `--list` files (`check`, `run`: one set each,
+//! through `embargo_app::load_list`; `lists compile`: many files parsed streaming into one
+//! set), and `--rules` files (compiled sets, memory-mapped).
 //! Format detection and the judgement of a load are the application layer's
 //! (`embargo_app::list`), shared with the lists of the state directory and the FFI.
 
@@ -9,9 +10,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use embargo_app::list::{detect, ensure_rules, file_looks_binary, judge, ListHealth};
-use embargo_app::DETECT_WINDOW;
+use embargo_app::{load_list, DETECT_WINDOW};
 use embargo_policy::parse::{parse_list, Format};
-use embargo_policy::{Intent, LoadReport, RuleSet, RuleSetBuilder};
+use embargo_policy::{BuildReport, Intent, LoadReport, RuleSet, RuleSetBuilder};
 
 pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>> {
     match name {
@@ -46,11 +47,19 @@ pub(crate) fn rules_file_set(path: &Path) -> Result<RuleSet> {
     Ok(set)
 }
 
-/// Parses one list into a rule set of its own, with its format's intent (embargo for Embargo's
-/// own rule files, tracker for the rest). `format`: `None` = detected.
+/// Loads one list into a rule set of its own, with its format's intent (embargo for Embargo's
+/// own rule files, tracker for the rest), through `embargo_app::load_list` as every other list
+/// load. `format`: `None` = detected.
 pub(crate) fn list_set(path: &Path, format: Option<Format>) -> Result<(RuleSet, LoadReport)> {
-    let (set, mut reports) = compile_lists(std::slice::from_ref(&path.to_path_buf()), format)?;
-    Ok((set, reports.remove(0)))
+    let bytes = embargo_app::input::read(path, "list")?;
+    let format = match format {
+        Some(f) => f,
+        None => detect_in(path, &bytes)?,
+    };
+    let loaded = load_list(&list_name(path), &bytes, Some(format))?;
+    ensure_rules(&path.display().to_string(), format, &loaded.report, &bytes)?;
+    print_build(&loaded.build);
+    Ok((loaded.set, loaded.report))
 }
 
 /// Parses every list into one rule set (streaming: memory stays bounded by the parser). The
@@ -87,22 +96,33 @@ pub(crate) fn compile_lists(
     }
     builder.set_intent(intent);
     let (set, build) = builder.build_with_report();
+    print_build(&build);
+    Ok((set, reports))
+}
+
+/// What the compiler dropped, on stderr.
+fn print_build(build: &BuildReport) {
     if build.badfiltered > 0 {
         eprintln!("{} rule(s) disabled by $badfilter", build.badfiltered);
     }
     for (rule, why) in &build.rejected {
         eprintln!("rule refused: {rule}: {why}");
     }
-    Ok((set, reports))
 }
 
+/// The format of the list at `path`, from its name and the detection window of its start.
 fn detect_format(path: &Path) -> Result<Format> {
     let mut head = Vec::with_capacity(DETECT_WINDOW);
     embargo_app::input::reader(path, "list")?
         .take(DETECT_WINDOW as u64)
         .read_to_end(&mut head)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    match detect(&list_name(path), &head) {
+    detect_in(path, &head)
+}
+
+/// [`detect`] for the list at `path` whose start is `head`, as an error naming the file.
+fn detect_in(path: &Path, head: &[u8]) -> Result<Format> {
+    match detect(&list_name(path), head) {
         Some(f) => Ok(f),
         None => bail!(
             "{}: cannot tell the list's format; pass --format (hosts, domains, adblock, ...)",

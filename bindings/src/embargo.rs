@@ -94,8 +94,8 @@ pub struct Embargo {
     storage_dir: PathBuf,
     rules: Mutex<RulesStore>,
     history: History,
-    /// The history's latest problem, for [`TunnelStatus::history_last_error`].
-    history_problem: Mutex<Option<String>>,
+    /// The history's health and latest problem, for [`TunnelStatus`].
+    history_watch: embargo_app::HistoryWatch,
     bus: Arc<EventBus>,
     running: Mutex<Option<Running>>,
     shared: Arc<Mutex<TunnelShared>>,
@@ -206,26 +206,14 @@ impl Embargo {
             let history_db = store.history_db();
             let rules = RulesStore::open(store, config.use_builtin_rules)?;
             let history = History::open(config.history(history_db))?;
-            let mut history_problem = None;
-            if let embargo_history::OpenOutcome::RecoveredFromCorruption { moved_to, error } =
-                history.open_outcome()
-            {
-                log::warn!(
-                    "history was damaged and set aside: {:?}",
-                    history.open_outcome()
-                );
-                history_problem = Some(format!(
-                    "damaged at start ({error}); moved to {}",
-                    moved_to.display()
-                ));
-            }
+            let history_watch = embargo_app::HistoryWatch::new(&history);
             let bus = Arc::new(EventBus::new(config.event_queue_capacity as usize));
             Ok(Arc::new(Embargo {
                 config,
                 storage_dir: dir,
                 rules: Mutex::new(rules),
                 history,
-                history_problem: Mutex::new(history_problem),
+                history_watch,
                 bus,
                 running: Mutex::new(None),
                 shared: Arc::new(Mutex::new(TunnelShared::default())),
@@ -313,14 +301,7 @@ impl Embargo {
                 }
                 _ => (embargo_driver::Stats::default(), None),
             };
-            let recorder = self.history.recorder();
-            let history_ok = match recorder.health() {
-                embargo_history::Health::Healthy => true,
-                embargo_history::Health::Failing { fault, .. } => {
-                    *lock(&self.history_problem) = Some(fault.to_string());
-                    false
-                }
-            };
+            let history = self.history_watch.health();
             Ok(TunnelStatus {
                 state,
                 error,
@@ -336,9 +317,9 @@ impl Embargo {
                 dns_forwarded: stats.engine.dns_forwarded,
                 memory_bytes: stats.engine.memory_bytes as u64,
                 events_dropped: self.bus.dropped(),
-                history_ok,
-                history_dropped: recorder.counters().dropped,
-                history_last_error: lock(&self.history_problem).clone(),
+                history_ok: history.ok,
+                history_dropped: history.dropped,
+                history_last_error: history.last_error,
             })
         })
     }

@@ -10,7 +10,8 @@
 //! - [`list`]: [`load_list`] with one format-detection window, and the judgement of a load.
 //! - [`rules`]: policy assembly ([`assemble`]) and [`Rules`], through which every change of
 //!   settings or lists reaches a running engine.
-//! - [`record`]: engine decisions as history rows, so the history stays a leaf.
+//! - [`record`]: engine decisions as history rows, so the history stays a leaf; the
+//!   history's health for status screens.
 //! - [`start()`]: the engine, the driver loop and the history recording over a tunnel.
 //! - [`input`]: bounded reads of the files a person points Embargo at.
 
@@ -22,7 +23,7 @@ mod start;
 pub mod store;
 
 pub use list::{load_list, LoadedList, DETECT_WINDOW};
-pub use record::{history_event, WallClock};
+pub use record::{history_event, HistoryHealth, HistoryWatch, WallClock};
 pub use rules::{assemble, with_ip_databases, ReloadReport, Rules};
 pub use start::{start, Config, Started};
 pub use store::{check_private, write_atomic, DefaultRules, Settings, Store};

@@ -4,10 +4,13 @@
 //! apps behind the UniFFI bindings write identical rows. It lives here, above the engine and
 //! the history, so that the history stays a leaf (it knows neither engine nor policy).
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use embargo_engine::{DecisionEvent, FlowId};
-use embargo_history::{Certainty, Decision, Event, Millis, Protocol};
+use embargo_history::{
+    Certainty, Decision, Event, Health, History, Millis, OpenOutcome, Protocol, Recorder,
+};
 use embargo_policy::{AttributionSource, Reason};
 
 /// Converts the engine's monotonic instants into wall-clock milliseconds for the history.
@@ -99,6 +102,69 @@ pub fn history_event(time_ms: Millis, d: &DecisionEvent) -> Event {
         embargo_policy::Certainty::Certain => Certainty::Certain,
     };
     e
+}
+
+/// The history's health as a status screen shows it (`embargo status`, the FFI's
+/// `TunnelStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryHealth {
+    /// Commits go through (`false`: they fail, e.g. storage full; events are held and retried).
+    pub ok: bool,
+    /// Since when commits fail (ms since the epoch), while they do.
+    pub failing_since_ms: Option<i64>,
+    /// Events committed since the history opened.
+    pub committed: u64,
+    /// Events dropped since the history opened (queue or retry buffer full).
+    pub dropped: u64,
+    /// The latest problem: the failing commit's error, or the damaged file set aside at open.
+    /// Kept after writes resume: nothing else says history stopped for a while.
+    pub last_error: Option<String>,
+}
+
+/// Watches a history's health, remembering its latest problem.
+pub struct HistoryWatch {
+    recorder: Recorder,
+    last: Mutex<Option<String>>,
+}
+
+impl HistoryWatch {
+    /// Watches `history`; a damaged file set aside when it opened is its first problem.
+    pub fn new(history: &History) -> HistoryWatch {
+        let last = match history.open_outcome() {
+            OpenOutcome::RecoveredFromCorruption { moved_to, error } => {
+                log::warn!("history was damaged and set aside: {error}");
+                Some(format!(
+                    "damaged at start ({error}); moved to {}",
+                    moved_to.display()
+                ))
+            }
+            _ => None,
+        };
+        HistoryWatch {
+            recorder: history.recorder(),
+            last: Mutex::new(last),
+        }
+    }
+
+    /// The health now.
+    pub fn health(&self) -> HistoryHealth {
+        let counters = self.recorder.counters();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let (ok, failing_since_ms) = match self.recorder.health() {
+            Health::Healthy => (true, None),
+            Health::Failing { fault, since_ms } => {
+                *last = Some(fault.to_string());
+                (false, Some(since_ms))
+            }
+        };
+        HistoryHealth {
+            ok,
+            failing_since_ms,
+            committed: counters.committed,
+            dropped: counters.dropped,
+            last_error: last.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -412,31 +412,15 @@ fn run_with(
 /// since start, and the latest problem (kept after writes resume; a damaged file moved aside
 /// at open counts as one).
 fn history_health(history: &embargo_history::History) -> crate::runtime::HistorySource {
-    use embargo_history::{Health, OpenOutcome};
-    let recorder = history.recorder();
-    let last = std::sync::Mutex::new(match history.open_outcome() {
-        OpenOutcome::RecoveredFromCorruption { moved_to, error } => Some(format!(
-            "damaged at start ({error}); moved to {}",
-            moved_to.display()
-        )),
-        _ => None,
-    });
+    let watch = embargo_app::HistoryWatch::new(history);
     Box::new(move || {
-        let counters = recorder.counters();
-        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
-        let (state, since) = match recorder.health() {
-            Health::Healthy => ("ok", None),
-            Health::Failing { fault, since_ms } => {
-                *last = Some(fault.to_string());
-                ("failing", Some(since_ms))
-            }
-        };
+        let h = watch.health();
         crate::control::HistoryHealth {
-            state: state.into(),
-            committed: counters.committed,
-            dropped: counters.dropped,
-            failing_since_ms: since,
-            last_error: last.clone(),
+            state: if h.ok { "ok" } else { "failing" }.into(),
+            committed: h.committed,
+            dropped: h.dropped,
+            failing_since_ms: h.failing_since_ms,
+            last_error: h.last_error,
         }
     })
 }

@@ -132,7 +132,7 @@ fn detect_in(path: &Path, head: &[u8]) -> Result<Format> {
 }
 
 /// The name rules from this file are attributed to: its file name.
-pub(crate) fn list_name(path: &Path) -> String {
+fn list_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())

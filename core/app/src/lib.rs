@@ -24,6 +24,6 @@ pub mod store;
 
 pub use list::{load_list, LoadedList, DETECT_WINDOW};
 pub use record::{history_event, HistoryHealth, HistoryWatch, WallClock};
-pub use rules::{assemble, with_ip_databases, ReloadReport, Rules};
+pub use rules::{assemble, load_ip_database, with_ip_databases, IpDatabase, ReloadReport, Rules};
 pub use start::{start, Config, Started};
 pub use store::{check_private, write_atomic, DefaultRules, Settings, Store};

@@ -5,12 +5,12 @@
 //! engine decides through: a change applies to the next decision.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use embargo_policy::parse::Format;
-use embargo_policy::{AppRules, IpDb, Policy, PolicyHandle, RuleSet};
+use embargo_policy::{AppRules, IpDb, IpDbFormat, LoadReport, Policy, PolicyHandle, RuleSet};
 use serde::{Deserialize, Serialize};
 
 use crate::list::{ensure_rules, judge, load_list, looks_binary, ListHealth, LoadedList};
@@ -294,27 +294,76 @@ impl Rules {
     }
 }
 
-/// `base` with IP databases loaded from `files` (ip-location-db `start,end,asn,org` or
-/// `start,end,CC` CSVs, iptoasn TSV; plain or gzip) asked first, then base's own.
-pub fn with_ip_databases(base: &Policy, files: &[PathBuf]) -> Result<Policy> {
-    if files.is_empty() {
+/// What an IP database file maps addresses to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpDatabase {
+    /// AS number and owner (ip-location-db `start,end,asn,org` CSV, iptoasn TSV).
+    Asn,
+    /// Country (ip-location-db `start,end,CC` CSV).
+    Country,
+}
+
+impl IpDatabase {
+    fn word(self) -> &'static str {
+        match self {
+            IpDatabase::Asn => "ASN",
+            IpDatabase::Country => "country",
+        }
+    }
+}
+
+/// Loads the IP database at `path` (plain or gzip) into `db`; an error when no row is usable.
+pub fn load_ip_database(db: &mut IpDb, path: &Path, kind: IpDatabase) -> Result<LoadReport> {
+    load_ip_database_as(db, path, kind, &format!("{} database", kind.word()))
+}
+
+/// [`load_ip_database`], the file called `what` in errors about reading it.
+fn load_ip_database_as(
+    db: &mut IpDb,
+    path: &Path,
+    kind: IpDatabase,
+    what: &str,
+) -> Result<LoadReport> {
+    let bytes = crate::input::read_database(path, what)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let format = match kind {
+        // Country files have three fields; iptoasn (tabs) is detected either way.
+        IpDatabase::Country => {
+            let tsv = bytes.iter().take(4096).any(|&b| b == b'\t');
+            (!tsv).then_some(IpDbFormat::CountryCsv)
+        }
+        IpDatabase::Asn => None,
+    };
+    let report = db.load_bytes(&name, format, &bytes);
+    if report.accepted == 0 {
+        bail!(
+            "{}: no usable {} ranges{}",
+            path.display(),
+            kind.word(),
+            report
+                .errors
+                .first()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(report)
+}
+
+/// `base` with the IP databases of `asn` and `country` files (see [`load_ip_database`]) asked
+/// first, in that order, then base's own.
+pub fn with_ip_databases(base: &Policy, asn: &[PathBuf], country: &[PathBuf]) -> Result<Policy> {
+    if asn.is_empty() && country.is_empty() {
         return Ok(base.with_apps(base.apps().clone()));
     }
     let mut db = IpDb::new();
-    for file in files {
-        let bytes = crate::input::read_database(file, "IP database")?;
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| file.display().to_string());
-        let report = db.load_bytes(&name, None, &bytes);
-        if report.accepted == 0 {
-            let first = report
-                .errors
-                .first()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            anyhow::bail!("{}: no usable row ({first})", file.display());
+    for (files, kind) in [(asn, IpDatabase::Asn), (country, IpDatabase::Country)] {
+        for file in files {
+            // "IP database": the flags of one run name both kinds.
+            crate::list::log_report(&load_ip_database_as(&mut db, file, kind, "IP database")?);
         }
     }
     db.extend_from(base.ipdb());
@@ -460,7 +509,7 @@ mod tests {
             IpDb::new(),
             Default::default(),
         );
-        let policy = with_ip_databases(&base, &[db]).unwrap();
+        let policy = with_ip_databases(&base, &[db], &[]).unwrap();
         let d = policy.decide(&Query::addr("10.231.66.1".parse().unwrap()));
         assert_eq!(d.verdict, Verdict::Block, "{d:?}");
         assert!(

@@ -12,20 +12,20 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use embargo_app::assemble;
 use embargo_app::list::{file_looks_binary, judge, log_report};
 use embargo_app::store::{DefaultRules, Store};
+use embargo_app::{assemble, load_ip_database, IpDatabase};
 use embargo_policy::{
-    AppRules, Attribution, AttributionSource, Decision, Intent, IpDb, IpDbFormat, LoadReport,
-    Policy, Query, Reason, RuleSet, Verdict,
+    AppRules, Attribution, AttributionSource, Decision, Intent, IpDb, Policy, Query, Reason,
+    RuleSet, Verdict,
 };
 
-use crate::rule_files::{list_name, list_set, parse_format, rules_file_set};
+use crate::rule_files::{list_set, parse_format, rules_file_set};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -91,9 +91,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         builtin.ipdb().clone()
     } else {
         let mut db = IpDb::new();
-        for (paths, kind) in [(&args.asn_dbs, "ASN"), (&args.country_dbs, "country")] {
+        for (paths, kind) in [
+            (&args.asn_dbs, IpDatabase::Asn),
+            (&args.country_dbs, IpDatabase::Country),
+        ] {
             for path in paths {
-                let report = load_ipdb(&mut db, path, kind)?;
+                let report = load_ip_database(&mut db, path, kind)?;
                 load_errors += report.error_count;
                 log_report(&report);
             }
@@ -182,32 +185,6 @@ fn decide(policy: &Policy, target: &str, app: Option<&str>) -> Result<Decision> 
         query = query.with_app(app);
     }
     Ok(policy.decide(&query))
-}
-
-fn load_ipdb(db: &mut IpDb, path: &Path, kind: &str) -> Result<LoadReport> {
-    let bytes = embargo_app::input::read_database(path, &format!("{kind} database"))?;
-    let name = list_name(path);
-    let format = match kind {
-        // Country files have three fields; iptoasn (tabs) is detected either way.
-        "country" => {
-            let tsv = bytes.iter().take(4096).any(|&b| b == b'\t');
-            (!tsv && !bytes.starts_with(&[0x1f, 0x8b])).then_some(IpDbFormat::CountryCsv)
-        }
-        _ => None,
-    };
-    let report = db.load_bytes(&name, format, &bytes);
-    if report.accepted == 0 {
-        bail!(
-            "{}: no usable {kind} ranges{}",
-            path.display(),
-            report
-                .errors
-                .first()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        );
-    }
-    Ok(report)
 }
 
 /// The precedence of `Policy::decide`, as `--explain` shows it (one line per step).

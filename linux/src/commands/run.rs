@@ -528,13 +528,11 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<Arc<RunControl>> {
         sets.push(Arc::new(set));
     }
     let policy = Policy::new(sets, builtin.ipdb().clone(), Default::default());
-    let dbs: Vec<PathBuf> = args
-        .asn_dbs
-        .iter()
-        .chain(&args.country_dbs)
-        .cloned()
-        .collect();
-    let base = Arc::new(with_ip_databases(&policy, &dbs)?);
+    let base = Arc::new(with_ip_databases(
+        &policy,
+        &args.asn_dbs,
+        &args.country_dbs,
+    )?);
     let what = match mode {
         Mode::Netns(ns) => format!("netns {ns}"),
         Mode::Machine => "this machine".to_owned(),

@@ -6,11 +6,12 @@
 //! `embargo run` wires it in a few lines:
 //!
 //! ```ignore
-//! let base = Arc::new(with_ip_databases(&Policy::builtin() /* or --rules */, &args.asn_db)?);
+//! let base = Arc::new(with_ip_databases(&cli_sets, &args.asn_dbs, &args.country_dbs)?);
 //! let rules = Rules::new(Store::new(&args.state_dir), base, None);
 //! let control = Arc::new(RunControl::new(rules, "netns phone"));
-//! control.reload()?;                                  // apps.json, pauses.json, lists.json
+//! Handler::reload(&*control)?;                        // apps.json, pauses.json, lists.json
 //! control::Server::bind(&store)?.spawn(control.clone())?;
+//! embargo_app::start(tunnel, hooks, Config { policy: control.handle(), .. })?;
 //! // in Hooks::on_event, per decision:  control.live().record(d.app.as_deref(), blocked)
 //! ```
 

@@ -61,7 +61,8 @@ impl std::error::Error for HookError {}
 /// What the platform provides to the loop.
 pub trait Hooks: Send + Sync {
     /// Keeps `fd`'s traffic out of the tunnel. Called on every upstream socket before it
-    /// connects (Android: `VpnService.protect`; Linux: `SO_MARK` plus an `ip rule`).
+    /// connects (Android: `VpnService.protect`; Linux: `SO_MARK` plus an `ip rule`). On iOS
+    /// it is a no-op: a packet tunnel extension's own sockets never enter its tunnel.
     fn protect(&self, fd: RawFd) -> Result<(), HookError>;
 
     /// Which app owns the flow `src -> dst`, if the platform can tell. Called on a worker
@@ -91,9 +92,13 @@ impl Hooks for NoHooks {
 
 /// Linux protection: mark every upstream socket with `SO_MARK` so that an `ip rule` routes
 /// it around the tunnel. A mark of 0 protects nothing (network-namespace mode needs none).
+/// Linux and Android only: `SO_MARK` is theirs, and Apple systems need no protection (an
+/// extension's sockets bypass its own tunnel).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[derive(Debug, Clone, Copy)]
 pub struct FwmarkProtect(pub u32);
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 impl FwmarkProtect {
     /// Sets the mark on one socket.
     pub fn protect_fd(&self, fd: RawFd) -> Result<(), HookError> {

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds and tests the Swift package ios/EmbargoKit on Linux, against the real core.
+#
+#   ios/test.sh [--install]
+#
+# Swift for Linux comes from Debian trixie's `swiftlang` (Swift 6.0.3 with Foundation and
+# XCTest), which the host (bookworm) cannot install: it runs in a trixie chroot made by
+# debootstrap, cached in $EMBARGO_SWIFT_CHROOT (default /var/cache/embargo-swift-chroot) and
+# reused while it works. The repository is bind-mounted into it, so the tests load the
+# libembargo_ffi.so that bindings/generate.sh just built on the host.
+#
+# --install creates the chroot when it is missing (needs root, debootstrap and the Debian
+# mirror); without it a missing chroot stops the script, naming the command that makes it.
+# Needs root either way (chroot, mount).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+root=${EMBARGO_SWIFT_CHROOT:-/var/cache/embargo-swift-chroot}
+mirror=${EMBARGO_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+install=0
+for arg in "$@"; do
+    case $arg in
+        --install) install=1 ;;
+        *) echo "ios/test.sh: unknown argument: $arg (only --install)" >&2; exit 2 ;;
+    esac
+done
+
+die() { echo "ios/test.sh: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root (chroot and bind mounts)"
+
+# The chroot is ready when its swift runs (a half-made one from an interrupted run is not).
+ready() { [ -x "$root/usr/bin/swift" ] && chroot "$root" /usr/bin/swift --version >/dev/null 2>&1; }
+
+make_chroot() {
+    command -v debootstrap >/dev/null || die "debootstrap is missing: tests/install-deps.sh ios installs it"
+    echo "== creating the Swift chroot in $root (debootstrap trixie, then swiftlang)"
+    rm -rf "$root.new"
+    mkdir -p "$(dirname "$root")"
+    debootstrap --variant=minbase trixie "$root.new" "$mirror" >"$root.new.log" 2>&1 \
+        || die "debootstrap trixie into $root.new failed (log: $root.new.log)"
+    mount -t proc proc "$root.new/proc"
+    # Swift's packages pull in clang, libstdc++ and their headers; no recommends beyond those.
+    if ! chroot "$root.new" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends swiftlang ca-certificates >>"$root.new.log" 2>&1; then
+        umount "$root.new/proc"
+        die "apt-get install swiftlang in the chroot failed (log: $root.new.log)"
+    fi
+    chroot "$root.new" apt-get clean
+    umount "$root.new/proc"
+    rm -rf "$root"
+    mv "$root.new" "$root"
+    mv "$root.new.log" "$root.log"
+}
+
+if ! ready 2>/dev/null; then
+    # /proc must be mounted for swift to find its libraries; try that before giving up.
+    if [ -x "$root/usr/bin/swift" ]; then
+        mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
+    fi
+    if ! ready; then
+        [ "$install" -eq 1 ] || die "no working Swift chroot at $root: run ios/test.sh --install (or tests/run.sh --install ios)"
+        make_chroot
+    fi
+fi
+
+# The host library and the generated Swift, built from this checkout.
+lib=bindings/generated/lib/libembargo_ffi.so
+swift_src=bindings/generated/swift/embargo_ffi.swift
+[ -f "$lib" ] && [ -f "$swift_src" ] || die "$lib or $swift_src missing: run bindings/generate.sh first"
+
+# Mounts live only for this run: undone on every exit.
+mounted=()
+cleanup() {
+    local i
+    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount "${mounted[$i]}" 2>/dev/null || umount -l "${mounted[$i]}"; done
+}
+trap cleanup EXIT
+mountpoint -q "$root/proc" || { mount -t proc proc "$root/proc"; mounted+=("$root/proc"); }
+mkdir -p "$root/repo"
+mount --bind "$repo" "$root/repo"
+mounted+=("$root/repo")
+
+# Swift's build directory stays in the chroot: the checkout keeps only sources.
+scratch=/var/tmp/embargokit-build
+echo "== swift build && swift test (ios/EmbargoKit, in $root)"
+chroot "$root" /usr/bin/env HOME=/root LD_LIBRARY_PATH=/repo/bindings/generated/lib \
+    /bin/sh -c "cd /repo/ios/EmbargoKit && swift build --scratch-path $scratch && swift test --scratch-path $scratch"

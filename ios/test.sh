@@ -28,8 +28,15 @@ done
 die() { echo "ios/test.sh: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (chroot and bind mounts)"
 
-# The chroot is ready when its swift runs (a half-made one from an interrupted run is not).
-ready() { [ -x "$root/usr/bin/swift" ] && chroot "$root" /usr/bin/swift --version >/dev/null 2>&1; }
+# What the chroot needs: Swift (with Foundation and XCTest) and the C library's headers, which
+# swiftlang does not pull in and Foundation's Glibc module needs.
+packages=(swiftlang libc6-dev ca-certificates)
+# The chroot is ready when its swift runs and the packages are in (a half-made one from an
+# interrupted run is not; /usr/bin/swift is an absolute symlink, so ask inside).
+ready() {
+    [ -d "$root/usr" ] && chroot "$root" /usr/bin/swift --version >/dev/null 2>&1 \
+        && chroot "$root" dpkg -s "${packages[@]}" >/dev/null 2>&1
+}
 
 make_chroot() {
     command -v debootstrap >/dev/null || die "debootstrap is missing: tests/install-deps.sh ios installs it"
@@ -41,9 +48,9 @@ make_chroot() {
     mount -t proc proc "$root.new/proc"
     # Swift's packages pull in clang, libstdc++ and their headers; no recommends beyond those.
     if ! chroot "$root.new" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends swiftlang ca-certificates >>"$root.new.log" 2>&1; then
+        apt-get install -y -qq --no-install-recommends "${packages[@]}" >>"$root.new.log" 2>&1; then
         umount "$root.new/proc"
-        die "apt-get install swiftlang in the chroot failed (log: $root.new.log)"
+        die "apt-get install ${packages[*]} in the chroot failed (log: $root.new.log)"
     fi
     chroot "$root.new" apt-get clean
     umount "$root.new/proc"
@@ -52,36 +59,57 @@ make_chroot() {
     mv "$root.new.log" "$root.log"
 }
 
-if ! ready 2>/dev/null; then
-    # /proc must be mounted for swift to find its libraries; try that before giving up.
-    if [ -x "$root/usr/bin/swift" ]; then
-        mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
-    fi
-    if ! ready; then
-        [ "$install" -eq 1 ] || die "no working Swift chroot at $root: run ios/test.sh --install (or tests/run.sh --install ios)"
-        make_chroot
-    fi
-fi
-
-# The host library and the generated Swift, built from this checkout.
-lib=bindings/generated/lib/libembargo_ffi.so
-swift_src=bindings/generated/swift/embargo_ffi.swift
-[ -f "$lib" ] && [ -f "$swift_src" ] || die "$lib or $swift_src missing: run bindings/generate.sh first"
+# One run at a time per chroot (it has one /repo mount point and one build directory).
+mkdir -p "$(dirname "$root")"
+exec 9>"$root.lock"
+flock 9
 
 # Mounts live only for this run: undone on every exit.
 mounted=()
 cleanup() {
     local i
-    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount "${mounted[$i]}" 2>/dev/null || umount -l "${mounted[$i]}"; done
+    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
+        umount "${mounted[$i]}" 2>/dev/null || umount -l "${mounted[$i]}"
+    done
 }
 trap cleanup EXIT
-mountpoint -q "$root/proc" || { mount -t proc proc "$root/proc"; mounted+=("$root/proc"); }
+# swift finds its libraries through /proc: mount it before asking whether swift runs.
+mount_proc() {
+    if [ -d "$root/proc" ] && ! mountpoint -q "$root/proc"; then
+        mount -t proc proc "$root/proc"
+        mounted+=("$root/proc")
+    fi
+}
+mount_proc
+if ! ready; then
+    [ "$install" -eq 1 ] || die "no working Swift chroot at $root: run ios/test.sh --install (or tests/run.sh --install ios)"
+    cleanup
+    mounted=()
+    make_chroot
+    mount_proc
+    ready || die "swift does not run in the new chroot at $root (log: $root.log)"
+fi
+
+# The host library and the generated Swift, built from this checkout.
+lib=bindings/generated/lib/libembargo_ffi.so
+swift_src=bindings/generated/swift/EmbargoFFI.swift
+[ -f "$lib" ] && [ -f "$swift_src" ] || die "$lib or $swift_src missing: run bindings/generate.sh first"
+[ -f "bindings/generated/swift/EmbargoFFIFFI.h" ] || die "bindings/generated/swift/EmbargoFFIFFI.h missing: run bindings/generate.sh"
+# The generated Swift and its C header go into the package's targets (git-ignored there); the
+# module map is the package's own (Sources/EmbargoFFIFFI/module.modulemap).
+cp "$swift_src" ios/Sources/EmbargoFFI/EmbargoFFI.swift
+cp bindings/generated/swift/EmbargoFFIFFI.h ios/Sources/EmbargoFFIFFI/EmbargoFFIFFI.h
+
 mkdir -p "$root/repo"
 mount --bind "$repo" "$root/repo"
 mounted+=("$root/repo")
 
 # Swift's build directory stays in the chroot: the checkout keeps only sources.
 scratch=/var/tmp/embargokit-build
-echo "== swift build && swift test (ios/EmbargoKit, in $root)"
-chroot "$root" /usr/bin/env HOME=/root LD_LIBRARY_PATH=/repo/bindings/generated/lib \
-    /bin/sh -c "cd /repo/ios/EmbargoKit && swift build --scratch-path $scratch && swift test --scratch-path $scratch"
+link=(-Xlinker -L/repo/bindings/generated/lib)
+echo "== swift build && swift test (ios/, in $root)"
+chroot "$root" /usr/bin/env HOME=/root LD_LIBRARY_PATH=/repo/bindings/generated/lib /bin/sh -ec "
+    cd /repo/ios
+    swift build --scratch-path $scratch ${link[*]}
+    swift test --scratch-path $scratch ${link[*]}
+"

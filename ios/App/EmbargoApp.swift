@@ -5,10 +5,17 @@ import SwiftUI
 
 @main
 struct EmbargoApp: App {
-    @StateObject private var state = try! AppState()
+    // Opening fails only without the App Group entitlement or with a damaged settings file:
+    // say which, rather than crash.
+    private let state: Result<AppState, Error> = Result { try AppState() }
 
     var body: some Scene {
-        WindowGroup { RootView(state: state) }
+        WindowGroup {
+            switch state {
+            case .success(let state): RootView(state: state)
+            case .failure(let error): Text("Embargo cannot start: \(String(describing: error))").padding()
+            }
+        }
     }
 }
 #endif

@@ -70,7 +70,8 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
         }
         switch message {
         case .reload:
-            // Lists and settings live in the shared container; the core reads them again.
+            // Lists and settings live in the shared container. The core has no reload() yet
+            // (issue #18): until it does, the app restarts the tunnel after a change.
             completionHandler?(nil)
         case .status:
             let s = try? embargo.status()

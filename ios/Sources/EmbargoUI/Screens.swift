@@ -32,6 +32,35 @@ public final class AppState: ObservableObject {
         }
     }
 
+    /// Turns the tunnel on or off. On: saves a tunnel configuration for the extension with an
+    /// on-demand rule (when the settings ask for it), so iOS brings it back after a restart.
+    public func setEnabled(_ on: Bool) async {
+        do {
+            let managers = try await NETunnelProviderManager.loadAllFromPreferences()
+            let manager = managers.first ?? NETunnelProviderManager()
+            if on {
+                let proto = NETunnelProviderProtocol()
+                proto.providerBundleIdentifier = (Bundle.main.bundleIdentifier ?? "org.embargo.Embargo") + ".PacketTunnel"
+                proto.serverAddress = "Embargo (on device)"
+                manager.protocolConfiguration = proto
+                manager.localizedDescription = "Embargo"
+                let settings = try SettingsStore(file: group.settingsFile).load()
+                manager.onDemandRules = settings.onDemand ? [NEOnDemandRuleConnect()] : []
+                manager.isOnDemandEnabled = settings.onDemand
+                manager.isEnabled = true
+                try await manager.saveToPreferences()
+                try await manager.loadFromPreferences()
+                try manager.connection.startVPNTunnel()
+            } else {
+                manager.isOnDemandEnabled = false
+                try await manager.saveToPreferences()
+                manager.connection.stopVPNTunnel()
+            }
+        } catch {
+            self.error = String(describing: error)
+        }
+    }
+
     /// Tells the extension that settings or lists changed.
     public func sendReload() async {
         guard let managers = try? await NETunnelProviderManager.loadAllFromPreferences(),
@@ -64,7 +93,10 @@ struct HomeView: View {
         List {
             if let home = state.home {
                 Section {
-                    Text(home.running ? "Embargo is on" : "Embargo is off")
+                    Toggle("Embargo", isOn: Binding(
+                        get: { home.running },
+                        set: { on in Task { await state.setEnabled(on); state.refresh() } }
+                    ))
                     Text("Blocked today: \(home.blockedToday)")
                     Text("Allowed today: \(home.allowedToday)")
                 }

@@ -20,8 +20,9 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
             }
             try group.prepare()
             let settings = try SettingsStore(file: group.settingsFile).load()
-            // Rules are compiled by the app into the container and mapped here, never
-            // recompiled from text in the extension (the 50 MB cap).
+            // The storage directory is the app's too: the same rules and the history the app
+            // reads. (Lists are still compiled when Embargo opens; compiling them in the app
+            // only, and mapping them here, is issue #18's next step for the 50 MB cap.)
             let embargo = try Embargo(config: settings.config(), storageDir: group.storageDirectory.path)
             let network = NEPacketTunnelNetworkSettings(tunnelRemoteAddress: "127.0.0.1")
             let ipv4 = NEIPv4Settings(addresses: ["10.111.0.2"], subnetMasks: ["255.255.255.0"])

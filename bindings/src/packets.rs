@@ -149,6 +149,49 @@ mod tests {
     }
 
     #[test]
+    fn a_utun_descriptor_is_answered_behind_its_address_family() {
+        use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors socketpair writes.
+        let rc =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        // SAFETY: socketpair returned two fresh descriptors; one goes to Embargo.
+        let (tun, app) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let dir = tempfile::tempdir().unwrap();
+        let e = Embargo::new(EmbargoConfig::default(), dir.path().display().to_string()).unwrap();
+        e.start_utun(tun.into_raw_fd(), Arc::new(NoHooks)).unwrap();
+        let mut framed = (libc::AF_INET as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&dns_packet(5, "log.tiktokv.com"));
+        // SAFETY: writes from a live buffer of its length.
+        let n = unsafe { libc::write(app.as_raw_fd(), framed.as_ptr().cast(), framed.len()) };
+        assert_eq!(n as usize, framed.len());
+        let timeout = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt reads one timeval from a live pointer.
+        let rc = unsafe {
+            libc::setsockopt(
+                app.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: reads into a live buffer of its length (blocking, up to the timeout).
+        let n = unsafe { libc::read(app.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert!(n > 4 + 28, "read {n}");
+        assert_eq!(buf[..4], (libc::AF_INET as u32).to_be_bytes());
+        assert_eq!(buf[4] >> 4, 4, "an IPv4 packet after the header");
+        assert_eq!(buf[4 + 9], 17, "a UDP answer");
+        e.stop().unwrap();
+    }
+
+    #[test]
     fn start_utun_refuses_a_closed_descriptor() {
         let dir = tempfile::tempdir().unwrap();
         let e = Embargo::new(EmbargoConfig::default(), dir.path().display().to_string()).unwrap();

@@ -19,6 +19,7 @@
 
 uniffi::setup_scaffolding!();
 
+pub mod codec;
 pub mod config;
 pub mod embargo;
 mod error;

@@ -1,3 +1,4 @@
+import EmbargoFFI
 import Foundation
 
 /// Messages from the app to the extension (`NETunnelProviderSession.sendProviderMessage`) and
@@ -15,21 +16,15 @@ public enum ProviderMessage: Codable, Equatable, Sendable {
     }
 }
 
-/// The extension's answer to `.status`.
-public struct ProviderStatus: Codable, Equatable, Sendable {
-    public var running: Bool
-    public var packetsIn: UInt64
-    public var packetsOut: UInt64
-    public var dnsBlocked: UInt64
-    public var flowsBlocked: UInt64
-    public var memoryBytes: UInt64
+/// The extension's answer to `.status` is the core's own byte form of its status
+/// (`encodeTunnelStatus`), which the app reads with `decodeTunnelStatus`: one encoding, defined
+/// beside the type it encodes.
+public enum ProviderStatus {
+    public static func encode(_ status: TunnelStatus) -> Data {
+        encodeTunnelStatus(status: status)
+    }
 
-    public init(running: Bool, packetsIn: UInt64, packetsOut: UInt64, dnsBlocked: UInt64, flowsBlocked: UInt64, memoryBytes: UInt64) {
-        self.running = running
-        self.packetsIn = packetsIn
-        self.packetsOut = packetsOut
-        self.dnsBlocked = dnsBlocked
-        self.flowsBlocked = flowsBlocked
-        self.memoryBytes = memoryBytes
+    public static func decode(_ data: Data) throws -> TunnelStatus {
+        try decodeTunnelStatus(bytes: data)
     }
 }

@@ -75,12 +75,7 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
             // (issue #18): until it does, the app restarts the tunnel after a change.
             completionHandler?(nil)
         case .status:
-            let s = try? embargo.status()
-            let status = ProviderStatus(
-                running: s?.state == .running, packetsIn: s?.packetsIn ?? 0, packetsOut: s?.packetsOut ?? 0,
-                dnsBlocked: s?.dnsBlocked ?? 0, flowsBlocked: s?.flowsBlocked ?? 0, memoryBytes: s?.memoryBytes ?? 0
-            )
-            completionHandler?(try? JSONEncoder().encode(status))
+            completionHandler?((try? embargo.status()).map(ProviderStatus.encode))
         }
     }
 }

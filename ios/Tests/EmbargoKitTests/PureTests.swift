@@ -112,8 +112,18 @@ final class ProviderMessageTests: XCTestCase {
         for m in [ProviderMessage.reload, .status] {
             XCTAssertEqual(try ProviderMessage.decode(try m.encoded()), m)
         }
-        let s = ProviderStatus(running: true, packetsIn: 1, packetsOut: 2, dnsBlocked: 3, flowsBlocked: 4, memoryBytes: 5)
-        XCTAssertEqual(try JSONDecoder().decode(ProviderStatus.self, from: try JSONEncoder().encode(s)), s)
         XCTAssertThrowsError(try ProviderMessage.decode(Data("{}".utf8)))
+    }
+
+    /// The status crosses from the extension to the app in the core's byte form.
+    func testStatusCrossesInTheCoresEncoding() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("status-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let embargo = try Embargo(config: EmbargoConfig(), storageDir: dir.path)
+        let status = try embargo.status()
+        XCTAssertEqual(try ProviderStatus.decode(ProviderStatus.encode(status)), status)
+        XCTAssertThrowsError(try ProviderStatus.decode(Data(#"{"state":"running"}"#.utf8))) { error in
+            XCTAssertTrue("\(error)".contains("packets_in"), "\(error)")
+        }
     }
 }

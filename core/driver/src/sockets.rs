@@ -49,6 +49,8 @@ fn new_nonblocking(domain: Domain, ty: Type, protocol: Protocol) -> io::Result<S
 }
 
 /// Apple systems have no `SOCK_NONBLOCK`: the flag is set right after, before any use.
+/// (`Socket::new` also sets `SO_NOSIGPIPE` there, so a write to a reset flow cannot kill the
+/// extension with SIGPIPE.)
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn new_nonblocking(domain: Domain, ty: Type, protocol: Protocol) -> io::Result<Socket> {
     let socket = Socket::new(domain, ty, Some(protocol))?;

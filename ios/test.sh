@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds and tests the Swift package ios/EmbargoKit on Linux, against the real core.
+# Builds and tests the Swift package in ios/ (EmbargoKit and the Apple-only targets, which
+# compile to nothing here) on Linux, against the real core.
 #
 #   ios/test.sh [--install]
 #

@@ -14,7 +14,7 @@ Stages (default: all):
   netns     builds the debug `embargo` binary, then the real-network suite (pytest tests/netns)
   bindings  generates the UniFFI bindings, then the JUnit (Maven) and Python (pytest) suites
   ios       cargo check of the core for iOS (aarch64-apple-ios, x86_64-apple-ios where rustup
-            has it), then the Swift package ios/EmbargoKit built and tested with XCTest in a
+            has it), then the Swift package in ios/ (EmbargoKit) built and tested with XCTest in a
             Debian trixie chroot against the real core (ios/test.sh)
   all       lint, unit, netns, bindings and ios, in that order
 
@@ -121,7 +121,7 @@ ios() {
     done
     rmdir "$sdk"
     [ "$checked" -gt 0 ] || { echo "tests/run.sh: no iOS target could be checked" >&2; exit 1; }
-    echo "== Swift: ios/EmbargoKit against the real core"
+    echo "== Swift: the ios/ package (EmbargoKit) against the real core"
     bindings/generate.sh
     local args=()
     [ "$install" -eq 1 ] && args+=(--install)

@@ -14,6 +14,7 @@ public final class AppState: ObservableObject {
     @Published public var home: HomeState?
     @Published public var error: String?
     public let history: HistoryModel
+    public let choices: NetworkChoices
 
     public init() throws {
         guard let group = AppGroup.shared() else { throw SettingsError(file: AppGroup.identifier, problem: "App Group not entitled") }
@@ -22,6 +23,18 @@ public final class AppState: ObservableObject {
         self.group = group
         embargo = try Embargo(config: settings.config(), storageDir: group.storageDirectory.path)
         history = HistoryModel(embargo: embargo)
+        choices = try NetworkChoices(embargo: embargo, file: group.container.appendingPathComponent("choices.json"))
+    }
+
+    /// Runs `body`, showing its error instead of throwing it.
+    public func attempt(_ body: () throws -> Void) {
+        do {
+            try body()
+            error = nil
+        } catch {
+            self.error = String(describing: error)
+        }
+        refresh()
     }
 
     public func refresh() {
@@ -78,9 +91,11 @@ public struct RootView: View {
     public var body: some View {
         TabView {
             HomeView(state: state).tabItem { Label("Home", systemImage: "shield") }
-            TallyView(title: "Companies", tallies: state.home?.owners ?? []).tabItem { Label("Companies", systemImage: "building.2") }
-            TallyView(title: "Countries", tallies: state.home?.countries ?? []).tabItem { Label("Countries", systemImage: "globe") }
+            TallyView(state: state, kind: .companies).tabItem { Label("Companies", systemImage: "building.2") }
+            TallyView(state: state, kind: .countries).tabItem { Label("Countries", systemImage: "globe") }
             HistoryView(model: state.history).tabItem { Label("History", systemImage: "clock") }
+            ListsView(state: state).tabItem { Label("Lists", systemImage: "list.bullet") }
+            SettingsView(state: state).tabItem { Label("Settings", systemImage: "gear") }
         }
         .onAppear { state.refresh() }
     }
@@ -115,8 +130,27 @@ struct HomeView: View {
 /// Companies or Countries. iOS does not say which app made a connection, so blocking is per
 /// company or country for every app, and the screen says so.
 struct TallyView: View {
-    let title: String
-    let tallies: [Tally]
+    enum Kind { case companies, countries }
+    @ObservedObject var state: AppState
+    let kind: Kind
+
+    private var tallies: [Tally] {
+        kind == .companies ? state.home?.owners ?? [] : state.home?.countries ?? []
+    }
+
+    private func choice(_ key: String) -> NetworkChoices.Choice? {
+        kind == .companies ? state.choices.owner(key) : state.choices.country(key)
+    }
+
+    private func set(_ key: String, _ choice: NetworkChoices.Choice?) {
+        state.attempt {
+            if kind == .companies {
+                try state.choices.set(owner: key, choice)
+            } else {
+                try state.choices.set(country: key, choice)
+            }
+        }
+    }
 
     var body: some View {
         NavigationStack {
@@ -124,10 +158,73 @@ struct TallyView: View {
                 Text("iOS does not tell which app made a connection: a choice here applies to every app.")
                     .font(.footnote)
                 ForEach(tallies) { t in
-                    HStack { Text(t.key); Spacer(); Text("\(t.blocked) / \(t.allowed)") }
+                    HStack {
+                        VStack(alignment: .leading) {
+                            Text(t.key)
+                            Text("\(t.blocked) blocked, \(t.allowed) allowed today").font(.caption)
+                        }
+                        Spacer()
+                        if t.key != Summaries.unknown {
+                            Menu(choice(t.key).map { $0 == .block ? "Blocked" : "Allowed" } ?? "Default") {
+                                Button("Block") { set(t.key, .block) }
+                                Button("Allow") { set(t.key, .allow) }
+                                Button("Default") { set(t.key, nil) }
+                            }
+                        }
+                    }
                 }
             }
-            .navigationTitle(title)
+            .navigationTitle(kind == .companies ? "Companies" : "Countries")
+        }
+    }
+}
+
+struct ListsView: View {
+    @ObservedObject var state: AppState
+    @State private var lists: [ListInfo] = []
+
+    var body: some View {
+        NavigationStack {
+            List(lists, id: \.name) { list in
+                Toggle(isOn: Binding(
+                    get: { list.enabled },
+                    set: { on in state.attempt { try state.embargo.setListEnabled(name: list.name, enabled: on) }; reload() }
+                )) {
+                    VStack(alignment: .leading) {
+                        Text(list.name)
+                        Text("\(list.accepted) rules, \(list.errorCount) errors").font(.caption)
+                    }
+                }
+            }
+            .navigationTitle("Lists")
+            .onAppear { reload() }
+        }
+    }
+
+    private func reload() {
+        lists = (try? state.embargo.lists()) ?? []
+    }
+}
+
+struct SettingsView: View {
+    @ObservedObject var state: AppState
+    @State private var settings = Settings()
+
+    var body: some View {
+        NavigationStack {
+            Form {
+                TextField("DNS resolver", text: $settings.dnsUpstream)
+                Toggle("Record allowed connections", isOn: $settings.recordAllowed)
+                Toggle("Refuse encrypted DNS to known resolvers", isOn: $settings.blockEncryptedDns)
+                Toggle("Keep the tunnel on (on demand)", isOn: $settings.onDemand)
+                Stepper("Keep history \(settings.historyRetentionDays) days", value: $settings.historyRetentionDays, in: 1...365)
+                Button("Save") {
+                    state.attempt { try SettingsStore(file: state.group.settingsFile).save(settings) }
+                    Task { await state.sendReload() }
+                }
+            }
+            .navigationTitle("Settings")
+            .onAppear { settings = (try? SettingsStore(file: state.group.settingsFile).load()) ?? Settings() }
         }
     }
 }
@@ -136,6 +233,8 @@ struct HistoryView: View {
     let model: HistoryModel
     @State private var search = ""
     @State private var rows: [HistoryRowText] = []
+    /// The CSV of the current filter, written when the filter changes (not on every render).
+    @State private var exported: URL?
     private let formatter = HistoryFormatter()
 
     var body: some View {
@@ -149,6 +248,11 @@ struct HistoryView: View {
                     if i == rows.count - 1 { try? model.loadMore(); reload(keepFilter: true) }
                 }
             }
+            .toolbar {
+                if let file = exported {
+                    ShareLink(item: file) { Label("Export", systemImage: "square.and.arrow.up") }
+                }
+            }
             .searchable(text: $search)
             .onChange(of: search) { _ in apply() }
             .onAppear { apply() }
@@ -156,8 +260,15 @@ struct HistoryView: View {
         }
     }
 
+    /// The rows under the filter as a CSV file for the share sheet.
+    private func exportFile() -> URL? {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("embargo-history.csv")
+        return (try? model.exportCSV(to: file)) == nil ? nil : file
+    }
+
     private func apply() {
         try? model.apply(HistoryFilter(search: search))
+        exported = exportFile()
         reload(keepFilter: true)
     }
 

@@ -186,7 +186,7 @@ impl Embargo {
         Ok(())
     }
 
-    fn with_rules<T>(
+    pub(crate) fn with_rules<T>(
         &self,
         f: impl FnOnce(&mut RulesStore) -> Result<T, EmbargoError>,
     ) -> Result<T, EmbargoError> {

@@ -28,6 +28,7 @@ pub mod history;
 pub mod hooks;
 pub mod packets;
 pub mod records;
+mod reload;
 pub mod rules;
 #[cfg(target_os = "linux")]
 pub mod tun;

@@ -461,6 +461,17 @@ impl RulesStore {
         Ok(store)
     }
 
+    /// Reads the state again from the directory (another process changed it: iOS's app, while
+    /// the extension runs) and swaps the policy in the same handle, so a running engine
+    /// decides with it from its next decision.
+    pub(crate) fn reload(&mut self) -> Result<(), EmbargoError> {
+        let fresh = RulesStore::open(&self.dir, self.use_builtin)?;
+        self.stored = fresh.stored;
+        self.compiled = fresh.compiled;
+        self.publish();
+        Ok(())
+    }
+
     /// The handle the engine decides through.
     pub(crate) fn handle(&self) -> Arc<PolicyHandle> {
         self.handle.clone()

@@ -71,9 +71,9 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
         }
         switch message {
         case .reload:
-            // Lists and settings live in the shared container. The core has no reload() yet
-            // (issue #18): until it does, the app restarts the tunnel after a change.
-            completionHandler?(nil)
+            // The app changed lists or choices in the shared storage directory: read them
+            // again without restarting the tunnel. (Settings apply at the next start.)
+            completionHandler?((try? embargo.reload()) == nil ? Data("failed".utf8) : nil)
         case .status:
             completionHandler?((try? embargo.status()).map(ProviderStatus.encode))
         }

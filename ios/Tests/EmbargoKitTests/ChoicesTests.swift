@@ -36,4 +36,21 @@ final class ChoicesTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("CHN"), "\(error)")
         }
     }
+
+    /// App and extension are two processes over one storage directory: the extension sees the
+    /// app's choice after `reload()` (what the `.reload` provider message triggers).
+    func testTheExtensionSeesTheAppsChoiceAfterReload() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("reload-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let group = AppGroup(container: dir)
+        try group.prepare()
+        let extensionSide = try Embargo(config: EmbargoConfig(), storageDir: group.storageDirectory.path)
+        let appSide = try Embargo(config: EmbargoConfig(), storageDir: group.storageDirectory.path)
+        let choices = try NetworkChoices(embargo: appSide, file: group.container.appendingPathComponent("choices.json"))
+        try choices.set(country: "CN", .block)
+        XCTAssertEqual(try extensionSide.check(target: "114.114.114.114", app: nil).verdict, .allow)
+        XCTAssertEqual(try ProviderMessage.decode(ProviderMessage.reload.encoded()), .reload)
+        try extensionSide.reload()
+        XCTAssertEqual(try extensionSide.check(target: "114.114.114.114", app: nil).verdict, .block)
+    }
 }

@@ -36,7 +36,8 @@ packages=(swiftlang libc6-dev ca-certificates)
 # interrupted run is not; /usr/bin/swift is an absolute symlink, so ask inside).
 ready() {
     [ -d "$root/usr" ] && chroot "$root" /usr/bin/swift --version >/dev/null 2>&1 \
-        && chroot "$root" dpkg -s "${packages[@]}" >/dev/null 2>&1
+        && [ "$(chroot "$root" dpkg-query -W -f '${Status}\n' "${packages[@]}" 2>/dev/null \
+            | grep -c '^install ok installed$')" -eq "${#packages[@]}" ]
 }
 
 make_chroot() {
@@ -84,10 +85,18 @@ mount_proc() {
 mount_proc
 if ! ready; then
     [ "$install" -eq 1 ] || die "no working Swift chroot at $root: run ios/test.sh --install (or tests/run.sh --install ios)"
-    cleanup
-    mounted=()
-    make_chroot
-    mount_proc
+    # A chroot that only lacks packages (an older version of this script made it) gets them in
+    # place; anything else is made again from scratch.
+    if [ -x "$root/usr/bin/apt-get" ] && chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
+        sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${packages[*]}" \
+        >>"$root.log" 2>&1 && ready; then
+        echo "== completed the Swift chroot in $root (${packages[*]})"
+    else
+        cleanup
+        mounted=()
+        make_chroot
+        mount_proc
+    fi
     ready || die "swift does not run in the new chroot at $root (log: $root.log)"
 fi
 

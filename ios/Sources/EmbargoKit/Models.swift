@@ -39,6 +39,24 @@ public final class HomeModel {
     }
 }
 
+/// One UTC day's counts, for the Home screen's week.
+public struct DayTally: Equatable, Sendable {
+    /// "YYYY-MM-DD" (UTC).
+    public var date: String
+    public var blocked: UInt64
+    public var allowed: UInt64
+}
+
+extension HomeModel {
+    /// The last `days` UTC days (today included) that have any history, oldest first.
+    public func days(_ days: Int = 7) throws -> [DayTally] {
+        let since = Summaries.startOfUTCDay(now()) - Int64(days - 1) * 86_400_000
+        return try embargo.aggregate(query: AggregateQuery(sinceMs: since, groupBy: [.day]))
+            .map { DayTally(date: $0.date ?? "?", blocked: $0.blocked, allowed: $0.allowed) }
+            .sorted { $0.date < $1.date }
+    }
+}
+
 /// What the History screen filters by.
 public struct HistoryFilter: Equatable, Sendable {
     /// Text the name must contain (empty: any).

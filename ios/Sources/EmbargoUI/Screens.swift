@@ -12,6 +12,7 @@ public final class AppState: ObservableObject {
     public let group: AppGroup
     public let embargo: Embargo
     @Published public var home: HomeState?
+    @Published public var week: [DayTally] = []
     @Published public var error: String?
     public let history: HistoryModel
     public let choices: NetworkChoices
@@ -39,7 +40,9 @@ public final class AppState: ObservableObject {
 
     public func refresh() {
         do {
-            home = try HomeModel(embargo: embargo).load()
+            let model = HomeModel(embargo: embargo)
+            home = try model.load()
+            week = try model.days()
         } catch {
             self.error = String(describing: error)
         }
@@ -114,6 +117,11 @@ struct HomeView: View {
                     ))
                     Text("Blocked today: \(home.blockedToday)")
                     Text("Allowed today: \(home.allowedToday)")
+                }
+                Section("This week") {
+                    ForEach(state.week, id: \.date) { d in
+                        HStack { Text(d.date); Spacer(); Text("\(d.blocked) blocked") }
+                    }
                 }
                 Section("Companies today") {
                     ForEach(home.owners.prefix(5)) { t in

@@ -131,6 +131,10 @@ final class CoreTests: XCTestCase {
         XCTAssertTrue(home.running)
         XCTAssertEqual(home.blockedToday, 11)
         XCTAssertTrue(home.owners.first?.key.contains("ByteDance") == true, "\(home.owners)")
+        let week = try HomeModel(embargo: embargo).days()
+        XCTAssertEqual(week.count, 1, "\(week)")
+        XCTAssertEqual(week.last?.blocked, 11)
+        XCTAssertEqual(week.last?.date.count, 10, "YYYY-MM-DD")
 
         // The database is in the App Group container, where the app reads it.
         XCTAssertTrue(FileManager.default.fileExists(atPath: group.historyDatabase.path))

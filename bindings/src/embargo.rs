@@ -96,13 +96,25 @@ pub struct Embargo {
     history: History,
     /// The history's health and latest problem, for [`TunnelStatus`].
     history_watch: embargo_app::HistoryWatch,
-    bus: Arc<EventBus>,
+    pub(crate) bus: Arc<EventBus>,
     running: Mutex<Option<Running>>,
     shared: Arc<Mutex<TunnelShared>>,
 }
 
 impl Embargo {
-    fn spawn(&self, tunnel: Tunnel, hooks: Arc<dyn PlatformHooks>) -> Result<(), EmbargoError> {
+    /// The running tunnel's driver handle.
+    pub(crate) fn driver(&self) -> Result<DriverHandle, EmbargoError> {
+        lock(&self.running)
+            .as_ref()
+            .map(|r| r.handle.clone())
+            .ok_or_else(|| EmbargoError::State("the tunnel is not running".into()))
+    }
+
+    pub(crate) fn spawn(
+        &self,
+        tunnel: Tunnel,
+        hooks: Arc<dyn PlatformHooks>,
+    ) -> Result<(), EmbargoError> {
         let mut running = lock(&self.running);
         if let Some(r) = running.as_ref() {
             if !r.watcher.is_finished() {
@@ -171,7 +183,7 @@ impl Embargo {
         Ok(())
     }
 
-    fn with_rules<T>(
+    pub(crate) fn with_rules<T>(
         &self,
         f: impl FnOnce(&mut RulesStore) -> Result<T, EmbargoError>,
     ) -> Result<T, EmbargoError> {

@@ -394,6 +394,14 @@ impl RulesStore {
         Ok(RulesStore { rules })
     }
 
+    /// Reads the state again from the directory (another process changed it: iOS's app, while
+    /// the extension runs) and swaps the policy in the same handle, so a running engine
+    /// decides with it from its next decision.
+    pub(crate) fn reload(&mut self) -> Result<(), EmbargoError> {
+        self.rules.reload().map_err(storage_err)?;
+        Ok(())
+    }
+
     /// The handle the engine decides through.
     pub(crate) fn handle(&self) -> Arc<PolicyHandle> {
         self.rules.handle()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages and tools the test stages need. Idempotent: skips what is present.
 #
-#   tests/install-deps.sh [--check] [lint|unit|netns|bindings|bench|all]...
+#   tests/install-deps.sh [--check] [lint|unit|netns|bindings|ios|bench|all]...
 #
 # With no stage: all (every stage, and the netns benchmark's load tools). --check installs
 # nothing: it prints what is missing and exits 1 if anything is (tests/run.sh uses it when
@@ -12,8 +12,8 @@ stages=()
 for arg in "$@"; do
     case $arg in
         --check) check=1 ;;
-        lint | unit | netns | bindings | bench | all) stages+=("$arg") ;;
-        *) echo "install-deps: unknown argument $arg (stages: lint unit netns bindings bench all)" >&2; exit 2 ;;
+        lint | unit | netns | bindings | ios | bench | all) stages+=("$arg") ;;
+        *) echo "install-deps: unknown argument $arg (stages: lint unit netns bindings ios bench all)" >&2; exit 2 ;;
     esac
 done
 [ "${#stages[@]}" -gt 0 ] || stages=(all)
@@ -53,6 +53,20 @@ if wants bindings; then
     # The bindings suites: Maven (with a JRE) compiles the generated Kotlin and runs JUnit.
     want mvn maven
 fi
+# iOS targets whose standard library rustup serves (x86_64-apple-ios has none on recent stable
+# channels: the stage checks it where present, and says so where not).
+ios_targets=(aarch64-apple-ios x86_64-apple-ios)
+ios_target_missing() {
+    ! rustup target list --installed 2>/dev/null | grep -qx "$1" \
+        && ! [ -d "$(rustc --print sysroot 2>/dev/null)/lib/rustlib/$1/lib" ]
+}
+if wants ios; then
+    # The trixie chroot of ios/test.sh (made there, on --install) needs debootstrap.
+    want debootstrap debootstrap
+    ios_target_missing aarch64-apple-ios && missing+=(rust-std-aarch64-apple-ios)
+    # zig cc compiles bundled SQLite for the iOS targets.
+    python3 -c 'import ziglang' 2>/dev/null || missing+=(ziglang)
+fi
 if wants bench; then
     # The netns benchmark (tests/bench/run-bench.sh over ../shared/bench): load tools and the C passthrough.
     want dnsperf dnsperf
@@ -90,6 +104,16 @@ fi
 if [ "$pytest" -eq 1 ]; then
     python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest \
         || { apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null; }
+fi
+if wants ios; then
+    python3 -c 'import ziglang' 2>/dev/null || python3 -m pip install -q ziglang
+    for t in "${ios_targets[@]}"; do
+        if ios_target_missing "$t"; then
+            rustup target add "$t" \
+                || echo "install-deps: rustup has no $t here; the ios stage checks the others"
+        fi
+    done
+    ios_target_missing aarch64-apple-ios && { echo "install-deps: rustup target add aarch64-apple-ios failed" >&2; exit 1; }
 fi
 if wants lint; then
     rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

@@ -13,7 +13,10 @@ Stages (default: all):
   unit      cargo test --workspace
   netns     builds the debug `embargo` binary, then the real-network suite (pytest tests/netns)
   bindings  generates the UniFFI bindings, then the JUnit (Maven) and Python (pytest) suites
-  all       lint, unit, netns and bindings, in that order
+  ios       cargo check of the core for iOS (aarch64-apple-ios, x86_64-apple-ios where rustup
+            has it), then the Swift package in ios/ (EmbargoKit) built and tested with XCTest in a
+            Debian trixie chroot against the real core (ios/test.sh)
+  all       lint, unit, netns, bindings and ios, in that order
 
 --install installs the Debian packages and tools the stages need first (tests/install-deps.sh,
 as root); so do EMBARGO_INSTALL_DEPS=1 and CI=true. Without it nothing is installed, and a stage
@@ -29,7 +32,7 @@ for arg in "$@"; do
     case $arg in
         --install) install=1 ;;
         -h | --help) usage; exit 0 ;;
-        lint | unit | netns | bindings | all)
+        lint | unit | netns | bindings | ios | all)
             [ -z "$stage" ] || { usage >&2; exit 2; }
             stage=$arg
             ;;
@@ -43,7 +46,7 @@ stage=${stage:-all}
 # test stages run.
 deps() {
     local checked=("$@")
-    [ "$1" = all ] && checked=(lint unit netns bindings)
+    [ "$1" = all ] && checked=(lint unit netns bindings ios)
     if [ "$install" -eq 1 ]; then
         ./tests/install-deps.sh "$@"
     elif ! ./tests/install-deps.sh --check "${checked[@]}"; then
@@ -96,12 +99,42 @@ bindings() {
     pytest_suite bindings/python/tests
 }
 
+ios() {
+    echo "== the core for iOS (cargo check)"
+    # Bundled SQLite needs a C compiler for the target: zig cc with its Darwin headers. SDKROOT
+    # points cc-rs at an empty directory so it does not look for xcrun.
+    local sdk target zig_target checked=0
+    sdk=$(mktemp -d)
+    for target in aarch64-apple-ios x86_64-apple-ios; do
+        if ! rustup target list --installed | grep -qx "$target" \
+            && ! [ -d "$(rustc --print sysroot)/lib/rustlib/$target/lib" ]; then
+            echo "SKIPPED: cargo check --target $target: rustup has no standard library for it here"
+            continue
+        fi
+        case $target in
+            aarch64-apple-ios) zig_target=aarch64-ios ;;
+            x86_64-apple-ios) zig_target=x86_64-ios-simulator ;;
+        esac
+        env "CC_${target//-/_}=$PWD/ios/scripts/zig-cc" ZIG_TARGET="$zig_target" SDKROOT="$sdk" \
+            cargo check -p embargo-ffi --target "$target"
+        checked=$((checked + 1))
+    done
+    rmdir "$sdk"
+    [ "$checked" -gt 0 ] || { echo "tests/run.sh: no iOS target could be checked" >&2; exit 1; }
+    echo "== Swift: the ios/ package (EmbargoKit) against the real core"
+    bindings/generate.sh
+    local args=()
+    [ "$install" -eq 1 ] && args+=(--install)
+    ios/test.sh "${args[@]}"
+}
+
 if [ "$stage" = all ]; then
     deps all
     lint
     unit
     netns
     bindings
+    ios
 else
     deps "$stage"
     "$stage"

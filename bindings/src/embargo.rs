@@ -5,8 +5,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
+use embargo_app::store::Store;
 use embargo_driver::{DriverConfig, DriverHandle, Tunnel};
 use embargo_history::History;
 use embargo_policy::Action;
@@ -94,15 +94,27 @@ pub struct Embargo {
     storage_dir: PathBuf,
     rules: Mutex<RulesStore>,
     history: History,
-    /// The history's latest problem, for [`TunnelStatus::history_last_error`].
-    history_problem: Mutex<Option<String>>,
-    bus: Arc<EventBus>,
+    /// The history's health and latest problem, for [`TunnelStatus`].
+    history_watch: embargo_app::HistoryWatch,
+    pub(crate) bus: Arc<EventBus>,
     running: Mutex<Option<Running>>,
     shared: Arc<Mutex<TunnelShared>>,
 }
 
 impl Embargo {
-    fn spawn(&self, tunnel: Tunnel, hooks: Arc<dyn PlatformHooks>) -> Result<(), EmbargoError> {
+    /// The running tunnel's driver handle.
+    pub(crate) fn driver(&self) -> Result<DriverHandle, EmbargoError> {
+        lock(&self.running)
+            .as_ref()
+            .map(|r| r.handle.clone())
+            .ok_or_else(|| EmbargoError::State("the tunnel is not running".into()))
+    }
+
+    pub(crate) fn spawn(
+        &self,
+        tunnel: Tunnel,
+        hooks: Arc<dyn PlatformHooks>,
+    ) -> Result<(), EmbargoError> {
         let mut running = lock(&self.running);
         if let Some(r) = running.as_ref() {
             if !r.watcher.is_finished() {
@@ -112,24 +124,21 @@ impl Embargo {
         if let Some(old) = running.take() {
             let _ = old.watcher.join();
         }
-        // The handle itself, not a closure over it: it also answers `app_can_change`, so
-        // allowed traffic that no per-app setting could change does not wait for the platform's
-        // owner lookup (a binder call on Android) before it connects.
-        let decide: Arc<dyn embargo_engine::Decide> = lock(&self.rules).handle();
-        let engine = embargo_engine::Engine::new(self.config.engine(true)?, decide, Instant::now());
         let driver_hooks = Arc::new(DriverHooks {
             platform: hooks,
-            record: {
-                let recorder = self.history.recorder();
-                Box::new(move |e| {
-                    recorder.record(e);
-                })
-            },
             bus: self.bus.clone(),
         });
-        let (handle, thread) =
-            embargo_driver::start(tunnel, engine, driver_hooks, DriverConfig::default())
-                .map_err(|e| EmbargoError::Tunnel(format!("cannot start: {e}")))?;
+        let embargo_app::Started { handle, thread } = embargo_app::start(
+            tunnel,
+            driver_hooks,
+            embargo_app::Config {
+                engine: self.config.engine(true)?,
+                driver: DriverConfig::default(),
+                policy: lock(&self.rules).handle(),
+                history: Some(self.history.recorder()),
+            },
+        )
+        .map_err(|e| EmbargoError::Tunnel(format!("cannot start: {e}")))?;
         {
             let mut s = lock(&self.shared);
             s.state = Some(TunnelState::Running);
@@ -174,7 +183,7 @@ impl Embargo {
         Ok(())
     }
 
-    fn with_rules<T>(
+    pub(crate) fn with_rules<T>(
         &self,
         f: impl FnOnce(&mut RulesStore) -> Result<T, EmbargoError>,
     ) -> Result<T, EmbargoError> {
@@ -195,38 +204,28 @@ impl Embargo {
 
 #[uniffi::export]
 impl Embargo {
-    /// Opens Embargo with its state in `storage_dir` (created if missing): the rules
-    /// (`rules.json`, `lists/`) and the history (`history.db`). Lists are compiled now, so
-    /// this can take a moment with large lists: call it off the main thread.
+    /// Opens Embargo with its state in `storage_dir`, a directory of its own (created 0700 if
+    /// missing; one that other users can write is refused): the lists, app settings and
+    /// allowlist (the layout of `embargo_app::store`, the same as the Linux `--state-dir`) and
+    /// the history (`history.db`). Lists are compiled now, so this can take a moment with
+    /// large lists: call it off the main thread.
     #[uniffi::constructor]
     pub fn new(config: EmbargoConfig, storage_dir: String) -> Result<Arc<Self>, EmbargoError> {
         guard(|| {
             config.validate()?;
             let dir = PathBuf::from(&storage_dir);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| EmbargoError::Storage(format!("cannot create {storage_dir}: {e}")))?;
-            let rules = RulesStore::open(&dir, config.use_builtin_rules)?;
-            let history = History::open(config.history(dir.join("history.db")))?;
-            let mut history_problem = None;
-            if let embargo_history::OpenOutcome::RecoveredFromCorruption { moved_to, error } =
-                history.open_outcome()
-            {
-                log::warn!(
-                    "history was damaged and set aside: {:?}",
-                    history.open_outcome()
-                );
-                history_problem = Some(format!(
-                    "damaged at start ({error}); moved to {}",
-                    moved_to.display()
-                ));
-            }
+            let store = Store::new(&dir);
+            let history_db = store.history_db();
+            let rules = RulesStore::open(store, config.use_builtin_rules)?;
+            let history = History::open(config.history(history_db))?;
+            let history_watch = embargo_app::HistoryWatch::new(&history);
             let bus = Arc::new(EventBus::new(config.event_queue_capacity as usize));
             Ok(Arc::new(Embargo {
                 config,
                 storage_dir: dir,
                 rules: Mutex::new(rules),
                 history,
-                history_problem: Mutex::new(history_problem),
+                history_watch,
                 bus,
                 running: Mutex::new(None),
                 shared: Arc::new(Mutex::new(TunnelShared::default())),
@@ -314,14 +313,7 @@ impl Embargo {
                 }
                 _ => (embargo_driver::Stats::default(), None),
             };
-            let recorder = self.history.recorder();
-            let history_ok = match recorder.health() {
-                embargo_history::Health::Healthy => true,
-                embargo_history::Health::Failing { fault, .. } => {
-                    *lock(&self.history_problem) = Some(fault.to_string());
-                    false
-                }
-            };
+            let history = self.history_watch.health();
             Ok(TunnelStatus {
                 state,
                 error,
@@ -337,9 +329,9 @@ impl Embargo {
                 dns_forwarded: stats.engine.dns_forwarded,
                 memory_bytes: stats.engine.memory_bytes as u64,
                 events_dropped: self.bus.dropped(),
-                history_ok,
-                history_dropped: recorder.counters().dropped,
-                history_last_error: lock(&self.history_problem).clone(),
+                history_ok: history.ok,
+                history_dropped: history.dropped,
+                history_last_error: history.last_error,
             })
         })
     }
@@ -411,7 +403,7 @@ impl Embargo {
 
     /// The lists added, in the order they are asked.
     pub fn lists(&self) -> Result<Vec<ListInfo>, EmbargoError> {
-        self.with_rules(|r| Ok(r.lists()))
+        self.with_rules(|r| r.lists())
     }
 
     // ---------------------------------------------------------------- apps
@@ -458,15 +450,12 @@ impl Embargo {
     ) -> Result<(), EmbargoError> {
         self.with_rules(|r| {
             let target = target.to_core()?;
+            let action = match verdict {
+                Verdict::Allow => Action::Allow,
+                Verdict::Block => Action::Block,
+            };
             r.edit_apps(|a| {
-                let s = a.app_mut(&nonempty_app(&app)?);
-                s.overrides.retain(|o| o.target != target);
-                let action = match verdict {
-                    Verdict::Allow => Action::Allow,
-                    Verdict::Block => Action::Block,
-                };
-                s.overrides
-                    .push(embargo_policy::Override { target, action });
+                a.set_override(&nonempty_app(&app)?, target, action);
                 Ok(())
             })
         })
@@ -482,11 +471,7 @@ impl Embargo {
             let target = target.to_core()?;
             let mut removed = false;
             r.edit_apps(|a| {
-                if let Some(s) = a.apps.get_mut(&app) {
-                    let before = s.overrides.len();
-                    s.overrides.retain(|o| o.target != target);
-                    removed = s.overrides.len() != before;
-                }
+                removed = a.remove_override(&app, &target);
                 Ok(())
             })?;
             Ok(removed)
@@ -495,20 +480,20 @@ impl Embargo {
 
     /// The settings of one app (defaults when it has none).
     pub fn app_settings(&self, app: String) -> Result<AppSettings, EmbargoError> {
-        self.with_rules(|r| Ok(r.app_settings(&app)))
+        self.with_rules(|r| r.app_settings(&app))
     }
 
     /// Every app with its own settings.
     pub fn apps(&self) -> Result<Vec<AppSettings>, EmbargoError> {
         self.with_rules(|r| {
-            let ids: Vec<String> = r.apps().apps.keys().cloned().collect();
-            Ok(ids.iter().map(|id| r.app_settings(id)).collect())
+            let ids: Vec<String> = r.apps()?.apps.keys().cloned().collect();
+            ids.iter().map(|id| r.app_settings(id)).collect()
         })
     }
 
     /// How much of the embargoed companies the built-in list blocks (default telemetry).
     pub fn embargo_level(&self) -> Result<EmbargoLevel, EmbargoError> {
-        self.with_rules(|r| Ok(r.embargo_level()))
+        self.with_rules(|r| r.embargo_level())
     }
 
     /// Sets the built-in list's level: applied at once, kept across restarts.
@@ -519,9 +504,10 @@ impl Embargo {
     /// Defaults for new apps and system apps.
     pub fn app_defaults(&self) -> Result<AppDefaults, EmbargoError> {
         self.with_rules(|r| {
+            let apps = r.apps()?;
             Ok(AppDefaults {
-                new_app_blocking: r.apps().new_app_blocking,
-                system_app_blocking: r.apps().system_app_blocking,
+                new_app_blocking: apps.new_app_blocking,
+                system_app_blocking: apps.system_app_blocking,
             })
         })
     }
@@ -542,7 +528,7 @@ impl Embargo {
     /// The global allowlist (allowed for every app, over every list).
     pub fn allowlist(&self) -> Result<Vec<RuleTarget>, EmbargoError> {
         self.with_rules(|r| {
-            Ok(r.apps()
+            Ok(r.apps()?
                 .allowlist
                 .iter()
                 .map(RuleTarget::from_core)

@@ -134,12 +134,10 @@ pub(crate) fn set_log_sink(sink: Arc<dyn LogSink>, level: LogLevel) -> bool {
     installed
 }
 
-/// The driver's hooks: the app's platform hooks plus history recording and live events.
+/// The driver's hooks: the app's platform hooks plus live events (the history is recorded
+/// by `embargo_app::start`).
 pub(crate) struct DriverHooks {
     pub(crate) platform: Arc<dyn PlatformHooks>,
-    /// `Recorder::record` of the history (the recorder type is not nameable outside its
-    /// crate, so it is held as a closure).
-    pub(crate) record: Box<dyn Fn(embargo_history::Event) + Send + Sync>,
     pub(crate) bus: Arc<EventBus>,
 }
 
@@ -185,7 +183,6 @@ impl embargo_driver::Hooks for DriverHooks {
         } else {
             d.protocol.into()
         };
-        (self.record)(embargo_history::Event::from_decision(time_ms, d));
         let target = d.name.clone().unwrap_or_else(|| d.addr.to_string());
         self.bus.push(LiveEvent::Decision {
             event: ConnectionEvent {

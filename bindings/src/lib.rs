@@ -8,7 +8,8 @@
 //! - history: queries with cursor pages, aggregates, hide filters, exports ([`history`]);
 //! - live events: [`Embargo::next_event`], async without any runtime ([`events`]);
 //! - the tunnel: [`Embargo::start`] with the tunnel's descriptor (packets never cross the FFI),
-//!   or [`Embargo::start_with_packets`] on platforms without one ([`hooks`]).
+//!   or [`Embargo::start_with_packets`] on platforms without one ([`hooks`]), or in batches
+//!   ([`Embargo::start_with_packet_batches`], [`Embargo::push_packets`]; iOS) ([`packets`]).
 //!
 //! No panic crosses the boundary: every exported body runs under `catch_unwind` and a panic
 //! becomes [`EmbargoError::Internal`] ([`Embargo::debug_panic`] proves it in the tests). Every
@@ -18,13 +19,16 @@
 
 uniffi::setup_scaffolding!();
 
+pub mod codec;
 pub mod config;
 pub mod embargo;
 mod error;
 pub mod events;
 pub mod history;
 pub mod hooks;
+pub mod packets;
 pub mod records;
+mod reload;
 pub mod rules;
 #[cfg(target_os = "linux")]
 pub mod tun;
@@ -38,6 +42,7 @@ pub use embargo::{Embargo, TunnelStatus};
 pub use error::{EmbargoError, HookError};
 pub use events::{ConnectionEvent, LiveEvent, TunnelState};
 pub use hooks::{LogLevel, LogSink, PacketSink, PlatformHooks};
+pub use packets::PacketBatchSink;
 
 /// Sends the core's log lines at `level` and above to `sink` (replacing an earlier sink).
 /// Returns `false` if the process already had another logger (then lines go there).

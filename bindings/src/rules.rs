@@ -1,24 +1,20 @@
-//! Rule lists, app rules and the decision check, persisted in the storage directory.
+//! Rule lists, app rules and the decision check: the FFI's types over the application layer.
 //!
-//! Layout of `<storage>/`:
-//! - `rules.json`: the list catalogue (name, format, enabled, last load counts) and the app
-//!   rules ([`embargo_policy::AppRules`], serde), written atomically (temp file + rename);
-//! - `lists/<n>.list`: the raw bytes of each list as the app handed them in. Lists are parsed
-//!   and compiled again on start (raw text is the stable format; compiled sets are a cache the
-//!   policy crate may change).
-//!
-//! Every change builds a whole new [`Policy`] off the packet path and swaps it into the
-//! [`PolicyHandle`] the running engine reads, so a change applies to the next decision.
+//! The storage directory is `embargo_app`'s state directory (`embargo_app::store`: the same
+//! layout as the Linux `--state-dir`); lists handed in as bytes are kept there as stored copies
+//! and compiled again on start (raw text is the stable format). Every change goes through
+//! `embargo_app::Rules`, which builds a whole new policy off the packet path and swaps it into
+//! the [`PolicyHandle`] the running engine reads, so a change applies to the next decision.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use embargo_policy::parse::{parse_bytes, Format};
+use embargo_app::store::{DefaultRules, Store};
+use embargo_app::{LoadedList, Rules};
+use embargo_policy::parse::Format;
 use embargo_policy::{
-    AppRules, AttributionSource, Policy, PolicyHandle, Query, Reason, RuleSet, RuleSetBuilder,
-    SkipReason,
+    AppRules, AttributionSource, Policy, PolicyHandle, Query, Reason, SkipReason,
 };
 use serde::{Deserialize, Serialize};
 
@@ -371,125 +367,44 @@ pub struct CheckResult {
     pub category: Option<String>,
 }
 
-/// Catalogue entry as stored in `rules.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredList {
-    name: String,
-    format: String,
-    enabled: bool,
-    file: String,
-    accepted: u64,
-    error_count: u64,
-    bytes: u64,
-    updated_at_ms: i64,
-}
-
-/// `rules.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct StoredRules {
-    #[serde(default)]
-    lists: Vec<StoredList>,
-    #[serde(default)]
-    apps: AppRules,
-    /// Counter for list file names (names are user text; files get numbers).
-    #[serde(default)]
-    next_file: u64,
-    /// The built-in list's level.
-    #[serde(default)]
-    embargo_level: EmbargoLevel,
-}
-
-/// The rules state: catalogue, compiled sets, app rules, and the live policy.
+/// The rules state: the application layer's [`Rules`] behind the FFI's types.
 pub(crate) struct RulesStore {
-    dir: PathBuf,
-    stored: StoredRules,
-    compiled: BTreeMap<String, Arc<RuleSet>>,
-    use_builtin: bool,
-    handle: Arc<PolicyHandle>,
+    rules: Rules,
 }
 
-fn storage_err(what: &str, path: &Path, e: impl std::fmt::Display) -> EmbargoError {
-    EmbargoError::Storage(format!("{what} {}: {e}", path.display()))
-}
-
-/// Writes a file atomically: a crash leaves the old or the new content, never half.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EmbargoError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| storage_err("cannot write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| storage_err("cannot replace", path, e))
+fn storage_err(e: anyhow::Error) -> EmbargoError {
+    EmbargoError::Storage(format!("{e:#}"))
 }
 
 impl RulesStore {
-    /// Opens (or creates) the rules state in `dir` and compiles every enabled list.
-    pub(crate) fn open(dir: &Path, use_builtin: bool) -> Result<RulesStore, EmbargoError> {
-        let lists_dir = dir.join("lists");
-        std::fs::create_dir_all(&lists_dir)
-            .map_err(|e| storage_err("cannot create", &lists_dir, e))?;
-        let path = dir.join("rules.json");
-        let stored: StoredRules = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| storage_err("damaged rules file", &path, e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoredRules::default(),
-            Err(e) => return Err(storage_err("cannot read", &path, e)),
-        };
-        let mut store = RulesStore {
-            dir: dir.to_owned(),
-            stored,
-            compiled: BTreeMap::new(),
-            use_builtin,
-            handle: Arc::new(PolicyHandle::new(Arc::new(Policy::builtin()))),
-        };
-        for list in store.stored.lists.clone() {
-            let file = store.dir.join(&list.file);
-            let bytes = match std::fs::read(&file) {
-                Ok(b) => b,
-                Err(e) => {
-                    // One missing list must not stop the others (or the tunnel) from working.
-                    log::error!("list {}: cannot read {}: {e}", list.name, file.display());
-                    continue;
-                }
-            };
-            let Some(format) = Format::from_name(&list.format) else {
-                // Written by a newer version: skip this list rather than refuse to open.
-                log::error!("list {}: unknown format {}", list.name, list.format);
-                continue;
-            };
-            let (set, _) = compile(&list.name, format, &bytes);
-            store.compiled.insert(list.name.clone(), Arc::new(set));
+    /// Opens the rules state in `store` (created if missing) and compiles every enabled list.
+    /// `use_builtin` false leaves the built-in list out whatever level is stored.
+    pub(crate) fn open(store: Store, use_builtin: bool) -> Result<RulesStore, EmbargoError> {
+        store.create().map_err(storage_err)?;
+        let builtin = Policy::builtin();
+        let base = Policy::new(vec![], Arc::clone(builtin.ipdb()), AppRules::default());
+        let flag = (!use_builtin).then_some(DefaultRules::Off);
+        let rules = Rules::new(store, Arc::new(base), flag);
+        // One list that cannot be read must not stop the others (or the tunnel): it is left
+        // out and named in the report.
+        let report = rules.reload().map_err(storage_err)?;
+        for note in report.notes.iter().filter(|n| !n.starts_with("built-in")) {
+            log::error!("{note}");
         }
-        store.publish();
-        Ok(store)
+        Ok(RulesStore { rules })
+    }
+
+    /// Reads the state again from the directory (another process changed it: iOS's app, while
+    /// the extension runs) and swaps the policy in the same handle, so a running engine
+    /// decides with it from its next decision.
+    pub(crate) fn reload(&mut self) -> Result<(), EmbargoError> {
+        self.rules.reload().map_err(storage_err)?;
+        Ok(())
     }
 
     /// The handle the engine decides through.
     pub(crate) fn handle(&self) -> Arc<PolicyHandle> {
-        self.handle.clone()
-    }
-
-    /// Builds the policy from the current state and swaps it in.
-    fn publish(&mut self) {
-        let base = Policy::builtin();
-        let mut sets: Vec<Arc<RuleSet>> = Vec::new();
-        if self.use_builtin {
-            sets.extend(embargo_policy::builtin_rule_sets(
-                self.stored.embargo_level.to_core(),
-            ));
-        }
-        for list in &self.stored.lists {
-            if list.enabled {
-                if let Some(set) = self.compiled.get(&list.name) {
-                    sets.push(set.clone());
-                }
-            }
-        }
-        let policy = Policy::new(sets, base.ipdb().clone(), self.stored.apps.clone());
-        self.handle.store(Arc::new(policy));
-    }
-
-    fn save(&self) -> Result<(), EmbargoError> {
-        let json = serde_json::to_vec_pretty(&self.stored)
-            .map_err(|e| EmbargoError::Internal(format!("rules do not serialise: {e}")))?;
-        write_atomic(&self.dir.join("rules.json"), &json)
+        self.rules.handle()
     }
 
     /// Adds a list, or replaces the list of the same name.
@@ -513,63 +428,18 @@ impl RulesStore {
                 bytes.len()
             )));
         }
-        let format = match format {
-            Some(f) => f.to_core(),
-            None => {
-                Format::detect(name, &bytes[..bytes.len().min(16 * 1024)]).ok_or_else(|| {
-                    EmbargoError::List(format!(
-                        "cannot tell the format of list {name}: give it explicitly"
-                    ))
-                })?
-            }
-        };
-        let (set, report) = compile(name, format, &bytes);
-        let now = embargo_history::now_ms();
-        let existing = self.stored.lists.iter().position(|l| l.name == name);
-        let file = match existing {
-            Some(i) => self.stored.lists[i].file.clone(),
-            None => {
-                self.stored.next_file += 1;
-                format!("lists/{}.list", self.stored.next_file)
-            }
-        };
-        write_atomic(&self.dir.join(&file), &bytes)?;
-        let entry = StoredList {
-            name: name.to_owned(),
-            format: format.name().to_owned(),
-            enabled: existing
-                .map(|i| self.stored.lists[i].enabled)
-                .unwrap_or(true),
-            file,
-            accepted: report.accepted,
-            error_count: report.error_count,
-            bytes: bytes.len() as u64,
-            updated_at_ms: now,
-        };
-        match existing {
-            Some(i) => self.stored.lists[i] = entry,
-            None => self.stored.lists.push(entry),
-        }
-        self.compiled.insert(name.to_owned(), Arc::new(set));
-        self.save()?;
-        self.publish();
+        let loaded = embargo_app::load_list(name, &bytes, format.map(ListFormat::to_core))
+            .map_err(|e| EmbargoError::List(format!("{e:#}: give the format explicitly")))?;
+        let report = load_report(name, &loaded);
+        self.rules
+            .put_list(name, &bytes, loaded)
+            .map_err(storage_err)?;
         Ok(report)
     }
 
     /// Removes a list; `false` if there was none of that name.
     pub(crate) fn remove_list(&mut self, name: &str) -> Result<bool, EmbargoError> {
-        let Some(i) = self.stored.lists.iter().position(|l| l.name == name) else {
-            return Ok(false);
-        };
-        let removed = self.stored.lists.remove(i);
-        self.compiled.remove(name);
-        self.save()?;
-        let file = self.dir.join(&removed.file);
-        if let Err(e) = std::fs::remove_file(&file) {
-            log::warn!("list {name}: cannot delete {}: {e}", file.display());
-        }
-        self.publish();
-        Ok(true)
+        self.rules.remove_list(name).map_err(storage_err)
     }
 
     /// Turns a list on or off without forgetting it.
@@ -578,48 +448,59 @@ impl RulesStore {
         name: &str,
         enabled: bool,
     ) -> Result<(), EmbargoError> {
-        let list = self
-            .stored
-            .lists
-            .iter_mut()
-            .find(|l| l.name == name)
-            .ok_or_else(|| EmbargoError::InvalidInput(format!("no list named {name:?}")))?;
-        list.enabled = enabled;
-        self.save()?;
-        self.publish();
+        if !self
+            .rules
+            .set_list_enabled(name, enabled)
+            .map_err(storage_err)?
+        {
+            return Err(EmbargoError::InvalidInput(format!(
+                "no list named {name:?}"
+            )));
+        }
         Ok(())
     }
 
     /// The catalogue.
-    pub(crate) fn lists(&self) -> Vec<ListInfo> {
-        self.stored
+    pub(crate) fn lists(&self) -> Result<Vec<ListInfo>, EmbargoError> {
+        let lists = self.rules.store().load_lists().map_err(storage_err)?;
+        Ok(lists
             .lists
             .iter()
             .map(|l| ListInfo {
                 name: l.name.clone(),
-                format: Format::from_name(&l.format)
+                format: l
+                    .format
+                    .as_deref()
+                    .and_then(Format::from_name)
                     .map(ListFormat::from_core)
                     .unwrap_or(ListFormat::Embargo),
                 enabled: l.enabled,
-                accepted: l.accepted,
-                error_count: l.error_count,
-                bytes: l.bytes,
-                updated_at_ms: l.updated_at_ms,
+                accepted: l.counts.accepted,
+                error_count: l.counts.errors,
+                bytes: l.counts.bytes,
+                updated_at_ms: l.updated_ms,
             })
-            .collect()
+            .collect())
     }
 
-    /// The built-in list's level.
-    pub(crate) fn embargo_level(&self) -> EmbargoLevel {
-        self.stored.embargo_level
+    /// The built-in list's level (telemetry when it is stored as off).
+    pub(crate) fn embargo_level(&self) -> Result<EmbargoLevel, EmbargoError> {
+        let settings = self.rules.store().load_settings().map_err(storage_err)?;
+        Ok(match settings.default_rules {
+            DefaultRules::Full => EmbargoLevel::Full,
+            DefaultRules::Telemetry | DefaultRules::Off => EmbargoLevel::Telemetry,
+        })
     }
 
     /// Sets the built-in list's level, saves and publishes it.
     pub(crate) fn set_embargo_level(&mut self, level: EmbargoLevel) -> Result<(), EmbargoError> {
-        self.stored.embargo_level = level;
-        self.save()?;
-        self.publish();
-        Ok(())
+        let default_rules = match level.to_core() {
+            embargo_policy::EmbargoLevel::Full => DefaultRules::Full,
+            embargo_policy::EmbargoLevel::Telemetry => DefaultRules::Telemetry,
+        };
+        self.rules
+            .set_default_rules(default_rules)
+            .map_err(storage_err)
     }
 
     /// Changes the app rules, saves and publishes them.
@@ -627,24 +508,26 @@ impl RulesStore {
         &mut self,
         edit: impl FnOnce(&mut AppRules) -> Result<(), EmbargoError>,
     ) -> Result<(), EmbargoError> {
-        let mut apps = self.stored.apps.clone();
+        let mut apps = self.apps()?;
         edit(&mut apps)?;
-        self.stored.apps = apps;
-        self.save()?;
-        self.publish();
-        Ok(())
+        self.rules
+            .edit_apps(|stored| {
+                *stored = apps;
+                Ok(())
+            })
+            .map_err(storage_err)
     }
 
     /// The app rules.
-    pub(crate) fn apps(&self) -> &AppRules {
-        &self.stored.apps
+    pub(crate) fn apps(&self) -> Result<AppRules, EmbargoError> {
+        self.rules.store().load_app_rules().map_err(storage_err)
     }
 
     /// The settings of one app, as the app sees them.
-    pub(crate) fn app_settings(&self, app: &str) -> AppSettings {
-        let apps = &self.stored.apps;
+    pub(crate) fn app_settings(&self, app: &str) -> Result<AppSettings, EmbargoError> {
+        let apps = self.apps()?;
         let s = apps.app(app).cloned().unwrap_or_default();
-        AppSettings {
+        Ok(AppSettings {
             app: app.to_owned(),
             blocking: s.blocking,
             blocking_effective: apps.blocking_enabled(Some(app)),
@@ -660,7 +543,7 @@ impl RulesStore {
                     },
                 })
                 .collect(),
-        }
+        })
     }
 
     /// Explains the decision for a name or an address.
@@ -670,7 +553,7 @@ impl RulesStore {
         app: Option<&str>,
     ) -> Result<CheckResult, EmbargoError> {
         let target = target.trim();
-        let policy = self.handle.load();
+        let policy = self.rules.handle().load();
         let (normalised, mut query);
         if let Ok(addr) = target
             .trim_matches(|c| c == '[' || c == ']')
@@ -696,15 +579,12 @@ impl RulesStore {
     }
 }
 
-/// Parses and compiles one list; the report says what happened, whatever happened.
-fn compile(name: &str, format: Format, bytes: &[u8]) -> (RuleSet, LoadReport) {
-    let mut builder = RuleSetBuilder::new().with_intent(format.intent());
-    let report = parse_bytes(format, name, bytes, &mut |rule| builder.add(rule));
-    let (set, build) = builder.build_with_report();
-    let dropped = build.badfiltered + build.rejected.len() as u64;
-    let report = LoadReport {
+/// The FFI's report of one load.
+fn load_report(name: &str, loaded: &LoadedList) -> LoadReport {
+    let report = &loaded.report;
+    LoadReport {
         list: name.to_owned(),
-        format: ListFormat::from_core(format),
+        format: ListFormat::from_core(loaded.format),
         accepted: report.accepted,
         skipped: report
             .skipped
@@ -724,12 +604,11 @@ fn compile(name: &str, format: Format, bytes: &[u8]) -> (RuleSet, LoadReport) {
             })
             .collect(),
         error_count: report.error_count,
-        dropped_when_compiling: dropped,
-    };
-    (set, report)
+        dropped_when_compiling: loaded.build.badfiltered + loaded.build.rejected.len() as u64,
+    }
 }
 
-/// Reads a list file with a size cap.
+/// Reads a list file with a size cap (a phone's: [`MAX_LIST_BYTES`]).
 pub(crate) fn read_list_file(path: &str) -> Result<Vec<u8>, EmbargoError> {
     let p = Path::new(path);
     let meta = std::fs::metadata(p).map_err(|e| EmbargoError::List(format!("{path}: {e}")))?;
@@ -739,7 +618,7 @@ pub(crate) fn read_list_file(path: &str) -> Result<Vec<u8>, EmbargoError> {
             meta.len()
         )));
     }
-    std::fs::read(p).map_err(|e| EmbargoError::List(format!("{path}: {e}")))
+    embargo_app::input::read(p, "list").map_err(|e| EmbargoError::List(format!("{e:#}")))
 }
 
 /// "embargo " or "tracker " before a rule's place, for the explanation.
@@ -854,7 +733,7 @@ mod tests {
     fn lists_persist_and_decide() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut store = RulesStore::open(dir.path(), false).unwrap();
+            let mut store = RulesStore::open(Store::new(dir.path()), false).unwrap();
             let report = store
                 .set_list(
                     "mine",
@@ -874,8 +753,8 @@ mod tests {
                 })
                 .unwrap();
         }
-        let store = RulesStore::open(dir.path(), false).unwrap();
-        assert_eq!(store.lists().len(), 1);
+        let store = RulesStore::open(Store::new(dir.path()), false).unwrap();
+        assert_eq!(store.lists().unwrap().len(), 1);
         assert_eq!(
             store.check("tracker.example", None).unwrap().verdict,
             Verdict::Block
@@ -888,7 +767,7 @@ mod tests {
     #[test]
     fn bad_names_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = RulesStore::open(dir.path(), true).unwrap();
+        let mut store = RulesStore::open(Store::new(dir.path()), true).unwrap();
         assert!(store.check("", None).is_err());
         assert!(store.check("a b", None).is_err());
         assert!(store.set_list("", None, vec![]).is_err());

@@ -30,7 +30,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{now_ms, StateDir};
+use embargo_app::store::{now_ms, Store};
+pub use embargo_app::ReloadReport;
 
 /// A slow or silent client must not hold the (single) server thread for long.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -129,22 +130,6 @@ pub struct AppSeen {
     pub blocked: u64,
 }
 
-/// What a reload did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReloadReport {
-    /// Rules in the new policy.
-    pub rules: u64,
-    /// Apps with their own settings.
-    pub apps_with_settings: u64,
-    /// Human-readable notes (lists that failed to load, and why).
-    #[serde(default)]
-    pub notes: Vec<String>,
-    /// Lists left out because nothing in them is usable (all errors, or binary): a running
-    /// instance goes on without them; `run` refuses to start.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unusable: Vec<String>,
-}
-
 /// The response envelope.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Response {
@@ -163,7 +148,7 @@ pub trait Handler: Send + Sync + 'static {
     fn status(&self) -> Status;
     fn apps_seen(&self) -> Vec<AppSeen>;
     /// Rebuilds the policy from the state directory
-    /// ([`StateDir::effective_app_rules`], [`StateDir::load_lists`]) and swaps it in.
+    /// ([`Store::effective_app_rules`], [`Store::load_lists`]) and swaps it in.
     fn reload(&self) -> std::result::Result<ReloadReport, String>;
 }
 
@@ -251,13 +236,13 @@ impl Live {
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
-    state: StateDir,
+    state: Store,
 }
 
 impl Server {
     /// Binds `STATE_DIR/control.sock` (owner-only). A stale socket left by a killed instance is
     /// replaced; a live one means another instance runs, which is an error.
-    pub fn bind(state: &StateDir) -> Result<Server> {
+    pub fn bind(state: &Store) -> Result<Server> {
         state.create()?;
         let path = state.control_socket();
         if path.exists() {
@@ -398,7 +383,7 @@ fn answer(request: Request, handler: &dyn Handler, poke: &mpsc::Sender<()>) -> R
 
 /// Sleeps until the next pause ends (or a reload pokes it) and then reloads, so a paused app's
 /// blocking comes back on time even when nobody runs a command.
-fn watch_pauses(state: &StateDir, handler: &dyn Handler, poke: &mpsc::Receiver<()>) {
+fn watch_pauses(state: &Store, handler: &dyn Handler, poke: &mpsc::Receiver<()>) {
     /// Re-check at least this often: the pauses file may change without a poke (edited by hand).
     const MAX_SLEEP: Duration = Duration::from_secs(60);
     loop {
@@ -447,7 +432,7 @@ pub struct Client {
 
 impl Client {
     /// `None` when no instance runs for this state directory (no socket, or nobody behind it).
-    pub fn connect(state: &StateDir) -> Option<Client> {
+    pub fn connect(state: &Store) -> Option<Client> {
         let path = state.control_socket();
         UnixStream::connect(&path).ok().map(|_| Client { path })
     }
@@ -493,7 +478,7 @@ impl Client {
 
 /// Asks a running instance (if any) to reload; says so on stderr. Used after every change to
 /// the state directory.
-pub fn notify_reload(state: &StateDir) -> Result<bool> {
+pub fn notify_reload(state: &Store) -> Result<bool> {
     match Client::connect(state) {
         None => Ok(false),
         Some(client) => {
@@ -537,7 +522,7 @@ mod tests {
         }
     }
 
-    fn state() -> StateDir {
+    fn state() -> Store {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "embargo-control-test-{}-{}",
@@ -545,7 +530,7 @@ mod tests {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        StateDir::new(dir)
+        Store::new(dir)
     }
 
     #[test]
@@ -620,7 +605,7 @@ mod tests {
         let mut pauses = BTreeMap::new();
         pauses.insert(
             "/bin/x".to_string(),
-            crate::state::Pause {
+            embargo_app::store::Pause {
                 until_ms: now_ms() + 200,
             },
         );

@@ -11,13 +11,12 @@ macro_rules! say {
 
 mod commands;
 mod control;
-mod input;
 mod logger;
 mod netns;
 mod procfs;
 mod routes;
+mod rule_files;
 mod runtime;
-mod state;
 
 use std::process::ExitCode;
 

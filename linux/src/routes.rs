@@ -320,7 +320,7 @@ impl Changes {
             steps: self.steps.clone(),
         };
         let text = serde_json::to_string_pretty(&state)?;
-        crate::state::write_atomic(&self.path, text.as_bytes())
+        embargo_app::store::write_atomic(&self.path, text.as_bytes())
     }
 
     /// Reverts everything, newest first, and removes the state file.

@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::datagrams::{self, DatagramBatch};
 use crate::owner::OwnerResolver;
 use crate::sockets::{bind_udp, connect_tcp, connect_udp};
-use crate::tunnel::{PacketQueue, TunFd, MAX_PACKET};
+use crate::tunnel::{BatchSink, PacketQueue, TunFd, MAX_PACKET};
 use crate::{
     Control, DriverConfig, DriverHandle, DriverStats, Hooks, PacketSink, Shared, Stats, Tunnel,
 };
@@ -109,6 +109,12 @@ enum TunSide {
         sink: PacketSink,
         queue: PacketQueue,
     },
+    Batches {
+        sink: BatchSink,
+        queue: PacketQueue,
+        /// Packets of this pass not yet handed to the sink.
+        pending: Vec<Vec<u8>>,
+    },
 }
 
 pub(crate) struct EventLoop {
@@ -142,6 +148,12 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
+    fn register_fd(poll: &Poll, tun: TunFd) -> io::Result<TunSide> {
+        poll.registry()
+            .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
+        Ok(TunSide::Fd(tun))
+    }
+
     pub(crate) fn new(
         tunnel: Tunnel,
         engine: Engine,
@@ -159,18 +171,16 @@ impl EventLoop {
             packets: PacketQueue::default(),
         });
         let tun = match tunnel {
-            Tunnel::Fd(fd) => {
-                let tun = TunFd::new(fd)?;
-                poll.registry().register(
-                    &mut SourceFd(&tun.as_raw_fd()),
-                    TUN,
-                    Interest::READABLE,
-                )?;
-                TunSide::Fd(tun)
-            }
+            Tunnel::Fd(fd) => Self::register_fd(&poll, TunFd::new(fd)?)?,
+            Tunnel::FramedFd(fd, framing) => Self::register_fd(&poll, TunFd::framed(fd, framing)?)?,
             Tunnel::Packets(sink) => TunSide::Packets {
                 sink,
                 queue: shared.packets.clone(),
+            },
+            Tunnel::PacketBatches(sink) => TunSide::Batches {
+                sink,
+                queue: shared.packets.clone(),
+                pending: Vec::new(),
             },
         };
         let owner = if engine.config().resolve_apps {
@@ -318,7 +328,7 @@ impl EventLoop {
                 self.tun_again = true;
                 Ok(true)
             }
-            TunSide::Packets { queue, .. } => {
+            TunSide::Packets { queue, .. } | TunSide::Batches { queue, .. } => {
                 self.inbound.clear();
                 queue.take(self.config.batch, &mut self.inbound);
                 self.tun_again = self.inbound.len() == self.config.batch;
@@ -356,10 +366,18 @@ impl EventLoop {
             }
             // Packets go from the engine's queue straight to the device: no copy in between.
             let tun = &mut self.tun;
+            let batch = self.config.batch.max(1);
             while let Some(written) = self.engine.poll_tun_packet_with(|packet| match tun {
                 TunSide::Fd(fd) => fd.write(packet),
                 TunSide::Packets { sink, .. } => {
                     sink(packet);
+                    Ok(true)
+                }
+                TunSide::Batches { sink, pending, .. } => {
+                    pending.push(packet.to_vec());
+                    if pending.len() >= batch {
+                        sink(std::mem::take(pending));
+                    }
                     Ok(true)
                 }
             }) {
@@ -385,6 +403,12 @@ impl EventLoop {
                 }
             }
             if !progressed {
+                // The pass's last packets leave in one batch.
+                if let TunSide::Batches { sink, pending, .. } = &mut self.tun {
+                    if !pending.is_empty() {
+                        sink(std::mem::take(pending));
+                    }
+                }
                 return Ok(());
             }
         }

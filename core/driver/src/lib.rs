@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use embargo_engine::{Engine, Event};
 use embargo_policy::Protocol;
 
-pub use tunnel::PacketSink;
+pub use tunnel::{BatchSink, Framing, PacketSink};
 
 /// A platform hook failed (e.g. `VpnService.protect` returned false).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,8 @@ impl std::error::Error for HookError {}
 /// What the platform provides to the loop.
 pub trait Hooks: Send + Sync {
     /// Keeps `fd`'s traffic out of the tunnel. Called on every upstream socket before it
-    /// connects (Android: `VpnService.protect`; Linux: `SO_MARK` plus an `ip rule`).
+    /// connects (Android: `VpnService.protect`; Linux: `SO_MARK` plus an `ip rule`). On iOS
+    /// it is a no-op: a packet tunnel extension's own sockets never enter its tunnel.
     fn protect(&self, fd: RawFd) -> Result<(), HookError>;
 
     /// Which app owns the flow `src -> dst`, if the platform can tell. Called on a worker
@@ -91,9 +92,13 @@ impl Hooks for NoHooks {
 
 /// Linux protection: mark every upstream socket with `SO_MARK` so that an `ip rule` routes
 /// it around the tunnel. A mark of 0 protects nothing (network-namespace mode needs none).
+/// Linux and Android only: `SO_MARK` is theirs, and Apple systems need no protection (an
+/// extension's sockets bypass its own tunnel).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[derive(Debug, Clone, Copy)]
 pub struct FwmarkProtect(pub u32);
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 impl FwmarkProtect {
     /// Sets the mark on one socket.
     pub fn protect_fd(&self, fd: RawFd) -> Result<(), HookError> {
@@ -144,11 +149,17 @@ impl Default for DriverConfig {
 
 /// Where the loop gets tunnel packets from.
 pub enum Tunnel {
-    /// A TUN descriptor (Linux tun, Android's VpnService fd, iOS utun): raw IP packets.
+    /// A TUN descriptor of raw IP packets (Linux tun, Android's VpnService fd).
     Fd(OwnedFd),
+    /// A tunnel descriptor whose packets carry a header (Apple's utun: [`Framing`]).
+    FramedFd(OwnedFd, Framing),
     /// No descriptor (a platform that passes packets by API): packets come in through
-    /// [`DriverHandle::push_packet`] and go out through the sink.
+    /// [`DriverHandle::push_packet`] and go out through the sink, one call each.
     Packets(PacketSink),
+    /// As [`Tunnel::Packets`], with packets going out in batches (iOS:
+    /// `NEPacketTunnelFlow` takes arrays); they come in through
+    /// [`DriverHandle::push_packets`].
+    PacketBatches(BatchSink),
 }
 
 /// Counters of the loop itself (the engine keeps its own, in [`Stats::engine`]).
@@ -246,6 +257,18 @@ impl DriverHandle {
             let _ = self.shared.waker.wake();
         }
         ok
+    }
+}
+
+impl DriverHandle {
+    /// Packet-interface mode: hands packets from the apps to the loop under one lock and one
+    /// wake-up. Returns how many were queued; the rest are dropped (the queue is full).
+    pub fn push_packets<'a>(&self, packets: impl IntoIterator<Item = &'a [u8]>) -> usize {
+        let (queued, was_empty) = self.shared.packets.push_many(packets);
+        if queued > 0 && was_empty {
+            let _ = self.shared.waker.wake();
+        }
+        queued
     }
 }
 
@@ -352,6 +375,88 @@ mod tests {
         }
         let s = wait_for(&handle, |s| s.driver.tun_packets_in == 100);
         assert_eq!(s.engine.packets_in, 100);
+        handle.stop();
+        thread.join().unwrap().unwrap();
+    }
+
+    fn blocking_engine() -> Engine {
+        let policy: Arc<dyn embargo_engine::Decide> = Arc::new(|_q: &Query<'_>| harness::block());
+        Engine::new(EngineConfig::default(), policy, Instant::now())
+    }
+
+    fn dns_question(id: u16) -> Vec<u8> {
+        harness::udp(
+            "10.0.0.2:40000".parse().unwrap(),
+            "10.0.0.1:53".parse().unwrap(),
+            &harness::dns_query(id, "log.example.com", 1),
+        )
+    }
+
+    #[test]
+    fn packet_batch_mode_answers_a_pushed_batch_in_batches() {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
+        let (handle, thread) = start(
+            Tunnel::PacketBatches(Box::new(move |batch| {
+                let _ = tx.send(batch);
+            })),
+            blocking_engine(),
+            Arc::new(NoHooks),
+            DriverConfig::default(),
+        )
+        .unwrap();
+        let questions: Vec<Vec<u8>> = (0..100).map(dns_question).collect();
+        assert_eq!(
+            handle.push_packets(questions.iter().map(Vec::as_slice)),
+            100
+        );
+        let mut answers = 0;
+        let mut calls = 0;
+        while answers < 100 {
+            let batch = rx.recv_timeout(Duration::from_secs(5)).expect("answers");
+            assert!(!batch.is_empty() && batch.len() <= DriverConfig::default().batch);
+            answers += batch.len();
+            calls += 1;
+            for answer in &batch {
+                assert_eq!(answer[9], 17, "a UDP answer");
+            }
+        }
+        assert_eq!(answers, 100);
+        // A pass reads at most `batch` packets, and its answers leave together.
+        assert!(calls < 100, "{calls} sink calls for 100 answers");
+        handle.stop();
+        thread.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_utun_framed_descriptor_is_read_and_answered_with_its_header() {
+        let (tun, app) = seqpacket_pair();
+        let app = tunnel::TunFd::new(app).unwrap();
+        let (handle, thread) = start(
+            Tunnel::FramedFd(tun, Framing::AddressFamily),
+            blocking_engine(),
+            Arc::new(NoHooks),
+            DriverConfig::default(),
+        )
+        .unwrap();
+        let mut framed = (libc::AF_INET as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&dns_question(7));
+        assert!(app.write(&framed).unwrap());
+        let mut buf = vec![0; tunnel::MAX_PACKET];
+        let mut n = None;
+        for _ in 0..500 {
+            n = app.read(&mut buf).unwrap();
+            if n.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let n = n.expect("an answer");
+        assert_eq!(buf[..4], (libc::AF_INET as u32).to_be_bytes());
+        assert!(
+            matches!(harness::parse_out(&buf[4..n]), harness::Out::Udp(_)),
+            "a checksummed UDP answer after the header"
+        );
+        assert_eq!(handle.stats().engine.dns_blocked, 1);
         handle.stop();
         thread.join().unwrap().unwrap();
     }

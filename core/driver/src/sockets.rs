@@ -42,6 +42,22 @@ fn domain_of(addr: &SocketAddr) -> Domain {
     }
 }
 
+/// A non-blocking socket in one call where the kernel takes `SOCK_NONBLOCK`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn new_nonblocking(domain: Domain, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    Socket::new(domain, ty.nonblocking(), Some(protocol))
+}
+
+/// Apple systems have no `SOCK_NONBLOCK`: the flag is set right after, before any use.
+/// (`Socket::new` also sets `SO_NOSIGPIPE` there, so a write to a reset flow cannot kill the
+/// extension with SIGPIPE.)
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn new_nonblocking(domain: Domain, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(domain, ty, Some(protocol))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
 /// A new non-blocking socket of `dst`'s family, already passed to [`Hooks::protect`] (so that
 /// nothing it sends can loop back into the tunnel).
 fn protected_socket(
@@ -50,7 +66,7 @@ fn protected_socket(
     protocol: Protocol,
     hooks: &dyn Hooks,
 ) -> Result<Socket, OpenError> {
-    let socket = Socket::new(domain_of(dst), ty.nonblocking(), Some(protocol))?;
+    let socket = new_nonblocking(domain_of(dst), ty, protocol)?;
     hooks
         .protect(socket.as_raw_fd())
         .map_err(OpenError::Protect)?;

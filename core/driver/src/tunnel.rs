@@ -1,8 +1,10 @@
 //! The tunnel side of the loop: a TUN file descriptor read and written without blocking, or, on
 //! platforms that hand out no descriptor, a pair of packet queues.
 //!
-//! Packets are raw IP (IFF_TUN | IFF_NO_PI on Linux): no packet-information header, one packet
-//! per `read`/`write`.
+//! One packet per `read`/`write`. Packets are raw IP (IFF_TUN | IFF_NO_PI on Linux, Android's
+//! VpnService), or, in [`Framing::AddressFamily`], each preceded by the 4-byte address family
+//! that Apple's utun puts in front of every packet; the header is read and written with
+//! `readv`/`writev`, so the packet itself is never copied to add or strip it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -30,24 +32,83 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// How packets are framed on a tunnel descriptor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// Raw IP packets (Linux TUN with IFF_NO_PI, Android).
+    #[default]
+    Raw,
+    /// Each packet preceded by its address family as a 32-bit big-endian integer (`AF_INET`,
+    /// `AF_INET6` of the platform): Apple's utun (iOS, macOS).
+    AddressFamily,
+}
+
+/// Length of the [`Framing::AddressFamily`] header.
+pub const AF_HEADER: usize = 4;
+
+/// The utun header of `packet`, from its IP version (anything else is sent as IPv4: the
+/// engine only writes IP packets).
+fn af_header(packet: &[u8]) -> [u8; AF_HEADER] {
+    let af = match packet.first().map(|b| b >> 4) {
+        Some(6) => libc::AF_INET6,
+        _ => libc::AF_INET,
+    };
+    (af as u32).to_be_bytes()
+}
+
 /// A TUN descriptor in non-blocking mode.
 #[derive(Debug)]
 pub struct TunFd {
     fd: OwnedFd,
+    framing: Framing,
 }
 
 impl TunFd {
-    /// Takes ownership of `fd` and makes it non-blocking.
+    /// Takes ownership of `fd` (raw IP packets) and makes it non-blocking.
     pub fn new(fd: OwnedFd) -> io::Result<Self> {
-        set_nonblocking(fd.as_raw_fd())?;
-        Ok(TunFd { fd })
+        Self::framed(fd, Framing::Raw)
     }
 
-    /// Reads one packet into `buf`. `Ok(None)` when no packet is queued.
+    /// Takes ownership of `fd`, whose packets are framed as `framing` says, and makes it
+    /// non-blocking.
+    pub fn framed(fd: OwnedFd, framing: Framing) -> io::Result<Self> {
+        set_nonblocking(fd.as_raw_fd())?;
+        Ok(TunFd { fd, framing })
+    }
+
+    /// Reads one packet into `buf` (without its framing). `Ok(None)` when no packet is queued.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let mut header = [0u8; AF_HEADER];
         loop {
-            // SAFETY: `buf` is valid for `buf.len()` writable bytes.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let n = match self.framing {
+                // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+                Framing::Raw => unsafe {
+                    libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+                },
+                Framing::AddressFamily => {
+                    let iov = [
+                        libc::iovec {
+                            iov_base: header.as_mut_ptr().cast(),
+                            iov_len: AF_HEADER,
+                        },
+                        libc::iovec {
+                            iov_base: buf.as_mut_ptr().cast(),
+                            iov_len: buf.len(),
+                        },
+                    ];
+                    // SAFETY: both iovecs point at live, writable buffers of their length.
+                    let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+                    if (0..AF_HEADER as isize).contains(&n) {
+                        // Shorter than its own header: not a packet; skip it.
+                        continue;
+                    }
+                    if n > 0 {
+                        n - AF_HEADER as isize
+                    } else {
+                        n
+                    }
+                }
+            };
             if n >= 0 {
                 return Ok(Some(n as usize));
             }
@@ -63,10 +124,29 @@ impl TunFd {
     /// Writes one packet. `Ok(false)` when the device would block (the packet is not sent; a
     /// TUN device normally never blocks a writer, it drops instead).
     pub fn write(&self, packet: &[u8]) -> io::Result<bool> {
+        let header = af_header(packet);
         loop {
-            // SAFETY: `packet` is valid for `packet.len()` readable bytes.
-            let n =
-                unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+            let n = match self.framing {
+                // SAFETY: `packet` is valid for `packet.len()` readable bytes.
+                Framing::Raw => unsafe {
+                    libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len())
+                },
+                Framing::AddressFamily => {
+                    let iov = [
+                        libc::iovec {
+                            iov_base: header.as_ptr() as *mut libc::c_void,
+                            iov_len: AF_HEADER,
+                        },
+                        libc::iovec {
+                            iov_base: packet.as_ptr() as *mut libc::c_void,
+                            iov_len: packet.len(),
+                        },
+                    ];
+                    // SAFETY: both iovecs point at live buffers of their length; writev only
+                    // reads them.
+                    unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) }
+                }
+            };
             if n >= 0 {
                 return Ok(true);
             }
@@ -89,6 +169,12 @@ impl AsRawFd for TunFd {
 /// Receives the packets the engine writes towards the apps in packet-interface mode. Called on
 /// the driver's thread; it must not block (copy the packet and hand it on).
 pub type PacketSink = Box<dyn FnMut(&[u8]) + Send>;
+
+/// Receives the packets the engine writes towards the apps in packet-batch mode, a pass's
+/// worth at a time (at most [`crate::DriverConfig::batch`] per call), so that a platform
+/// where each call is costly (a foreign-function call, `NEPacketTunnelFlow.writePackets`)
+/// pays it once per batch. Called on the driver's thread; it must not block.
+pub type BatchSink = Box<dyn FnMut(Vec<Vec<u8>>) + Send>;
 
 /// How many packets may wait in the inbound queue of packet-interface mode before
 /// [`PacketQueue::push`] refuses more: about 2 MiB at MTU 1500, a burst the loop drains in one
@@ -116,6 +202,25 @@ impl PacketQueue {
         let was_empty = q.is_empty();
         q.push_back(packet.to_vec());
         (true, was_empty)
+    }
+
+    /// Queues packets under one lock, until the queue is full. Returns how many were queued
+    /// (the rest are dropped) and whether the queue was empty before.
+    pub fn push_many<'a>(&self, packets: impl IntoIterator<Item = &'a [u8]>) -> (usize, bool) {
+        let mut q = match self.inner.lock() {
+            Ok(q) => q,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let was_empty = q.is_empty();
+        let mut queued = 0;
+        for packet in packets {
+            if q.len() >= PACKET_QUEUE_CAP {
+                break;
+            }
+            q.push_back(packet.to_vec());
+            queued += 1;
+        }
+        (queued, was_empty)
     }
 
     /// Takes up to `max` queued packets.
@@ -157,6 +262,47 @@ mod tests {
         assert_eq!(&buf[..5], b"first");
         assert_eq!(tun.read(&mut buf).unwrap(), Some(13));
         assert_eq!(tun.read(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn address_family_framing_adds_and_strips_the_utun_header() {
+        let (a, b) = seqpacket_pair();
+        let tun = TunFd::framed(a, Framing::AddressFamily).unwrap();
+        let peer = TunFd::new(b).unwrap();
+        let v4 = [0x45u8, 0, 0, 20];
+        let v6 = [0x60u8, 0, 0, 0];
+        assert!(tun.write(&v4).unwrap());
+        assert!(tun.write(&v6).unwrap());
+        let mut buf = vec![0; MAX_PACKET];
+        // On the wire: the platform's address family, big-endian, then the packet.
+        assert_eq!(peer.read(&mut buf).unwrap(), Some(8));
+        assert_eq!(buf[..4], (libc::AF_INET as u32).to_be_bytes());
+        assert_eq!(buf[4..8], v4);
+        assert_eq!(peer.read(&mut buf).unwrap(), Some(8));
+        assert_eq!(buf[..4], (libc::AF_INET6 as u32).to_be_bytes());
+        assert_eq!(buf[4..8], v6);
+        // Reading strips it; a message shorter than the header is skipped, not returned.
+        let mut framed = (libc::AF_INET6 as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(b"packet");
+        assert!(peer.write(&[0, 0]).unwrap());
+        assert!(peer.write(&framed).unwrap());
+        assert_eq!(tun.read(&mut buf).unwrap(), Some(6));
+        assert_eq!(&buf[..6], b"packet");
+        assert_eq!(tun.read(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn push_many_queues_until_full_under_one_lock() {
+        let q = PacketQueue::default();
+        let packets = vec![vec![1u8; 3]; PACKET_QUEUE_CAP + 5];
+        assert_eq!(
+            q.push_many(packets.iter().map(Vec::as_slice)),
+            (PACKET_QUEUE_CAP, true)
+        );
+        assert_eq!(q.push_many([&[1u8][..]]), (0, false));
+        let mut out = Vec::new();
+        q.take(usize::MAX, &mut out);
+        assert_eq!(out.len(), PACKET_QUEUE_CAP);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Embargo's history: a record of every blocked (and, unless turned off, allowed) connection,
 //! kept on the device in SQLite.
 //!
-//! This crate is a leaf: it does not depend on the engine. Shells convert engine events into
-//! [`Event`] and hand them to a [`Recorder`]; the UI reads through [`History`].
+//! This crate is a leaf: it depends on neither the engine nor the policy. The application layer
+//! (`embargo-app`) converts engine events into [`Event`] and hands them to a [`Recorder`]; the
+//! UI reads through [`History`].
 //!
 //! # Usage
 //!
@@ -70,8 +71,6 @@ mod aggregate;
 mod config;
 mod error;
 mod export;
-#[cfg(feature = "engine")]
-mod from_engine;
 mod history;
 pub mod migrations;
 mod model;

@@ -1,7 +1,7 @@
 //! Plain record types: what the shells hand to the store and what queries return.
 //!
 //! These types deliberately do not depend on other Embargo crates: the history store is a leaf
-//! library, so the shells convert engine events into [`Event`] themselves. Every enum has a stable
+//! library, so the application layer (`embargo-app`) converts engine events into [`Event`]. Every enum has a stable
 //! integer code stored in SQLite; the codes are part of the on-disk format and never change
 //! meaning (a new variant gets a new code and a migration if needed).
 

@@ -11,7 +11,6 @@
 //! they work with or without one and survive restarts.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -20,7 +19,7 @@ use serde::Serialize;
 
 use super::output::{self, cell, Common, Table, Tone};
 use crate::control::{self, Client};
-use crate::state::{now_ms, Pause, StateDir, DEFAULT_PAUSE};
+use embargo_app::store::{now_ms, Pause, Store, DEFAULT_PAUSE};
 
 /// Arguments of `embargo apps`.
 #[derive(clap::Args)]
@@ -126,29 +125,6 @@ pub fn run(args: AppsArgs) -> Result<ExitCode> {
     }
 }
 
-/// The app id for what the user typed: an existing path is made canonical (as
-/// `/proc/PID/exe` shows it), a bare command name is looked up in PATH, anything else
-/// (`uid:N`, a path that no longer exists) is taken as it is.
-pub fn resolve_app(text: &str) -> String {
-    if text.starts_with("uid:") {
-        return text.to_owned();
-    }
-    let path = Path::new(text);
-    let candidate: Option<PathBuf> = if text.contains('/') {
-        Some(path.to_path_buf())
-    } else {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(text))
-                .find(|p| p.is_file())
-        })
-    };
-    candidate
-        .and_then(|p| std::fs::canonicalize(p).ok())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| text.to_owned())
-}
-
 enum Change {
     Blocking(bool),
     Pause(std::time::Duration),
@@ -156,8 +132,8 @@ enum Change {
     Override(Target, Option<Action>),
 }
 
-fn change(state: &StateDir, typed: &str, change: Change, json: bool) -> Result<ExitCode> {
-    let app = resolve_app(typed);
+fn change(state: &Store, typed: &str, change: Change, json: bool) -> Result<ExitCode> {
+    let app = output::resolve_app(typed);
     let mut rules = state.load_app_rules()?;
     let now = now_ms();
     let mut pauses = state.load_pauses(now)?;
@@ -211,7 +187,7 @@ fn change(state: &StateDir, typed: &str, change: Change, json: bool) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(state: &StateDir, json: bool) -> Result<ExitCode> {
+fn list(state: &Store, json: bool) -> Result<ExitCode> {
     let now = now_ms();
     let stored = state.load_app_rules()?;
     let effective = state.effective_app_rules(now)?;
@@ -301,8 +277,8 @@ type HistoryCounts = (String, u64, u64, Option<i64>);
 
 /// [`HistoryCounts`] per app from the history; nothing when there is no
 /// history yet. Counts come from the daily table; the last-seen time is one indexed row per app.
-fn history_counts(state: &StateDir) -> Result<Vec<HistoryCounts>> {
-    let Some(history) = super::history::open_existing(state)? else {
+fn history_counts(state: &Store) -> Result<Vec<HistoryCounts>> {
+    let Some(history) = state.open_history()? else {
         return Ok(Vec::new());
     };
     let rows = history.aggregate(&embargo_history::AggregateQuery {
@@ -321,17 +297,4 @@ fn history_counts(state: &StateDir) -> Result<Vec<HistoryCounts>> {
         out.push((app, row.allowed, row.blocked, last));
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolves_command_names_and_keeps_uids() {
-        assert_eq!(resolve_app("uid:1000"), "uid:1000");
-        let sh = resolve_app("sh");
-        assert!(sh.starts_with('/'), "{sh}");
-        assert_eq!(resolve_app("/no/such/program"), "/no/such/program");
-    }
 }

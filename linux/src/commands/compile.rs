@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::check::{compile_lists, parse_format, print_report};
+use crate::rule_files::{compile_lists, parse_format};
+use embargo_app::list::log_report;
 
 #[derive(clap::Args)]
 pub struct CompileArgs {
@@ -32,7 +33,7 @@ pub fn run(args: CompileArgs) -> Result<ExitCode> {
     let mut errors = 0;
     for report in &reports {
         errors += report.error_count;
-        print_report(report);
+        log_report(report);
     }
     let bytes = set.as_bytes();
     let tmp = args.output.with_extension("tmp-compile");

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 
 use super::output::{self, Common};
 use crate::control;
-use crate::state::DefaultRules;
+use embargo_app::store::DefaultRules;
 
 /// Arguments of `embargo default`.
 #[derive(clap::Args)]

@@ -5,10 +5,10 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use embargo_history::{Config, Decision, History, Query, Record};
+use embargo_history::{Decision, Query, Record};
 
 use super::output::{self, cell, Common, Table, Tone};
-use crate::state::{now_ms, StateDir};
+use embargo_app::store::now_ms;
 
 /// Arguments of `embargo history`.
 #[derive(clap::Args)]
@@ -48,16 +48,6 @@ pub struct HistoryArgs {
     pub common: Common,
 }
 
-/// Opens the history of `state` if it exists; `None` before the first run (nothing is created
-/// by merely looking).
-pub fn open_existing(state: &StateDir) -> Result<Option<History>> {
-    let path = state.history_db();
-    if !path.exists() {
-        return Ok(None);
-    }
-    Ok(Some(History::open(Config::new(path))?))
-}
-
 /// Runs `embargo history`.
 pub fn run(args: HistoryArgs) -> Result<ExitCode> {
     let state = args.common.state();
@@ -65,7 +55,7 @@ pub fn run(args: HistoryArgs) -> Result<ExitCode> {
     let query = Query {
         since_ms: output::parse_time_arg(args.since.as_deref(), now)?,
         until_ms: output::parse_time_arg(args.until.as_deref(), now)?,
-        app: args.app.as_deref().map(super::apps::resolve_app),
+        app: args.app.as_deref().map(output::resolve_app),
         name_prefix: None,
         name_contains: args.name.map(|n| n.to_lowercase()),
         owner: args.owner,
@@ -81,7 +71,7 @@ pub fn run(args: HistoryArgs) -> Result<ExitCode> {
         limit: args.limit.clamp(1, embargo_history::MAX_PAGE),
         after: None,
     };
-    let Some(history) = open_existing(&state)? else {
+    let Some(history) = state.open_history()? else {
         if args.common.json || args.export.is_some() {
             println!("[]");
         } else {

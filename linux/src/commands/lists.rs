@@ -14,7 +14,8 @@ use embargo_policy::parse::{parse_bytes, Format};
 
 use super::output::{self, cell, Common, Table, Tone};
 use crate::control;
-use crate::state::{now_ms, write_atomic, ListCounts, ListEntry, ListSource, StateDir};
+use embargo_app::list::ensure_rules;
+use embargo_app::store::{now_ms, ListCounts, ListEntry, ListSource, Store};
 
 /// Largest list accepted from a URL. The biggest real blocklists (hagezi ultimate, OISD big)
 /// are 20-40 MB as text; anything far beyond is a mistake or an attack.
@@ -154,6 +155,7 @@ fn add(args: AddArgs) -> Result<ExitCode> {
         added_ms: now_ms(),
         updated_ms: 0,
         counts: ListCounts::default(),
+        enabled: true,
     };
     refresh(&state, &mut entry)?;
     let summary = counts_line(&entry);
@@ -219,8 +221,8 @@ fn remove(args: RemoveArgs) -> Result<ExitCode> {
         bail!("no list named {:?} (see `embargo lists show`)", args.name);
     };
     let entry = config.lists.remove(i);
-    if let ListSource::Url(_) = entry.source {
-        let _ = std::fs::remove_file(state.list_path(&entry));
+    if let Err(e) = state.remove_list_copy(&entry) {
+        log::warn!("{e:#}");
     }
     state.save_lists(&config)?;
     control::notify_reload(&state)?;
@@ -252,6 +254,7 @@ fn show(args: ShowArgs) -> Result<ExitCode> {
         let source = match &l.source {
             ListSource::File(p) => p.display().to_string(),
             ListSource::Url(u) => u.clone(),
+            ListSource::Stored => "(stored copy)".into(),
         };
         t.row(vec![
             cell(&l.name),
@@ -296,39 +299,39 @@ fn human_bytes(n: u64) -> String {
 
 /// Downloads (URL) or re-reads (file) one list, parses it, and records format and counts.
 /// A download goes to a temporary file first: a failed one leaves the previous copy in place.
-fn refresh(state: &StateDir, entry: &mut ListEntry) -> Result<()> {
+fn refresh(state: &Store, entry: &mut ListEntry) -> Result<()> {
     let bytes = match &entry.source {
-        ListSource::File(path) => crate::input::read(path, "list")?,
+        ListSource::File(path) => embargo_app::input::read(path, "list")?,
         ListSource::Url(url) => {
             let bytes = download(url, &entry.name)?;
-            std::os::unix::fs::DirBuilderExt::mode(
-                std::fs::DirBuilder::new().recursive(true),
-                0o700,
-            )
-            .create(state.lists_dir())?;
-            write_atomic(&state.list_path(entry), &bytes)?;
+            state.write_list_copy(entry, &bytes)?;
             bytes
         }
+        ListSource::Stored => embargo_app::input::read(&state.list_path(entry), "list")?,
     };
     let format = match &entry.format {
-        Some(f) => Format::from_name(f).with_context(|| format!("unknown format {f}"))?,
-        None => {
-            let file_name = match &entry.source {
-                ListSource::File(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
-                ListSource::Url(_) => Some(entry.name.clone()),
-            }
-            .unwrap_or_default();
-            let head = &bytes[..bytes.len().min(16 * 1024)];
-            Format::detect(&file_name, head).with_context(|| {
-                format!(
-                    "{}: cannot tell the list's format; pass --format",
-                    entry.name
-                )
-            })?
-        }
+        Some(f) => Some(Format::from_name(f).with_context(|| format!("unknown format {f}"))?),
+        None => None,
+    };
+    // A file list is detected by its own file name (its extension), the others by theirs.
+    let detect_name = match &entry.source {
+        ListSource::File(p) => p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        _ => entry.name.clone(),
+    };
+    let format = match format {
+        Some(f) => f,
+        None => embargo_app::list::detect(&detect_name, &bytes).with_context(|| {
+            format!(
+                "{}: cannot tell the list's format; pass --format",
+                entry.name
+            )
+        })?,
     };
     let report = parse_bytes(format, &entry.name, &bytes, &mut |_| {});
-    super::check::ensure_rules(&entry.name, format, &report, &bytes)?;
+    ensure_rules(&entry.name, format, &report, &bytes)?;
     entry.format = Some(format.name().to_owned());
     entry.updated_ms = now_ms();
     entry.counts = ListCounts {
@@ -409,7 +412,7 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    fn temp_state() -> (std::path::PathBuf, StateDir) {
+    fn temp_state() -> (std::path::PathBuf, Store) {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -419,7 +422,7 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        (dir.clone(), StateDir::new(dir.join("state")))
+        (dir.clone(), Store::new(dir.join("state")))
     }
 
     /// A one-shot HTTP server on loopback serving `body` (there is no internet here).
@@ -442,7 +445,7 @@ mod tests {
         format!("http://{addr}/trackers.txt")
     }
 
-    fn common(state: &StateDir) -> Common {
+    fn common(state: &Store) -> Common {
         Common {
             state_dir: state.root().to_path_buf(),
             json: false,

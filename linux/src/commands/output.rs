@@ -1,11 +1,13 @@
-//! Terminal output shared by the management commands: aligned tables, colour only when stdout
-//! is a terminal (and `NO_COLOR` is unset), JSON for scripts.
+//! Terminal output and arguments shared by the management commands: aligned tables, colour
+//! only when stdout is a terminal (and `NO_COLOR` is unset), JSON for scripts; the common
+//! flags, times and app ids as typed.
 
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::state::{StateDir, DEFAULT_STATE_DIR};
+use embargo_app::store::{Store, DEFAULT_STATE_DIR};
 
 /// Flags every management command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -20,8 +22,8 @@ pub struct Common {
 
 impl Common {
     /// The state directory these flags name.
-    pub fn state(&self) -> StateDir {
-        StateDir::new(&self.state_dir)
+    pub fn state(&self) -> Store {
+        Store::new(&self.state_dir)
     }
 }
 
@@ -221,6 +223,29 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The app id for what the user typed: an existing path is made canonical (as
+/// `/proc/PID/exe` shows it), a bare command name is looked up in PATH, anything else
+/// (`uid:N`, a path that no longer exists) is taken as it is.
+pub fn resolve_app(text: &str) -> String {
+    if text.starts_with("uid:") {
+        return text.to_owned();
+    }
+    let path = Path::new(text);
+    let candidate: Option<PathBuf> = if text.contains('/') {
+        Some(path.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(text))
+                .find(|p| p.is_file())
+        })
+    };
+    candidate
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| text.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +280,13 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
         assert_eq!(parse_duration("30").unwrap().as_secs(), 1800);
         assert!(parse_duration("5w").is_err());
+    }
+
+    #[test]
+    fn resolves_command_names_and_keeps_uids() {
+        assert_eq!(resolve_app("uid:1000"), "uid:1000");
+        let sh = resolve_app("sh");
+        assert!(sh.starts_with('/'), "{sh}");
+        assert_eq!(resolve_app("/no/such/program"), "/no/such/program");
     }
 }

@@ -20,18 +20,19 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use embargo_app::store::{DefaultRules, Store};
+use embargo_app::{with_ip_databases, Rules};
 use embargo_driver::{DriverConfig, FwmarkProtect, HookError, Hooks, Tunnel};
-use embargo_engine::{Decide, Engine, EngineConfig, Event};
-use embargo_policy::{Decision, Policy, PolicyHandle, Protocol, Query};
+use embargo_engine::{EngineConfig, Event};
+use embargo_policy::{Policy, Protocol};
 
 use crate::netns;
 use crate::procfs::AppResolver;
 use crate::routes::{self, Changes, Scope};
-use crate::runtime::{with_ip_databases, RunControl};
-use crate::state::StateDir;
+use crate::rule_files::{list_set, rules_file_set};
+use crate::runtime::RunControl;
 
 /// Default fwmark (and routing table) of whole-machine mode: an arbitrary value unlikely to be
 /// used by other software ("emb" in a 16-bit number).
@@ -63,7 +64,7 @@ pub struct RunArgs {
     /// How much of the embargoed companies the built-in default blocks for every app:
     /// `telemetry` (their telemetry, analytics and ad measurement) or `full` (everything they
     /// own and everything in the embargoed countries). Default: `embargo default`'s setting.
-    #[arg(long, value_name = "LEVEL", value_parser = crate::state::parse_level)]
+    #[arg(long, value_name = "LEVEL", value_parser = embargo_app::store::parse_level)]
     pub embargo: Option<embargo_policy::EmbargoLevel>,
     /// Leave the built-in default out: only --list, --rules and the added lists apply.
     #[arg(long)]
@@ -101,38 +102,13 @@ pub struct RunArgs {
     pub tcp_buffer: Option<usize>,
 }
 
-/// The Linux hooks: SO_MARK protection, app identity from /proc, events to the history.
+/// The Linux hooks: SO_MARK protection, app identity from /proc, decisions counted for the
+/// control socket (the history is recorded by `embargo_app::start`).
 struct LinuxHooks {
     mark: FwmarkProtect,
     apps: Option<AppResolver>,
-    /// `Recorder::record` (the type is not re-exported by embargo-history yet).
-    history: Option<Box<dyn Fn(embargo_history::Event) + Send + Sync>>,
-    clock: WallClock,
     /// Counts decisions per app for `embargo status` / `embargo apps` (control socket).
     live: Arc<crate::control::Live>,
-}
-
-/// Converts the engine's monotonic instants into wall-clock milliseconds for the history.
-#[derive(Clone, Copy)]
-struct WallClock {
-    instant: Instant,
-    unix_ms: i64,
-}
-
-impl WallClock {
-    fn now() -> WallClock {
-        WallClock {
-            instant: Instant::now(),
-            unix_ms: embargo_history::now_ms(),
-        }
-    }
-
-    fn ms(&self, at: Instant) -> i64 {
-        match at.checked_duration_since(self.instant) {
-            Some(d) => self.unix_ms + d.as_millis() as i64,
-            None => self.unix_ms - self.instant.duration_since(at).as_millis() as i64,
-        }
-    }
 }
 
 impl Hooks for LinuxHooks {
@@ -157,13 +133,6 @@ impl Hooks for LinuxHooks {
                     d.app
                 );
             }
-            if let Some(history) = &self.history {
-                // A queue push: never blocks; a full queue is counted by the history.
-                history(embargo_history::Event::from_decision(
-                    self.clock.ms(d.time),
-                    d,
-                ));
-            }
         }
     }
 }
@@ -175,21 +144,21 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mode = Mode::of(&args)?;
     // Owner-only, and checked before anything in it is read: the history and the per-app
     // settings say what this machine's apps did, and the undo log is replayed as root.
-    StateDir::new(&args.state_dir).create()?;
-    let (policy, control) = load_policy(&args, &mode)?;
+    Store::new(&args.state_dir).create()?;
+    let control = load_policy(&args, &mode)?;
 
     let mut changes = match &mode {
         Mode::Attach { .. } => None,
         Mode::Netns(ns) => Some(Changes::recover_and_start(
-            &state_file(&args.state_dir, &mode),
+            &Store::new(&args.state_dir).undo_log(Some(ns)),
             Scope::Netns(ns.clone()),
         )?),
         Mode::Machine => Some(Changes::recover_and_start(
-            &state_file(&args.state_dir, &mode),
+            &Store::new(&args.state_dir).undo_log(None),
             Scope::Machine,
         )?),
     };
-    let result = run_with(&args, &mode, policy, control, changes.as_mut(), nofile);
+    let result = run_with(&args, &mode, control, changes.as_mut(), nofile);
     if let Some(changes) = changes.as_mut() {
         changes.revert_all();
     }
@@ -228,13 +197,6 @@ impl Mode {
     }
 }
 
-fn state_file(dir: &Path, mode: &Mode) -> PathBuf {
-    match mode {
-        Mode::Netns(name) => dir.join(format!("run-netns-{name}.json")),
-        _ => dir.join("run-machine.json"),
-    }
-}
-
 /// Opens (creating if needed) the TUN device `name` (see [`embargo_driver::tun_linux`]).
 fn open_tun(name: &str) -> Result<(std::os::fd::OwnedFd, String)> {
     Ok(embargo_driver::tun_linux::open(name)?)
@@ -243,7 +205,6 @@ fn open_tun(name: &str) -> Result<(std::os::fd::OwnedFd, String)> {
 fn run_with(
     args: &RunArgs,
     mode: &Mode,
-    policy: Arc<dyn Decide>,
     control: Arc<RunControl>,
     changes: Option<&mut Changes>,
     nofile: OpenFiles,
@@ -332,7 +293,8 @@ fn run_with(
     }
     .map(AppResolver::ignoring_own_process);
     config.resolve_apps = apps.is_some();
-    let history_path = args.state_dir.join("history.db");
+    let store = Store::new(&args.state_dir);
+    let history_path = store.history_db();
     let history =
         match embargo_history::History::open(crate::runtime::history_config(&history_path)) {
             Ok(h) => Some(h),
@@ -353,27 +315,27 @@ fn run_with(
     let hooks = Arc::new(LinuxHooks {
         mark: FwmarkProtect(fwmark),
         apps,
-        history: history.as_ref().map(|h| {
-            let recorder = h.recorder();
-            Box::new(move |e| {
-                recorder.record(e);
-            }) as Box<dyn Fn(embargo_history::Event) + Send + Sync>
-        }),
-        clock: WallClock::now(),
         live: control.live(),
     });
     // The control socket (embargo status/apps/lists talk to it); without it Embargo still runs.
-    let _control_server = match crate::control::Server::bind(&StateDir::new(&args.state_dir)) {
+    let _control_server = match crate::control::Server::bind(&store) {
         Ok(server) => Some(server.spawn(control.clone())?),
         Err(e) => {
             say!("embargo: control socket off: {e:#}");
             None
         }
     };
-    let engine = Engine::new(config, policy, Instant::now());
-    let (handle, thread) =
-        embargo_driver::start(Tunnel::Fd(fd), engine, hooks, DriverConfig::default())
-            .context("start the driver loop")?;
+    let embargo_app::Started { handle, thread } = embargo_app::start(
+        Tunnel::Fd(fd),
+        hooks,
+        embargo_app::Config {
+            engine: config,
+            driver: DriverConfig::default(),
+            policy: control.handle(),
+            history: history.as_ref().map(|h| h.recorder()),
+        },
+    )
+    .context("start the driver loop")?;
     let stats_handle = handle.clone();
     control.set_counters(Box::new(move || {
         let s = stats_handle.stats();
@@ -450,31 +412,15 @@ fn run_with(
 /// since start, and the latest problem (kept after writes resume; a damaged file moved aside
 /// at open counts as one).
 fn history_health(history: &embargo_history::History) -> crate::runtime::HistorySource {
-    use embargo_history::{Health, OpenOutcome};
-    let recorder = history.recorder();
-    let last = std::sync::Mutex::new(match history.open_outcome() {
-        OpenOutcome::RecoveredFromCorruption { moved_to, error } => Some(format!(
-            "damaged at start ({error}); moved to {}",
-            moved_to.display()
-        )),
-        _ => None,
-    });
+    let watch = embargo_app::HistoryWatch::new(history);
     Box::new(move || {
-        let counters = recorder.counters();
-        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
-        let (state, since) = match recorder.health() {
-            Health::Healthy => ("ok", None),
-            Health::Failing { fault, since_ms } => {
-                *last = Some(fault.to_string());
-                ("failing", Some(since_ms))
-            }
-        };
+        let h = watch.health();
         crate::control::HistoryHealth {
-            state: state.into(),
-            committed: counters.committed,
-            dropped: counters.dropped,
-            failing_since_ms: since,
-            last_error: last.clone(),
+            state: if h.ok { "ok" } else { "failing" }.into(),
+            committed: h.committed,
+            dropped: h.dropped,
+            failing_since_ms: h.failing_since_ms,
+            last_error: h.last_error,
         }
     })
 }
@@ -559,40 +505,20 @@ fn flow_cap(default: usize, nofile: u64) -> usize {
         .max(MIN_FLOWS)
 }
 
-/// The engine's view of the active policy: every decision reads the handle, so a policy
-/// stored into it (lists updated, an app paused) applies to the next decision.
-struct HandlePolicy(Arc<PolicyHandle>);
-
-impl Decide for HandlePolicy {
-    fn decide(&self, query: &Query<'_>) -> Decision {
-        self.0.load().decide(query)
-    }
-
-    /// Forwarded, not defaulted: the default (`true`) makes every new flow and DNS question
-    /// wait up to `--app-wait-ms` for the /proc lookup even under a policy with no per-app
-    /// rule that could change its verdict (docs/decisions.md).
-    fn app_can_change(&self, query: &Query<'_>) -> bool {
-        Decide::app_can_change(&*self.0, query)
-    }
-
-    fn verdict(&self, query: &Query<'_>) -> embargo_policy::Verdict {
-        Decide::verdict(&*self.0, query)
-    }
-}
-
 /// The policy: the built-in default (at the level `--embargo` or the state says, unless
 /// `--no-default`), the command line's lists and compiled sets, and the state's lists and app
-/// settings (`runtime::assemble`).
-fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunControl>)> {
+/// settings (`embargo_app::assemble`).
+fn load_policy(args: &RunArgs, mode: &Mode) -> Result<Arc<RunControl>> {
     let builtin = Policy::builtin();
     let mut sets = Vec::new();
     for path in &args.rules {
-        sets.push(Arc::new(super::check::rules_file_set(path)?));
+        sets.push(Arc::new(rules_file_set(path)?));
     }
     for path in &args.lists {
-        let (set, report) = super::check::list_set(path, None)?;
-        let binary = super::check::looks_binary(path);
-        if let super::check::ListHealth::Unusable(why) = super::check::report_list(&report, binary)
+        let (set, report) = list_set(path, None)?;
+        let binary = embargo_app::list::file_looks_binary(path);
+        if let embargo_app::list::ListHealth::Unusable(why) =
+            embargo_app::list::judge(&report, binary)
         {
             bail!(
                 "--list {}: {why}. Refusing to start: fix the list or leave it out",
@@ -602,27 +528,23 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunC
         sets.push(Arc::new(set));
     }
     let policy = Policy::new(sets, builtin.ipdb().clone(), Default::default());
-    let dbs: Vec<PathBuf> = args
-        .asn_dbs
-        .iter()
-        .chain(&args.country_dbs)
-        .cloned()
-        .collect();
-    let base = Arc::new(with_ip_databases(&policy, &dbs)?);
-    let handle = Arc::new(PolicyHandle::new(base.clone()));
+    let base = Arc::new(with_ip_databases(
+        &policy,
+        &args.asn_dbs,
+        &args.country_dbs,
+    )?);
     let what = match mode {
         Mode::Netns(ns) => format!("netns {ns}"),
         Mode::Machine => "this machine".to_owned(),
         Mode::Attach { tun } => format!("tun {tun}"),
     };
     // Lists added with `embargo lists add` and per-app settings from the state directory.
-    let control = Arc::new(RunControl::new(
-        StateDir::new(&args.state_dir),
-        handle.clone(),
+    let rules = Rules::new(
+        Store::new(&args.state_dir),
         base,
-        crate::state::DefaultRules::from_flags(args.embargo, args.no_default),
-        what,
-    ));
+        DefaultRules::from_flags(args.embargo, args.no_default),
+    );
+    let control = Arc::new(RunControl::new(rules, what));
     let report = crate::control::Handler::reload(&*control).map_err(anyhow::Error::msg)?;
     for note in &report.notes {
         log::info!("{note}");
@@ -637,7 +559,7 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<(Arc<dyn Decide>, Arc<RunC
             }
         );
     }
-    Ok((Arc::new(HandlePolicy(handle)), control))
+    Ok(control)
 }
 
 /// `--dns-upstream`, else the host's first usable nameserver.

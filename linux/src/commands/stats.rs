@@ -7,7 +7,7 @@ use anyhow::Result;
 use embargo_history::{AggregateQuery, Dimension};
 
 use super::output::{self, cell, Common, Table, Tone};
-use crate::state::now_ms;
+use embargo_app::store::now_ms;
 
 /// A dimension to count by.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,7 +59,7 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
     let query = AggregateQuery {
         since_ms: output::parse_time_arg(args.since.as_deref(), now)?,
         until_ms: output::parse_time_arg(args.until.as_deref(), now)?,
-        app: args.app.as_deref().map(super::apps::resolve_app),
+        app: args.app.as_deref().map(output::resolve_app),
         owner: args.owner,
         country: args.country.map(|c| c.to_uppercase()),
         group_by: by
@@ -73,7 +73,7 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
             .collect(),
         include_hidden: args.all,
     };
-    let rows = match super::history::open_existing(&state)? {
+    let rows = match state.open_history()? {
         Some(history) => history.aggregate(&query)?,
         None => Vec::new(),
     };

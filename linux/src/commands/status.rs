@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::output::{self, cell, Common, Table, Tone};
 use crate::control::{Client, Status};
-use crate::state::now_ms;
+use embargo_app::store::now_ms;
 
 /// Arguments of `embargo status`.
 #[derive(clap::Args)]

@@ -1,18 +1,23 @@
-//! The state directory (`--state-dir`, default `/var/lib/embargo`): what Embargo keeps between
-//! runs, and what the management commands read and change whether or not an instance runs.
+//! The state directory: what Embargo keeps between runs, and what the management commands
+//! (and the apps' settings screens) read and change whether or not the tunnel runs. One layout
+//! for every shell: the Linux `--state-dir` (default `/var/lib/embargo`) and the storage
+//! directory the Android and iOS apps give the FFI's `Embargo::new` are the same thing.
 //!
 //! ```text
 //! /var/lib/embargo/            mode 0700, owned by the user running embargo (check_private)
-//!   apps.json                  per-app settings (embargo_policy::AppRules, serde JSON)
+//!   apps.json                  per-app settings and the allowlist (embargo_policy::AppRules)
 //!   pauses.json                apps whose blocking is paused, and until when
-//!   lists.json                 the rule lists added with `embargo lists add`
-//!   settings.json              how the built-in default applies (`embargo default`)
-//!   lists/NAME                 downloaded copies of URL lists
+//!   lists.json                 the rule lists (ListEntry: source, format, on/off, counts)
+//!   settings.json              how the built-in default applies (its embargo level, or off)
+//!   lists/NAME                 stored copies: downloaded URL lists, lists handed in as bytes
 //!   history.db                 the history (embargo_history)
-//!   control.sock               a running instance's control socket (mode 0600)
-//!   run-netns-NAME.json        a run's undo log (routes.rs; run-machine.json in machine mode)
-//!   run-netns-NAME.lock        flocked by the run for its life (routes.rs)
+//!   control.sock               a running Linux instance's control socket (mode 0600)
+//!   run-netns-NAME.json        a Linux run's undo log (run-machine.json in machine mode)
+//!   run-netns-NAME.lock        flocked by the run for its life
 //! ```
+//!
+//! The FFI kept its own layout (`rules.json`, `lists/N.list`) before this one; no app with it
+//! ever shipped, so it is not migrated (docs/decisions.md).
 //!
 //! Every file is 0600 and the directory 0700.
 //!
@@ -40,6 +45,15 @@ pub const DEFAULT_PAUSE: Duration = Duration::from_secs(15 * 60);
 /// Milliseconds since the Unix epoch, as the history stores times (the history's own clock).
 pub use embargo_history::now_ms;
 
+/// `true`, for serde defaults.
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 /// One app whose blocking is paused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pause {
@@ -55,6 +69,8 @@ pub enum ListSource {
     File(PathBuf),
     /// A URL, downloaded into `lists/NAME` by `add` and `update`.
     Url(String),
+    /// Bytes handed in by an app (the FFI's `set_list`), kept in `lists/NAME`.
+    Stored,
 }
 
 /// What the last load of a list found.
@@ -88,6 +104,9 @@ pub struct ListEntry {
     #[serde(default)]
     /// What its last load found.
     pub counts: ListCounts,
+    /// Whether its rules are in force (an app can turn a list off without forgetting it).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enabled: bool,
 }
 
 /// `lists.json`.
@@ -155,16 +174,16 @@ pub fn parse_level(text: &str) -> std::result::Result<EmbargoLevel, String> {
         .ok_or_else(|| format!("{text:?}: the embargo level is telemetry or full"))
 }
 
-/// The state directory.
+/// The state directory: every file in it is read and written here, and nowhere else.
 #[derive(Debug, Clone)]
-pub struct StateDir {
+pub struct Store {
     root: PathBuf,
 }
 
-impl StateDir {
+impl Store {
     /// A state directory at `root` (not created until something is written).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StateDir { root: root.into() }
+        Store { root: root.into() }
     }
 
     /// The directory itself.
@@ -194,6 +213,18 @@ impl StateDir {
     /// The history database.
     pub fn history_db(&self) -> PathBuf {
         self.root.join("history.db")
+    }
+
+    /// The history, if there is one; `None` before the first run (nothing is created by
+    /// merely looking).
+    pub fn open_history(&self) -> Result<Option<embargo_history::History>> {
+        let path = self.history_db();
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(embargo_history::History::open(
+            embargo_history::Config::new(path),
+        )?))
     }
 
     /// Per-app settings (`AppRules` JSON).
@@ -231,11 +262,47 @@ impl StateDir {
         self.root.join("lists")
     }
 
-    /// The file a list's rules are read from: the file itself, or the downloaded copy.
+    /// The file a list's rules are read from: the file itself, or the stored copy.
     pub fn list_path(&self, entry: &ListEntry) -> PathBuf {
         match &entry.source {
             ListSource::File(path) => path.clone(),
-            ListSource::Url(_) => self.lists_dir().join(&entry.name),
+            ListSource::Url(_) | ListSource::Stored => {
+                self.lists_dir().join(copy_file_name(&entry.name))
+            }
+        }
+    }
+
+    /// Stores `bytes` as the copy of `entry` (atomically, owner-only).
+    pub fn write_list_copy(&self, entry: &ListEntry, bytes: &[u8]) -> Result<()> {
+        self.create()?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.lists_dir())
+            .with_context(|| format!("create {}", self.lists_dir().display()))?;
+        write_atomic(&self.list_path(entry), bytes)
+    }
+
+    /// Deletes the stored copy of `entry`, if it has one (a file list is the person's own).
+    pub fn remove_list_copy(&self, entry: &ListEntry) -> Result<()> {
+        if matches!(entry.source, ListSource::File(_)) {
+            return Ok(());
+        }
+        let path = self.list_path(entry);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("delete {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The undo log of a Linux run (`netns`: the namespace it protects; `None`: machine mode).
+    /// Its lock is the same path with `.lock`.
+    pub fn undo_log(&self, netns: Option<&str>) -> PathBuf {
+        match netns {
+            Some(name) => self.root.join(format!("run-netns-{name}.json")),
+            None => self.root.join("run-machine.json"),
         }
     }
 
@@ -370,6 +437,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("write {}", path.display()))
 }
 
+/// The file name of a list's stored copy: the name itself when it is a safe file name (what
+/// `embargo lists add` accepts), else with every other byte as `%XX`, so an app's list name
+/// ("My list / 2") can never leave `lists/`.
+fn copy_file_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b"_-+".contains(&b) || (b == b'.' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn read_json_or_default<T: DeserializeOwned + Default>(path: &Path) -> Result<T> {
     match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
@@ -384,9 +466,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn tmp() -> (tempdir::Dir, StateDir) {
+    fn tmp() -> (tempdir::Dir, Store) {
         let dir = tempdir::Dir::new();
-        let state = StateDir::new(dir.path().join("state"));
+        let state = Store::new(dir.path().join("state"));
         (dir, state)
     }
 
@@ -480,7 +562,7 @@ mod tests {
     fn a_state_dir_owned_by_another_user_is_refused() {
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            say!("SKIPPED: needs root to give a directory to another user");
+            eprintln!("SKIPPED: needs root to give a directory to another user");
             return;
         }
         let (_d, state) = tmp();
@@ -492,6 +574,31 @@ mod tests {
             err.contains("owned by uid 65534") && err.contains(&state.root().display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn list_copies_stay_inside_lists_dir() {
+        let (_d, state) = tmp();
+        let entry = |name: &str| ListEntry {
+            name: name.into(),
+            source: ListSource::Stored,
+            format: None,
+            added_ms: 0,
+            updated_ms: 0,
+            counts: ListCounts::default(),
+            enabled: true,
+        };
+        for name in ["../x", "a/b", ".hidden", "My list"] {
+            let path = state.list_path(&entry(name));
+            assert_eq!(path.parent(), Some(state.lists_dir().as_path()), "{name}");
+        }
+        assert_eq!(
+            state.list_path(&entry("hagezi.txt")),
+            state.lists_dir().join("hagezi.txt")
+        );
+        state.write_list_copy(&entry("a/b"), b"x.test\n").unwrap();
+        state.remove_list_copy(&entry("a/b")).unwrap();
+        assert_eq!(fs::read_dir(state.lists_dir()).unwrap().count(), 0);
     }
 
     #[test]

@@ -1,0 +1,79 @@
+import EmbargoFFI
+import Foundation
+
+/// The settings the Settings screen edits and the extension starts with.
+public struct Settings: Codable, Equatable, Sendable {
+    /// Resolver the tunnel forwards allowed questions to (`host:port`).
+    public var dnsUpstream: String = "9.9.9.9:53"
+    /// Keep allowed connections in the history too (more writes, more rows).
+    public var recordAllowed: Bool = true
+    /// Days of history kept.
+    public var historyRetentionDays: UInt32 = 30
+    /// Refuse DNS over HTTPS/TLS to known resolvers, so that questions stay readable.
+    public var blockEncryptedDns: Bool = true
+    /// Keep the tunnel up across restarts and network changes (on-demand rules).
+    public var onDemand: Bool = true
+
+    public init() {}
+
+    /// The core's configuration for these settings.
+    public func config() -> EmbargoConfig {
+        var config = EmbargoConfig()
+        config.dnsUpstream = dnsUpstream
+        config.recordAllowed = recordAllowed
+        config.historyRetentionDays = historyRetentionDays
+        config.blockEncryptedDns = blockEncryptedDns
+        return config
+    }
+}
+
+/// A settings file that cannot be read, naming the file and what is wrong with it.
+public struct SettingsError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let problem: String
+    public var description: String { "\(file): \(problem)" }
+}
+
+/// Settings persisted as JSON in the App Group container. Written atomically by the app;
+/// read by the extension.
+public struct SettingsStore: Sendable {
+    public let file: URL
+
+    public init(file: URL) {
+        self.file = file
+    }
+
+    /// The saved settings; the defaults when nothing was saved yet.
+    public func load() throws -> Settings {
+        guard FileManager.default.fileExists(atPath: file.path) else { return Settings() }
+        let data: Data
+        do {
+            data = try Data(contentsOf: file)
+        } catch {
+            throw SettingsError(file: file.path, problem: "cannot read: \(error.localizedDescription)")
+        }
+        do {
+            return try JSONDecoder().decode(Settings.self, from: data)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw SettingsError(file: file.path, problem: "missing field \(key.stringValue)")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw SettingsError(file: file.path, problem: "wrong type at \(Self.path(context))")
+        } catch let DecodingError.valueNotFound(_, context) {
+            throw SettingsError(file: file.path, problem: "null at \(Self.path(context))")
+        } catch {
+            throw SettingsError(file: file.path, problem: "not valid settings JSON")
+        }
+    }
+
+    /// Saves atomically (a reader never sees half a file).
+    public func save(_ settings: Settings) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(settings).write(to: file, options: .atomic)
+    }
+
+    private static func path(_ context: DecodingError.Context) -> String {
+        let keys = context.codingPath.map(\.stringValue)
+        return keys.isEmpty ? "the top level" : keys.joined(separator: ".")
+    }
+}

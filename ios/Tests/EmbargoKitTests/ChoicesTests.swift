@@ -1,0 +1,56 @@
+import EmbargoFFI
+@testable import EmbargoKit
+import Foundation
+import XCTest
+
+/// Companies and Countries: choices become an Embargo-format list the real core decides with.
+final class ChoicesTests: XCTestCase {
+    func testBlockingAndAllowingACountryAndACompanyChangesTheCoresVerdict() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("choices-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let group = AppGroup(container: dir)
+        try group.prepare()
+        let embargo = try Embargo(config: EmbargoConfig(), storageDir: group.storageDirectory.path)
+        let file = group.container.appendingPathComponent("choices.json")
+        let choices = try NetworkChoices(embargo: embargo, file: file)
+
+        // 114.114.114.114 is in China in the bundled country database.
+        XCTAssertEqual(try embargo.check(target: "114.114.114.114", app: nil).verdict, .allow)
+        try choices.set(country: "cn", .block)
+        let blocked = try embargo.check(target: "114.114.114.114", app: nil)
+        XCTAssertEqual(blocked.verdict, .block, blocked.explanation)
+        try choices.set(country: "CN", nil)
+        XCTAssertEqual(try embargo.check(target: "114.114.114.114", app: nil).verdict, .allow)
+
+        // 223.5.5.5 is Alibaba Cloud's.
+        try choices.set(owner: "Alibaba", .block)
+        XCTAssertEqual(try embargo.check(target: "223.5.5.5", app: nil).verdict, .block)
+        XCTAssertEqual(choices.listText(), "# Written by the Embargo app (Companies and Countries).\nowner: Alibaba\n")
+
+        // Saved in the container: a second reader (the extension) sees the same choices.
+        let again = try NetworkChoices(embargo: embargo, file: file)
+        XCTAssertEqual(again.owner("Alibaba"), .block)
+        XCTAssertNil(again.country("CN"))
+
+        XCTAssertThrowsError(try choices.set(country: "CHN", .block)) { error in
+            XCTAssertTrue("\(error)".contains("CHN"), "\(error)")
+        }
+    }
+
+    /// App and extension are two processes over one storage directory: the extension sees the
+    /// app's choice after `reload()` (what the `.reload` provider message triggers).
+    func testTheExtensionSeesTheAppsChoiceAfterReload() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("reload-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let group = AppGroup(container: dir)
+        try group.prepare()
+        let extensionSide = try Embargo(config: EmbargoConfig(), storageDir: group.storageDirectory.path)
+        let appSide = try Embargo(config: EmbargoConfig(), storageDir: group.storageDirectory.path)
+        let choices = try NetworkChoices(embargo: appSide, file: group.container.appendingPathComponent("choices.json"))
+        try choices.set(country: "CN", .block)
+        XCTAssertEqual(try extensionSide.check(target: "114.114.114.114", app: nil).verdict, .allow)
+        XCTAssertEqual(try ProviderMessage.decode(ProviderMessage.reload.encoded()), .reload)
+        try extensionSide.reload()
+        XCTAssertEqual(try extensionSide.check(target: "114.114.114.114", app: nil).verdict, .block)
+    }
+}

@@ -90,7 +90,7 @@ impl HistoryQuery {
             name_contains: self.name_contains.clone(),
             owner: self.owner.clone(),
             country: self.country.clone(),
-            decision: self.verdict.map(Into::into),
+            verdict: self.verdict,
             include_hidden: self.include_hidden,
             limit: self.limit as usize,
             after: self.after.map(|c| embargo_history::Cursor {
@@ -155,8 +155,8 @@ impl From<embargo_history::Record> for HistoryRecord {
             name: r.name,
             addr: r.addr.map(|a| a.to_string()),
             port: r.port,
-            protocol: r.protocol.into(),
-            verdict: r.decision.into(),
+            protocol: r.protocol,
+            verdict: r.verdict,
             rule: r.rule,
             list: r.list,
             line: r.line,
@@ -164,7 +164,7 @@ impl From<embargo_history::Record> for HistoryRecord {
             owner_source: r.owner_source,
             country: r.country,
             country_source: r.country_source,
-            certainty: r.certainty.into(),
+            certainty: r.certainty,
             category: r.category,
         }
     }

@@ -160,7 +160,7 @@ impl embargo_driver::Hooks for DriverHooks {
     ) -> Option<String> {
         match self
             .platform
-            .app_owner(protocol.into(), src.to_string(), dst.to_string())
+            .app_owner(protocol, src.to_string(), dst.to_string())
         {
             Ok(app) => app,
             Err(e) => {
@@ -181,7 +181,7 @@ impl embargo_driver::Hooks for DriverHooks {
         let protocol = if d.flow == FlowId::DNS || d.dns_type.is_some() {
             Protocol::Dns
         } else {
-            d.protocol.into()
+            d.protocol
         };
         let target = d.name.clone().unwrap_or_else(|| d.addr.to_string());
         self.bus.push(LiveEvent::Decision {

@@ -1,7 +1,16 @@
-//! Plain enums shared by several parts of the API, with their conversions from the core types.
+//! Plain enums shared by several parts of the API.
+//!
+//! [`Protocol`], [`Verdict`] and [`Certainty`] are the core's own types (`embargo-types`),
+//! exposed with UniFFI's remote-type mirrors below: the compiler checks each mirror against
+//! the real enum, and no conversion code exists. Deriving `uniffi::Enum` in `embargo-types`
+//! instead would need `uniffi::setup_scaffolding!()` there, which makes it a UniFFI
+//! component of its own: its types would move to another Kotlin package and Python module,
+//! changing the generated API the apps use.
+
+pub use embargo_types::{Certainty, Protocol, Verdict};
 
 /// Transport of a connection, or `Dns` for a name lookup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Protocol {
     /// A TCP connection.
     Tcp,
@@ -13,40 +22,8 @@ pub enum Protocol {
     Dns,
 }
 
-impl From<embargo_policy::Protocol> for Protocol {
-    fn from(p: embargo_policy::Protocol) -> Self {
-        match p {
-            embargo_policy::Protocol::Tcp => Protocol::Tcp,
-            embargo_policy::Protocol::Udp => Protocol::Udp,
-            embargo_policy::Protocol::Icmp => Protocol::Icmp,
-        }
-    }
-}
-
-impl From<embargo_history::Protocol> for Protocol {
-    fn from(p: embargo_history::Protocol) -> Self {
-        match p {
-            embargo_history::Protocol::Tcp => Protocol::Tcp,
-            embargo_history::Protocol::Udp => Protocol::Udp,
-            embargo_history::Protocol::Icmp => Protocol::Icmp,
-            embargo_history::Protocol::Dns => Protocol::Dns,
-        }
-    }
-}
-
-impl From<Protocol> for embargo_history::Protocol {
-    fn from(p: Protocol) -> Self {
-        match p {
-            Protocol::Tcp => embargo_history::Protocol::Tcp,
-            Protocol::Udp => embargo_history::Protocol::Udp,
-            Protocol::Icmp => embargo_history::Protocol::Icmp,
-            Protocol::Dns => embargo_history::Protocol::Dns,
-        }
-    }
-}
-
 /// Allowed or blocked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Verdict {
     /// It may leave the device.
     Allow,
@@ -54,35 +31,8 @@ pub enum Verdict {
     Block,
 }
 
-impl From<embargo_policy::Verdict> for Verdict {
-    fn from(v: embargo_policy::Verdict) -> Self {
-        match v {
-            embargo_policy::Verdict::Allow => Verdict::Allow,
-            embargo_policy::Verdict::Block => Verdict::Block,
-        }
-    }
-}
-
-impl From<embargo_history::Decision> for Verdict {
-    fn from(v: embargo_history::Decision) -> Self {
-        match v {
-            embargo_history::Decision::Allow => Verdict::Allow,
-            embargo_history::Decision::Block => Verdict::Block,
-        }
-    }
-}
-
-impl From<Verdict> for embargo_history::Decision {
-    fn from(v: Verdict) -> Self {
-        match v {
-            Verdict::Allow => embargo_history::Decision::Allow,
-            Verdict::Block => embargo_history::Decision::Block,
-        }
-    }
-}
-
 /// How sure Embargo is of who an endpoint is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Certainty {
     /// Nothing identifies the endpoint beyond its address.
     Unknown,
@@ -90,26 +40,6 @@ pub enum Certainty {
     Inferred,
     /// Stated by the app itself (DNS question, TLS SNI, HTTP Host).
     Certain,
-}
-
-impl From<embargo_policy::Certainty> for Certainty {
-    fn from(c: embargo_policy::Certainty) -> Self {
-        match c {
-            embargo_policy::Certainty::Unknown => Certainty::Unknown,
-            embargo_policy::Certainty::Inferred => Certainty::Inferred,
-            embargo_policy::Certainty::Certain => Certainty::Certain,
-        }
-    }
-}
-
-impl From<embargo_history::Certainty> for Certainty {
-    fn from(c: embargo_history::Certainty) -> Self {
-        match c {
-            embargo_history::Certainty::Unknown => Certainty::Unknown,
-            embargo_history::Certainty::Inferred => Certainty::Inferred,
-            embargo_history::Certainty::Certain => Certainty::Certain,
-        }
-    }
 }
 
 /// What a per-app override or an allowlist entry is about.

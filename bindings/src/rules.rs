@@ -333,7 +333,7 @@ impl From<&embargo_policy::Attribution> for Attribution {
             asn: a.asn,
             source_kind,
             source,
-            certainty: a.certainty.into(),
+            certainty: a.certainty,
         }
     }
 }
@@ -636,7 +636,7 @@ pub(crate) fn explain(
     app: Option<&str>,
     d: &embargo_policy::Decision,
 ) -> CheckResult {
-    let verdict: Verdict = d.verdict.into();
+    let verdict: Verdict = d.verdict;
     let verb = match verdict {
         Verdict::Allow => "Allowed",
         Verdict::Block => "Blocked",
@@ -720,7 +720,7 @@ pub(crate) fn explain(
         entry,
         owner: d.owner.as_ref().map(Attribution::from),
         country: d.country.as_ref().map(Attribution::from),
-        certainty: d.certainty.into(),
+        certainty: d.certainty,
         category: d.category.clone(),
     }
 }

@@ -119,7 +119,7 @@ fn a_history_with_corrupt_pages_is_moved_aside_and_said_so() {
             let mut e = embargo_history::Event::new(
                 embargo_history::now_ms() + i,
                 embargo_history::Protocol::Tcp,
-                embargo_history::Decision::Block,
+                embargo_history::Verdict::Block,
             );
             e.app = Some(format!("/usr/bin/app-{}", i % 40));
             e.name = Some(format!("n{i}.example"));

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use embargo_history::{Config, Decision, Event, History, Protocol};
+use embargo_history::{Config, Event, History, Protocol, Verdict};
 use serde_json::Value;
 
 fn embargo(state: &Path, args: &[&str]) -> Output {
@@ -56,28 +56,28 @@ fn seed_history(state: &Path) {
     event(
         "/usr/bin/app-a",
         "log.tiktokv.com",
-        Decision::Block,
+        Verdict::Block,
         Some("ByteDance"),
         Some("SG"),
     );
     event(
         "/usr/bin/app-a",
         "mon.tiktokv.com",
-        Decision::Block,
+        Verdict::Block,
         Some("ByteDance"),
         Some("US"),
     );
     event(
         "/usr/bin/app-b",
         "example.org",
-        Decision::Allow,
+        Verdict::Allow,
         None,
         Some("NL"),
     );
     event(
         "/usr/bin/app-b",
         "wup.qq.com",
-        Decision::Block,
+        Verdict::Block,
         Some("Tencent"),
         Some("CN"),
     );

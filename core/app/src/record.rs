@@ -8,9 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use embargo_engine::{DecisionEvent, FlowId};
-use embargo_history::{
-    Certainty, Decision, Event, Health, History, Millis, OpenOutcome, Protocol, Recorder,
-};
+use embargo_history::{Event, Health, History, Millis, OpenOutcome, Protocol, Recorder};
 use embargo_policy::{AttributionSource, Reason};
 
 /// Converts the engine's monotonic instants into wall-clock milliseconds for the history.
@@ -47,21 +45,8 @@ impl WallClock {
 /// a short explanation for allowlist, app-override, first-party and blocking-off decisions.
 pub fn history_event(time_ms: Millis, d: &DecisionEvent) -> Event {
     let is_dns = d.flow == FlowId::DNS || d.dns_type.is_some();
-    let protocol = if is_dns {
-        Protocol::Dns
-    } else {
-        match d.protocol {
-            embargo_policy::Protocol::Tcp => Protocol::Tcp,
-            embargo_policy::Protocol::Udp => Protocol::Udp,
-            embargo_policy::Protocol::Icmp => Protocol::Icmp,
-        }
-    };
-    let decision = if d.decision.is_block() {
-        Decision::Block
-    } else {
-        Decision::Allow
-    };
-    let mut e = Event::new(time_ms, protocol, decision);
+    let protocol = if is_dns { Protocol::Dns } else { d.protocol };
+    let mut e = Event::new(time_ms, protocol, d.decision.verdict);
     e.app = d.app.clone();
     e.name = d.name.clone();
     if !is_dns {
@@ -96,11 +81,7 @@ pub fn history_event(time_ms: Millis, d: &DecisionEvent) -> Event {
         e.country_source = Some(source(&country.source));
     }
     e.category = d.decision.category.clone();
-    e.certainty = match d.decision.certainty {
-        embargo_policy::Certainty::Unknown => Certainty::Unknown,
-        embargo_policy::Certainty::Inferred => Certainty::Inferred,
-        embargo_policy::Certainty::Certain => Certainty::Certain,
-    };
+    e.certainty = d.decision.certainty;
     e
 }
 
@@ -170,7 +151,7 @@ impl HistoryWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use embargo_policy::{Attribution, NameSource, RuleRef, Verdict};
+    use embargo_policy::{Attribution, Certainty, NameSource, RuleRef, Verdict};
     use std::time::Instant;
 
     fn decision(flow: FlowId, verdict: Verdict, reason: Reason) -> DecisionEvent {
@@ -224,7 +205,7 @@ mod tests {
         let e = history_event(1_000, &d);
         assert_eq!(e.category.as_deref(), Some("Advertising"));
         assert_eq!(e.time_ms, 1_000);
-        assert_eq!((e.protocol, e.decision), (Protocol::Tcp, Decision::Block));
+        assert_eq!((e.protocol, e.verdict), (Protocol::Tcp, Verdict::Block));
         assert_eq!(e.addr, Some(d.addr));
         assert_eq!(e.port, 443);
         assert_eq!(e.app.as_deref(), Some("com.example"));
@@ -252,7 +233,7 @@ mod tests {
         );
         d.dns_type = Some(1);
         let e = history_event(0, &d);
-        assert_eq!((e.protocol, e.decision), (Protocol::Dns, Decision::Allow));
+        assert_eq!((e.protocol, e.verdict), (Protocol::Dns, Verdict::Allow));
         assert_eq!((e.addr, e.port), (None, 0));
         assert_eq!(e.rule.as_deref(), Some("allowlist: tracker.test"));
         assert_eq!((e.list.as_deref(), e.line), (None, None));

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use embargo_history::{
-    AggregateQuery, Certainty, Config, Decision, Dimension, Event, History, Protocol, Query, DAY_MS,
+    AggregateQuery, Certainty, Coded, Config, Dimension, Event, History, Protocol, Query, Verdict,
+    DAY_MS,
 };
 use rusqlite::params;
 
@@ -98,10 +99,10 @@ fn random_event(rng: &mut Rng, time_ms: i64) -> Event {
         addr: Some(std::net::IpAddr::from((rng.next() as u32).to_be_bytes())),
         port: 443,
         protocol: Protocol::Tcp,
-        decision: if blocked {
-            Decision::Block
+        verdict: if blocked {
+            Verdict::Block
         } else {
-            Decision::Allow
+            Verdict::Allow
         },
         rule: blocked.then(|| format!("||t{name}.tracker-host.example^")),
         list: blocked.then(|| "trackers.txt".to_string()),
@@ -118,7 +119,7 @@ fn random_event(rng: &mut Rng, time_ms: i64) -> Event {
 /// What forwarded DNS records (`tests/bench/dns-forwarded.sh`): allowed questions of one app,
 /// every name new, with no address, owner or country (no list names an ordinary name's owner).
 fn dns_question(seq: u64, time_ms: i64) -> Event {
-    let mut e = Event::new(time_ms, Protocol::Dns, Decision::Allow);
+    let mut e = Event::new(time_ms, Protocol::Dns, Verdict::Allow);
     e.app = Some("/usr/bin/dnsperf".into());
     e.name = Some(format!("u{seq}.allowed.test"));
     e.certainty = Certainty::Certain;
@@ -292,7 +293,7 @@ fn big_db(rows: u64) -> (PathBuf, i64) {
                     e.addr.map(|a| a.to_string()),
                     e.port,
                     e.protocol.code(),
-                    e.decision.code(),
+                    e.verdict.code(),
                     e.rule,
                     e.list,
                     e.line,
@@ -311,9 +312,9 @@ fn big_db(rows: u64) -> (PathBuf, i64) {
                     e.country.unwrap(),
                 ))
                 .or_default();
-            match e.decision {
-                Decision::Block => cell.0 += count,
-                Decision::Allow => cell.1 += count,
+            match e.verdict {
+                Verdict::Block => cell.0 += count,
+                Verdict::Allow => cell.1 += count,
             }
             if i % 1_000_000 == 999_999 {
                 eprintln!("  {} rows in {:?}", i + 1, started.elapsed());
@@ -396,7 +397,7 @@ fn bench_big(c: &mut Criterion) {
     group.sample_size(50);
     let blocks = Query {
         app: Some(app.clone()),
-        decision: Some(Decision::Block),
+        verdict: Some(Verdict::Block),
         limit: 100,
         ..Query::default()
     };
@@ -409,7 +410,7 @@ fn bench_big(c: &mut Criterion) {
         })
     });
     let all_of_app = Query {
-        decision: None,
+        verdict: None,
         ..blocks.clone()
     };
     group.bench_function("newest_100_of_one_app_any_decision", |b| {

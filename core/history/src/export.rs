@@ -97,7 +97,7 @@ impl<W: Write> Exporter<W> {
                     r.addr.map(|a| a.to_string()).unwrap_or_default(),
                     r.port.to_string(),
                     r.protocol.to_string(),
-                    r.decision.to_string(),
+                    r.verdict.to_string(),
                     opt(&r.rule),
                     opt(&r.list),
                     r.line.map(|l| l.to_string()).unwrap_or_default(),

@@ -8,7 +8,7 @@
 //! # Usage
 //!
 //! ```no_run
-//! use embargo_history::{Config, Decision, Event, History, Protocol, Query};
+//! use embargo_history::{Config, Verdict, Event, History, Protocol, Query};
 //!
 //! let history = History::open(Config::new("/data/embargo/history.db"))?;
 //! // Created, Opened { from_version, to_version }, or RecoveredFromCorruption { moved_to, .. }:
@@ -17,7 +17,7 @@
 //!
 //! // On the packet path: never blocks, never fails.
 //! let recorder = history.recorder();
-//! let mut event = Event::new(1_795_951_000_000, Protocol::Dns, Decision::Block);
+//! let mut event = Event::new(1_795_951_000_000, Protocol::Dns, Verdict::Block);
 //! event.app = Some("com.zhiliaoapp.musically".into());
 //! event.name = Some("log-va.tiktokv.com".into());
 //! event.owner = Some("ByteDance".into());
@@ -25,7 +25,7 @@
 //!
 //! // In the UI: newest blocks of one app, page by page.
 //! let mut q = Query { app: Some("com.zhiliaoapp.musically".into()),
-//!                     decision: Some(Decision::Block), ..Query::default() };
+//!                     verdict: Some(Verdict::Block), ..Query::default() };
 //! let page = history.query(&q)?;
 //! q.after = page.next; // next page
 //! # Ok::<(), embargo_history::HistoryError>(())
@@ -84,7 +84,7 @@ pub use config::Config;
 pub use error::{HistoryError, WriteFault, WriteFaultKind};
 pub use export::{Format, CSV_HEADER};
 pub use history::{Hidden, History, Stats};
-pub use model::{Certainty, Decision, Event, Millis, Protocol, Record, UnknownCode};
+pub use model::{Certainty, Coded, Event, Millis, Protocol, Record, UnknownCode, Verdict};
 pub use open::{OpenOutcome, FILE_MODE};
 pub use query::{Cursor, Page, Query, MAX_PAGE};
 pub use time::{date_string, day_of, now_ms, DAY_MS};

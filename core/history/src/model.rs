@@ -13,44 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch (UTC). Plain integers cross FFI and SQLite without loss.
 pub type Millis = i64;
 
-/// Transport of the connection attempt, or `Dns` for a name lookup answered (or refused) by the
-/// engine's resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// A TCP connection attempt (SYN).
-    Tcp,
-    /// A UDP flow (first datagram).
-    Udp,
-    /// An ICMP echo or other ICMP flow.
-    Icmp,
-    /// A DNS question for `name`.
-    Dns,
-}
-
-/// What the engine did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    /// Forwarded to the network.
-    Allow,
-    /// Refused (DNS answered with nothing, connection reset or dropped).
-    Block,
-}
-
-/// How sure the attribution of the endpoint (name, owner, country) is.
-///
-/// Mirrors `embargo_policy::Certainty` without depending on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Certainty {
-    /// Nothing identifies the endpoint beyond its address.
-    Unknown,
-    /// Inferred: a name shared by several names in a DNS answer, or a database range.
-    Inferred,
-    /// Stated by the app itself: DNS question, TLS SNI, HTTP Host.
-    Certain,
-}
+pub use embargo_types::{Certainty, Protocol, Verdict};
 
 /// A stored enum code that this version does not know (a newer writer, or a damaged row).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,39 +30,34 @@ impl fmt::Display for UnknownCode {
     }
 }
 
+/// The stable integer each shared enum is stored as in SQLite (part of the file format).
+pub trait Coded: Sized + Copy {
+    /// The code stored for this value.
+    fn code(self) -> i64;
+    /// Inverse of [`Coded::code`].
+    fn from_code(code: i64) -> Result<Self, UnknownCode>;
+}
+
 macro_rules! coded_enum {
-    ($ty:ident, $column:literal, { $($variant:ident = $code:literal, $text:literal;)+ }) => {
-        impl $ty {
-            /// Stable integer stored in SQLite (part of the file format).
-            pub fn code(self) -> i64 {
+    ($ty:ident, $column:literal, { $($variant:ident = $code:literal,)+ }) => {
+        impl Coded for $ty {
+            fn code(self) -> i64 {
                 match self { $($ty::$variant => $code,)+ }
             }
 
-            /// Inverse of [`Self::code`].
-            pub fn from_code(code: i64) -> Result<Self, UnknownCode> {
+            fn from_code(code: i64) -> Result<Self, UnknownCode> {
                 match code {
                     $($code => Ok($ty::$variant),)+
                     _ => Err(UnknownCode { column: $column, code }),
                 }
             }
-
-            /// Lower-case name used in exports and CLI output.
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $text,)+ }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
         }
     };
 }
 
-coded_enum!(Protocol, "protocol", { Tcp = 0, "tcp"; Udp = 1, "udp"; Icmp = 2, "icmp"; Dns = 3, "dns"; });
-coded_enum!(Decision, "decision", { Allow = 0, "allow"; Block = 1, "block"; });
-coded_enum!(Certainty, "certainty", { Unknown = 0, "unknown"; Inferred = 1, "inferred"; Certain = 2, "certain"; });
+coded_enum!(Protocol, "protocol", { Tcp = 0, Udp = 1, Icmp = 2, Dns = 3, });
+coded_enum!(Verdict, "decision", { Allow = 0, Block = 1, });
+coded_enum!(Certainty, "certainty", { Unknown = 0, Inferred = 1, Certain = 2, });
 
 /// One thing an app tried to do, as the shell hands it to [`crate::Recorder::record`].
 ///
@@ -119,8 +77,9 @@ pub struct Event {
     pub port: u16,
     /// Transport.
     pub protocol: Protocol,
-    /// What the engine did.
-    pub decision: Decision,
+    /// What the engine did (stored and exported as `decision`, the file formats' word).
+    #[serde(rename = "decision")]
+    pub verdict: Verdict,
     /// Text of the rule that decided, if a rule did.
     pub rule: Option<String>,
     /// List the rule came from (file name or `builtin`).
@@ -145,7 +104,7 @@ pub struct Event {
 
 impl Event {
     /// A minimal event: everything optional left empty. Handy in tests and for DNS-only events.
-    pub fn new(time_ms: Millis, protocol: Protocol, decision: Decision) -> Self {
+    pub fn new(time_ms: Millis, protocol: Protocol, verdict: Verdict) -> Self {
         Event {
             time_ms,
             app: None,
@@ -153,7 +112,7 @@ impl Event {
             addr: None,
             port: 0,
             protocol,
-            decision,
+            verdict,
             rule: None,
             list: None,
             line: None,
@@ -189,8 +148,9 @@ pub struct Record {
     pub port: u16,
     /// See [`Event::protocol`].
     pub protocol: Protocol,
-    /// See [`Event::decision`].
-    pub decision: Decision,
+    /// See [`Event::verdict`].
+    #[serde(rename = "decision")]
+    pub verdict: Verdict,
     /// See [`Event::rule`].
     pub rule: Option<String>,
     /// See [`Event::list`].
@@ -221,13 +181,13 @@ mod tests {
         for p in [Protocol::Tcp, Protocol::Udp, Protocol::Icmp, Protocol::Dns] {
             assert_eq!(Protocol::from_code(p.code()), Ok(p));
         }
-        for d in [Decision::Allow, Decision::Block] {
-            assert_eq!(Decision::from_code(d.code()), Ok(d));
+        for d in [Verdict::Allow, Verdict::Block] {
+            assert_eq!(Verdict::from_code(d.code()), Ok(d));
         }
         for c in [Certainty::Unknown, Certainty::Inferred, Certainty::Certain] {
             assert_eq!(Certainty::from_code(c.code()), Ok(c));
         }
-        let err = Decision::from_code(7).unwrap_err();
+        let err = Verdict::from_code(7).unwrap_err();
         assert_eq!(err.to_string(), "unknown decision code 7");
     }
 }

@@ -9,7 +9,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row};
 
 use crate::error::HistoryError;
-use crate::model::{Certainty, Decision, Millis, Protocol, Record};
+use crate::model::{Certainty, Coded, Millis, Protocol, Record, Verdict};
 
 /// Most rows a page may hold; bounds memory of one call.
 pub const MAX_PAGE: usize = 10_000;
@@ -42,7 +42,7 @@ pub struct Query {
     /// Exactly this country code (case-insensitive).
     pub country: Option<String>,
     /// Only allowed or only blocked.
-    pub decision: Option<Decision>,
+    pub verdict: Option<Verdict>,
     /// Also show rows whose app or name the user hid.
     pub include_hidden: bool,
     /// Page size (1 to [`MAX_PAGE`]).
@@ -61,7 +61,7 @@ impl Default for Query {
             name_contains: None,
             owner: None,
             country: None,
-            decision: None,
+            verdict: None,
             include_hidden: false,
             limit: 100,
             after: None,
@@ -154,8 +154,8 @@ pub(crate) fn build(q: &Query, fetch: usize) -> Sql {
         };
         format!("SELECT {COLUMNS} FROM records{filter} {order}")
     };
-    let text = match (q.decision, &q.app) {
-        (Some(d), _) => select(Some(if d == Decision::Block {
+    let text = match (q.verdict, &q.app) {
+        (Some(d), _) => select(Some(if d == Verdict::Block {
             "decision = 1"
         } else {
             "decision = 0"
@@ -194,7 +194,7 @@ pub(crate) fn record_from_row(row: &Row<'_>) -> Result<Record, HistoryError> {
         port: row.get(7).map_err(get)?,
         protocol: Protocol::from_code(row.get(8).map_err(get)?)
             .map_err(|c| HistoryError::bad_code(id, c))?,
-        decision: Decision::from_code(row.get(9).map_err(get)?)
+        verdict: Verdict::from_code(row.get(9).map_err(get)?)
             .map_err(|c| HistoryError::bad_code(id, c))?,
         rule: row.get(10).map_err(get)?,
         list: row.get(11).map_err(get)?,

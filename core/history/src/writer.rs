@@ -23,7 +23,7 @@ use rusqlite::{params, Connection};
 
 use crate::config::Config;
 use crate::error::{HistoryError, WriteFault, WriteFaultKind};
-use crate::model::{Decision, Event, Millis, Protocol};
+use crate::model::{Coded, Event, Millis, Protocol, Verdict};
 use crate::time::{day_of, now_ms, DAY_MS};
 
 /// Name of the stored counter of events dropped because the queue was full.
@@ -191,7 +191,7 @@ impl Recorder {
     /// Hands an event to the writer. Never blocks and never fails: when the queue is full the
     /// event is counted as dropped, and that count is stored with the next commit.
     pub fn record(&self, event: Event) -> Recorded {
-        if event.decision == Decision::Allow && !self.record_allowed {
+        if event.verdict == Verdict::Allow && !self.record_allowed {
             return Recorded::Skipped;
         }
         match self.tx.try_send(Msg::Event(Box::new(event))) {
@@ -292,7 +292,7 @@ struct Key {
     name: Option<String>,
     addr: Option<IpAddr>,
     protocol: Protocol,
-    decision: Decision,
+    verdict: Verdict,
 }
 
 impl Key {
@@ -302,7 +302,7 @@ impl Key {
             name: e.name.clone(),
             addr: if e.name.is_none() { e.addr } else { None },
             protocol: e.protocol,
-            decision: e.decision,
+            verdict: e.verdict,
         }
     }
 }
@@ -596,7 +596,7 @@ impl Writer {
                         addr,
                         e.port,
                         e.protocol.code(),
-                        e.decision.code(),
+                        e.verdict.code(),
                         e.rule,
                         e.list,
                         e.line,
@@ -626,9 +626,9 @@ impl Writer {
                         e.country.as_deref().unwrap_or(""),
                     ))
                     .or_default();
-                match e.decision {
-                    Decision::Block => cell.0 += 1,
-                    Decision::Allow => cell.1 += 1,
+                match e.verdict {
+                    Verdict::Block => cell.0 += 1,
+                    Verdict::Allow => cell.1 += 1,
                 }
             }
             let mut upsert = tx.prepare_cached(DAILY_SQL)?;
@@ -784,7 +784,7 @@ mod tests {
     }
 
     fn blocked(time_ms: Millis, name: Option<&str>, addr: Option<&str>) -> Event {
-        let mut e = Event::new(time_ms, Protocol::Tcp, Decision::Block);
+        let mut e = Event::new(time_ms, Protocol::Tcp, Verdict::Block);
         e.app = Some("app".into());
         e.name = name.map(Into::into);
         e.addr = addr.map(|a| a.parse().unwrap());

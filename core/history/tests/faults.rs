@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, event, now};
 use embargo_history::{
-    Decision, Health, History, HistoryError, OpenOutcome, Query, Recorded, WriteFaultKind,
+    Health, History, HistoryError, OpenOutcome, Query, Recorded, Verdict, WriteFaultKind,
 };
 
 fn integrity(path: &Path) -> String {
@@ -133,7 +133,7 @@ fn corrupt_file_is_moved_aside_and_a_fresh_database_created() {
     // The fresh database works.
     history
         .recorder()
-        .record(event(now(), "a", "n.example", Decision::Block));
+        .record(event(now(), "a", "n.example", Verdict::Block));
     history.flush().unwrap();
     assert_eq!(history.stats().unwrap().rows, 1);
     drop(history);
@@ -149,7 +149,7 @@ fn damaged_header_of_a_real_database_is_recovered_too() {
         for i in 0..100 {
             history
                 .recorder()
-                .record(event(now() + i, "a", "n.example", Decision::Block));
+                .record(event(now() + i, "a", "n.example", Verdict::Block));
         }
         history.flush().unwrap();
     }
@@ -186,7 +186,7 @@ fn corrupt_data_pages_are_found_at_open_and_moved_aside() {
                 now() + i,
                 &format!("app-{}", i % 50),
                 &format!("n{i}.example"),
-                Decision::Block,
+                Verdict::Block,
             ));
         }
         history.flush().unwrap();
@@ -222,7 +222,7 @@ fn corrupt_data_pages_are_found_at_open_and_moved_aside() {
     assert_eq!(std::fs::metadata(&moved_to).unwrap().len(), len);
     history
         .recorder()
-        .record(event(now(), "a", "n.example", Decision::Block));
+        .record(event(now(), "a", "n.example", Verdict::Block));
     history.flush().unwrap();
     assert_eq!(history.stats().unwrap().rows, 1);
 }
@@ -261,7 +261,7 @@ fn full_database_reports_keeps_accepting_and_resumes_when_space_returns() {
                 old + i,
                 "a",
                 &format!("old{i}.example"),
-                Decision::Block,
+                Verdict::Block,
             ));
             i += 1;
         }
@@ -283,7 +283,7 @@ fn full_database_reports_keeps_accepting_and_resumes_when_space_returns() {
     // The caller keeps going: record never fails or waits.
     for j in 0..50 {
         assert_eq!(
-            rec.record(event(now() + j, "b", "new.example", Decision::Block)),
+            rec.record(event(now() + j, "b", "new.example", Verdict::Block)),
             Recorded::Queued
         );
     }
@@ -339,7 +339,7 @@ fn real_full_disk_reports_and_resumes_when_space_is_freed() {
         let history = History::open(cfg).unwrap();
         let rec = history.recorder();
         let health = rec.health_events();
-        rec.record(event(now(), "a", "first.example", Decision::Block));
+        rec.record(event(now(), "a", "first.example", Verdict::Block));
         history.flush().unwrap();
         // Fill the file system.
         let filler = mnt.join("filler");
@@ -356,7 +356,7 @@ fn real_full_disk_reports_and_resumes_when_space_is_freed() {
                         now() + i,
                         "a",
                         &format!("n{i}.example"),
-                        Decision::Block
+                        Verdict::Block
                     )),
                     Recorded::Queued
                 );
@@ -388,7 +388,7 @@ fn read_only_file_system_gives_a_clear_error() {
             let history = History::open(cfg.clone()).unwrap();
             history
                 .recorder()
-                .record(event(now(), "a", "n.example", Decision::Block));
+                .record(event(now(), "a", "n.example", Verdict::Block));
             history.flush().unwrap();
         }
         let ok = Command::new("mount")

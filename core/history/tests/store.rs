@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{config, event, now};
 use embargo_history::{
-    AggregateQuery, Decision, Dimension, Format, Hidden, History, OpenOutcome, Query, Recorded,
+    AggregateQuery, Dimension, Format, Hidden, History, OpenOutcome, Query, Recorded, Verdict,
     CSV_HEADER,
 };
 
@@ -21,7 +21,7 @@ fn new_file_is_owner_only_wal_incremental_vacuum_current_schema() {
     assert_eq!(history.open_outcome(), &OpenOutcome::Created);
     history
         .recorder()
-        .record(event(now(), "app", "a.example", Decision::Block));
+        .record(event(now(), "app", "a.example", Verdict::Block));
     history.flush().unwrap();
     // While open, the -wal and -shm files exist; all three must be owner-only.
     for suffix in ["", "-wal", "-shm"] {
@@ -209,7 +209,7 @@ fn upgrades_from_v1_keep_data() {
     assert_eq!(history.query(&Query::default()).unwrap().records.len(), 2);
     history
         .recorder()
-        .record(event(now(), "tiktok", "log.tiktokv.com", Decision::Block));
+        .record(event(now(), "tiktok", "log.tiktokv.com", Verdict::Block));
     history.flush().unwrap();
     assert_eq!(history.stats().unwrap().events, 9);
 }
@@ -223,32 +223,32 @@ fn repeats_coalesce_within_the_window_and_not_beyond() {
     let rec = history.recorder();
     let t = now() - 10 * window;
     for dt in [0, 1_000, 2_000] {
-        rec.record(event(t + dt, "tiktok", "log.tiktokv.com", Decision::Block));
+        rec.record(event(t + dt, "tiktok", "log.tiktokv.com", Verdict::Block));
     }
     // Same app and name but allowed: a separate story, a separate row.
-    rec.record(event(t + 500, "tiktok", "log.tiktokv.com", Decision::Allow));
+    rec.record(event(t + 500, "tiktok", "log.tiktokv.com", Verdict::Allow));
     // Another app: a new row.
-    rec.record(event(t + 10, "douyin", "log.tiktokv.com", Decision::Block));
+    rec.record(event(t + 10, "douyin", "log.tiktokv.com", Verdict::Block));
     history.flush().unwrap();
     // A later batch still coalesces into the row of an earlier batch.
     rec.record(event(
         t + 3_000,
         "tiktok",
         "log.tiktokv.com",
-        Decision::Block,
+        Verdict::Block,
     ));
     // Beyond the window of the first row: a new row.
     rec.record(event(
         t + window,
         "tiktok",
         "log.tiktokv.com",
-        Decision::Block,
+        Verdict::Block,
     ));
     history.flush().unwrap();
     let rows = history
         .query(&Query {
             app: Some("tiktok".into()),
-            decision: Some(Decision::Block),
+            verdict: Some(Verdict::Block),
             ..Query::default()
         })
         .unwrap()
@@ -272,7 +272,7 @@ fn zero_window_turns_coalescing_off() {
     for dt in 0..3 {
         history
             .recorder()
-            .record(event(now() + dt, "a", "n.example", Decision::Block));
+            .record(event(now() + dt, "a", "n.example", Verdict::Block));
     }
     history.flush().unwrap();
     assert_eq!(history.stats().unwrap().rows, 3);
@@ -284,7 +284,7 @@ fn allowed_connections_recorded_unless_turned_off() {
     let history = History::open(config(dir.path())).unwrap();
     let r = history
         .recorder()
-        .record(event(now(), "a", "ok.example", Decision::Allow));
+        .record(event(now(), "a", "ok.example", Verdict::Allow));
     assert_eq!(r, Recorded::Queued);
     history.flush().unwrap();
     assert_eq!(history.stats().unwrap().rows, 1);
@@ -296,17 +296,17 @@ fn allowed_connections_recorded_unless_turned_off() {
     let history = History::open(cfg).unwrap();
     let rec = history.recorder();
     assert_eq!(
-        rec.record(event(now(), "a", "ok.example", Decision::Allow)),
+        rec.record(event(now(), "a", "ok.example", Verdict::Allow)),
         Recorded::Skipped
     );
     assert_eq!(
-        rec.record(event(now(), "a", "bad.example", Decision::Block)),
+        rec.record(event(now(), "a", "bad.example", Verdict::Block)),
         Recorded::Queued
     );
     history.flush().unwrap();
     let rows = history.query(&Query::default()).unwrap().records;
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].decision, Decision::Block);
+    assert_eq!(rows[0].verdict, Verdict::Block);
 }
 
 #[test]
@@ -329,7 +329,7 @@ fn full_queue_counts_drops_and_stores_the_count() {
             now() + i,
             "a",
             &format!("n{i}.example"),
-            Decision::Block,
+            Verdict::Block,
         )));
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -353,17 +353,17 @@ fn full_queue_counts_drops_and_stores_the_count() {
 fn sample(history: &History, t: i64) {
     // Named through the crate root: shells store it in their own structs.
     let rec: embargo_history::Recorder = history.recorder();
-    let mut e = event(t, "tiktok", "log-va.tiktokv.com", Decision::Block);
+    let mut e = event(t, "tiktok", "log-va.tiktokv.com", Verdict::Block);
     rec.record(e.clone());
     e.name = Some("mon.tiktokv.com".into());
     e.time_ms = t + 10;
     rec.record(e.clone());
     e.name = Some("www.google.com".into());
     e.owner = Some("Google".into());
-    e.decision = Decision::Allow;
+    e.verdict = Verdict::Allow;
     e.time_ms = t + 20;
     rec.record(e.clone());
-    let mut w = event(t + 30, "wechat", "wx.qq.com", Decision::Block);
+    let mut w = event(t + 30, "wechat", "wx.qq.com", Verdict::Block);
     w.owner = Some("Tencent".into());
     w.country = Some("CN".into());
     rec.record(w.clone());
@@ -413,14 +413,11 @@ fn filters_select_the_right_rows_newest_first() {
     assert_eq!(
         q(|q| {
             q.app = Some("tiktok".into());
-            q.decision = Some(Decision::Block)
+            q.verdict = Some(Verdict::Block)
         }),
         ["mon.tiktokv.com", "log-va.tiktokv.com"]
     );
-    assert_eq!(
-        q(|q| q.decision = Some(Decision::Allow)),
-        ["www.google.com"]
-    );
+    assert_eq!(q(|q| q.verdict = Some(Verdict::Allow)), ["www.google.com"]);
     assert_eq!(
         q(|q| q.name_prefix = Some("LOG".into())),
         ["log.tiktokv.com", "log-va.tiktokv.com"]
@@ -465,7 +462,7 @@ fn cursor_pages_cover_every_row_once() {
             t + i / 2,
             "app",
             &format!("n{i}.example"),
-            Decision::Block,
+            Verdict::Block,
         ));
     }
     history.flush().unwrap();
@@ -565,16 +562,16 @@ fn newest_blocks_of_one_app_read_the_app_index_without_sorting() {
     sample(&history, now());
     let block = Query {
         app: Some("tiktok".into()),
-        decision: Some(Decision::Block),
+        verdict: Some(Verdict::Block),
         ..Query::default()
     };
     let plan = history.explain(&block).unwrap().join("\n");
     assert!(plan.contains("USING INDEX records_by_app"), "{plan}");
     assert!(!plan.contains("SCAN records"), "full scan: {plan}");
     assert!(!plan.contains("TEMP B-TREE"), "sorts: {plan}");
-    // Without a decision: two ordered index reads merged, still no scan.
+    // Without a verdict: two ordered index reads merged, still no scan.
     let any = Query {
-        decision: None,
+        verdict: None,
         ..block
     };
     let plan = history.explain(&any).unwrap().join("\n");
@@ -599,8 +596,8 @@ fn rows_without_an_owner_stay_out_of_the_owner_index() {
     let path = cfg.path.clone();
     let history = History::open(cfg).unwrap();
     let t = now();
-    let with = event(t, "tiktok", "log.tiktokv.com", Decision::Block);
-    let mut without = event(t + 1, "tiktok", "example.org", Decision::Allow);
+    let with = event(t, "tiktok", "log.tiktokv.com", Verdict::Block);
+    let mut without = event(t + 1, "tiktok", "example.org", Verdict::Allow);
     without.owner = None;
     without.owner_source = None;
     history.recorder().record(with);
@@ -725,15 +722,10 @@ fn retention_deletes_old_rows_in_batches_and_keeps_recent() {
     let rec = history.recorder();
     let old = now() - 31 * embargo_history::DAY_MS;
     for i in 0..1_050 {
-        rec.record(event(old + i, "a", "old.example", Decision::Block));
+        rec.record(event(old + i, "a", "old.example", Verdict::Block));
     }
     for i in 0..10 {
-        rec.record(event(
-            now() - 1_000 + i,
-            "a",
-            "new.example",
-            Decision::Block,
-        ));
+        rec.record(event(now() - 1_000 + i, "a", "new.example", Verdict::Block));
     }
     history.flush().unwrap();
     // Retention also runs by itself (at open, then every interval) one 100-row step at a time
@@ -770,7 +762,7 @@ fn size_cap_removes_oldest_rows_until_under_the_cap() {
             t + i,
             "app",
             &format!("n{i}.example"),
-            Decision::Block,
+            Verdict::Block,
         ));
     }
     history.flush().unwrap();
@@ -807,10 +799,10 @@ fn exports_match_the_query_rows_in_all_formats() {
     let t = now() - 100_000;
     for i in 0..2_500 {
         let app = if i % 3 == 0 { "tiktok" } else { "other" };
-        rec.record(event(t + i, app, &format!("n{i}.example"), Decision::Block));
+        rec.record(event(t + i, app, &format!("n{i}.example"), Verdict::Block));
     }
     // Awkward text for CSV: comma, quote, newline, non-ASCII.
-    let mut odd = event(t + 5_000, "tiktok", "weird.example", Decision::Block);
+    let mut odd = event(t + 5_000, "tiktok", "weird.example", Verdict::Block);
     odd.rule = Some("a,b \"quoted\"\nnext line, ünïcode".into());
     odd.owner = None;
     odd.addr = None;
@@ -889,12 +881,12 @@ fn category_is_kept_across_a_reopen_and_exported() {
     let cfg = config(dir.path());
     {
         let history = History::open(cfg.clone()).unwrap();
-        let mut e = event(now(), "app", "ads.adnetwork.net", Decision::Block);
+        let mut e = event(now(), "app", "ads.adnetwork.net", Verdict::Block);
         e.category = Some("Advertising".into());
         history.recorder().record(e);
         history
             .recorder()
-            .record(event(now(), "app", "example.org", Decision::Allow));
+            .record(event(now(), "app", "example.org", Verdict::Allow));
         history.flush().unwrap();
     }
     let history = History::open(cfg).unwrap();

@@ -12,6 +12,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::rules::Intent;
+pub use embargo_types::{Certainty, Protocol, Verdict};
 
 /// How the name in a query was learned. It sets how certain the name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -29,15 +30,6 @@ pub enum NameSource {
     HttpHost,
     /// A person typed it (e.g. `embargo check NAME`).
     User,
-}
-
-/// Transport of a connection attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Icmp,
 }
 
 /// One question to the policy: may this app reach this endpoint?
@@ -93,25 +85,6 @@ impl<'a> Query<'a> {
         self.app = Some(app);
         self
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Allow,
-    Block,
-}
-
-/// How sure Embargo is that the endpoint is who it says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Certainty {
-    /// Nothing identifies the endpoint beyond its address.
-    Unknown,
-    /// Inferred: a name from a DNS answer that several names share, or a database range.
-    Inferred,
-    /// Stated by the app itself: DNS question, SNI, HTTP Host, or a single-name DNS answer.
-    Certain,
 }
 
 /// Where a rule came from: list name (file name or `builtin`), 1-based line, and the rule text.

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use embargo_history::{Decision, Query, Record};
+use embargo_history::{Query, Record, Verdict};
 
 use super::output::{self, cell, Common, Table, Tone};
 use embargo_app::store::now_ms;
@@ -60,11 +60,11 @@ pub fn run(args: HistoryArgs) -> Result<ExitCode> {
         name_contains: args.name.map(|n| n.to_lowercase()),
         owner: args.owner,
         country: args.country.map(|c| c.to_uppercase()),
-        decision: args.decision.as_deref().map(|d| {
+        verdict: args.decision.as_deref().map(|d| {
             if d == "block" {
-                Decision::Block
+                Verdict::Block
             } else {
-                Decision::Allow
+                Verdict::Allow
             }
         }),
         include_hidden: args.all,
@@ -131,9 +131,9 @@ fn print_table(records: &[Record]) {
             (None, Some(a)) => format!("{a}:{}", r.port),
             (None, None) => "-".into(),
         };
-        let decision = match r.decision {
-            Decision::Block => ("block".to_owned(), Tone::Bad),
-            Decision::Allow => ("allow".to_owned(), Tone::Good),
+        let verdict = match r.verdict {
+            Verdict::Block => ("block".to_owned(), Tone::Bad),
+            Verdict::Allow => ("allow".to_owned(), Tone::Good),
         };
         let rule = match (&r.rule, &r.list, r.line) {
             (Some(rule), Some(list), Some(line)) => format!("{list}:{line} {rule}"),
@@ -145,7 +145,7 @@ fn print_table(records: &[Record]) {
             cell(r.app.clone().unwrap_or_else(|| "-".into())),
             cell(dest),
             cell(r.protocol.as_str()),
-            decision,
+            verdict,
             cell(r.owner.clone().unwrap_or_default()),
             cell(r.country.clone().unwrap_or_default()),
             cell(r.category.clone().unwrap_or_default()),

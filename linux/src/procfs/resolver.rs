@@ -62,7 +62,7 @@ fn lookup_here(
     let entry = match protocol {
         Protocol::Tcp => sock_diag::lookup(libc::IPPROTO_TCP, src, dst),
         Protocol::Udp => sock_diag::lookup(libc::IPPROTO_UDP, src, dst),
-        Protocol::Icmp => None,
+        Protocol::Icmp | Protocol::Dns => None,
     };
     let (entry, from_diag) = match entry {
         Some(e) => (e, true),
@@ -88,7 +88,7 @@ fn lookup_here(
             || match protocol {
                 Protocol::Tcp => sock_diag::lookup(libc::IPPROTO_TCP, src, dst),
                 Protocol::Udp => sock_diag::lookup(libc::IPPROTO_UDP, src, dst),
-                Protocol::Icmp => None,
+                Protocol::Icmp | Protocol::Dns => None,
             }
             .is_some_and(|now| now.inode == entry.inode)
     };

@@ -113,7 +113,8 @@ fn tables(protocol: Protocol) -> &'static [&'static str] {
     match protocol {
         Protocol::Tcp => &["tcp", "tcp6"],
         Protocol::Udp => &["udp", "udp6"],
-        Protocol::Icmp => &[],
+        // No socket table holds ICMP; a DNS question is not a flow.
+        Protocol::Icmp | Protocol::Dns => &[],
     }
 }
 

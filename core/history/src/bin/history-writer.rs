@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use embargo_history::{Config, Decision, Event, History, Protocol, Recorded};
+use embargo_history::{Config, Event, History, Protocol, Recorded, Verdict};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -43,7 +43,7 @@ fn main() {
         // Catch up to the target rate, then sleep a millisecond.
         let due = start.elapsed().as_micros() as u64 * rate / 1_000_000;
         while sent < due {
-            let mut e = Event::new(embargo_history::now_ms(), Protocol::Tcp, Decision::Block);
+            let mut e = Event::new(embargo_history::now_ms(), Protocol::Tcp, Verdict::Block);
             e.app = Some(format!("app{}", sent % 7));
             e.name = Some(format!("host{}.tracker.example", sent % 101));
             e.port = 443;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use embargo_history::{Certainty, Config, Decision, Event, Protocol};
+use embargo_history::{Certainty, Config, Event, Protocol, Verdict};
 
 /// Now, minus a margin so events are comfortably inside retention.
 pub fn now() -> i64 {
@@ -19,7 +19,7 @@ pub fn config(dir: &Path) -> Config {
 }
 
 /// A fully populated event.
-pub fn event(time_ms: i64, app: &str, name: &str, decision: Decision) -> Event {
+pub fn event(time_ms: i64, app: &str, name: &str, verdict: Verdict) -> Event {
     Event {
         time_ms,
         app: Some(app.into()),
@@ -27,7 +27,7 @@ pub fn event(time_ms: i64, app: &str, name: &str, decision: Decision) -> Event {
         addr: Some("203.0.113.7".parse().unwrap()),
         port: 443,
         protocol: Protocol::Tcp,
-        decision,
+        verdict,
         rule: Some(format!("||{name}^")),
         list: Some("bytedance.txt".into()),
         line: Some(12),

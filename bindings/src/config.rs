@@ -46,7 +46,7 @@ pub struct EmbargoConfig {
     /// names with subdomains, and their addresses on 443/853). One setting, on by default.
     #[uniffi(default = true)]
     pub block_encrypted_dns: bool,
-    /// How long a new flow may wait for [`crate::PlatformHooks::app_owner`] before it is
+    /// How long a new flow may wait for [`crate::PlatformHooks::app_of_flow`] (`appOwner` in the apps) before it is
     /// decided with the app unknown (ms). 20 ms covers Android's `getConnectionOwnerUid`
     /// binder call with room to spare while adding no delay a person notices; raise it when
     /// the platform's lookup is slower.

@@ -675,7 +675,7 @@ impl Embargo {
     pub fn check_hooks(&self, hooks: Arc<dyn PlatformHooks>) -> Result<(), EmbargoError> {
         guard(|| {
             hooks
-                .app_owner(
+                .app_of_flow(
                     crate::records::Protocol::Tcp,
                     "127.0.0.1:40000".into(),
                     "127.0.0.1:443".into(),
@@ -728,7 +728,7 @@ mod tests {
         fn protect(&self, _fd: i32) -> Result<(), HookError> {
             Ok(())
         }
-        fn app_owner(
+        fn app_of_flow(
             &self,
             _p: crate::records::Protocol,
             _s: String,

@@ -18,14 +18,16 @@ use crate::HookError;
 
 /// What the platform does for the tunnel. Android: `VpnService.protect` and
 /// `ConnectivityManager.getConnectionOwnerUid` + the package name; iOS: protect is a no-op
-/// (the extension's sockets bypass the tunnel) and the owner is unknown.
+/// (the extension's sockets bypass the tunnel) and the app of a flow is unknown.
 #[uniffi::export(foreign)]
 pub trait PlatformHooks: Send + Sync {
     /// Keeps socket `fd` out of the tunnel (called before every upstream connect).
     fn protect(&self, fd: i32) -> Result<(), HookError>;
-    /// Which app owns the flow `src -> dst` (`"ip:port"` text, IPv6 in brackets), if the
-    /// platform can tell. Called on a worker thread, never on the packet path.
-    fn app_owner(
+    /// The app the flow `src -> dst` belongs to (`"ip:port"` text, IPv6 in brackets), if the
+    /// platform can tell. Called on a worker thread, never on the packet path. Published as
+    /// `app_owner` (`appOwner`), the name the apps implement.
+    #[uniffi::method(name = "app_owner")]
+    fn app_of_flow(
         &self,
         protocol: Protocol,
         src: String,
@@ -152,7 +154,7 @@ impl embargo_driver::Hooks for DriverHooks {
         })
     }
 
-    fn app_owner(
+    fn app_of_flow(
         &self,
         protocol: embargo_policy::Protocol,
         src: SocketAddr,
@@ -160,13 +162,13 @@ impl embargo_driver::Hooks for DriverHooks {
     ) -> Option<String> {
         match self
             .platform
-            .app_owner(protocol, src.to_string(), dst.to_string())
+            .app_of_flow(protocol, src.to_string(), dst.to_string())
         {
             Ok(app) => app,
             Err(e) => {
-                log::warn!("app_owner({src} -> {dst}) failed: {e}");
+                log::warn!("app_owner hook ({src} -> {dst}) failed: {e}");
                 self.bus.push(LiveEvent::Error {
-                    message: format!("app owner lookup failed: {e}"),
+                    message: format!("app_owner hook failed: {e}"),
                 });
                 None
             }

@@ -92,7 +92,7 @@ mod tests {
         fn protect(&self, _fd: i32) -> Result<(), HookError> {
             Ok(())
         }
-        fn app_owner(
+        fn app_of_flow(
             &self,
             _p: crate::records::Protocol,
             _s: String,

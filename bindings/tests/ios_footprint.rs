@@ -37,7 +37,12 @@ impl PlatformHooks for NoHooks {
     fn protect(&self, _fd: i32) -> Result<(), HookError> {
         Ok(())
     }
-    fn app_owner(&self, _p: Protocol, _s: String, _d: String) -> Result<Option<String>, HookError> {
+    fn app_of_flow(
+        &self,
+        _p: Protocol,
+        _s: String,
+        _d: String,
+    ) -> Result<Option<String>, HookError> {
         Ok(None)
     }
 }

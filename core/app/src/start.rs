@@ -65,8 +65,8 @@ impl Hooks for AppHooks {
         self.shell.protect(fd)
     }
 
-    fn app_owner(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
-        self.shell.app_owner(protocol, src, dst)
+    fn app_of_flow(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
+        self.shell.app_of_flow(protocol, src, dst)
     }
 
     fn on_event(&self, event: &Event) {

@@ -20,7 +20,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::datagrams::{self, DatagramBatch};
-use crate::owner::OwnerResolver;
+use crate::flow_app::FlowAppResolver;
 use crate::sockets::{bind_udp, connect_tcp, connect_udp};
 use crate::tunnel::{BatchSink, PacketQueue, TunFd, MAX_PACKET};
 use crate::{
@@ -124,7 +124,7 @@ pub(crate) struct EventLoop {
     config: DriverConfig,
     shared: Arc<Shared>,
     control: Receiver<Control>,
-    owner: Option<OwnerResolver<FlowId>>,
+    apps: Option<FlowAppResolver<FlowId>>,
     tun: TunSide,
     sockets: HashMap<Token, Upstream>,
     /// Sources with unread data left by a bounded pass: pumped again before sleeping.
@@ -183,9 +183,9 @@ impl EventLoop {
                 pending: Vec::new(),
             },
         };
-        let owner = if engine.config().resolve_apps {
+        let apps = if engine.config().resolve_apps {
             let s = shared.clone();
-            Some(OwnerResolver::start(
+            Some(FlowAppResolver::start(
                 hooks.clone(),
                 Box::new(move || {
                     let _ = s.waker.wake();
@@ -204,7 +204,7 @@ impl EventLoop {
             config,
             shared,
             control: control_rx,
-            owner,
+            apps,
             tun,
             sockets: HashMap::new(),
             again: HashSet::new(),
@@ -300,8 +300,8 @@ impl EventLoop {
                 Control::WithEngine(op) => op(&mut self.engine),
             }
         }
-        if let Some(owner) = &self.owner {
-            while let Some((flow, app)) = owner.try_answer() {
+        if let Some(apps) = &self.apps {
+            while let Some((flow, app)) = apps.try_answer() {
                 self.engine.app_resolved(now, flow, app);
             }
         }
@@ -349,9 +349,9 @@ impl EventLoop {
     /// the DNS answer of this pass leaves first.
     fn flush(&mut self, now: Instant) -> io::Result<()> {
         let flushed = self.flush_engine(now);
-        if let Some(owner) = &self.owner {
+        if let Some(apps) = &self.apps {
             for (flow, protocol, src, dst, urgent) in self.asks.drain(..) {
-                owner.ask(flow, protocol, src, dst, urgent);
+                apps.ask(flow, protocol, src, dst, urgent);
             }
         }
         flushed
@@ -442,7 +442,7 @@ impl EventLoop {
                 protocol,
                 src,
                 dst,
-            } => match &self.owner {
+            } => match &self.apps {
                 Some(_) => {
                     let urgent = self.engine.holds_for_app(flow);
                     self.asks.push((flow, protocol, src, dst, urgent));

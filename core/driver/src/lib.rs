@@ -12,11 +12,11 @@
 //! - sleeps in `epoll_wait` until IO or the engine's next deadline: no tick, so an idle tunnel
 //!   costs zero wake-ups.
 //!
-//! App identity ([`Hooks::app_owner`]) is asked on a worker thread, never on the packet path.
+//! App identity ([`Hooks::app_of_flow`]) is asked on a worker thread, never on the packet path.
 
 mod datagrams;
 mod event_loop;
-mod owner;
+mod flow_app;
 pub mod sockets;
 #[cfg(target_os = "linux")]
 pub mod tun_linux;
@@ -65,9 +65,10 @@ pub trait Hooks: Send + Sync {
     /// it is a no-op: a packet tunnel extension's own sockets never enter its tunnel.
     fn protect(&self, fd: RawFd) -> Result<(), HookError>;
 
-    /// Which app owns the flow `src -> dst`, if the platform can tell. Called on a worker
+    /// The app a flow `src -> dst` belongs to (its package, bundle id or executable), if the
+    /// platform can tell. Called on a worker
     /// thread (it may be slow: /proc walks, binder calls), once per question the engine asks.
-    fn app_owner(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
+    fn app_of_flow(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
         let _ = (protocol, src, dst);
         None
     }

@@ -116,7 +116,7 @@ impl Hooks for LinuxHooks {
         self.mark.protect_fd(fd)
     }
 
-    fn app_owner(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
+    fn app_of_flow(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
         self.apps.as_ref()?.app_id(protocol, src, dst)
     }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use super::fd_table;
 
-/// How many recent owner pids are tried before anything else. A program that opens one
+/// How many recent holder pids are tried before anything else. A program that opens one
 /// connection usually opens more (a browser, a package manager): its pid answers at once.
 const RECENT_PIDS: usize = 32;
 
@@ -172,7 +172,7 @@ pub(super) fn socket_inode(link: &[u8]) -> Option<u64> {
 
 /// Finds the process holding socket `inode`, and its executable.
 ///
-/// Cheapest first: the pid already seen holding `inode`; recent owners; processes started
+/// Cheapest first: the pid already seen holding `inode`; recent holders; processes started
 /// since the previous lookup (newest first) in the socket's network namespace (`netns_ino`);
 /// then the other processes of that namespace, those of `uid` first. Each descriptor table
 /// read indexes all its sockets, so later lookups of its flows are free.
@@ -195,7 +195,7 @@ pub fn find_process(
         Err(poisoned) => poisoned.into_inner(),
     };
     let state = &mut *state;
-    let owner_exe = |state: &mut PidState, pid: u32| -> Option<(u32, PathBuf)> {
+    let holder_exe = |state: &mut PidState, pid: u32| -> Option<(u32, PathBuf)> {
         let exe = std::fs::read_link(proc_root.join(pid.to_string()).join("exe")).ok()?;
         state.remember(pid);
         Some((pid, strip_deleted(exe)))
@@ -204,13 +204,13 @@ pub fn find_process(
         if !state.scan(&proc_root.join(pid.to_string()), pid, inode) {
             return None;
         }
-        owner_exe(state, pid)
+        holder_exe(state, pid)
     };
     if let Some(&pid) = state.inodes.get(&inode) {
         // Indexed when its table was read: still there unless the process exited or passed
         // the socket on (then the walk below finds the holder).
         if std::fs::metadata(proc_root.join(pid.to_string())).is_ok() {
-            if let Some(found) = owner_exe(state, pid) {
+            if let Some(found) = holder_exe(state, pid) {
                 return Some(found);
             }
         }
@@ -461,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn a_recent_owner_that_exited_is_forgotten() {
+    fn a_recent_holder_that_exited_is_forgotten() {
         let proc = FakeProc::new();
         proc.spawn(11, "/usr/bin/curl", true, &[5]);
         let memory = PidMemory::default();

@@ -1,4 +1,4 @@
-//! [`AppResolver`]: the owner of a flow (uid, pid, executable), found by `sock_diag` and the
+//! [`AppResolver`]: the app of a flow (uid, pid, executable), found by `sock_diag` and the
 //! process search, cached, and served by a worker thread inside another network namespace.
 
 use std::collections::HashMap;
@@ -19,18 +19,18 @@ use super::process::{find_process, PidMemory};
 use super::sock_diag;
 use super::tables::{canonical_sa, find_socket, read_tables};
 
-/// How long an answer stays cached. A flow's owner cannot change while its socket lives;
-/// the TTL only bounds how long a reused 4-tuple keeps a stale owner, and 30 s is shorter than
+/// How long an answer stays cached. A flow's app cannot change while its socket lives;
+/// the TTL only bounds how long a reused 4-tuple keeps a stale app, and 30 s is shorter than
 /// TCP's TIME-WAIT plus a typical reconnect, so reuse by another program is rare within it.
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// Upper bound on cached answers: about 100 bytes each, so at most a few hundred KiB.
 pub const CACHE_CAPACITY: usize = 4096;
 
-/// Who owns a flow.
+/// The app a flow belongs to: the socket's uid and, when found, the process holding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    /// The socket's owner uid.
+pub struct FlowApp {
+    /// The socket's uid.
     pub uid: u32,
     /// Executable of the process holding the socket, when one was found.
     pub exe: Option<PathBuf>,
@@ -38,7 +38,7 @@ pub struct Owner {
     pub pid: Option<u32>,
 }
 
-impl Owner {
+impl FlowApp {
     /// The app id Embargo uses everywhere (policy, history): the executable path, or `uid:N`
     /// when no process could be found (the socket closed, or it belongs to another user whose
     /// `/proc` entries we may not read).
@@ -57,7 +57,7 @@ fn lookup_here(
     dst: SocketAddr,
     netns_ino: Option<u64>,
     recent: &PidMemory,
-) -> Option<Owner> {
+) -> Option<FlowApp> {
     // One sock_diag question; the tables are the fallback (a kernel without sock_diag).
     let entry = match protocol {
         Protocol::Tcp => sock_diag::lookup(libc::IPPROTO_TCP, src, dst),
@@ -75,7 +75,7 @@ fn lookup_here(
         // The kernel shows inode 0 for a socket no descriptor holds any more (the app closed
         // it: FIN-WAIT, TIME-WAIT): no process to find, and walking /proc for it would only
         // burn the cores the traffic needs.
-        return Some(Owner {
+        return Some(FlowApp {
             uid: entry.uid,
             pid: None,
             exe: None,
@@ -100,7 +100,7 @@ fn lookup_here(
         recent,
         still_held,
     );
-    Some(Owner {
+    Some(FlowApp {
         uid: entry.uid,
         pid: found.as_ref().map(|(pid, _)| *pid),
         exe: found.map(|(_, exe)| exe),
@@ -114,17 +114,17 @@ type Request = (
     Protocol,
     SocketAddr,
     SocketAddr,
-    mpsc::Sender<Option<Owner>>,
+    mpsc::Sender<Option<FlowApp>>,
 );
 
-/// Finds the owners of flows in one network namespace, with a cache.
+/// Finds the apps of flows in one network namespace, with a cache.
 ///
 /// Cheap to share (`&self` methods, internally locked). When built for another namespace, a
 /// worker thread lives inside it and serves the lookups; it ends when this value is dropped.
 pub struct AppResolver {
     worker: Option<Mutex<mpsc::Sender<Request>>>,
     netns_ino: Option<u64>,
-    cache: Mutex<HashMap<FlowKey, (Instant, Option<Owner>)>>,
+    cache: Mutex<HashMap<FlowKey, (Instant, Option<FlowApp>)>>,
     recent: Arc<PidMemory>,
 }
 
@@ -164,8 +164,8 @@ impl AppResolver {
                     return;
                 }
                 for (protocol, src, dst, reply) in rx {
-                    let owner = lookup_here(protocol, src, dst, Some(netns_ino), &worker_recent);
-                    let _ = reply.send(owner);
+                    let app = lookup_here(protocol, src, dst, Some(netns_ino), &worker_recent);
+                    let _ = reply.send(app);
                 }
             })?;
         ready_rx
@@ -186,19 +186,24 @@ impl AppResolver {
         self
     }
 
-    /// The owner of the flow `src -> dst` (addresses as the app sent them), or `None` when no
+    /// The app of the flow `src -> dst` (addresses as the app sent them), or `None` when no
     /// socket matches (it closed already, or the protocol has no table, like ICMP).
-    pub fn owner(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<Owner> {
+    pub fn app_of_flow(
+        &self,
+        protocol: Protocol,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Option<FlowApp> {
         let key = (protocol, canonical_sa(src), canonical_sa(dst));
         let now = Instant::now();
         if let Ok(cache) = self.cache.lock() {
-            if let Some((at, owner)) = cache.get(&key) {
+            if let Some((at, app)) = cache.get(&key) {
                 if now.duration_since(*at) < CACHE_TTL {
-                    return owner.clone();
+                    return app.clone();
                 }
             }
         }
-        let owner = match &self.worker {
+        let app = match &self.worker {
             None => lookup_here(protocol, src, dst, self.netns_ino, &self.recent),
             Some(worker) => {
                 let (reply_tx, reply_rx) = mpsc::channel();
@@ -218,20 +223,20 @@ impl AppResolver {
             }
             // A miss is cached too, but only when the socket was not found at all would a
             // retry help; keep misses briefly by storing them with an aged timestamp.
-            let at = if owner.is_some() {
+            let at = if app.is_some() {
                 now
             } else {
                 now.checked_sub(CACHE_TTL - Duration::from_secs(2))
                     .unwrap_or(now)
             };
-            cache.insert(key, (at, owner.clone()));
+            cache.insert(key, (at, app.clone()));
         }
-        owner
+        app
     }
 
-    /// [`Self::owner`] as the app id string (executable path, or `uid:N`).
+    /// [`Self::app_of_flow`] as the app id string (executable path, or `uid:N`).
     pub fn app_id(&self, protocol: Protocol, src: SocketAddr, dst: SocketAddr) -> Option<String> {
-        self.owner(protocol, src, dst).map(|o| o.app_id())
+        self.app_of_flow(protocol, src, dst).map(|o| o.app_id())
     }
 }
 
@@ -249,17 +254,17 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let resolver = AppResolver::current();
-        let owner = resolver
-            .owner(
+        let app = resolver
+            .app_of_flow(
                 Protocol::Tcp,
                 client.local_addr().unwrap(),
                 client.peer_addr().unwrap(),
             )
             .expect("socket found");
-        assert_eq!(owner.uid, unsafe { libc::geteuid() });
-        assert_eq!(owner.pid, Some(std::process::id()));
-        assert_eq!(owner.exe.as_deref(), Some(me().as_path()));
-        assert_eq!(owner.app_id(), me().to_string_lossy());
+        assert_eq!(app.uid, unsafe { libc::geteuid() });
+        assert_eq!(app.pid, Some(std::process::id()));
+        assert_eq!(app.exe.as_deref(), Some(me().as_path()));
+        assert_eq!(app.app_id(), me().to_string_lossy());
     }
 
     #[test]
@@ -272,12 +277,12 @@ mod tests {
             return;
         };
         let resolver = AppResolver::current();
-        let owner = resolver.owner(
+        let app = resolver.app_of_flow(
             Protocol::Tcp,
             client.local_addr().unwrap(),
             client.peer_addr().unwrap(),
         );
-        assert_eq!(owner.and_then(|o| o.exe), Some(me()));
+        assert_eq!(app.and_then(|o| o.exe), Some(me()));
     }
 
     #[test]
@@ -289,16 +294,22 @@ mod tests {
             "127.0.0.1".parse().unwrap(),
             socket.local_addr().unwrap().port(),
         );
-        let owner = AppResolver::current().owner(Protocol::Udp, src, dst);
-        assert_eq!(owner.and_then(|o| o.exe), Some(me()));
+        let app = AppResolver::current().app_of_flow(Protocol::Udp, src, dst);
+        assert_eq!(app.and_then(|o| o.exe), Some(me()));
     }
 
     #[test]
-    fn unknown_flow_has_no_owner() {
+    fn unknown_flow_has_no_app() {
         let src: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let dst: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        assert_eq!(AppResolver::current().owner(Protocol::Tcp, src, dst), None);
-        assert_eq!(AppResolver::current().owner(Protocol::Icmp, src, dst), None);
+        assert_eq!(
+            AppResolver::current().app_of_flow(Protocol::Tcp, src, dst),
+            None
+        );
+        assert_eq!(
+            AppResolver::current().app_of_flow(Protocol::Icmp, src, dst),
+            None
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub struct SocketEntry {
     pub local: SocketAddr,
     /// Remote address (unspecified, port 0, for unconnected sockets).
     pub remote: SocketAddr,
-    /// The socket's owner uid.
+    /// The socket's uid.
     pub uid: u32,
     /// The socket's inode (`socket:[INODE]` in `/proc/PID/fd`).
     pub inode: u64,

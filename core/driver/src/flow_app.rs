@@ -1,4 +1,4 @@
-//! App identity off the packet path: a worker thread asks the platform's `app_owner` hook
+//! App identity off the packet path: a worker thread asks the platform's `app_of_flow` hook
 //! (a /proc walk on Linux, a binder call on Android: both slow) and sends the answer back to
 //! the loop through a channel, waking it with a `mio::Waker`. Answers are cached.
 
@@ -65,7 +65,7 @@ fn next_ask<F>(pending: &mut VecDeque<Ask<F>>) -> Option<Ask<F>> {
 }
 
 /// The loop's end of the worker: send questions, take answers.
-pub struct OwnerResolver<F> {
+pub struct FlowAppResolver<F> {
     asks: Option<Sender<Ask<F>>>,
     /// Set on drop: the worker quits without working through a backlog.
     stop: Arc<AtomicBool>,
@@ -73,7 +73,7 @@ pub struct OwnerResolver<F> {
     worker: Option<JoinHandle<()>>,
 }
 
-impl<F: Send + 'static> OwnerResolver<F> {
+impl<F: Send + 'static> FlowAppResolver<F> {
     /// Starts the worker. `wake` is called after each answer so the loop picks it up.
     pub fn start(hooks: Arc<dyn Hooks>, wake: Box<dyn Fn() + Send>) -> std::io::Result<Self> {
         let (ask_tx, ask_rx) = mpsc::channel::<Ask<F>>();
@@ -81,7 +81,7 @@ impl<F: Send + 'static> OwnerResolver<F> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
         let worker = std::thread::Builder::new()
-            .name("embargo-app-owner".into())
+            .name("embargo-flow-app".into())
             .spawn(move || {
                 yield_to_the_traffic();
                 let mut cache: HashMap<Key, (Option<String>, Instant)> = HashMap::new();
@@ -110,7 +110,7 @@ impl<F: Send + 'static> OwnerResolver<F> {
                         Some((app, at)) if now.duration_since(*at) < CACHE_TTL => app.clone(),
                         _ => {
                             let (proto, src, dst) = ask.key;
-                            let app = hooks.app_owner(proto, src, dst);
+                            let app = hooks.app_of_flow(proto, src, dst);
                             if cache.len() >= CACHE_CAP {
                                 cache.clear();
                             }
@@ -126,7 +126,7 @@ impl<F: Send + 'static> OwnerResolver<F> {
                     }
                 }
             })?;
-        Ok(OwnerResolver {
+        Ok(FlowAppResolver {
             stop: stop_flag,
             asks: Some(ask_tx),
             answers: ans_rx,
@@ -155,7 +155,7 @@ impl<F: Send + 'static> OwnerResolver<F> {
     }
 }
 
-impl<F> Drop for OwnerResolver<F> {
+impl<F> Drop for FlowAppResolver<F> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.asks = None;
@@ -177,7 +177,7 @@ mod tests {
         fn protect(&self, _fd: RawFd) -> Result<(), HookError> {
             Ok(())
         }
-        fn app_owner(&self, _p: Protocol, src: SocketAddr, _d: SocketAddr) -> Option<String> {
+        fn app_of_flow(&self, _p: Protocol, src: SocketAddr, _d: SocketAddr) -> Option<String> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Some(format!("app-{}", src.port()))
         }
@@ -193,7 +193,7 @@ mod tests {
         fn protect(&self, _fd: RawFd) -> Result<(), HookError> {
             Ok(())
         }
-        fn app_owner(&self, _p: Protocol, src: SocketAddr, _d: SocketAddr) -> Option<String> {
+        fn app_of_flow(&self, _p: Protocol, src: SocketAddr, _d: SocketAddr) -> Option<String> {
             if let Some(gate) = self.gate.lock().unwrap().take() {
                 if let Some(entered) = self.entered.lock().unwrap().take() {
                     let _ = entered.send(());
@@ -204,7 +204,7 @@ mod tests {
         }
     }
 
-    fn answers_in_order(r: &OwnerResolver<u32>, n: usize) -> Vec<(u32, String)> {
+    fn answers_in_order(r: &FlowAppResolver<u32>, n: usize) -> Vec<(u32, String)> {
         let mut out = Vec::new();
         for _ in 0..400 {
             while let Some((flow, app)) = r.try_answer() {
@@ -226,7 +226,7 @@ mod tests {
             entered: std::sync::Mutex::new(Some(entered_tx)),
             gate: std::sync::Mutex::new(Some(gate)),
         });
-        let r: OwnerResolver<u32> = OwnerResolver::start(hooks, Box::new(|| {})).unwrap();
+        let r: FlowAppResolver<u32> = FlowAppResolver::start(hooks, Box::new(|| {})).unwrap();
         let dst: SocketAddr = "10.0.0.1:443".parse().unwrap();
         let src = |port: u16| SocketAddr::from(([10, 0, 0, 2], port));
         // The first question blocks the worker; three more queue behind it.
@@ -249,7 +249,7 @@ mod tests {
     fn answers_come_back_and_repeats_hit_the_cache() {
         let hooks = Arc::new(Counting(AtomicUsize::new(0)));
         let (wake_tx, wake_rx) = mpsc::channel();
-        let r: OwnerResolver<u32> = OwnerResolver::start(
+        let r: FlowAppResolver<u32> = FlowAppResolver::start(
             hooks.clone(),
             Box::new(move || {
                 let _ = wake_tx.send(());
@@ -271,7 +271,7 @@ mod tests {
     fn answers_nobody_waits_for_do_not_wake_the_loop() {
         let hooks = Arc::new(Counting(AtomicUsize::new(0)));
         let (wake_tx, wake_rx) = mpsc::channel();
-        let r: OwnerResolver<u32> = OwnerResolver::start(
+        let r: FlowAppResolver<u32> = FlowAppResolver::start(
             hooks,
             Box::new(move || {
                 let _ = wake_tx.send(());

@@ -799,8 +799,8 @@ mod tests {
         assert_eq!(page.records[0].list.as_deref(), Some("builtin"));
     }
 
-    /// Issue 16: the history's health was not in the status; a damaged history was set aside
-    /// with only a log line the app may not show.
+    /// The status carries the history's health, including a damaged history set aside at
+    /// open (otherwise only a log line the app may not show).
     #[test]
     fn status_reports_the_history_health() {
         let dir = tempfile::tempdir().unwrap();

@@ -508,8 +508,9 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
-    /// Issue 16: the undo log was replayed as commands. A log planted in the state directory
-    /// made root run any `ip` command and write any file at the next start.
+    /// The undo log is data, never commands: steps this version did not write are refused,
+    /// so a log planted in the state directory cannot make root run an `ip` command or
+    /// write a file at the next start.
     #[test]
     fn foreign_steps_in_the_log_are_refused_and_not_executed() {
         let dir = temp("foreign");
@@ -656,8 +657,8 @@ mod tests {
         }
     }
 
-    /// Issue 16: the undo log was written 0644 (anyone could read which namespace and rules
-    /// a run changed); every file in the state directory is owner-only.
+    /// The undo log says which namespace and rules a run changed: like every file in the
+    /// state directory, it and its lock are readable by their user alone (0600).
     #[test]
     fn the_log_and_its_lock_are_owner_only() {
         let dir = temp("modes");
@@ -670,8 +671,8 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
-    /// Issue 16: a restart right after a SIGKILL was refused while the killed process was a
-    /// zombie (its comm still read `embargo`). The lock is what says a run is alive: held, a
+    /// A restart right after a SIGKILL goes ahead even while the killed process is a zombie
+    /// (its comm still reads `embargo`). The lock is what says a run is alive: held, a
     /// second start is refused; released (by exit or death), the next start goes ahead.
     #[test]
     fn a_held_lock_refuses_a_second_start_and_a_released_one_does_not() {

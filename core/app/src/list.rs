@@ -250,7 +250,8 @@ mod tests {
         r
     }
 
-    /// Issue 16: a list that was mostly (or only) errors loaded with its report at most.
+    /// A list that is mostly (or only) errors, or binary, is judged unhealthy instead of
+    /// loading quietly with a report nobody reads.
     #[test]
     fn lists_are_judged_by_their_share_of_errors_and_binary_content() {
         assert_eq!(list_health(&report(10, 5, 0), false), ListHealth::Fine);

@@ -533,8 +533,8 @@ mod tests {
         assert_eq!(state.next_pause_end(6_000), None);
     }
 
-    /// Issue 16: `embargo run` used any existing state directory whatever its owner and mode
-    /// (and replayed the undo log found there as root).
+    /// An existing state directory is checked before use: writable by others, it is refused
+    /// (root replays the undo log found there); readable by others, it is tightened.
     #[test]
     fn a_writable_by_others_state_dir_is_refused_and_a_readable_one_tightened() {
         let (_d, state) = tmp();

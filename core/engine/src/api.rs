@@ -65,7 +65,7 @@ pub enum Command {
     /// Forget `flow`: close its host socket now (reset, timeout, eviction, both sides done).
     /// No further event for this flow will be accepted.
     Close { flow: FlowId },
-    /// Ask which app owns this flow; answer with [`crate::Engine::app_resolved`], off the packet
+    /// Ask which app this flow belongs to; answer with [`crate::Engine::app_resolved`], off the packet
     /// path. Asked once per (protocol, source) the engine has not cached.
     ResolveApp {
         flow: FlowId,
@@ -280,11 +280,11 @@ fn policy_app_can_change(policy: &embargo_policy::Policy, query: &Query<'_>) -> 
     if !policy.apps().apps.is_empty() {
         return true;
     }
-    let has_app_owners = policy
+    let has_app_owner_facts = policy
         .rules()
         .iter()
         .any(|set| set.counts()[APP_OWNER_FACTS] > 0);
-    has_app_owners && policy.verdict(query) == embargo_policy::Verdict::Block
+    has_app_owner_facts && policy.verdict(query) == embargo_policy::Verdict::Block
 }
 
 /// With a handle as its policy, the engine sees every [`embargo_policy::PolicyHandle::store`]

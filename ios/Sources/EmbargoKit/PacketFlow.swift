@@ -70,7 +70,7 @@ final class FlowSink: PacketBatchSink, @unchecked Sendable {
 }
 
 /// iOS's answers to the core's questions: protect is a no-op (a packet tunnel extension's own
-/// sockets bypass its tunnel), and no API says which app owns a flow.
+/// sockets bypass its tunnel), and no API says which app a flow belongs to.
 public final class ApplePlatformHooks: PlatformHooks, Sendable {
     public init() {}
     public func protect(fd: Int32) throws {}

@@ -619,8 +619,8 @@ fn random_seed() -> u64 {
 mod tests {
     use super::*;
 
-    /// Issue 16: `status` said nothing of the history; a damaged file set aside at open was
-    /// only a (lost) log line.
+    /// `status` reports the history's health, including a damaged file set aside at open
+    /// (otherwise only a log line, easily lost).
     #[test]
     fn history_health_reports_ok_and_a_file_set_aside_at_open() {
         let dir = std::env::temp_dir().join(format!("embargo-run-health-{}", std::process::id()));

@@ -6,6 +6,7 @@
 #   apksigner (a debug key made with keytool) -> checks: aapt2 dump badging/xmltree, apksigner verify.
 #
 #   (cd android && mvn -B package) && android/build-apk.sh     # writes android/target/embargo-debug.apk
+#   android/build-apk.sh --build     # the same, generating the bindings and running Maven first
 #
 # Needs zipalign, apksigner, keytool, zip (tests/install-deps.sh android installs them). The
 # aapt2 and D8 jars come from the Maven build (android/pom.xml pins them).
@@ -17,6 +18,14 @@ out=$t/apk/build
 min_sdk=29
 target_sdk=34
 die() { echo "build-apk: $*" >&2; exit 1; }
+case "${1:-}" in
+    "") ;;
+    --build)
+        (cd .. && bindings/generate.sh)
+        mvn -q -B package -DskipTests
+        ;;
+    *) die "unknown argument $1 (usage: build-apk.sh [--build])" ;;
+esac
 
 for f in "$t/classes/org/embargo/android/MainActivity.class" "$tools/android-all.jar" "$tools/r8.jar" \
     "$tools/aapt2-linux.jar" "$tools/jna.aar"; do
@@ -64,7 +73,8 @@ if [ "$have_core" -eq 0 ]; then
 fi
 
 cp "$out/base.apk" "$out/unaligned.apk"
-# Dex compressed; native libraries stored (extractNativeLibs=false: mapped from the APK).
+# Dex compressed; native libraries stored (page-aligned by zipalign -p). extractNativeLibs=true:
+# JNA finds libembargo_ffi.so as a file in the app's native library directory.
 (cd "$out/pkg" && zip -q -X -9 ../unaligned.apk classes*.dex && zip -q -X -0 -r ../unaligned.apk lib)
 
 echo "== zipalign, sign"

@@ -15,13 +15,16 @@ abis=(arm64-v8a armeabi-v7a x86_64)
 targets=(aarch64-linux-android armv7-linux-androideabi x86_64-linux-android)
 die() { echo "build-native: $*" >&2; exit 1; }
 
-missing=()
-for t in "${targets[@]}"; do
-    rustup target list --installed | grep -qx "$t" || missing+=("$t")
-done
-[ "${#missing[@]}" -eq 0 ] || die "rust targets missing: rustup target add ${missing[*]}"
+need_targets() {
+    local missing=()
+    for t in "$@"; do
+        rustup target list --installed | grep -qx "$t" || missing+=("$t")
+    done
+    [ "${#missing[@]}" -eq 0 ] || die "rust targets missing: rustup target add ${missing[*]}"
+}
 
 if [ -n "${ANDROID_NDK_HOME:-}" ]; then
+    need_targets "${targets[@]}"
     [ -d "$ANDROID_NDK_HOME" ] || die "ANDROID_NDK_HOME=$ANDROID_NDK_HOME is not a directory"
     command -v cargo-ndk >/dev/null || die "cargo-ndk not found: cargo install cargo-ndk --locked --version 4.1.2"
     ndk_args=()
@@ -37,8 +40,9 @@ fi
 echo "*** build-native: ANDROID_NDK_HOME is not set, so libembargo_ffi.so cannot be linked for Android here. ***"
 echo "*** Running 'cargo check -p embargo-ffi' for aarch64-linux-android and x86_64-linux-android instead, ***"
 echo "*** with 'zig cc' (ziglang) as the C compiler for the bundled SQLite.                             ***"
+need_targets aarch64-linux-android x86_64-linux-android
 zig_dir=$(python3 -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))' 2>/dev/null) \
-    || die "ziglang not installed: python3 -m pip install ziglang==0.15.1 (tests/install-deps.sh android)"
+    || die "ziglang not installed: python3 -m pip install ziglang==0.17.1 (tests/install-deps.sh android)"
 wrappers="${CARGO_TARGET_DIR:-$PWD/target}/android-zig"
 mkdir -p "$wrappers"
 for t in aarch64-linux-android x86_64-linux-android; do

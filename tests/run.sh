@@ -13,7 +13,10 @@ Stages (default: all):
   unit      cargo test --workspace
   netns     builds the debug `embargo` binary, then the real-network suite (pytest tests/netns)
   bindings  generates the UniFFI bindings, then the JUnit (Maven) and Python (pytest) suites
-  all       lint, unit, netns and bindings, in that order
+  android   the Android app: Maven build with the Robolectric suite (real core through JNA),
+            the signed debug APK (android/build-apk.sh) and, with no NDK here, the cargo check
+            of embargo-ffi for the Android targets (android/build-native.sh)
+  all       lint, unit, netns, bindings and android, in that order
 
 --install installs the Debian packages and tools the stages need first (tests/install-deps.sh,
 as root); so do EMBARGO_INSTALL_DEPS=1 and CI=true. Without it nothing is installed, and a stage
@@ -29,7 +32,7 @@ for arg in "$@"; do
     case $arg in
         --install) install=1 ;;
         -h | --help) usage; exit 0 ;;
-        lint | unit | netns | bindings | all)
+        lint | unit | netns | bindings | android | all)
             [ -z "$stage" ] || { usage >&2; exit 2; }
             stage=$arg
             ;;
@@ -43,7 +46,7 @@ stage=${stage:-all}
 # test stages run.
 deps() {
     local checked=("$@")
-    [ "$1" = all ] && checked=(lint unit netns bindings)
+    [ "$1" = all ] && checked=(lint unit netns bindings android)
     if [ "$install" -eq 1 ]; then
         ./tests/install-deps.sh "$@"
     elif ! ./tests/install-deps.sh --check "${checked[@]}"; then
@@ -96,12 +99,23 @@ bindings() {
     pytest_suite bindings/python/tests
 }
 
+android() {
+    echo "== Android app (android/: Maven + Robolectric with the real core, signed debug APK)"
+    # The app compiles the generated Kotlin and its tests load the host library (both from here).
+    bindings/generate.sh
+    (cd android && mvn -q -B verify)
+    android/build-apk.sh
+    # With ANDROID_NDK_HOME set this builds the phone libraries instead of checking.
+    android/build-native.sh
+}
+
 if [ "$stage" = all ]; then
     deps all
     lint
     unit
     netns
     bindings
+    android
 else
     deps "$stage"
     "$stage"

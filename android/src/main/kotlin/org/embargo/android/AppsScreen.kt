@@ -52,7 +52,7 @@ class AppsScreen(activity: MainActivity) : MainActivity.Screen(activity) {
     }
 
     override fun refresh() {
-        sort.text = if (byBlocked) "Most blocked" else "By name"
+        sort.text = if (byBlocked) "Sort: most blocked" else "Sort: name"
         val counts = core.embargo.aggregate(AggregateQuery(groupBy = listOf(Dimension.APP)))
             .associate { (it.app ?: "") to it.blocked }
         val q = query.trim().lowercase()

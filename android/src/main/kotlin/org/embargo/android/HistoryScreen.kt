@@ -59,7 +59,7 @@ class HistoryScreen(activity: MainActivity) : MainActivity.Screen(activity) {
             },
         )
         addView(searchBox)
-        addView(HorizontalScrollView(activity).apply { isHorizontalScrollBarEnabled = false; addView(filters) })
+        addView(HorizontalScrollView(activity).apply { isHorizontalScrollBarEnabled = false; addView(filters); setPadding(0, 0, 0, ui.dp(8)) })
         addView(summary)
         addView(list, LinearLayout.LayoutParams(ViewGroup.LayoutParams.MATCH_PARENT, 0, 1f))
     }
@@ -215,7 +215,7 @@ class HistoryScreen(activity: MainActivity) : MainActivity.Screen(activity) {
             val blocked = r.verdict == Verdict.BLOCK
             val name = r.name ?: r.addr ?: "?"
             return ui.column(0).apply {
-                setPadding(ui.dp(2), ui.dp(10), ui.dp(2), ui.dp(10))
+                setPadding(ui.dp(2), ui.dp(10), ui.dp(14), ui.dp(10))
                 tag = r.id
                 addView(
                     ui.row().apply {

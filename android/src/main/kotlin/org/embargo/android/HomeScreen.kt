@@ -74,7 +74,8 @@ class HomeScreen(activity: MainActivity) : MainActivity.Screen(activity) {
         val total = core.blockedToday()
         body.addView(ui.section("Blocked today: $total"))
         val owners = core.today(Dimension.OWNER).take(5)
-        val countries = core.today(Dimension.COUNTRY).take(5)
+        // Names stopped at DNS never get an address, so they have no country: not a "unknown" row.
+        val countries = core.today(Dimension.COUNTRY).filter { it.country != null }.take(5)
         if (owners.isEmpty()) {
             body.addView(ui.card(ui.muted("Nothing blocked yet today.")))
         } else {
@@ -87,7 +88,10 @@ class HomeScreen(activity: MainActivity) : MainActivity.Screen(activity) {
             body.addView(
                 ui.card(
                     ui.text("By country", 15f, ui.p.muted),
-                    *countries.map { ui.pair(Ui.countryName(it.country), it.blocked.toString(), ui.p.blocked) }.toTypedArray(),
+                    *(
+                        if (countries.isEmpty()) arrayOf(ui.muted("No country yet: what was blocked was stopped at DNS, before any address."))
+                        else countries.map { ui.pair(Ui.countryName(it.country), it.blocked.toString(), ui.p.blocked) }.toTypedArray<android.view.View>()
+                        ),
                 ),
             )
         }

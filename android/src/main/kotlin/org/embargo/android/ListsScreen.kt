@@ -26,7 +26,15 @@ class ListsScreen(activity: MainActivity) : MainActivity.Screen(activity) {
         body.removeAllViews()
         body.addView(ui.title("Lists and settings"))
         body.addView(ui.section("Block lists"))
-        for (l in core.embargo.lists()) {
+        body.addView(
+            ui.card(
+                ui.text("Built-in embargo list", 16f, bold = true),
+                ui.muted("Always on: the data endpoints and networks of ByteDance, Tencent, Alibaba and others. How much it blocks is the embargo level on Home."),
+            ),
+        )
+        val added = core.embargo.lists()
+        if (added.isEmpty()) body.addView(ui.muted("No lists added yet. Tracker lists (hosts, AdBlock, DuckDuckGo, Disconnect…) block for every app except the tracker's own company.").apply { setPadding(0, ui.dp(4), 0, 0) })
+        for (l in added) {
             val sw = Switch(activity).apply {
                 isChecked = l.enabled
                 contentDescription = "Use list ${l.name}"

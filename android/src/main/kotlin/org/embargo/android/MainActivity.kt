@@ -125,7 +125,17 @@ class MainActivity : Activity() {
             core.mode = Mode.PROTECT
             core.stopReason = null
             EmbargoVpnService.start(this)
+            askForNotifications()
             screen?.refresh()
+        }
+    }
+
+    /** Android 13+: the status notification needs the user's yes (asked after VPN consent). */
+    private fun askForNotifications() {
+        if (android.os.Build.VERSION.SDK_INT >= 33 &&
+            checkSelfPermission(android.Manifest.permission.POST_NOTIFICATIONS) != android.content.pm.PackageManager.PERMISSION_GRANTED
+        ) {
+            requestPermissions(arrayOf(android.Manifest.permission.POST_NOTIFICATIONS), REQ_NOTIFICATIONS)
         }
     }
 
@@ -137,6 +147,7 @@ class MainActivity : Activity() {
                 core.mode = Mode.PROTECT
                 core.stopReason = null
                 EmbargoVpnService.start(this)
+                askForNotifications()
             } else {
                 core.stopReason = "Embargo needs Android's VPN permission to see connections. Nothing leaves the phone."
             }
@@ -161,6 +172,7 @@ class MainActivity : Activity() {
         const val REQ_EXPORT_CSV = 2
         const val REQ_EXPORT_JSON = 3
         const val REQ_LIST_FILE = 4
+        const val REQ_NOTIFICATIONS = 5
         const val KEY_STATE = "embargo.state"
         const val KEY_TAB = "tab"
         const val KEY_DETAIL = "detail"

@@ -98,7 +98,7 @@ class AppTest {
     }
 
     private fun installApps() {
-        install(TIKTOK, "TikTok", 10123, 0xFF111111.toInt())
+        install(TIKTOK, "TikTok", 10123, 0xFFFE2C55.toInt())
         install(WECHAT, "WeChat", 10124, 0xFF07C160.toInt())
         install("org.mozilla.firefox", "Firefox", 10125, 0xFFFF7139.toInt())
         install("org.thoughtcrime.securesms", "Signal", 10126, 0xFF3A76F0.toInt())
@@ -348,6 +348,13 @@ class AppTest {
             shot(c.get(), "lists-$theme")
             c.pause().stop().destroy()
         }
+        // Readable at a large font scale (Settings > Display > Font size, largest before 14).
+        RuntimeEnvironment.setQualifiers("+notnight")
+        RuntimeEnvironment.setFontScale(1.3f)
+        val big = launch()
+        shot(big.get(), "home-large-font-light")
+        big.get().open(MainActivity.TAB_HISTORY)
+        shot(big.get(), "history-large-font-light")
     }
 
     companion object {

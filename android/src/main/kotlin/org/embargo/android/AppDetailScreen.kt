@@ -86,7 +86,7 @@ class AppDetailScreen(activity: MainActivity, val app: String) : MainActivity.Sc
         body.addView(ui.card(*targets(owners.map { Triple(it.owner, it.blocked, it.allowed) }, overrides) { RuleTarget.Owner(it) }))
         body.addView(ui.section("Countries"))
         val countries = core.embargo.aggregate(AggregateQuery(app = app, groupBy = listOf(Dimension.COUNTRY)))
-        body.addView(ui.card(*targets(countries.map { Triple(it.country, it.blocked, it.allowed) }, overrides, { c -> c?.let(Ui::countryName) ?: "No address yet (stopped at DNS)" }) { RuleTarget.Country(it) }))
+        body.addView(ui.card(*targets(countries.map { Triple(it.country, it.blocked, it.allowed) }, overrides, { c -> c?.let(Ui::countryName) ?: "No country (stopped at DNS)" }) { RuleTarget.Country(it) }))
 
         body.addView(ui.section("Last connections"))
         val last = core.embargo.history(HistoryQuery(app = app, limit = 20u)).records

@@ -47,7 +47,7 @@ class HistoryScreen(activity: MainActivity) : MainActivity.Screen(activity) {
             }
         })
     }
-    private val filters = ui.row()
+    private val filters = ui.row().apply { setPadding(0, ui.dp(8), 0, ui.dp(4)) }
     private val summary = ui.muted("")
     val searchBox = ui.edit("Search names") { search = it; reload() }.apply { setText(search) }
 
@@ -59,7 +59,7 @@ class HistoryScreen(activity: MainActivity) : MainActivity.Screen(activity) {
             },
         )
         addView(searchBox)
-        addView(HorizontalScrollView(activity).apply { isHorizontalScrollBarEnabled = false; addView(filters); setPadding(0, 0, 0, ui.dp(8)) })
+        addView(HorizontalScrollView(activity).apply { isHorizontalScrollBarEnabled = false; addView(filters) })
         addView(summary)
         addView(list, LinearLayout.LayoutParams(ViewGroup.LayoutParams.MATCH_PARENT, 0, 1f))
     }
@@ -123,7 +123,7 @@ class HistoryScreen(activity: MainActivity) : MainActivity.Screen(activity) {
         fun chip(label: String, on: Boolean, click: () -> Unit) {
             filters.addView(
                 ui.button(label, on, click).apply { minWidth = 0; minimumWidth = 0 },
-                LinearLayout.LayoutParams(ViewGroup.LayoutParams.WRAP_CONTENT, ViewGroup.LayoutParams.WRAP_CONTENT).apply { marginEnd = ui.dp(6); topMargin = ui.dp(6) },
+                LinearLayout.LayoutParams(ViewGroup.LayoutParams.WRAP_CONTENT, ui.dp(40)).apply { marginEnd = ui.dp(6) },
             )
         }
         chip(mapOf("blocked" to "Blocked", "allowed" to "Allowed", "all" to "All verdicts")[verdict]!!, verdict != "all") {

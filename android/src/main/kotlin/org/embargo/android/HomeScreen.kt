@@ -118,7 +118,8 @@ class HomeScreen(activity: MainActivity) : MainActivity.Screen(activity) {
 
     private fun segmented(labels: List<String>, selected: Int, description: String, onPick: (Int) -> Unit) =
         RadioGroup(activity).apply {
-            orientation = LinearLayout.HORIZONTAL
+            // Side by side at normal sizes; stacked at large font scales so no label wraps.
+            orientation = if (activity.resources.configuration.fontScale > 1.15f) LinearLayout.VERTICAL else LinearLayout.HORIZONTAL
             contentDescription = description
             setPadding(0, ui.dp(8), 0, 0)
             labels.forEachIndexed { i, label ->
@@ -130,7 +131,8 @@ class HomeScreen(activity: MainActivity) : MainActivity.Screen(activity) {
                         setTextColor(ui.p.text)
                         buttonTintList = android.content.res.ColorStateList.valueOf(ui.p.accent)
                         isChecked = i == selected
-                        setPadding(ui.dp(4), 0, ui.dp(16), 0)
+                        setPadding(ui.dp(4), 0, ui.dp(12), 0)
+                        isSingleLine = true
                         setOnClickListener { if (i != selected) onPick(i) }
                     },
                 )

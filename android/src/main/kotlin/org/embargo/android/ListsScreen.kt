@@ -18,7 +18,7 @@ class ListsScreen(activity: MainActivity) : MainActivity.Screen(activity) {
     private val body = ui.column()
     override val view: View = ScrollView(activity).apply { addView(body) }
     private val main = Handler(Looper.getMainLooper())
-    val url = ui.edit("https://… list URL (hosts, domains, adblock)")
+    val url = ui.edit("List URL, https://…")
     val name = ui.edit("Name, e.g. hagezi-pro")
     val progress = ui.muted("")
 

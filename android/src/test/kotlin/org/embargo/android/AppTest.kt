@@ -326,6 +326,50 @@ class AppTest {
     }
 
     @Test
+    fun appDetailAllowsAnOwnerAndPausesTheAppInTheCore() {
+        traffic()
+        val c = launch(MainActivity.TAB_APPS)
+        c.get().open(MainActivity.TAB_APPS, TIKTOK)
+        idle()
+        assertEquals(Verdict.BLOCK, core.embargo.check("log.tiktokv.com", TIKTOK).verdict)
+        // The first "Always allow" is the owner's (ByteDance), above the countries and names.
+        click(c.get(), "Always allow")
+        val allowed = core.embargo.check("log.tiktokv.com", TIKTOK)
+        assertEquals(Verdict.ALLOW, allowed.verdict)
+        assertEquals(ReasonKind.APP_OVERRIDE, allowed.reason)
+        assertTrue(allText(c.get()), allText(c.get()).contains("✓ Always allowed"))
+        click(c.get(), "✓ Always allowed") // tapped again: the override goes
+        assertEquals(Verdict.BLOCK, core.embargo.check("log.tiktokv.com", TIKTOK).verdict)
+        click(c.get(), "Pause for 1 hour")
+        assertEquals(Verdict.ALLOW, core.embargo.check("log.tiktokv.com", TIKTOK).verdict)
+        assertTrue(allText(c.get()), allText(c.get()).contains("Paused until"))
+        // An hour later the pause ends and blocking is back.
+        core.endPauses(System.currentTimeMillis() + Core.HOUR_MS + 1)
+        assertEquals(Verdict.BLOCK, core.embargo.check("log.tiktokv.com", TIKTOK).verdict)
+    }
+
+    @Test
+    fun historyLoadsTheNextPageWithTheCursorAsTheUserScrolls() {
+        installApps()
+        startCore()
+        val total = HistoryScreen.PAGE.toInt() + 12
+        for (i in 0 until total) assertEquals(Verdict.BLOCK, ask("x$i.log.tiktokv.com", 10123))
+        core.embargo.flushHistory()
+        val a = launch(MainActivity.TAB_HISTORY).get()
+        val history = a.screen as HistoryScreen
+        assertEquals(HistoryScreen.PAGE.toInt(), history.records.size)
+        // Newest first.
+        assertEquals("x${total - 1}.log.tiktokv.com", history.records.first().name)
+        history.list.setSelection(history.records.size - 1)
+        idle()
+        history.loadMore()
+        idle()
+        assertEquals(total, history.records.size)
+        assertEquals(total, history.records.map { it.id }.toSet().size)
+        assertTrue(allText(a), allText(a).contains("$total shown"))
+    }
+
+    @Test
     fun screenshotsOfEveryScreenLightAndDark() {
         traffic()
         core.mode = Mode.PROTECT

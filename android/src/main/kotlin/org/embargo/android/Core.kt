@@ -24,12 +24,19 @@ class Core private constructor(val context: Context) {
     val owners = AppOwners(context)
 
     private var opened: Embargo? = null
+    private var openedWith: EmbargoConfig? = null
 
     /** Opened on first use: loading lists and the history database takes disk time. */
     val embargo: Embargo
         get() = synchronized(this) {
-            opened ?: Embargo(config(), storageDir.path).also { opened = it }
+            opened ?: config().let { c -> Embargo(c, storageDir.path).also { opened = it; openedWith = c } }
         }
+
+    /** The DNS server and retention are fixed when the core opens: the service calls this
+     *  before starting the tunnel so a changed setting applies from that start on. */
+    fun reopenIfSettingsChanged() = synchronized(this) {
+        if (opened != null && openedWith != config()) close()
+    }
 
     val storageDir get() = context.filesDir.resolve("embargo")
 

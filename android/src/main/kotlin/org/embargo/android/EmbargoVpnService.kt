@@ -65,6 +65,7 @@ class EmbargoVpnService : VpnService() {
 
     private fun startTunnel() {
         if (core.embargo.status().state == TunnelState.RUNNING) return
+        core.reopenIfSettingsChanged()
         if (prepare(this) != null) {
             // Consent withdrawn or never given: only the activity can ask again.
             stopTunnel(Mode.OFF, "Android has not allowed Embargo to run a VPN: open Embargo to allow it.")

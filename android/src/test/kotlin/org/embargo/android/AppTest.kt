@@ -381,9 +381,12 @@ class AppTest {
         idle()
         history.loadMore()
         idle()
-        assertEquals(total, history.records.size)
-        assertEquals(total, history.records.map { it.id }.toSet().size)
-        assertTrue(allText(a), allText(a).contains("$total shown"))
+        // Every record once (a question asked again because its app came late is a record too).
+        val rows = core.embargo.historyStats().rows.toInt()
+        assertTrue(rows >= total)
+        assertEquals(rows, history.records.size)
+        assertEquals(rows, history.records.map { it.id }.toSet().size)
+        assertTrue(allText(a), allText(a).contains("$rows shown"))
     }
 
     @Test

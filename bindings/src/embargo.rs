@@ -311,7 +311,7 @@ impl Embargo {
                 Some(r) if state == TunnelState::Running => {
                     (r.handle.stats(), Some(r.started_at_ms))
                 }
-                _ => (embargo_driver::Stats::default(), None),
+                _ => (embargo_driver::StatsSnapshot::default(), None),
             };
             let history = self.history_watch.health();
             Ok(TunnelStatus {

@@ -345,8 +345,8 @@ pub struct HistoryStats {
     pub write_problem: Option<String>,
 }
 
-impl From<embargo_history::Stats> for HistoryStats {
-    fn from(s: embargo_history::Stats) -> Self {
+impl From<embargo_history::StorageStats> for HistoryStats {
+    fn from(s: embargo_history::StorageStats) -> Self {
         HistoryStats {
             rows: s.rows,
             events: s.events,

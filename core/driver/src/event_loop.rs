@@ -24,7 +24,8 @@ use crate::flow_app::FlowAppResolver;
 use crate::sockets::{bind_udp, connect_tcp, connect_udp};
 use crate::tunnel::{BatchSink, PacketQueue, TunFd, MAX_PACKET};
 use crate::{
-    Control, DriverConfig, DriverHandle, DriverStats, Hooks, PacketSink, Shared, Stats, Tunnel,
+    Control, DriverConfig, DriverHandle, DriverStats, Hooks, PacketSink, Shared, StatsSnapshot,
+    Tunnel,
 };
 
 const TUN: Token = Token(0);
@@ -165,7 +166,7 @@ impl EventLoop {
         let (control_tx, control_rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            stats: Mutex::new(Stats::default()),
+            stats: Mutex::new(StatsSnapshot::default()),
             waker,
             control: Mutex::new(control_tx),
             packets: PacketQueue::default(),
@@ -857,7 +858,7 @@ impl EventLoop {
 
     fn publish_stats(&mut self) {
         self.counters.sockets_open = self.sockets.len();
-        let snapshot = Stats {
+        let snapshot = StatsSnapshot {
             driver: self.counters,
             engine: self.engine.stats(),
         };

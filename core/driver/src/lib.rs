@@ -163,7 +163,7 @@ pub enum Tunnel {
     PacketBatches(BatchSink),
 }
 
-/// Counters of the loop itself (the engine keeps its own, in [`Stats::engine`]).
+/// Counters of the loop itself (the engine keeps its own, in [`StatsSnapshot::engine`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DriverStats {
     /// Returns from `epoll_wait` (each one is a wake-up of the loop thread).
@@ -187,11 +187,11 @@ pub struct DriverStats {
 
 /// A snapshot of the loop's and the engine's counters.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Stats {
+pub struct StatsSnapshot {
     /// The loop's counters.
     pub driver: DriverStats,
     /// The engine's counters.
-    pub engine: embargo_engine::Stats,
+    pub engine: embargo_engine::EngineStats,
 }
 
 type EngineOp = Box<dyn FnOnce(&mut Engine) + Send>;
@@ -203,7 +203,7 @@ enum Control {
 
 struct Shared {
     stop: AtomicBool,
-    stats: Mutex<Stats>,
+    stats: Mutex<StatsSnapshot>,
     waker: mio::Waker,
     control: Mutex<Sender<Control>>,
     packets: tunnel::PacketQueue,
@@ -242,7 +242,7 @@ impl DriverHandle {
     /// The counters as of the end of the loop's last pass, or of the last events handed to
     /// [`Hooks::on_event`] if that came later: a status read on an event counts what the
     /// event reports.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> StatsSnapshot {
         match self.shared.stats.lock() {
             Ok(s) => *s,
             Err(poisoned) => *poisoned.into_inner(),
@@ -313,7 +313,7 @@ mod tests {
         Engine::new(EngineConfig::default(), policy, Instant::now())
     }
 
-    fn wait_for(handle: &DriverHandle, what: impl Fn(&Stats) -> bool) -> Stats {
+    fn wait_for(handle: &DriverHandle, what: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
         for _ in 0..500 {
             let s = handle.stats();
             if what(&s) {

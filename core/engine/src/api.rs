@@ -148,7 +148,7 @@ pub enum Event {
     },
 }
 
-/// Why a packet from the tunnel was dropped. Each kind is counted in [`Stats::dropped`].
+/// Why a packet from the tunnel was dropped. Each kind is counted in [`EngineStats::dropped`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(usize)]
 pub enum DropReason {
@@ -176,13 +176,13 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// Number of kinds (length of [`Stats::dropped`]).
+    /// Number of kinds (length of [`EngineStats::dropped`]).
     pub const COUNT: usize = 10;
 }
 
 /// Counters and gauges. Cheap to take: a copy of plain integers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct EngineStats {
     /// Packets given to [`crate::Engine::handle_tun_packet`].
     pub packets_in: u64,
     /// Packets handed out by [`crate::Engine::poll_tun_packet`].

@@ -119,6 +119,8 @@ pub mod inspect;
 mod packet;
 pub mod reassembly;
 
-pub use api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
+pub use api::{
+    Command, Decide, DecisionEvent, DropReason, EngineStats, Event, FlowId, UpstreamEvent,
+};
 pub use config::{DnsBlockAnswer, EngineConfig, DEFAULT_PROXY_PORTS};
 pub use engine::Engine;

@@ -36,7 +36,7 @@ impl Hidden {
 
 /// Figures for a "storage" screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stats {
+pub struct StorageStats {
     /// Rows stored.
     pub rows: u64,
     /// Events those rows stand for (sum of counts).
@@ -194,7 +194,7 @@ impl History {
     }
 
     /// Row, event and drop counts, size, and writer health.
-    pub fn stats(&self) -> Result<Stats, HistoryError> {
+    pub fn stats(&self) -> Result<StorageStats, HistoryError> {
         let conn = self.conn();
         let e = HistoryError::sqlite;
         let (rows, events, oldest, newest): (i64, Option<i64>, Option<i64>, Option<i64>) = conn
@@ -216,7 +216,7 @@ impl History {
             })
             .map_err(e("reading counters"))?;
         let live = writer::live_bytes(&conn).map_err(e("measuring the database"))?;
-        Ok(Stats {
+        Ok(StorageStats {
             rows: rows as u64,
             events: events.unwrap_or(0).max(0) as u64,
             dropped: stored_drops.unwrap_or(0).max(0) as u64

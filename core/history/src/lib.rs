@@ -38,7 +38,7 @@
 //! - **Never blocking**: `record` is a `try_send` into a bounded queue
 //!   (`Config::queue_capacity`); a writer thread commits batches (≤ 16,384 events or 200 ms,
 //!   one transaction each). When the queue is full the event is counted as dropped; the count
-//!   is stored and shown in [`Stats::dropped`].
+//!   is stored and shown in [`StorageStats::dropped`].
 //! - **Faults**: a failed commit (disk full, read-only) keeps the events in memory, retries with
 //!   back-off, and reports [`Health::Failing`] on [`Recorder::health_events`]; writing resumes
 //!   by itself. A damaged file is renamed `<name>.corrupt-<UTC stamp>` and a fresh one created
@@ -83,7 +83,7 @@ pub use aggregate::{AggregateQuery, AggregateRow, Dimension};
 pub use config::Config;
 pub use error::{HistoryError, WriteFault, WriteFaultKind};
 pub use export::{Format, CSV_HEADER};
-pub use history::{Hidden, History, Stats};
+pub use history::{Hidden, History, StorageStats};
 pub use model::{Certainty, Coded, Event, Millis, Protocol, Record, UnknownCode, Verdict};
 pub use open::{OpenOutcome, FILE_MODE};
 pub use query::{Cursor, Page, Query, MAX_PAGE};

@@ -24,7 +24,9 @@ use embargo_policy::{Certainty, Decision, NameSource, Protocol, Query, Reason, R
 use smoltcp::iface::{Config, Interface};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use crate::api::{Command, Decide, DecisionEvent, DropReason, Event, FlowId, Stats, UpstreamEvent};
+use crate::api::{
+    Command, Decide, DecisionEvent, DropReason, EngineStats, Event, FlowId, UpstreamEvent,
+};
 use crate::budget;
 use crate::config::EngineConfig;
 use crate::device::QueueDevice;
@@ -194,7 +196,7 @@ pub struct Engine {
     scratch: Vec<u8>,
     /// UDP datagrams arriving as IP fragments, being joined.
     frags: crate::reassembly::Reassembly,
-    stats: Stats,
+    stats: EngineStats,
 }
 
 impl Engine {
@@ -250,7 +252,7 @@ impl Engine {
             rng,
             scratch: Vec::with_capacity(2048),
             frags: crate::reassembly::Reassembly::default(),
-            stats: Stats::default(),
+            stats: EngineStats::default(),
         }
     }
 
@@ -553,7 +555,7 @@ impl Engine {
     }
 
     /// Counters and gauges, as of the last `poll_*` call (input calls defer their work to it).
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> EngineStats {
         let mut s = self.stats;
         s.tcp_flows = self.table.tcp_count();
         s.udp_flows = self.table.udp_count();

@@ -339,7 +339,7 @@ impl Engine {
         }
     }
 
-    /// The driver's answer to [`Command::ResolveApp`] (`None`: the owner could not be found).
+    /// The driver's answer to [`Command::ResolveApp`] (`None`: the app could not be found).
     pub fn app_resolved(&mut self, now: Instant, flow: FlowId, app: Option<String>) {
         self.advance(now);
         if let Some((protocol, src)) = self.app_wait_key(flow) {

@@ -41,6 +41,9 @@ use crate::Hooks;
 /// has time to answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often the reader of a plain upstream's socket checks whether it was given up.
+const UDP_IDLE_CHECK: Duration = Duration::from_secs(30);
+
 /// Largest DNS message over TLS or HTTPS (a 2-byte length bounds it).
 const MAX_MESSAGE: usize = u16::MAX as usize;
 
@@ -179,12 +182,22 @@ impl Conn {
             Conn::H2 { dead, .. } => *dead.borrow(),
         }
     }
+
+    /// Stops using the connection: the next question makes a new one.
+    fn end(&self) {
+        match self {
+            Conn::Pipe(p) => p.end(),
+            Conn::H2 { dead, .. } => *dead.borrow_mut() = true,
+        }
+    }
 }
 
 type Pending = RefCell<HashMap<u16, oneshot::Sender<Vec<u8>>>>;
 
 struct Pipe {
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    /// To the writer task; taken at the end, which ends the writer (and for TLS closes the
+    /// session, so the server's close ends the reader).
+    out: RefCell<Option<mpsc::UnboundedSender<Vec<u8>>>>,
     pending: Pending,
     dead: RefCell<bool>,
 }
@@ -204,7 +217,16 @@ impl Pipe {
     /// The connection is gone: every waiting question fails (and falls back).
     fn end(&self) {
         *self.dead.borrow_mut() = true;
+        self.out.borrow_mut().take();
         self.pending.borrow_mut().clear();
+    }
+
+    fn new(out: mpsc::UnboundedSender<Vec<u8>>) -> Rc<Self> {
+        Rc::new(Pipe {
+            out: RefCell::new(Some(out)),
+            pending: RefCell::new(HashMap::new()),
+            dead: RefCell::new(false),
+        })
     }
 }
 
@@ -235,9 +257,9 @@ impl Worker {
             }
             self.fallback.borrow_mut().failed(i, Instant::now());
             // Whatever the connection's state, the next question starts a fresh one.
-            if let Ok(mut slot) = self.conns[i].try_lock() {
-                if let Some(Conn::Pipe(p)) = slot.take() {
-                    p.end();
+            if let Ok(slot) = self.conns[i].try_lock() {
+                if let Some(c) = slot.as_ref() {
+                    c.end();
                 }
             }
         }
@@ -247,29 +269,30 @@ impl Worker {
         if question.len() < 12 || question.len() > MAX_MESSAGE {
             return Err(io::Error::other("not a DNS message"));
         }
-        let conn = {
-            let mut slot = self.conns[i].lock().await;
-            match slot.as_ref() {
-                Some(c) if !c.is_dead() => c.clone(),
-                _ => {
-                    let c = self.connect(&self.upstreams[i]).await?;
-                    *slot = Some(c.clone());
-                    c
-                }
+        let (conn, fresh) = self.conn(i).await?;
+        match exchange(&conn, question).await {
+            // A kept connection the server closed while idle (unbound: after 30 s) is no
+            // failure of the upstream: once more on a new one.
+            Err(e) if !fresh => {
+                log::debug!("DNS upstream {}: {e}; reconnecting", self.upstreams[i]);
+                conn.end();
+                let (conn, _) = self.conn(i).await?;
+                exchange(&conn, question).await
             }
-        };
-        match conn {
-            Conn::Pipe(pipe) => {
-                let id = u16::from_be_bytes([question[0], question[1]]);
-                let (tx, rx) = oneshot::channel();
-                pipe.pending.borrow_mut().insert(id, tx);
-                pipe.out
-                    .send(question.to_vec())
-                    .map_err(|_| io::Error::other("connection closed"))?;
-                rx.await
-                    .map_err(|_| io::Error::other("connection closed before the answer"))
+            answered => answered,
+        }
+    }
+
+    /// Upstream `i`'s live connection, made now if there is none (then `fresh`).
+    async fn conn(&self, i: usize) -> io::Result<(Conn, bool)> {
+        let mut slot = self.conns[i].lock().await;
+        match slot.as_ref() {
+            Some(c) if !c.is_dead() => Ok((c.clone(), false)),
+            _ => {
+                let c = self.connect(&self.upstreams[i]).await?;
+                *slot = Some(c.clone());
+                Ok((c, true))
             }
-            Conn::H2 { send, uri, .. } => post(send, uri, question).await,
         }
     }
 
@@ -324,11 +347,7 @@ impl Worker {
         let socket = Rc::new(UdpSocket::from_std(std_socket)?);
         socket.connect(addr).await?;
         let (out, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let pipe = Rc::new(Pipe {
-            out,
-            pending: RefCell::new(HashMap::new()),
-            dead: RefCell::new(false),
-        });
+        let pipe = Pipe::new(out);
         let sender = socket.clone();
         tokio::task::spawn_local(async move {
             while let Some(m) = rx.recv().await {
@@ -338,14 +357,13 @@ impl Worker {
         let reader = pipe.clone();
         tokio::task::spawn_local(async move {
             let mut buf = vec![0u8; MAX_MESSAGE];
-            loop {
-                match socket.recv(&mut buf).await {
-                    Ok(n) => reader.answer(buf[..n].to_vec()),
+            // Wakes now and then to notice the end of a socket nothing arrives on any more.
+            while !*reader.dead.borrow() {
+                match tokio::time::timeout(UDP_IDLE_CHECK, socket.recv(&mut buf)).await {
+                    Ok(Ok(n)) => reader.answer(buf[..n].to_vec()),
                     // An ICMP unreachable: this resolver is not there.
-                    Err(_) => break,
-                }
-                if *reader.dead.borrow() {
-                    break;
+                    Ok(Err(_)) => break,
+                    Err(_) => {}
                 }
             }
             reader.end();
@@ -359,11 +377,7 @@ impl Worker {
         let tls = self.dot.connect(server, tcp).await?;
         let (mut read, mut write) = tokio::io::split(tls);
         let (out, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let pipe = Rc::new(Pipe {
-            out,
-            pending: RefCell::new(HashMap::new()),
-            dead: RefCell::new(false),
-        });
+        let pipe = Pipe::new(out);
         let writer = pipe.clone();
         tokio::task::spawn_local(async move {
             // Questions that queued up meanwhile go out in one TLS record.
@@ -379,6 +393,7 @@ impl Worker {
                 }
             }
             writer.end();
+            let _ = write.shutdown().await;
         });
         let reader = pipe.clone();
         tokio::task::spawn_local(async move {
@@ -427,6 +442,28 @@ impl Worker {
             .build()
             .map_err(io::Error::other)?;
         Ok(Conn::H2 { send, uri, dead })
+    }
+}
+
+/// One question on one connection.
+async fn exchange(conn: &Conn, question: &[u8]) -> io::Result<Vec<u8>> {
+    match conn {
+        Conn::Pipe(pipe) => {
+            let id = u16::from_be_bytes([question[0], question[1]]);
+            let (tx, rx) = oneshot::channel();
+            pipe.pending.borrow_mut().insert(id, tx);
+            let sent = match pipe.out.borrow().as_ref() {
+                Some(out) => out.send(question.to_vec()).is_ok(),
+                None => false,
+            };
+            if !sent {
+                pipe.pending.borrow_mut().remove(&id);
+                return Err(io::Error::other("connection closed"));
+            }
+            rx.await
+                .map_err(|_| io::Error::other("connection closed before the answer"))
+        }
+        Conn::H2 { send, uri, .. } => post(send.clone(), uri.clone(), question).await,
     }
 }
 

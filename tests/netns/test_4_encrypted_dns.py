@@ -74,17 +74,33 @@ forward-zone:
 """)
     check = run("unbound-checkconf", conf, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    proc = net.spawn(net.inet, ["unbound", "-d", "-c", conf], "unbound")
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        listening = in_ns(net.inet, "ss", "-Hltn", check=False).stdout
-        if f"{RESOLVER_IP}:{DOT_PORT}" in listening and f"{RESOLVER_IP}:{DOH_PORT}" in listening:
-            break
-        assert proc.poll() is None, (net.log / "unbound.out").read_text(errors="replace")
-        time.sleep(0.2)
-    else:
-        raise AssertionError(f"unbound did not listen: {(net.log / 'unbound.out').read_text()}")
-    yield net.log / "unbound.log"
+    server = Unbound(net, conf)
+    server.start()
+    yield server
+
+
+class Unbound:
+    def __init__(self, net, conf: Path):
+        self.net, self.conf, self.log, self.proc = net, conf, net.log / "unbound.log", None
+
+    def start(self):
+        self.proc = self.net.spawn(self.net.inet, ["unbound", "-d", "-c", self.conf], "unbound")
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            listening = in_ns(self.net.inet, "ss", "-Hltn", check=False).stdout
+            if f"{RESOLVER_IP}:{DOT_PORT}" in listening and f"{RESOLVER_IP}:{DOH_PORT}" in listening:
+                return
+            assert self.proc.poll() is None, (self.net.log / "unbound.out").read_text(errors="replace")
+            time.sleep(0.2)
+        raise AssertionError(f"unbound did not listen: {(self.net.log / 'unbound.out').read_text()}")
+
+    def restart(self):
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        self.start()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -162,7 +178,7 @@ def dig(ns: str, name: str, *extra) -> list[str]:
     return [line for line in out.splitlines() if line and not line.startswith(";")]
 
 
-def resolve_and_block(ns: str, unbound_log: Path, names: list[str]):
+def resolve_and_block(ns: str, unbound: Unbound, names: list[str]):
     """Allowed names resolve through the resolver (it logs them), blocked ones never reach it."""
     for name in names:
         assert ALLOWED_IP in dig(ns, name), name
@@ -172,7 +188,7 @@ def resolve_and_block(ns: str, unbound_log: Path, names: list[str]):
     code = in_ns(ns, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
                  f"http://{names[0]}/index.html", check=False, timeout=20).stdout
     assert code == "200", code
-    log = unbound_log.read_text(errors="replace")
+    log = unbound.text()
     for name in names:
         assert f"{name}. A IN" in log, f"{name} not asked of unbound:\n{log[-2000:]}"
     assert "ads.tracker.test" not in log
@@ -223,10 +239,27 @@ def test_a_certificate_for_another_name_is_refused(net, unbound, embargo_bin, ow
     proc, log = start(embargo_bin, own_ns, tmp_path, [wrong], net.ca / "ca.pem")
     try:
         assert dig(own_ns, "wrong-name.allowed.test") == []
-        assert "wrong-name.allowed.test" not in unbound.read_text(errors="replace")
+        assert "wrong-name.allowed.test" not in unbound.text()
         text = log.read_text(errors="replace")
         assert "certificate" in text.lower() or "NotValidForName" in text, text[-2000:]
     finally:
         stop(proc)
         capture.stop()
     assert capture.packets("port 53") == []
+
+
+@pytest.mark.parametrize("kind", ["tls", "https"])
+def test_a_connection_the_server_closed_is_made_again_without_falling_back(
+        net, unbound, embargo_bin, own_ns, tmp_path, kind):
+    """The kept connection dies with the server (as when a resolver closes an idle one): the
+    next question opens a new one, and the upstream is not counted as failed."""
+    upstream = DOT if kind == "tls" else DOH
+    proc, log = start(embargo_bin, own_ns, tmp_path, [upstream], net.ca / "ca.pem")
+    try:
+        assert ALLOWED_IP in dig(own_ns, f"before-{kind}.allowed.test")
+        unbound.restart()
+        assert ALLOWED_IP in dig(own_ns, f"after-{kind}.allowed.test")
+        assert f"after-{kind}.allowed.test. A IN" in unbound.text()
+        assert f"DNS upstream {upstream}" not in log.read_text(errors="replace")
+    finally:
+        stop(proc)

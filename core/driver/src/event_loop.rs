@@ -20,6 +20,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::datagrams::{self, DatagramBatch};
+use crate::dns_upstream::client::DnsClient;
 use crate::flow_app::FlowAppResolver;
 use crate::sockets::{bind_udp, connect_tcp, connect_udp};
 use crate::tunnel::{BatchSink, PacketQueue, TunFd, MAX_PACKET};
@@ -126,6 +127,8 @@ pub(crate) struct EventLoop {
     shared: Arc<Shared>,
     control: Receiver<Control>,
     apps: Option<FlowAppResolver<FlowId>>,
+    /// Carries forwarded DNS questions when upstreams are configured ([`crate::dns_upstream`]).
+    dns: Option<DnsClient>,
     tun: TunSide,
     sockets: HashMap<Token, Upstream>,
     /// Sources with unread data left by a bounded pass: pumped again before sleeping.
@@ -195,6 +198,18 @@ impl EventLoop {
         } else {
             None
         };
+        let dns = if config.dns.active() {
+            let s = shared.clone();
+            Some(DnsClient::start(
+                &config.dns,
+                hooks.clone(),
+                Box::new(move || {
+                    let _ = s.waker.wake();
+                }),
+            )?)
+        } else {
+            None
+        };
         let handle = DriverHandle {
             shared: shared.clone(),
         };
@@ -206,6 +221,7 @@ impl EventLoop {
             shared,
             control: control_rx,
             apps,
+            dns,
             tun,
             sockets: HashMap::new(),
             again: HashSet::new(),
@@ -304,6 +320,18 @@ impl EventLoop {
         if let Some(apps) = &self.apps {
             while let Some((flow, app)) = apps.try_answer() {
                 self.engine.app_resolved(now, flow, app);
+            }
+        }
+        if let Some(dns) = &self.dns {
+            while let Some((from, data)) = dns.try_answer() {
+                self.engine.handle_upstream(
+                    now,
+                    UpstreamEvent::Datagram {
+                        flow: FlowId::DNS,
+                        from,
+                        data: &data,
+                    },
+                );
             }
         }
     }
@@ -416,6 +444,16 @@ impl EventLoop {
     }
 
     fn execute(&mut self, now: Instant, cmd: Command) {
+        // With upstreams configured, the DNS client carries every forwarded question, the
+        // engine's retries over TCP included (DoT and DoH answers are never truncated, a plain
+        // upstream's may be): none leaves past the client in another way.
+        let cmd = match (cmd, &self.dns) {
+            (Command::SendDatagram { flow, dst, data }, Some(dns)) if flow == FlowId::DNS => {
+                return dns.ask(dst, data);
+            }
+            (Command::DnsOverTcp { dst, data, .. }, Some(dns)) => return dns.ask(dst, data),
+            (cmd, _) => cmd,
+        };
         match cmd {
             Command::Connect { flow, dst } => self.connect(now, flow, dst),
             Command::AppDataReady { flow } => self.pump_write(now, token_of(flow, false)),

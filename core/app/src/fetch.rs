@@ -348,13 +348,16 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
 
+    /// A broken answer: status line, body, and a Content-Length that may lie.
+    type Broken = (&'static str, Vec<u8>, usize);
+
     /// What a test server answers, and the requests it saw.
     #[derive(Default)]
     struct Server {
         body: Vec<u8>,
         etag: String,
         /// Overrides the answer: (status line, body, Content-Length that may lie).
-        broken: Option<(&'static str, Vec<u8>, usize)>,
+        broken: Option<Broken>,
         requests: Vec<String>,
     }
 
@@ -459,7 +462,7 @@ mod tests {
         let url = serve(Arc::clone(&server));
         let mut entry = url_entry(&url);
         assert_eq!(refresh(&store, &mut entry, false, &Quiet), Outcome::Updated);
-        let cases: Vec<((&'static str, Vec<u8>, usize), &str)> = vec![
+        let cases: Vec<(Broken, &str)> = vec![
             (
                 ("500 Internal Server Error", b"oops".to_vec(), 4),
                 "HTTP 500",

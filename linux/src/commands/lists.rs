@@ -188,6 +188,13 @@ fn add(args: AddArgs) -> Result<ExitCode> {
         bail!("{why}");
     }
     bar.finish();
+    if let ListSource::Url(url) = &entry.source {
+        eprintln!(
+            "{}: downloaded {} from {url}",
+            entry.name,
+            human_bytes(entry.counts.bytes)
+        );
+    }
     let summary = counts_line(&entry);
     config.lists.push(entry.clone());
     state.save_lists(&config)?;
@@ -560,6 +567,7 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("/no/such/file"));
+        assert!(format!("{err:#}").contains("embargo lists catalogue"));
         let err = add(AddArgs {
             source: "/etc/hostname".into(),
             format: Some("nope".into()),

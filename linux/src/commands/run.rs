@@ -652,7 +652,12 @@ fn spawn_list_updates(
                     embargo_app::fetch::Outcome::Refused(why) => {
                         log::warn!("list {name}: update refused, keeping the last good copy: {why}")
                     }
-                    o => log::info!("list {name}: {o:?}"),
+                    embargo_app::fetch::Outcome::Updated => {
+                        log::info!("list {name}: a new version downloaded")
+                    }
+                    embargo_app::fetch::Outcome::Unchanged => {
+                        log::debug!("list {name}: unchanged")
+                    }
                 }
             }
             if outcomes

@@ -381,7 +381,7 @@ def test_a_url_list_keeps_itself_current_and_a_broken_update_is_refused(net, emb
         assert shown()["counts"]["accepted"] == 2
 
         # broken: an HTML page where the list was, then a 404: refused, the old copy kept
-        for broken, why in (("<html><body>Service moved</body></html>\n", "errors"),
+        for broken, why in (("<html><body>Service moved</body></html>\n", "no rule accepted"),
                             (None, "HTTP 404")):
             time.sleep(1.1)
             _served(net, name, broken)

@@ -221,10 +221,10 @@ pub fn judge_copy(entry: &ListEntry, bytes: &[u8]) -> Result<(Format, ListCounts
         }
     };
     let report = parse_bytes(format, &entry.name, bytes, &mut |_| {});
-    if let ListHealth::Unusable(why) = list_health(&report, looks_binary(bytes)) {
-        bail!("{why}");
-    }
     ensure_rules(&entry.name, format, &report, bytes)?;
+    if let ListHealth::Unusable(why) = list_health(&report, looks_binary(bytes)) {
+        bail!("{}: {why}", entry.name);
+    }
     let before = entry.counts.accepted;
     if before >= SHRINK_FLOOR && report.accepted < before / 10 {
         bail!(
@@ -470,7 +470,7 @@ mod tests {
             (("200 OK", good[..100].to_vec(), good.len()), "truncated"),
             (
                 ("200 OK", b"<html>captive portal</html>\n".to_vec(), 28),
-                "errors",
+                "no rule accepted when read as hosts",
             ),
             (
                 ("200 OK", hosts(3, "few"), hosts(3, "few").len()),

@@ -7,7 +7,8 @@
 //! /var/lib/embargo/            mode 0700, owned by the user running embargo (check_private)
 //!   apps.json                  per-app settings and the allowlist (embargo_policy::AppRules)
 //!   pauses.json                apps whose blocking is paused, and until when
-//!   lists.json                 the rule lists (ListEntry: source, format, on/off, counts)
+//!   lists.json                 the rule lists (ListEntry: source, format, on/off, counts,
+//!                              freshness: ETag, Last-Modified, last check, a refused update)
 //!   settings.json              how the built-in default applies (its embargo level, or off)
 //!   lists/NAME                 stored copies: downloaded URL lists, lists handed in as bytes
 //!   history.db                 the history (embargo_history)

@@ -32,5 +32,6 @@ xcodebuild -create-xcframework \
     -library "$target_dir/aarch64-apple-ios/$profile/libembargo_ffi.a" -headers "$out/headers" \
     -library "$out/sim/libembargo_ffi.a" -headers "$out/headers" \
     -output "$out/EmbargoFFI.xcframework"
+mkdir -p ios/Sources/EmbargoFFI
 cp bindings/generated/swift/EmbargoFFI.swift ios/Sources/EmbargoFFI/EmbargoFFI.swift
 echo "ios/build/EmbargoFFI.xcframework ready; next: cd ios && xcodegen generate && open Embargo.xcodeproj"

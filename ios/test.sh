@@ -107,6 +107,7 @@ swift_src=bindings/generated/swift/EmbargoFFI.swift
 [ -f "bindings/generated/swift/EmbargoFFIFFI.h" ] || die "bindings/generated/swift/EmbargoFFIFFI.h missing: run bindings/generate.sh"
 # The generated Swift and its C header go into the package's targets (git-ignored there); the
 # module map is the package's own (Sources/EmbargoFFIFFI/module.modulemap).
+mkdir -p ios/Sources/EmbargoFFI ios/Sources/EmbargoFFIFFI
 cp "$swift_src" ios/Sources/EmbargoFFI/EmbargoFFI.swift
 cp bindings/generated/swift/EmbargoFFIFFI.h ios/Sources/EmbargoFFIFFI/EmbargoFFIFFI.h
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages and tools the test stages need. Idempotent: skips what is present.
 #
-#   tests/install-deps.sh [--check] [lint|unit|netns|bindings|ios|bench|all]...
+#   tests/install-deps.sh [--check] [lint|unit|netns|bindings|android|ios|bench|all]...
 #
 # With no stage: all (every stage, and the netns benchmark's load tools). --check installs
 # nothing: it prints what is missing and exits 1 if anything is (tests/run.sh uses it when
@@ -12,8 +12,8 @@ stages=()
 for arg in "$@"; do
     case $arg in
         --check) check=1 ;;
-        lint | unit | netns | bindings | ios | bench | all) stages+=("$arg") ;;
-        *) echo "install-deps: unknown argument $arg (stages: lint unit netns bindings ios bench all)" >&2; exit 2 ;;
+        lint | unit | netns | bindings | android | ios | bench | all) stages+=("$arg") ;;
+        *) echo "install-deps: unknown argument $arg (stages: lint unit netns bindings android ios bench all)" >&2; exit 2 ;;
     esac
 done
 [ "${#stages[@]}" -gt 0 ] || stages=(all)
@@ -52,6 +52,23 @@ if wants bindings; then
     want python3 python3
     # The bindings suites: Maven (with a JRE) compiles the generated Kotlin and runs JUnit.
     want mvn maven
+fi
+if wants android; then
+    # android/: Maven (Kotlin, Robolectric, aapt2 and D8 from the Maven registry), then
+    # build-apk.sh's packaging and signing tools (Debian's zipalign and apksigner, keytool).
+    want mvn maven
+    want keytool default-jre-headless
+    want zipalign zipalign
+    want apksigner apksigner
+    want zip zip
+    want unzip unzip
+    want python3 python3
+    # build-native.sh without an NDK: the Rust targets, and zig as the C compiler stand-in.
+    android_targets=(aarch64-linux-android x86_64-linux-android)
+    for t in "${android_targets[@]}"; do
+        rustup target list --installed 2>/dev/null | grep -qx "$t" || missing+=("rust-std-$t")
+    done
+    python3 -c 'import ziglang' 2>/dev/null || missing+=(ziglang)
 fi
 # iOS targets whose standard library rustup serves (x86_64-apple-ios has none on recent stable
 # channels: the stage checks it where present, and says so where not).
@@ -104,6 +121,13 @@ fi
 if [ "$pytest" -eq 1 ]; then
     python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest \
         || { apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null; }
+fi
+if wants android; then
+    for t in "${android_targets[@]}"; do
+        rustup target list --installed 2>/dev/null | grep -qx "$t" || rustup target add "$t"
+    done
+    # Pinned: the C compiler stand-in of android/build-native.sh (no NDK on CI).
+    python3 -c 'import ziglang' 2>/dev/null || python3 -m pip install -q ziglang==0.17.1
 fi
 if wants ios; then
     python3 -c 'import ziglang' 2>/dev/null || python3 -m pip install -q ziglang

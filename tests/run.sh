@@ -13,10 +13,13 @@ Stages (default: all):
   unit      cargo test --workspace
   netns     builds the debug `embargo` binary, then the real-network suite (pytest tests/netns)
   bindings  generates the UniFFI bindings, then the JUnit (Maven) and Python (pytest) suites
+  android   the Android app: Maven build with the Robolectric suite (real core through JNA),
+            the signed debug APK (android/build-apk.sh) and, with no NDK here, the cargo check
+            of embargo-ffi for the Android targets (android/build-native.sh)
   ios       cargo check of the core for iOS (aarch64-apple-ios, x86_64-apple-ios where rustup
             has it), then the Swift package in ios/ (EmbargoKit) built and tested with XCTest in a
             Debian trixie chroot against the real core (ios/test.sh)
-  all       lint, unit, netns, bindings and ios, in that order
+  all       lint, unit, netns, bindings, android and ios, in that order
 
 --install installs the Debian packages and tools the stages need first (tests/install-deps.sh,
 as root); so do EMBARGO_INSTALL_DEPS=1 and CI=true. Without it nothing is installed, and a stage
@@ -32,7 +35,7 @@ for arg in "$@"; do
     case $arg in
         --install) install=1 ;;
         -h | --help) usage; exit 0 ;;
-        lint | unit | netns | bindings | ios | all)
+        lint | unit | netns | bindings | android | ios | all)
             [ -z "$stage" ] || { usage >&2; exit 2; }
             stage=$arg
             ;;
@@ -46,7 +49,7 @@ stage=${stage:-all}
 # test stages run.
 deps() {
     local checked=("$@")
-    [ "$1" = all ] && checked=(lint unit netns bindings ios)
+    [ "$1" = all ] && checked=(lint unit netns bindings android ios)
     if [ "$install" -eq 1 ]; then
         ./tests/install-deps.sh "$@"
     elif ! ./tests/install-deps.sh --check "${checked[@]}"; then
@@ -99,6 +102,16 @@ bindings() {
     pytest_suite bindings/python/tests
 }
 
+android() {
+    echo "== Android app (android/: Maven + Robolectric with the real core, signed debug APK)"
+    # The app compiles the generated Kotlin and its tests load the host library (both from here).
+    bindings/generate.sh
+    (cd android && mvn -q -B verify)
+    android/build-apk.sh
+    # With ANDROID_NDK_HOME set this builds the phone libraries instead of checking.
+    android/build-native.sh
+}
+
 ios() {
     echo "== the core for iOS (cargo check)"
     # Bundled SQLite needs a C compiler for the target: zig cc with its Darwin headers. SDKROOT
@@ -134,6 +147,7 @@ if [ "$stage" = all ]; then
     unit
     netns
     bindings
+    android
     ios
 else
     deps "$stage"

@@ -20,8 +20,10 @@ pub struct CatalogueEntry {
     pub blocks: &'static str,
 }
 
-/// The catalogue. Licences checked against each repository's LICENSE file; the
-/// DuckDuckGo list is non-commercial (CC BY-NC-SA), which a person's own device is.
+/// The catalogue. Licences as each repository's LICENSE file states them (docs/decisions.md
+/// says which were checked); the DuckDuckGo and Disconnect lists are non-commercial
+/// (CC BY-NC-SA 4.0): a person may download them for their own device, Embargo never
+/// bundles them.
 pub const CATALOGUE: &[CatalogueEntry] = &[
     CatalogueEntry {
         name: "stevenblack-hosts",
@@ -55,7 +57,7 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         name: "adguard-dns",
         url: "https://adguardteam.github.io/AdGuardSDNSFilter/Filters/filter.txt",
         format: "adblock",
-        licence: "GPL-3.0",
+        licence: "MIT",
         blocks: "ads and tracking (AdGuard DNS filter)",
     },
     CatalogueEntry {
@@ -69,7 +71,7 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         name: "disconnect",
         url: "https://raw.githubusercontent.com/disconnectme/disconnect-tracking-protection/master/services.json",
         format: "disconnect",
-        licence: "GPL-3.0",
+        licence: "CC BY-NC-SA 4.0 (non-commercial)",
         blocks: "trackers by category (advertising, analytics, social), with their owners",
     },
 ];

@@ -47,6 +47,10 @@ if wants netns; then
     want iptables iptables
     want ss iproute2
     want nstat iproute2
+    # The encrypted DNS upstream tests: unbound serves DNS-over-TLS and DNS-over-HTTPS (Debian
+    # builds it with nghttp2), tcpdump proves no plaintext question leaves.
+    want unbound unbound
+    want tcpdump tcpdump
 fi
 if wants bindings; then
     want python3 python3

@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use embargo_driver::dns_upstream::{route, ParseError};
+use embargo_driver::{DnsUpstream, DnsUpstreams, DriverConfig};
+
 use crate::EmbargoError;
 
 /// How Embargo runs. Every field has a default, so Kotlin and Swift can write
@@ -18,6 +21,21 @@ pub struct EmbargoConfig {
     /// `dns_upstream`.
     #[uniffi(default = None)]
     pub dns_upstream_v6: Option<String>,
+    /// Where allowed DNS questions go instead, in order, a failing one skipped for 30 s:
+    /// `tls://NAME@ADDR[:PORT]` (DNS-over-TLS), `https://NAME[@ADDR][:PORT]/PATH`
+    /// (DNS-over-HTTPS over HTTP/2), `ADDR[:PORT]` (plain), or `network` (the
+    /// `network_resolvers`, plain). NAME is checked against the server's certificate. Empty
+    /// (the default): `dns_upstream` and `dns_upstream_v6` over plain UDP.
+    #[uniffi(default = [])]
+    pub dns_upstreams: Vec<String>,
+    /// The network's own resolvers (`"ip"` or `"ip:port"`), handed over by the shell (Android:
+    /// `LinkProperties.getDnsServers()`), for the `network` choice of `dns_upstreams`.
+    #[uniffi(default = [])]
+    pub network_resolvers: Vec<String>,
+    /// A PEM file of certificate authorities trusted for encrypted upstreams besides the
+    /// Mozilla roots (a private resolver's CA). `None`: the Mozilla roots only.
+    #[uniffi(default = None)]
+    pub dns_roots_file: Option<String>,
     /// MTU of the tunnel the app configured (Android `Builder.setMtu`).
     #[uniffi(default = 1500)]
     pub mtu: u32,
@@ -59,6 +77,9 @@ impl Default for EmbargoConfig {
         EmbargoConfig {
             dns_upstream: "9.9.9.9:53".into(),
             dns_upstream_v6: None,
+            dns_upstreams: Vec::new(),
+            network_resolvers: Vec::new(),
+            dns_roots_file: None,
             mtu: 1500,
             nxdomain_for_blocked: false,
             use_builtin_rules: true,
@@ -91,6 +112,7 @@ impl EmbargoConfig {
         if let Some(v6) = &self.dns_upstream_v6 {
             parse_resolver(v6)?;
         }
+        self.dns_upstreams()?;
         if !(576..=65535).contains(&self.mtu) {
             return Err(EmbargoError::InvalidInput(format!(
                 "MTU {} is not between 576 and 65535",
@@ -140,6 +162,49 @@ impl EmbargoConfig {
         Ok(c)
     }
 
+    /// `dns_upstreams` parsed, `network` expanded to `network_resolvers`.
+    fn dns_upstreams(&self) -> Result<Vec<DnsUpstream>, EmbargoError> {
+        let mut out = Vec::new();
+        for text in &self.dns_upstreams {
+            if text.trim() == "network" {
+                for r in &self.network_resolvers {
+                    out.push(DnsUpstream::Plain(parse_resolver(r)?));
+                }
+                continue;
+            }
+            out.push(
+                text.parse()
+                    .map_err(|e: ParseError| EmbargoError::InvalidInput(e.to_string()))?,
+            );
+        }
+        if !self.dns_upstreams.is_empty() && out.is_empty() {
+            return Err(EmbargoError::InvalidInput(
+                "dns_upstreams names only `network` and network_resolvers is empty".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The engine's and the driver's configuration: with `dns_upstreams` set, the driver
+    /// carries the questions and the engine's resolver is the one
+    /// [`embargo_driver::dns_upstream::route`] gives.
+    pub(crate) fn engine_and_driver(
+        &self,
+        resolve_apps: bool,
+    ) -> Result<(embargo_engine::EngineConfig, DriverConfig), EmbargoError> {
+        let mut engine = self.engine(resolve_apps)?;
+        let mut driver = DriverConfig::default();
+        if let Some((resolver, upstreams)) = route(self.dns_upstreams()?) {
+            engine.dns_upstream_v4 = resolver;
+            engine.dns_upstream_v6 = Some(resolver);
+            driver.dns = DnsUpstreams {
+                upstreams,
+                extra_roots: self.dns_roots_file.as_ref().map(Into::into),
+            };
+        }
+        Ok((engine, driver))
+    }
+
     /// The history store's configuration for the database at `path`.
     pub(crate) fn history(&self, path: std::path::PathBuf) -> embargo_history::Config {
         let mut c = embargo_history::Config::new(path);
@@ -161,5 +226,47 @@ mod tests {
         assert_eq!(parse_resolver("[2620:fe::9]:53").unwrap().port(), 53);
         assert!(parse_resolver("dns.example").is_err());
         assert!(EmbargoConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn encrypted_upstreams_go_to_the_driver_and_network_expands() {
+        let config = EmbargoConfig {
+            dns_upstreams: vec![
+                "tls://dns.example@192.0.2.1".into(),
+                "network".into(),
+                "https://dns.example@192.0.2.2/dns-query".into(),
+            ],
+            network_resolvers: vec!["10.0.0.1".into()],
+            dns_roots_file: Some("/etc/ca.pem".into()),
+            ..EmbargoConfig::default()
+        };
+        config.validate().unwrap();
+        let (engine, driver) = config.engine_and_driver(false).unwrap();
+        assert_eq!(engine.dns_upstream_v4, "192.0.2.1:853".parse().unwrap());
+        assert_eq!(driver.dns.upstreams.len(), 3);
+        assert_eq!(
+            driver.dns.upstreams[1],
+            DnsUpstream::Plain("10.0.0.1:53".parse().unwrap())
+        );
+        assert_eq!(driver.dns.extra_roots, Some("/etc/ca.pem".into()));
+        // The default keeps the old behaviour: the engine's plain resolver, no driver client.
+        let (engine, driver) = EmbargoConfig::default().engine_and_driver(false).unwrap();
+        assert_eq!(engine.dns_upstream_v4, "9.9.9.9:53".parse().unwrap());
+        assert!(!driver.dns.active());
+    }
+
+    #[test]
+    fn bad_upstreams_are_refused_naming_the_text() {
+        let bad = EmbargoConfig {
+            dns_upstreams: vec!["tls://dns.example".into()],
+            ..EmbargoConfig::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("tls://dns.example"), "{e}");
+        let lonely = EmbargoConfig {
+            dns_upstreams: vec!["network".into()],
+            ..EmbargoConfig::default()
+        };
+        assert!(lonely.validate().is_err());
     }
 }

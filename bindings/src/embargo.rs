@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use embargo_app::store::Store;
-use embargo_driver::{DriverConfig, DriverHandle, Tunnel};
+use embargo_driver::{DriverHandle, Tunnel};
 use embargo_history::History;
 use embargo_policy::Action;
 
@@ -128,12 +128,13 @@ impl Embargo {
             platform: hooks,
             bus: self.bus.clone(),
         });
+        let (engine, driver) = self.config.engine_and_driver(true)?;
         let embargo_app::Started { handle, thread } = embargo_app::start(
             tunnel,
             driver_hooks,
             embargo_app::Config {
-                engine: self.config.engine(true)?,
-                driver: DriverConfig::default(),
+                engine,
+                driver,
                 policy: lock(&self.rules).handle(),
                 history: Some(self.history.recorder()),
             },

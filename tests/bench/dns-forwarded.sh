@@ -7,8 +7,12 @@
 #   sudo tests/bench/dns-forwarded.sh [PROG...]
 #
 # PROG is `passthrough` (the shared bench's C TUN pass-through, the ceiling) or
-# `embargo[=BINARY]` (default BINARY: $CARGO_TARGET_DIR/release/embargo, not built here);
-# default "passthrough embargo". Runs are interleaved (A B A B ...), RUNS (3) rounds, the
+# `embargo[+KIND][=BINARY]` (default BINARY: $CARGO_TARGET_DIR/release/embargo, not built here);
+# default "passthrough embargo". Plain `embargo` forwards to dnsmasq directly; with +KIND it
+# forwards to an unbound in the inet namespace (10.200.2.53, forwarding to the same dnsmasq,
+# cache off, a test CA made here with openssl) over KIND: `plain` (UDP 53), `tls`
+# (DNS-over-TLS, 853) or `https` (DNS-over-HTTPS, HTTP/2, 8443), so the three kinds compare
+# over the same resolver chain. Runs are interleaved (A B A B ...), RUNS (3) rounds, the
 # program restarted for each run (fresh cache: every name is unique within a run). Prints each
 # run with the CPU microseconds per query (utime+stime of the program during dnsperf) and how
 # they split over its busiest threads, then per program the median qps and CPU per query, and
@@ -48,6 +52,40 @@ trap cleanup EXIT INT TERM
 log "writing $NAMES unique names"
 awk -v n="$NAMES" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.allowed.test A\n", i }' > "$OUT/names.txt"
 
+# The resolver of the +KIND programs: unbound serving plain, DoT and DoH with a CA made here.
+UNB=10.200.2.53
+UNBOUND_PID=
+if [[ " ${PROGS[*]} " == *" embargo+"* ]]; then
+  command -v unbound >/dev/null || { echo "no unbound: run tests/install-deps.sh netns" >&2; exit 2; }
+  ssl() { openssl "$@" >/dev/null 2>&1; }
+  ssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bench CA" -keyout "$OUT/ca.key" \
+    -out "$OUT/ca.pem" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign
+  ssl req -newkey rsa:2048 -nodes -subj /CN=dns.bench.test -keyout "$OUT/server.key" -out "$OUT/server.csr"
+  printf 'subjectAltName=DNS:dns.bench.test\nextendedKeyUsage=serverAuth\n' > "$OUT/san.ext"
+  ssl x509 -req -in "$OUT/server.csr" -CA "$OUT/ca.pem" -CAkey "$OUT/ca.key" -CAcreateserial \
+    -days 2 -out "$OUT/server.pem" -extfile "$OUT/san.ext"
+  ip netns exec "$NS_INET" ip addr add $UNB/32 dev lo 2>/dev/null || true
+  {
+    echo "server:"
+    for line in "verbosity: 0" "use-syslog: no" 'username: ""' 'chroot: ""' "directory: \"$OUT\"" \
+      'pidfile: ""' "interface: $UNB@53" "interface: $UNB@853" "interface: $UNB@8443" \
+      "tls-port: 853" "https-port: 8443" "tls-service-key: \"$OUT/server.key\"" \
+      "tls-service-pem: \"$OUT/server.pem\"" "access-control: 0.0.0.0/0 allow" \
+      "do-not-query-localhost: no" "do-ip6: no" 'module-config: "iterator"' \
+      'local-zone: "test." nodefault' "cache-max-ttl: 0" "num-queries-per-thread: 4096"; do
+      echo "  $line"
+    done
+    printf 'forward-zone:\n  name: "."\n  forward-addr: %s\n' "$SRV"
+  } > "$OUT/unbound.conf"
+  setsid ip netns exec "$NS_INET" unbound -d -c "$OUT/unbound.conf" > "$OUT/unbound.log" 2>&1 &
+  UNBOUND_PID=$!
+  trap 'kill -TERM -- -$UNBOUND_PID 2>/dev/null || true; cleanup' EXIT INT TERM
+  for _ in $(seq 1 50); do
+    ip netns exec "$NS_INET" ss -Hltn | grep -q "$UNB:8443" && break
+    sleep 0.2
+  done
+fi
+
 # CPU ticks (utime+stime) of every thread of a process tree rooted at $1.
 cpu_ticks() {
   local pids; pids=$(pgrep -g "$1" 2>/dev/null || echo "$1")
@@ -62,10 +100,18 @@ start_prog() { # start_prog PROG RUN
   local prog=$1 run=$2 cmd
   case $prog in
     passthrough) cmd="$BENCH/passthrough/launch.sh" ;;
-    embargo|embargo=*)
-      local bin=${prog#embargo=}; [[ $prog == embargo ]] && bin=$TARGET/release/embargo
+    embargo|embargo=*|embargo+*)
+      local bin=$TARGET/release/embargo kind=${prog%%=*} upstream
+      [[ $prog == *=* ]] && bin=${prog#*=}
+      case $kind in
+        embargo) upstream="--dns-upstream $SRV" ;;
+        embargo+plain) upstream="--dns-upstream $UNB" ;;
+        embargo+tls) upstream="--dns-upstream tls://dns.bench.test@$UNB --dns-roots $OUT/ca.pem" ;;
+        embargo+https) upstream="--dns-upstream https://dns.bench.test@$UNB:8443/dns-query --dns-roots $OUT/ca.pem" ;;
+        *) echo "unknown upstream kind in $prog (plain, tls, https)" >&2; exit 2 ;;
+      esac
       local state=$BENCH_STATE/embargo-$run-$RANDOM; mkdir -p "$state"
-      cmd="$bin run --tun tun0 --fwmark 42 --no-routes --dns-upstream $SRV --state-dir $state ${EMBARGO_ARGS:-}" ;;
+      cmd="$bin run --tun tun0 --fwmark 42 --no-routes $upstream --state-dir $state ${EMBARGO_ARGS:-}" ;;
     *) echo "unknown program $prog" >&2; exit 2 ;;
   esac
   launch "$OUT/prog-$run.log" "$cmd"

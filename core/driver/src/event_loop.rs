@@ -20,6 +20,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::datagrams::{self, DatagramBatch};
+use crate::dns_upstream::client::DnsClient;
 use crate::owner::OwnerResolver;
 use crate::sockets::{bind_udp, connect_tcp, connect_udp};
 use crate::tunnel::{BatchSink, PacketQueue, TunFd, MAX_PACKET};
@@ -125,6 +126,8 @@ pub(crate) struct EventLoop {
     shared: Arc<Shared>,
     control: Receiver<Control>,
     owner: Option<OwnerResolver<FlowId>>,
+    /// Carries forwarded DNS questions when upstreams are configured ([`crate::dns_upstream`]).
+    dns: Option<DnsClient>,
     tun: TunSide,
     sockets: HashMap<Token, Upstream>,
     /// Sources with unread data left by a bounded pass: pumped again before sleeping.
@@ -194,6 +197,18 @@ impl EventLoop {
         } else {
             None
         };
+        let dns = if config.dns.active() {
+            let s = shared.clone();
+            Some(DnsClient::start(
+                &config.dns,
+                hooks.clone(),
+                Box::new(move || {
+                    let _ = s.waker.wake();
+                }),
+            )?)
+        } else {
+            None
+        };
         let handle = DriverHandle {
             shared: shared.clone(),
         };
@@ -205,6 +220,7 @@ impl EventLoop {
             shared,
             control: control_rx,
             owner,
+            dns,
             tun,
             sockets: HashMap::new(),
             again: HashSet::new(),
@@ -303,6 +319,18 @@ impl EventLoop {
         if let Some(owner) = &self.owner {
             while let Some((flow, app)) = owner.try_answer() {
                 self.engine.app_resolved(now, flow, app);
+            }
+        }
+        if let Some(dns) = &self.dns {
+            while let Some((from, data)) = dns.try_answer() {
+                self.engine.handle_upstream(
+                    now,
+                    UpstreamEvent::Datagram {
+                        flow: FlowId::DNS,
+                        from,
+                        data: &data,
+                    },
+                );
             }
         }
     }
@@ -415,6 +443,16 @@ impl EventLoop {
     }
 
     fn execute(&mut self, now: Instant, cmd: Command) {
+        // With upstreams configured, the DNS client carries every forwarded question, the
+        // engine's retries over TCP included (DoT and DoH answers are never truncated, a plain
+        // upstream's may be): none leaves past the client in another way.
+        let cmd = match (cmd, &self.dns) {
+            (Command::SendDatagram { flow, dst, data }, Some(dns)) if flow == FlowId::DNS => {
+                return dns.ask(dst, data);
+            }
+            (Command::DnsOverTcp { dst, data, .. }, Some(dns)) => return dns.ask(dst, data),
+            (cmd, _) => cmd,
+        };
         match cmd {
             Command::Connect { flow, dst } => self.connect(now, flow, dst),
             Command::AppDataReady { flow } => self.pump_write(now, token_of(flow, false)),

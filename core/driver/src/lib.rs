@@ -15,6 +15,7 @@
 //! App identity ([`Hooks::app_owner`]) is asked on a worker thread, never on the packet path.
 
 mod datagrams;
+pub mod dns_upstream;
 mod event_loop;
 mod owner;
 pub mod sockets;
@@ -33,6 +34,7 @@ use std::thread::JoinHandle;
 use embargo_engine::{Engine, Event};
 use embargo_policy::Protocol;
 
+pub use dns_upstream::{DnsUpstream, DnsUpstreams};
 pub use tunnel::{BatchSink, Framing, PacketSink};
 
 /// A platform hook failed (e.g. `VpnService.protect` returned false).
@@ -128,7 +130,7 @@ impl FwmarkProtect {
 }
 
 /// Tuning of the loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DriverConfig {
     /// Tunnel packets read per pass before the engine's output is flushed. 64 packets (~96 KiB
     /// at MTU 1500) amortise the poll and the flush without letting one direction starve the
@@ -136,6 +138,9 @@ pub struct DriverConfig {
     pub batch: usize,
     /// Bytes read from one TCP socket per `read` call (the one copy into the stack).
     pub socket_read: usize,
+    /// Where allowed DNS questions go (plain, DNS-over-TLS, DNS-over-HTTPS, with fallback).
+    /// Empty: to the engine's configured resolver over UDP.
+    pub dns: DnsUpstreams,
 }
 
 impl Default for DriverConfig {
@@ -143,6 +148,7 @@ impl Default for DriverConfig {
         DriverConfig {
             batch: 64,
             socket_read: 64 * 1024,
+            dns: DnsUpstreams::default(),
         }
     }
 }

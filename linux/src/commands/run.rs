@@ -24,7 +24,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use embargo_app::store::{DefaultRules, Store};
 use embargo_app::{with_ip_databases, Rules};
-use embargo_driver::{DriverConfig, FwmarkProtect, HookError, Hooks, Tunnel};
+use embargo_driver::{
+    DnsUpstream, DnsUpstreams, DriverConfig, FwmarkProtect, HookError, Hooks, Tunnel,
+};
 use embargo_engine::{EngineConfig, Event};
 use embargo_policy::{Policy, Protocol};
 
@@ -69,9 +71,17 @@ pub struct RunArgs {
     /// Leave the built-in default out: only --list, --rules and the added lists apply.
     #[arg(long)]
     pub no_default: bool,
-    /// Resolver that allowed DNS questions go to (default: the host's first nameserver).
-    #[arg(long, value_name = "ADDR")]
-    pub dns_upstream: Option<String>,
+    /// Resolver that allowed DNS questions go to, repeatable: the first that answers is used
+    /// and a failing one is skipped for 30 s. `ADDR[:PORT]` (plain DNS),
+    /// `tls://NAME@ADDR[:PORT]` (DNS-over-TLS, NAME checked against the certificate),
+    /// `https://NAME[@ADDR][:PORT]/PATH` (DNS-over-HTTPS, HTTP/2), or `network` (the host's
+    /// nameservers, plain). Default: `network`'s first.
+    #[arg(long, value_name = "UPSTREAM")]
+    pub dns_upstream: Vec<String>,
+    /// PEM file of certificate authorities trusted for DNS-over-TLS/HTTPS besides the
+    /// Mozilla roots (a private resolver's CA).
+    #[arg(long, value_name = "FILE")]
+    pub dns_roots: Option<PathBuf>,
     /// Where the history database and the crash-recovery state live.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/embargo")]
     pub state_dir: PathBuf,
@@ -250,7 +260,7 @@ fn run_with(
         }
     };
 
-    let dns = dns_upstream(args, mode)?;
+    let (dns, dns_upstreams) = dns_upstreams(args, mode)?;
     let mut config = EngineConfig {
         mtu: mtu as usize,
         dns_upstream_v4: dns,
@@ -338,7 +348,13 @@ fn run_with(
         hooks,
         embargo_app::Config {
             engine: config,
-            driver: DriverConfig::default(),
+            driver: DriverConfig {
+                dns: DnsUpstreams {
+                    upstreams: dns_upstreams,
+                    extra_roots: args.dns_roots.clone(),
+                },
+                ..DriverConfig::default()
+            },
             policy: control.handle(),
             history: history.as_ref().map(|h| h.recorder()),
         },
@@ -570,13 +586,41 @@ fn load_policy(args: &RunArgs, mode: &Mode) -> Result<Arc<RunControl>> {
     Ok(control)
 }
 
-/// `--dns-upstream`, else the host's first usable nameserver.
-fn dns_upstream(args: &RunArgs, mode: &Mode) -> Result<SocketAddr> {
-    if let Some(text) = &args.dns_upstream {
-        return parse_dns_addr(text)
-            .with_context(|| format!("--dns-upstream {text:?}: expected ADDR or ADDR:PORT"));
+/// `--dns-upstream` (each in turn; `network` is the host's nameservers), else the host's
+/// first usable nameserver: the engine's resolver address and the driver's upstreams
+/// ([`embargo_driver::dns_upstream::route`]).
+fn dns_upstreams(args: &RunArgs, mode: &Mode) -> Result<(SocketAddr, Vec<DnsUpstream>)> {
+    let mut upstreams = Vec::new();
+    for text in &args.dns_upstream {
+        if text == "network" {
+            upstreams.extend(
+                network_nameservers(mode)
+                    .into_iter()
+                    .map(DnsUpstream::Plain),
+            );
+            continue;
+        }
+        let upstream: DnsUpstream = text
+            .parse()
+            .with_context(|| format!("--dns-upstream {text:?}"))?;
+        upstreams.push(upstream);
     }
+    if args.dns_upstream.is_empty() {
+        upstreams.extend(
+            network_nameservers(mode)
+                .into_iter()
+                .take(1)
+                .map(DnsUpstream::Plain),
+        );
+    }
+    embargo_driver::dns_upstream::route(upstreams)
+        .context("no usable nameserver in /etc/resolv.conf: give --dns-upstream ADDR")
+}
+
+/// The host's usable nameservers (the network's own resolvers), on port 53.
+fn network_nameservers(mode: &Mode) -> Vec<SocketAddr> {
     let candidates = ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"];
+    let mut found = Vec::new();
     for path in candidates {
         let Ok(text) = fs::read_to_string(path) else {
             continue;
@@ -587,10 +631,13 @@ fn dns_upstream(args: &RunArgs, mode: &Mode) -> Result<SocketAddr> {
             if addr.is_loopback() && matches!(mode, Mode::Machine) {
                 continue;
             }
-            return Ok(SocketAddr::new(addr, 53));
+            found.push(SocketAddr::new(addr, 53));
+        }
+        if !found.is_empty() {
+            break;
         }
     }
-    bail!("no usable nameserver in /etc/resolv.conf: give --dns-upstream ADDR")
+    found
 }
 
 fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
@@ -605,12 +652,6 @@ fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
                 .and_then(|a| a.parse().ok())
         })
         .collect()
-}
-
-fn parse_dns_addr(text: &str) -> Option<SocketAddr> {
-    text.parse::<SocketAddr>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(|a| SocketAddr::new(a, 53)))
 }
 
 /// Seed for the engine's sequence numbers and DNS ids: from the kernel's random pool.
@@ -718,14 +759,40 @@ mod tests {
         let got = nameservers(text);
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], "10.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(
-            parse_dns_addr("10.200.2.1"),
-            Some("10.200.2.1:53".parse().unwrap())
-        );
-        assert_eq!(
-            parse_dns_addr("[::1]:5353"),
-            Some("[::1]:5353".parse().unwrap())
-        );
-        assert_eq!(parse_dns_addr("nope"), None);
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn run_args(upstreams: &[&str]) -> RunArgs {
+        let mut argv = vec!["run".to_string()];
+        for u in upstreams {
+            argv.push(format!("--dns-upstream={u}"));
+        }
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().run
+    }
+
+    #[test]
+    fn dns_upstreams_in_order_with_a_lone_plain_one_left_to_the_engine() {
+        let (engine, driver) = dns_upstreams(&run_args(&["10.200.2.1"]), &Mode::Machine).unwrap();
+        assert_eq!(engine, "10.200.2.1:53".parse().unwrap());
+        assert!(driver.is_empty());
+        let (engine, driver) = dns_upstreams(
+            &run_args(&[
+                "tls://dns.test@10.200.2.1",
+                "https://dns.test@10.200.2.2/dns-query",
+            ]),
+            &Mode::Machine,
+        )
+        .unwrap();
+        assert_eq!(engine, "10.200.2.1:853".parse().unwrap());
+        assert_eq!(driver.len(), 2);
+        let e = dns_upstreams(&run_args(&["tls://dns.test"]), &Mode::Machine).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(text.contains("--dns-upstream \"tls://dns.test\""), "{text}");
+        assert!(text.contains("NAME@ADDR"), "{text}");
     }
 }

@@ -32,6 +32,7 @@ mod reload;
 pub mod rules;
 #[cfg(target_os = "linux")]
 pub mod tun;
+pub mod updates;
 
 /// The engine's test harness (packet builders).
 #[cfg(test)]

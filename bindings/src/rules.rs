@@ -61,7 +61,7 @@ pub enum ListFormat {
 }
 
 impl ListFormat {
-    fn to_core(self) -> Format {
+    pub(crate) fn to_core(self) -> Format {
         match self {
             ListFormat::Hosts => Format::Hosts,
             ListFormat::HostsSubtree => Format::HostsSubtree,
@@ -81,7 +81,7 @@ impl ListFormat {
         }
     }
 
-    fn from_core(f: Format) -> ListFormat {
+    pub(crate) fn from_core(f: Format) -> ListFormat {
         match f {
             Format::Hosts => ListFormat::Hosts,
             Format::HostsSubtree => ListFormat::HostsSubtree,
@@ -185,6 +185,15 @@ pub struct ListInfo {
     pub bytes: u64,
     /// When it was added or last replaced (ms since the Unix epoch).
     pub updated_at_ms: i64,
+    /// Where it is downloaded from (a list added by URL or from the catalogue).
+    pub url: Option<String>,
+    /// When its server was last asked for a new version (ms since the Unix epoch; 0 never).
+    pub checked_at_ms: i64,
+    /// Seconds between checks (daily unless set when added).
+    pub interval_secs: u64,
+    /// Why its last update was refused (the last good copy stays in force); `None` when the
+    /// last check went well.
+    pub update_refused: Option<String>,
 }
 
 /// Settings of one app.
@@ -394,6 +403,11 @@ impl RulesStore {
         Ok(RulesStore { rules })
     }
 
+    /// The state directory (list downloads run outside the rules lock, over the store).
+    pub(crate) fn store(&self) -> &Store {
+        self.rules.store()
+    }
+
     /// Reads the state again from the directory (another process changed it: iOS's app, while
     /// the extension runs) and swaps the policy in the same handle, so a running engine
     /// decides with it from its next decision.
@@ -479,6 +493,13 @@ impl RulesStore {
                 error_count: l.counts.errors,
                 bytes: l.counts.bytes,
                 updated_at_ms: l.updated_ms,
+                url: match &l.source {
+                    embargo_app::store::ListSource::Url(u) => Some(u.clone()),
+                    _ => None,
+                },
+                checked_at_ms: l.freshness.checked_ms,
+                interval_secs: embargo_app::fetch::interval(l).as_secs(),
+                update_refused: l.freshness.failure.as_ref().map(|f| f.reason.clone()),
             })
             .collect())
     }

@@ -203,6 +203,7 @@ mod tests {
                     updated_ms: 0,
                     counts: ListCounts::default(),
                     enabled: true,
+                    freshness: Default::default(),
                 }],
             })
             .unwrap();

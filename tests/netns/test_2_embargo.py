@@ -90,6 +90,9 @@ def embargo(net, embargo_bin, tmp_path_factory):
         args += ["--asn-db", net.write_asn_db(work / "asn-test.csv")]
     if "--country-db" in flags:
         args += ["--country-db", net.write_country_db(work / "country-test.csv")]
+    if "--check-lists-every" in flags:
+        # lists added with `--every 1s` are checked (and swapped in) while the suite runs
+        args += ["--check-lists-every", "1s"]
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
     out = open(net.log / "embargo.out", "ab")
     proc = subprocess.Popen([str(a) for a in args], stdout=out, stderr=subprocess.STDOUT,
@@ -314,6 +317,94 @@ def test_lists_add_url_update_remove_reach_the_running_instance(net, embargo):
     embargo.cli("lists", "remove", "late")
     rc, _, _ = curl(net.phone, "--cacert", net.ca / "ca.pem", "-o", "/dev/null", target)
     assert rc == 0, "removing the list did not lift the block"
+
+
+def _served(net, name: str, text: str | None) -> None:
+    """Puts `text` at http://ALLOWED_IP/`name` (nginx, which answers If-None-Match with 304);
+    `None` removes it (404)."""
+    path = net.www / "default" / name
+    if text is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    tmp.rename(path)
+
+
+def _wait(what: str, probe, timeout: float = 20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_a_url_list_keeps_itself_current_and_a_broken_update_is_refused(net, embargo):
+    """A list served by a real HTTP server changes: the running `embargo run` picks it up by
+    itself (conditional checks, then a reload); then the server breaks it: the update is
+    refused, the last good copy stays in force, and `lists show` and `status` say why."""
+    if "--check-lists-every" not in embargo.flags:
+        loud_skip("this embargo has no --check-lists-every")
+    name = "moving-hosts.txt"
+    _served(net, name, "0.0.0.0 moving1.allowed.test\n")
+    url = f"http://{ALLOWED_IP}/{name}"
+
+    def blocked(host: str) -> bool:
+        return ALLOWED_IP not in answers(dig(net.phone, "+notcp", host, "A"))
+
+    def checked_verdict(host: str) -> str:
+        cp = embargo.cli("check", "--json", host)
+        return json.loads(cp.stdout.splitlines()[0])["verdict"].lower()
+
+    def shown() -> dict:
+        return {l["name"]: l for l in embargo.cli_json("lists", "show")}["moving"]
+
+    def refusal() -> str:
+        return ((shown().get("freshness") or {}).get("failure") or {}).get("reason", "")
+
+    embargo.cli("lists", "add", url, "--format", "hosts", "--name", "moving", "--every", "1s")
+    try:
+        assert blocked("moving1.allowed.test")
+        # nginx's ETag is kept and sent back: unchanged checks are answered 304
+        assert shown()["freshness"]["etag"], shown()
+        _wait("a conditional check answered 304",
+              lambda: any(name in l and " 304 " in l for l in net.access_log("default")))
+
+        # the list changes on the server: the running instance picks it up by itself
+        time.sleep(1.1)  # nginx's ETag has a one-second mtime
+        _served(net, name, "0.0.0.0 moving1.allowed.test\n0.0.0.0 moving2.allowed.test\n")
+        _wait("the running instance to block moving2", lambda: blocked("moving2.allowed.test"))
+        assert checked_verdict("moving2.allowed.test") == "block"
+        assert shown()["counts"]["accepted"] == 2
+
+        # broken: an HTML page where the list was, then a 404: refused, the old copy kept
+        for broken, why in (("<html><body>Service moved</body></html>\n", "no rule accepted"),
+                            (None, "HTTP 404")):
+            time.sleep(1.1)
+            _served(net, name, broken)
+            failure = _wait(f"the update to be refused ({why})",
+                            lambda: why in refusal() and refusal())
+            assert why in failure, failure
+            assert blocked("moving1.allowed.test") and blocked("moving2.allowed.test"), \
+                "the last good copy must stay in force"
+            assert checked_verdict("moving2.allowed.test") == "block"
+            assert shown()["counts"]["accepted"] == 2
+            text = embargo.cli("lists", "show").stdout
+            assert "REFUSED" in text and why in text, text
+            status = embargo.cli("status").stdout
+            assert "update refused" in status and why in status, status
+
+        # fixed again: accepted, and the refusal is forgotten
+        time.sleep(1.1)
+        _served(net, name, "0.0.0.0 moving1.allowed.test\n")
+        _wait("the repaired list to be taken", lambda: not blocked("moving2.allowed.test"))
+        assert "failure" not in shown().get("freshness", {})
+    finally:
+        embargo.cli("lists", "remove", "moving", check=False)
+        _served(net, name, None)
 
 
 def test_tiktoks_own_telemetry_is_blocked_its_content_relayed_and_full_blocks_both(net, embargo, tmp_path):

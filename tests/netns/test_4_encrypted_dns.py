@@ -119,7 +119,10 @@ class Capture:
     def __init__(self, net, path: Path):
         self.path = path
         self.proc = subprocess.Popen(
-            ["tcpdump", "-i", net.host_veth, "-n", "-U", "-w", str(path), "tcp or udp"],
+            # Immediate mode: packets still in the kernel's capture ring when tcpdump is stopped
+            # are otherwise never written (seen as "42 received by filter, 0 captured").
+            ["tcpdump", "-Z", "root", "--immediate-mode", "-i", net.host_veth, "-n", "-U",
+             "-w", str(path), "tcp or udp"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         # tcpdump says "listening on" once the capture runs.
         deadline = time.time() + 10

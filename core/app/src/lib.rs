@@ -13,8 +13,12 @@
 //! - [`record`]: engine decisions as history rows, so the history stays a leaf; the
 //!   history's health for status screens.
 //! - [`start()`]: the engine, the driver loop and the history recording over a tunnel.
+//! - [`fetch`]: lists that keep themselves current (conditional downloads, the schedule, the
+//!   atomic swap that keeps the last good copy); [`catalogue`]: well-known lists by name.
 //! - [`input`]: bounded reads of the files a person points Embargo at.
 
+pub mod catalogue;
+pub mod fetch;
 pub mod input;
 pub mod list;
 pub mod record;

@@ -234,6 +234,7 @@ impl Rules {
                 bytes: bytes.len() as u64,
             },
             enabled: existing.is_none_or(|i| lists.lists[i].enabled),
+            freshness: Default::default(),
         };
         self.store.write_list_copy(&entry, bytes)?;
         let path = self.store.list_path(&entry);
@@ -405,6 +406,7 @@ mod tests {
                     updated_ms: 0,
                     counts: ListCounts::default(),
                     enabled: true,
+                    freshness: Default::default(),
                 }],
             })
             .unwrap();

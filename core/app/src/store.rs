@@ -7,7 +7,8 @@
 //! /var/lib/embargo/            mode 0700, owned by the user running embargo (check_private)
 //!   apps.json                  per-app settings and the allowlist (embargo_policy::AppRules)
 //!   pauses.json                apps whose blocking is paused, and until when
-//!   lists.json                 the rule lists (ListEntry: source, format, on/off, counts)
+//!   lists.json                 the rule lists (ListEntry: source, format, on/off, counts,
+//!                              freshness: ETag, Last-Modified, last check, a refused update)
 //!   settings.json              how the built-in default applies (its embargo level, or off)
 //!   lists/NAME                 stored copies: downloaded URL lists, lists handed in as bytes
 //!   history.db                 the history (embargo_history)
@@ -107,6 +108,48 @@ pub struct ListEntry {
     /// Whether its rules are in force (an app can turn a list off without forgetting it).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub enabled: bool,
+    /// How a URL list keeps itself current: validators, schedule, the last failure.
+    #[serde(default, skip_serializing_if = "Freshness::is_empty")]
+    pub freshness: Freshness,
+}
+
+/// How a URL list keeps itself current (see [`crate::fetch`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// The server's `ETag` for the stored copy, sent back as `If-None-Match`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The server's `Last-Modified` for the stored copy, sent back as `If-Modified-Since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// When the server was last asked (ms since the epoch), whatever it answered.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub checked_ms: i64,
+    /// Seconds between checks; `None`: [`crate::fetch::DEFAULT_INTERVAL`] (daily).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_secs: Option<u64>,
+    /// Why the last check was refused (the stored copy, the last good one, stays in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<ListFailure>,
+}
+
+impl Freshness {
+    fn is_empty(&self) -> bool {
+        *self == Freshness::default()
+    }
+}
+
+/// A refused update: when, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListFailure {
+    /// When it was refused (ms since the epoch).
+    pub at_ms: i64,
+    /// What was wrong (HTTP status, truncated body, no rules, too large...).
+    pub reason: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// `lists.json`.
@@ -587,6 +630,7 @@ mod tests {
             updated_ms: 0,
             counts: ListCounts::default(),
             enabled: true,
+            freshness: Freshness::default(),
         };
         for name in ["../x", "a/b", ".hidden", "My list"] {
             let path = state.list_path(&entry(name));

@@ -1,38 +1,36 @@
 //! `embargo lists`: add, update, remove, show and compile rule lists.
 //!
-//! Lists are recorded in `STATE_DIR/lists.json`: a file is read where it is, a URL is
-//! downloaded into `STATE_DIR/lists/NAME` (by `add` and `update`, with progress on stderr).
-//! Every change re-reads the list with the policy's parser so `show` can give the counts of
-//! its load report, then tells a running instance to reload.
+//! Lists are recorded in `STATE_DIR/lists.json`: a file is read where it is, a URL (or a
+//! catalogue name) is downloaded into `STATE_DIR/lists/NAME` by `add`, and kept current by
+//! `update` and a running `embargo run` (embargo_app::fetch: conditional requests, a daily
+//! schedule, a refused download keeps the last good copy). Every change tells a running
+//! instance to reload.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use embargo_policy::parse::{parse_bytes, Format};
+use embargo_policy::parse::Format;
 
 use super::output::{self, cell, Common, Table, Tone};
 use crate::control;
-use embargo_app::list::ensure_rules;
-use embargo_app::store::{now_ms, ListCounts, ListEntry, ListSource, Store};
-
-/// Largest list accepted from a URL. The biggest real blocklists (hagezi ultimate, OISD big)
-/// are 20-40 MB as text; anything far beyond is a mistake or an attack.
-const MAX_DOWNLOAD: u64 = 256 << 20;
-
-/// Give up on a server that sends nothing for this long.
-const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+use embargo_app::catalogue::{self, CATALOGUE};
+use embargo_app::fetch::{self, Outcome, Progress, Which};
+use embargo_app::store::{now_ms, Freshness, ListCounts, ListEntry, ListSource};
 
 /// The `embargo lists` subcommands.
 #[derive(clap::Subcommand)]
 pub enum ListsCommand {
     /// Compile rule sources into one memory-mappable file.
     Compile(super::compile::CompileArgs),
-    /// Add a list: a file (read where it is) or an http(s) URL (downloaded now).
+    /// Add a list: a file (read where it is), an http(s) URL or a catalogue name (downloaded
+    /// now, then kept current).
     Add(AddArgs),
-    /// Re-read files and download URLs again (all lists, or the ones named).
+    /// Check the lists that are due (or all, or the ones named) and download what changed.
     Update(UpdateArgs),
+    /// Well-known lists that `add NAME` knows.
+    Catalogue(ShowArgs),
     /// Remove a list (and its downloaded copy).
     Remove(RemoveArgs),
     /// Show the lists with the counts of their last load.
@@ -42,7 +40,7 @@ pub enum ListsCommand {
 /// Arguments of `embargo lists add`.
 #[derive(clap::Args)]
 pub struct AddArgs {
-    /// A file path or an http:// or https:// URL.
+    /// A file path, an http:// or https:// URL, or a name from `embargo lists catalogue`.
     pub source: String,
     /// The list's syntax (hosts, hosts-subtree, domains, domains-subtree, adblock, dnsmasq,
     /// unbound, wildcard, ddg-app, ddg-web, disconnect, disconnect-entities, xray, exodus,
@@ -52,6 +50,9 @@ pub struct AddArgs {
     /// A short name for the list (default: the file name).
     #[arg(long)]
     pub name: Option<String>,
+    /// How often a URL list is checked for a new version (90s, 15m, 2h, 1d; default 1d).
+    #[arg(long, value_parser = output::parse_duration)]
+    pub every: Option<std::time::Duration>,
     /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
@@ -60,8 +61,15 @@ pub struct AddArgs {
 /// Arguments of `embargo lists update`.
 #[derive(clap::Args)]
 pub struct UpdateArgs {
-    /// Lists to update (default: all).
+    /// Lists to check (default: the ones due, see --all).
     pub names: Vec<String>,
+    /// Check every list, due or not.
+    #[arg(long)]
+    pub all: bool,
+    /// Download whole again, without asking whether the list changed (implies --all when
+    /// no list is named).
+    #[arg(long)]
+    pub force: bool,
     /// --state-dir and --json.
     #[command(flatten)]
     pub common: Common,
@@ -91,6 +99,7 @@ pub fn run(cmd: ListsCommand) -> Result<ExitCode> {
         ListsCommand::Compile(args) => super::compile::run(args),
         ListsCommand::Add(args) => add(args),
         ListsCommand::Update(args) => update(args),
+        ListsCommand::Catalogue(args) => show_catalogue(args),
         ListsCommand::Remove(args) => remove(args),
         ListsCommand::Show(args) => show(args),
     }
@@ -122,7 +131,15 @@ fn add(args: AddArgs) -> Result<ExitCode> {
             bail!("--format {f}: unknown format (see `embargo lists add --help`)");
         }
     }
-    let (source, default_name) = if is_url(&args.source) {
+    let mut format = args.format;
+    let (source, default_name) = if let Some(known) = (!is_url(&args.source)
+        && !std::path::Path::new(&args.source).exists())
+    .then(|| catalogue::find(&args.source))
+    .flatten()
+    {
+        format.get_or_insert_with(|| known.format.to_owned());
+        (ListSource::Url(known.url.to_owned()), known.name.to_owned())
+    } else if is_url(&args.source) {
         let tail = args
             .source
             .split(['?', '#'])
@@ -135,8 +152,13 @@ fn add(args: AddArgs) -> Result<ExitCode> {
             .to_owned();
         (ListSource::Url(args.source.clone()), tail)
     } else {
-        let path = std::fs::canonicalize(&args.source)
-            .with_context(|| format!("{}: cannot read this file", args.source))?;
+        let path = std::fs::canonicalize(&args.source).with_context(|| {
+            format!(
+                "{}: cannot read this file (nor is it a URL or a name from `embargo lists \
+                 catalogue`)",
+                args.source
+            )
+        })?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -151,13 +173,28 @@ fn add(args: AddArgs) -> Result<ExitCode> {
     let mut entry = ListEntry {
         name,
         source,
-        format: args.format,
+        format,
         added_ms: now_ms(),
         updated_ms: 0,
         counts: ListCounts::default(),
         enabled: true,
+        freshness: Freshness {
+            interval_secs: args.every.map(|d| d.as_secs().max(1)),
+            ..Freshness::default()
+        },
     };
-    refresh(&state, &mut entry)?;
+    let bar = Bar::new();
+    if let Outcome::Refused(why) = fetch::refresh(&state, &mut entry, true, &bar) {
+        bail!("{why}");
+    }
+    bar.finish();
+    if let ListSource::Url(url) = &entry.source {
+        eprintln!(
+            "{}: downloaded {} from {url}",
+            entry.name,
+            human_bytes(entry.counts.bytes)
+        );
+    }
     let summary = counts_line(&entry);
     config.lists.push(entry.clone());
     state.save_lists(&config)?;
@@ -180,38 +217,71 @@ fn add(args: AddArgs) -> Result<ExitCode> {
 
 fn update(args: UpdateArgs) -> Result<ExitCode> {
     let state = args.common.state();
-    let mut config = state.load_lists()?;
-    for wanted in &args.names {
-        if !config.lists.iter().any(|l| &l.name == wanted) {
-            bail!("no list named {wanted:?} (see `embargo lists show`)");
-        }
-    }
-    let mut failed = 0;
-    for entry in config.lists.iter_mut() {
-        if !args.names.is_empty() && !args.names.contains(&entry.name) {
-            continue;
-        }
-        match refresh(&state, entry) {
-            Ok(()) => eprintln!("{}: {}", entry.name, counts_line(entry)),
-            Err(e) => {
-                failed += 1;
-                eprintln!(
-                    "{}: update failed, keeping the previous copy: {e:#}",
-                    entry.name
-                );
+    let which = match (args.names.is_empty(), args.all || args.force) {
+        (false, _) => Which::Named(&args.names),
+        (true, true) => Which::All,
+        (true, false) => Which::Due,
+    };
+    let bar = Bar::new();
+    let outcomes = fetch::update_lists(&state, which, args.force, &bar)
+        .map_err(|e| anyhow::anyhow!("{e:#} (see `embargo lists show`)"))?;
+    bar.finish();
+    let mut refused = 0;
+    let lists = state.load_lists()?.lists;
+    for (name, outcome) in &outcomes {
+        let counts = lists
+            .iter()
+            .find(|l| &l.name == name)
+            .map(counts_line)
+            .unwrap_or_default();
+        match outcome {
+            Outcome::Updated => eprintln!("{name}: updated: {counts}"),
+            Outcome::Unchanged => eprintln!("{name}: unchanged (304): {counts}"),
+            Outcome::Refused(why) => {
+                refused += 1;
+                eprintln!("{name}: refused, keeping the last good copy: {why}");
             }
         }
     }
-    state.save_lists(&config)?;
-    control::notify_reload(&state)?;
-    if args.common.json {
-        output::print_json(&config)?;
+    if outcomes.is_empty() {
+        eprintln!("no list is due (--all checks every list)");
     }
-    Ok(if failed == 0 {
+    if outcomes.iter().any(|(_, o)| *o == Outcome::Updated) {
+        control::notify_reload(&state)?;
+    }
+    if args.common.json {
+        output::print_json(
+            &outcomes
+                .iter()
+                .map(|(name, o)| serde_json::json!({"name": name, "result": o}))
+                .collect::<Vec<_>>(),
+        )?;
+    }
+    Ok(if refused == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn show_catalogue(args: ShowArgs) -> Result<ExitCode> {
+    if args.common.json {
+        output::print_json(CATALOGUE)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new(vec!["NAME", "FORMAT", "LICENCE", "BLOCKS", "URL"]);
+    for e in CATALOGUE {
+        t.row(vec![
+            cell(e.name),
+            cell(e.format),
+            cell(e.licence),
+            cell(e.blocks),
+            (e.url.to_owned(), Tone::Dim),
+        ]);
+    }
+    t.print();
+    println!("add one with `embargo lists add NAME`");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn remove(args: RemoveArgs) -> Result<ExitCode> {
@@ -248,8 +318,9 @@ fn show(args: ShowArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = Table::new(vec![
-        "NAME", "FORMAT", "RULES", "SKIPPED", "ERRORS", "SIZE", "UPDATED", "SOURCE",
+        "NAME", "FORMAT", "RULES", "SKIPPED", "ERRORS", "SIZE", "UPDATED", "CHECKED", "SOURCE",
     ]);
+    let mut failures = Vec::new();
     for l in &config.lists {
         let source = match &l.source {
             ListSource::File(p) => p.display().to_string(),
@@ -271,10 +342,26 @@ fn show(args: ShowArgs) -> Result<ExitCode> {
             ),
             cell(human_bytes(l.counts.bytes)),
             (output::time(l.updated_ms), Tone::Dim),
+            match (&l.freshness.failure, l.freshness.checked_ms) {
+                (Some(_), _) => ("REFUSED".into(), Tone::Bad),
+                (None, 0) => ("-".into(), Tone::Dim),
+                (None, t) => (output::time(t), Tone::Dim),
+            },
             (source, Tone::Dim),
         ]);
+        if let Some(f) = &l.freshness.failure {
+            failures.push(format!(
+                "{}: update refused at {}, keeping the last good copy: {}",
+                l.name,
+                output::time(f.at_ms),
+                f.reason
+            ));
+        }
     }
     t.print();
+    for f in failures {
+        println!("{f}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -297,119 +384,62 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Downloads (URL) or re-reads (file) one list, parses it, and records format and counts.
-/// A download goes to a temporary file first: a failed one leaves the previous copy in place.
-fn refresh(state: &Store, entry: &mut ListEntry) -> Result<()> {
-    let bytes = match &entry.source {
-        ListSource::File(path) => embargo_app::input::read(path, "list")?,
-        ListSource::Url(url) => {
-            let bytes = download(url, &entry.name)?;
-            state.write_list_copy(entry, &bytes)?;
-            bytes
-        }
-        ListSource::Stored => embargo_app::input::read(&state.list_path(entry), "list")?,
-    };
-    let format = match &entry.format {
-        Some(f) => Some(Format::from_name(f).with_context(|| format!("unknown format {f}"))?),
-        None => None,
-    };
-    // A file list is detected by its own file name (its extension), the others by theirs.
-    let detect_name = match &entry.source {
-        ListSource::File(p) => p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        _ => entry.name.clone(),
-    };
-    let format = match format {
-        Some(f) => f,
-        None => embargo_app::list::detect(&detect_name, &bytes).with_context(|| {
-            format!(
-                "{}: cannot tell the list's format; pass --format",
-                entry.name
-            )
-        })?,
-    };
-    let report = parse_bytes(format, &entry.name, &bytes, &mut |_| {});
-    ensure_rules(&entry.name, format, &report, &bytes)?;
-    entry.format = Some(format.name().to_owned());
-    entry.updated_ms = now_ms();
-    entry.counts = ListCounts {
-        accepted: report.accepted,
-        skipped: report.skipped.values().sum(),
-        errors: report.error_count,
-        bytes: bytes.len() as u64,
-    };
-    Ok(())
+/// Download progress on stderr: an indicatif bar when stderr is a terminal, nothing
+/// otherwise (the outcome lines say what came).
+struct Bar {
+    bar: Option<Mutex<Option<(String, indicatif::ProgressBar)>>>,
 }
 
-/// Fetches `url` with progress on stderr: a live line on a terminal, a final line elsewhere.
-fn download(url: &str, name: &str) -> Result<Vec<u8>> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_read(DOWNLOAD_TIMEOUT)
-        .timeout_connect(Duration::from_secs(15))
-        .build();
-    let response = agent
-        .get(url)
-        .call()
-        .with_context(|| format!("download {url}"))?;
-    let total: Option<u64> = response
-        .header("Content-Length")
-        .and_then(|v| v.parse().ok());
-    if total.is_some_and(|t| t > MAX_DOWNLOAD) {
-        bail!(
-            "{url}: {} is larger than the {} limit",
-            human_bytes(total.unwrap_or(0)),
-            human_bytes(MAX_DOWNLOAD)
-        );
-    }
-    let tty = std::io::stderr().is_terminal();
-    let mut reader = response.into_reader().take(MAX_DOWNLOAD + 1);
-    let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(MAX_DOWNLOAD) as usize);
-    let mut buf = [0u8; 64 * 1024];
-    let started = Instant::now();
-    let mut last_draw = Instant::now();
-    loop {
-        let n = reader
-            .read(&mut buf)
-            .with_context(|| format!("download {url}"))?;
-        if n == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&buf[..n]);
-        if tty && last_draw.elapsed() > Duration::from_millis(100) {
-            last_draw = Instant::now();
-            eprint!("\r{}", progress(name, bytes.len() as u64, total));
-            let _ = std::io::stderr().flush();
+impl Bar {
+    fn new() -> Bar {
+        Bar {
+            bar: std::io::stderr().is_terminal().then(|| Mutex::new(None)),
         }
     }
-    if bytes.len() as u64 > MAX_DOWNLOAD {
-        bail!("{url}: larger than the {} limit", human_bytes(MAX_DOWNLOAD));
+
+    fn finish(&self) {
+        if let Some(slot) = &self.bar {
+            if let Some((_, bar)) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                bar.finish_and_clear();
+            }
+        }
     }
-    let secs = started.elapsed().as_secs_f64().max(0.001);
-    eprintln!(
-        "{}{} in {secs:.1} s",
-        if tty { "\r" } else { "" },
-        progress(name, bytes.len() as u64, total.or(Some(bytes.len() as u64)))
-    );
-    Ok(bytes)
 }
 
-fn progress(name: &str, done: u64, total: Option<u64>) -> String {
-    match total {
-        Some(t) if t > 0 => format!(
-            "{name}: downloaded {} of {} ({:.0}%)",
-            human_bytes(done),
-            human_bytes(t),
-            done as f64 * 100.0 / t as f64
-        ),
-        _ => format!("{name}: downloaded {}", human_bytes(done)),
+impl Progress for Bar {
+    fn progress(&self, list: &str, done: u64, total: Option<u64>) {
+        let Some(slot) = &self.bar else { return };
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_none_or(|(name, _)| name != list) {
+            if let Some((_, old)) = slot.take() {
+                old.finish_and_clear();
+            }
+            let bar = match total {
+                Some(t) => indicatif::ProgressBar::new(t).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                    )
+                    .expect("a valid template"),
+                ),
+                None => indicatif::ProgressBar::new_spinner().with_style(
+                    indicatif::ProgressStyle::with_template("{msg} {spinner} {bytes}")
+                        .expect("a valid template"),
+                ),
+            };
+            bar.set_message(list.to_owned());
+            *slot = Some((list.to_owned(), bar));
+        }
+        if let Some((_, bar)) = slot.as_ref() {
+            bar.set_position(done);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use embargo_app::store::Store;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     fn temp_state() -> (std::path::PathBuf, Store) {
@@ -461,6 +491,7 @@ mod tests {
             source: file.display().to_string(),
             format: None,
             name: None,
+            every: None,
             common: common(&state),
         })
         .unwrap();
@@ -469,6 +500,7 @@ mod tests {
             source: url,
             format: Some("hosts".into()),
             name: None,
+            every: None,
             common: common(&state),
         })
         .unwrap();
@@ -487,6 +519,7 @@ mod tests {
             source: file.display().to_string(),
             format: None,
             name: None,
+            every: None,
             common: common(&state),
         })
         .is_err());
@@ -499,6 +532,8 @@ mod tests {
         .unwrap();
         update(UpdateArgs {
             names: vec![],
+            all: true,
+            force: false,
             common: common(&state),
         })
         .unwrap();
@@ -527,14 +562,17 @@ mod tests {
             source: "/no/such/file".into(),
             format: None,
             name: None,
+            every: None,
             common: common(&state),
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("/no/such/file"));
+        assert!(format!("{err:#}").contains("embargo lists catalogue"));
         let err = add(AddArgs {
             source: "/etc/hostname".into(),
             format: Some("nope".into()),
             name: None,
+            every: None,
             common: common(&state),
         })
         .unwrap_err();

@@ -101,6 +101,11 @@ pub struct RunArgs {
     /// lookup delaying a connection's handshake).
     #[arg(long, value_name = "MS", default_value_t = 20)]
     pub app_wait_ms: u64,
+    /// How often the run looks for URL lists due for an update (each list has its own
+    /// interval, daily by default: `embargo lists add --every`); 0 never.
+    #[arg(long, value_name = "DURATION", default_value = "10m",
+          value_parser = super::output::parse_duration)]
+    pub check_lists_every: std::time::Duration,
     /// Let encrypted DNS through: DNS over TLS (port 853) and the known DNS-over-HTTPS
     /// providers are refused by default, so apps fall back to the plain DNS Embargo answers
     /// and blocks.
@@ -335,6 +340,9 @@ fn run_with(
             None
         }
     };
+    if !args.check_lists_every.is_zero() {
+        spawn_list_updates(store.clone(), control.clone(), args.check_lists_every)?;
+    }
     let embargo_app::Started { handle, thread } = embargo_app::start(
         Tunnel::Fd(fd),
         hooks,
@@ -654,6 +662,57 @@ fn random_seed() -> u64 {
         let _ = f.read_exact(&mut bytes);
     }
     u64::from_ne_bytes(bytes) ^ (std::process::id() as u64) << 32
+}
+
+/// Keeps URL lists current while the run lasts: every `every`, the lists due are checked
+/// (conditionally) and, when one changed, the running policy is reloaded; a refused download
+/// keeps the last good copy and is recorded for `lists show` and `status`.
+fn spawn_list_updates(
+    store: Store,
+    control: Arc<RunControl>,
+    every: std::time::Duration,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("list-updates".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let outcomes = match embargo_app::fetch::update_lists(
+                &store,
+                embargo_app::fetch::Which::Due,
+                false,
+                &embargo_app::fetch::Quiet,
+            ) {
+                Ok(o) => o,
+                Err(e) => {
+                    log::warn!("list updates: {e:#}");
+                    continue;
+                }
+            };
+            for (name, outcome) in &outcomes {
+                match outcome {
+                    embargo_app::fetch::Outcome::Refused(why) => {
+                        log::warn!("list {name}: update refused, keeping the last good copy: {why}")
+                    }
+                    embargo_app::fetch::Outcome::Updated => {
+                        log::info!("list {name}: a new version downloaded")
+                    }
+                    embargo_app::fetch::Outcome::Unchanged => {
+                        log::debug!("list {name}: unchanged")
+                    }
+                }
+            }
+            if outcomes
+                .iter()
+                .any(|(_, o)| *o == embargo_app::fetch::Outcome::Updated)
+            {
+                match crate::control::Handler::reload(&*control) {
+                    Ok(report) => log::info!("lists updated: {} rules in force", report.rules),
+                    Err(e) => log::warn!("reload after a list update: {e}"),
+                }
+            }
+        })
+        .context("start the list-update thread")?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,6 +25,10 @@ struct Report {
     state_dir: String,
     lists: usize,
     list_rules: u64,
+    /// Lists whose last update was refused (the last good copy stays in force): name, why.
+    lists_refused: Vec<(String, String)>,
+    /// Lists due for a check (`embargo lists update`; a running instance checks by itself).
+    lists_due: Vec<String>,
     apps_with_settings: usize,
     apps_paused: usize,
     history_bytes: Option<u64>,
@@ -44,6 +48,15 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         state_dir: state.root().display().to_string(),
         lists: lists.lists.len(),
         list_rules: lists.lists.iter().map(|l| l.counts.accepted).sum(),
+        lists_refused: lists
+            .lists
+            .iter()
+            .filter_map(|l| {
+                let f = l.freshness.failure.as_ref()?;
+                Some((l.name.clone(), f.reason.clone()))
+            })
+            .collect(),
+        lists_due: embargo_app::fetch::due(&state, now_ms())?,
         apps_with_settings: rules.apps.len(),
         apps_paused: state.load_pauses(now_ms())?.len(),
         history_bytes: std::fs::metadata(state.history_db()).ok().map(|m| m.len()),
@@ -106,6 +119,21 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         cell("lists"),
         cell(format!("{} ({} rules)", report.lists, report.list_rules)),
     ]);
+    for (name, why) in &report.lists_refused {
+        t.row(vec![
+            cell(format!("list {name}")),
+            (
+                format!("update refused, keeping the last good copy: {why}"),
+                Tone::Bad,
+            ),
+        ]);
+    }
+    if !report.lists_due.is_empty() {
+        t.row(vec![
+            cell("lists due"),
+            (report.lists_due.join(", "), Tone::Dim),
+        ]);
+    }
     t.row(vec![
         cell("apps with settings"),
         cell(format!(

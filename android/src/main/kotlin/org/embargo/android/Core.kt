@@ -54,10 +54,14 @@ class Core private constructor(val context: Context) {
         opened = null
     }
 
-    fun config() = EmbargoConfig(
-        dnsUpstream = prefs.getString(KEY_DNS, DEFAULT_DNS) ?: DEFAULT_DNS,
-        historyRetentionDays = prefs.getInt(KEY_RETENTION, 30).toUInt(),
-    )
+    fun config(): EmbargoConfig {
+        val dns = prefs.getString(KEY_DNS, DEFAULT_DNS) ?: DEFAULT_DNS
+        val days = prefs.getInt(KEY_RETENTION, 30).toUInt()
+        // An encrypted upstream replaces the plain one: the core checks its name against the
+        // server's certificate, and no question leaves in plaintext.
+        return if (isEncryptedDns(dns)) EmbargoConfig(dnsUpstreams = listOf(dns), historyRetentionDays = days)
+        else EmbargoConfig(dnsUpstream = dns, historyRetentionDays = days)
+    }
 
     var mode: Mode
         get() = Mode.valueOf(prefs.getString(KEY_MODE, Mode.OFF.name) ?: Mode.OFF.name)
@@ -107,6 +111,8 @@ class Core private constructor(val context: Context) {
         embargo.aggregate(AggregateQuery(sinceMs = startOfToday())).sumOf { it.blocked }
 
     companion object {
+        /** `tls://NAME@ADDR[:PORT]` (DNS over TLS) or `https://NAME[@ADDR]/PATH` (DNS over HTTPS). */
+        fun isEncryptedDns(v: String) = v.startsWith("tls://") || v.startsWith("https://")
         const val HOUR_MS = 3_600_000L
         const val DEFAULT_DNS = "9.9.9.9:53"
         const val KEY_MODE = "mode"

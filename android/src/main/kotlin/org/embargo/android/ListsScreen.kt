@@ -82,16 +82,16 @@ class ListsScreen(activity: MainActivity) : MainActivity.Screen(activity) {
         )
 
         body.addView(ui.section("DNS and history"))
-        val dns = ui.edit("DNS server, ip or ip:port").apply { setText(core.prefs.getString(Core.KEY_DNS, Core.DEFAULT_DNS)) }
+        val dns = ui.edit("ip, ip:port, tls://name@ip or https://name@ip/dns-query").apply { setText(core.prefs.getString(Core.KEY_DNS, Core.DEFAULT_DNS)) }
         val retention = core.prefs.getInt(Core.KEY_RETENTION, 30)
         body.addView(
             ui.card(
                 ui.text("DNS server for allowed names", 15f),
-                ui.muted("Quad9 by default: it does not log and does not block by itself. Applies the next time protection starts.", 13f),
+                ui.muted("Quad9 by default: it does not log and does not block by itself. tls:// or https:// encrypts every question to it. Applies the next time protection starts.", 13f),
                 spacer(), dns, spacer(),
                 ui.button("Save DNS server") {
                     val v = dns.text.toString().trim()
-                    if (v.isEmpty() || !v.matches(Regex("[0-9a-fA-F:.\\[\\]]+"))) {
+                    if (!Core.isEncryptedDns(v) && (v.isEmpty() || !v.matches(Regex("[0-9a-fA-F:.\\[\\]]+")))) {
                         progress.text = "Not an address: \"$v\""
                     } else {
                         core.prefs.edit().putString(Core.KEY_DNS, v).apply()

@@ -323,6 +323,18 @@ class AppTest {
     }
 
     @Test
+    fun anEncryptedDnsServerReachesTheCoreAsAnUpstream() {
+        val dot = "tls://dns.quad9.net@9.9.9.9"
+        core.prefs.edit().putString(Core.KEY_DNS, dot).commit()
+        assertEquals(listOf(dot), core.config().dnsUpstreams)
+        // The real core parses it when it opens: a name it cannot check would be refused here.
+        assertNotNull(core.embargo)
+        core.prefs.edit().putString(Core.KEY_DNS, "127.0.0.1:9").commit()
+        assertEquals(emptyList<String>(), core.config().dnsUpstreams)
+        assertEquals("127.0.0.1:9", core.config().dnsUpstream)
+    }
+
+    @Test
     fun rotationKeepsTheScreenAndWhatWasTyped() {
         installApps()
         core.consented = true

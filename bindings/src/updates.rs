@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use embargo_app::fetch::{self, Outcome, Which};
-use embargo_app::store::{now_ms, Freshness, ListCounts, ListEntry, ListSource};
+use embargo_app::fetch::{self, AddRefused, Outcome, Which};
+use embargo_app::store::{now_ms, ListSource};
 use embargo_policy::parse::Format;
 
 use crate::embargo::Embargo;
@@ -159,40 +159,26 @@ impl Embargo {
             )));
         }
         let store = self.with_rules(|r| Ok(r.store().clone()))?;
-        let existing = store
-            .load_lists()
-            .map_err(|e| EmbargoError::Storage(format!("{e:#}")))?;
-        if existing.lists.iter().any(|l| l.name == name) {
-            return Err(EmbargoError::InvalidInput(format!(
-                "a list named {name:?} exists already"
-            )));
-        }
-        let mut entry = ListEntry {
-            name: name.clone(),
-            source: ListSource::Url(url),
-            format: format.map(|f| f.to_core().name().to_owned()),
-            added_ms: now_ms(),
-            updated_ms: 0,
-            counts: ListCounts::default(),
-            enabled: true,
-            freshness: Freshness {
-                interval_secs: interval_secs.map(|s| s.max(1)),
-                ..Freshness::default()
-            },
-        };
-        if let Outcome::Refused(why) = fetch::refresh(&store, &mut entry, true, &Forward(progress))
-        {
-            return Err(EmbargoError::List(why));
+        let format = format.map(|f| f.to_core().name().to_owned());
+        let added = embargo_app::fetch::add_list(
+            &store,
+            name.clone(),
+            ListSource::Url(url),
+            format,
+            interval_secs,
+            &Forward(progress),
+        )
+        .map_err(|e| EmbargoError::Storage(format!("{e:#}")))?;
+        match added {
+            Ok(_) => {}
+            Err(AddRefused::NameTaken(name)) => {
+                return Err(EmbargoError::InvalidInput(format!(
+                    "a list named {name:?} exists already"
+                )))
+            }
+            Err(AddRefused::Copy(why)) => return Err(EmbargoError::List(why)),
         }
         self.with_rules(|r| {
-            let mut lists = r
-                .store()
-                .load_lists()
-                .map_err(|e| EmbargoError::Storage(format!("{e:#}")))?;
-            lists.lists.push(entry);
-            r.store()
-                .save_lists(&lists)
-                .map_err(|e| EmbargoError::Storage(format!("{e:#}")))?;
             r.reload()?;
             r.lists()?
                 .into_iter()

@@ -244,6 +244,52 @@ pub fn judge_copy(entry: &ListEntry, bytes: &[u8]) -> Result<(Format, ListCounts
     ))
 }
 
+/// Why [`add_list`] added nothing.
+#[derive(Debug)]
+pub enum AddRefused {
+    /// A list of that name is already in the store.
+    NameTaken(String),
+    /// The first copy was refused (the reason, as [`Outcome::Refused`] gives it).
+    Copy(String),
+}
+
+/// Adds a list to the store: reads or downloads its first copy now and records the list
+/// only when that copy is good, to be kept current every `interval_secs` (daily when
+/// `None`). `embargo lists add` and the FFI's URL lists both add through here.
+pub fn add_list(
+    store: &Store,
+    name: String,
+    source: ListSource,
+    format: Option<String>,
+    interval_secs: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<std::result::Result<ListEntry, AddRefused>> {
+    if store.load_lists()?.lists.iter().any(|l| l.name == name) {
+        return Ok(Err(AddRefused::NameTaken(name)));
+    }
+    let mut entry = ListEntry {
+        name,
+        source,
+        format,
+        added_ms: now_ms(),
+        updated_ms: 0,
+        counts: ListCounts::default(),
+        enabled: true,
+        freshness: Freshness {
+            interval_secs: interval_secs.map(|s| s.max(1)),
+            ..Freshness::default()
+        },
+    };
+    if let Outcome::Refused(why) = refresh(store, &mut entry, true, progress) {
+        return Ok(Err(AddRefused::Copy(why)));
+    }
+    // Read again: the download may have taken minutes, and lists.json may have changed.
+    let mut lists = store.load_lists()?;
+    lists.lists.push(entry.clone());
+    store.save_lists(&lists)?;
+    Ok(Ok(entry))
+}
+
 /// Checks one list now: downloads a URL list (conditionally unless `force`), re-reads a
 /// file or stored copy; judges what came ([`judge_copy`]) and stores it only when good. On
 /// refusal the stored copy is untouched and `entry.freshness.failure` says why.

@@ -17,7 +17,7 @@ use super::output::{self, cell, Common, Table, Tone};
 use crate::control;
 use embargo_app::catalogue::{self, CATALOGUE};
 use embargo_app::fetch::{self, Outcome, Progress, Which};
-use embargo_app::store::{now_ms, Freshness, ListCounts, ListEntry, ListSource};
+use embargo_app::store::{ListEntry, ListSource};
 
 /// The `embargo lists` subcommands.
 #[derive(clap::Subcommand)]
@@ -125,7 +125,6 @@ fn check_name(name: &str) -> Result<()> {
 
 fn add(args: AddArgs) -> Result<ExitCode> {
     let state = args.common.state();
-    let mut config = state.load_lists()?;
     if let Some(f) = &args.format {
         if Format::from_name(f).is_none() {
             bail!("--format {f}: unknown format (see `embargo lists add --help`)");
@@ -167,26 +166,15 @@ fn add(args: AddArgs) -> Result<ExitCode> {
     };
     let name = args.name.unwrap_or(default_name);
     check_name(&name)?;
-    if config.lists.iter().any(|l| l.name == name) {
-        bail!("a list named {name:?} exists already (remove it, or pass --name)");
-    }
-    let mut entry = ListEntry {
-        name,
-        source,
-        format,
-        added_ms: now_ms(),
-        updated_ms: 0,
-        counts: ListCounts::default(),
-        enabled: true,
-        freshness: Freshness {
-            interval_secs: args.every.map(|d| d.as_secs().max(1)),
-            ..Freshness::default()
-        },
-    };
     let bar = Bar::new();
-    if let Outcome::Refused(why) = fetch::refresh(&state, &mut entry, true, &bar) {
-        bail!("{why}");
-    }
+    let interval = args.every.map(|d| d.as_secs());
+    let entry = match fetch::add_list(&state, name, source, format, interval, &bar)? {
+        Ok(entry) => entry,
+        Err(fetch::AddRefused::NameTaken(name)) => {
+            bail!("a list named {name:?} exists already (remove it, or pass --name)")
+        }
+        Err(fetch::AddRefused::Copy(why)) => bail!("{why}"),
+    };
     bar.finish();
     if let ListSource::Url(url) = &entry.source {
         eprintln!(
@@ -196,8 +184,6 @@ fn add(args: AddArgs) -> Result<ExitCode> {
         );
     }
     let summary = counts_line(&entry);
-    config.lists.push(entry.clone());
-    state.save_lists(&config)?;
     let live = control::notify_reload(&state)?;
     if args.common.json {
         output::print_json(&entry)?;

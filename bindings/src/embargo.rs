@@ -719,25 +719,11 @@ fn nonempty_app(app: &str) -> Result<String, EmbargoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::NoHooks;
     use crate::hooks::PacketSink;
     use crate::HookError;
     use std::sync::mpsc;
     use std::time::Duration;
-
-    struct NoHooks;
-    impl PlatformHooks for NoHooks {
-        fn protect(&self, _fd: i32) -> Result<(), HookError> {
-            Ok(())
-        }
-        fn app_of_flow(
-            &self,
-            _p: crate::records::Protocol,
-            _s: String,
-            _d: String,
-        ) -> Result<Option<String>, HookError> {
-            Ok(None)
-        }
-    }
 
     struct ChannelSink(Mutex<mpsc::Sender<Vec<u8>>>);
     impl PacketSink for ChannelSink {

@@ -199,3 +199,22 @@ impl embargo_driver::Hooks for DriverHooks {
         });
     }
 }
+
+/// Hooks that protect nothing and name no app: the crate's tests of the packet paths.
+#[cfg(test)]
+pub(crate) struct NoHooks;
+
+#[cfg(test)]
+impl PlatformHooks for NoHooks {
+    fn protect(&self, _fd: i32) -> Result<(), HookError> {
+        Ok(())
+    }
+    fn app_of_flow(
+        &self,
+        _p: crate::records::Protocol,
+        _s: String,
+        _d: String,
+    ) -> Result<Option<String>, HookError> {
+        Ok(None)
+    }
+}

@@ -83,24 +83,10 @@ impl Embargo {
 mod tests {
     use super::*;
     use crate::error::lock;
+    use crate::hooks::NoHooks;
     use crate::EmbargoConfig;
     use std::sync::{mpsc, Mutex};
     use std::time::Duration;
-
-    struct NoHooks;
-    impl PlatformHooks for NoHooks {
-        fn protect(&self, _fd: i32) -> Result<(), HookError> {
-            Ok(())
-        }
-        fn app_of_flow(
-            &self,
-            _p: crate::records::Protocol,
-            _s: String,
-            _d: String,
-        ) -> Result<Option<String>, HookError> {
-            Ok(None)
-        }
-    }
 
     struct ChannelSink(Mutex<mpsc::Sender<Vec<Vec<u8>>>>);
     impl PacketBatchSink for ChannelSink {

@@ -68,6 +68,18 @@ def run(*cmd, check=True, timeout=30, **kw) -> subprocess.CompletedProcess:
     return cp
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Ends a process started with start_new_session=True: SIGTERM to its group (so embargo
+    restores routes and DNS), SIGKILL if it is still there after `timeout` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def in_ns(ns: str, *cmd, **kw) -> subprocess.CompletedProcess:
     return run("ip", "netns", "exec", ns, *cmd, **kw)
 

@@ -119,13 +119,7 @@ def embargo(net, embargo_bin, tmp_path_factory):
 
 
 def _stop(proc: subprocess.Popen):
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(timeout=5)
+    harness.stop_process(proc, timeout=10)
 
 
 def curl(ns, *args, timeout=15):

@@ -126,14 +126,7 @@ def wait_up(proc, log: Path, timeout=60) -> str:
     raise AssertionError(f"embargo did not come up: {log.read_text(errors='replace')}")
 
 
-def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+stop = harness.stop_process
 
 
 def test_open_file_limit_is_raised_and_1200_connections_get_through(net, embargo_bin, own_ns, tmp_path):

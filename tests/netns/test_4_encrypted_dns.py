@@ -164,14 +164,7 @@ def start(embargo_bin, ns: str, work: Path, upstreams: list[str], ca: Path):
     raise AssertionError(f"embargo did not come up: {log.read_text(errors='replace')}")
 
 
-def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+stop = harness.stop_process
 
 
 def dig(ns: str, name: str, *extra) -> list[str]:

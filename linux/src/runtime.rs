@@ -183,7 +183,7 @@ pub fn history_config(path: impl Into<PathBuf>) -> embargo_history::Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use embargo_app::store::{ListCounts, ListEntry, ListSource, ListsConfig, Store};
+    use embargo_app::store::{ListEntry, ListSource, ListsConfig, Store};
     use embargo_policy::{IpDb, Policy, Query, Verdict};
 
     /// The control socket's reload reaches the engine's handle through `embargo_app::Rules`.
@@ -195,16 +195,7 @@ mod tests {
         std::fs::write(&list, "tracker.test\n").unwrap();
         store
             .save_lists(&ListsConfig {
-                lists: vec![ListEntry {
-                    name: "test.rules".into(),
-                    source: ListSource::File(list),
-                    format: None,
-                    added_ms: 0,
-                    updated_ms: 0,
-                    counts: ListCounts::default(),
-                    enabled: true,
-                    freshness: Default::default(),
-                }],
+                lists: vec![ListEntry::new("test.rules", ListSource::File(list), None)],
             })
             .unwrap();
         let base = Arc::new(Policy::new(vec![], IpDb::new(), Default::default()));

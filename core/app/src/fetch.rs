@@ -267,19 +267,8 @@ pub fn add_list(
     if store.load_lists()?.lists.iter().any(|l| l.name == name) {
         return Ok(Err(AddRefused::NameTaken(name)));
     }
-    let mut entry = ListEntry {
-        name,
-        source,
-        format,
-        added_ms: now_ms(),
-        updated_ms: 0,
-        counts: ListCounts::default(),
-        enabled: true,
-        freshness: Freshness {
-            interval_secs: interval_secs.map(|s| s.max(1)),
-            ..Freshness::default()
-        },
-    };
+    let mut entry = ListEntry::new(name, source, format);
+    entry.freshness.interval_secs = interval_secs.map(|s| s.max(1));
     if let Outcome::Refused(why) = refresh(store, &mut entry, true, progress) {
         return Ok(Err(AddRefused::Copy(why)));
     }

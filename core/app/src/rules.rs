@@ -374,7 +374,7 @@ pub fn with_ip_databases(base: &Policy, asn: &[PathBuf], country: &[PathBuf]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ListCounts, ListsConfig, Pause};
+    use crate::store::{ListsConfig, Pause};
     use embargo_policy::parse::parse_bytes;
     use embargo_policy::{Query, RuleSetBuilder, Verdict};
     use std::collections::BTreeMap;
@@ -398,16 +398,11 @@ mod tests {
         std::fs::write(&list, "tracker.test\n").unwrap();
         state
             .save_lists(&ListsConfig {
-                lists: vec![ListEntry {
-                    name: "test.rules".into(),
-                    source: ListSource::File(list.clone()),
-                    format: Some("embargo".into()),
-                    added_ms: 0,
-                    updated_ms: 0,
-                    counts: ListCounts::default(),
-                    enabled: true,
-                    freshness: Default::default(),
-                }],
+                lists: vec![ListEntry::new(
+                    "test.rules",
+                    ListSource::File(list.clone()),
+                    Some("embargo".into()),
+                )],
             })
             .unwrap();
         let rules = Rules::new(state.clone(), empty_base(), None);

@@ -113,6 +113,22 @@ pub struct ListEntry {
     pub freshness: Freshness,
 }
 
+impl ListEntry {
+    /// A list added now and not yet read: on, no counts, no validators, checked daily.
+    pub fn new(name: impl Into<String>, source: ListSource, format: Option<String>) -> ListEntry {
+        ListEntry {
+            name: name.into(),
+            source,
+            format,
+            added_ms: now_ms(),
+            updated_ms: 0,
+            counts: ListCounts::default(),
+            enabled: true,
+            freshness: Freshness::default(),
+        }
+    }
+}
+
 /// How a URL list keeps itself current (see [`crate::fetch`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Freshness {
@@ -622,16 +638,7 @@ mod tests {
     #[test]
     fn list_copies_stay_inside_lists_dir() {
         let (_d, state) = tmp();
-        let entry = |name: &str| ListEntry {
-            name: name.into(),
-            source: ListSource::Stored,
-            format: None,
-            added_ms: 0,
-            updated_ms: 0,
-            counts: ListCounts::default(),
-            enabled: true,
-            freshness: Freshness::default(),
-        };
+        let entry = |name: &str| ListEntry::new(name, ListSource::Stored, None);
         for name in ["../x", "a/b", ".hidden", "My list"] {
             let path = state.list_path(&entry(name));
             assert_eq!(path.parent(), Some(state.lists_dir().as_path()), "{name}");

@@ -262,7 +262,7 @@ impl Engine {
         for (dst, message) in wait.dns {
             self.apps.held_dns_bytes -= message.len();
             if let Ok(query) = DnsQuery::parse(&message) {
-                self.dns_decide(wait.src, dst, &message, &query, None, app.clone(), None);
+                self.dns_decide(wait.src, dst, &message, query, None, app.clone(), None);
             }
         }
     }

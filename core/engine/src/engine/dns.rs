@@ -4,11 +4,13 @@
 //! answers feed the name table (address -> names) that attributes later connections.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use embargo_policy::{NameSource, Protocol};
 
+use super::table::FlowIdHasher;
 use super::Engine;
 use crate::api::{Command, DropReason, Event, FlowId};
 use crate::budget;
@@ -50,8 +52,9 @@ pub(crate) struct DnsState {
     /// Address -> names, from answers (attributes later connections).
     names: NameTable,
     cache: Cache,
-    /// Forwarded questions by the transaction id sent upstream.
-    pending: HashMap<u16, PendingDns>,
+    /// Forwarded questions by the transaction id sent upstream. The engine draws these ids at
+    /// random and an answer only looks one up, so no network input picks a key: no SipHash.
+    pending: HashMap<u16, PendingDns, BuildHasherDefault<FlowIdHasher>>,
     /// Pending questions being asked again over TCP (`PendingDns::over_tcp` set).
     over_tcp: usize,
     /// Pending questions by deadline, oldest first (may hold answered ones; skipped lazily).
@@ -63,7 +66,7 @@ impl DnsState {
         DnsState {
             names: NameTable::new(),
             cache: Cache::new(),
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             over_tcp: 0,
             order: VecDeque::new(),
         }
@@ -131,7 +134,7 @@ impl Engine {
                 None => None,
             },
         };
-        self.dns_decide(src, dst, query, &q, tcp, app, defer);
+        self.dns_decide(src, dst, query, q, tcp, app, defer);
     }
 
     /// Decide and answer one parsed DNS query for `app`; the decision event waits for the
@@ -142,7 +145,7 @@ impl Engine {
         src: SocketAddr,
         dst: SocketAddr,
         query: &[u8],
-        q: &DnsQuery,
+        q: DnsQuery,
         tcp: Option<FlowId>,
         app: Option<String>,
         defer: Option<FlowId>,
@@ -179,7 +182,7 @@ impl Engine {
         } else {
             q.max_udp_answer_len()
         };
-        if let Some(answer) = self.dns.cache.lookup(q, query, max_len, self.now) {
+        if let Some(answer) = self.dns.cache.lookup(&q, query, max_len, self.now) {
             self.stats.dns_cached += 1;
             self.dns_answered_event(&answer, true);
             self.dns_reply(src, dst, tcp, &answer);
@@ -217,7 +220,7 @@ impl Engine {
                     .filter(|_| data.len() <= MAX_RETRY_QUESTION)
                     .map(|_| data.clone()),
                 over_tcp: None,
-                name: q.name.clone(),
+                name: q.name,
                 qtype: q.qtype,
                 deadline,
                 app,
@@ -264,11 +267,20 @@ impl Engine {
     /// An answer from the upstream resolver.
     pub(crate) fn dns_upstream_answer(&mut self, from: SocketAddr, data: &[u8]) {
         // TTLs over a day are lowered to a day before anything reads the answer: what the app
-        // gets, the cache and the name table all see the clamped value.
-        let mut clamped = data.to_vec();
+        // gets, the cache and the name table all see the clamped value. The clamped copy is
+        // the scratch buffer and becomes the app's answer: one copy and no allocation.
+        let mut answer = std::mem::take(&mut self.scratch);
+        answer.clear();
+        answer.extend_from_slice(data);
         self.stats.dns_ttls_clamped +=
-            crate::dns::clamp_ttls(&mut clamped, crate::dns::MAX_ANSWER_TTL) as u64;
-        let data = &clamped[..];
+            crate::dns::clamp_ttls(&mut answer, crate::dns::MAX_ANSWER_TTL) as u64;
+        self.dns_clamped_answer(from, &mut answer);
+        self.scratch = answer;
+    }
+
+    /// An upstream answer, its TTLs clamped; rewritten in place into the app's answer.
+    fn dns_clamped_answer(&mut self, from: SocketAddr, answer: &mut [u8]) {
+        let data = &answer[..];
         let expected =
             from == self.config.dns_upstream_v4 || Some(from) == self.config.dns_upstream_v6;
         let Some(info) = DnsAnswer::parse(data).ok().filter(|_| expected) else {
@@ -369,12 +381,8 @@ impl Engine {
             cnames: info.chain,
             from_cache: false,
         });
-        let mut answer = std::mem::take(&mut self.scratch);
-        answer.clear();
-        answer.extend_from_slice(data);
         answer[..2].copy_from_slice(&pending.client_id.to_be_bytes());
-        self.dns_reply(pending.src, pending.dst, pending.tcp, &answer);
-        self.scratch = answer;
+        self.dns_reply(pending.src, pending.dst, pending.tcp, answer);
     }
 
     /// Forget questions the upstream never answered.

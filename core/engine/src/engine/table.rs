@@ -26,6 +26,12 @@ impl std::hash::Hasher for FlowIdHasher {
         self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 
+    fn write_u16(&mut self, n: u16) {
+        // The DNS transaction ids of forwarded questions (`DnsState::pending`): drawn by the
+        // engine, like flow ids.
+        self.write_u64(u64::from(n));
+    }
+
     fn write(&mut self, bytes: &[u8]) {
         // Not reached for FlowId (a single u64); correct for anything else.
         for &b in bytes {

@@ -194,9 +194,8 @@ pub struct EngineStats {
     pub udp_flows: usize,
     /// smoltcp sockets alive (should track `tcp_flows`; no lingering TIME-WAIT).
     pub sockets: usize,
-    /// Large-slot sockets of finished flows handed to new flows instead of freshly allocated
-    /// rings (see the engine's `sockets` module).
-    pub sockets_reused: u64,
+    /// TCP rings doubled because their flow filled them (see the engine's `sockets` module).
+    pub rings_grown: u64,
     /// Flows ever created, blocked, evicted, timed out.
     pub flows_created: u64,
     pub flows_blocked: u64,

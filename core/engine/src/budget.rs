@@ -5,13 +5,13 @@
 //! policy's rule tables, the driver and the Swift side. Every allocation that grows with traffic
 //! is bounded by a configured count times a fixed size:
 //!
-//! - TCP flows: one smoltcp socket each, with fixed ring buffers chosen at creation. smoltcp
-//!   cannot resize a socket's buffers, so "grow only for flows that move data" is approximated
-//!   by two tiers: the first `LARGE_SLOTS` concurrent flows get 64 KiB rings (a window large
-//!   enough for multi-Gbit/s over a sub-millisecond tunnel RTT), later ones small rings until a
-//!   large slot frees up. 64 KiB x 2 x 300 flows would already be 37 MiB (shadowsocks-rust).
-//!   Up to 8 sockets of finished short flows wait for the next large flow (the engine's
-//!   `sockets`); pooled and live large sockets together never exceed the slots.
+//! - TCP flows: one smoltcp socket each, with small rings ([`SMALL_RX`], [`SMALL_TX`]) that
+//!   grow on demand: a flow that fills a ring has it doubled (smoltcp patched to move a ring's
+//!   contents into a larger one, `third_party/smoltcp/PATCHES.md`), up to [`MAX_RX`] /
+//!   [`MAX_TX`], while all flows' growth together stays within [`GROW_TOTAL`]. An idle
+//!   connection never holds more than its small rings; a bulk flow grows to a window large
+//!   enough for multi-Gbit/s. (Every flow at 64 KiB x 2 would be 37 MiB at 300 flows, as
+//!   shadowsocks-rust pays.)
 //! - UDP flows: a small NAT entry, no buffer (datagrams pass straight through).
 //! - Inspection: the first bytes of a connection held until its name is known, up to
 //!   `INSPECT_MAX` per flow and `INSPECT_TOTAL` for all flows together.
@@ -30,15 +30,18 @@ pub const SMALL_RX: usize = 1024;
 /// 1.75 KiB is the most that keeps the worst case of 10,000 flows (`tests/engine_memory.rs`)
 /// inside the iOS cap; the default 3,584 flows stay near 15 MiB.
 pub const SMALL_TX: usize = 1792;
-/// Rings of a flow holding a large slot: a 64 KiB window is what smoltcp needs for Gbit/s
-/// (docs/decisions.md). They are zero-allocated, so where the allocator maps them fresh
-/// (`embargo run` sets glibc's mmap threshold to 64 KiB) only the pages a flow actually fills
-/// are resident: a slot taken by a small request costs a page or two, not 128 KiB.
-pub const LARGE_RX: usize = 64 * 1024;
-/// See [`LARGE_RX`].
-pub const LARGE_TX: usize = 64 * 1024;
-/// Concurrent flows with large rings: a phone rarely has more than a few dozen busy flows.
-pub const LARGE_SLOTS: usize = 32;
+/// The largest a flow's receive ring grows to: several large segments in flight with a large
+/// tunnel MTU (a 64 KiB window is one 64 KiB segment), and what smoltcp needs for Gbit/s at
+/// MTU 1500 (docs/decisions.md). Grown rings are zero-allocated, so where the allocator maps
+/// them fresh (`embargo run` sets glibc's mmap threshold to 64 KiB) only the pages a flow
+/// fills are resident.
+pub const MAX_RX: usize = 256 * 1024;
+/// See [`MAX_RX`].
+pub const MAX_TX: usize = 256 * 1024;
+/// Bytes all flows' rings may grow by together: 8 flows at the largest rings both ways, or
+/// many more busy flows part of the way (the 32 first-come 64 KiB slots it replaces held as
+/// much).
+pub const GROW_TOTAL: usize = 4 * 1024 * 1024;
 /// TCP handshakes held at once (SYN-ACK paused for the app id or the upstream connect). More
 /// SYNs are dropped without allocating (the app retransmits): a SYN flood costs nothing.
 pub const MAX_PARKED: usize = 1024;
@@ -90,25 +93,17 @@ pub struct BudgetInputs {
     pub max_flows: usize,
     pub small_rx: usize,
     pub small_tx: usize,
-    pub large_rx: usize,
-    pub large_tx: usize,
-    pub large_slots: usize,
+    pub grow_total: usize,
     pub mtu: usize,
     pub max_pending_dns: usize,
     pub dns_cache_entries: usize,
 }
 
-/// Worst-case bytes the engine holds: every flow a TCP flow, every large slot taken, the
+/// Worst-case bytes the engine holds: every flow a TCP flow, the grow budget spent, the
 /// inspection pool full, every queue full.
 pub const fn worst_case_bytes(b: BudgetInputs) -> usize {
     let small = b.small_rx + b.small_tx;
-    let large = b.large_rx + b.large_tx;
-    let large_slots = if b.large_slots < b.max_flows {
-        b.large_slots
-    } else {
-        b.max_flows
-    };
-    let flows = b.max_flows * (small + TCP_FLOW_OVERHEAD) + large_slots * (large - small);
+    let flows = b.max_flows * (small + TCP_FLOW_OVERHEAD) + b.grow_total;
     // Packets for the tunnel plus the command queue's datagrams (both bounded by MTU each).
     let queues = 2 * MAX_QUEUED_PACKETS * (b.mtu + 64);
     let dns = b.max_pending_dns * DNS_PENDING_BYTES + b.dns_cache_entries * DNS_CACHE_ENTRY_BYTES;
@@ -124,9 +119,7 @@ pub const DEFAULT_INPUTS: BudgetInputs = BudgetInputs {
     max_flows: DEFAULT_MAX_FLOWS,
     small_rx: SMALL_RX,
     small_tx: SMALL_TX,
-    large_rx: LARGE_RX,
-    large_tx: LARGE_TX,
-    large_slots: LARGE_SLOTS,
+    grow_total: GROW_TOTAL,
     mtu: 1500,
     max_pending_dns: 1024,
     dns_cache_entries: 1024,

@@ -111,8 +111,9 @@ pub struct RunArgs {
     /// and blocks.
     #[arg(long)]
     pub allow_encrypted_dns: bool,
-    /// Buffer size per direction for TCP flows that move data (the window the app sees).
-    /// Larger moves bulk data faster over a busy machine at the cost of memory per busy flow.
+    /// The largest a busy TCP flow's ring grows to, per direction (the window the app sees).
+    /// Larger moves bulk data faster over a busy machine at the cost of memory per busy flow;
+    /// all flows' growth together may then reach 4 such rings (or the default 4 MiB).
     #[arg(long, value_name = "BYTES")]
     pub tcp_buffer: Option<usize>,
 }
@@ -296,8 +297,9 @@ fn run_with(
     config.block_encrypted_dns = !args.allow_encrypted_dns;
     if let Some(bytes) = args.tcp_buffer {
         let bytes = bytes.clamp(4096, 16 << 20);
-        config.tcp_large_rx = bytes;
-        config.tcp_large_tx = bytes;
+        config.tcp_max_rx = bytes;
+        config.tcp_max_tx = bytes;
+        config.tcp_grow_total = config.tcp_grow_total.max(4 * bytes);
     }
     let apps = match mode {
         _ if args.app_wait_ms == 0 => None,

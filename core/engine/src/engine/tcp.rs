@@ -53,7 +53,7 @@ use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
-use super::sockets::OwnSocket;
+use super::sockets::{OwnSocket, Ring};
 use super::table::FlowTable;
 use super::{file_timer, Engine, Flow, FlowKind};
 use crate::api::{Command, DropReason, FlowId};
@@ -74,7 +74,7 @@ const UNREADABLE: &str = "no name readable on a client-first port (fail closed)"
 const MAX_TCP_DNS_QUERY: usize = 4096;
 /// Answers held for a DNS-over-TCP flow whose send ring is full, framed: one answer of the
 /// largest size DNS allows (apps ask over TCP exactly when an answer is too big for UDP, and a
-/// flow without a large slot has a 1.75 KiB ring). Past it an answer is dropped, as if lost,
+/// flow's send ring starts at 1.75 KiB). Past it an answer is dropped, as if lost,
 /// and the app asks again.
 const MAX_TCP_DNS_PENDING: usize = 64 * 1024 + 2;
 
@@ -105,7 +105,8 @@ pub(crate) struct TcpFlow {
     /// smoltcp's next deadline for the socket (retransmission, delayed ACK, window probe,
     /// TIME-WAIT), as of its last egress; part of the flow's timer.
     pub stack_at: Option<Instant>,
-    pub large: bool,
+    /// Bytes its rings grew by beyond the initial sizes (see `engine::sockets`).
+    pub grown: usize,
     pub phase: Phase,
     /// The app's initial sequence number (for hand-built RSTs while the SYN-ACK is held).
     pub app_isn: u32,
@@ -216,17 +217,14 @@ impl Engine {
         INSPECT_PORTS.contains(&port) || self.config.proxy_ports.contains(&port)
     }
 
-    /// A closed socket with a large slot's rings or a small flow's, alone in its set.
-    fn new_socket(&self, large: bool) -> OwnSocket {
-        let (rx, tx) = if large {
-            (self.config.tcp_large_rx, self.config.tcp_large_tx)
-        } else {
-            (self.config.tcp_small_rx, self.config.tcp_small_tx)
-        };
+    /// A closed socket with the initial rings, alone in its set.
+    fn new_socket(&self) -> OwnSocket {
         let mut sock = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; rx]),
-            tcp::SocketBuffer::new(vec![0; tx]),
+            tcp::SocketBuffer::new(vec![0; self.config.tcp_small_rx]),
+            tcp::SocketBuffer::new(vec![0; self.config.tcp_small_tx]),
         );
+        // The window scale is fixed at the handshake: choose it for the grown receive ring.
+        sock.set_recv_capacity_max(self.config.tcp_max_rx);
         // The engine relays whole writes of the other side: Nagle would only add latency.
         sock.set_nagle_enabled(false);
         // One slot, allocated once: `add` fills it without growing the Vec.
@@ -301,13 +299,7 @@ impl Engine {
             self.send_rst_for(p);
             return;
         }
-        let large = self.sockets.large_free(&self.config);
-        let pooled = if large {
-            self.sockets.take_pooled()
-        } else {
-            None
-        };
-        let (mut socket, handle) = pooled.unwrap_or_else(|| self.new_socket(large));
+        let (mut socket, handle) = self.new_socket();
         let sock = socket.get_mut::<tcp::Socket>(handle);
         if sock.listen(listen_endpoint(dst)).is_err() {
             return self.drop_packet(DropReason::Malformed);
@@ -320,7 +312,7 @@ impl Engine {
         if half_open {
             self.handshakes.half_open += 1;
         }
-        self.sockets.open(large);
+        self.sockets.open();
         let now = self.now;
         let deadline = match mode {
             Phase::AwaitApp => Some(now + self.config.app_wait),
@@ -345,7 +337,7 @@ impl Engine {
                 handle,
                 parked,
                 stack_at: None,
-                large,
+                grown: 0,
                 phase: mode,
                 app_isn: p.tcp_seq,
                 inspect: Vec::new(),
@@ -960,6 +952,11 @@ impl Engine {
             Phase::Relaying => {
                 let replay_left = t.replay_pos < t.inspect.len();
                 let queued = sock.recv_queue() > 0;
+                if sock.recv_queue() == sock.recv_capacity() {
+                    // The app filled its ring (more than the upstream took meanwhile): a
+                    // bulk sender gets a larger window, advertised by this pass's egress.
+                    t.grown += self.sockets.grow(&self.config, sock, Ring::Rx);
+                }
                 if matches!(state, tcp::State::TimeWait) && !queued && !replay_left {
                     self.remove_flow(id);
                     return;
@@ -1152,6 +1149,11 @@ impl Engine {
         if let Ok(n) = &r {
             f.bytes_to_app += *n as u64;
             f.last_active = t_now;
+        }
+        if sock.send_queue() == sock.send_capacity() {
+            // The server keeps the ring full (a download): the driver's next read finds room.
+            let by = self.sockets.grow(&self.config, sock, Ring::Tx);
+            t.grown += by;
         }
         self.dirty.push(flow);
         Some(r)

@@ -616,6 +616,20 @@ fn a_small_flow_takes_a_small_response_in_one_flight() {
         response.len(),
         "all of it leaves before any ACK: {segs:?}"
     );
+    // Acknowledged, the connection stays open without its send ring, and the next response
+    // takes a new one, again in one flight.
+    let holding = h.engine.stats().memory_bytes;
+    h.send(&app.ack_all(&segs));
+    let _ = h.segs();
+    let small_tx = embargo_engine::EngineConfig::default().tcp_small_tx;
+    assert_eq!(h.engine.stats().memory_bytes, holding - small_tx);
+    assert_eq!(h.engine.upstream_window(flow), small_tx);
+    assert_eq!(
+        h.engine.write_upstream_data(h.now, flow, &response),
+        response.len()
+    );
+    let sent: usize = h.segs().iter().map(|s| s.payload.len()).sum();
+    assert_eq!(sent, response.len());
 }
 
 /// What the tunnel's packet pool may grow by while a test's segments leave (a few buffers of
@@ -652,10 +666,14 @@ fn a_download_grows_the_send_ring_to_its_maximum() {
     let stats = h.engine.stats();
     // 1,792 B doubled 7 times is 229,376 B; the 8th step stops at the maximum.
     assert_eq!(stats.rings_grown, 8);
-    // (Plus the tunnel's packet pool, which keeps a few more MTU-sized buffers now.)
+    // The idle flow held no send ring (given back); plus the tunnel's packet pool, which keeps
+    // a few more MTU-sized buffers now.
     let grown = stats.memory_bytes - idle;
-    let expected = config.tcp_max_tx - config.tcp_small_tx;
-    assert!((expected..expected + POOL_SLACK).contains(&grown), "{grown}");
+    let expected = config.tcp_max_tx;
+    assert!(
+        (expected..expected + POOL_SLACK).contains(&grown),
+        "{grown}"
+    );
     // What the app acknowledges frees room, and the ring keeps its size.
     h.send(&app.ack_all(&segs));
     assert!(h.engine.upstream_window(flow) > 0);
@@ -737,17 +755,20 @@ fn ring_growth_stays_within_the_grow_budget() {
     // b: the 3,840 B left take one step.
     let (taken, segs) = fill(&mut h, b);
     assert_eq!(taken, 2 * small);
+    // Both idle flows had given their send rings back: they came back, and grew.
     let grown = h.engine.stats().memory_bytes - base;
-    assert!((8 * small..8 * small + POOL_SLACK).contains(&grown), "{grown}");
+    let expected = 10 * small;
+    assert!(
+        (expected..expected + POOL_SLACK).contains(&grown),
+        "{grown}"
+    );
     // a ends: its growth comes back, and b grows on once its app makes room.
     h.send(&a_app.rst());
     let _ = (h.commands(), h.events(), h.segs());
-    let per_flow = embargo_engine::budget::TCP_FLOW_OVERHEAD + 1024 + small;
+    let idle_flow = embargo_engine::budget::TCP_FLOW_OVERHEAD + 1024;
     let now = h.engine.stats().memory_bytes;
-    assert!(
-        (base - per_flow + small..base - per_flow + small + POOL_SLACK).contains(&now),
-        "{now}"
-    );
+    let expected = base - idle_flow + 2 * small;
+    assert!((expected..expected + POOL_SLACK).contains(&now), "{now}");
     h.send(&b_app.ack_all(&segs));
     assert_eq!(fill(&mut h, b).0, 8 * small);
 }

@@ -441,7 +441,15 @@ impl AppConn {
 
     /// A SYN offering window scaling (RFC 7323) with `shift`.
     pub fn syn_with_window_scale(&self, shift: u8) -> Vec<u8> {
-        tcp_with_scale(self.src, self.dst, self.seq, None, TcpControl::Syn, &[], Some(shift))
+        tcp_with_scale(
+            self.src,
+            self.dst,
+            self.seq,
+            None,
+            TcpControl::Syn,
+            &[],
+            Some(shift),
+        )
     }
 
     /// Complete the handshake from the engine's SYN-ACK.

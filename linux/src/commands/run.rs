@@ -116,6 +116,11 @@ pub struct RunArgs {
     /// all flows' growth together may then reach 4 such rings (or the default 4 MiB).
     #[arg(long, value_name = "BYTES")]
     pub tcp_buffer: Option<usize>,
+    /// Flows (TCP and UDP) held at once; past it the oldest idle flow gives way. The default
+    /// (3,584) keeps the engine's worst case inside a phone's budget; the open-file limit may
+    /// lower either.
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<usize>,
 }
 
 /// The Linux hooks: SO_MARK protection, app identity from /proc, decisions counted for the
@@ -270,7 +275,8 @@ fn run_with(
         ..EngineConfig::default()
     };
     config.app_wait = std::time::Duration::from_millis(args.app_wait_ms);
-    config.max_flows = flow_cap(config.max_flows, nofile.now);
+    let wanted = args.max_flows.unwrap_or(config.max_flows);
+    config.max_flows = flow_cap(wanted, nofile.now);
     log::info!(
         "open-file limit {} (was {}, hard {}): up to {} flows",
         nofile.now,
@@ -278,14 +284,14 @@ fn run_with(
         nofile.hard,
         config.max_flows
     );
-    if config.max_flows < EngineConfig::default().max_flows {
+    if config.max_flows < wanted {
         log::warn!(
             "the open-file limit ({}, hard {}) leaves room for {} flows instead of {}: \
              raise the hard limit (ulimit -Hn, LimitNOFILE=) for more",
             nofile.now,
             nofile.hard,
             config.max_flows,
-            EngineConfig::default().max_flows
+            wanted
         );
     }
     control.set_limits(crate::control::Limits {

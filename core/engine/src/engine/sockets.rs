@@ -37,6 +37,8 @@ pub(crate) struct SocketBudget {
     grown: usize,
     /// Ring growths since the engine started.
     growths: u64,
+    /// Flows whose (initial) send ring is given back while it has nothing to send.
+    tx_released: usize,
     /// Bytes held by inspection buffers and QUIC sniffers.
     inspect_bytes: usize,
     /// Inspected flows waiting for room in the inspection pool (their bytes wait in their
@@ -50,10 +52,36 @@ impl SocketBudget {
         self.flows += 1;
     }
 
-    /// A flow gave its socket back, with the `grown` bytes its rings had grown by.
-    pub fn close(&mut self, grown: usize) {
+    /// A flow gave its socket back, with the `grown` bytes its rings had grown by, and its
+    /// send ring given back already or not.
+    pub fn close(&mut self, grown: usize, tx_released: bool) {
         self.flows -= 1;
         self.grown -= grown;
+        self.tx_released -= usize::from(tx_released);
+    }
+
+    /// Give back the send ring of a flow with nothing to send (all of it acknowledged) that
+    /// never grew it: a connection kept open between requests holds no send ring. Returns
+    /// whether it was given back.
+    pub fn release_tx(&mut self, sock: &mut tcp::Socket<'static>) -> bool {
+        if sock.send_queue() > 0 || sock.send_capacity() == 0 {
+            return false;
+        }
+        if sock.replace_send_buffer(Vec::new()).is_err() {
+            return false;
+        }
+        self.tx_released += 1;
+        true
+    }
+
+    /// A send ring again for a flow that gave its own back, before bytes are written to it.
+    pub fn restore_tx(&mut self, config: &EngineConfig, sock: &mut tcp::Socket<'static>) {
+        if sock
+            .replace_send_buffer(vec![0u8; config.tcp_small_tx])
+            .is_ok()
+        {
+            self.tx_released -= 1;
+        }
     }
 
     /// Ring growths since the engine started.
@@ -64,7 +92,12 @@ impl SocketBudget {
     /// Double `ring` of a flow's socket that filled it, up to the configured maximum and
     /// within the grow budget. Returns the bytes it grew by (0: at its maximum, or the
     /// budget is spent).
-    pub fn grow(&mut self, config: &EngineConfig, sock: &mut tcp::Socket<'static>, ring: Ring) -> usize {
+    pub fn grow(
+        &mut self,
+        config: &EngineConfig,
+        sock: &mut tcp::Socket<'static>,
+        ring: Ring,
+    ) -> usize {
         let (capacity, max) = match ring {
             Ring::Rx => (sock.recv_capacity(), config.tcp_max_rx),
             Ring::Tx => (sock.send_capacity(), config.tcp_max_tx),
@@ -145,5 +178,6 @@ impl SocketBudget {
     pub fn memory_bytes(&self, config: &EngineConfig) -> usize {
         let initial = config.tcp_small_rx + config.tcp_small_tx;
         self.flows * (initial + budget::TCP_FLOW_OVERHEAD) + self.grown + self.inspect_bytes
+            - self.tx_released * config.tcp_small_tx
     }
 }

@@ -107,6 +107,8 @@ pub(crate) struct TcpFlow {
     pub stack_at: Option<Instant>,
     /// Bytes its rings grew by beyond the initial sizes (see `engine::sockets`).
     pub grown: usize,
+    /// Its send ring is given back while it has nothing to send (see `engine::sockets`).
+    pub tx_released: bool,
     pub phase: Phase,
     /// The app's initial sequence number (for hand-built RSTs while the SYN-ACK is held).
     pub app_isn: u32,
@@ -338,6 +340,7 @@ impl Engine {
                 parked,
                 stack_at: None,
                 grown: 0,
+                tx_released: false,
                 phase: mode,
                 app_isn: p.tcp_seq,
                 inspect: Vec::new(),
@@ -957,6 +960,11 @@ impl Engine {
                     // bulk sender gets a larger window, advertised by this pass's egress.
                     t.grown += self.sockets.grow(&self.config, sock, Ring::Rx);
                 }
+                if !t.tx_released && t.grown == 0 && sock.send_queue() == 0 {
+                    // The app has every byte sent to it: an idle connection holds no send
+                    // ring (a grown ring stays: its flow moves bulk data).
+                    t.tx_released = self.sockets.release_tx(sock);
+                }
                 if matches!(state, tcp::State::TimeWait) && !queued && !replay_left {
                     self.remove_flow(id);
                     return;
@@ -1098,6 +1106,10 @@ impl Engine {
         if !sock.may_send() {
             return 0;
         }
+        if t.tx_released {
+            // Given back while idle: allocated again when bytes come.
+            return self.config.tcp_small_tx;
+        }
         sock.send_capacity() - sock.send_queue()
     }
 
@@ -1136,7 +1148,11 @@ impl Engine {
         let FlowKind::Tcp(t) = &mut f.kind else {
             return None;
         };
-        let sock = t.sock_mut();
+        let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
+        if t.tx_released && sock.may_send() {
+            self.sockets.restore_tx(&self.config, sock);
+            t.tx_released = false;
+        }
         if !sock.may_send() || sock.send_capacity() == sock.send_queue() {
             return None;
         }

@@ -628,8 +628,28 @@ fn a_small_flow_takes_a_small_response_in_one_flight() {
         h.engine.write_upstream_data(h.now, flow, &response),
         response.len()
     );
-    let sent: usize = h.segs().iter().map(|s| s.payload.len()).sum();
+    let segs = h.segs();
+    let sent: usize = segs.iter().map(|s| s.payload.len()).sum();
     assert_eq!(sent, response.len());
+    // Between requests it held no receive ring either (its window still advertised): the
+    // next request gets one back before its bytes land, and arrives whole.
+    h.send(&app.ack_all(&segs));
+    let _ = h.segs();
+    let idle = h.engine.stats().memory_bytes;
+    let config = embargo_engine::EngineConfig::default();
+    let next = vec![b'r'; config.tcp_small_rx];
+    h.send(&app.data(&next));
+    assert_eq!(h.commands(), vec![Command::AppDataReady { flow }]);
+    // (The tunnel's packet buffers may have grown for the larger segment: POOL_SLACK.)
+    let holding = h.engine.stats().memory_bytes - idle;
+    let expected = config.tcp_small_rx;
+    assert!(
+        (expected..expected + POOL_SLACK).contains(&holding),
+        "{holding}"
+    );
+    assert_eq!(h.read_app(flow), next);
+    let after = h.engine.stats().memory_bytes - idle;
+    assert!(after < POOL_SLACK, "{after}");
 }
 
 /// What the tunnel's packet pool may grow by while a test's segments leave (a few buffers of

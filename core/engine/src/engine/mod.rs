@@ -682,7 +682,7 @@ impl Engine {
         match &f.kind {
             FlowKind::Tcp(t) => {
                 self.handshakes.ended(t.parked, t.half_open);
-                self.sockets.close(t.grown, t.tx_released);
+                self.sockets.close(t.grown, t.tx_released, t.rx_released);
                 self.sockets
                     .release(t.inspect.capacity() + t.dns_out.capacity());
                 if let Some(tunnel) = &t.tunnel {

@@ -39,6 +39,8 @@ pub(crate) struct SocketBudget {
     growths: u64,
     /// Flows whose (initial) send ring is given back while it has nothing to send.
     tx_released: usize,
+    /// Flows whose (initial) receive ring is given back while it holds nothing.
+    rx_released: usize,
     /// Bytes held by inspection buffers and QUIC sniffers.
     inspect_bytes: usize,
     /// Inspected flows waiting for room in the inspection pool (their bytes wait in their
@@ -54,10 +56,29 @@ impl SocketBudget {
 
     /// A flow gave its socket back, with the `grown` bytes its rings had grown by, and its
     /// send ring given back already or not.
-    pub fn close(&mut self, grown: usize, tx_released: bool) {
+    pub fn close(&mut self, grown: usize, tx_released: bool, rx_released: bool) {
         self.flows -= 1;
         self.grown -= grown;
         self.tx_released -= usize::from(tx_released);
+        self.rx_released -= usize::from(rx_released);
+    }
+
+    /// Give back the receive ring of a flow that holds nothing from its app (every byte
+    /// relayed, nothing out of order) at its initial size; the window stays advertised, and
+    /// [`SocketBudget::restore_rx`] supplies a ring before the next segment with data.
+    /// Returns whether it was given back.
+    pub fn release_rx(&mut self, config: &EngineConfig, sock: &mut tcp::Socket<'static>) -> bool {
+        if sock.recv_capacity() != config.tcp_small_rx || sock.release_recv_buffer().is_none() {
+            return false;
+        }
+        self.rx_released += 1;
+        true
+    }
+
+    /// A receive ring again for a flow that gave its own back, before a segment with data.
+    pub fn restore_rx(&mut self, config: &EngineConfig, sock: &mut tcp::Socket<'static>) {
+        drop(sock.replace_recv_buffer(vec![0u8; config.tcp_small_rx]));
+        self.rx_released -= 1;
     }
 
     /// Give back the send ring of a flow with nothing to send (all of it acknowledged) that
@@ -179,5 +200,6 @@ impl SocketBudget {
         let initial = config.tcp_small_rx + config.tcp_small_tx;
         self.flows * (initial + budget::TCP_FLOW_OVERHEAD) + self.grown + self.inspect_bytes
             - self.tx_released * config.tcp_small_tx
+            - self.rx_released * config.tcp_small_rx
     }
 }

@@ -109,6 +109,8 @@ pub(crate) struct TcpFlow {
     pub grown: usize,
     /// Its send ring is given back while it has nothing to send (see `engine::sockets`).
     pub tx_released: bool,
+    /// Its receive ring is given back while it holds nothing (see `engine::sockets`).
+    pub rx_released: bool,
     pub phase: Phase,
     /// The app's initial sequence number (for hand-built RSTs while the SYN-ACK is held).
     pub app_isn: u32,
@@ -341,6 +343,7 @@ impl Engine {
                 stack_at: None,
                 grown: 0,
                 tx_released: false,
+                rx_released: false,
                 phase: mode,
                 app_isn: p.tcp_seq,
                 inspect: Vec::new(),
@@ -388,6 +391,13 @@ impl Engine {
             return;
         };
         f.last_active = self.now;
+        if t.rx_released && p.end > p.payload {
+            // Data for a flow that gave its receive ring back: the window it advertised
+            // stands, so the ring comes back before the segment.
+            self.sockets
+                .restore_rx(&self.config, t.socket.get_mut::<tcp::Socket>(t.handle));
+            t.rx_released = false;
+        }
         if p.has_ipv6_extensions() {
             packet::strip_ipv6_extensions(&mut self.scratch, packet, p);
             self.device.set_rx(&self.scratch);
@@ -964,6 +974,10 @@ impl Engine {
                     // The app has every byte sent to it: an idle connection holds no send
                     // ring (a grown ring stays: its flow moves bulk data).
                     t.tx_released = self.sockets.release_tx(sock);
+                }
+                if !t.rx_released && !queued && !replay_left {
+                    // Every byte from the app is relayed: nor a receive ring.
+                    t.rx_released = self.sockets.release_rx(&self.config, sock);
                 }
                 if matches!(state, tcp::State::TimeWait) && !queued && !replay_left {
                     self.remove_flow(id);

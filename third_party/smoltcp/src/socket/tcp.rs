@@ -557,6 +557,10 @@ pub struct Socket<'a> {
     /// [Embargo patch] The largest the receive buffer may be grown to while connected
     /// ([`Socket::replace_recv_buffer`]): the window scale sent with the SYN is chosen for it.
     rx_capacity_max: usize,
+    /// [Embargo patch] The window advertised while the receive buffer is given back
+    /// ([`Socket::release_recv_buffer`]): its owner supplies a buffer this large before it
+    /// hands the socket a segment with data.
+    rx_reserve: usize,
 }
 
 /// [Embargo patch] The window shift that lets a receive buffer of `capacity` bytes be
@@ -639,6 +643,7 @@ impl<'a> Socket<'a> {
             #[cfg(feature = "socket-tcp-pause-synack")]
             synack_paused: false,
             rx_capacity_max: 0,
+            rx_reserve: 0,
         }
     }
 
@@ -772,7 +777,18 @@ impl<'a> Socket<'a> {
     /// Used in internal calculations as well as packet generation.
     #[inline]
     fn scaled_window(&self) -> u16 {
-        u16::try_from(self.rx_buffer.window() >> self.remote_win_shift).unwrap_or(u16::MAX)
+        u16::try_from(self.rx_window() >> self.remote_win_shift).unwrap_or(u16::MAX)
+    }
+
+    /// [Embargo patch] The receive window: the buffer's room, or the reserve while the buffer
+    /// is given back.
+    #[inline]
+    fn rx_window(&self) -> usize {
+        if self.rx_buffer.capacity() == 0 {
+            self.rx_reserve
+        } else {
+            self.rx_buffer.window()
+        }
     }
 
     /// Return the last window field value, including scaling according to RFC 1323.
@@ -1247,6 +1263,20 @@ impl<'a> Socket<'a> {
         S: Into<managed::ManagedSlice<'a, u8>>,
     {
         self.rx_buffer.replace_storage(storage)
+    }
+
+    /// [Embargo patch] Give the receive buffer back while it holds nothing (no byte unread,
+    /// no out-of-order data), and return it; the window stays advertised as the buffer's
+    /// capacity was. The caller must supply a buffer at least that large
+    /// ([`Socket::replace_recv_buffer`]) before it hands the socket a segment with data:
+    /// data arriving without one is dropped (and retransmitted by the peer).
+    pub fn release_recv_buffer(&mut self) -> Option<managed::ManagedSlice<'a, u8>> {
+        let capacity = self.rx_buffer.capacity();
+        if capacity == 0 || !self.rx_buffer.is_empty() || !self.assembler.is_empty() {
+            return None;
+        }
+        self.rx_reserve = capacity;
+        Some(mem::replace(&mut self.rx_buffer, SocketBuffer::new(&mut [][..])).into_storage())
     }
 
     /// [Embargo patch] Move the send buffer's contents (bytes queued and bytes sent but not
@@ -2665,7 +2695,7 @@ impl<'a> Socket<'a> {
                 repr.control = TcpControl::Syn;
                 repr.seq_number = self.local_seq_no;
                 // window len must NOT be scaled in SYNs.
-                repr.window_len = u16::try_from(self.rx_buffer.window()).unwrap_or(u16::MAX);
+                repr.window_len = u16::try_from(self.rx_window()).unwrap_or(u16::MAX);
                 if self.state == State::SynSent {
                     repr.ack_number = None;
                     repr.window_scale = Some(self.remote_win_shift);

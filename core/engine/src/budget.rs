@@ -5,13 +5,28 @@
 //! policy's rule tables, the driver and the Swift side. Every allocation that grows with traffic
 //! is bounded by a configured count times a fixed size:
 //!
-//! - TCP flows: one smoltcp socket each, with small rings ([`SMALL_RX`], [`SMALL_TX`]) that
-//!   grow on demand: a flow that fills a ring has it doubled (smoltcp patched to move a ring's
-//!   contents into a larger one, `third_party/smoltcp/PATCHES.md`), up to [`MAX_RX`] /
-//!   [`MAX_TX`], while all flows' growth together stays within [`GROW_TOTAL`]. An idle
-//!   connection never holds more than its small rings; a bulk flow grows to a window large
-//!   enough for multi-Gbit/s. (Every flow at 64 KiB x 2 would be 37 MiB at 300 flows, as
-//!   shadowsocks-rust pays.)
+//! - TCP flows: one smoltcp socket each ([`TCP_FLOW_OVERHEAD`]), and rings only while bytes
+//!   wait in them (smoltcp patched, `third_party/smoltcp/PATCHES.md`): a flow's first bytes
+//!   either way take a small ring ([`SMALL_RX`], [`SMALL_TX`]; all of them together within
+//!   [`RING_TOTAL`]), an idle connection gives both back (its receive window stays
+//!   advertised), and a flow that fills a ring has it doubled in place, up to [`MAX_RX`] /
+//!   [`MAX_TX`], all flows' growth together within [`GROW_TOTAL`]. So 10,000 open
+//!   connections cost their sockets, not 10,000 pairs of rings, and a bulk flow grows to a
+//!   window large enough for multi-Gbit/s. (Every flow at 64 KiB x 2 would be 37 MiB at 300
+//!   flows, as shadowsocks-rust pays.)
+//!
+//! Two configurations are held to the iOS extension's cap, both the defaults
+//! ([`crate::EngineConfig::default`], what every shell runs):
+//!
+//! - **the iOS budget configuration**: the defaults with every bound reached at once
+//!   ([`worst_case_bytes`] of [`DEFAULT_INPUTS`]: all [`DEFAULT_MAX_FLOWS`] flows open, the
+//!   ring and grow budgets spent, every queue full). Asserted at compile time to fit
+//!   [`ENGINE_BUDGET`], and measured in `tests/engine_memory.rs` (10,000 flows within the
+//!   budget) and `bindings/tests/ios_footprint.rs` (the whole extension under load, peak RSS
+//!   under 50 MiB).
+//! - **the phone default under load**: the same defaults with 10,000 concurrent connections
+//!   each served a request and held open (`tests/bench/ab.sh conns`): the figure a phone
+//!   meets, measured against 30 MB peak RSS for the whole process (docs/decisions.md).
 //! - UDP flows: a small NAT entry, no buffer (datagrams pass straight through).
 //! - Inspection: the first bytes of a connection held until its name is known, up to
 //!   `INSPECT_MAX` per flow and `INSPECT_TOTAL` for all flows together.
@@ -19,16 +34,17 @@
 //!   (`dns_cache_entries` x [`DNS_CACHE_ENTRY_BYTES`]).
 //! - Queues to the driver are bounded by [`MAX_QUEUED_PACKETS`] packets of MTU size.
 
-/// Receive ring of an ordinary TCP flow (one without a large slot): what the app may send
-/// ahead. 1 KiB holds a typical request; such a flow still moves ~80 Mbit/s at a 100 us tunnel
+/// Receive ring a flow takes with its app's first bytes (and the window advertised while it
+/// holds none): what the app may send ahead. 1 KiB holds a typical request; such a flow still moves ~80 Mbit/s at a 100 us tunnel
 /// RTT, and the inspected first bytes do not need to fit (they are read out into the
 /// inspection buffer).
 pub const SMALL_RX: usize = 1024;
-/// Send ring of an ordinary TCP flow: how much of a response reaches the app before its ACK.
+/// Send ring a flow takes with the server's first bytes: how much of a response reaches the
+/// app before its ACK.
 /// It holds a small HTTP response (nginx's 1.3 KB page with headers), so the response reaches
 /// the app in one flight instead of a second one after the app's ACK (docs/decisions.md).
-/// 1.75 KiB is the most that keeps the worst case of 10,000 flows (`tests/engine_memory.rs`)
-/// inside the iOS cap; the default 3,584 flows stay near 15 MiB.
+/// (1.75 KiB was the most that kept 10,000 flows' rings inside the iOS cap when every flow
+/// held its rings; now [`RING_TOTAL`] bounds them.)
 pub const SMALL_TX: usize = 1792;
 /// The largest a flow's receive ring grows to: several large segments in flight with a large
 /// tunnel MTU (a 64 KiB window is one 64 KiB segment), and what smoltcp needs for Gbit/s at
@@ -38,6 +54,12 @@ pub const SMALL_TX: usize = 1792;
 pub const MAX_RX: usize = 256 * 1024;
 /// See [`MAX_RX`].
 pub const MAX_TX: usize = 256 * 1024;
+/// Bytes all flows' rings may hold together at their initial sizes. A flow holds a ring only
+/// while bytes wait in it (its first bytes take one, an idle connection gives both back), so
+/// this bounds the flows moving bytes at the same moment, not the flows open: 16 MiB is 5,958
+/// flows holding both rings at once. Past it a flow waits for a ring (the app's data is
+/// dropped and sent again; the server's waits in its socket).
+pub const RING_TOTAL: usize = 16 * 1024 * 1024;
 /// Bytes all flows' rings may grow by together: 8 flows at the largest rings both ways, or
 /// many more busy flows part of the way (the 32 first-come 64 KiB slots it replaces held as
 /// much).
@@ -51,14 +73,13 @@ pub const MAX_PARKED: usize = 1024;
 /// spoofed SYNs hold at most this many flows, never the whole table, and never lock real
 /// clients out.
 pub const MAX_HALF_OPEN: usize = 1024;
-/// Default flow cap (TCP + UDP); beyond it the oldest idle flow is evicted. It also sizes the
-/// engine's flow tables up front, and their entries land at hashed positions, so 1,000 flows
-/// already touch nearly every page of a table sized for the cap (docs/decisions.md). A std
-/// `HashMap` holds at most 7/8 of its power-of-two buckets: 3,584 is the largest cap whose
-/// tables stay at 4,096 buckets (1.1 MiB for the flow table). That is still 3.5 times the
-/// bench's wrk -c1000, more connections than a phone's apps hold, and keeps the worst case near
-/// 14 MiB of flows.
-pub const DEFAULT_MAX_FLOWS: usize = 4096 / 8 * 7;
+/// Default flow cap (TCP + UDP); beyond it the oldest idle flow is evicted. 10,000 concurrent
+/// connections, all served, with room for the DNS and UDP flows beside them. It also sizes
+/// the engine's flow tables up front (16,384 buckets: a std `HashMap` holds at most 7/8 of its
+/// power-of-two buckets), and their entries land at hashed positions, so 1,000 flows already
+/// touch nearly every page of a table sized for the cap (docs/decisions.md). With rings held
+/// only while bytes wait, the worst case is 12.5 MiB of sockets beside the ring budgets.
+pub const DEFAULT_MAX_FLOWS: usize = 10_240;
 /// Bytes read from one connection to find its SNI/Host: the HTTP head limit
 /// (`inspect::http::SNIFF_LIMIT`, 32 KiB), above the largest TLS record a ClientHello fills
 /// (16 KiB + 5). A ClientHello with post-quantum key shares is about 1.8 KB. Only the bytes a
@@ -91,19 +112,17 @@ pub const IOS_EXTENSION_CAP: usize = 50 * 1024 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct BudgetInputs {
     pub max_flows: usize,
-    pub small_rx: usize,
-    pub small_tx: usize,
+    pub ring_total: usize,
     pub grow_total: usize,
     pub mtu: usize,
     pub max_pending_dns: usize,
     pub dns_cache_entries: usize,
 }
 
-/// Worst-case bytes the engine holds: every flow a TCP flow, the grow budget spent, the
-/// inspection pool full, every queue full.
+/// Worst-case bytes the engine holds: every flow a TCP flow, the ring and grow budgets spent,
+/// the inspection pool full, every queue full.
 pub const fn worst_case_bytes(b: BudgetInputs) -> usize {
-    let small = b.small_rx + b.small_tx;
-    let flows = b.max_flows * (small + TCP_FLOW_OVERHEAD) + b.grow_total;
+    let flows = b.max_flows * TCP_FLOW_OVERHEAD + b.ring_total + b.grow_total;
     // Packets for the tunnel plus the command queue's datagrams (both bounded by MTU each).
     let queues = 2 * MAX_QUEUED_PACKETS * (b.mtu + 64);
     let dns = b.max_pending_dns * DNS_PENDING_BYTES + b.dns_cache_entries * DNS_CACHE_ENTRY_BYTES;
@@ -117,8 +136,7 @@ pub const REASSEMBLY_TOTAL: usize =
 /// The defaults as budget inputs.
 pub const DEFAULT_INPUTS: BudgetInputs = BudgetInputs {
     max_flows: DEFAULT_MAX_FLOWS,
-    small_rx: SMALL_RX,
-    small_tx: SMALL_TX,
+    ring_total: RING_TOTAL,
     grow_total: GROW_TOTAL,
     mtu: 1500,
     max_pending_dns: 1024,

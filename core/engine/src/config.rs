@@ -57,6 +57,9 @@ pub struct EngineConfig {
     /// needs the window; see `budget::MAX_RX`).
     pub tcp_max_rx: usize,
     pub tcp_max_tx: usize,
+    /// Bytes all flows' rings may hold together at their initial sizes (a flow holds its
+    /// rings only while bytes wait in them).
+    pub tcp_ring_total: usize,
     /// Bytes all flows' rings may grow by together, beyond their initial sizes.
     pub tcp_grow_total: usize,
     /// Bytes of the first app data read to find an SNI/Host; a client-first flow (see
@@ -125,6 +128,7 @@ impl Default for EngineConfig {
             tcp_small_tx: crate::budget::SMALL_TX,
             tcp_max_rx: crate::budget::MAX_RX,
             tcp_max_tx: crate::budget::MAX_TX,
+            tcp_ring_total: crate::budget::RING_TOTAL,
             tcp_grow_total: crate::budget::GROW_TOTAL,
             inspect_max_bytes: crate::budget::INSPECT_MAX,
             inspect_timeout: Duration::from_secs(30),

@@ -117,7 +117,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES")]
     pub tcp_buffer: Option<usize>,
     /// Flows (TCP and UDP) held at once; past it the oldest idle flow gives way. The default
-    /// (3,584) keeps the engine's worst case inside a phone's budget; the open-file limit may
+    /// (10,240) keeps the engine's worst case inside a phone's budget; the open-file limit may
     /// lower either.
     #[arg(long, value_name = "N")]
     pub max_flows: Option<usize>,

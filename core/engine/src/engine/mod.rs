@@ -219,8 +219,7 @@ impl Engine {
         let max_flows = config.max_flows;
         let worst = budget::worst_case_bytes(budget::BudgetInputs {
             max_flows: config.max_flows,
-            small_rx: config.tcp_small_rx,
-            small_tx: config.tcp_small_tx,
+            ring_total: config.tcp_ring_total,
             grow_total: config.tcp_grow_total,
             mtu: config.mtu,
             max_pending_dns: config.max_pending_dns,
@@ -566,7 +565,7 @@ impl Engine {
 
     /// The engine's own accounting of what it holds (see [`crate::budget`]).
     fn memory_bytes(&self) -> usize {
-        self.sockets.memory_bytes(&self.config)
+        self.sockets.memory_bytes()
             + self.table.udp_count() * budget::UDP_FLOW_OVERHEAD
             + self.frags.memory()
             + self.device.memory()
@@ -682,7 +681,7 @@ impl Engine {
         match &f.kind {
             FlowKind::Tcp(t) => {
                 self.handshakes.ended(t.parked, t.half_open);
-                self.sockets.close(t.grown, t.tx_released, t.rx_released);
+                self.sockets.close(&self.config, t.sock());
                 self.sockets
                     .release(t.inspect.capacity() + t.dns_out.capacity());
                 if let Some(tunnel) = &t.tunnel {

@@ -27,20 +27,18 @@ pub(crate) enum Ring {
     Tx,
 }
 
-/// What the flows hold of the engine's memory budget (see [`crate::budget`]): socket slots and
-/// inspection bytes.
+/// What the flows hold of the engine's memory budget (see [`crate::budget`]): sockets, rings
+/// and inspection bytes.
 #[derive(Default)]
 pub(crate) struct SocketBudget {
-    /// TCP flows holding a socket (each with at least its initial rings).
+    /// TCP flows holding a socket.
     flows: usize,
-    /// Bytes of ring grown beyond the initial sizes, all flows together.
+    /// Bytes of the rings flows hold at their initial sizes (within `tcp_ring_total`).
+    rings: usize,
+    /// Bytes of ring grown beyond the initial sizes (within `tcp_grow_total`).
     grown: usize,
     /// Ring growths since the engine started.
     growths: u64,
-    /// Flows whose (initial) send ring is given back while it has nothing to send.
-    tx_released: usize,
-    /// Flows whose (initial) receive ring is given back while it holds nothing.
-    rx_released: usize,
     /// Bytes held by inspection buffers and QUIC sniffers.
     inspect_bytes: usize,
     /// Inspected flows waiting for room in the inspection pool (their bytes wait in their
@@ -48,61 +46,100 @@ pub(crate) struct SocketBudget {
     inspect_waiting: Vec<FlowId>,
 }
 
+/// The initial size and the configured maximum of `ring`.
+fn sizes(config: &EngineConfig, ring: Ring) -> (usize, usize) {
+    match ring {
+        Ring::Rx => (config.tcp_small_rx, config.tcp_max_rx),
+        Ring::Tx => (config.tcp_small_tx, config.tcp_max_tx),
+    }
+}
+
+fn capacity(sock: &tcp::Socket<'static>, ring: Ring) -> usize {
+    match ring {
+        Ring::Rx => sock.recv_capacity(),
+        Ring::Tx => sock.send_capacity(),
+    }
+}
+
 impl SocketBudget {
-    /// A flow took a socket.
-    pub fn open(&mut self) {
+    /// A new flow's socket: no ring yet (each comes with the first bytes that need it), a
+    /// receive window of the initial ring advertised, the window scale chosen for the largest.
+    pub fn new_socket(&mut self, config: &EngineConfig) -> tcp::Socket<'static> {
+        let mut sock = tcp::Socket::new(
+            tcp::SocketBuffer::new(Vec::new()),
+            tcp::SocketBuffer::new(Vec::new()),
+        );
+        sock.set_recv_capacity_max(config.tcp_max_rx);
+        sock.set_recv_reserve(config.tcp_small_rx);
         self.flows += 1;
+        sock
     }
 
-    /// A flow gave its socket back, with the `grown` bytes its rings had grown by, and its
-    /// send ring given back already or not.
-    pub fn close(&mut self, grown: usize, tx_released: bool, rx_released: bool) {
+    /// A flow gave its socket back, with whatever rings it held.
+    pub fn close(&mut self, config: &EngineConfig, sock: &tcp::Socket<'static>) {
         self.flows -= 1;
-        self.grown -= grown;
-        self.tx_released -= usize::from(tx_released);
-        self.rx_released -= usize::from(rx_released);
+        for ring in [Ring::Rx, Ring::Tx] {
+            let (small, _) = sizes(config, ring);
+            let held = capacity(sock, ring);
+            self.rings -= held.min(small);
+            self.grown -= held.saturating_sub(small);
+        }
     }
 
-    /// Give back the receive ring of a flow that holds nothing from its app (every byte
-    /// relayed, nothing out of order) at its initial size; the window stays advertised, and
-    /// [`SocketBudget::restore_rx`] supplies a ring before the next segment with data.
-    /// Returns whether it was given back.
-    pub fn release_rx(&mut self, config: &EngineConfig, sock: &mut tcp::Socket<'static>) -> bool {
-        if sock.recv_capacity() != config.tcp_small_rx || sock.release_recv_buffer().is_none() {
+    /// Give a ring to a flow that holds none (its first bytes either way, or the first after
+    /// it gave its ring back), at the initial size, within the ring budget. Returns whether
+    /// the flow has one now. The caller checks the capacity is 0.
+    pub fn take(
+        &mut self,
+        config: &EngineConfig,
+        sock: &mut tcp::Socket<'static>,
+        ring: Ring,
+    ) -> bool {
+        let (small, _) = sizes(config, ring);
+        if self.rings + small > config.tcp_ring_total {
             return false;
         }
-        self.rx_released += 1;
-        true
+        let storage = vec![0u8; small];
+        let ok = match ring {
+            Ring::Rx => {
+                drop(sock.replace_recv_buffer(storage));
+                true
+            }
+            Ring::Tx => sock.replace_send_buffer(storage).is_ok(),
+        };
+        if ok {
+            self.rings += small;
+        }
+        ok
     }
 
-    /// A receive ring again for a flow that gave its own back, before a segment with data.
-    pub fn restore_rx(&mut self, config: &EngineConfig, sock: &mut tcp::Socket<'static>) {
-        drop(sock.replace_recv_buffer(vec![0u8; config.tcp_small_rx]));
-        self.rx_released -= 1;
+    /// Whether a flow holding no send ring could take one now.
+    pub fn tx_room(&self, config: &EngineConfig) -> bool {
+        self.rings + config.tcp_small_tx <= config.tcp_ring_total
     }
 
-    /// Give back the send ring of a flow with nothing to send (all of it acknowledged) that
-    /// never grew it: a connection kept open between requests holds no send ring. Returns
+    /// Give back `ring` of an idle flow: empty (the receive ring: every byte relayed, nothing
+    /// out of order; the send ring: all of it acknowledged) and at its initial size (a grown
+    /// ring stays: its flow moves bulk data). The receive window stays advertised. Returns
     /// whether it was given back.
-    pub fn release_tx(&mut self, sock: &mut tcp::Socket<'static>) -> bool {
-        if sock.send_queue() > 0 || sock.send_capacity() == 0 {
+    pub fn give_back(
+        &mut self,
+        config: &EngineConfig,
+        sock: &mut tcp::Socket<'static>,
+        ring: Ring,
+    ) -> bool {
+        let (small, _) = sizes(config, ring);
+        if capacity(sock, ring) != small {
             return false;
         }
-        if sock.replace_send_buffer(Vec::new()).is_err() {
-            return false;
+        let given = match ring {
+            Ring::Rx => sock.release_recv_buffer().is_some(),
+            Ring::Tx => sock.send_queue() == 0 && sock.replace_send_buffer(Vec::new()).is_ok(),
+        };
+        if given {
+            self.rings -= small;
         }
-        self.tx_released += 1;
-        true
-    }
-
-    /// A send ring again for a flow that gave its own back, before bytes are written to it.
-    pub fn restore_tx(&mut self, config: &EngineConfig, sock: &mut tcp::Socket<'static>) {
-        if sock
-            .replace_send_buffer(vec![0u8; config.tcp_small_tx])
-            .is_ok()
-        {
-            self.tx_released -= 1;
-        }
+        given
     }
 
     /// Ring growths since the engine started.
@@ -111,25 +148,23 @@ impl SocketBudget {
     }
 
     /// Double `ring` of a flow's socket that filled it, up to the configured maximum and
-    /// within the grow budget. Returns the bytes it grew by (0: at its maximum, or the
-    /// budget is spent).
+    /// within the grow budget. Returns whether it grew (not: at its maximum, or the budget
+    /// is spent).
     pub fn grow(
         &mut self,
         config: &EngineConfig,
         sock: &mut tcp::Socket<'static>,
         ring: Ring,
-    ) -> usize {
-        let (capacity, max) = match ring {
-            Ring::Rx => (sock.recv_capacity(), config.tcp_max_rx),
-            Ring::Tx => (sock.send_capacity(), config.tcp_max_tx),
-        };
+    ) -> bool {
+        let (_, max) = sizes(config, ring);
+        let capacity = capacity(sock, ring);
         let to = capacity.saturating_mul(2).min(max);
-        if to <= capacity {
-            return 0;
+        if capacity == 0 || to <= capacity {
+            return false;
         }
         let by = to - capacity;
         if self.grown + by > config.tcp_grow_total {
-            return 0;
+            return false;
         }
         // Zero-allocated: above the allocator's mmap threshold, fresh pages that become
         // resident only as the flow fills them.
@@ -138,13 +173,13 @@ impl SocketBudget {
             Ring::Rx => drop(sock.replace_recv_buffer(storage)),
             Ring::Tx => {
                 if sock.replace_send_buffer(storage).is_err() {
-                    return 0;
+                    return false;
                 }
             }
         }
         self.grown += by;
         self.growths += 1;
-        by
+        true
     }
 
     /// Inspection buffers grew by `n` bytes.
@@ -196,10 +231,7 @@ impl SocketBudget {
     }
 
     /// Bytes the flows' sockets and rings and the inspection buffers account for.
-    pub fn memory_bytes(&self, config: &EngineConfig) -> usize {
-        let initial = config.tcp_small_rx + config.tcp_small_tx;
-        self.flows * (initial + budget::TCP_FLOW_OVERHEAD) + self.grown + self.inspect_bytes
-            - self.tx_released * config.tcp_small_tx
-            - self.rx_released * config.tcp_small_rx
+    pub fn memory_bytes(&self) -> usize {
+        self.flows * budget::TCP_FLOW_OVERHEAD + self.rings + self.grown + self.inspect_bytes
     }
 }

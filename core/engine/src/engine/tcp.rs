@@ -105,12 +105,6 @@ pub(crate) struct TcpFlow {
     /// smoltcp's next deadline for the socket (retransmission, delayed ACK, window probe,
     /// TIME-WAIT), as of its last egress; part of the flow's timer.
     pub stack_at: Option<Instant>,
-    /// Bytes its rings grew by beyond the initial sizes (see `engine::sockets`).
-    pub grown: usize,
-    /// Its send ring is given back while it has nothing to send (see `engine::sockets`).
-    pub tx_released: bool,
-    /// Its receive ring is given back while it holds nothing (see `engine::sockets`).
-    pub rx_released: bool,
     pub phase: Phase,
     /// The app's initial sequence number (for hand-built RSTs while the SYN-ACK is held).
     pub app_isn: u32,
@@ -221,14 +215,9 @@ impl Engine {
         INSPECT_PORTS.contains(&port) || self.config.proxy_ports.contains(&port)
     }
 
-    /// A closed socket with the initial rings, alone in its set.
-    fn new_socket(&self) -> OwnSocket {
-        let mut sock = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; self.config.tcp_small_rx]),
-            tcp::SocketBuffer::new(vec![0; self.config.tcp_small_tx]),
-        );
-        // The window scale is fixed at the handshake: choose it for the grown receive ring.
-        sock.set_recv_capacity_max(self.config.tcp_max_rx);
+    /// A closed socket without rings yet (see `engine::sockets`), alone in its set.
+    fn new_socket(&mut self) -> OwnSocket {
+        let mut sock = self.sockets.new_socket(&self.config);
         // The engine relays whole writes of the other side: Nagle would only add latency.
         sock.set_nagle_enabled(false);
         // One slot, allocated once: `add` fills it without growing the Vec.
@@ -306,6 +295,7 @@ impl Engine {
         let (mut socket, handle) = self.new_socket();
         let sock = socket.get_mut::<tcp::Socket>(handle);
         if sock.listen(listen_endpoint(dst)).is_err() {
+            self.sockets.close(&self.config, sock);
             return self.drop_packet(DropReason::Malformed);
         }
         let parked = mode == Phase::AwaitApp;
@@ -316,7 +306,6 @@ impl Engine {
         if half_open {
             self.handshakes.half_open += 1;
         }
-        self.sockets.open();
         let now = self.now;
         let deadline = match mode {
             Phase::AwaitApp => Some(now + self.config.app_wait),
@@ -341,9 +330,6 @@ impl Engine {
                 handle,
                 parked,
                 stack_at: None,
-                grown: 0,
-                tx_released: false,
-                rx_released: false,
                 phase: mode,
                 app_isn: p.tcp_seq,
                 inspect: Vec::new(),
@@ -391,12 +377,12 @@ impl Engine {
             return;
         };
         f.last_active = self.now;
-        if t.rx_released && p.end > p.payload {
-            // Data for a flow that gave its receive ring back: the window it advertised
-            // stands, so the ring comes back before the segment.
-            self.sockets
-                .restore_rx(&self.config, t.socket.get_mut::<tcp::Socket>(t.handle));
-            t.rx_released = false;
+        let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
+        if p.end > p.payload && sock.recv_capacity() == 0 {
+            // Data for a flow holding no receive ring: the window it advertised stands, so a
+            // ring comes before the segment (past the ring budget there is none, and smoltcp
+            // drops the data: the app sends it again).
+            self.sockets.take(&self.config, sock, Ring::Rx);
         }
         if p.has_ipv6_extensions() {
             packet::strip_ipv6_extensions(&mut self.scratch, packet, p);
@@ -965,19 +951,16 @@ impl Engine {
             Phase::Relaying => {
                 let replay_left = t.replay_pos < t.inspect.len();
                 let queued = sock.recv_queue() > 0;
-                if sock.recv_queue() == sock.recv_capacity() {
+                if queued && sock.recv_queue() == sock.recv_capacity() {
                     // The app filled its ring (more than the upstream took meanwhile): a
                     // bulk sender gets a larger window, advertised by this pass's egress.
-                    t.grown += self.sockets.grow(&self.config, sock, Ring::Rx);
+                    self.sockets.grow(&self.config, sock, Ring::Rx);
                 }
-                if !t.tx_released && t.grown == 0 && sock.send_queue() == 0 {
-                    // The app has every byte sent to it: an idle connection holds no send
-                    // ring (a grown ring stays: its flow moves bulk data).
-                    t.tx_released = self.sockets.release_tx(sock);
-                }
-                if !t.rx_released && !queued && !replay_left {
-                    // Every byte from the app is relayed: nor a receive ring.
-                    t.rx_released = self.sockets.release_rx(&self.config, sock);
+                // An idle connection holds no rings: the app has every byte sent to it, and
+                // every byte from it is relayed.
+                self.sockets.give_back(&self.config, sock, Ring::Tx);
+                if !queued && !replay_left {
+                    self.sockets.give_back(&self.config, sock, Ring::Rx);
                 }
                 if matches!(state, tcp::State::TimeWait) && !queued && !replay_left {
                     self.remove_flow(id);
@@ -1007,7 +990,7 @@ impl Engine {
             };
             let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
             let before = t.inspect.capacity() + t.dns_out.capacity();
-            flush_dns_out(sock, &mut t.dns_out);
+            flush_dns_out(&mut self.sockets, &self.config, sock, &mut t.dns_out);
             recv_capped(sock, &mut t.inspect, MAX_TCP_DNS_QUERY + 2);
             loop {
                 if t.inspect.len() < 2 {
@@ -1089,7 +1072,7 @@ impl Engine {
         t.dns_out.extend_from_slice(&len.to_be_bytes());
         t.dns_out.extend_from_slice(answer);
         let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
-        flush_dns_out(sock, &mut t.dns_out);
+        flush_dns_out(&mut self.sockets, &self.config, sock, &mut t.dns_out);
         self.sockets.resize(before, t.dns_out.capacity());
         f.bytes_to_app += framed as u64;
         self.dirty.push(id);
@@ -1120,9 +1103,13 @@ impl Engine {
         if !sock.may_send() {
             return 0;
         }
-        if t.tx_released {
-            // Given back while idle: allocated again when bytes come.
-            return self.config.tcp_small_tx;
+        if sock.send_capacity() == 0 {
+            // No ring yet (or given back while idle): one comes with the bytes.
+            return if self.sockets.tx_room(&self.config) {
+                self.config.tcp_small_tx
+            } else {
+                0
+            };
         }
         sock.send_capacity() - sock.send_queue()
     }
@@ -1163,9 +1150,10 @@ impl Engine {
             return None;
         };
         let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
-        if t.tx_released && sock.may_send() {
-            self.sockets.restore_tx(&self.config, sock);
-            t.tx_released = false;
+        if sock.may_send() && sock.send_capacity() == 0 {
+            // The server's first bytes since the flow started or went idle (past the ring
+            // budget: none, and the driver tries again after the tunnel's next packets).
+            self.sockets.take(&self.config, sock, Ring::Tx);
         }
         if !sock.may_send() || sock.send_capacity() == sock.send_queue() {
             return None;
@@ -1182,8 +1170,7 @@ impl Engine {
         }
         if sock.send_queue() == sock.send_capacity() {
             // The server keeps the ring full (a download): the driver's next read finds room.
-            let by = self.sockets.grow(&self.config, sock, Ring::Tx);
-            t.grown += by;
+            self.sockets.grow(&self.config, sock, Ring::Tx);
         }
         self.dirty.push(flow);
         Some(r)
@@ -1278,9 +1265,17 @@ fn taken<E>(result: Result<usize, E>, len: usize) -> (usize, Result<usize, E>) {
 
 /// Whether the app sent its FIN (the receive half is finished).
 /// Moves as much of `pending` (framed DNS answers) into the send ring as fits.
-fn flush_dns_out(sock: &mut tcp::Socket<'static>, pending: &mut Vec<u8>) {
+fn flush_dns_out(
+    sockets: &mut super::sockets::SocketBudget,
+    config: &crate::EngineConfig,
+    sock: &mut tcp::Socket<'static>,
+    pending: &mut Vec<u8>,
+) {
     if pending.is_empty() {
         return;
+    }
+    if sock.send_capacity() == 0 {
+        sockets.take(config, sock, Ring::Tx);
     }
     if let Ok(n) = sock.send_slice(pending) {
         pending.drain(..n);

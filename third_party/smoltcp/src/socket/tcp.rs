@@ -1265,6 +1265,14 @@ impl<'a> Socket<'a> {
         self.rx_buffer.replace_storage(storage)
     }
 
+    /// [Embargo patch] The window to advertise while the receive buffer has no storage (a
+    /// socket made with an empty one, or after [`Socket::release_recv_buffer`]). The caller
+    /// must supply a buffer at least this large ([`Socket::replace_recv_buffer`]) before it
+    /// hands the socket a segment with data.
+    pub fn set_recv_reserve(&mut self, reserve: usize) {
+        self.rx_reserve = reserve;
+    }
+
     /// [Embargo patch] Give the receive buffer back while it holds nothing (no byte unread,
     /// no out-of-order data), and return it; the window stays advertised as the buffer's
     /// capacity was. The caller must supply a buffer at least that large

@@ -455,6 +455,28 @@ def test_iperf3_through_embargo(net, embargo):
     assert bps > 0
 
 
+CONNS = 10_000
+CONNS_PORT = 8080  # an inspected port: each connection's Host is read before it is connected
+
+
+def test_ten_thousand_concurrent_connections_are_all_served(net, embargo):
+    """10,000 connections open at once through Embargo (its default flow cap), each sending a
+    request and reading the whole answer before any of them closes: all served, none refused,
+    reset or timed out. Peak RSS of such a load is measured by `tests/bench/ab.sh conns`."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "conns.py"
+    limit = CONNS + 2000
+    net.spawn(net.inet, ["bash", "-c", f"ulimit -n {limit}; exec python3 {script} serve {CONNS_PORT}"],
+              "conns-server")
+    wait_listening(net.inet, CONNS_PORT, "the connections' server")
+    cp = in_ns(net.phone, "bash", "-c",
+               f"ulimit -n {limit}; exec python3 {script} load {ALLOWED_IP} {CONNS_PORT} {CONNS}",
+               check=False, timeout=120)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    result = json.loads(cp.stdout.strip().splitlines()[-1])
+    print(f"\n[netns] {CONNS} concurrent connections: {result}")
+    assert result["served"] == CONNS and not result["errors"], result
+
+
 # -- HTTP proxies: decided on the names inside, not on the proxy's address ---------------------
 PROXY_PORT = 8888  # tinyproxy's usual port, one of Embargo's default proxy ports
 PROXY = f"http://{ALLOWED_IP}:{PROXY_PORT}"

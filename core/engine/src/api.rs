@@ -173,11 +173,14 @@ pub enum DropReason {
     Blocked = 8,
     /// Multicast/broadcast/unspecified source or destination.
     BadAddress = 9,
+    /// Data for a flow holding no receive ring while all rings together are at their budget
+    /// (`EngineConfig::tcp_ring_total`): the app sends it again.
+    NoRing = 10,
 }
 
 impl DropReason {
     /// Number of kinds (length of [`EngineStats::dropped`]).
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 }
 
 /// Counters and gauges. Cheap to take: a copy of plain integers.

@@ -378,11 +378,14 @@ impl Engine {
         };
         f.last_active = self.now;
         let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
-        if p.end > p.payload && sock.recv_capacity() == 0 {
-            // Data for a flow holding no receive ring: the window it advertised stands, so a
-            // ring comes before the segment (past the ring budget there is none, and smoltcp
-            // drops the data: the app sends it again).
-            self.sockets.take(&self.config, sock, Ring::Rx);
+        if p.end > p.payload
+            && sock.recv_capacity() == 0
+            && !self.sockets.take(&self.config, sock, Ring::Rx)
+        {
+            // Data for a flow holding no receive ring gets one first (the window it advertised
+            // stands); past the ring budget the segment is dropped, and the app sends it again.
+            self.stats.dropped[DropReason::NoRing as usize] += 1;
+            return;
         }
         if p.has_ipv6_extensions() {
             packet::strip_ipv6_extensions(&mut self.scratch, packet, p);
@@ -853,6 +856,11 @@ impl Engine {
             t.half_open = false;
             self.handshakes.half_open -= 1;
         }
+        if sock.recv_queue() == 0 {
+            // Nothing from the app waits (read out, relayed, or never sent): no receive ring,
+            // whatever the phase; its window stays advertised.
+            self.sockets.give_back(&self.config, sock, Ring::Rx);
+        }
         match t.phase {
             Phase::AwaitApp | Phase::Connecting => {}
             Phase::Handshake => {
@@ -882,6 +890,10 @@ impl Engine {
                     recv_capped(sock, &mut t.inspect, cap);
                 }
                 self.sockets.resize(before, t.inspect.capacity());
+                if sock.recv_queue() == 0 {
+                    // Read out: the ring goes back while the name is decided and connected.
+                    self.sockets.give_back(&self.config, sock, Ring::Rx);
+                }
                 let app_done = fin_received(state);
                 if t.inspect.is_empty() && !app_done {
                     return;
@@ -956,12 +968,8 @@ impl Engine {
                     // bulk sender gets a larger window, advertised by this pass's egress.
                     self.sockets.grow(&self.config, sock, Ring::Rx);
                 }
-                // An idle connection holds no rings: the app has every byte sent to it, and
-                // every byte from it is relayed.
+                // An idle connection holds no send ring: the app has every byte sent to it.
                 self.sockets.give_back(&self.config, sock, Ring::Tx);
-                if !queued && !replay_left {
-                    self.sockets.give_back(&self.config, sock, Ring::Rx);
-                }
                 if matches!(state, tcp::State::TimeWait) && !queued && !replay_left {
                     self.remove_flow(id);
                     return;

@@ -18,7 +18,8 @@ LOAD: `http` (N sequential `curl`s of the bench's small page, a new connection a
       `wrk` (wrk -t2 -c1000 for SECS seconds over keep-alive connections: requests/s, errors), or
       `conns` (CONNS concurrent connections, default 10000, all held open at once: each sends a
       request to tests/bench/conns.py's server on port 8080, an inspected port, and reads its
-      answer; served and errors, and the peak RSS with all of them open).
+      answer; served and errors, and the peak RSS with all of them open), or
+      `iperf` (iperf3, one TCP stream up then one down, SECS seconds each: Mbit/s).
 PROG: `passthrough` (the shared bench's C TUN pass-through), or LABEL=BINARY, or
       LABEL=BINARY:ARGS (extra `embargo run` flags, e.g. `nolookup=target/release/embargo:--app-wait-ms 0`).
 
@@ -34,7 +35,7 @@ BENCH=${BENCH_DIR:-$REPO/../shared/bench}
 [[ $# -ge 2 ]] || { usage >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "needs root (network namespaces, TUN devices)" >&2; exit 2; }
 LOAD=$1; shift
-[[ $LOAD == http || $LOAD == wrk || $LOAD == conns ]] || { echo "LOAD is http, wrk or conns" >&2; exit 2; }
+[[ $LOAD == http || $LOAD == wrk || $LOAD == conns || $LOAD == iperf ]] || { echo "LOAD is http, wrk, conns or iperf" >&2; exit 2; }
 export NS_PHONE=${NS_PHONE:-abph} NS_INET=${NS_INET:-abin} BENCH_STATE=${BENCH_STATE:-/tmp/ab-bench}
 ROUNDS=${ROUNDS:-3}; N=${N:-300}; SECS=${SECS:-8}; CONNS=${CONNS:-10000}
 SRV=10.200.2.1
@@ -97,6 +98,10 @@ for round in $(seq 1 "$ROUNDS"); do
     before=$(thread_cpu_ns "$pid")
     if [[ $LOAD == http ]]; then
       result=$(http_load); requests=$N
+    elif [[ $LOAD == iperf ]]; then
+      up=$(pin iperf3 -c $SRV -p 5201 -t "$SECS" -J | jq '.end.sum_received.bits_per_second / 1e6 | floor')
+      down=$(pin iperf3 -c $SRV -p 5201 -t "$SECS" -R -J | jq '.end.sum_received.bits_per_second / 1e6 | floor')
+      result="up $up Mbit/s, down $down Mbit/s"; requests=1
     elif [[ $LOAD == conns ]]; then
       result=$(pin bash -c "ulimit -n $((CONNS + 1000)); exec python3 $REPO/tests/bench/conns.py load $SRV 8080 $CONNS")
       requests=$CONNS

@@ -4,10 +4,12 @@
   conns.py serve PORT            # in the "internet" namespace: answer each request, keep the
                                  # connection open until the client closes it
   conns.py load ADDR PORT N      # in the phone namespace: open N connections, send one request
-                                 # on each, read its answer, and only when all N are answered
-                                 # (or failed) close them all; prints one JSON line
+                                 # on each and read its answer; once all N are answered (or
+                                 # failed), a second request on each, so every connection must
+                                 # have stayed open with all the others; then close them all;
+                                 # prints one JSON line
 
-A connection is served when its whole answer arrived; every other outcome (refused, reset,
+A connection is served when both whole answers arrived; every other outcome (refused, reset,
 timed out, short answer) is an error. Both ends need `ulimit -n` above N.
 """
 
@@ -24,10 +26,10 @@ ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY
 async def serve(port: int) -> None:
     async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(ANSWER)
-            await writer.drain()
-            await reader.read()  # until the client closes
+            while True:  # until the client closes
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(ANSWER)
+                await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -40,31 +42,49 @@ async def serve(port: int) -> None:
 
 async def load(addr: str, port: int, n: int) -> None:
     all_answered = asyncio.Event()
+    all_open = asyncio.Event()
     pending = n
+    opening = n
     errors: dict[str, int] = {}
     served = 0
 
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(REQUEST)
+        await writer.drain()
+        if await asyncio.wait_for(reader.readexactly(len(ANSWER)), 30) != ANSWER:
+            raise ValueError("wrong answer")
+
+    def failed(e: Exception) -> None:
+        kind = type(e).__name__
+        errors[kind] = errors.get(kind, 0) + 1
+
     async def one() -> None:
-        nonlocal pending, served
-        writer = None
+        nonlocal pending, opening, served
+        conn = None
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port), 30)
-            writer.write(REQUEST)
-            await writer.drain()
-            got = await asyncio.wait_for(reader.readexactly(len(ANSWER)), 30)
-            if got != ANSWER:
-                raise ValueError("wrong answer")
-            served += 1
+            conn = await asyncio.wait_for(asyncio.open_connection(addr, port), 30)
+            await exchange(*conn)
         except Exception as e:  # every failure is counted by kind
-            kind = type(e).__name__
-            errors[kind] = errors.get(kind, 0) + 1
+            failed(e)
+            conn = None
+        finally:
+            opening -= 1
+            if opening == 0:
+                all_open.set()
+        await all_open.wait()
+        try:
+            if conn is not None:
+                await exchange(*conn)
+                served += 1
+        except Exception as e:
+            failed(e)
         finally:
             pending -= 1
             if pending == 0:
                 all_answered.set()
         await all_answered.wait()
-        if writer is not None:
-            writer.close()
+        if conn is not None:
+            conn[1].close()
 
     start = time.monotonic()
     # Opened a few hundred at a time, as apps do: a SYN burst of 10,000 at once only measures

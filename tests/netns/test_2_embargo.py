@@ -460,9 +460,10 @@ CONNS_PORT = 8080  # an inspected port: each connection's Host is read before it
 
 
 def test_ten_thousand_concurrent_connections_are_all_served(net, embargo):
-    """10,000 connections open at once through Embargo (its default flow cap), each sending a
-    request and reading the whole answer before any of them closes: all served, none refused,
-    reset or timed out. Peak RSS of such a load is measured by `tests/bench/ab.sh conns`."""
+    """10,000 connections open at once through Embargo (its default flow cap): each sends a
+    request and reads the whole answer, and once all are answered a second one on each, so
+    every connection stayed open beside all the others (none evicted); all served, none
+    refused, reset or timed out. Peak RSS of such a load: `tests/bench/ab.sh conns`."""
     script = Path(__file__).resolve().parents[1] / "bench" / "conns.py"
     limit = CONNS + 2000
     net.spawn(net.inet, ["bash", "-c", f"ulimit -n {limit}; exec python3 {script} serve {CONNS_PORT}"],

@@ -17,8 +17,9 @@ LOAD: `http` (N sequential `curl`s of the bench's small page, a new connection a
       process each: p50 of time_total, time_connect and time_starttransfer), or
       `wrk` (wrk -t2 -c1000 for SECS seconds over keep-alive connections: requests/s, errors), or
       `conns` (CONNS concurrent connections, default 10000, all held open at once: each sends a
-      request to tests/bench/conns.py's server on port 8080, an inspected port, and reads its
-      answer; served and errors, and the peak RSS with all of them open), or
+      request to tests/bench/conns.py's server on port PORT (8081, connect-first; 8080 is
+      inspected) and reads its answer, then a second once all are answered; served and errors,
+      and the peak RSS with all of them open), or
       `iperf` (iperf3, one TCP stream up then one down, SECS seconds each: Mbit/s).
 PROG: `passthrough` (the shared bench's C TUN pass-through), or LABEL=BINARY, or
       LABEL=BINARY:ARGS (extra `embargo run` flags, e.g. `nolookup=target/release/embargo:--app-wait-ms 0`).
@@ -37,7 +38,7 @@ BENCH=${BENCH_DIR:-$REPO/../shared/bench}
 LOAD=$1; shift
 [[ $LOAD == http || $LOAD == wrk || $LOAD == conns || $LOAD == iperf ]] || { echo "LOAD is http, wrk, conns or iperf" >&2; exit 2; }
 export NS_PHONE=${NS_PHONE:-abph} NS_INET=${NS_INET:-abin} BENCH_STATE=${BENCH_STATE:-/tmp/ab-bench}
-ROUNDS=${ROUNDS:-3}; N=${N:-300}; SECS=${SECS:-8}; CONNS=${CONNS:-10000}
+ROUNDS=${ROUNDS:-3}; N=${N:-300}; SECS=${SECS:-8}; CONNS=${CONNS:-10000}; PORT=${PORT:-8081}
 SRV=10.200.2.1
 STATE=$BENCH_STATE/embargo-state
 # shellcheck source=tests/bench/lib.sh
@@ -49,7 +50,7 @@ trap cleanup EXIT INT TERM
 mkdir -p "$BENCH_STATE"
 "$BENCH/netns.sh" up >/dev/null
 if [[ $LOAD == conns ]]; then
-  setsid ip netns exec "$NS_INET" bash -c "ulimit -n $((CONNS + 1000)); exec python3 $REPO/tests/bench/conns.py serve 8080" \
+  setsid ip netns exec "$NS_INET" bash -c "ulimit -n $((CONNS + 1000)); exec python3 $REPO/tests/bench/conns.py serve $PORT" \
     >"$BENCH_STATE/conns-server.log" 2>&1 </dev/null &
   CONNS_SERVER=$!
   trap 'kill -- -$CONNS_SERVER 2>/dev/null; cleanup' EXIT INT TERM
@@ -103,7 +104,7 @@ for round in $(seq 1 "$ROUNDS"); do
       down=$(pin iperf3 -c $SRV -p 5201 -t "$SECS" -R -J | jq '.end.sum_received.bits_per_second / 1e6 | floor')
       result="up $up Mbit/s, down $down Mbit/s"; requests=1
     elif [[ $LOAD == conns ]]; then
-      result=$(pin bash -c "ulimit -n $((CONNS + 1000)); exec python3 $REPO/tests/bench/conns.py load $SRV 8080 $CONNS")
+      result=$(pin bash -c "ulimit -n $((CONNS + 1000)); exec python3 $REPO/tests/bench/conns.py load $SRV $PORT $CONNS")
       requests=$CONNS
     else
       pin wrk -t 2 -c 1000 -d "${SECS}s" --timeout 5s "http://$SRV/small" > "$BENCH_STATE/wrk.txt" 2>&1 || true

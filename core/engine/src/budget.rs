@@ -14,6 +14,12 @@
 //!   connections cost their sockets, not 10,000 pairs of rings, and a bulk flow grows to a
 //!   window large enough for multi-Gbit/s. (Every flow at 64 KiB x 2 would be 37 MiB at 300
 //!   flows, as shadowsocks-rust pays.)
+//! - UDP flows: a small NAT entry, no buffer (datagrams pass straight through).
+//! - Inspection: the first bytes of a connection held until its name is known, up to
+//!   `INSPECT_MAX` per flow and `INSPECT_TOTAL` for all flows together.
+//! - DNS: pending questions (`max_pending_dns` x [`DNS_PENDING_BYTES`]) and the answer cache
+//!   (`dns_cache_entries` x [`DNS_CACHE_ENTRY_BYTES`]).
+//! - Queues to the driver are bounded by [`MAX_QUEUED_PACKETS`] packets of MTU size.
 //!
 //! Two configurations are held to the iOS extension's cap, both the defaults
 //! ([`crate::EngineConfig::default`], what every shell runs):
@@ -25,19 +31,14 @@
 //!   budget) and `bindings/tests/ios_footprint.rs` (the whole extension under load, peak RSS
 //!   under 50 MiB).
 //! - **the phone default under load**: the same defaults with 10,000 concurrent connections
-//!   each served a request and held open (`tests/bench/ab.sh conns`): the figure a phone
-//!   meets, measured against 30 MB peak RSS for the whole process (docs/decisions.md).
-//! - UDP flows: a small NAT entry, no buffer (datagrams pass straight through).
-//! - Inspection: the first bytes of a connection held until its name is known, up to
-//!   `INSPECT_MAX` per flow and `INSPECT_TOTAL` for all flows together.
-//! - DNS: pending questions (`max_pending_dns` x [`DNS_PENDING_BYTES`]) and the answer cache
-//!   (`dns_cache_entries` x [`DNS_CACHE_ENTRY_BYTES`]).
-//! - Queues to the driver are bounded by [`MAX_QUEUED_PACKETS`] packets of MTU size.
+//!   held open and served (`tests/netns`, and `tests/bench/ab.sh conns` for the peak RSS):
+//!   the figure a phone meets, held to 30 MB peak RSS for the whole process (not met yet:
+//!   docs/decisions.md).
 
 /// Receive ring a flow takes with its app's first bytes (and the window advertised while it
-/// holds none): what the app may send ahead. 1 KiB holds a typical request; such a flow still moves ~80 Mbit/s at a 100 us tunnel
-/// RTT, and the inspected first bytes do not need to fit (they are read out into the
-/// inspection buffer).
+/// holds none): what the app may send ahead. 1 KiB holds a typical request, and the inspected
+/// first bytes do not need to fit (they are read out into the inspection buffer); a flow that
+/// sends more grows it.
 pub const SMALL_RX: usize = 1024;
 /// Send ring a flow takes with the server's first bytes: how much of a response reaches the
 /// app before its ACK.

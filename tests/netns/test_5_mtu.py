@@ -1,5 +1,5 @@
-"""Past the 1500-byte ceiling: Embargo at tunnel MTU 65535, and with Linux TUN offloads
-(`--offload`: 64 KiB TCP super-packets in, GSO segments out) at MTU 1500.
+"""Past the 1500-byte ceiling: Embargo at tunnel MTU 65535 (offloads off), and with Linux TUN
+offloads (`--offload`, the default: 64 KiB TCP super-packets in, GSO segments out) at MTU 1500.
 
 Each test runs its own `embargo run --netns` in a namespace of its own (the suite's main
 instance keeps protecting `phone`), moves a large file and iperf3 both ways through it, and
@@ -99,7 +99,7 @@ def iperf(inst: Instance, *extra: str) -> float:
 
 
 def test_a_65535_mtu_tunnel_carries_packets_past_9000_bytes(net, embargo_bin, big_file):
-    inst = start(net, embargo_bin, "j", "--mtu", "65535")
+    inst = start(net, embargo_bin, "j", "--mtu", "65535", "--offload", "false")
     try:
         assert inst.tun_stat("mtu") == 65535
         down_avg = download(net, inst, big_file)
@@ -107,6 +107,7 @@ def test_a_65535_mtu_tunnel_carries_packets_past_9000_bytes(net, embargo_bin, bi
         up = iperf(inst)
         up_avg = (inst.tun_stat("statistics/tx_bytes") - t0) / max(1, inst.tun_stat("statistics/tx_packets") - p0)
         down = iperf(inst, "-R")
+        assert inst.counters()["tun super-packets in"] == 0
         print(f"\n[netns] MTU 65535: iperf3 up {up / 1e6:.0f} Mbit/s, down {down / 1e6:.0f}; "
               f"average packet in {up_avg:.0f} B, out {down_avg:.0f} B")
         assert down_avg > 9000 and up_avg > 9000, (down_avg, up_avg)
@@ -115,7 +116,7 @@ def test_a_65535_mtu_tunnel_carries_packets_past_9000_bytes(net, embargo_bin, bi
 
 
 def test_offload_moves_tcp_in_super_packets_at_mtu_1500(net, embargo_bin, big_file):
-    inst = start(net, embargo_bin, "o", "--offload")
+    inst = start(net, embargo_bin, "o")
     try:
         assert "refused TUN offloads" not in inst.output(), inst.output()
         assert inst.tun_stat("mtu") == 1500

@@ -101,9 +101,9 @@ pub struct RunArgs {
     pub mtu: u32,
     /// Linux TUN offloads (IFF_VNET_HDR, TUNSETOFFLOAD: checksum, TSO4, TSO6): the kernel
     /// hands over TCP in 64 KiB super-packets and cuts the engine's 64 KiB segments into
-    /// --mtu packets itself. Falls back to plain packets, with a warning, when the kernel
-    /// refuses.
-    #[arg(long)]
+    /// --mtu packets itself. On by default (`--offload false`: one packet per MTU); falls
+    /// back to plain packets, with a warning, when the kernel refuses.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub offload: bool,
     /// How long a new flow may wait for its app's identity (/proc lookup) before it is decided
     /// with the app unknown, in milliseconds. 0 turns app identity off (no per-app rules, and no

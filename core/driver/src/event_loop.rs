@@ -934,6 +934,12 @@ impl EventLoop {
 
     fn publish_stats(&mut self) {
         self.counters.sockets_open = self.sockets.len();
+        if let TunSide::Fd(tun) = &self.tun {
+            (
+                self.counters.tun_super_packets_in,
+                self.counters.tun_super_packets_out,
+            ) = tun.super_packets();
+        }
         let snapshot = StatsSnapshot {
             driver: self.counters,
             engine: self.engine.stats(),

@@ -22,6 +22,7 @@ pub mod sockets;
 #[cfg(target_os = "linux")]
 pub mod tun_linux;
 pub mod tunnel;
+pub mod virtio_net;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -179,6 +180,10 @@ pub struct DriverStats {
     pub tun_packets_out: u64,
     /// Tunnel packets the loop could not write (device queue full or error).
     pub tun_write_drops: u64,
+    /// TCP super-packets (Linux offloads, [`Framing::VirtioNet`]) read from the tunnel, and
+    /// large segments written to it for the kernel to cut.
+    pub tun_super_packets_in: u64,
+    pub tun_super_packets_out: u64,
     /// Upstream sockets open now, and opened in total.
     pub sockets_open: usize,
     pub sockets_opened: u64,

@@ -23,7 +23,8 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
             // The storage directory is the app's too: the same rules and the history the app
             // reads. (Lists are still compiled when Embargo opens; compiling them in the app
             // only, and mapping them here, is issue #18's next step for the 50 MB cap.)
-            let embargo = try Embargo(config: settings.config(), storageDir: group.storageDirectory.path)
+            let config = settings.config()
+            let embargo = try Embargo(config: config, storageDir: group.storageDirectory.path)
             let network = NEPacketTunnelNetworkSettings(tunnelRemoteAddress: "127.0.0.1")
             let ipv4 = NEIPv4Settings(addresses: ["10.111.0.2"], subnetMasks: ["255.255.255.0"])
             ipv4.includedRoutes = [NEIPv4Route.default()]
@@ -32,7 +33,8 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
             ipv6.includedRoutes = [NEIPv6Route.default()]
             network.ipv6Settings = ipv6
             network.dnsSettings = NEDNSSettings(servers: ["10.111.0.1"])
-            network.mtu = 1500
+            // The same MTU the core was given: the system cuts the apps' packets to it.
+            network.mtu = NSNumber(value: config.mtu)
             setTunnelNetworkSettings(network) { [weak self] error in
                 guard let self else { return }
                 if let error {

@@ -68,6 +68,21 @@ pub struct TunnelStatus {
     pub history_last_error: Option<String>,
 }
 
+/// Which part of a two-process app this object plays (iOS: the app and its packet tunnel
+/// extension share one storage directory in the App Group container).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ProcessRole {
+    /// One process does everything (Android, Linux): lists are compiled from their text.
+    Single,
+    /// The app of a two-process platform: changes lists and settings and writes the
+    /// compiled rules ([`Embargo::compile_rules`]) for the extension.
+    App,
+    /// The tunnel's process (iOS's extension, killed past 50 MiB): maps the rules the app
+    /// compiled (`rules.compiled` in the storage directory) and never parses a list; a
+    /// missing, stale or foreign file is an error naming it. Lists cannot be changed here.
+    Extension,
+}
+
 /// A running tunnel.
 struct Running {
     handle: DriverHandle,
@@ -91,6 +106,7 @@ struct TunnelShared {
 #[derive(uniffi::Object)]
 pub struct Embargo {
     config: EmbargoConfig,
+    role: ProcessRole,
     storage_dir: PathBuf,
     rules: Mutex<RulesStore>,
     history: History,
@@ -212,17 +228,34 @@ impl Embargo {
     /// large lists: call it off the main thread.
     #[uniffi::constructor]
     pub fn new(config: EmbargoConfig, storage_dir: String) -> Result<Arc<Self>, EmbargoError> {
+        Embargo::with_role(config, storage_dir, ProcessRole::Single)
+    }
+
+    /// [`Embargo::new`] for one `role` of a two-process app (iOS: [`ProcessRole::App`] in the
+    /// app, [`ProcessRole::Extension`] in the packet tunnel extension).
+    #[uniffi::constructor]
+    pub fn with_role(
+        config: EmbargoConfig,
+        storage_dir: String,
+        role: ProcessRole,
+    ) -> Result<Arc<Self>, EmbargoError> {
         guard(|| {
             config.validate()?;
             let dir = PathBuf::from(&storage_dir);
             let store = Store::new(&dir);
             let history_db = store.history_db();
-            let rules = RulesStore::open(store, config.use_builtin_rules)?;
+            let rules = match role {
+                ProcessRole::Single | ProcessRole::App => {
+                    RulesStore::open(store, config.use_builtin_rules)?
+                }
+                ProcessRole::Extension => RulesStore::open_mapped(store, config.use_builtin_rules)?,
+            };
             let history = History::open(config.history(history_db))?;
             let history_watch = embargo_app::HistoryWatch::new(&history);
             let bus = Arc::new(EventBus::new(config.event_queue_capacity as usize));
             Ok(Arc::new(Embargo {
                 config,
+                role,
                 storage_dir: dir,
                 rules: Mutex::new(rules),
                 history,
@@ -237,6 +270,11 @@ impl Embargo {
     /// The storage directory given to [`Embargo::new`].
     pub fn storage_dir(&self) -> String {
         self.storage_dir.display().to_string()
+    }
+
+    /// The role given to [`Embargo::with_role`] ([`ProcessRole::Single`] for [`Embargo::new`]).
+    pub fn role(&self) -> ProcessRole {
+        self.role
     }
 
     // ---------------------------------------------------------------- tunnel

@@ -2,6 +2,8 @@
 //! process that did not make a change reads it again with [`Embargo::reload`].
 
 use crate::embargo::Embargo;
+#[cfg(doc)]
+use crate::embargo::ProcessRole;
 use crate::EmbargoError;
 
 #[uniffi::export]
@@ -13,13 +15,97 @@ impl Embargo {
     pub fn reload(&self) -> Result<(), EmbargoError> {
         self.with_rules(|r| r.reload())
     }
+
+    /// Writes the rules in force (every enabled list and the built-in default at its level,
+    /// compiled) to `rules.compiled` in the storage directory, where a
+    /// [`ProcessRole::Extension`] object maps them instead of parsing lists. Call it after
+    /// changing lists or the embargo level and before asking the extension to [`reload`]
+    /// (`Embargo::reload`); the file is replaced atomically, so a running extension keeps
+    /// its mapping of the old one until it reloads.
+    pub fn compile_rules(&self) -> Result<CompiledRules, EmbargoError> {
+        self.with_rules(|r| {
+            r.changeable()?;
+            let (rules, bytes) = r.compile()?;
+            Ok(CompiledRules {
+                path: r.store().compiled_rules_file().display().to_string(),
+                rules,
+                bytes,
+            })
+        })
+    }
+}
+
+/// What [`Embargo::compile_rules`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CompiledRules {
+    /// The file.
+    pub path: String,
+    /// Rules in it.
+    pub rules: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 #[cfg(test)]
 mod tests {
     use crate::records::Verdict;
     use crate::rules::ListFormat;
-    use crate::{Embargo, EmbargoConfig};
+    use crate::{Embargo, EmbargoConfig, EmbargoError, ProcessRole};
+
+    /// The app compiles, the extension maps: with every list's text gone the extension still
+    /// decides with the lists and the built-in default, and refuses a stale file by name.
+    #[test]
+    fn the_extension_decides_from_the_rules_the_app_compiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().display().to_string();
+        let open = |role| Embargo::with_role(EmbargoConfig::default(), path.clone(), role);
+        let app = open(ProcessRole::App).unwrap();
+        let e = open(ProcessRole::Extension).err().unwrap().to_string();
+        assert!(
+            e.contains("rules.compiled") && e.contains("no compiled rules"),
+            "{e}"
+        );
+        app.set_list(
+            "mine".into(),
+            b"tracker.example.org\n".to_vec(),
+            Some(ListFormat::Domains),
+        )
+        .unwrap();
+        let compiled = app.compile_rules().unwrap();
+        assert!(compiled.path.ends_with("rules.compiled") && compiled.bytes > 0);
+        std::fs::remove_dir_all(dir.path().join("lists")).unwrap();
+        let extension = open(ProcessRole::Extension).unwrap();
+        let verdict = |name: &str| extension.check(name.into(), None).unwrap().verdict;
+        assert_eq!(verdict("tracker.example.org"), Verdict::Block);
+        assert_eq!(verdict("log.tiktokv.com"), Verdict::Block);
+        assert_eq!(verdict("example.com"), Verdict::Allow);
+        // The IP databases: the ASN subset the app parsed, mapped; the country table read in
+        // place from the binary.
+        let tencent = extension.check("1.12.0.1".into(), None).unwrap();
+        let owner = tencent.owner.expect("an owner from the mapped ASN table");
+        assert_eq!(owner.asn, Some(45090));
+        assert_eq!(owner.source, "ip-location-db/asn-ipv4 (subset)");
+        assert_eq!(tencent.country.expect("a country").value, "CN");
+        assert!(matches!(
+            extension.set_list_enabled("mine".into(), false),
+            Err(EmbargoError::State(_))
+        ));
+        assert!(matches!(
+            extension.compile_rules(),
+            Err(EmbargoError::State(_))
+        ));
+        app.set_list_enabled("mine".into(), false).unwrap();
+        let e = extension.reload().unwrap_err().to_string();
+        assert!(e.contains("rules.compiled") && e.contains("stale"), "{e}");
+        assert_eq!(
+            verdict("tracker.example.org"),
+            Verdict::Block,
+            "the old rules stay"
+        );
+        app.compile_rules().unwrap();
+        extension.reload().unwrap();
+        assert_eq!(verdict("tracker.example.org"), Verdict::Allow);
+    }
 
     #[test]
     fn a_change_made_by_another_process_applies_after_reload() {

@@ -77,10 +77,11 @@ pub enum ProcessRole {
     /// The app of a two-process platform: changes lists and settings and writes the
     /// compiled rules ([`Embargo::compile_rules`]) for the extension.
     App,
-    /// The tunnel's process (iOS's extension, killed past 50 MiB): maps the rules the app
-    /// compiled (`rules.compiled` in the storage directory) and never parses a list; a
-    /// missing, stale or foreign file is an error naming it. Lists cannot be changed here.
-    Extension,
+    /// The tunnel's process of a two-process platform (iOS's packet tunnel extension, killed
+    /// past 50 MiB): maps the rules the app compiled (`rules.compiled` in the storage
+    /// directory) and never parses a list; a missing, stale or foreign file is an error
+    /// naming it. Lists cannot be changed here.
+    Tunnel,
 }
 
 /// A running tunnel.
@@ -232,7 +233,7 @@ impl Embargo {
     }
 
     /// [`Embargo::new`] for one `role` of a two-process app (iOS: [`ProcessRole::App`] in the
-    /// app, [`ProcessRole::Extension`] in the packet tunnel extension).
+    /// app, [`ProcessRole::Tunnel`] in the packet tunnel extension).
     #[uniffi::constructor]
     pub fn with_role(
         config: EmbargoConfig,
@@ -248,7 +249,7 @@ impl Embargo {
                 ProcessRole::Single | ProcessRole::App => {
                     RulesStore::open(store, config.use_builtin_rules)?
                 }
-                ProcessRole::Extension => RulesStore::open_mapped(store, config.use_builtin_rules)?,
+                ProcessRole::Tunnel => RulesStore::open_mapped(store, config.use_builtin_rules)?,
             };
             let history = History::open(config.history(history_db))?;
             let history_watch = embargo_app::HistoryWatch::new(&history);

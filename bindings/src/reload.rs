@@ -18,7 +18,7 @@ impl Embargo {
 
     /// Writes the rules in force (every enabled list and the built-in default at its level,
     /// compiled) to `rules.compiled` in the storage directory, where a
-    /// [`ProcessRole::Extension`] object maps them instead of parsing lists. Call it after
+    /// [`ProcessRole::Tunnel`] object maps them instead of parsing lists. Call it after
     /// changing lists or the embargo level and before asking the extension to [`reload`]
     /// (`Embargo::reload`); the file is replaced atomically, so a running extension keeps
     /// its mapping of the old one until it reloads.
@@ -60,7 +60,7 @@ mod tests {
         let path = dir.path().display().to_string();
         let open = |role| Embargo::with_role(EmbargoConfig::default(), path.clone(), role);
         let app = open(ProcessRole::App).unwrap();
-        let e = open(ProcessRole::Extension).err().unwrap().to_string();
+        let e = open(ProcessRole::Tunnel).err().unwrap().to_string();
         assert!(
             e.contains("rules.compiled") && e.contains("no compiled rules"),
             "{e}"
@@ -74,7 +74,7 @@ mod tests {
         let compiled = app.compile_rules().unwrap();
         assert!(compiled.path.ends_with("rules.compiled") && compiled.bytes > 0);
         std::fs::remove_dir_all(dir.path().join("lists")).unwrap();
-        let extension = open(ProcessRole::Extension).unwrap();
+        let extension = open(ProcessRole::Tunnel).unwrap();
         let verdict = |name: &str| extension.check(name.into(), None).unwrap().verdict;
         assert_eq!(verdict("tracker.example.org"), Verdict::Block);
         assert_eq!(verdict("log.tiktokv.com"), Verdict::Block);

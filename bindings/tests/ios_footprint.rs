@@ -217,7 +217,7 @@ fn the_extension_stays_inside_the_ios_cap_under_load() {
     let e = Embargo::with_role(
         config,
         dir.path().display().to_string(),
-        ProcessRole::Extension,
+        ProcessRole::Tunnel,
     )
     .unwrap();
     assert_eq!(

@@ -20,10 +20,9 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
             }
             try group.prepare()
             let settings = try SettingsStore(file: group.settingsFile).load()
-            // The storage directory is the app's too: the same rules and the history the app
-            // reads. (Lists are still compiled when Embargo opens; compiling them in the app
-            // only, and mapping them here, is issue #18's next step for the 50 MB cap.)
-            let embargo = try Embargo(config: settings.config(), storageDir: group.storageDirectory.path)
+            // The storage directory is the app's too: the rules the app compiled, mapped here
+            // (no list is parsed inside the 50 MiB cap), and the history the app reads.
+            let embargo = try group.openTunnelCore(config: settings.config())
             let network = NEPacketTunnelNetworkSettings(tunnelRemoteAddress: "127.0.0.1")
             let ipv4 = NEIPv4Settings(addresses: ["10.111.0.2"], subnetMasks: ["255.255.255.0"])
             ipv4.includedRoutes = [NEIPv4Route.default()]
@@ -71,9 +70,15 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
         }
         switch message {
         case .reload:
-            // The app changed lists or choices in the shared storage directory: read them
-            // again without restarting the tunnel. (Settings apply at the next start.)
-            completionHandler?((try? embargo.reload()) == nil ? Data("failed".utf8) : nil)
+            // The app changed lists or choices in the shared storage directory and compiled
+            // them: map them again without restarting the tunnel. (Settings apply at the
+            // next start.) A failure (a stale file) keeps the rules in force and says why.
+            do {
+                try embargo.reload()
+                completionHandler?(nil)
+            } catch {
+                completionHandler?(Data("failed: \(error)".utf8))
+            }
         case .status:
             completionHandler?((try? embargo.status()).map(ProviderStatus.encode))
         }

@@ -22,7 +22,7 @@ public final class AppState: ObservableObject {
         try group.prepare()
         let settings = try SettingsStore(file: group.settingsFile).load()
         self.group = group
-        embargo = try Embargo(config: settings.config(), storageDir: group.storageDirectory.path)
+        embargo = try group.openAppCore(config: settings.config())
         history = HistoryModel(embargo: embargo)
         choices = try NetworkChoices(embargo: embargo, file: group.container.appendingPathComponent("choices.json"))
     }
@@ -158,6 +158,7 @@ struct TallyView: View {
                 try state.choices.set(country: key, choice)
             }
         }
+        Task { await state.sendReload() }
     }
 
     var body: some View {
@@ -196,7 +197,14 @@ struct ListsView: View {
             List(lists, id: \.name) { list in
                 Toggle(isOn: Binding(
                     get: { list.enabled },
-                    set: { on in state.attempt { try state.embargo.setListEnabled(name: list.name, enabled: on) }; reload() }
+                    set: { on in
+                        state.attempt {
+                            try state.embargo.setListEnabled(name: list.name, enabled: on)
+                            try state.embargo.rulesChanged()
+                        }
+                        Task { await state.sendReload() }
+                        reload()
+                    }
                 )) {
                     VStack(alignment: .leading) {
                         Text(list.name)

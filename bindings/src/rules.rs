@@ -231,7 +231,8 @@ pub struct AppDefaults {
 }
 
 /// Which step of the policy decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, uniffi::Enum)]
+#[serde(rename_all = "snake_case")]
 pub enum ReasonKind {
     /// No rule matched: allowed.
     NoMatch,
@@ -257,7 +258,8 @@ pub enum ReasonKind {
 
 /// Why a rule blocks: a third-party tracker list, or an embargo (Embargo's own lists, and
 /// every network-owner and country rule). Embargo rules apply to the company's own apps too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, uniffi::Enum)]
+#[serde(rename_all = "snake_case")]
 pub enum RuleIntent {
     /// A third-party tracker list: an app may still reach its own company's endpoints.
     Tracker,
@@ -297,7 +299,7 @@ impl EmbargoLevel {
 }
 
 /// The list line behind a decision.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, uniffi::Record)]
 pub struct RuleSource {
     /// List name (`builtin` for the built-in list).
     pub list: String,
@@ -308,7 +310,8 @@ pub struct RuleSource {
 }
 
 /// Where an owner or country fact came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, uniffi::Enum)]
+#[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// A tracker list that names the owner of a domain.
     List,
@@ -317,7 +320,7 @@ pub enum SourceKind {
 }
 
 /// One fact about an endpoint (owner or country), who said so and how sure it is.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, uniffi::Record)]
 pub struct Attribution {
     /// Owner name (e.g. "ByteDance") or country code (e.g. "CN").
     pub value: String,
@@ -348,7 +351,7 @@ impl From<&embargo_policy::Attribution> for Attribution {
 }
 
 /// The answer to [`crate::Embargo::check`]: what would happen and why.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, uniffi::Record)]
 pub struct CheckResult {
     /// The name or address checked (normalised).
     pub target: String,

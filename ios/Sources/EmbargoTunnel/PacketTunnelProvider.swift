@@ -81,6 +81,8 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
             }
         case .status:
             completionHandler?((try? embargo.status()).map(ProviderStatus.encode))
+        case .events:
+            completionHandler?(ProviderEvents.drain(embargo))
         }
     }
 }

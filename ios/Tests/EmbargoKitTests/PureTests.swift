@@ -109,7 +109,7 @@ final class SummariesTests: XCTestCase {
 
 final class ProviderMessageTests: XCTestCase {
     func testRoundTrip() throws {
-        for m in [ProviderMessage.reload, .status] {
+        for m in [ProviderMessage.reload, .status, .events] {
             XCTAssertEqual(try ProviderMessage.decode(try m.encoded()), m)
         }
         XCTAssertThrowsError(try ProviderMessage.decode(Data("{}".utf8)))
@@ -124,6 +124,34 @@ final class ProviderMessageTests: XCTestCase {
         XCTAssertEqual(try ProviderStatus.decode(ProviderStatus.encode(status)), status)
         XCTAssertThrowsError(try ProviderStatus.decode(Data(#"{"state":"running"}"#.utf8))) { error in
             XCTAssertTrue("\(error)".contains("packets_in"), "\(error)")
+        }
+    }
+
+    /// Live events cross from the extension to the app in the core's versioned byte form.
+    func testLiveEventsCrossInTheCoresEncoding() throws {
+        let events: [LiveEvent] = [
+            .stateChanged(state: .failed, message: "tunnel failed: é"),
+            .error(message: "packet sink failed"),
+            .stateChanged(state: .running, message: nil),
+        ]
+        let data = ProviderEvents.encode(events)
+        XCTAssertEqual(try ProviderEvents.decode(data), events)
+        XCTAssertEqual(try decodeLiveEvent(bytes: encodeLiveEvent(event: events[0])), events[0])
+        // Every truncation is an error (or, at a frame's end, the events before it), never a crash.
+        let ends = Dictionary(uniqueKeysWithValues: (0...events.count).map {
+            (ProviderEvents.encode(Array(events.prefix($0))).count, $0)
+        })
+        for length in 0..<data.count {
+            let short = Data(data.prefix(length))
+            if let whole = ends[length] {
+                XCTAssertEqual(try ProviderEvents.decode(short), Array(events.prefix(whole)))
+            } else {
+                XCTAssertThrowsError(try ProviderEvents.decode(short), "\(length) bytes")
+            }
+        }
+        XCTAssertEqual(try ProviderEvents.decode(Data()), [])
+        XCTAssertThrowsError(try decodeLiveEvent(bytes: Data(#"{"version":2,"event":{}}"#.utf8))) { error in
+            XCTAssertTrue("\(error)".contains("version 2"), "\(error)")
         }
     }
 }

@@ -75,13 +75,49 @@ pub enum ProcessRole {
     /// One process does everything (Android, Linux): lists are compiled from their text.
     Single,
     /// The app of a two-process platform: changes lists and settings and writes the
-    /// compiled rules ([`Embargo::compile_rules`]) for the extension.
+    /// compiled rules ([`Embargo::compile_rules`]) for the extension. Opens the history
+    /// read-only (SQLite `SQLITE_OPEN_READ_ONLY`, `query_only`; WAL): queries never block the
+    /// extension's writes, and hiding rows or running the tunnel is refused here. Until the
+    /// extension has created the history it reads as empty.
     App,
     /// The tunnel's process of a two-process platform (iOS's packet tunnel extension, killed
     /// past 50 MiB): maps the rules the app compiled (`rules.compiled` in the storage
     /// directory) and never parses a list; a missing, stale or foreign file is an error
     /// naming it. Lists cannot be changed here.
     Tunnel,
+}
+
+/// The history as this process uses it.
+enum HistoryStore {
+    /// Written here, and read ([`ProcessRole::Single`], [`ProcessRole::Tunnel`]), with its
+    /// health and latest problem for [`TunnelStatus`].
+    Written {
+        history: History,
+        watch: embargo_app::HistoryWatch,
+    },
+    /// Only read, never blocking the other process that writes it ([`ProcessRole::App`]).
+    Read(embargo_history::Reader),
+}
+
+impl HistoryStore {
+    /// The history to write, or an error naming `what` could not be done here.
+    fn written(&self, what: &str) -> Result<&History, EmbargoError> {
+        match self {
+            HistoryStore::Written { history, .. } => Ok(history),
+            HistoryStore::Read(r) => Err(EmbargoError::State(format!(
+                "cannot {what}: this process only reads the history ({}); the tunnel's \
+                 process writes it",
+                r.path().display()
+            ))),
+        }
+    }
+
+    fn query(&self, q: &embargo_history::Query) -> Result<embargo_history::Page, EmbargoError> {
+        Ok(match self {
+            HistoryStore::Written { history, .. } => history.query(q)?,
+            HistoryStore::Read(r) => r.query(q)?,
+        })
+    }
 }
 
 /// A running tunnel.
@@ -110,9 +146,7 @@ pub struct Embargo {
     role: ProcessRole,
     storage_dir: PathBuf,
     rules: Mutex<RulesStore>,
-    history: History,
-    /// The history's health and latest problem, for [`TunnelStatus`].
-    history_watch: embargo_app::HistoryWatch,
+    history: HistoryStore,
     pub(crate) bus: Arc<EventBus>,
     running: Mutex<Option<Running>>,
     shared: Arc<Mutex<TunnelShared>>,
@@ -153,7 +187,7 @@ impl Embargo {
                 engine,
                 driver,
                 policy: lock(&self.rules).handle(),
-                history: Some(self.history.recorder()),
+                history: Some(self.history.written("run the tunnel")?.recorder()),
             },
         )
         .map_err(|e| EmbargoError::Tunnel(format!("cannot start: {e}")))?;
@@ -251,8 +285,16 @@ impl Embargo {
                 }
                 ProcessRole::Tunnel => RulesStore::open_mapped(store, config.use_builtin_rules)?,
             };
-            let history = History::open(config.history(history_db))?;
-            let history_watch = embargo_app::HistoryWatch::new(&history);
+            let history = match role {
+                ProcessRole::App => HistoryStore::Read(embargo_history::Reader::open(history_db)?),
+                ProcessRole::Single | ProcessRole::Tunnel => {
+                    let history = History::open(config.history(history_db))?;
+                    HistoryStore::Written {
+                        watch: embargo_app::HistoryWatch::new(&history),
+                        history,
+                    }
+                }
+            };
             let bus = Arc::new(EventBus::new(config.event_queue_capacity as usize));
             Ok(Arc::new(Embargo {
                 config,
@@ -260,7 +302,6 @@ impl Embargo {
                 storage_dir: dir,
                 rules: Mutex::new(rules),
                 history,
-                history_watch,
                 bus,
                 running: Mutex::new(None),
                 shared: Arc::new(Mutex::new(TunnelShared::default())),
@@ -353,7 +394,17 @@ impl Embargo {
                 }
                 _ => (embargo_driver::StatsSnapshot::default(), None),
             };
-            let history = self.history_watch.health();
+            let history = match &self.history {
+                HistoryStore::Written { watch, .. } => watch.health(),
+                // The writer's health is the tunnel's process's to report (its status).
+                HistoryStore::Read(_) => embargo_app::HistoryHealth {
+                    ok: true,
+                    failing_since_ms: None,
+                    committed: 0,
+                    dropped: 0,
+                    last_error: None,
+                },
+            };
             Ok(TunnelStatus {
                 state,
                 error,
@@ -397,7 +448,9 @@ impl Embargo {
         guard(|| {
             let stopped = self.stop_inner();
             self.bus.close();
-            self.history.flush()?;
+            if let HistoryStore::Written { history, .. } = &self.history {
+                history.flush()?;
+            }
             stopped
         })
     }
@@ -633,34 +686,43 @@ impl Embargo {
     /// Blocked and allowed counts per day, app, owner or country.
     pub fn aggregate(&self, query: AggregateQuery) -> Result<Vec<AggregateRow>, EmbargoError> {
         guard(|| {
-            Ok(self
-                .history
-                .aggregate(&query.to_core())?
-                .into_iter()
-                .map(Into::into)
-                .collect())
+            let q = query.to_core();
+            let rows = match &self.history {
+                HistoryStore::Written { history, .. } => history.aggregate(&q)?,
+                HistoryStore::Read(r) => r.aggregate(&q)?,
+            };
+            Ok(rows.into_iter().map(Into::into).collect())
         })
     }
 
     /// Hides an app's or a name's rows from history queries (kept; `include_hidden` shows them).
     pub fn hide(&self, entry: HiddenEntry) -> Result<(), EmbargoError> {
-        guard(|| Ok(self.history.hide(&entry.to_core())?))
+        guard(|| {
+            Ok(self
+                .history
+                .written("hide history rows")?
+                .hide(&entry.to_core())?)
+        })
     }
 
     /// Shows them again; `false` when they were not hidden.
     pub fn unhide(&self, entry: HiddenEntry) -> Result<bool, EmbargoError> {
-        guard(|| Ok(self.history.unhide(&entry.to_core())?))
+        guard(|| {
+            Ok(self
+                .history
+                .written("unhide history rows")?
+                .unhide(&entry.to_core())?)
+        })
     }
 
     /// Everything hidden.
     pub fn hidden(&self) -> Result<Vec<HiddenEntry>, EmbargoError> {
         guard(|| {
-            Ok(self
-                .history
-                .hidden()?
-                .into_iter()
-                .map(HiddenEntry::from_core)
-                .collect())
+            let hidden = match &self.history {
+                HistoryStore::Written { history, .. } => history.hidden()?,
+                HistoryStore::Read(r) => r.hidden()?,
+            };
+            Ok(hidden.into_iter().map(HiddenEntry::from_core).collect())
         })
     }
 
@@ -677,7 +739,12 @@ impl Embargo {
             let file = std::fs::File::create(&path)
                 .map_err(|e| EmbargoError::Storage(format!("cannot create {path}: {e}")))?;
             let mut out = std::io::BufWriter::new(file);
-            let rows = self.history.export(&q, format.to_core(), &mut out)?;
+            let rows = match &self.history {
+                HistoryStore::Written { history, .. } => {
+                    history.export(&q, format.to_core(), &mut out)?
+                }
+                HistoryStore::Read(r) => r.export(&q, format.to_core(), &mut out)?,
+            };
             std::io::Write::flush(&mut out)
                 .map_err(|e| EmbargoError::Storage(format!("cannot write {path}: {e}")))?;
             Ok(rows)
@@ -693,19 +760,34 @@ impl Embargo {
         guard(|| {
             let q = query.to_core()?;
             let mut out = Vec::new();
-            self.history.export(&q, format.to_core(), &mut out)?;
+            match &self.history {
+                HistoryStore::Written { history, .. } => {
+                    history.export(&q, format.to_core(), &mut out)?
+                }
+                HistoryStore::Read(r) => r.export(&q, format.to_core(), &mut out)?,
+            };
             Ok(out)
         })
     }
 
     /// Size and state of the history store.
     pub fn history_stats(&self) -> Result<HistoryStats, EmbargoError> {
-        guard(|| Ok(self.history.stats()?.into()))
+        guard(|| {
+            Ok(match &self.history {
+                HistoryStore::Written { history, .. } => history.stats()?,
+                HistoryStore::Read(r) => r.stats()?,
+            }
+            .into())
+        })
     }
 
     /// Commits every queued history event now (they are otherwise committed within 100 ms).
+    /// Nothing to do where the history is only read ([`ProcessRole::App`]).
     pub fn flush_history(&self) -> Result<(), EmbargoError> {
-        guard(|| Ok(self.history.flush()?))
+        guard(|| match &self.history {
+            HistoryStore::Written { history, .. } => Ok(history.flush()?),
+            HistoryStore::Read(_) => Ok(()),
+        })
     }
 
     // ---------------------------------------------------------------- diagnostics

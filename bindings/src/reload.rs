@@ -52,6 +52,86 @@ mod tests {
     use crate::rules::ListFormat;
     use crate::{Embargo, EmbargoConfig, EmbargoError, ProcessRole};
 
+    struct Sink(std::sync::Mutex<std::sync::mpsc::Sender<Vec<u8>>>);
+    impl crate::PacketSink for Sink {
+        fn write_packet(&self, packet: Vec<u8>) -> Result<(), crate::HookError> {
+            let _ = self.0.lock().unwrap().send(packet);
+            Ok(())
+        }
+    }
+
+    /// The app reads the history the tunnel's process writes, and writes nothing itself.
+    #[test]
+    fn the_app_reads_the_history_the_tunnel_writes() {
+        use crate::history::{HiddenEntry, HistoryQuery};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().display().to_string();
+        let open = |role| Embargo::with_role(EmbargoConfig::default(), path.clone(), role);
+        let app = open(ProcessRole::App).unwrap();
+        app.compile_rules().unwrap();
+        let query = || HistoryQuery {
+            name_prefix: Some("log-va".into()),
+            ..HistoryQuery::default()
+        };
+        assert!(
+            app.history(query()).unwrap().records.is_empty(),
+            "no file yet"
+        );
+        let tunnel = open(ProcessRole::Tunnel).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        tunnel
+            .start_with_packets(
+                Arc::new(Sink(std::sync::Mutex::new(tx))),
+                Arc::new(crate::hooks::NoHooks),
+            )
+            .unwrap();
+        let question = crate::engine_harness::udp(
+            "10.111.0.2:40000".parse().unwrap(),
+            "10.111.0.1:53".parse().unwrap(),
+            &crate::engine_harness::dns_query(0x1234, "log-va.tiktokv.com", 1),
+        );
+        assert!(tunnel.push_packet(question).unwrap());
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        // The decision (and its history row) follows the answer once the app is named.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !matches!(
+            tunnel.try_next_event(),
+            Some(crate::LiveEvent::Decision { .. })
+        ) {
+            assert!(std::time::Instant::now() < deadline, "no decision event");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        tunnel.flush_history().unwrap();
+        let page = app.history(query()).unwrap();
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.records[0].list.as_deref(), Some("builtin"));
+        assert_eq!(app.history_stats().unwrap().rows, 1);
+        let csv = app
+            .export_history_bytes(query(), crate::history::ExportFormat::Csv)
+            .unwrap();
+        assert!(String::from_utf8(csv)
+            .unwrap()
+            .contains("log-va.tiktokv.com"));
+        let e = app
+            .hide(HiddenEntry::Name {
+                name: "log-va.tiktokv.com".into(),
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&e, EmbargoError::State(m) if m.contains("history.db")),
+            "{e}"
+        );
+        assert!(matches!(
+            app.start_with_packets(
+                Arc::new(Sink(std::sync::Mutex::new(std::sync::mpsc::channel().0))),
+                Arc::new(crate::hooks::NoHooks)
+            ),
+            Err(EmbargoError::State(_))
+        ));
+        tunnel.stop().unwrap();
+    }
+
     /// The app compiles, the extension maps: with every list's text gone the extension still
     /// decides with the lists and the built-in default, and refuses a stale file by name.
     #[test]

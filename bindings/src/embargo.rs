@@ -142,7 +142,8 @@ struct TunnelShared {
 /// [`EmbargoError::Internal`]).
 #[derive(uniffi::Object)]
 pub struct Embargo {
-    config: EmbargoConfig,
+    /// The configuration: the one given at open, or the last [`Embargo::apply_settings`].
+    pub(crate) config: Mutex<EmbargoConfig>,
     role: ProcessRole,
     storage_dir: PathBuf,
     rules: Mutex<RulesStore>,
@@ -179,7 +180,7 @@ impl Embargo {
             platform: hooks,
             bus: self.bus.clone(),
         });
-        let (engine, driver) = self.config.engine_and_driver(true)?;
+        let (engine, driver) = lock(&self.config).engine_and_driver(true)?;
         let embargo_app::Started { handle, thread } = embargo_app::start(
             tunnel,
             driver_hooks,
@@ -233,6 +234,13 @@ impl Embargo {
             started_at_ms: embargo_history::now_ms(),
         });
         Ok(())
+    }
+
+    /// Records allowed connections from now on, or stops (where the history is written).
+    pub(crate) fn set_record_allowed(&self, record_allowed: bool) {
+        if let HistoryStore::Written { history, .. } = &self.history {
+            history.recorder().set_record_allowed(record_allowed);
+        }
     }
 
     pub(crate) fn with_rules<T>(
@@ -297,7 +305,7 @@ impl Embargo {
             };
             let bus = Arc::new(EventBus::new(config.event_queue_capacity as usize));
             Ok(Arc::new(Embargo {
-                config,
+                config: Mutex::new(config),
                 role,
                 storage_dir: dir,
                 rules: Mutex::new(rules),

@@ -4,16 +4,43 @@
 use crate::embargo::Embargo;
 #[cfg(doc)]
 use crate::embargo::ProcessRole;
+use crate::error::{guard, lock};
+use crate::EmbargoConfig;
 use crate::EmbargoError;
 
 #[uniffi::export]
 impl Embargo {
-    /// Reads the rules (lists, their settings, app rules, the embargo level) again from the
-    /// storage directory, as another process left them, and decides with them from the next
-    /// decision on, without restarting the tunnel. The configuration given to
-    /// [`Embargo::new`] is not reread.
+    /// Reads the rules (lists, their settings, app rules, the embargo level in the storage
+    /// directory's settings) again, as another process left them, and decides with them from
+    /// the next decision on, without restarting the tunnel. A [`ProcessRole::Tunnel`] object
+    /// maps the rules the app compiled ([`Embargo::compile_rules`]). The [`EmbargoConfig`]
+    /// the app keeps (iOS: its settings file) is taken with [`Embargo::apply_settings`].
     pub fn reload(&self) -> Result<(), EmbargoError> {
         self.with_rules(|r| r.reload())
+    }
+
+    /// Takes new settings without a restart where the running tunnel can (iOS: the app saved
+    /// them; the extension applies them on the reload message, then calls
+    /// [`Embargo::reload`] for the rules). Applied at once: `nxdomain_for_blocked`,
+    /// `block_encrypted_dns`, `app_wait_ms` (from the next decision) and `record_allowed`
+    /// (from the next event). Kept for the next start: `mtu` (and the tunnel's addresses,
+    /// which the platform sets), `dns_upstream`, `dns_upstream_v6`, `dns_upstreams`,
+    /// `network_resolvers`, `dns_roots_file`, the history's retention and size cap,
+    /// `event_queue_capacity` and `use_builtin_rules`. Returns the names of the changed
+    /// fields that wait for the next start (empty when everything applied).
+    pub fn apply_settings(&self, config: EmbargoConfig) -> Result<Vec<String>, EmbargoError> {
+        guard(|| {
+            config.validate()?;
+            let (engine, _) = config.engine_and_driver(true)?;
+            let mut current = lock(&self.config);
+            let waiting = config.restart_fields(&current);
+            if let Ok(driver) = self.driver() {
+                driver.with_engine(move |e| e.set_live_settings(&engine));
+            }
+            self.set_record_allowed(config.record_allowed);
+            *current = config;
+            Ok(waiting.into_iter().map(str::to_owned).collect())
+        })
     }
 
     /// Writes the rules in force (every enabled list and the built-in default at its level,
@@ -130,6 +157,49 @@ mod tests {
             Err(EmbargoError::State(_))
         ));
         tunnel.stop().unwrap();
+    }
+
+    /// Settings that a running tunnel can take apply at once; the others are named.
+    #[test]
+    fn settings_apply_without_a_restart_where_they_can() {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let e = Embargo::new(EmbargoConfig::default(), dir.path().display().to_string()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        e.start_with_packets(
+            Arc::new(Sink(std::sync::Mutex::new(tx))),
+            Arc::new(crate::hooks::NoHooks),
+        )
+        .unwrap();
+        // The DNS answer's RCODE: 0 with 0.0.0.0, 3 (NXDOMAIN) when so configured.
+        let rcode = |id: u16| {
+            let question = crate::engine_harness::udp(
+                format!("10.111.0.2:{}", 40_000 + id).parse().unwrap(),
+                "10.111.0.1:53".parse().unwrap(),
+                &crate::engine_harness::dns_query(id, "log-va.tiktokv.com", 1),
+            );
+            assert!(e.push_packet(question).unwrap());
+            let answer = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+            answer[28 + 3] & 0x0f
+        };
+        assert_eq!(rcode(1), 0);
+        let waiting = e
+            .apply_settings(EmbargoConfig {
+                nxdomain_for_blocked: true,
+                mtu: 1400,
+                dns_upstream: "192.0.2.53".into(),
+                ..EmbargoConfig::default()
+            })
+            .unwrap();
+        assert_eq!(waiting, ["mtu", "dns_upstream"]);
+        assert_eq!(rcode(2), 3, "applied without a restart");
+        assert!(e
+            .apply_settings(EmbargoConfig {
+                mtu: 10,
+                ..EmbargoConfig::default()
+            })
+            .is_err());
+        e.stop().unwrap();
     }
 
     /// The app compiles, the extension maps: with every list's text gone the extension still

@@ -33,3 +33,17 @@ extension Embargo {
         }
     }
 }
+
+extension Embargo {
+    /// What the extension does on `ProviderMessage.reload`: takes the app's saved settings
+    /// (those a running tunnel can take apply at once), then maps the rules the app compiled.
+    /// Returns the names of the changed settings that wait for the tunnel's next start (the
+    /// resolver, the history's retention; the MTU and tunnel addresses are the provider's own
+    /// and also change only at a start).
+    public func reloadFromApp(settingsFile: URL) throws -> [String] {
+        let settings = try SettingsStore(file: settingsFile).load()
+        let waiting = try applySettings(config: settings.config())
+        try reload()
+        return waiting
+    }
+}

@@ -70,11 +70,15 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
         }
         switch message {
         case .reload:
-            // The app changed lists or choices in the shared storage directory and compiled
-            // them: map them again without restarting the tunnel. (Settings apply at the
-            // next start.) A failure (a stale file) keeps the rules in force and says why.
+            // The app changed settings, lists or choices in the shared container and
+            // compiled the rules: take them without restarting the tunnel (the settings that
+            // need a start are logged). A failure (a stale file) keeps the rules in force.
             do {
-                try embargo.reload()
+                guard let group = AppGroup.shared() else { throw NEVPNError(.configurationInvalid) }
+                let waiting = try embargo.reloadFromApp(settingsFile: group.settingsFile)
+                if !waiting.isEmpty {
+                    log.info("settings for the next start: \(waiting.joined(separator: ", "), privacy: .public)")
+                }
                 completionHandler?(nil)
             } catch {
                 completionHandler?(Data("failed: \(error)".utf8))

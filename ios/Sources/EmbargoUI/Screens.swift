@@ -229,13 +229,19 @@ struct SettingsView: View {
     var body: some View {
         NavigationStack {
             Form {
-                TextField("DNS resolver", text: $settings.dnsUpstream)
+                TextField("DNS resolver", text: $settings.dnsUpstream, prompt: Text("9.9.9.9, tls://NAME@IP, https://NAME@IP/dns-query"))
+                    .autocorrectionDisabled()
+                Text(Settings.isEncryptedDns(settings.dnsUpstream) ? "Encrypted (the name is checked against the server's certificate)" : "Plain DNS")
+                    .font(.caption)
                 Toggle("Record allowed connections", isOn: $settings.recordAllowed)
                 Toggle("Refuse encrypted DNS to known resolvers", isOn: $settings.blockEncryptedDns)
                 Toggle("Keep the tunnel on (on demand)", isOn: $settings.onDemand)
                 Stepper("Keep history \(settings.historyRetentionDays) days", value: $settings.historyRetentionDays, in: 1...365)
                 Button("Save") {
-                    state.attempt { try SettingsStore(file: state.group.settingsFile).save(settings) }
+                    state.attempt {
+                        try settings.validate()
+                        try SettingsStore(file: state.group.settingsFile).save(settings)
+                    }
                     Task { await state.sendReload() }
                 }
             }

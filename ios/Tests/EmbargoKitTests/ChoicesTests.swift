@@ -75,4 +75,22 @@ final class ChoicesTests: XCTestCase {
         try extensionSide.reload()
         XCTAssertEqual(try extensionSide.check(target: "114.114.114.114", app: nil).verdict, .allow)
     }
+
+    /// The reload message also takes the app's saved settings: what a running tunnel can take
+    /// applies at once, the rest is named for the next start.
+    func testTheExtensionTakesTheAppsSettingsOnReload() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("settings-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let group = AppGroup(container: dir)
+        _ = try group.openAppCore(config: Settings().config())
+        let tunnel = try group.openTunnelCore(config: Settings().config())
+        XCTAssertEqual(try tunnel.reloadFromApp(settingsFile: group.settingsFile), [])
+        var settings = Settings()
+        settings.recordAllowed = false
+        settings.blockEncryptedDns = false
+        settings.dnsUpstream = "tls://dns.example@192.0.2.1"
+        try SettingsStore(file: group.settingsFile).save(settings)
+        XCTAssertEqual(try tunnel.reloadFromApp(settingsFile: group.settingsFile), ["dns_upstreams"])
+        XCTAssertEqual(try tunnel.reloadFromApp(settingsFile: group.settingsFile), [], "taken")
+    }
 }

@@ -51,6 +51,30 @@ final class SettingsTests: XCTestCase {
             XCTAssertTrue("\(error)".hasPrefix(file.path), "\(error)")
         }
     }
+
+    /// An encrypted DNS server as the upstream (as on Android): told apart by its scheme,
+    /// handed to the core's `dnsUpstreams`, and checked by the core before saving.
+    func testEncryptedDnsUpstreamIsCheckedByTheCore() throws {
+        var settings = Settings()
+        for server in ["tls://dns.example@192.0.2.1", "https://dns.example@192.0.2.2/dns-query", "tls://dns.example@192.0.2.1:8853"] {
+            settings.dnsUpstream = server
+            XCTAssertTrue(Settings.isEncryptedDns(server))
+            XCTAssertNoThrow(try settings.validate(), server)
+            XCTAssertEqual(settings.config().dnsUpstreams, [server])
+            XCTAssertEqual(settings.config().dnsUpstream, EmbargoConfig().dnsUpstream)
+        }
+        settings.dnsUpstream = "1.1.1.1"
+        XCTAssertFalse(Settings.isEncryptedDns("1.1.1.1"))
+        XCTAssertNoThrow(try settings.validate())
+        XCTAssertEqual(settings.config().dnsUpstreams, [])
+        XCTAssertEqual(settings.config().dnsUpstream, "1.1.1.1")
+        for bad in ["tls://dns.example", "https://dns.example@192.0.2.2", "dns.example"] {
+            settings.dnsUpstream = bad
+            XCTAssertThrowsError(try settings.validate(), bad) { error in
+                XCTAssertTrue("\(error)".contains(bad), "\(bad): \(error)")
+            }
+        }
+    }
 }
 
 final class FormattingTests: XCTestCase {

@@ -88,6 +88,8 @@ pub enum ProcessRole {
 }
 
 /// The history as this process uses it.
+// One per `Embargo` object: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum HistoryStore {
     /// Written here, and read ([`ProcessRole::Single`], [`ProcessRole::Tunnel`]), with its
     /// health and latest problem for [`TunnelStatus`].

@@ -36,8 +36,10 @@ pub struct EmbargoConfig {
     /// Mozilla roots (a private resolver's CA). `None`: the Mozilla roots only.
     #[uniffi(default = None)]
     pub dns_roots_file: Option<String>,
-    /// MTU of the tunnel the app configured (Android `Builder.setMtu`).
-    #[uniffi(default = 1500)]
+    /// MTU of the tunnel, which the shell gives the system too (Android `Builder.setMtu`,
+    /// iOS `NEPacketTunnelNetworkSettings.mtu`). 16 KiB: with the default 64 KiB rings a
+    /// larger MTU measured no faster and costs memory (docs/decisions.md, 2026-12-08).
+    #[uniffi(default = 16384)]
     pub mtu: u32,
     /// Answer blocked names with NXDOMAIN instead of the unspecified address (0.0.0.0 / ::),
     /// which apps retry less eagerly.
@@ -80,7 +82,7 @@ impl Default for EmbargoConfig {
             dns_upstreams: Vec::new(),
             network_resolvers: Vec::new(),
             dns_roots_file: None,
-            mtu: 1500,
+            mtu: 16384,
             nxdomain_for_blocked: false,
             use_builtin_rules: true,
             record_allowed: true,

@@ -130,12 +130,11 @@ impl Handler for RunControl {
 /// arenas keep the driver loop, which does nearly all the allocating, off the others' lock.
 const MALLOC_ARENAS: libc::c_int = 2;
 
-/// Allocations from this size up get their own mapping instead of arena memory. The large TCP
-/// rings (`tcp_large_rx`/`tx`, 64 KiB) are zero-allocated (`vec![0; n]`): from an arena,
-/// `calloc` clears all 64 KiB and makes them resident at once, although a flow that moves a
-/// few KB (wrk's small requests, most app flows) only ever touches a page or two of its ring;
-/// from a fresh mapping the kernel's zero pages need no clearing, and only the pages a flow
-/// writes count. It also gives such a ring's memory back to the system when the flow ends,
+/// Allocations from this size up get their own mapping instead of arena memory. A busy flow's
+/// grown TCP rings (up to `tcp_max_rx`/`tx`, 256 KiB) are zero-allocated (`vec![0; n]`): from
+/// an arena, `calloc` clears them and makes them resident at once, although a flow may stop
+/// short of filling them; from a fresh mapping the kernel's zero pages need no clearing, and
+/// only the pages a flow writes count. It also gives such a ring's memory back to the system when the flow ends,
 /// instead of leaving a hole in an arena. Fixing the value turns off glibc's dynamic threshold,
 /// which after the first large free would move every later ring back into the arena.
 const MALLOC_MMAP_THRESHOLD: libc::c_int = 64 * 1024;

@@ -15,7 +15,12 @@ the order given, each restarted with a fresh state directory.
 
 LOAD: `http` (N sequential `curl`s of the bench's small page, a new connection and a new
       process each: p50 of time_total, time_connect and time_starttransfer), or
-      `wrk` (wrk -t2 -c1000 for SECS seconds over keep-alive connections: requests/s, errors).
+      `wrk` (wrk -t2 -c1000 for SECS seconds over keep-alive connections: requests/s, errors), or
+      `conns` (CONNS concurrent connections, default 10000, all held open at once: each sends a
+      request to tests/bench/conns.py's server on port PORT (8081, connect-first; 8080 is
+      inspected) and reads its answer, then a second once all are answered; served and errors,
+      and the peak RSS with all of them open), or
+      `iperf` (iperf3, one TCP stream up then one down, SECS seconds each: Mbit/s).
 PROG: `passthrough` (the shared bench's C TUN pass-through), or LABEL=BINARY, or
       LABEL=BINARY:ARGS (extra `embargo run` flags, e.g. `nolookup=target/release/embargo:--app-wait-ms 0`).
 
@@ -31,9 +36,9 @@ BENCH=${BENCH_DIR:-$REPO/../shared/bench}
 [[ $# -ge 2 ]] || { usage >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "needs root (network namespaces, TUN devices)" >&2; exit 2; }
 LOAD=$1; shift
-[[ $LOAD == http || $LOAD == wrk ]] || { echo "LOAD is http or wrk" >&2; exit 2; }
+[[ $LOAD == http || $LOAD == wrk || $LOAD == conns || $LOAD == iperf ]] || { echo "LOAD is http, wrk, conns or iperf" >&2; exit 2; }
 export NS_PHONE=${NS_PHONE:-abph} NS_INET=${NS_INET:-abin} BENCH_STATE=${BENCH_STATE:-/tmp/ab-bench}
-ROUNDS=${ROUNDS:-3}; N=${N:-300}; SECS=${SECS:-8}
+ROUNDS=${ROUNDS:-3}; N=${N:-300}; SECS=${SECS:-8}; CONNS=${CONNS:-10000}; PORT=${PORT:-8081}
 SRV=10.200.2.1
 STATE=$BENCH_STATE/embargo-state
 # shellcheck source=tests/bench/lib.sh
@@ -42,7 +47,14 @@ require_bench
 bench_lock
 
 trap cleanup EXIT INT TERM
+mkdir -p "$BENCH_STATE"
 "$BENCH/netns.sh" up >/dev/null
+if [[ $LOAD == conns ]]; then
+  setsid ip netns exec "$NS_INET" bash -c "ulimit -n $((CONNS + 1000)); exec python3 $REPO/tests/bench/conns.py serve $PORT" \
+    >"$BENCH_STATE/conns-server.log" 2>&1 </dev/null &
+  CONNS_SERVER=$!
+  trap 'kill -- -$CONNS_SERVER 2>/dev/null; cleanup' EXIT INT TERM
+fi
 
 # Starts PROG (see above) with a fresh state directory; returns once it serves the small page.
 start_prog() {
@@ -87,6 +99,13 @@ for round in $(seq 1 "$ROUNDS"); do
     before=$(thread_cpu_ns "$pid")
     if [[ $LOAD == http ]]; then
       result=$(http_load); requests=$N
+    elif [[ $LOAD == iperf ]]; then
+      up=$(pin iperf3 -c $SRV -p 5201 -t "$SECS" -J | jq '.end.sum_received.bits_per_second / 1e6 | floor')
+      down=$(pin iperf3 -c $SRV -p 5201 -t "$SECS" -R -J | jq '.end.sum_received.bits_per_second / 1e6 | floor')
+      result="up $up Mbit/s, down $down Mbit/s"; requests=1
+    elif [[ $LOAD == conns ]]; then
+      result=$(pin bash -c "ulimit -n $((CONNS + 1000)); exec python3 $REPO/tests/bench/conns.py load $SRV $PORT $CONNS")
+      requests=$CONNS
     else
       pin wrk -t 2 -c 1000 -d "${SECS}s" --timeout 5s "http://$SRV/small" > "$BENCH_STATE/wrk.txt" 2>&1 || true
       requests=$(grep -o "[0-9]* requests in" "$BENCH_STATE/wrk.txt" | cut -d" " -f1 || true)

@@ -130,7 +130,7 @@ for r in $(seq 1 "$RUNS"); do
     sleep 1  # let startup work (rule loading, history open) finish before measuring
     hz=$(getconf CLK_TCK); c0=$(cpu_ticks "$PROG_PID")
     TPID=$(pgrep -g "$PROG_PID" | tail -1); thread_cpu_ns "$TPID" > "$OUT/threads0-$tag"
-    [[ -z ${SYSCALLS:-} ]] || { perf stat -x, -e 'raw_syscalls:sys_enter' -e 'syscalls:sys_enter_epoll_wait' -e 'syscalls:sys_enter_read' -e 'syscalls:sys_enter_write' -e 'syscalls:sys_enter_sendto' -e 'syscalls:sys_enter_recvfrom' -e 'syscalls:sys_enter_futex' -e 'context-switches' -p "$PROG_PID" -o "$OUT/syscalls-$tag.csv" -- sleep "$SECS" & PERF_PID=$!; }
+    [[ -z ${SYSCALLS:-} ]] || { perf stat -x, -e 'raw_syscalls:sys_enter' -e 'syscalls:sys_enter_epoll_wait' -e 'syscalls:sys_enter_read' -e 'syscalls:sys_enter_write' -e 'syscalls:sys_enter_sendto' -e 'syscalls:sys_enter_recvfrom' -e 'syscalls:sys_enter_sendmmsg' -e 'syscalls:sys_enter_recvmmsg' -e 'syscalls:sys_enter_futex' -e 'context-switches' -p "$PROG_PID" -o "$OUT/syscalls-$tag.csv" -- sleep "$SECS" & PERF_PID=$!; }
     [[ -z ${PERF:-} ]] || { perf record -q -F ${PERF_FREQ:-1999} ${PERF_CALLGRAPH:--g} -p "$PROG_PID" -o "$PERF-$tag.data" -- sleep "$SECS" >/dev/null 2>&1 & PERF_PID=$!; }
     pin timeout $((SECS + 20)) dnsperf -s $SRV -d "$OUT/names.txt" -l "$SECS" -c "$CLIENTS" -q "$INFLIGHT" \
       > "$OUT/dnsperf-$tag.txt" 2>&1 || true

@@ -7,13 +7,20 @@
 #   sudo tests/bench/run-bench.sh            # results in $BENCH_OUT (default /tmp/embargo-bench)
 #
 # Env: BENCH_OUT, BENCH_RUNS (raw runs, default /tmp/embargo-bench-runs), BATCH,
-#      ONLY="kernel passthrough shadowsocks-rust tun2proxy embargo embargo-tuned embargo-blocking"
+#      ONLY="kernel passthrough shadowsocks-rust tun2proxy embargo embargo-tuned embargo-blocking
+#      embargo-plain passthrough-mtu embargo-mtu embargo-mtu-tuned embargo-offload-tuned"
 #      (subset; default "kernel passthrough embargo embargo-tuned"; the two peers need
 #      `../shared/bench/peers.sh build` first, PEERS=/tmp/peers), IDLE_SECS (10),
 #      CARGO_TARGET_DIR (where the release build goes; default <repo>/target), NO_BUILD=1
 #      (use the binary already there), BENCH_DIR (the shared bench, an input from outside this
 #      repository: default ../shared/bench beside the clone), BENCH_LOCK (one benchmark at a
-#      time: default $TMPDIR/embargo-bench.lock).
+#      time: default $TMPDIR/embargo-bench.lock), MTU (the tunnel MTU of the *-mtu variants,
+#      default 65535: the shared bench's TUN_MTU, which sizes tun0 and the passthrough's tun1),
+#      LARGE_BUFFER (--tcp-buffer of the *-tuned large-packet variants, default 1048576).
+# Large packets: `ONLY="kernel passthrough embargo embargo-plain passthrough-mtu embargo-mtu"`
+# measures Embargo at MTU 1500 with Linux TUN offloads (the default: 64 KiB super-packets
+# between the kernel and the engine), at 1500 without them (embargo-plain, one packet per
+# MTU), and at MTU $MTU without them, against the passthrough at 1500 and at $MTU.
 # The shared bench directory is read-only: everything it writes goes to BENCH_OUT/BENCH_RUNS.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -70,6 +77,16 @@ want embargo-blocking && "$BENCH/run.sh" embargo-blocking "$LAUNCH_COMMON --rule
 # No app-identity wait (the /proc lookup delays each new connection up to --app-wait-ms) and
 # 256 KiB TCP buffers for busy flows: what Embargo can do when per-app rules are not needed.
 want embargo-tuned && "$BENCH/run.sh" embargo-tuned "$LAUNCH_COMMON --app-wait-ms 0 --tcp-buffer 262144"
+# Past the 1500-byte ceiling: tun0 (and the passthrough's tun1) at MTU, or offloads at 1500.
+MTU=${MTU:-65535}
+LARGE_BUFFER=${LARGE_BUFFER:-1048576}
+want passthrough-mtu && TUN_MTU=$MTU "$BENCH/run.sh" "passthrough-mtu$MTU" "$BENCH/passthrough/launch.sh"
+want embargo-plain && "$BENCH/run.sh" embargo-plain "$LAUNCH_COMMON --offload false"
+want embargo-mtu && TUN_MTU=$MTU "$BENCH/run.sh" "embargo-mtu$MTU" "$LAUNCH_COMMON --mtu $MTU --offload false"
+want embargo-mtu-tuned && TUN_MTU=$MTU "$BENCH/run.sh" "embargo-mtu$MTU-tuned" \
+  "$LAUNCH_COMMON --mtu $MTU --offload false --app-wait-ms 0 --tcp-buffer $LARGE_BUFFER"
+want embargo-offload-tuned && "$BENCH/run.sh" embargo-offload-tuned \
+  "$LAUNCH_COMMON --app-wait-ms 0 --tcp-buffer $LARGE_BUFFER"
 
 # ---- idle wake-ups: Embargo protecting an idle namespace, context switches of all its threads
 idle_wakeups() {
@@ -100,9 +117,9 @@ OUTFILE=$BENCH_OUT/embargo-$BATCH.md
   echo
   python3 "$BENCH/lib/bench.py" compare "$BENCH_OUT/results.jsonl" "$BATCH"
   echo
-  python3 - "$BENCH_OUT/results.jsonl" "$BATCH" "$IDLE" <<'PY'
+  python3 - "$BENCH_OUT/results.jsonl" "$BATCH" "$IDLE" "$MTU" <<'PY'
 import json, sys
-path, batch, idle = sys.argv[1], sys.argv[2], sys.argv[3]
+path, batch, idle, mtu = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 by = {}
 for line in open(path):
     if line.strip():
@@ -153,6 +170,34 @@ best_peer_row("TCP 1 stream down, Mbit/s", "tcp1_down")
 best_peer_row("TCP 1 stream up, Mbit/s", "tcp1_up")
 ok = "?" if idle == "n/a" else ("met" if float(idle) == 0 else "MISSED")
 print(f"| idle wake-ups per second (embargo --netns, idle) | - | {idle} {ok} | " + "- | " * (len(variants) - 1) + "0 |")
+# Large packets (issue 19): Embargo at MTU {mtu} >= 3x its own MTU-1500 figure and >= 0.75x the
+# passthrough at that MTU; with offloads >= 5x the MTU-1500 passthrough.
+# "embargo" is the default (offloads on); "embargo-plain" is one packet per MTU-1500 packet.
+large = [n for n in (f"embargo-mtu{mtu}", f"embargo-mtu{mtu}-tuned", "embargo",
+                     "embargo-offload-tuned") if n in by and "embargo-plain" in by]
+if large:
+    pm = by.get(f"passthrough-mtu{mtu}", {})
+    e1 = by.get("embargo-plain", {})
+    print(f"\n## Large packets: MTU {mtu} and offloads, same batch\n")
+    print("| variant | metric | Mbit/s | CPU s/GB | vs embargo-plain at 1500 (>= 3x) | "
+          f"vs passthrough at {mtu} (>= 0.75x) | vs passthrough at 1500 (offload: >= 5x) |")
+    print("|---|---|---:|---:|---|---|---|")
+    def ratio(v, base, need):
+        if not isinstance(v, (int, float)) or not isinstance(base, (int, float)) or not base:
+            return "-"
+        return f"{v / base:.2f}x " + ("met" if v >= need * base else "MISSED")
+    for name in large:
+        for key, label in (("tcp1_down", "TCP 1 stream down"), ("tcp1_up", "TCP 1 stream up")):
+            v = by[name].get(key)
+            cpu = by[name].get(f"tun_cpu_s_per_gb_{key}")
+            offload = not name.startswith("embargo-mtu")
+            print(f"| {name} | {label} | {f(v)} | {f(cpu)} | {ratio(v, e1.get(key), 3)} | "
+                  + ("- | " if offload else f"{ratio(v, pm.get(key), 0.75)} | ")
+                  + (f"{ratio(v, p.get(key) if p else None, 5)} |" if offload else "- |"))
+    for name in ("passthrough", f"passthrough-mtu{mtu}"):
+        if name in by:
+            print(f"| {name} | TCP 1 stream down / up | {f(by[name].get('tcp1_down'))} / "
+                  f"{f(by[name].get('tcp1_up'))} | - | - | - | - |")
 PY
 } > "$OUTFILE"
 cat "$OUTFILE"

@@ -109,6 +109,113 @@ impl DatagramBatch {
     }
 }
 
+/// Datagrams for one connected socket, sent together (`sendmmsg`) at the end of the engine's
+/// commands of a pass. Under a forwarded-DNS flood a pass forwards several questions, each one
+/// `send` of its own before: 1.0 send per query; one call per pass sends them all.
+#[derive(Default)]
+pub(crate) struct SendBatch {
+    /// The socket the datagrams are for (`None`: the batch is empty).
+    pub(crate) token: Option<mio::Token>,
+    datagrams: Vec<Vec<u8>>,
+}
+
+impl SendBatch {
+    /// Queues `data` for the socket of `token`; the caller sends a batch for another socket
+    /// first ([`SendBatch::holds_other`]).
+    pub(crate) fn push(&mut self, token: mio::Token, data: Vec<u8>) {
+        self.token = Some(token);
+        self.datagrams.push(data);
+    }
+
+    /// Whether datagrams for a socket other than `token` wait in the batch.
+    pub(crate) fn holds_other(&self, token: mio::Token) -> bool {
+        self.token.is_some_and(|t| t != token)
+    }
+
+    /// Drops every queued datagram (their socket is gone); returns how many.
+    pub(crate) fn discard(&mut self) -> usize {
+        self.token = None;
+        let n = self.datagrams.len();
+        self.datagrams.clear();
+        n
+    }
+
+    /// Sends every queued datagram on `socket` (connected: no addresses), in order; returns
+    /// the bytes sent and how many datagrams could not be (the socket would block or failed:
+    /// dropped, as a lost datagram is, and counted by the caller). Empties the batch.
+    pub(crate) fn send(&mut self, socket: &mio::net::UdpSocket) -> (u64, usize) {
+        self.token = None;
+        let mut bytes = 0;
+        let mut sent = 0;
+        while sent < self.datagrams.len() {
+            match send_some(socket, &self.datagrams[sent..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    bytes += self.datagrams[sent..sent + n]
+                        .iter()
+                        .map(|d| d.len() as u64)
+                        .sum::<u64>();
+                    sent += n;
+                }
+            }
+        }
+        let failed = self.datagrams.len() - sent;
+        self.datagrams.clear();
+        (bytes, failed)
+    }
+}
+
+/// Sends a prefix of `datagrams` in one system call; returns how many left.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_some(socket: &mio::net::UdpSocket, datagrams: &[Vec<u8>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    const MAX: usize = 64;
+    let count = datagrams.len().min(MAX);
+    // SAFETY: all-zero is a valid value of these plain C structs.
+    let mut iovs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+    for (i, d) in datagrams.iter().take(count).enumerate() {
+        iovs[i].iov_base = d.as_ptr() as *mut libc::c_void;
+        iovs[i].iov_len = d.len();
+        msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    loop {
+        // SAFETY: each mmsghdr points at its own iovec, which describes a datagram borrowed
+        // for the call (the kernel only reads it); no names (a connected socket); `count` is
+        // within both arrays; the descriptor belongs to `socket`.
+        let n = unsafe {
+            libc::sendmmsg(
+                socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Without `sendmmsg`: one `send` per datagram (the same contract).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_some(socket: &mio::net::UdpSocket, datagrams: &[Vec<u8>]) -> io::Result<usize> {
+    let mut n = 0;
+    for d in datagrams {
+        match socket.send(d) {
+            Ok(_) => n += 1,
+            Err(e) if n == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn sockaddr_to_std(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -141,6 +248,30 @@ fn sockaddr_to_std(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_batch_sends_every_datagram_in_order() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let sender = mio::net::UdpSocket::from_std(client);
+        let mut batch = SendBatch::default();
+        let token = mio::Token(2);
+        // More than one sendmmsg call takes.
+        for i in 0..70u8 {
+            batch.push(token, vec![i; 1 + usize::from(i)]);
+        }
+        assert!(batch.holds_other(mio::Token(3)) && !batch.holds_other(token));
+        let (bytes, failed) = batch.send(&sender);
+        assert_eq!((bytes, failed), ((1..=70).sum::<u64>(), 0));
+        assert!(!batch.holds_other(mio::Token(3)), "emptied");
+        let mut buf = [0u8; 128];
+        for i in 0..70u8 {
+            let n = server.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &vec![i; 1 + usize::from(i)][..]);
+        }
+    }
 
     #[test]
     fn a_batch_takes_every_queued_datagram_with_its_sender() {

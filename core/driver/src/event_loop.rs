@@ -19,7 +19,7 @@ use mio::net::{TcpStream, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::datagrams::{self, DatagramBatch};
+use crate::datagrams::{self, DatagramBatch, SendBatch};
 use crate::dns_upstream::client::DnsClient;
 use crate::flow_app::FlowAppResolver;
 use crate::sockets::{bind_udp, connect_tcp, connect_udp};
@@ -139,6 +139,9 @@ pub(crate) struct EventLoop {
     counters: DriverStats,
     tun_buf: Vec<u8>,
     datagrams: DatagramBatch,
+    /// Forwarded questions of this pass for the connected DNS socket, sent together once the
+    /// engine's commands are drained.
+    dns_out: SendBatch,
     inbound: Vec<Vec<u8>>,
     /// App-identity questions of this pass, handed to the worker after the pass's packets are
     /// written (see [`EventLoop::flush`]).
@@ -230,6 +233,7 @@ impl EventLoop {
             counters: DriverStats::default(),
             tun_buf: vec![0; MAX_PACKET],
             datagrams: DatagramBatch::new(),
+            dns_out: SendBatch::default(),
             inbound: Vec::new(),
             asks: Vec::new(),
         };
@@ -393,6 +397,7 @@ impl EventLoop {
                 progressed = true;
                 self.execute(now, cmd);
             }
+            self.send_dns_batch();
             // Packets go from the engine's queue straight to the device: no copy in between.
             let tun = &mut self.tun;
             let batch = self.config.batch.max(1);
@@ -457,7 +462,7 @@ impl EventLoop {
         match cmd {
             Command::Connect { flow, dst } => self.connect(now, flow, dst),
             Command::AppDataReady { flow } => self.pump_write(now, token_of(flow, false)),
-            Command::SendDatagram { flow, dst, data } => self.send_datagram(flow, dst, &data),
+            Command::SendDatagram { flow, dst, data } => self.send_datagram(flow, dst, data),
             Command::DnsOverTcp { flow, dst, data } => self.ask_over_tcp(flow, dst, &data),
             Command::Shutdown { flow } => {
                 let token = token_of(flow, false);
@@ -637,8 +642,11 @@ impl EventLoop {
         }
     }
 
-    fn send_datagram(&mut self, flow: FlowId, dst: SocketAddr, data: &[u8]) {
+    fn send_datagram(&mut self, flow: FlowId, dst: SocketAddr, data: Vec<u8>) {
         let token = token_of(flow, dst.is_ipv6());
+        if self.dns_out.holds_other(token) {
+            self.send_dns_batch();
+        }
         if !self.sockets.contains_key(&token) {
             let opened = if flow == FlowId::DNS {
                 bind_udp(dst, self.hooks.as_ref()).map(|s| {
@@ -683,15 +691,24 @@ impl EventLoop {
             ..
         }) = self.sockets.get_mut(&token)
         {
-            if matches!(*aim, UdpAim::Resolver(peer) if peer != dst) {
+            if *aim == UdpAim::Resolver(dst) {
+                return self.dns_out.push(token, data);
+            }
+            if matches!(*aim, UdpAim::Resolver(_)) {
                 // A connected socket drops datagrams from any other peer: dissolve the
                 // association so the old resolver's late answers and the new one's both arrive.
+                // (Questions batched for the old peer leave first.)
+                if self.dns_out.token.is_some() {
+                    let (bytes, failed) = self.dns_out.send(socket);
+                    self.counters.bytes_up += bytes;
+                    self.counters.udp_send_drops += failed as u64;
+                }
                 disconnect_udp(socket);
                 *aim = UdpAim::Any;
             }
             let sent = match *aim {
-                UdpAim::Flow | UdpAim::Resolver(_) => socket.send(data),
-                UdpAim::Any => socket.send_to(data, dst),
+                UdpAim::Flow | UdpAim::Resolver(_) => socket.send(&data),
+                UdpAim::Any => socket.send_to(&data, dst),
             };
             match sent {
                 Ok(_) => self.counters.bytes_up += data.len() as u64,
@@ -703,7 +720,28 @@ impl EventLoop {
         }
     }
 
+    /// Sends the pass's forwarded questions ([`EventLoop::dns_out`]) in one system call.
+    fn send_dns_batch(&mut self) {
+        let Some(token) = self.dns_out.token else {
+            return;
+        };
+        if let Some(Upstream {
+            socket: Socket::Udp { socket, .. },
+            ..
+        }) = self.sockets.get(&token)
+        {
+            let (bytes, failed) = self.dns_out.send(socket);
+            self.counters.bytes_up += bytes;
+            self.counters.udp_send_drops += failed as u64;
+        } else {
+            self.counters.udp_send_drops += self.dns_out.discard() as u64;
+        }
+    }
+
     fn close(&mut self, token: Token) {
+        if self.dns_out.token == Some(token) {
+            self.send_dns_batch();
+        }
         if let Some(mut up) = self.sockets.remove(&token) {
             let registry = self.poll.registry();
             let _ = match &mut up.socket {
@@ -896,6 +934,12 @@ impl EventLoop {
 
     fn publish_stats(&mut self) {
         self.counters.sockets_open = self.sockets.len();
+        if let TunSide::Fd(tun) = &self.tun {
+            (
+                self.counters.tun_super_packets_in,
+                self.counters.tun_super_packets_out,
+            ) = tun.super_packets();
+        }
         let snapshot = StatsSnapshot {
             driver: self.counters,
             engine: self.engine.stats(),

@@ -22,6 +22,7 @@ pub mod sockets;
 #[cfg(target_os = "linux")]
 pub mod tun_linux;
 pub mod tunnel;
+pub mod virtio_net;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -179,6 +180,10 @@ pub struct DriverStats {
     pub tun_packets_out: u64,
     /// Tunnel packets the loop could not write (device queue full or error).
     pub tun_write_drops: u64,
+    /// TCP super-packets (Linux offloads, [`Framing::VirtioNet`]) read from the tunnel, and
+    /// large segments written to it for the kernel to cut.
+    pub tun_super_packets_in: u64,
+    pub tun_super_packets_out: u64,
     /// Upstream sockets open now, and opened in total.
     pub sockets_open: usize,
     pub sockets_opened: u64,
@@ -430,6 +435,73 @@ mod tests {
         assert_eq!(answers, 100);
         // A pass reads at most `batch` packets, and its answers leave together.
         assert!(calls < 100, "{calls} sink calls for 100 answers");
+        handle.stop();
+        thread.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_batch_of_forwarded_questions_reaches_the_resolver_and_every_answer_the_app() {
+        // A resolver on loopback answering every question it gets, in the order it got them.
+        let resolver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        resolver
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let config = EngineConfig {
+            dns_upstream_v4: resolver.local_addr().unwrap(),
+            ..EngineConfig::default()
+        };
+        let policy: Arc<dyn embargo_engine::Decide> = Arc::new(|_q: &Query<'_>| harness::allow());
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
+        let (handle, thread) = start(
+            Tunnel::PacketBatches(Box::new(move |batch| {
+                let _ = tx.send(batch);
+            })),
+            Engine::new(config, policy, Instant::now()),
+            Arc::new(NoHooks),
+            DriverConfig::default(),
+        )
+        .unwrap();
+        let app: std::net::SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let names: Vec<String> = (0..100).map(|i| format!("u{i}.example.com")).collect();
+        let questions: Vec<Vec<u8>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let q = harness::dns_query(i as u16, name, 1);
+                harness::udp(app, "10.0.0.1:53".parse().unwrap(), &q)
+            })
+            .collect();
+        // One push: the engine forwards them in passes of `batch`, each pass's in one send call.
+        assert_eq!(
+            handle.push_packets(questions.iter().map(Vec::as_slice)),
+            100
+        );
+        let mut buf = [0u8; 1500];
+        for name in &names {
+            let (n, from) = resolver.recv_from(&mut buf).expect("a forwarded question");
+            let question = &buf[..n];
+            let mut wire_name = Vec::new();
+            for label in name.split('.') {
+                wire_name.push(label.len() as u8);
+                wire_name.extend_from_slice(label.as_bytes());
+            }
+            assert!(
+                question.windows(wire_name.len()).any(|w| w == wire_name),
+                "questions arrive in the order asked: expected {name}"
+            );
+            let answer = harness::dns_answer(question, &["192.0.2.7".parse().unwrap()]);
+            resolver.send_to(&answer, from).unwrap();
+        }
+        let mut answers = 0;
+        while answers < 100 {
+            let batch = rx.recv_timeout(Duration::from_secs(5)).expect("answers");
+            for answer in &batch {
+                assert!(matches!(harness::parse_out(answer), harness::Out::Udp(_)));
+            }
+            answers += batch.len();
+        }
+        let s = handle.stats();
+        assert_eq!((s.engine.dns_forwarded, s.driver.udp_send_drops), (100, 0));
         handle.stop();
         thread.join().unwrap().unwrap();
     }

@@ -17,10 +17,19 @@
 use std::ffi::CStr;
 use std::fmt;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `_IOW('T', 202, int)`: the ioctl that binds a /dev/net/tun descriptor to an interface.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+/// `_IOW('T', 208, unsigned int)`: which offloads the reader of an `IFF_VNET_HDR` device takes.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+/// `IFF_VNET_HDR`: every packet carries a `virtio_net_hdr` ([`crate::virtio_net`]).
+const IFF_VNET_HDR: libc::c_int = 0x4000;
+/// `TUN_F_*` offloads: partial checksums, TCP segmentation over IPv4 and IPv6.
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
 
 /// Linux's interface name limit, terminating NUL included.
 const IFNAMSIZ: usize = 16;
@@ -97,6 +106,71 @@ pub fn check_name(name: &str) -> Result<(), OpenError> {
 /// (blocking; [`crate::tunnel::TunFd`] makes it non-blocking) and the name the kernel gave (the
 /// same unless `name` had a `%d`).
 pub fn open(name: &str) -> Result<(OwnedFd, String), OpenError> {
+    open_flags(name, 0)
+}
+
+/// Opens the TUN device `name` as [`open`] does, with offloads when the kernel takes them:
+/// `IFF_VNET_HDR` and `TUNSETOFFLOAD` (checksum, TSO4, TSO6), so that packets are framed as
+/// [`crate::tunnel::Framing::VirtioNet`] and TCP comes in 64 KiB super-packets. Returns
+/// whether offloads are on: `false` when the kernel refused them (the descriptor is then a
+/// plain one, as [`open`] gives), with the kernel's reason.
+pub fn open_offload(name: &str) -> Result<(OwnedFd, String, Result<(), io::Error>), OpenError> {
+    let (fd, actual) = open_flags(name, IFF_VNET_HDR)?;
+    let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is an attached TUN descriptor.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETOFFLOAD as _,
+            offloads as libc::c_ulong,
+        )
+    };
+    if rc == 0 {
+        return Ok((fd, actual, Ok(())));
+    }
+    let refused = io::Error::last_os_error();
+    drop(fd);
+    let (fd, actual) = open_flags(&actual, 0)?;
+    Ok((fd, actual, Err(refused)))
+}
+
+/// The MTU of the interface `name` in the calling thread's network namespace (`SIOCGIFMTU`).
+pub fn mtu(name: &str) -> io::Result<u32> {
+    check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    // SAFETY: socket has no preconditions.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    #[repr(C)]
+    struct IfReqMtu {
+        name: [u8; IFNAMSIZ],
+        mtu: libc::c_int,
+        _pad: [u8; 20],
+    }
+    let mut req = IfReqMtu {
+        name: [0; IFNAMSIZ],
+        mtu: 0,
+        _pad: [0; 20],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: `req` is a properly sized ifreq that outlives the call.
+    let rc = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFMTU as _,
+            &mut req as *mut IfReqMtu,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(req.mtu as u32)
+}
+
+fn open_flags(name: &str, extra: libc::c_int) -> Result<(OwnedFd, String), OpenError> {
     check_name(name)?;
     // SAFETY: CLONE_DEVICE is a valid C string; open has no other preconditions.
     let raw = unsafe { libc::open(CLONE_DEVICE.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -107,7 +181,7 @@ pub fn open(name: &str) -> Result<(OwnedFd, String), OpenError> {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut req = IfReq {
         name: [0; IFNAMSIZ],
-        flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
+        flags: (libc::IFF_TUN | libc::IFF_NO_PI | extra) as libc::c_short,
         _pad: [0; 22],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());

@@ -4,12 +4,17 @@
 //! One packet per `read`/`write`. Packets are raw IP (IFF_TUN | IFF_NO_PI on Linux, Android's
 //! VpnService), or, in [`Framing::AddressFamily`], each preceded by the 4-byte address family
 //! that Apple's utun puts in front of every packet; the header is read and written with
-//! `readv`/`writev`, so the packet itself is never copied to add or strip it.
+//! `readv`/`writev`, so the packet itself is never copied to add or strip it. In
+//! [`Framing::VirtioNet`] (Linux offloads, see [`crate::virtio_net`]) the header is the
+//! kernel's `virtio_net_hdr`, and packets may be TCP super-packets of up to 64 KiB.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
+
+use crate::virtio_net;
 
 /// The largest packet a TUN read can return: IPv4 total length and IPv6 payload length are
 /// 16-bit, so no IP packet is bigger (jumbograms do not cross a TUN).
@@ -41,6 +46,10 @@ pub enum Framing {
     /// Each packet preceded by its address family as a 32-bit big-endian integer (`AF_INET`,
     /// `AF_INET6` of the platform): Apple's utun (iOS, macOS).
     AddressFamily,
+    /// Each packet preceded by a `virtio_net_hdr` (Linux `IFF_VNET_HDR` with
+    /// `TUNSETOFFLOAD`): TCP super-packets in, large TCP segments out with a GSO header.
+    /// `device_mtu` is the TUN device's MTU (what the apps' packets are cut to).
+    VirtioNet { device_mtu: u16 },
 }
 
 /// Length of the [`Framing::AddressFamily`] header.
@@ -61,6 +70,9 @@ fn af_header(packet: &[u8]) -> [u8; AF_HEADER] {
 pub struct TunFd {
     fd: OwnedFd,
     framing: Framing,
+    /// Super-packets read and written ([`Framing::VirtioNet`] only).
+    gso_in: Cell<u64>,
+    gso_out: Cell<u64>,
 }
 
 impl TunFd {
@@ -73,7 +85,17 @@ impl TunFd {
     /// non-blocking.
     pub fn framed(fd: OwnedFd, framing: Framing) -> io::Result<Self> {
         set_nonblocking(fd.as_raw_fd())?;
-        Ok(TunFd { fd, framing })
+        Ok(TunFd {
+            fd,
+            framing,
+            gso_in: Cell::new(0),
+            gso_out: Cell::new(0),
+        })
+    }
+
+    /// Super-packets read from and written to the device so far (offloads only).
+    pub fn super_packets(&self) -> (u64, u64) {
+        (self.gso_in.get(), self.gso_out.get())
     }
 
     /// Reads one packet into `buf` (without its framing). `Ok(None)` when no packet is queued.
@@ -81,6 +103,35 @@ impl TunFd {
         let mut header = [0u8; AF_HEADER];
         loop {
             let n = match self.framing {
+                Framing::VirtioNet { .. } => {
+                    let mut vnet = [0u8; virtio_net::HEADER_LEN];
+                    let iov = [
+                        libc::iovec {
+                            iov_base: vnet.as_mut_ptr().cast(),
+                            iov_len: vnet.len(),
+                        },
+                        libc::iovec {
+                            iov_base: buf.as_mut_ptr().cast(),
+                            iov_len: buf.len(),
+                        },
+                    ];
+                    // SAFETY: both iovecs point at live, writable buffers of their length.
+                    let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+                    if (1..=virtio_net::HEADER_LEN as isize).contains(&n) {
+                        // No packet after the header: skip it.
+                        continue;
+                    }
+                    if n > 0 {
+                        let len = n as usize - virtio_net::HEADER_LEN;
+                        let header = virtio_net::Header::decode(&vnet);
+                        if header.is_gso() {
+                            self.gso_in.set(self.gso_in.get() + 1);
+                        }
+                        virtio_net::on_read(&header, &mut buf[..len]);
+                        return Ok(Some(len));
+                    }
+                    n
+                }
                 // SAFETY: `buf` is valid for `buf.len()` writable bytes.
                 Framing::Raw => unsafe {
                     libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
@@ -127,6 +178,27 @@ impl TunFd {
         let header = af_header(packet);
         loop {
             let n = match self.framing {
+                Framing::VirtioNet { device_mtu } => {
+                    let vnet = virtio_net::for_write(packet, usize::from(device_mtu));
+                    let bytes = vnet.encode();
+                    let iov = [
+                        libc::iovec {
+                            iov_base: bytes.as_ptr() as *mut libc::c_void,
+                            iov_len: bytes.len(),
+                        },
+                        libc::iovec {
+                            iov_base: packet.as_ptr() as *mut libc::c_void,
+                            iov_len: packet.len(),
+                        },
+                    ];
+                    // SAFETY: both iovecs point at live buffers of their length; writev only
+                    // reads them.
+                    let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+                    if n >= 0 && vnet.is_gso() {
+                        self.gso_out.set(self.gso_out.get() + 1);
+                    }
+                    n
+                }
                 // SAFETY: `packet` is valid for `packet.len()` readable bytes.
                 Framing::Raw => unsafe {
                     libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len())

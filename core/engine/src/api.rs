@@ -173,11 +173,14 @@ pub enum DropReason {
     Blocked = 8,
     /// Multicast/broadcast/unspecified source or destination.
     BadAddress = 9,
+    /// Data for a flow holding no receive ring while all rings together are at their budget
+    /// (`EngineConfig::tcp_ring_total`): the app sends it again.
+    NoRing = 10,
 }
 
 impl DropReason {
     /// Number of kinds (length of [`EngineStats::dropped`]).
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 }
 
 /// Counters and gauges. Cheap to take: a copy of plain integers.
@@ -194,9 +197,8 @@ pub struct EngineStats {
     pub udp_flows: usize,
     /// smoltcp sockets alive (should track `tcp_flows`; no lingering TIME-WAIT).
     pub sockets: usize,
-    /// Large-slot sockets of finished flows handed to new flows instead of freshly allocated
-    /// rings (see the engine's `sockets` module).
-    pub sockets_reused: u64,
+    /// TCP rings doubled because their flow filled them (see the engine's `sockets` module).
+    pub rings_grown: u64,
     /// Flows ever created, blocked, evicted, timed out.
     pub flows_created: u64,
     pub flows_blocked: u64,

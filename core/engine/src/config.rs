@@ -50,14 +50,18 @@ pub struct EngineConfig {
     /// an app holding half of it gives up its own oldest flow (UDP first), else the oldest UDP
     /// flow goes, else the oldest idle one.
     pub max_flows: usize,
-    /// TCP buffer sizes for ordinary flows (receive = from the app, send = to the app).
+    /// Initial TCP ring sizes of every flow (receive = from the app, send = to the app).
     pub tcp_small_rx: usize,
     pub tcp_small_tx: usize,
-    /// TCP buffer sizes for flows that got one of the `tcp_large_slots` big-buffer slots
-    /// (handed out first come while free; throughput needs the window).
-    pub tcp_large_rx: usize,
-    pub tcp_large_tx: usize,
-    pub tcp_large_slots: usize,
+    /// The largest a flow's ring grows to, doubling each time the flow fills it (throughput
+    /// needs the window; see `budget::MAX_RX`).
+    pub tcp_max_rx: usize,
+    pub tcp_max_tx: usize,
+    /// Bytes all flows' rings may hold together at their initial sizes (a flow holds its
+    /// rings only while bytes wait in them).
+    pub tcp_ring_total: usize,
+    /// Bytes all flows' rings may grow by together, beyond their initial sizes.
+    pub tcp_grow_total: usize,
     /// Bytes of the first app data read to find an SNI/Host; a client-first flow (see
     /// `engine::tcp`) that names nothing within them is refused (fail closed).
     pub inspect_max_bytes: usize,
@@ -122,9 +126,10 @@ impl Default for EngineConfig {
             max_flows: crate::budget::DEFAULT_MAX_FLOWS,
             tcp_small_rx: crate::budget::SMALL_RX,
             tcp_small_tx: crate::budget::SMALL_TX,
-            tcp_large_rx: crate::budget::LARGE_RX,
-            tcp_large_tx: crate::budget::LARGE_TX,
-            tcp_large_slots: crate::budget::LARGE_SLOTS,
+            tcp_max_rx: crate::budget::MAX_RX,
+            tcp_max_tx: crate::budget::MAX_TX,
+            tcp_ring_total: crate::budget::RING_TOTAL,
+            tcp_grow_total: crate::budget::GROW_TOTAL,
             inspect_max_bytes: crate::budget::INSPECT_MAX,
             inspect_timeout: Duration::from_secs(30),
             proxy_ports: DEFAULT_PROXY_PORTS.to_vec(),

@@ -563,14 +563,11 @@ fn a_name_still_attributes_its_address_for_the_grace_after_its_ttl() {
 }
 
 /// Apps ask over TCP when an answer is too big for UDP, so a DNS-over-TCP answer is often larger
-/// than a flow's send ring (1.75 KiB without a large slot). It waits in the flow and leaves as
+/// than a flow's send ring (1.75 KiB until it grows). It waits in the flow and leaves as
 /// the app acknowledges, whole and in order, and the stream ends after it.
 #[test]
 fn a_dns_over_tcp_answer_larger_than_the_send_ring_arrives_whole() {
-    let mut h = Harness::with_config(embargo_engine::EngineConfig {
-        tcp_large_slots: 0,
-        ..embargo_engine::EngineConfig::default()
-    });
+    let mut h = Harness::new();
     let mut app = dns_over_tcp(&mut h, "10.0.0.2:41002");
     h.send(&app.data(&framed(&[(0x5555, "big.example.org", 1)])));
     let (upstream, sent) = upstream_query(&h.commands());

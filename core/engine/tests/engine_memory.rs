@@ -36,23 +36,19 @@ const FLOWS: usize = 10_000;
 
 #[test]
 fn ten_thousand_concurrent_flows_fit_the_budget() {
-    let config = EngineConfig {
-        max_flows: FLOWS,
-        ..EngineConfig::default()
-    };
+    // The defaults: the iOS budget configuration (see `budget`), which serves 10,000 at once.
+    let config = EngineConfig::default();
+    assert!(config.max_flows >= FLOWS, "{}", config.max_flows);
     let inputs = BudgetInputs {
         max_flows: config.max_flows,
-        small_rx: config.tcp_small_rx,
-        small_tx: config.tcp_small_tx,
-        large_rx: config.tcp_large_rx,
-        large_tx: config.tcp_large_tx,
-        large_slots: config.tcp_large_slots,
+        ring_total: config.tcp_ring_total,
+        grow_total: config.tcp_grow_total,
         mtu: config.mtu,
         max_pending_dns: config.max_pending_dns,
         dns_cache_entries: config.dns_cache_entries,
     };
     let budget_bytes = budget::worst_case_bytes(inputs);
-    assert!(budget_bytes <= budget::IOS_EXTENSION_CAP, "{budget_bytes}");
+    assert!(budget_bytes <= budget::ENGINE_BUDGET, "{budget_bytes}");
 
     // Build every packet first so the measurement sees only the engine.
     let mut apps: Vec<AppConn> = (0..FLOWS)

@@ -211,6 +211,19 @@ pub fn tcp(
     control: TcpControl,
     payload: &[u8],
 ) -> Vec<u8> {
+    tcp_with_scale(src, dst, seq, ack, control, payload, None)
+}
+
+/// A TCP segment from the app, with a window scale option (a SYN's).
+pub fn tcp_with_scale(
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    ack: Option<u32>,
+    control: TcpControl,
+    payload: &[u8],
+    window_scale: Option<u8>,
+) -> Vec<u8> {
     let repr = TcpRepr {
         src_port: src.port(),
         dst_port: dst.port(),
@@ -218,7 +231,7 @@ pub fn tcp(
         seq_number: TcpSeqNumber(seq as i32),
         ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
         window_len: 65535,
-        window_scale: None,
+        window_scale,
         max_seg_size: if control == TcpControl::Syn {
             Some(1460)
         } else {
@@ -424,6 +437,19 @@ impl AppConn {
 
     pub fn syn(&self) -> Vec<u8> {
         tcp(self.src, self.dst, self.seq, None, TcpControl::Syn, &[])
+    }
+
+    /// A SYN offering window scaling (RFC 7323) with `shift`.
+    pub fn syn_with_window_scale(&self, shift: u8) -> Vec<u8> {
+        tcp_with_scale(
+            self.src,
+            self.dst,
+            self.seq,
+            None,
+            TcpControl::Syn,
+            &[],
+            Some(shift),
+        )
     }
 
     /// Complete the handshake from the engine's SYN-ACK.

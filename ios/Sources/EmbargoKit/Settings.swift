@@ -16,8 +16,26 @@ public struct Settings: Codable, Equatable, Sendable {
     public var blockEncryptedDns: Bool = true
     /// Keep the tunnel up across restarts and network changes (on-demand rules).
     public var onDemand: Bool = true
+    /// The tunnel's MTU: `NEPacketTunnelNetworkSettings.mtu` and the core's packets alike.
+    /// Larger moves bulk data with fewer packets (and fewer packet-flow crossings).
+    public var mtu: UInt32 = EmbargoConfig().mtu
 
     public init() {}
+
+    private enum CodingKeys: String, CodingKey {
+        case dnsUpstream, recordAllowed, historyRetentionDays, blockEncryptedDns, onDemand, mtu
+    }
+
+    /// Every field required but `mtu`, which settings saved before it existed lack.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dnsUpstream = try c.decode(String.self, forKey: .dnsUpstream)
+        recordAllowed = try c.decode(Bool.self, forKey: .recordAllowed)
+        historyRetentionDays = try c.decode(UInt32.self, forKey: .historyRetentionDays)
+        blockEncryptedDns = try c.decode(Bool.self, forKey: .blockEncryptedDns)
+        onDemand = try c.decode(Bool.self, forKey: .onDemand)
+        mtu = try c.decodeIfPresent(UInt32.self, forKey: .mtu) ?? EmbargoConfig().mtu
+    }
 
     /// Whether `text` names an encrypted DNS server (`tls://`, `https://`), as Android's
     /// Lists screen tells them: it goes to the core's `dnsUpstreams`, plain ones to
@@ -43,6 +61,7 @@ public struct Settings: Codable, Equatable, Sendable {
         config.recordAllowed = recordAllowed
         config.historyRetentionDays = historyRetentionDays
         config.blockEncryptedDns = blockEncryptedDns
+        config.mtu = mtu
         return config
     }
 }

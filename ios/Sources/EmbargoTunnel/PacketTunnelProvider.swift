@@ -22,7 +22,8 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
             let settings = try SettingsStore(file: group.settingsFile).load()
             // The storage directory is the app's too: the rules the app compiled, mapped here
             // (no list is parsed inside the 50 MiB cap), and the history the app reads.
-            let embargo = try group.openTunnelCore(config: settings.config())
+            let config = settings.config()
+            let embargo = try group.openTunnelCore(config: config)
             let network = NEPacketTunnelNetworkSettings(tunnelRemoteAddress: "127.0.0.1")
             let ipv4 = NEIPv4Settings(addresses: ["10.111.0.2"], subnetMasks: ["255.255.255.0"])
             ipv4.includedRoutes = [NEIPv4Route.default()]
@@ -31,7 +32,8 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
             ipv6.includedRoutes = [NEIPv6Route.default()]
             network.ipv6Settings = ipv6
             network.dnsSettings = NEDNSSettings(servers: ["10.111.0.1"])
-            network.mtu = 1500
+            // The same MTU the core was given: the system cuts the apps' packets to it.
+            network.mtu = NSNumber(value: config.mtu)
             setTunnelNetworkSettings(network) { [weak self] error in
                 guard let self else { return }
                 if let error {

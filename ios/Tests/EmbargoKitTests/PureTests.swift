@@ -37,6 +37,19 @@ final class SettingsTests: XCTestCase {
         XCTAssertTrue(config.useBuiltinRules)
     }
 
+    func testTheMtuReachesTheCoreAndOlderFilesGetTheDefault() throws {
+        var s = Settings()
+        XCTAssertEqual(s.mtu, EmbargoConfig().mtu)
+        s.mtu = 9000
+        XCTAssertEqual(s.config().mtu, 9000)
+        // Settings saved before the MTU existed still load, with the core's default.
+        let file = temp()
+        try Data(#"{"dnsUpstream": "1.1.1.1:53", "recordAllowed": true, "historyRetentionDays": 7, "blockEncryptedDns": true, "onDemand": false}"#.utf8).write(to: file)
+        let loaded = try SettingsStore(file: file).load()
+        XCTAssertEqual(loaded.mtu, EmbargoConfig().mtu)
+        XCTAssertEqual(loaded.historyRetentionDays, 7)
+    }
+
     func testBadFileNamesTheFileAndTheField() throws {
         let file = temp()
         let store = SettingsStore(file: file)

@@ -25,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use embargo_app::store::{DefaultRules, Store};
 use embargo_app::{with_ip_databases, Rules};
 use embargo_driver::{
-    DnsUpstream, DnsUpstreams, DriverConfig, FwmarkProtect, HookError, Hooks, Tunnel,
+    DnsUpstream, DnsUpstreams, DriverConfig, Framing, FwmarkProtect, HookError, Hooks, Tunnel,
 };
 use embargo_engine::{EngineConfig, Event};
 use embargo_policy::{Policy, Protocol};
@@ -93,9 +93,18 @@ pub struct RunArgs {
     /// bundled ones (repeatable).
     #[arg(long = "country-db", value_name = "FILE")]
     pub country_dbs: Vec<PathBuf>,
-    /// MTU of the TUN device.
-    #[arg(long, default_value_t = 1500)]
+    /// MTU of the TUN device: the largest packet the apps send into the tunnel (1280 to
+    /// 65535). Larger moves bulk data with fewer packets; with --offload the engine works on
+    /// 64 KiB packets whatever this is.
+    #[arg(long, default_value_t = 1500,
+          value_parser = clap::value_parser!(u32).range(1280..=65535))]
     pub mtu: u32,
+    /// Linux TUN offloads (IFF_VNET_HDR, TUNSETOFFLOAD: checksum, TSO4, TSO6): the kernel
+    /// hands over TCP in 64 KiB super-packets and cuts the engine's 64 KiB segments into
+    /// --mtu packets itself. On by default (`--offload false`: one packet per MTU); falls
+    /// back to plain packets, with a warning, when the kernel refuses.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub offload: bool,
     /// How long a new flow may wait for its app's identity (/proc lookup) before it is decided
     /// with the app unknown, in milliseconds. 0 turns app identity off (no per-app rules, and no
     /// lookup delaying a connection's handshake).
@@ -111,10 +120,16 @@ pub struct RunArgs {
     /// and blocks.
     #[arg(long)]
     pub allow_encrypted_dns: bool,
-    /// Buffer size per direction for TCP flows that move data (the window the app sees).
-    /// Larger moves bulk data faster over a busy machine at the cost of memory per busy flow.
+    /// The largest a busy TCP flow's ring grows to, per direction (the window the app sees).
+    /// Larger moves bulk data faster over a busy machine at the cost of memory per busy flow;
+    /// all flows' growth together may then reach 4 such rings (or the default 4 MiB).
     #[arg(long, value_name = "BYTES")]
     pub tcp_buffer: Option<usize>,
+    /// Flows (TCP and UDP) held at once; past it the oldest idle flow gives way. The default
+    /// (10,240) keeps the engine's worst case inside a phone's budget; the open-file limit may
+    /// lower either.
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<usize>,
 }
 
 /// The Linux hooks: SO_MARK protection, app identity from /proc, decisions counted for the
@@ -212,9 +227,18 @@ impl Mode {
     }
 }
 
-/// Opens (creating if needed) the TUN device `name` (see [`embargo_driver::tun_linux`]).
-fn open_tun(name: &str) -> Result<(std::os::fd::OwnedFd, String)> {
-    Ok(embargo_driver::tun_linux::open(name)?)
+/// Opens (creating if needed) the TUN device `name` (see [`embargo_driver::tun_linux`]), with
+/// offloads when asked for and the kernel takes them (the bool says whether they are on).
+fn open_tun(name: &str, offload: bool) -> Result<(std::os::fd::OwnedFd, String, bool)> {
+    if !offload {
+        let (fd, name) = embargo_driver::tun_linux::open(name)?;
+        return Ok((fd, name, false));
+    }
+    let (fd, name, on) = embargo_driver::tun_linux::open_offload(name)?;
+    if let Err(e) = &on {
+        log::warn!("{name}: the kernel refused TUN offloads ({e}): plain packets");
+    }
+    Ok((fd, name, on.is_ok()))
 }
 
 fn run_with(
@@ -224,22 +248,29 @@ fn run_with(
     changes: Option<&mut Changes>,
     nofile: OpenFiles,
 ) -> Result<ExitCode> {
-    let mtu = args.mtu.clamp(1280, 65535);
-    let (fd, tun_name, fwmark) = match mode {
+    let mut mtu = args.mtu;
+    let (fd, tun_name, fwmark, offload) = match mode {
         Mode::Attach { tun } => {
-            let (fd, name) = open_tun(tun)?;
-            (fd, name, args.fwmark.unwrap_or(0))
+            let (fd, name, offload) = open_tun(tun, args.offload)?;
+            // The device is someone else's: its MTU is what the apps' packets are cut to.
+            if offload {
+                mtu = embargo_driver::tun_linux::mtu(&name)
+                    .with_context(|| format!("read the MTU of {name}"))?;
+            }
+            (fd, name, args.fwmark.unwrap_or(0), offload)
         }
         Mode::Netns(ns) => {
             let changes = changes.context("netns mode keeps a state file")?;
             // A kernel-chosen name ("emb%d") never collides with another instance's device.
-            let (fd, name) = open_tun(args.tun.as_deref().unwrap_or("emb%d"))?;
+            let (fd, name, offload) =
+                open_tun(args.tun.as_deref().unwrap_or("emb%d"), args.offload)?;
             netns::protect(ns, &name, mtu, changes)?;
-            (fd, name, args.fwmark.unwrap_or(0))
+            (fd, name, args.fwmark.unwrap_or(0), offload)
         }
         Mode::Machine => {
             let changes = changes.context("machine mode keeps a state file")?;
-            let (fd, name) = open_tun(args.tun.as_deref().unwrap_or("embargo0"))?;
+            let (fd, name, offload) =
+                open_tun(args.tun.as_deref().unwrap_or("embargo0"), args.offload)?;
             let mark = args.fwmark.unwrap_or(DEFAULT_FWMARK);
             if mark == 0 {
                 bail!("whole-machine mode needs a non-zero --fwmark");
@@ -256,20 +287,26 @@ fn run_with(
             ])?;
             routes::ip(&["link", "set", &name, "mtu", &mtu.to_string(), "up"])?;
             routes::route_machine(&name, mark, changes)?;
-            (fd, name, mark)
+            (fd, name, mark, offload)
         }
     };
 
     let (dns, dns_upstreams) = dns_upstreams(args, mode)?;
     let mut config = EngineConfig {
-        mtu: mtu as usize,
+        // With offloads the engine's packets are the kernel's super-packets.
+        mtu: if offload {
+            embargo_driver::virtio_net::OFFLOAD_MTU
+        } else {
+            mtu as usize
+        },
         dns_upstream_v4: dns,
         dns_upstream_v6: Some(dns),
         random_seed: random_seed(),
         ..EngineConfig::default()
     };
     config.app_wait = std::time::Duration::from_millis(args.app_wait_ms);
-    config.max_flows = flow_cap(config.max_flows, nofile.now);
+    let wanted = args.max_flows.unwrap_or(config.max_flows);
+    config.max_flows = flow_cap(wanted, nofile.now);
     log::info!(
         "open-file limit {} (was {}, hard {}): up to {} flows",
         nofile.now,
@@ -277,14 +314,14 @@ fn run_with(
         nofile.hard,
         config.max_flows
     );
-    if config.max_flows < EngineConfig::default().max_flows {
+    if config.max_flows < wanted {
         log::warn!(
             "the open-file limit ({}, hard {}) leaves room for {} flows instead of {}: \
              raise the hard limit (ulimit -Hn, LimitNOFILE=) for more",
             nofile.now,
             nofile.hard,
             config.max_flows,
-            EngineConfig::default().max_flows
+            wanted
         );
     }
     control.set_limits(crate::control::Limits {
@@ -296,8 +333,9 @@ fn run_with(
     config.block_encrypted_dns = !args.allow_encrypted_dns;
     if let Some(bytes) = args.tcp_buffer {
         let bytes = bytes.clamp(4096, 16 << 20);
-        config.tcp_large_rx = bytes;
-        config.tcp_large_tx = bytes;
+        config.tcp_max_rx = bytes;
+        config.tcp_max_tx = bytes;
+        config.tcp_grow_total = config.tcp_grow_total.max(4 * bytes);
     }
     let apps = match mode {
         _ if args.app_wait_ms == 0 => None,
@@ -343,8 +381,18 @@ fn run_with(
     if !args.check_lists_every.is_zero() {
         spawn_list_updates(store.clone(), control.clone(), args.check_lists_every)?;
     }
+    let tunnel = if offload {
+        Tunnel::FramedFd(
+            fd,
+            Framing::VirtioNet {
+                device_mtu: mtu.min(65535) as u16,
+            },
+        )
+    } else {
+        Tunnel::Fd(fd)
+    };
     let embargo_app::Started { handle, thread } = embargo_app::start(
-        Tunnel::Fd(fd),
+        tunnel,
         hooks,
         embargo_app::Config {
             engine: config,
@@ -366,6 +414,14 @@ fn run_with(
         std::collections::BTreeMap::from([
             ("tun packets in".to_owned(), s.driver.tun_packets_in),
             ("tun packets out".to_owned(), s.driver.tun_packets_out),
+            (
+                "tun super-packets in".to_owned(),
+                s.driver.tun_super_packets_in,
+            ),
+            (
+                "tun super-packets out".to_owned(),
+                s.driver.tun_super_packets_out,
+            ),
             (
                 "upstream sockets opened".to_owned(),
                 s.driver.sockets_opened,
@@ -411,10 +467,13 @@ fn run_with(
     let _ = signal_thread.join();
     let stats = handle.stats();
     say!(
-        "embargo: stopped: {} packets in, {} out, {} upstream sockets, {} connect failures, \
-         {} flows blocked; DNS {} forwarded, {} from cache, {} blocked; {} loop wake-ups",
+        "embargo: stopped: {} packets in, {} out ({} and {} super-packets), {} upstream sockets, \
+         {} connect failures, {} flows blocked; DNS {} forwarded, {} from cache, {} blocked; \
+         {} loop wake-ups",
         stats.driver.tun_packets_in,
         stats.driver.tun_packets_out,
+        stats.driver.tun_super_packets_in,
+        stats.driver.tun_super_packets_out,
         stats.driver.sockets_opened,
         stats.driver.connect_failures,
         stats.engine.flows_blocked,

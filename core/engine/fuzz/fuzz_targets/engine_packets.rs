@@ -159,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
         max_flows: 8,
         resolve_apps: mode & 1 != 0,
         block_encrypted_dns: mode & 2 != 0,
-        tcp_large_slots: usize::from(mode >> 4),
+        tcp_grow_total: usize::from(mode >> 4) * 16 * 1024,
         ..EngineConfig::default()
     };
     let mut now = Instant::now();

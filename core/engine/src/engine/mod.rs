@@ -219,11 +219,8 @@ impl Engine {
         let max_flows = config.max_flows;
         let worst = budget::worst_case_bytes(budget::BudgetInputs {
             max_flows: config.max_flows,
-            small_rx: config.tcp_small_rx,
-            small_tx: config.tcp_small_tx,
-            large_rx: config.tcp_large_rx,
-            large_tx: config.tcp_large_tx,
-            large_slots: config.tcp_large_slots,
+            ring_total: config.tcp_ring_total,
+            grow_total: config.tcp_grow_total,
             mtu: config.mtu,
             max_pending_dns: config.max_pending_dns,
             dns_cache_entries: config.dns_cache_entries,
@@ -572,14 +569,14 @@ impl Engine {
         s.udp_flows = self.table.udp_count();
         // One socket per TCP flow (O(1): the driver asks after every pass).
         s.sockets = self.table.tcp_count();
-        s.sockets_reused = self.sockets.reused();
+        s.rings_grown = self.sockets.growths();
         s.memory_bytes = self.memory_bytes();
         s
     }
 
     /// The engine's own accounting of what it holds (see [`crate::budget`]).
     fn memory_bytes(&self) -> usize {
-        self.sockets.memory_bytes(&self.config)
+        self.sockets.memory_bytes()
             + self.table.udp_count() * budget::UDP_FLOW_OVERHEAD
             + self.frags.memory()
             + self.device.memory()
@@ -695,7 +692,7 @@ impl Engine {
         match &f.kind {
             FlowKind::Tcp(t) => {
                 self.handshakes.ended(t.parked, t.half_open);
-                self.sockets.close(t.large);
+                self.sockets.close(&self.config, t.sock());
                 self.sockets
                     .release(t.inspect.capacity() + t.dns_out.capacity());
                 if let Some(tunnel) = &t.tunnel {
@@ -715,12 +712,6 @@ impl Engine {
                 bytes_from_app: f.bytes_from_app,
                 bytes_to_app: f.bytes_to_app,
             });
-        }
-        if let FlowKind::Tcp(t) = f.kind {
-            if t.large {
-                self.sockets
-                    .recycle((t.socket, t.handle), f.bytes_from_app, f.bytes_to_app);
-            }
         }
     }
 

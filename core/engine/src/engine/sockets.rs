@@ -1,22 +1,12 @@
-//! The socket budget: large and small slots in use, finished large-slot sockets kept for the
-//! next flow, and the bytes inspection buffers hold.
+//! The socket budget: the flows' rings, the bytes by which busy flows grew them, and the
+//! bytes inspection buffers hold.
 //!
-//! Finished large-slot sockets are kept for the next flow instead of freed.
-//! A large slot's two 64 KiB rings are zero-allocated fresh for every flow, so that only the
-//! pages a flow fills are resident (see [`crate::budget::LARGE_RX`]); with glibc that is a
-//! `mmap` per ring when the flow starts and a `munmap` per ring, with a TLB shootdown across
-//! the cores, when it ends, plus a page fault for every page it touches. A short request
-//! (most of what apps do, and every connection of a sequence of `curl`s) paid all of that for
-//! a page or two, on the packet path: the SYN waits for the allocation. smoltcp sockets are
-//! made to be reused: `listen` on a closed socket resets its connection state and empties its
-//! rings (the bytes stay; smoltcp never reads a ring beyond what the new connection wrote).
-//!
-//! Only sockets whose flow moved little are kept ([`RECYCLE_MAX_BYTES`]): their rings hold
-//! just a few resident pages, so the pool costs little memory while it waits, and a ring that
-//! a bulk transfer filled is given back to the system at once as before. The pool only takes
-//! sockets of flows that held a large slot and every large flow takes from it first, so pooled
-//! plus live large sockets never exceed the slots: the worst case in [`crate::budget`] is
-//! unchanged.
+//! Every TCP flow starts with small rings (`tcp_small_rx`/`tx`). A flow that fills one (a
+//! bulk upload filling the receive ring, a download keeping the send ring full) has it doubled
+//! in place (smoltcp patched: `third_party/smoltcp/PATCHES.md`), up to `tcp_max_rx`/`tx`, as
+//! long as all flows' growth stays within `tcp_grow_total`; the grown bytes come back when the
+//! flow ends. So an idle connection never holds a large ring, and the worst case in
+//! [`crate::budget`] is the initial rings of every flow plus `tcp_grow_total`.
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
@@ -25,61 +15,30 @@ use crate::api::FlowId;
 use crate::budget;
 use crate::config::EngineConfig;
 
-/// Sockets kept. A sequence of requests needs one; a browser opens about six connections to a
-/// host at once. Eight sockets of at most [`RECYCLE_MAX_BYTES`] each way hold at most
-/// 8 x 2 x 12 KiB of touched pages (the rings restart at their first byte).
-pub(crate) const POOLED_LARGE: usize = 8;
-
-/// A flow that moved more than this in either direction gives its rings back to the system
-/// instead of the pool: up to 3 pages of each ring, what a request and a small response fill.
-pub(crate) const RECYCLE_MAX_BYTES: u64 = 12 * 1024;
-
 /// One flow's socket: the set it lives in alone, and its handle there.
 pub(crate) type OwnSocket = (SocketSet<'static>, SocketHandle);
 
-/// Closed large-slot sockets waiting for a flow (last in, first out: the most recently used
-/// rings are the likeliest to be in the cache).
-#[derive(Default)]
-struct SocketPool {
-    idle: Vec<OwnSocket>,
-    /// Sockets handed out again since the engine started.
-    reused: u64,
+/// Which of a flow's rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ring {
+    /// From the app (what it may send ahead).
+    Rx,
+    /// To the app (what the server sent that the app has not acknowledged).
+    Tx,
 }
 
-impl SocketPool {
-    /// Sockets waiting.
-    fn len(&self) -> usize {
-        self.idle.len()
-    }
-
-    /// A kept socket, closed and ready for `listen`.
-    fn take(&mut self) -> Option<OwnSocket> {
-        let own = self.idle.pop()?;
-        self.reused += 1;
-        Some(own)
-    }
-
-    /// Keeps the socket of a finished large-slot flow that moved `from_app` and `to_app`
-    /// bytes, or frees it (drops it) when the pool is full or the flow moved much.
-    fn give(&mut self, (mut set, handle): OwnSocket, from_app: u64, to_app: u64) {
-        if self.idle.len() >= POOLED_LARGE || from_app.max(to_app) > RECYCLE_MAX_BYTES {
-            return;
-        }
-        // Closed now, whatever state the flow ended in: a pooled socket is never polled, and
-        // `listen` accepts only a closed socket.
-        set.get_mut::<tcp::Socket>(handle).abort();
-        self.idle.push((set, handle));
-    }
-}
-
-/// What the flows hold of the engine's memory budget (see [`crate::budget`]): socket slots and
-/// inspection bytes.
+/// What the flows hold of the engine's memory budget (see [`crate::budget`]): sockets, rings
+/// and inspection bytes.
 #[derive(Default)]
 pub(crate) struct SocketBudget {
-    large_in_use: usize,
-    small_in_use: usize,
-    /// Finished large-slot sockets kept for the next large flow.
-    pool: SocketPool,
+    /// TCP flows holding a socket.
+    flows: usize,
+    /// Bytes of the rings flows hold at their initial sizes (within `tcp_ring_total`).
+    rings: usize,
+    /// Bytes of ring grown beyond the initial sizes (within `tcp_grow_total`).
+    grown: usize,
+    /// Ring growths since the engine started.
+    growths: u64,
     /// Bytes held by inspection buffers and QUIC sniffers.
     inspect_bytes: usize,
     /// Inspected flows waiting for room in the inspection pool (their bytes wait in their
@@ -87,43 +46,140 @@ pub(crate) struct SocketBudget {
     inspect_waiting: Vec<FlowId>,
 }
 
+/// The initial size and the configured maximum of `ring`.
+fn sizes(config: &EngineConfig, ring: Ring) -> (usize, usize) {
+    match ring {
+        Ring::Rx => (config.tcp_small_rx, config.tcp_max_rx),
+        Ring::Tx => (config.tcp_small_tx, config.tcp_max_tx),
+    }
+}
+
+fn capacity(sock: &tcp::Socket<'static>, ring: Ring) -> usize {
+    match ring {
+        Ring::Rx => sock.recv_capacity(),
+        Ring::Tx => sock.send_capacity(),
+    }
+}
+
 impl SocketBudget {
-    /// Whether a new flow gets a large slot.
-    pub fn large_free(&self, config: &EngineConfig) -> bool {
-        self.large_in_use < config.tcp_large_slots
+    /// A new flow's socket: no ring yet (each comes with the first bytes that need it), a
+    /// receive window of the initial ring advertised, the window scale chosen for the largest.
+    pub fn new_socket(&mut self, config: &EngineConfig) -> tcp::Socket<'static> {
+        let mut sock = tcp::Socket::new(
+            tcp::SocketBuffer::new(Vec::new()),
+            tcp::SocketBuffer::new(Vec::new()),
+        );
+        sock.set_recv_capacity_max(config.tcp_max_rx);
+        sock.set_recv_reserve(config.tcp_small_rx);
+        self.flows += 1;
+        sock
     }
 
-    /// A pooled large-slot socket, if one waits.
-    pub fn take_pooled(&mut self) -> Option<OwnSocket> {
-        self.pool.take()
-    }
-
-    /// A flow took a slot.
-    pub fn open(&mut self, large: bool) {
-        if large {
-            self.large_in_use += 1;
-        } else {
-            self.small_in_use += 1;
+    /// A flow gave its socket back, with whatever rings it held.
+    pub fn close(&mut self, config: &EngineConfig, sock: &tcp::Socket<'static>) {
+        self.flows -= 1;
+        for ring in [Ring::Rx, Ring::Tx] {
+            let (small, _) = sizes(config, ring);
+            let held = capacity(sock, ring);
+            self.rings -= held.min(small);
+            self.grown -= held.saturating_sub(small);
         }
     }
 
-    /// A flow gave its slot back.
-    pub fn close(&mut self, large: bool) {
-        if large {
-            self.large_in_use -= 1;
-        } else {
-            self.small_in_use -= 1;
+    /// Give a ring to a flow that holds none (its first bytes either way, or the first after
+    /// it gave its ring back), at the initial size, within the ring budget. Returns whether
+    /// the flow has one now. The caller checks the capacity is 0.
+    pub fn take(
+        &mut self,
+        config: &EngineConfig,
+        sock: &mut tcp::Socket<'static>,
+        ring: Ring,
+    ) -> bool {
+        let (small, _) = sizes(config, ring);
+        if self.rings + small > config.tcp_ring_total {
+            return false;
         }
+        let storage = vec![0u8; small];
+        let ok = match ring {
+            Ring::Rx => {
+                drop(sock.replace_recv_buffer(storage));
+                true
+            }
+            Ring::Tx => sock.replace_send_buffer(storage).is_ok(),
+        };
+        if ok {
+            self.rings += small;
+        }
+        ok
     }
 
-    /// Keep (or free) a finished large-slot flow's socket: see [`SocketPool::give`].
-    pub fn recycle(&mut self, own: OwnSocket, from_app: u64, to_app: u64) {
-        self.pool.give(own, from_app, to_app);
+    /// Whether a flow holding no send ring could take one now.
+    pub fn tx_room(&self, config: &EngineConfig) -> bool {
+        self.rings + config.tcp_small_tx <= config.tcp_ring_total
     }
 
-    /// Sockets handed out again since the engine started.
-    pub fn reused(&self) -> u64 {
-        self.pool.reused
+    /// Give back `ring` of an idle flow: empty (the receive ring: every byte relayed, nothing
+    /// out of order; the send ring: all of it acknowledged) and at its initial size (a grown
+    /// ring stays: its flow moves bulk data). The receive window stays advertised. Returns
+    /// whether it was given back.
+    pub fn give_back(
+        &mut self,
+        config: &EngineConfig,
+        sock: &mut tcp::Socket<'static>,
+        ring: Ring,
+    ) -> bool {
+        let (small, _) = sizes(config, ring);
+        if capacity(sock, ring) != small {
+            return false;
+        }
+        let given = match ring {
+            Ring::Rx => sock.release_recv_buffer().is_some(),
+            Ring::Tx => sock.send_queue() == 0 && sock.replace_send_buffer(Vec::new()).is_ok(),
+        };
+        if given {
+            self.rings -= small;
+        }
+        given
+    }
+
+    /// Ring growths since the engine started.
+    pub fn growths(&self) -> u64 {
+        self.growths
+    }
+
+    /// Double `ring` of a flow's socket that filled it, up to the configured maximum and
+    /// within the grow budget. Returns whether it grew (not: at its maximum, or the budget
+    /// is spent).
+    pub fn grow(
+        &mut self,
+        config: &EngineConfig,
+        sock: &mut tcp::Socket<'static>,
+        ring: Ring,
+    ) -> bool {
+        let (_, max) = sizes(config, ring);
+        let capacity = capacity(sock, ring);
+        let to = capacity.saturating_mul(2).min(max);
+        if capacity == 0 || to <= capacity {
+            return false;
+        }
+        let by = to - capacity;
+        if self.grown + by > config.tcp_grow_total {
+            return false;
+        }
+        // Zero-allocated: above the allocator's mmap threshold, fresh pages that become
+        // resident only as the flow fills them.
+        let storage = vec![0u8; to];
+        match ring {
+            Ring::Rx => drop(sock.replace_recv_buffer(storage)),
+            Ring::Tx => {
+                if sock.replace_send_buffer(storage).is_err() {
+                    return false;
+                }
+            }
+        }
+        self.grown += by;
+        self.growths += 1;
+        true
     }
 
     /// Inspection buffers grew by `n` bytes.
@@ -174,12 +230,8 @@ impl SocketBudget {
         }
     }
 
-    /// Bytes the slots in use, the pooled sockets and the inspection buffers account for.
-    pub fn memory_bytes(&self, config: &EngineConfig) -> usize {
-        let small = config.tcp_small_rx + config.tcp_small_tx;
-        let large = config.tcp_large_rx + config.tcp_large_tx;
-        self.small_in_use * (small + budget::TCP_FLOW_OVERHEAD)
-            + (self.large_in_use + self.pool.len()) * (large + budget::TCP_FLOW_OVERHEAD)
-            + self.inspect_bytes
+    /// Bytes the flows' sockets and rings and the inspection buffers account for.
+    pub fn memory_bytes(&self) -> usize {
+        self.flows * budget::TCP_FLOW_OVERHEAD + self.rings + self.grown + self.inspect_bytes
     }
 }

@@ -53,7 +53,7 @@ use smoltcp::iface::{PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpListenEndpoint;
 
-use super::sockets::OwnSocket;
+use super::sockets::{OwnSocket, Ring};
 use super::table::FlowTable;
 use super::{file_timer, Engine, Flow, FlowKind};
 use crate::api::{Command, DropReason, FlowId};
@@ -74,7 +74,7 @@ const UNREADABLE: &str = "no name readable on a client-first port (fail closed)"
 const MAX_TCP_DNS_QUERY: usize = 4096;
 /// Answers held for a DNS-over-TCP flow whose send ring is full, framed: one answer of the
 /// largest size DNS allows (apps ask over TCP exactly when an answer is too big for UDP, and a
-/// flow without a large slot has a 1.75 KiB ring). Past it an answer is dropped, as if lost,
+/// flow's send ring starts at 1.75 KiB). Past it an answer is dropped, as if lost,
 /// and the app asks again.
 const MAX_TCP_DNS_PENDING: usize = 64 * 1024 + 2;
 
@@ -105,7 +105,6 @@ pub(crate) struct TcpFlow {
     /// smoltcp's next deadline for the socket (retransmission, delayed ACK, window probe,
     /// TIME-WAIT), as of its last egress; part of the flow's timer.
     pub stack_at: Option<Instant>,
-    pub large: bool,
     pub phase: Phase,
     /// The app's initial sequence number (for hand-built RSTs while the SYN-ACK is held).
     pub app_isn: u32,
@@ -216,17 +215,9 @@ impl Engine {
         INSPECT_PORTS.contains(&port) || self.config.proxy_ports.contains(&port)
     }
 
-    /// A closed socket with a large slot's rings or a small flow's, alone in its set.
-    fn new_socket(&self, large: bool) -> OwnSocket {
-        let (rx, tx) = if large {
-            (self.config.tcp_large_rx, self.config.tcp_large_tx)
-        } else {
-            (self.config.tcp_small_rx, self.config.tcp_small_tx)
-        };
-        let mut sock = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; rx]),
-            tcp::SocketBuffer::new(vec![0; tx]),
-        );
+    /// A closed socket without rings yet (see `engine::sockets`), alone in its set.
+    fn new_socket(&mut self) -> OwnSocket {
+        let mut sock = self.sockets.new_socket(&self.config);
         // The engine relays whole writes of the other side: Nagle would only add latency.
         sock.set_nagle_enabled(false);
         // One slot, allocated once: `add` fills it without growing the Vec.
@@ -301,15 +292,10 @@ impl Engine {
             self.send_rst_for(p);
             return;
         }
-        let large = self.sockets.large_free(&self.config);
-        let pooled = if large {
-            self.sockets.take_pooled()
-        } else {
-            None
-        };
-        let (mut socket, handle) = pooled.unwrap_or_else(|| self.new_socket(large));
+        let (mut socket, handle) = self.new_socket();
         let sock = socket.get_mut::<tcp::Socket>(handle);
         if sock.listen(listen_endpoint(dst)).is_err() {
+            self.sockets.close(&self.config, sock);
             return self.drop_packet(DropReason::Malformed);
         }
         let parked = mode == Phase::AwaitApp;
@@ -320,7 +306,6 @@ impl Engine {
         if half_open {
             self.handshakes.half_open += 1;
         }
-        self.sockets.open(large);
         let now = self.now;
         let deadline = match mode {
             Phase::AwaitApp => Some(now + self.config.app_wait),
@@ -345,7 +330,6 @@ impl Engine {
                 handle,
                 parked,
                 stack_at: None,
-                large,
                 phase: mode,
                 app_isn: p.tcp_seq,
                 inspect: Vec::new(),
@@ -393,6 +377,16 @@ impl Engine {
             return;
         };
         f.last_active = self.now;
+        let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
+        if p.end > p.payload
+            && sock.recv_capacity() == 0
+            && !self.sockets.take(&self.config, sock, Ring::Rx)
+        {
+            // Data for a flow holding no receive ring gets one first (the window it advertised
+            // stands); past the ring budget the segment is dropped, and the app sends it again.
+            self.stats.dropped[DropReason::NoRing as usize] += 1;
+            return;
+        }
         if p.has_ipv6_extensions() {
             packet::strip_ipv6_extensions(&mut self.scratch, packet, p);
             self.device.set_rx(&self.scratch);
@@ -862,6 +856,11 @@ impl Engine {
             t.half_open = false;
             self.handshakes.half_open -= 1;
         }
+        if sock.recv_queue() == 0 {
+            // Nothing from the app waits (read out, relayed, or never sent): no receive ring,
+            // whatever the phase; its window stays advertised.
+            self.sockets.give_back(&self.config, sock, Ring::Rx);
+        }
         match t.phase {
             Phase::AwaitApp | Phase::Connecting => {}
             Phase::Handshake => {
@@ -891,6 +890,10 @@ impl Engine {
                     recv_capped(sock, &mut t.inspect, cap);
                 }
                 self.sockets.resize(before, t.inspect.capacity());
+                if sock.recv_queue() == 0 {
+                    // Read out: the ring goes back while the name is decided and connected.
+                    self.sockets.give_back(&self.config, sock, Ring::Rx);
+                }
                 let app_done = fin_received(state);
                 if t.inspect.is_empty() && !app_done {
                     return;
@@ -960,6 +963,13 @@ impl Engine {
             Phase::Relaying => {
                 let replay_left = t.replay_pos < t.inspect.len();
                 let queued = sock.recv_queue() > 0;
+                if queued && sock.recv_queue() == sock.recv_capacity() {
+                    // The app filled its ring (more than the upstream took meanwhile): a
+                    // bulk sender gets a larger window, advertised by this pass's egress.
+                    self.sockets.grow(&self.config, sock, Ring::Rx);
+                }
+                // An idle connection holds no send ring: the app has every byte sent to it.
+                self.sockets.give_back(&self.config, sock, Ring::Tx);
                 if matches!(state, tcp::State::TimeWait) && !queued && !replay_left {
                     self.remove_flow(id);
                     return;
@@ -988,7 +998,7 @@ impl Engine {
             };
             let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
             let before = t.inspect.capacity() + t.dns_out.capacity();
-            flush_dns_out(sock, &mut t.dns_out);
+            flush_dns_out(&mut self.sockets, &self.config, sock, &mut t.dns_out);
             recv_capped(sock, &mut t.inspect, MAX_TCP_DNS_QUERY + 2);
             loop {
                 if t.inspect.len() < 2 {
@@ -1070,7 +1080,7 @@ impl Engine {
         t.dns_out.extend_from_slice(&len.to_be_bytes());
         t.dns_out.extend_from_slice(answer);
         let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
-        flush_dns_out(sock, &mut t.dns_out);
+        flush_dns_out(&mut self.sockets, &self.config, sock, &mut t.dns_out);
         self.sockets.resize(before, t.dns_out.capacity());
         f.bytes_to_app += framed as u64;
         self.dirty.push(id);
@@ -1100,6 +1110,14 @@ impl Engine {
         let sock = t.sock();
         if !sock.may_send() {
             return 0;
+        }
+        if sock.send_capacity() == 0 {
+            // No ring yet (or given back while idle): one comes with the bytes.
+            return if self.sockets.tx_room(&self.config) {
+                self.config.tcp_small_tx
+            } else {
+                0
+            };
         }
         sock.send_capacity() - sock.send_queue()
     }
@@ -1139,7 +1157,12 @@ impl Engine {
         let FlowKind::Tcp(t) = &mut f.kind else {
             return None;
         };
-        let sock = t.sock_mut();
+        let sock = t.socket.get_mut::<tcp::Socket>(t.handle);
+        if sock.may_send() && sock.send_capacity() == 0 {
+            // The server's first bytes since the flow started or went idle (past the ring
+            // budget: none, and the driver tries again after the tunnel's next packets).
+            self.sockets.take(&self.config, sock, Ring::Tx);
+        }
         if !sock.may_send() || sock.send_capacity() == sock.send_queue() {
             return None;
         }
@@ -1152,6 +1175,10 @@ impl Engine {
         if let Ok(n) = &r {
             f.bytes_to_app += *n as u64;
             f.last_active = t_now;
+        }
+        if sock.send_queue() == sock.send_capacity() {
+            // The server keeps the ring full (a download): the driver's next read finds room.
+            self.sockets.grow(&self.config, sock, Ring::Tx);
         }
         self.dirty.push(flow);
         Some(r)
@@ -1246,9 +1273,17 @@ fn taken<E>(result: Result<usize, E>, len: usize) -> (usize, Result<usize, E>) {
 
 /// Whether the app sent its FIN (the receive half is finished).
 /// Moves as much of `pending` (framed DNS answers) into the send ring as fits.
-fn flush_dns_out(sock: &mut tcp::Socket<'static>, pending: &mut Vec<u8>) {
+fn flush_dns_out(
+    sockets: &mut super::sockets::SocketBudget,
+    config: &crate::EngineConfig,
+    sock: &mut tcp::Socket<'static>,
+    pending: &mut Vec<u8>,
+) {
     if pending.is_empty() {
         return;
+    }
+    if sock.send_capacity() == 0 {
+        sockets.take(config, sock, Ring::Tx);
     }
     if let Ok(n) = sock.send_slice(pending) {
         pending.drain(..n);

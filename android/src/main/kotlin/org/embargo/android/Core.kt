@@ -57,10 +57,12 @@ class Core private constructor(val context: Context) {
     fun config(): EmbargoConfig {
         val dns = prefs.getString(KEY_DNS, DEFAULT_DNS) ?: DEFAULT_DNS
         val days = prefs.getInt(KEY_RETENTION, 30).toUInt()
+        // One value for both ends: the service's Builder.setMtu and the core's packets.
+        val mtu = prefs.getInt(KEY_MTU, DEFAULT_MTU).coerceIn(MIN_MTU, MAX_MTU).toUInt()
         // An encrypted upstream replaces the plain one: the core checks its name against the
         // server's certificate, and no question leaves in plaintext.
-        return if (isEncryptedDns(dns)) EmbargoConfig(dnsUpstreams = listOf(dns), historyRetentionDays = days)
-        else EmbargoConfig(dnsUpstream = dns, historyRetentionDays = days)
+        return if (isEncryptedDns(dns)) EmbargoConfig(dnsUpstreams = listOf(dns), historyRetentionDays = days, mtu = mtu)
+        else EmbargoConfig(dnsUpstream = dns, historyRetentionDays = days, mtu = mtu)
     }
 
     var mode: Mode
@@ -121,6 +123,11 @@ class Core private constructor(val context: Context) {
         const val KEY_ALWAYS_ON = "always_on"
         const val KEY_DNS = "dns_upstream"
         const val KEY_RETENTION = "retention_days"
+        const val KEY_MTU = "tunnel_mtu"
+        /** The core's default (`EmbargoConfig.mtu`); IPv6 needs at least 1280. */
+        val DEFAULT_MTU = EmbargoConfig().mtu.toInt()
+        const val MIN_MTU = 1280
+        const val MAX_MTU = 65535
 
         @Volatile private var instance: Core? = null
 

@@ -73,7 +73,7 @@ class EmbargoVpnService : VpnService() {
         }
         val tun = Builder()
             .setSession("Embargo")
-            .setMtu(MTU)
+            .setMtu(core.config().mtu.toInt())
             .addAddress(InetAddress.getByName(TUN_V4), 32)
             .addAddress(InetAddress.getByName(TUN_V6), 128)
             .addRoute(InetAddress.getByName("0.0.0.0"), 0)
@@ -206,7 +206,6 @@ class EmbargoVpnService : VpnService() {
         const val ACTION_PAUSE = "org.embargo.android.PAUSE"
         const val CHANNEL = "status"
         const val NOTIFICATION_ID = 1
-        const val MTU = 1500
         // The phone's side of the tunnel and the DNS server the core answers as.
         const val TUN_V4 = "10.111.0.2"
         const val DNS_V4 = "10.111.0.1"

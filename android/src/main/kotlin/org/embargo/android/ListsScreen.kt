@@ -84,6 +84,7 @@ class ListsScreen(activity: MainActivity) : MainActivity.Screen(activity) {
         body.addView(ui.section("DNS and history"))
         val dns = ui.edit("ip, ip:port, tls://name@ip or https://name@ip/dns-query").apply { setText(core.prefs.getString(Core.KEY_DNS, Core.DEFAULT_DNS)) }
         val retention = core.prefs.getInt(Core.KEY_RETENTION, 30)
+        val mtu = ui.edit("1280 to 65535").apply { setText(core.config().mtu.toString()) }
         body.addView(
             ui.card(
                 ui.text("DNS server for allowed names", 15f),
@@ -95,6 +96,19 @@ class ListsScreen(activity: MainActivity) : MainActivity.Screen(activity) {
                         progress.text = "Not an address: \"$v\""
                     } else {
                         core.prefs.edit().putString(Core.KEY_DNS, v).apply()
+                        refresh()
+                    }
+                },
+                spacer(),
+                ui.text("Tunnel MTU", 15f),
+                ui.muted("The largest packet apps send into the tunnel. Larger moves bulk data with fewer packets and less battery; ${Core.DEFAULT_MTU} by default. Applies the next time protection starts.", 13f),
+                mtu, spacer(),
+                ui.button("Save MTU") {
+                    val v = mtu.text.toString().trim().toIntOrNull()
+                    if (v == null || v !in Core.MIN_MTU..Core.MAX_MTU) {
+                        progress.text = "The MTU is a number from ${Core.MIN_MTU} to ${Core.MAX_MTU}."
+                    } else {
+                        core.prefs.edit().putInt(Core.KEY_MTU, v).apply()
                         refresh()
                     }
                 },

@@ -323,6 +323,17 @@ class AppTest {
     }
 
     @Test
+    fun theTunnelMtuSettingReachesTheCoreAndStaysInRange() {
+        assertEquals(Core.DEFAULT_MTU.toUInt(), core.config().mtu)
+        core.prefs.edit().putInt(Core.KEY_MTU, 9000).commit()
+        assertEquals(9000u, core.config().mtu)
+        // The real core opens with it (the service gives Builder.setMtu the same config().mtu).
+        assertNotNull(core.embargo)
+        core.prefs.edit().putInt(Core.KEY_MTU, 100_000).commit()
+        assertEquals(65535u, core.config().mtu)
+    }
+
+    @Test
     fun anEncryptedDnsServerReachesTheCoreAsAnUpstream() {
         val dot = "tls://dns.quad9.net@9.9.9.9"
         core.prefs.edit().putString(Core.KEY_DNS, dot).commit()

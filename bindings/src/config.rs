@@ -95,6 +95,14 @@ impl Default for EmbargoConfig {
     }
 }
 
+/// Checks `config` as [`crate::Embargo::new`] does, without opening anything: a settings
+/// screen calls it before saving (an encrypted DNS server's text, a resolver address), and
+/// the error names the value at fault.
+#[uniffi::export]
+pub fn check_config(config: EmbargoConfig) -> Result<(), EmbargoError> {
+    crate::error::guard(|| config.validate())
+}
+
 /// `"ip:port"`, `"[v6]:port"` or a bare address (port 53).
 fn parse_resolver(text: &str) -> Result<SocketAddr, EmbargoError> {
     let t = text.trim();
@@ -205,6 +213,49 @@ impl EmbargoConfig {
             };
         }
         Ok((engine, driver))
+    }
+
+    /// The fields that differ from `before` and apply only at the next start (see
+    /// `Embargo::apply_settings`).
+    pub(crate) fn restart_fields(&self, before: &EmbargoConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut differs = |name, changed: bool| {
+            if changed {
+                out.push(name);
+            }
+        };
+        differs("mtu", self.mtu != before.mtu);
+        differs("dns_upstream", self.dns_upstream != before.dns_upstream);
+        differs(
+            "dns_upstream_v6",
+            self.dns_upstream_v6 != before.dns_upstream_v6,
+        );
+        differs("dns_upstreams", self.dns_upstreams != before.dns_upstreams);
+        differs(
+            "network_resolvers",
+            self.network_resolvers != before.network_resolvers,
+        );
+        differs(
+            "dns_roots_file",
+            self.dns_roots_file != before.dns_roots_file,
+        );
+        differs(
+            "history_retention_days",
+            self.history_retention_days != before.history_retention_days,
+        );
+        differs(
+            "history_max_bytes",
+            self.history_max_bytes != before.history_max_bytes,
+        );
+        differs(
+            "event_queue_capacity",
+            self.event_queue_capacity != before.event_queue_capacity,
+        );
+        differs(
+            "use_builtin_rules",
+            self.use_builtin_rules != before.use_builtin_rules,
+        );
+        out
     }
 
     /// The history store's configuration for the database at `path`.

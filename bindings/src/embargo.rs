@@ -68,6 +68,60 @@ pub struct TunnelStatus {
     pub history_last_error: Option<String>,
 }
 
+/// Which part of a two-process app this object plays (iOS: the app and its packet tunnel
+/// extension share one storage directory in the App Group container).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ProcessRole {
+    /// One process does everything (Android, Linux): lists are compiled from their text.
+    Single,
+    /// The app of a two-process platform: changes lists and settings and writes the
+    /// compiled rules ([`Embargo::compile_rules`]) for the extension. Opens the history
+    /// read-only (SQLite `SQLITE_OPEN_READ_ONLY`, `query_only`; WAL): queries never block the
+    /// extension's writes, and hiding rows or running the tunnel is refused here. Until the
+    /// extension has created the history it reads as empty.
+    App,
+    /// The tunnel's process of a two-process platform (iOS's packet tunnel extension, killed
+    /// past 50 MiB): maps the rules the app compiled (`rules.compiled` in the storage
+    /// directory) and never parses a list; a missing, stale or foreign file is an error
+    /// naming it. Lists cannot be changed here.
+    Tunnel,
+}
+
+/// The history as this process uses it.
+// One per `Embargo` object: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum HistoryStore {
+    /// Written here, and read ([`ProcessRole::Single`], [`ProcessRole::Tunnel`]), with its
+    /// health and latest problem for [`TunnelStatus`].
+    Written {
+        history: History,
+        watch: embargo_app::HistoryWatch,
+    },
+    /// Only read, never blocking the other process that writes it ([`ProcessRole::App`]).
+    Read(embargo_history::Reader),
+}
+
+impl HistoryStore {
+    /// The history to write, or an error naming `what` could not be done here.
+    fn written(&self, what: &str) -> Result<&History, EmbargoError> {
+        match self {
+            HistoryStore::Written { history, .. } => Ok(history),
+            HistoryStore::Read(r) => Err(EmbargoError::State(format!(
+                "cannot {what}: this process only reads the history ({}); the tunnel's \
+                 process writes it",
+                r.path().display()
+            ))),
+        }
+    }
+
+    fn query(&self, q: &embargo_history::Query) -> Result<embargo_history::Page, EmbargoError> {
+        Ok(match self {
+            HistoryStore::Written { history, .. } => history.query(q)?,
+            HistoryStore::Read(r) => r.query(q)?,
+        })
+    }
+}
+
 /// A running tunnel.
 struct Running {
     handle: DriverHandle,
@@ -90,12 +144,12 @@ struct TunnelShared {
 /// [`EmbargoError::Internal`]).
 #[derive(uniffi::Object)]
 pub struct Embargo {
-    config: EmbargoConfig,
+    /// The configuration: the one given at open, or the last [`Embargo::apply_settings`].
+    pub(crate) config: Mutex<EmbargoConfig>,
+    role: ProcessRole,
     storage_dir: PathBuf,
     rules: Mutex<RulesStore>,
-    history: History,
-    /// The history's health and latest problem, for [`TunnelStatus`].
-    history_watch: embargo_app::HistoryWatch,
+    history: HistoryStore,
     pub(crate) bus: Arc<EventBus>,
     running: Mutex<Option<Running>>,
     shared: Arc<Mutex<TunnelShared>>,
@@ -128,7 +182,7 @@ impl Embargo {
             platform: hooks,
             bus: self.bus.clone(),
         });
-        let (engine, driver) = self.config.engine_and_driver(true)?;
+        let (engine, driver) = lock(&self.config).engine_and_driver(true)?;
         let embargo_app::Started { handle, thread } = embargo_app::start(
             tunnel,
             driver_hooks,
@@ -136,7 +190,7 @@ impl Embargo {
                 engine,
                 driver,
                 policy: lock(&self.rules).handle(),
-                history: Some(self.history.recorder()),
+                history: Some(self.history.written("run the tunnel")?.recorder()),
             },
         )
         .map_err(|e| EmbargoError::Tunnel(format!("cannot start: {e}")))?;
@@ -184,6 +238,13 @@ impl Embargo {
         Ok(())
     }
 
+    /// Records allowed connections from now on, or stops (where the history is written).
+    pub(crate) fn set_record_allowed(&self, record_allowed: bool) {
+        if let HistoryStore::Written { history, .. } = &self.history {
+            history.recorder().set_record_allowed(record_allowed);
+        }
+    }
+
     pub(crate) fn with_rules<T>(
         &self,
         f: impl FnOnce(&mut RulesStore) -> Result<T, EmbargoError>,
@@ -212,21 +273,45 @@ impl Embargo {
     /// large lists: call it off the main thread.
     #[uniffi::constructor]
     pub fn new(config: EmbargoConfig, storage_dir: String) -> Result<Arc<Self>, EmbargoError> {
+        Embargo::with_role(config, storage_dir, ProcessRole::Single)
+    }
+
+    /// [`Embargo::new`] for one `role` of a two-process app (iOS: [`ProcessRole::App`] in the
+    /// app, [`ProcessRole::Tunnel`] in the packet tunnel extension).
+    #[uniffi::constructor]
+    pub fn with_role(
+        config: EmbargoConfig,
+        storage_dir: String,
+        role: ProcessRole,
+    ) -> Result<Arc<Self>, EmbargoError> {
         guard(|| {
             config.validate()?;
             let dir = PathBuf::from(&storage_dir);
             let store = Store::new(&dir);
             let history_db = store.history_db();
-            let rules = RulesStore::open(store, config.use_builtin_rules)?;
-            let history = History::open(config.history(history_db))?;
-            let history_watch = embargo_app::HistoryWatch::new(&history);
+            let rules = match role {
+                ProcessRole::Single | ProcessRole::App => {
+                    RulesStore::open(store, config.use_builtin_rules)?
+                }
+                ProcessRole::Tunnel => RulesStore::open_mapped(store, config.use_builtin_rules)?,
+            };
+            let history = match role {
+                ProcessRole::App => HistoryStore::Read(embargo_history::Reader::open(history_db)?),
+                ProcessRole::Single | ProcessRole::Tunnel => {
+                    let history = History::open(config.history(history_db))?;
+                    HistoryStore::Written {
+                        watch: embargo_app::HistoryWatch::new(&history),
+                        history,
+                    }
+                }
+            };
             let bus = Arc::new(EventBus::new(config.event_queue_capacity as usize));
             Ok(Arc::new(Embargo {
-                config,
+                config: Mutex::new(config),
+                role,
                 storage_dir: dir,
                 rules: Mutex::new(rules),
                 history,
-                history_watch,
                 bus,
                 running: Mutex::new(None),
                 shared: Arc::new(Mutex::new(TunnelShared::default())),
@@ -237,6 +322,11 @@ impl Embargo {
     /// The storage directory given to [`Embargo::new`].
     pub fn storage_dir(&self) -> String {
         self.storage_dir.display().to_string()
+    }
+
+    /// The role given to [`Embargo::with_role`] ([`ProcessRole::Single`] for [`Embargo::new`]).
+    pub fn role(&self) -> ProcessRole {
+        self.role
     }
 
     // ---------------------------------------------------------------- tunnel
@@ -314,7 +404,17 @@ impl Embargo {
                 }
                 _ => (embargo_driver::StatsSnapshot::default(), None),
             };
-            let history = self.history_watch.health();
+            let history = match &self.history {
+                HistoryStore::Written { watch, .. } => watch.health(),
+                // The writer's health is the tunnel's process's to report (its status).
+                HistoryStore::Read(_) => embargo_app::HistoryHealth {
+                    ok: true,
+                    failing_since_ms: None,
+                    committed: 0,
+                    dropped: 0,
+                    last_error: None,
+                },
+            };
             Ok(TunnelStatus {
                 state,
                 error,
@@ -358,7 +458,9 @@ impl Embargo {
         guard(|| {
             let stopped = self.stop_inner();
             self.bus.close();
-            self.history.flush()?;
+            if let HistoryStore::Written { history, .. } = &self.history {
+                history.flush()?;
+            }
             stopped
         })
     }
@@ -594,34 +696,43 @@ impl Embargo {
     /// Blocked and allowed counts per day, app, owner or country.
     pub fn aggregate(&self, query: AggregateQuery) -> Result<Vec<AggregateRow>, EmbargoError> {
         guard(|| {
-            Ok(self
-                .history
-                .aggregate(&query.to_core())?
-                .into_iter()
-                .map(Into::into)
-                .collect())
+            let q = query.to_core();
+            let rows = match &self.history {
+                HistoryStore::Written { history, .. } => history.aggregate(&q)?,
+                HistoryStore::Read(r) => r.aggregate(&q)?,
+            };
+            Ok(rows.into_iter().map(Into::into).collect())
         })
     }
 
     /// Hides an app's or a name's rows from history queries (kept; `include_hidden` shows them).
     pub fn hide(&self, entry: HiddenEntry) -> Result<(), EmbargoError> {
-        guard(|| Ok(self.history.hide(&entry.to_core())?))
+        guard(|| {
+            Ok(self
+                .history
+                .written("hide history rows")?
+                .hide(&entry.to_core())?)
+        })
     }
 
     /// Shows them again; `false` when they were not hidden.
     pub fn unhide(&self, entry: HiddenEntry) -> Result<bool, EmbargoError> {
-        guard(|| Ok(self.history.unhide(&entry.to_core())?))
+        guard(|| {
+            Ok(self
+                .history
+                .written("unhide history rows")?
+                .unhide(&entry.to_core())?)
+        })
     }
 
     /// Everything hidden.
     pub fn hidden(&self) -> Result<Vec<HiddenEntry>, EmbargoError> {
         guard(|| {
-            Ok(self
-                .history
-                .hidden()?
-                .into_iter()
-                .map(HiddenEntry::from_core)
-                .collect())
+            let hidden = match &self.history {
+                HistoryStore::Written { history, .. } => history.hidden()?,
+                HistoryStore::Read(r) => r.hidden()?,
+            };
+            Ok(hidden.into_iter().map(HiddenEntry::from_core).collect())
         })
     }
 
@@ -638,7 +749,12 @@ impl Embargo {
             let file = std::fs::File::create(&path)
                 .map_err(|e| EmbargoError::Storage(format!("cannot create {path}: {e}")))?;
             let mut out = std::io::BufWriter::new(file);
-            let rows = self.history.export(&q, format.to_core(), &mut out)?;
+            let rows = match &self.history {
+                HistoryStore::Written { history, .. } => {
+                    history.export(&q, format.to_core(), &mut out)?
+                }
+                HistoryStore::Read(r) => r.export(&q, format.to_core(), &mut out)?,
+            };
             std::io::Write::flush(&mut out)
                 .map_err(|e| EmbargoError::Storage(format!("cannot write {path}: {e}")))?;
             Ok(rows)
@@ -654,19 +770,34 @@ impl Embargo {
         guard(|| {
             let q = query.to_core()?;
             let mut out = Vec::new();
-            self.history.export(&q, format.to_core(), &mut out)?;
+            match &self.history {
+                HistoryStore::Written { history, .. } => {
+                    history.export(&q, format.to_core(), &mut out)?
+                }
+                HistoryStore::Read(r) => r.export(&q, format.to_core(), &mut out)?,
+            };
             Ok(out)
         })
     }
 
     /// Size and state of the history store.
     pub fn history_stats(&self) -> Result<HistoryStats, EmbargoError> {
-        guard(|| Ok(self.history.stats()?.into()))
+        guard(|| {
+            Ok(match &self.history {
+                HistoryStore::Written { history, .. } => history.stats()?,
+                HistoryStore::Read(r) => r.stats()?,
+            }
+            .into())
+        })
     }
 
     /// Commits every queued history event now (they are otherwise committed within 100 ms).
+    /// Nothing to do where the history is only read ([`ProcessRole::App`]).
     pub fn flush_history(&self) -> Result<(), EmbargoError> {
-        guard(|| Ok(self.history.flush()?))
+        guard(|| match &self.history {
+            HistoryStore::Written { history, .. } => Ok(history.flush()?),
+            HistoryStore::Read(_) => Ok(()),
+        })
     }
 
     // ---------------------------------------------------------------- diagnostics

@@ -8,11 +8,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
+
 use crate::records::Protocol;
 use crate::rules::CheckResult;
 
 /// State of the tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, uniffi::Enum)]
+#[serde(rename_all = "snake_case")]
 pub enum TunnelState {
     /// Not running.
     Stopped,
@@ -23,7 +26,7 @@ pub enum TunnelState {
 }
 
 /// One decision about a connection or a DNS question, as it happens.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, uniffi::Record)]
 pub struct ConnectionEvent {
     /// When (ms since the Unix epoch, UTC).
     pub time_ms: i64,
@@ -44,8 +47,10 @@ pub struct ConnectionEvent {
 /// Something the live view shows.
 // A decision is the common case, so the size difference costs nothing; boxing would not cross
 // the FFI (UniFFI lowers records by value).
+// Its byte form (`crate::codec::encode_live_event`) is serde's, tagged by `kind`.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, uniffi::Enum)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LiveEvent {
     /// A connection or DNS question was allowed or blocked.
     Decision {

@@ -39,11 +39,12 @@ pub mod updates;
 use embargo_test_support as engine_harness;
 
 pub use config::EmbargoConfig;
-pub use embargo::{Embargo, TunnelStatus};
+pub use embargo::{Embargo, ProcessRole, TunnelStatus};
 pub use error::{EmbargoError, HookError};
 pub use events::{ConnectionEvent, LiveEvent, TunnelState};
 pub use hooks::{LogLevel, LogSink, PacketSink, PlatformHooks};
 pub use packets::PacketBatchSink;
+pub use reload::CompiledRules;
 
 /// Sends the core's log lines at `level` and above to `sink` (replacing an earlier sink).
 /// Returns `false` if the process already had another logger (then lines go there).

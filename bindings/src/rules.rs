@@ -231,7 +231,8 @@ pub struct AppDefaults {
 }
 
 /// Which step of the policy decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, uniffi::Enum)]
+#[serde(rename_all = "snake_case")]
 pub enum ReasonKind {
     /// No rule matched: allowed.
     NoMatch,
@@ -257,7 +258,8 @@ pub enum ReasonKind {
 
 /// Why a rule blocks: a third-party tracker list, or an embargo (Embargo's own lists, and
 /// every network-owner and country rule). Embargo rules apply to the company's own apps too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, uniffi::Enum)]
+#[serde(rename_all = "snake_case")]
 pub enum RuleIntent {
     /// A third-party tracker list: an app may still reach its own company's endpoints.
     Tracker,
@@ -297,7 +299,7 @@ impl EmbargoLevel {
 }
 
 /// The list line behind a decision.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, uniffi::Record)]
 pub struct RuleSource {
     /// List name (`builtin` for the built-in list).
     pub list: String,
@@ -308,7 +310,8 @@ pub struct RuleSource {
 }
 
 /// Where an owner or country fact came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, uniffi::Enum)]
+#[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// A tracker list that names the owner of a domain.
     List,
@@ -317,7 +320,7 @@ pub enum SourceKind {
 }
 
 /// One fact about an endpoint (owner or country), who said so and how sure it is.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, uniffi::Record)]
 pub struct Attribution {
     /// Owner name (e.g. "ByteDance") or country code (e.g. "CN").
     pub value: String,
@@ -348,7 +351,7 @@ impl From<&embargo_policy::Attribution> for Attribution {
 }
 
 /// The answer to [`crate::Embargo::check`]: what would happen and why.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, uniffi::Record)]
 pub struct CheckResult {
     /// The name or address checked (normalised).
     pub target: String,
@@ -389,11 +392,31 @@ impl RulesStore {
     /// Opens the rules state in `store` (created if missing) and compiles every enabled list.
     /// `use_builtin` false leaves the built-in list out whatever level is stored.
     pub(crate) fn open(store: Store, use_builtin: bool) -> Result<RulesStore, EmbargoError> {
+        let base = Policy::new(vec![], embargo_policy::builtin_ipdb(), AppRules::default());
+        Self::open_as(store, use_builtin, base, Rules::new)
+    }
+
+    /// Opens the rules state in `store` over the rule sets another process compiled into it
+    /// (`rules.compiled`, mapped; see [`embargo_app::compiled`]): no list is parsed here, and
+    /// a missing, stale or foreign file is an error naming it.
+    pub(crate) fn open_mapped(store: Store, use_builtin: bool) -> Result<RulesStore, EmbargoError> {
+        let base = Policy::new(
+            vec![],
+            embargo_policy::builtin_static_ipdb(),
+            AppRules::default(),
+        );
+        Self::open_as(store, use_builtin, base, Rules::mapped)
+    }
+
+    fn open_as(
+        store: Store,
+        use_builtin: bool,
+        base: Policy,
+        rules: fn(Store, Arc<Policy>, Option<DefaultRules>) -> Rules,
+    ) -> Result<RulesStore, EmbargoError> {
         store.create().map_err(storage_err)?;
-        let builtin = Policy::builtin();
-        let base = Policy::new(vec![], Arc::clone(builtin.ipdb()), AppRules::default());
         let flag = (!use_builtin).then_some(DefaultRules::Off);
-        let rules = Rules::new(store, Arc::new(base), flag);
+        let rules = rules(store, Arc::new(base), flag);
         // One list that cannot be read must not stop the others (or the tunnel): it is left
         // out and named in the report.
         let report = rules.reload().map_err(storage_err)?;
@@ -416,6 +439,26 @@ impl RulesStore {
         Ok(())
     }
 
+    /// An error when the rule sets are mapped from another process's compilation: the lists
+    /// (and the built-in level, compiled with them) change in that process.
+    pub(crate) fn changeable(&self) -> Result<(), EmbargoError> {
+        if self.rules.is_mapped() {
+            return Err(EmbargoError::State(format!(
+                "the lists are compiled by another process and only mapped here ({}): change \
+                 them there, compile (compile_rules) and reload",
+                self.rules.store().compiled_rules_file().display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the rule sets of the policy the store asks for to `rules.compiled`, for a
+    /// process that maps them. Returns (rules, the file's size).
+    pub(crate) fn compile(&mut self) -> Result<(u64, u64), EmbargoError> {
+        let (report, bytes) = self.rules.compile().map_err(storage_err)?;
+        Ok((report.rules, bytes))
+    }
+
     /// The handle the engine decides through.
     pub(crate) fn handle(&self) -> Arc<PolicyHandle> {
         self.rules.handle()
@@ -428,6 +471,7 @@ impl RulesStore {
         format: Option<ListFormat>,
         bytes: Vec<u8>,
     ) -> Result<LoadReport, EmbargoError> {
+        self.changeable()?;
         let name = name.trim();
         if name.is_empty() || name == embargo_policy::BUILTIN_LIST_NAME {
             return Err(EmbargoError::InvalidInput(format!(
@@ -453,6 +497,7 @@ impl RulesStore {
 
     /// Removes a list; `false` if there was none of that name.
     pub(crate) fn remove_list(&mut self, name: &str) -> Result<bool, EmbargoError> {
+        self.changeable()?;
         self.rules.remove_list(name).map_err(storage_err)
     }
 
@@ -462,6 +507,7 @@ impl RulesStore {
         name: &str,
         enabled: bool,
     ) -> Result<(), EmbargoError> {
+        self.changeable()?;
         if !self
             .rules
             .set_list_enabled(name, enabled)
@@ -515,6 +561,7 @@ impl RulesStore {
 
     /// Sets the built-in list's level, saves and publishes it.
     pub(crate) fn set_embargo_level(&mut self, level: EmbargoLevel) -> Result<(), EmbargoError> {
+        self.changeable()?;
         let default_rules = match level.to_core() {
             embargo_policy::EmbargoLevel::Full => DefaultRules::Full,
             embargo_policy::EmbargoLevel::Telemetry => DefaultRules::Telemetry,

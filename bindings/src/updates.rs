@@ -87,7 +87,10 @@ impl Embargo {
         force: bool,
         progress: Option<Arc<dyn DownloadProgress>>,
     ) -> Result<Vec<ListUpdate>, EmbargoError> {
-        let store = self.with_rules(|r| Ok(r.store().clone()))?;
+        let store = self.with_rules(|r| {
+            r.changeable()?;
+            Ok(r.store().clone())
+        })?;
         let outcomes = fetch::update_lists(&store, which, force, &Forward(progress))
             .map_err(|e| EmbargoError::List(format!("{e:#}")))?;
         if outcomes.iter().any(|(_, o)| *o == Outcome::Updated) {
@@ -158,7 +161,10 @@ impl Embargo {
                 "{url:?}: a list URL starts with http:// or https://"
             )));
         }
-        let store = self.with_rules(|r| Ok(r.store().clone()))?;
+        let store = self.with_rules(|r| {
+            r.changeable()?;
+            Ok(r.store().clone())
+        })?;
         let format = format.map(|f| f.to_core().name().to_owned());
         let added = embargo_app::fetch::add_list(
             &store,

@@ -10,6 +10,11 @@
 //! size is an upper bound for iOS's footprint (which does not count clean file-backed pages),
 //! and this process also holds the test harness and its packets.
 //!
+//! The rules are the app's: a child process (this binary again, as the app) adds a list of
+//! `LIST_NAMES` names and compiles the rules into the storage directory
+//! (`Embargo::compile_rules`); this process opens `Embargo` as the extension, which maps
+//! them and parses no list, as on iOS.
+//!
 //! Its own test binary, so that the peak belongs to this test alone.
 
 use embargo_test_support as harness;
@@ -21,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use embargo_ffi::{
-    records::Protocol, Embargo, EmbargoConfig, HookError, PacketBatchSink, PlatformHooks,
+    records::Protocol, rules::ListFormat, Embargo, EmbargoConfig, HookError, PacketBatchSink,
+    PlatformHooks, ProcessRole,
 };
 use harness::{AppConn, Out};
 
@@ -31,6 +37,10 @@ const QUESTIONS: usize = 20_000;
 const FLOWS: usize = 2_000;
 const SYN_FLOOD: usize = 10_000;
 const SERVER_BYTES: usize = 16 * 1024;
+/// Names in the app's list (a large hosts-style blocklist has 100-300k).
+const LIST_NAMES: usize = 200_000;
+/// Set for the child process that plays the app: the storage directory.
+const APP_DIR: &str = "EMBARGO_FOOTPRINT_APP_DIR";
 
 struct NoHooks;
 impl PlatformHooks for NoHooks {
@@ -125,6 +135,32 @@ fn wait(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The app's part, run in a child process by the test below (and nothing when run alone):
+/// a large list added and the rules compiled for the extension.
+#[test]
+fn the_app_compiles_the_rules() {
+    let Some(dir) = std::env::var_os(APP_DIR) else {
+        return;
+    };
+    let app = Embargo::with_role(
+        EmbargoConfig::default(),
+        dir.to_string_lossy().into_owned(),
+        ProcessRole::App,
+    )
+    .unwrap();
+    let mut list = String::with_capacity(LIST_NAMES * 32);
+    for i in 0..LIST_NAMES {
+        list.push_str(&format!("ads{i}.tracker{}.example\n", i % 997));
+    }
+    app.set_list("big".into(), list.into_bytes(), Some(ListFormat::Domains))
+        .unwrap();
+    let compiled = app.compile_rules().unwrap();
+    println!(
+        "compiled {} rules into {} ({} bytes)",
+        compiled.rules, compiled.path, compiled.bytes
+    );
+}
+
 #[test]
 fn the_extension_stays_inside_the_ios_cap_under_load() {
     let fds = raise_nofile(3 * FLOWS as u64 + 512);
@@ -172,7 +208,25 @@ fn the_extension_stays_inside_the_ios_cap_under_load() {
         dns_upstream: resolver_addr.to_string(),
         ..EmbargoConfig::default()
     };
-    let e = Embargo::new(config, dir.path().display().to_string()).unwrap();
+    let app = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "the_app_compiles_the_rules", "--nocapture"])
+        .env(APP_DIR, dir.path())
+        .status()
+        .unwrap();
+    assert!(app.success(), "the app's process: {app}");
+    let e = Embargo::with_role(
+        config,
+        dir.path().display().to_string(),
+        ProcessRole::Tunnel,
+    )
+    .unwrap();
+    assert_eq!(
+        e.check("ads7.tracker7.example".into(), None)
+            .unwrap()
+            .verdict,
+        embargo_ffi::records::Verdict::Block,
+        "the app's list, mapped"
+    );
     let (tx, synacks) = mpsc::channel();
     e.start_with_packet_batches(Arc::new(SynAckSink(Mutex::new(tx))), Arc::new(NoHooks))
         .unwrap();

@@ -10,6 +10,8 @@
 //! - [`list`]: [`load_list`] with one format-detection window, and the judgement of a load.
 //! - [`rules`]: policy assembly ([`assemble`]) and [`Rules`], through which every change of
 //!   settings or lists reaches a running engine.
+//! - [`compiled`]: the policy's rule sets in one file, compiled by one process and mapped
+//!   by another (iOS: the app, and the extension that must not parse lists).
 //! - [`record`]: engine decisions as history rows, so the history stays a leaf; the
 //!   history's health for status screens.
 //! - [`start()`]: the engine, the driver loop and the history recording over a tunnel.
@@ -18,6 +20,7 @@
 //! - [`input`]: bounded reads of the files a person points Embargo at.
 
 pub mod catalogue;
+pub mod compiled;
 pub mod fetch;
 pub mod input;
 pub mod list;

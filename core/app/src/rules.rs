@@ -155,7 +155,17 @@ pub struct Rules {
     /// override (the Linux `--embargo`/`--no-default`, the FFI's `use_builtin_rules: false`).
     default_flag: Option<DefaultRules>,
     compiled: Mutex<CompiledLists>,
+    /// Where rule sets come from: the lists' text, or a file another process compiled.
+    source: Source,
     handle: Arc<PolicyHandle>,
+}
+
+/// Where [`Rules`] takes its rule sets from.
+enum Source {
+    /// The lists themselves, compiled here (cached in `Rules::compiled`).
+    Lists,
+    /// `rules.compiled`, mapped (the last mapping kept while the file is not replaced).
+    Compiled(Mutex<Option<Arc<crate::compiled::Mapped>>>),
 }
 
 impl Rules {
@@ -168,7 +178,49 @@ impl Rules {
             base,
             default_flag,
             compiled: Mutex::new(HashMap::new()),
+            source: Source::Lists,
         }
+    }
+
+    /// Rules over `store` whose rule sets are the ones another process compiled into the
+    /// store's `rules.compiled` ([`Rules::compile`]), mapped: no list (nor built-in list) is
+    /// ever parsed here; `base` gives the IP databases only. Every [`Rules::reload`] checks
+    /// the file against the state (`lists.json`, the built-in level) and fails, naming the
+    /// file, when it is missing, stale or of another version; the app settings, allowlist and
+    /// pauses are read as usual. Changing lists through these rules is refused.
+    pub fn mapped(store: Store, base: Arc<Policy>, default_flag: Option<DefaultRules>) -> Rules {
+        Rules {
+            source: Source::Compiled(Mutex::new(None)),
+            ..Rules::new(store, base, default_flag)
+        }
+    }
+
+    /// Whether the rule sets are mapped from another process's compilation.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.source, Source::Compiled(_))
+    }
+
+    /// Assembles the policy from the lists (as [`Rules::build`]) and writes its rule sets to
+    /// the store's `rules.compiled`, for a process that maps them ([`Rules::mapped`]). Returns
+    /// the assembly's report and the file's size.
+    pub fn compile(&self) -> Result<(ReloadReport, u64)> {
+        self.lists_here("compile the rules")?;
+        let stamp = crate::compiled::stamp(&self.store, self.default_flag)?;
+        let (policy, report) = self.build()?;
+        let bytes = crate::compiled::write(&self.store, stamp, &policy, &report)?;
+        Ok((report, bytes))
+    }
+
+    /// An error when the rule sets are mapped: lists are changed where they are compiled.
+    fn lists_here(&self, what: &str) -> Result<()> {
+        if self.is_mapped() {
+            bail!(
+                "cannot {what} here: this process maps the rules another compiled ({}); \
+                 change the lists in that process",
+                self.store.compiled_rules_file().display()
+            );
+        }
+        Ok(())
     }
 
     /// The state directory.
@@ -189,12 +241,27 @@ impl Rules {
 
     /// The policy the store asks for now (see [`assemble`]), not yet in force.
     pub fn build(&self) -> Result<(Policy, ReloadReport)> {
-        assemble(
-            &self.store,
-            &self.base,
-            self.default_flag,
-            &mut self.compiled(),
-        )
+        match &self.source {
+            Source::Lists => assemble(
+                &self.store,
+                &self.base,
+                self.default_flag,
+                &mut self.compiled(),
+            ),
+            Source::Compiled(last) => {
+                let now = crate::compiled::stamp(&self.store, self.default_flag)?;
+                let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                let mapped = crate::compiled::open(&self.store, &now, last.take())?;
+                *last = Some(Arc::clone(&mapped));
+                let mut report = mapped.report().clone();
+                let apps = self.store.effective_app_rules(now_ms())?;
+                report.apps_with_settings = apps.apps.len() as u64;
+                let mut ipdb = mapped.ipdb().clone();
+                ipdb.extend_from(self.base.ipdb());
+                let policy = Policy::new(mapped.sets().to_vec(), ipdb, apps);
+                Ok((policy, report))
+            }
+        }
     }
 
     /// Builds the policy the store asks for and puts it in force.
@@ -218,6 +285,7 @@ impl Rules {
     /// is left alone, a URL list's copy is overwritten); then puts it in force without
     /// compiling it again.
     pub fn put_list(&self, name: &str, bytes: &[u8], loaded: LoadedList) -> Result<ReloadReport> {
+        self.lists_here("change a list")?;
         let mut lists = self.store.load_lists()?;
         let now = now_ms();
         let existing = lists.lists.iter().position(|l| l.name == name);
@@ -259,6 +327,7 @@ impl Rules {
 
     /// Forgets the list `name` (and deletes its stored copy); `false` when there was none.
     pub fn remove_list(&self, name: &str) -> Result<bool> {
+        self.lists_here("remove a list")?;
         let mut lists = self.store.load_lists()?;
         let Some(i) = lists.lists.iter().position(|l| l.name == name) else {
             return Ok(false);
@@ -274,6 +343,7 @@ impl Rules {
 
     /// Turns the list `name` on or off without forgetting it; `false` when there is none.
     pub fn set_list_enabled(&self, name: &str, enabled: bool) -> Result<bool> {
+        self.lists_here("turn a list on or off")?;
         let mut lists = self.store.load_lists()?;
         let Some(list) = lists.lists.iter_mut().find(|l| l.name == name) else {
             return Ok(false);
@@ -287,6 +357,7 @@ impl Rules {
     /// Stores how the built-in default applies, then puts it in force (a run whose
     /// `default_flag` overrides the setting keeps its override).
     pub fn set_default_rules(&self, default_rules: DefaultRules) -> Result<()> {
+        self.lists_here("change the built-in default")?;
         let mut settings = self.store.load_settings()?;
         settings.default_rules = default_rules;
         self.store.save_settings(&settings)?;

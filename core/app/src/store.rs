@@ -12,6 +12,8 @@
 //!   settings.json              how the built-in default applies (its embargo level, or off)
 //!   lists/NAME                 stored copies: downloaded URL lists, lists handed in as bytes
 //!   history.db                 the history (embargo_history)
+//!   rules.compiled             every rule set of the policy, compiled, for a process that
+//!                              maps them instead of parsing lists (iOS's extension; compiled)
 //!   control.sock               a running Linux instance's control socket (mode 0600)
 //!   run-netns-NAME.json        a Linux run's undo log (run-machine.json in machine mode)
 //!   run-netns-NAME.lock        flocked by the run for its life
@@ -309,6 +311,11 @@ impl Store {
     /// Stores the settings (atomically).
     pub fn save_settings(&self, settings: &Settings) -> Result<()> {
         self.write_json(&self.settings_file(), settings)
+    }
+
+    /// The rule sets compiled by one process for another to map (see [`crate::compiled`]).
+    pub fn compiled_rules_file(&self) -> PathBuf {
+        self.root.join("rules.compiled")
     }
 
     /// The lists added with `embargo lists add`.

@@ -117,6 +117,7 @@ const STATE_DIR_WORDS: &[&str] = &[
     "lists.json",
     "rules.json",
     "history.db",
+    "rules.compiled",
     "control.sock",
     "run-netns-",
     "run-machine",

@@ -131,20 +131,7 @@ impl History {
     /// Writes every row matching `q` to `out` (all pages: `q.limit` is ignored; export starts
     /// after `q.after` if set); returns the number of rows written.
     pub fn export(&self, q: &Query, format: Format, out: impl Write) -> Result<u64, HistoryError> {
-        let mut exporter = Exporter::begin(format, out)?;
-        let mut page_query = q.clone();
-        page_query.limit = 1_000;
-        loop {
-            let page = self.query(&page_query)?;
-            for record in &page.records {
-                exporter.row(record)?;
-            }
-            match page.next {
-                Some(cursor) => page_query.after = Some(cursor),
-                None => break,
-            }
-        }
-        exporter.end()
+        export(q, format, out, |page| self.query(page))
     }
 
     /// Hides an app or a name from queries (persisted).
@@ -174,58 +161,15 @@ impl History {
 
     /// Every hide filter, oldest first.
     pub fn hidden(&self) -> Result<Vec<Hidden>, HistoryError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT kind, value FROM hidden ORDER BY created, kind, value")
-            .map_err(HistoryError::sqlite("listing hide filters"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-            .map_err(HistoryError::sqlite("listing hide filters"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (kind, value) = row.map_err(HistoryError::sqlite("listing hide filters"))?;
-            out.push(if kind == 0 {
-                Hidden::App(value)
-            } else {
-                Hidden::Name(value)
-            });
-        }
-        Ok(out)
+        hidden(&self.conn())
     }
 
     /// Row, event and drop counts, size, and writer health.
     pub fn stats(&self) -> Result<StorageStats, HistoryError> {
-        let conn = self.conn();
-        let e = HistoryError::sqlite;
-        let (rows, events, oldest, newest): (i64, Option<i64>, Option<i64>, Option<i64>) = conn
-            .query_row(
-                "SELECT count(*), sum(count), min(last_seen), max(last_seen) FROM records",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .map_err(e("counting rows"))?;
-        let stored_drops: Option<i64> = conn
-            .query_row(
-                "SELECT value FROM counters WHERE name = ?1",
-                [DROPPED_COUNTER],
-                |r| r.get(0),
-            )
-            .or_else(|err| match err {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                other => Err(other),
-            })
-            .map_err(e("reading counters"))?;
-        let live = writer::live_bytes(&conn).map_err(e("measuring the database"))?;
-        Ok(StorageStats {
-            rows: rows as u64,
-            events: events.unwrap_or(0).max(0) as u64,
-            dropped: stored_drops.unwrap_or(0).max(0) as u64
-                + self.recorder.shared().dropped_unsaved(),
-            live_bytes: live,
-            oldest_ms: oldest,
-            newest_ms: newest,
-            health: self.recorder.health(),
-        })
+        let mut stats = stats(&self.conn())?;
+        stats.dropped += self.recorder.shared().dropped_unsaved();
+        stats.health = self.recorder.health();
+        Ok(stats)
     }
 
     /// Runs retention (age, then size cap) to completion now, in bounded steps on the writer
@@ -252,6 +196,82 @@ impl History {
             }
         }
     }
+}
+
+/// Writes every row matching `q`, page by page through `page`, to `out`.
+pub(crate) fn export(
+    q: &Query,
+    format: Format,
+    out: impl Write,
+    mut page: impl FnMut(&Query) -> Result<Page, HistoryError>,
+) -> Result<u64, HistoryError> {
+    let mut exporter = Exporter::begin(format, out)?;
+    let mut page_query = q.clone();
+    page_query.limit = 1_000;
+    loop {
+        let page = page(&page_query)?;
+        for record in &page.records {
+            exporter.row(record)?;
+        }
+        match page.next {
+            Some(cursor) => page_query.after = Some(cursor),
+            None => break,
+        }
+    }
+    exporter.end()
+}
+
+/// Every hide filter, oldest first.
+pub(crate) fn hidden(conn: &Connection) -> Result<Vec<Hidden>, HistoryError> {
+    let mut stmt = conn
+        .prepare("SELECT kind, value FROM hidden ORDER BY created, kind, value")
+        .map_err(HistoryError::sqlite("listing hide filters"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .map_err(HistoryError::sqlite("listing hide filters"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kind, value) = row.map_err(HistoryError::sqlite("listing hide filters"))?;
+        out.push(if kind == 0 {
+            Hidden::App(value)
+        } else {
+            Hidden::Name(value)
+        });
+    }
+    Ok(out)
+}
+
+/// Row, event and stored drop counts and size (health `Healthy`: a connection knows no writer).
+pub(crate) fn stats(conn: &Connection) -> Result<StorageStats, HistoryError> {
+    let e = HistoryError::sqlite;
+    let (rows, events, oldest, newest): (i64, Option<i64>, Option<i64>, Option<i64>) = conn
+        .query_row(
+            "SELECT count(*), sum(count), min(last_seen), max(last_seen) FROM records",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .map_err(e("counting rows"))?;
+    let stored_drops: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM counters WHERE name = ?1",
+            [DROPPED_COUNTER],
+            |r| r.get(0),
+        )
+        .or_else(|err| match err {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            other => Err(other),
+        })
+        .map_err(e("reading counters"))?;
+    let live = writer::live_bytes(conn).map_err(e("measuring the database"))?;
+    Ok(StorageStats {
+        rows: rows as u64,
+        events: events.unwrap_or(0).max(0) as u64,
+        dropped: stored_drops.unwrap_or(0).max(0) as u64,
+        live_bytes: live,
+        oldest_ms: oldest,
+        newest_ms: newest,
+        health: Health::Healthy,
+    })
 }
 
 impl Drop for History {

@@ -76,6 +76,7 @@ pub mod migrations;
 mod model;
 mod open;
 mod query;
+mod reader;
 mod time;
 mod writer;
 
@@ -87,5 +88,6 @@ pub use history::{Hidden, History, StorageStats};
 pub use model::{Certainty, Coded, Event, Millis, Protocol, Record, UnknownCode, Verdict};
 pub use open::{OpenOutcome, FILE_MODE};
 pub use query::{Cursor, Page, Query, MAX_PAGE};
+pub use reader::Reader;
 pub use time::{date_string, day_of, now_ms, DAY_MS};
 pub use writer::{Health, Recorded, Recorder, RetentionReport, WriterCounters};

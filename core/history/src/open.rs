@@ -20,7 +20,7 @@ const COMPANION_SUFFIXES: [&str; 2] = ["-wal", "-shm"];
 /// How long a connection waits for another's lock (the writer and a query connection share
 /// the file; WAL lets readers proceed, so this only covers two writers, e.g. `hide` during a
 /// batch commit of a few milliseconds).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `History::open` found.
 #[derive(Debug, Clone, PartialEq, Eq)]

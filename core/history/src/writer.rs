@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{
     self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError,
 };
@@ -99,6 +99,8 @@ pub(crate) struct Shared {
     dropped_unsaved: AtomicU64,
     health: Mutex<Health>,
     subscribers: Mutex<Vec<Sender<Health>>>,
+    /// `Config::record_allowed`, changeable while recording ([`Recorder::set_record_allowed`]).
+    record_allowed: AtomicBool,
 }
 
 impl Shared {
@@ -109,6 +111,7 @@ impl Shared {
             dropped_unsaved: AtomicU64::new(0),
             health: Mutex::new(Health::Healthy),
             subscribers: Mutex::new(Vec::new()),
+            record_allowed: AtomicBool::new(true),
         }
     }
 
@@ -175,7 +178,6 @@ impl Shared {
 pub struct Recorder {
     tx: SyncSender<Msg>,
     shared: Arc<Shared>,
-    record_allowed: bool,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -191,7 +193,7 @@ impl Recorder {
     /// Hands an event to the writer. Never blocks and never fails: when the queue is full the
     /// event is counted as dropped, and that count is stored with the next commit.
     pub fn record(&self, event: Event) -> Recorded {
-        if event.verdict == Verdict::Allow && !self.record_allowed {
+        if event.verdict == Verdict::Allow && !self.shared.record_allowed.load(Ordering::Relaxed) {
             return Recorded::Skipped;
         }
         match self.tx.try_send(Msg::Event(Box::new(event))) {
@@ -201,6 +203,14 @@ impl Recorder {
                 Recorded::Dropped
             }
         }
+    }
+
+    /// Records allowed connections from now on, or stops recording them
+    /// (`Config::record_allowed`, for every clone of this recorder).
+    pub fn set_record_allowed(&self, record_allowed: bool) {
+        self.shared
+            .record_allowed
+            .store(record_allowed, Ordering::Relaxed);
     }
 
     /// Waits until every event recorded before this call is committed. Returns the write fault
@@ -266,19 +276,15 @@ pub(crate) fn spawn(
 ) -> Result<(Recorder, std::thread::JoinHandle<()>), HistoryError> {
     let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
     let shared = Arc::new(Shared::new());
+    shared
+        .record_allowed
+        .store(config.record_allowed, Ordering::Relaxed);
     let writer = Writer::new(conn, config.clone(), shared.clone());
     let handle = std::thread::Builder::new()
         .name("embargo-history-writer".into())
         .spawn(move || writer.run(rx))
         .map_err(HistoryError::io("starting the history writer thread"))?;
-    Ok((
-        Recorder {
-            tx,
-            shared,
-            record_allowed: config.record_allowed,
-        },
-        handle,
-    ))
+    Ok((Recorder { tx, shared }, handle))
 }
 
 /// Coalescing key: (app, name or else address, protocol, decision). A row's fields must be true

@@ -125,8 +125,8 @@ fn shared_sets() -> &'static (Arc<RuleSet>, Arc<RuleSet>) {
     SETS.get_or_init(|| (Arc::new(rules()), Arc::new(full_rules())))
 }
 
-/// The bundled IP databases, built once.
-pub(crate) fn shared_ipdb() -> Arc<IpDb> {
+/// The bundled IP databases, built once (without compiling the built-in lists).
+pub fn shared_ipdb() -> Arc<IpDb> {
     static IPDB: OnceLock<Arc<IpDb>> = OnceLock::new();
     IPDB.get_or_init(|| Arc::new(ipdb())).clone()
 }
@@ -164,15 +164,30 @@ fn compile(name: &str, text: &str) -> RuleSet {
 /// 1,094 rows, ~40 KB of heap), and the whole-space country database (read in place).
 pub fn ipdb() -> IpDb {
     let mut db = IpDb::new();
-    let mut reports = vec![
+    let reports = [
         db.load_bytes(ASN_V4_NAME, Some(IpDbFormat::AsnCsv), ASN_V4),
         db.load_bytes(ASN_V6_NAME, Some(IpDbFormat::AsnCsv), ASN_V6),
     ];
-    reports.push(db.load_compact(COUNTRY_V4_NAME, COUNTRY_V4));
-    reports.push(db.load_compact(COUNTRY_V6_NAME, COUNTRY_V6));
+    db.extend_from(&static_ipdb());
     // Each is tested to load with zero errors (`builtin_ipdb_loads_cleanly`).
     for report in reports.iter().filter(|r| r.error_count > 0) {
         log::error!("built-in IP database {}: {:?}", report.list, report.errors);
+    }
+    db
+}
+
+/// The bundled IP databases already in compact form in the binary (the country tables),
+/// read in place: what a process that maps the rest (`IpDb::runtime_tables`, written by
+/// another) needs, without parsing the ASN subset's text.
+pub fn static_ipdb() -> IpDb {
+    let mut db = IpDb::new();
+    for report in [
+        db.load_compact(COUNTRY_V4_NAME, COUNTRY_V4),
+        db.load_compact(COUNTRY_V6_NAME, COUNTRY_V6),
+    ] {
+        if report.error_count > 0 {
+            log::error!("built-in IP database {}: {:?}", report.list, report.errors);
+        }
     }
     db
 }

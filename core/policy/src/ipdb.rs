@@ -87,12 +87,25 @@ impl CountryInfo<'_> {
     }
 }
 
-/// Where a compact blob lives: in the binary (bundled data, file-backed pages) or on the heap
-/// (parsed from a user's file), shared between clones.
-#[derive(Debug, Clone)]
+/// Where a compact blob lives: in the binary (bundled data, file-backed pages), on the heap
+/// (parsed from a user's file), or in another backing such as a memory map (compiled by
+/// another process), shared between clones.
+#[derive(Clone)]
 enum Blob {
     Static(&'static [u8]),
     Shared(Arc<[u8]>),
+    Backed(Arc<dyn crate::Backing>),
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Blob::Static(_) => "Static",
+            Blob::Shared(_) => "Shared",
+            Blob::Backed(_) => "Backed",
+        };
+        write!(f, "{kind}({} bytes)", self.bytes().len())
+    }
 }
 
 impl Blob {
@@ -101,6 +114,7 @@ impl Blob {
         match self {
             Blob::Static(b) => b,
             Blob::Shared(b) => b,
+            Blob::Backed(b) => (**b).as_ref(),
         }
     }
 }
@@ -135,7 +149,9 @@ impl Table {
             Blob::Static(bytes) => Strings::Static(compact::strings(bytes, &layout)),
             // A copy of the names only (the full ASN database's are ~2 MB): the blob itself
             // stays one allocation.
-            Blob::Shared(bytes) => Strings::Shared(Arc::from(compact::strings(bytes, &layout))),
+            Blob::Shared(_) | Blob::Backed(_) => {
+                Strings::Shared(Arc::from(compact::strings(blob.bytes(), &layout)))
+            }
         };
         Ok(Table {
             database,
@@ -189,7 +205,7 @@ impl Table {
             Strings::Shared(s) => s.len(),
         };
         match &self.blob {
-            Blob::Static(_) => strings,
+            Blob::Static(_) | Blob::Backed(_) => strings,
             Blob::Shared(b) => b.len() + strings,
         }
     }
@@ -255,6 +271,43 @@ impl IpDb {
     /// before they are trusted: until then a damaged table answers wrongly, never panics.
     pub fn load_compact_owned(&mut self, database: &str, bytes: Vec<u8>) -> LoadReport {
         self.add_compact(database, Blob::Shared(Arc::from(bytes)))
+    }
+
+    /// Adds a database in the compact form from any backing (a memory map of a file another
+    /// process wrote: see `embargo_app::compiled`), read in place, with the checks of
+    /// [`IpDb::load_compact_owned`].
+    pub fn load_compact_backed(
+        &mut self,
+        database: &str,
+        bytes: Arc<dyn crate::Backing>,
+    ) -> LoadReport {
+        self.add_compact(database, Blob::Backed(bytes))
+    }
+
+    /// The tables not read in place from this binary (parsed from text at run time, or mapped),
+    /// ASN tables first, each as (database, compact bytes), for
+    /// [`IpDb::load_compact_backed`] in another process.
+    pub fn runtime_tables(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.asn
+            .iter()
+            .chain(&self.country)
+            .filter(|t| !matches!(t.blob, Blob::Static(_)))
+            .map(|t| (&*t.database, t.blob.bytes()))
+    }
+
+    /// Only the tables read in place from this binary (see [`IpDb::runtime_tables`]).
+    pub fn static_tables(&self) -> IpDb {
+        let keep = |tables: &[Table]| {
+            tables
+                .iter()
+                .filter(|t| matches!(t.blob, Blob::Static(_)))
+                .cloned()
+                .collect()
+        };
+        IpDb {
+            asn: keep(&self.asn),
+            country: keep(&self.country),
+        }
     }
 
     fn add_compact(&mut self, database: &str, blob: Blob) -> LoadReport {

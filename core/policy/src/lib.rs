@@ -24,7 +24,8 @@ mod ruleset;
 
 pub use apps::{AppRules, AppSettings, Override, Target};
 pub use builtin::{
-    rule_sets as builtin_rule_sets, EmbargoLevel, BUILTIN_FULL_LIST_NAME, BUILTIN_FULL_RULES,
+    rule_sets as builtin_rule_sets, shared_ipdb as builtin_ipdb,
+    static_ipdb as builtin_static_ipdb, EmbargoLevel, BUILTIN_FULL_LIST_NAME, BUILTIN_FULL_RULES,
     BUILTIN_LIST_NAME, BUILTIN_RULES,
 };
 pub use decision::{

@@ -72,6 +72,7 @@ public final class NetworkChoices {
         if let first = report.errors.first {
             throw EmbargoError.InvalidInput(message: "\(Self.listName) line \(first.line): \(first.message)")
         }
+        try embargo.rulesChanged()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         try encoder.encode(saved).write(to: file, options: .atomic)

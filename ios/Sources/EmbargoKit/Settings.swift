@@ -3,7 +3,10 @@ import Foundation
 
 /// The settings the Settings screen edits and the extension starts with.
 public struct Settings: Codable, Equatable, Sendable {
-    /// Resolver the tunnel forwards allowed questions to (`host:port`).
+    /// Resolver the tunnel forwards allowed questions to: `ip[:port]` (plain DNS), or an
+    /// encrypted server, `tls://NAME@IP[:PORT]` (DNS over TLS) or
+    /// `https://NAME@IP[:PORT]/dns-query` (DNS over HTTPS), NAME checked against its
+    /// certificate.
     public var dnsUpstream: String = "9.9.9.9:53"
     /// Keep allowed connections in the history too (more writes, more rows).
     public var recordAllowed: Bool = true
@@ -34,10 +37,27 @@ public struct Settings: Codable, Equatable, Sendable {
         mtu = try c.decodeIfPresent(UInt32.self, forKey: .mtu) ?? EmbargoConfig().mtu
     }
 
+    /// Whether `text` names an encrypted DNS server (`tls://`, `https://`), as Android's
+    /// Lists screen tells them: it goes to the core's `dnsUpstreams`, plain ones to
+    /// `dnsUpstream`.
+    public static func isEncryptedDns(_ text: String) -> Bool {
+        text.hasPrefix("tls://") || text.hasPrefix("https://")
+    }
+
+    /// Checks these settings with the core, as the extension's start does: the error names
+    /// the value at fault (a server without `NAME@`, an address that is not one).
+    public func validate() throws {
+        try checkConfig(config: config())
+    }
+
     /// The core's configuration for these settings.
     public func config() -> EmbargoConfig {
         var config = EmbargoConfig()
-        config.dnsUpstream = dnsUpstream
+        if Self.isEncryptedDns(dnsUpstream) {
+            config.dnsUpstreams = [dnsUpstream]
+        } else {
+            config.dnsUpstream = dnsUpstream
+        }
         config.recordAllowed = recordAllowed
         config.historyRetentionDays = historyRetentionDays
         config.blockEncryptedDns = blockEncryptedDns

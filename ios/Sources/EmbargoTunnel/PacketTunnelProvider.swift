@@ -20,11 +20,10 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
             }
             try group.prepare()
             let settings = try SettingsStore(file: group.settingsFile).load()
-            // The storage directory is the app's too: the same rules and the history the app
-            // reads. (Lists are still compiled when Embargo opens; compiling them in the app
-            // only, and mapping them here, is issue #18's next step for the 50 MB cap.)
+            // The storage directory is the app's too: the rules the app compiled, mapped here
+            // (no list is parsed inside the 50 MiB cap), and the history the app reads.
             let config = settings.config()
-            let embargo = try Embargo(config: config, storageDir: group.storageDirectory.path)
+            let embargo = try group.openTunnelCore(config: config)
             let network = NEPacketTunnelNetworkSettings(tunnelRemoteAddress: "127.0.0.1")
             let ipv4 = NEIPv4Settings(addresses: ["10.111.0.2"], subnetMasks: ["255.255.255.0"])
             ipv4.includedRoutes = [NEIPv4Route.default()]
@@ -73,11 +72,23 @@ open class PacketTunnelProvider: NEPacketTunnelProvider {
         }
         switch message {
         case .reload:
-            // The app changed lists or choices in the shared storage directory: read them
-            // again without restarting the tunnel. (Settings apply at the next start.)
-            completionHandler?((try? embargo.reload()) == nil ? Data("failed".utf8) : nil)
+            // The app changed settings, lists or choices in the shared container and
+            // compiled the rules: take them without restarting the tunnel (the settings that
+            // need a start are logged). A failure (a stale file) keeps the rules in force.
+            do {
+                guard let group = AppGroup.shared() else { throw NEVPNError(.configurationInvalid) }
+                let waiting = try embargo.reloadFromApp(settingsFile: group.settingsFile)
+                if !waiting.isEmpty {
+                    log.info("settings for the next start: \(waiting.joined(separator: ", "), privacy: .public)")
+                }
+                completionHandler?(nil)
+            } catch {
+                completionHandler?(Data("failed: \(error)".utf8))
+            }
         case .status:
             completionHandler?((try? embargo.status()).map(ProviderStatus.encode))
+        case .events:
+            completionHandler?(ProviderEvents.drain(embargo))
         }
     }
 }

@@ -22,7 +22,7 @@ public final class AppState: ObservableObject {
         try group.prepare()
         let settings = try SettingsStore(file: group.settingsFile).load()
         self.group = group
-        embargo = try Embargo(config: settings.config(), storageDir: group.storageDirectory.path)
+        embargo = try group.openAppCore(config: settings.config())
         history = HistoryModel(embargo: embargo)
         choices = try NetworkChoices(embargo: embargo, file: group.container.appendingPathComponent("choices.json"))
     }
@@ -158,6 +158,7 @@ struct TallyView: View {
                 try state.choices.set(country: key, choice)
             }
         }
+        Task { await state.sendReload() }
     }
 
     var body: some View {
@@ -196,7 +197,14 @@ struct ListsView: View {
             List(lists, id: \.name) { list in
                 Toggle(isOn: Binding(
                     get: { list.enabled },
-                    set: { on in state.attempt { try state.embargo.setListEnabled(name: list.name, enabled: on) }; reload() }
+                    set: { on in
+                        state.attempt {
+                            try state.embargo.setListEnabled(name: list.name, enabled: on)
+                            try state.embargo.rulesChanged()
+                        }
+                        Task { await state.sendReload() }
+                        reload()
+                    }
                 )) {
                     VStack(alignment: .leading) {
                         Text(list.name)
@@ -221,13 +229,19 @@ struct SettingsView: View {
     var body: some View {
         NavigationStack {
             Form {
-                TextField("DNS resolver", text: $settings.dnsUpstream)
+                TextField("DNS resolver", text: $settings.dnsUpstream, prompt: Text("9.9.9.9, tls://NAME@IP, https://NAME@IP/dns-query"))
+                    .autocorrectionDisabled()
+                Text(Settings.isEncryptedDns(settings.dnsUpstream) ? "Encrypted (the name is checked against the server's certificate)" : "Plain DNS")
+                    .font(.caption)
                 Toggle("Record allowed connections", isOn: $settings.recordAllowed)
                 Toggle("Refuse encrypted DNS to known resolvers", isOn: $settings.blockEncryptedDns)
                 Toggle("Keep the tunnel on (on demand)", isOn: $settings.onDemand)
                 Stepper("Keep history \(settings.historyRetentionDays) days", value: $settings.historyRetentionDays, in: 1...365)
                 Button("Save") {
-                    state.attempt { try SettingsStore(file: state.group.settingsFile).save(settings) }
+                    state.attempt {
+                        try settings.validate()
+                        try SettingsStore(file: state.group.settingsFile).save(settings)
+                    }
                     Task { await state.sendReload() }
                 }
             }

@@ -78,7 +78,11 @@ final class CoreTests: XCTestCase {
     }
 
     func testABlockedQuestionIsAnsweredInABatchAndRecordedAsByteDance() throws {
-        let (embargo, group) = try open()
+        // The two processes' cores: the extension's runs the tunnel and writes the history,
+        // the app's reads it (read-only, never blocking the writer).
+        let group = AppGroup(container: dir)
+        let app = try group.openAppCore(config: Settings().config())
+        let embargo = try group.openTunnelCore(config: Settings().config())
         let flow = FakeFlow()
         let bridge = TunnelBridge(embargo: embargo, flow: flow)
         try bridge.start()
@@ -102,7 +106,7 @@ final class CoreTests: XCTestCase {
 
         // The history the app reads: one coalesced row per name, owned by ByteDance.
         try embargo.flushHistory()
-        let history = HistoryModel(embargo: embargo, pageSize: 1)
+        let history = HistoryModel(embargo: app, pageSize: 1)
         try history.apply(HistoryFilter(search: "TIKTOKV", verdict: .block))
         XCTAssertEqual(history.rows.count, 1)
         XCTAssertTrue(history.hasMore)
@@ -136,8 +140,12 @@ final class CoreTests: XCTestCase {
         XCTAssertEqual(week.last?.blocked, 11)
         XCTAssertEqual(week.last?.date.count, 10, "YYYY-MM-DD")
 
-        // The database is in the App Group container, where the app reads it.
+        // The database is in the App Group container, where the app reads it and writes
+        // nothing: hiding rows is the extension's to do.
         XCTAssertTrue(FileManager.default.fileExists(atPath: group.historyDatabase.path))
+        XCTAssertThrowsError(try app.hide(entry: .name(name: "log.tiktokv.com"))) { error in
+            XCTAssertTrue("\(error)".contains("only reads the history"), "\(error)")
+        }
     }
 
     func testPushingWithoutATunnelIsAStateError() throws {

@@ -64,6 +64,30 @@ final class SettingsTests: XCTestCase {
             XCTAssertTrue("\(error)".hasPrefix(file.path), "\(error)")
         }
     }
+
+    /// An encrypted DNS server as the upstream (as on Android): told apart by its scheme,
+    /// handed to the core's `dnsUpstreams`, and checked by the core before saving.
+    func testEncryptedDnsUpstreamIsCheckedByTheCore() throws {
+        var settings = Settings()
+        for server in ["tls://dns.example@192.0.2.1", "https://dns.example@192.0.2.2/dns-query", "tls://dns.example@192.0.2.1:8853"] {
+            settings.dnsUpstream = server
+            XCTAssertTrue(Settings.isEncryptedDns(server))
+            XCTAssertNoThrow(try settings.validate(), server)
+            XCTAssertEqual(settings.config().dnsUpstreams, [server])
+            XCTAssertEqual(settings.config().dnsUpstream, EmbargoConfig().dnsUpstream)
+        }
+        settings.dnsUpstream = "1.1.1.1"
+        XCTAssertFalse(Settings.isEncryptedDns("1.1.1.1"))
+        XCTAssertNoThrow(try settings.validate())
+        XCTAssertEqual(settings.config().dnsUpstreams, [])
+        XCTAssertEqual(settings.config().dnsUpstream, "1.1.1.1")
+        for bad in ["tls://dns.example", "https://dns.example@192.0.2.2", "dns.example"] {
+            settings.dnsUpstream = bad
+            XCTAssertThrowsError(try settings.validate(), bad) { error in
+                XCTAssertTrue("\(error)".contains(bad), "\(bad): \(error)")
+            }
+        }
+    }
 }
 
 final class FormattingTests: XCTestCase {
@@ -122,7 +146,7 @@ final class SummariesTests: XCTestCase {
 
 final class ProviderMessageTests: XCTestCase {
     func testRoundTrip() throws {
-        for m in [ProviderMessage.reload, .status] {
+        for m in [ProviderMessage.reload, .status, .events] {
             XCTAssertEqual(try ProviderMessage.decode(try m.encoded()), m)
         }
         XCTAssertThrowsError(try ProviderMessage.decode(Data("{}".utf8)))
@@ -137,6 +161,34 @@ final class ProviderMessageTests: XCTestCase {
         XCTAssertEqual(try ProviderStatus.decode(ProviderStatus.encode(status)), status)
         XCTAssertThrowsError(try ProviderStatus.decode(Data(#"{"state":"running"}"#.utf8))) { error in
             XCTAssertTrue("\(error)".contains("packets_in"), "\(error)")
+        }
+    }
+
+    /// Live events cross from the extension to the app in the core's versioned byte form.
+    func testLiveEventsCrossInTheCoresEncoding() throws {
+        let events: [LiveEvent] = [
+            .stateChanged(state: .failed, message: "tunnel failed: é"),
+            .error(message: "packet sink failed"),
+            .stateChanged(state: .running, message: nil),
+        ]
+        let data = ProviderEvents.encode(events)
+        XCTAssertEqual(try ProviderEvents.decode(data), events)
+        XCTAssertEqual(try decodeLiveEvent(bytes: encodeLiveEvent(event: events[0])), events[0])
+        // Every truncation is an error (or, at a frame's end, the events before it), never a crash.
+        let ends = Dictionary(uniqueKeysWithValues: (0...events.count).map {
+            (ProviderEvents.encode(Array(events.prefix($0))).count, $0)
+        })
+        for length in 0..<data.count {
+            let short = Data(data.prefix(length))
+            if let whole = ends[length] {
+                XCTAssertEqual(try ProviderEvents.decode(short), Array(events.prefix(whole)))
+            } else {
+                XCTAssertThrowsError(try ProviderEvents.decode(short), "\(length) bytes")
+            }
+        }
+        XCTAssertEqual(try ProviderEvents.decode(Data()), [])
+        XCTAssertThrowsError(try decodeLiveEvent(bytes: Data(#"{"version":2,"event":{}}"#.utf8))) { error in
+            XCTAssertTrue("\(error)".contains("version 2"), "\(error)")
         }
     }
 }

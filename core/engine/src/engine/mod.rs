@@ -263,6 +263,17 @@ impl Engine {
         &self.config
     }
 
+    /// Takes the settings of `config` that are read at each decision (how blocked names are
+    /// answered, whether encrypted DNS is refused, how long a new flow waits for its app): they
+    /// apply from the next decision. The rest (MTU, resolvers, budgets, timeouts) is fixed for
+    /// the engine's life: a new engine takes it.
+    pub fn set_live_settings(&mut self, config: &EngineConfig) {
+        self.config.dns_block_answer = config.dns_block_answer;
+        self.config.dns_block_ttl = config.dns_block_ttl;
+        self.config.block_encrypted_dns = config.block_encrypted_dns;
+        self.config.app_wait = config.app_wait;
+    }
+
     pub(crate) fn smol_now(&self) -> smoltcp::time::Instant {
         let micros = self.now.saturating_duration_since(self.epoch).as_micros();
         smoltcp::time::Instant::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))

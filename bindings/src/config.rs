@@ -74,6 +74,11 @@ pub struct EmbargoConfig {
     pub app_wait_ms: u32,
 }
 
+/// Events per history transaction on a phone (the store's default 16,384 holds ~5 MB).
+const PHONE_HISTORY_BATCH: usize = 2_048;
+/// The history writer's SQLite page cache on a phone (the store's default is 16 MB).
+const PHONE_HISTORY_CACHE_BYTES: usize = 2 << 20;
+
 impl Default for EmbargoConfig {
     fn default() -> Self {
         EmbargoConfig {
@@ -264,6 +269,10 @@ impl EmbargoConfig {
         c.retention = Duration::from_secs(u64::from(self.history_retention_days) * 24 * 3600);
         c.max_bytes = self.history_max_bytes;
         c.record_allowed = self.record_allowed;
+        // The tunnel process of a phone lives under a memory cap (iOS: 50 MB for everything):
+        // smaller batches and page cache cost more writes per event, not memory.
+        c.batch_max = PHONE_HISTORY_BATCH;
+        c.cache_bytes = PHONE_HISTORY_CACHE_BYTES;
         c
     }
 }

@@ -46,7 +46,14 @@ pub struct Config {
     /// Events kept in memory while writes fail (disk full, read-only), retried with back-off.
     /// Beyond it they are counted as dropped. Default 100,000.
     pub retry_capacity: usize,
+    /// SQLite page cache of the writer's connection. Default [`DEFAULT_CACHE_BYTES`] (16 MB):
+    /// a batch's dirty index pages stay in memory until its commit. A phone's tunnel process
+    /// runs under a memory cap (iOS: 50 MB in all) and takes less.
+    pub cache_bytes: usize,
 }
+
+/// See [`Config::cache_bytes`].
+pub const DEFAULT_CACHE_BYTES: usize = 16_000 * 1024;
 
 impl Config {
     /// Defaults for the database at `path`.
@@ -64,6 +71,7 @@ impl Config {
             retention_batch: 5_000,
             retention_interval: Duration::from_secs(600),
             retry_capacity: 100_000,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }

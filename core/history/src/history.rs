@@ -78,7 +78,7 @@ impl History {
     /// writer. See [`History::open_outcome`] for what happened to the file.
     pub fn open(config: Config) -> Result<History, HistoryError> {
         let (conn, outcome) = open::open(&config.path, config.hard_max_bytes)?;
-        let writer_conn = open::connect(&config.path, config.hard_max_bytes)?;
+        let writer_conn = open::connect(&config.path, config.hard_max_bytes, config.cache_bytes)?;
         let (recorder, handle) = writer::spawn(writer_conn, &config)?;
         Ok(History {
             conn: Mutex::new(conn),

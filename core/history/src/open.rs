@@ -98,10 +98,12 @@ fn companions(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
 ///
 /// `wal_autocheckpoint = 4096` pages (16 MiB): a checkpoint (which does fsync) every few
 /// batches rather than after each; `journal_size_limit` then trims the WAL file back to 32 MiB.
-/// `cache_size` 16 MB: a batch's dirty index pages stay in memory until the commit.
+/// `cache_size` ([`crate::Config::cache_bytes`]): a batch's dirty index pages stay in memory
+/// until the commit.
 pub(crate) fn connect(
     path: &Path,
     hard_max_bytes: Option<u64>,
+    cache_bytes: usize,
 ) -> Result<Connection, HistoryError> {
     let context = format!("opening {}", path.display());
     let conn = Connection::open_with_flags(
@@ -114,9 +116,14 @@ pub(crate) fn connect(
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL;
          PRAGMA wal_autocheckpoint = 4096;
-         PRAGMA journal_size_limit = 33554432;
-         PRAGMA cache_size = -16000;",
+         PRAGMA journal_size_limit = 33554432;",
     )
+    .map_err(HistoryError::sqlite(context.clone()))?;
+    // A negative cache_size is in KiB.
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{};",
+        (cache_bytes / 1024).max(64)
+    ))
     .map_err(HistoryError::sqlite(context.clone()))?;
     if let Some(max) = hard_max_bytes {
         let page_size: i64 = conn
@@ -135,7 +142,7 @@ fn open_and_migrate(
     path: &Path,
     hard_max_bytes: Option<u64>,
 ) -> Result<(Connection, i64), HistoryError> {
-    let mut conn = connect(path, hard_max_bytes)?;
+    let mut conn = connect(path, hard_max_bytes, crate::config::DEFAULT_CACHE_BYTES)?;
     let context = format!("reading {}", path.display());
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))

@@ -549,7 +549,11 @@ impl Writer {
         if self.reconnect {
             // A connection that met a read-only file stays read-only; a new one sees the file
             // as it is now (e.g. the file system was remounted read-write).
-            match crate::open::connect(&self.config.path, self.config.hard_max_bytes) {
+            match crate::open::connect(
+                &self.config.path,
+                self.config.hard_max_bytes,
+                self.config.cache_bytes,
+            ) {
                 Ok(conn) => {
                     self.conn = conn;
                     self.reconnect = false;

@@ -472,6 +472,8 @@ def test_ten_thousand_concurrent_connections_are_all_served(net, embargo):
     net.spawn(net.inet, ["bash", "-c", f"ulimit -n {limit}; exec python3 {script} serve {CONNS_PORT}"],
               "conns-server")
     wait_listening(net.inet, CONNS_PORT, "the connections' server")
+    before = json.dumps(embargo.cli_json("status"))[:3000]
+    print(f"\n[netns] status before the load: {before}")
     cp = in_ns(net.phone, "bash", "-c",
                f"ulimit -n {limit}; exec python3 {script} load {ALLOWED_IP} {CONNS_PORT} {CONNS}",
                check=False, timeout=120)
@@ -480,6 +482,7 @@ def test_ten_thousand_concurrent_connections_are_all_served(net, embargo):
     status = Path(f"/proc/{embargo.proc.pid}/status").read_text()
     hwm = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), "?")
     print(f"\n[netns] {CONNS} concurrent connections: {result}; Embargo's peak RSS so far {hwm} kB")
+    print(f"[netns] status after the load: {json.dumps(embargo.cli_json('status'))[:3000]}")
     assert result["served"] == CONNS and not result["errors"], result
 
 

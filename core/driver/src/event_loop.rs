@@ -191,24 +191,15 @@ impl EventLoop {
             },
         };
         let apps = if engine.config().resolve_apps {
-            let s = shared.clone();
-            Some(FlowAppResolver::start(
-                hooks.clone(),
-                Box::new(move || {
-                    let _ = s.waker.wake();
-                }),
-            )?)
+            Some(FlowAppResolver::start(hooks.clone(), wake_loop(&shared))?)
         } else {
             None
         };
         let dns = if config.dns.active() {
-            let s = shared.clone();
             Some(DnsClient::start(
                 &config.dns,
                 hooks.clone(),
-                Box::new(move || {
-                    let _ = s.waker.wake();
-                }),
+                wake_loop(&shared),
             )?)
         } else {
             None
@@ -955,6 +946,15 @@ impl EventLoop {
 /// any peer again and sends where each `send_to` says.
 /// How a non-blocking connect of `stream` ended, on a writable (or error) edge: `None` while
 /// it is still in progress.
+/// The callback a worker thread (app identity, encrypted DNS) calls when it has answers: it
+/// wakes the loop out of `poll`.
+fn wake_loop(shared: &Arc<Shared>) -> Box<dyn Fn() + Send> {
+    let s = shared.clone();
+    Box::new(move || {
+        let _ = s.waker.wake();
+    })
+}
+
 fn connect_outcome(stream: &TcpStream) -> Option<io::Result<()>> {
     match stream.take_error() {
         Ok(Some(e)) | Err(e) => Some(Err(e)),
